@@ -1,0 +1,52 @@
+// The admin listener: /metrics, /livez, /readyz, /admin/endpoints, /admin/drain. Runs on the
+// control thread's io_context; it only reads the workers' atomics and the metrics registry.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "meridian/config/config.hpp"
+#include "meridian/metrics/metrics.hpp"
+#include "meridian/upstream/cluster.hpp"
+
+namespace meridian::admin {
+
+struct context {
+  const config::gateway_config* cfg = nullptr;
+  metrics::registry* metrics = nullptr;
+  std::vector<const upstream::worker_upstreams*> workers;
+  const std::atomic<bool>* draining = nullptr;
+  std::string io_backend;
+  std::function<void()> on_drain;  // called on the control thread
+};
+
+struct response {
+  int status = 200;
+  std::string content_type;
+  std::string body;
+};
+
+// The routing of admin requests, separate from sockets so it can be tested directly.
+response handle(const context& ctx, std::string_view method, std::string_view path);
+
+class server {
+ public:
+  // Binds now (throws std::runtime_error if it cannot); serves after start().
+  server(boost::asio::io_context& io, const config::host_port& address, context ctx);
+  ~server();
+  void start();
+  void close();
+  std::string bound() const;
+
+  struct impl;
+
+ private:
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace meridian::admin

@@ -1,0 +1,50 @@
+// Diagnostic logging (not the access log): one line per event to stderr; any thread may log.
+#pragma once
+
+#include <charconv>
+#include <concepts>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+namespace meridian::common {
+
+enum class log_level { debug = 0, info = 1, warn = 2, error = 3 };
+
+void set_log_level(log_level level);
+log_level current_log_level();
+bool parse_log_level(std::string_view text, log_level& out);
+
+// Writes one whole line with a single write(2) so lines from workers never interleave.
+void log_line(log_level level, std::string_view component, std::string_view message);
+
+namespace detail {
+inline void append_one(std::string& out, std::string_view v) { out.append(v); }
+inline void append_one(std::string& out, const char* v) { out.append(v); }
+inline void append_one(std::string& out, const std::string& v) { out.append(v); }
+inline void append_one(std::string& out, char v) { out.push_back(v); }
+inline void append_one(std::string& out, bool v) { out.append(v ? "true" : "false"); }
+template <class T>
+  requires(std::is_arithmetic_v<T> && !std::same_as<T, bool> && !std::same_as<T, char>)
+void append_one(std::string& out, T v) {
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, res.ptr);
+}
+}  // namespace detail
+
+// Concatenates strings and numbers; the project's stand-in for std::format (absent in GCC 12).
+template <class... Args>
+std::string cat(const Args&... args) {
+  std::string out;
+  (detail::append_one(out, args), ...);
+  return out;
+}
+
+template <class... Args>
+void log(log_level level, std::string_view component, const Args&... args) {
+  if (level < current_log_level()) return;
+  log_line(level, component, cat(args...));
+}
+
+}  // namespace meridian::common

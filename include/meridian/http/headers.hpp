@@ -1,0 +1,42 @@
+// Serialising the heads the gateway sends: requests re-framed for backends, responses for
+// clients, and the gateway's own responses. Appends into caller-owned strings that are reused
+// across requests (no allocation once warm). Worker thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "meridian/http/parser.hpp"
+
+namespace meridian::http {
+
+struct forward_context {
+  std::string_view client_ip;
+  std::string_view proto = "http";
+  std::string_view request_id;
+};
+
+// How a body is framed on the wire we write.
+enum class out_framing { none, content_length, chunked, close_delimited };
+
+// Request to a backend: origin-form target, Host kept, hop-by-hop removed, X-Forwarded-* and
+// x-request-id set, and exactly one framing header (never the client's).
+void build_upstream_request(std::string& out, const request_head& req,
+                            const forward_context& ctx, out_framing framing,
+                            std::uint64_t content_length);
+
+// Response to a client: hop-by-hop removed, x-request-id echoed, framing re-stated.
+void build_downstream_response(std::string& out, const response_head& resp,
+                               std::string_view request_id, out_framing framing,
+                               std::uint64_t content_length, bool keep_alive, int client_minor);
+
+// The gateway's own response (errors, admin pages).
+void build_local_response(std::string& out, int status, std::string_view content_type,
+                          std::string_view body, bool keep_alive, std::string_view request_id = {},
+                          int retry_after_s = 0);
+
+std::string_view reason_phrase(int status);
+void append_uint(std::string& out, std::uint64_t v);
+
+}  // namespace meridian::http

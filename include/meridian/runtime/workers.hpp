@@ -1,0 +1,38 @@
+// Worker threads, one io_context each (single-threaded: no strands, no locks on the data path).
+// Created and stopped by the main thread; each io_context is driven by its own thread only.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace meridian::runtime {
+
+class worker_pool {
+ public:
+  explicit worker_pool(unsigned count);
+  ~worker_pool();
+  worker_pool(const worker_pool&) = delete;
+  worker_pool& operator=(const worker_pool&) = delete;
+
+  unsigned size() const { return static_cast<unsigned>(contexts_.size()); }
+  boost::asio::io_context& io(unsigned i) { return *contexts_[i]; }
+
+  // Runs every io_context on its own thread until stop().
+  void start();
+  void stop();
+  void join();
+
+ private:
+  std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
+  std::vector<std::thread> threads_;
+  struct guards;
+  std::unique_ptr<guards> guards_;
+};
+
+// "auto" worker count: the CPUs this process may run on.
+unsigned default_worker_count();
+
+}  // namespace meridian::runtime

@@ -1,0 +1,214 @@
+#include "meridian/admin/admin.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json.hpp>
+#include <stdexcept>
+
+#include "meridian/common/error.hpp"
+#include "meridian/common/log.hpp"
+#include "meridian/http/headers.hpp"
+#include "meridian/http/parser.hpp"
+
+namespace meridian::admin {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+response json_error(common::error_kind kind, std::string_view message) {
+  return {common::status_of(kind), "application/json", common::error_body(kind, message)};
+}
+
+// An endpoint is healthy if any worker still sends it traffic.
+bool endpoint_healthy(const context& ctx, std::size_t c, std::size_t e) {
+  for (const auto* w : ctx.workers)
+    if (w->cluster(c).endpoints[e]->stats.healthy_shared.load(std::memory_order_relaxed))
+      return true;
+  return false;
+}
+
+std::string endpoints_json(const context& ctx) {
+  namespace json = boost::json;
+  json::object root;
+  root["io_backend"] = ctx.io_backend;
+  root["workers"] = ctx.workers.size();
+  root["draining"] = ctx.draining && ctx.draining->load();
+  json::array clusters;
+  for (std::size_t c = 0; c < ctx.cfg->clusters.size(); ++c) {
+    const auto& cc = ctx.cfg->clusters[c];
+    json::object co;
+    co["name"] = cc.name;
+    co["kind"] = std::string(config::to_string(cc.kind));
+    co["balancer"] = std::string(config::to_string(cc.balancer));
+    json::array eps;
+    for (std::size_t e = 0; e < cc.endpoints.size(); ++e) {
+      std::uint64_t in_flight = 0, requests = 0, failures = 0;
+      for (const auto* w : ctx.workers) {
+        const auto& st = w->cluster(c).endpoints[e]->stats;
+        in_flight += st.in_flight_shared.load(std::memory_order_relaxed);
+        requests += st.requests_total.load(std::memory_order_relaxed);
+        failures += st.failures_total.load(std::memory_order_relaxed);
+      }
+      json::object eo;
+      eo["address"] = cc.endpoints[e].address.to_string();
+      eo["zone"] = cc.endpoints[e].zone;
+      eo["healthy"] = endpoint_healthy(ctx, c, e);
+      eo["in_flight"] = in_flight;
+      eo["requests_total"] = requests;
+      eo["connect_failures_total"] = failures;
+      // Inputs of the latency-aware balancer; null until probes and scrapes measure them.
+      for (const char* k : {"rtt_ms", "ttft_ewma_ms", "tpot_ewma_ms", "queue_depth",
+                            "kv_cache_usage", "scrape_age_ms", "score"})
+        eo[k] = nullptr;
+      eps.push_back(std::move(eo));
+    }
+    co["endpoints"] = std::move(eps);
+    clusters.push_back(std::move(co));
+  }
+  root["clusters"] = std::move(clusters);
+  return json::serialize(root) + "\n";
+}
+}  // namespace
+
+response handle(const context& ctx, std::string_view method, std::string_view target) {
+  auto q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  bool get = method == "GET" || method == "HEAD";
+  if (path == "/metrics") {
+    if (!get) return json_error(common::error_kind::bad_request, "use GET for /metrics");
+    return {200, "text/plain; version=0.0.4; charset=utf-8", ctx.metrics->serialize()};
+  }
+  if (path == "/livez") return {200, "text/plain", "ok\n"};
+  if (path == "/readyz") {
+    if (ctx.draining && ctx.draining->load())
+      return json_error(common::error_kind::draining, "draining");
+    for (std::size_t c = 0; c < ctx.cfg->clusters.size(); ++c) {
+      bool any = false;
+      for (std::size_t e = 0; e < ctx.cfg->clusters[c].endpoints.size() && !any; ++e)
+        any = endpoint_healthy(ctx, c, e);
+      if (!any)
+        return json_error(common::error_kind::no_healthy_upstream,
+                          common::cat("cluster '", ctx.cfg->clusters[c].name,
+                                      "' has no healthy endpoint"));
+    }
+    return {200, "text/plain", "ready\n"};
+  }
+  if (path == "/admin/endpoints") {
+    if (!get) return json_error(common::error_kind::bad_request, "use GET for /admin/endpoints");
+    return {200, "application/json", endpoints_json(ctx)};
+  }
+  if (path == "/admin/drain") {
+    if (method != "POST") return json_error(common::error_kind::bad_request, "use POST for /admin/drain");
+    if (ctx.on_drain) ctx.on_drain();
+    return {202, "application/json", "{\"draining\":true}\n"};
+  }
+  return json_error(common::error_kind::not_found, common::cat("no admin page at ", path));
+}
+
+struct server::impl {
+  impl(asio::io_context& io_, context c) : io(io_), acceptor(io_), ctx(std::move(c)) {}
+  asio::io_context& io;
+  tcp::acceptor acceptor;
+  context ctx;
+};
+
+namespace {
+asio::awaitable<void> serve_admin_connection(tcp::socket socket, server::impl* srv);
+
+asio::awaitable<void> admin_accept_loop(server::impl* srv) {
+  while (srv->acceptor.is_open()) {
+    auto [ec, socket] = co_await srv->acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      if (!srv->acceptor.is_open()) co_return;
+      continue;
+    }
+    asio::co_spawn(srv->io, serve_admin_connection(std::move(socket), srv), asio::detached);
+  }
+}
+
+asio::awaitable<void> serve_admin_connection(tcp::socket socket, server::impl* srv) {
+  std::string in;
+  std::vector<http::header> fields(100);
+  std::string out;
+  asio::steady_timer deadline(srv->io);
+  // The admin port is for operators and scrapers: a generous but bounded idle timer suffices.
+  bool done = false;
+  while (!done) {
+    std::size_t head_len = 0;
+    deadline.expires_after(std::chrono::seconds(30));
+    deadline.async_wait([&socket](boost::system::error_code ec) {
+      if (!ec) socket.close(ec);
+    });
+    while ((head_len = http::find_head_end(in)) == 0) {
+      if (in.size() > 64 * 1024) break;
+      char tmp[4096];
+      auto [ec, n] = co_await socket.async_read_some(asio::buffer(tmp),
+                                                     asio::as_tuple(asio::use_awaitable));
+      if (ec) break;
+      in.append(tmp, n);
+    }
+    deadline.cancel();
+    if (head_len == 0) co_return;
+    http::request_head req;
+    http::parse_error perr{};
+    response r;
+    bool keep = false;
+    if (http::parse_request(std::string_view(in).substr(0, head_len), {}, fields, req, perr) !=
+        http::parse_status::complete) {
+      r = json_error(common::error_kind::bad_request, http::describe(perr));
+    } else {
+      r = handle(srv->ctx, req.method, req.path);
+      keep = req.keep_alive && req.body == http::body_kind::none;
+    }
+    http::build_local_response(out, r.status, r.content_type,
+                               req.method == "HEAD" ? std::string_view{} : std::string_view(r.body),
+                               keep);
+    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out),
+                                              asio::as_tuple(asio::use_awaitable));
+    if (ec || !keep) done = true;
+    in.erase(0, head_len);
+  }
+  boost::system::error_code ignored;
+  socket.shutdown(tcp::socket::shutdown_send, ignored);
+}
+}  // namespace
+
+server::server(asio::io_context& io, const config::host_port& address, context ctx)
+    : impl_(std::make_unique<impl>(io, std::move(ctx))) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(address.host == "localhost" ? "127.0.0.1" : address.host, ec);
+  if (ec) throw std::runtime_error(common::cat("admin address ", address.to_string(),
+                                               " is not an IP address"));
+  tcp::endpoint ep(addr, address.port);
+  auto& a = impl_->acceptor;
+  a.open(ep.protocol(), ec);
+  if (!ec) a.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) a.bind(ep, ec);
+  if (!ec) a.listen(64, ec);
+  if (ec)
+    throw std::runtime_error(common::cat("cannot listen on admin address ", address.to_string(),
+                                         ": ", ec.message()));
+}
+
+server::~server() = default;
+
+void server::start() { asio::co_spawn(impl_->io, admin_accept_loop(impl_.get()), asio::detached); }
+
+void server::close() {
+  boost::system::error_code ignored;
+  impl_->acceptor.close(ignored);
+}
+
+std::string server::bound() const {
+  boost::system::error_code ec;
+  auto ep = impl_->acceptor.local_endpoint(ec);
+  return common::cat(ep.address().to_string(), ':', ep.port());
+}
+
+}  // namespace meridian::admin

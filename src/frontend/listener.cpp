@@ -1,0 +1,101 @@
+#include "meridian/frontend/listener.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <stdexcept>
+
+#include "meridian/common/log.hpp"
+
+namespace meridian::frontend {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+struct acceptor_slot {
+  tcp::acceptor acceptor;
+  proxy::worker* worker;
+  std::string name;
+};
+
+asio::awaitable<void> accept_loop(acceptor_slot* slot) {
+  asio::steady_timer backoff(slot->acceptor.get_executor());
+  while (slot->acceptor.is_open()) {
+    auto [ec, socket] = co_await slot->acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !slot->acceptor.is_open()) co_return;
+      // EMFILE and friends: back off briefly instead of spinning on a full descriptor table.
+      common::log(common::log_level::warn, "frontend", "accept on ", slot->name, " failed: ",
+                  ec.message());
+      backoff.expires_after(std::chrono::milliseconds(50));
+      co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
+      continue;
+    }
+    slot->worker->serve(std::move(socket));
+  }
+}
+
+tcp::endpoint resolve(const config::host_port& hp) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(hp.host == "localhost" ? "127.0.0.1" : hp.host, ec);
+  if (ec) throw std::runtime_error(common::cat("listener address ", hp.to_string(),
+                                               " is not an IP address"));
+  return {addr, hp.port};
+}
+}  // namespace
+
+struct listener_set::impl {
+  std::vector<std::unique_ptr<acceptor_slot>> slots;
+};
+
+listener_set::listener_set(const config::gateway_config& cfg, std::vector<proxy::worker*> workers)
+    : impl_(std::make_unique<impl>()) {
+  for (const auto& l : cfg.listeners) {
+    tcp::endpoint ep = resolve(l.address);
+    for (auto* w : workers) {
+      auto slot = std::make_unique<acceptor_slot>(
+          acceptor_slot{tcp::acceptor(w->io()), w, l.name});
+      boost::system::error_code ec;
+      auto& a = slot->acceptor;
+      a.open(ep.protocol(), ec);
+      if (!ec) a.set_option(tcp::acceptor::reuse_address(true), ec);
+      if (!ec) {
+        int one = 1;
+        if (::setsockopt(a.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+          ec.assign(errno, boost::system::system_category());
+      }
+      if (!ec) a.bind(ep, ec);
+      if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+      if (ec)
+        throw std::runtime_error(common::cat("cannot listen on ", l.address.to_string(), " (",
+                                             l.name, "): ", ec.message()));
+      // Port 0: the first worker's bind picks the port; the others join it.
+      ep = a.local_endpoint();
+      impl_->slots.push_back(std::move(slot));
+    }
+    bound_.push_back(common::cat(l.name, '=', ep.address().to_string(), ':', ep.port()));
+  }
+}
+
+listener_set::~listener_set() = default;
+
+void listener_set::start() {
+  for (auto& s : impl_->slots)
+    asio::co_spawn(s->acceptor.get_executor(), accept_loop(s.get()), asio::detached);
+}
+
+void listener_set::close() {
+  for (auto& s : impl_->slots) {
+    asio::post(s->acceptor.get_executor(), [slot = s.get()] {
+      boost::system::error_code ignored;
+      slot->acceptor.close(ignored);
+    });
+  }
+}
+
+}  // namespace meridian::frontend

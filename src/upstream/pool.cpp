@@ -1,0 +1,147 @@
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "meridian/upstream/cluster.hpp"
+
+namespace meridian::upstream {
+namespace {
+constexpr std::uint32_t eject_after_failures = 3;
+constexpr auto ejection_time = std::chrono::seconds(5);
+
+std::int64_t to_ns(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+// An idle keep-alive connection must have nothing to read: EOF means the backend closed it,
+// bytes mean it broke protocol. Either way it cannot carry a request.
+bool still_usable(boost::asio::ip::tcp::socket& s) {
+  char c;
+  ssize_t n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+}  // namespace
+
+worker_upstreams::worker_upstreams(const config::gateway_config& cfg,
+                                   const std::vector<std::vector<endpoint_info>>& resolved) {
+  clusters_.resize(cfg.clusters.size());
+  for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
+    auto& cs = clusters_[c];
+    cs.cfg = &cfg.clusters[c];
+    for (const auto& info : resolved[c]) {
+      auto ep = std::make_unique<endpoint_state>();
+      ep->info = &info;
+      cs.stats_view.push_back(&ep->stats);
+      cs.endpoints.push_back(std::move(ep));
+    }
+  }
+}
+
+std::optional<boost::asio::ip::tcp::socket> worker_upstreams::take_idle(
+    std::size_t cluster, std::size_t endpoint, std::chrono::steady_clock::time_point now) {
+  auto& cs = clusters_[cluster];
+  auto& ep = *cs.endpoints[endpoint];
+  while (!ep.idle.empty()) {
+    pooled_connection pc = std::move(ep.idle.back());
+    ep.idle.pop_back();
+    if (now - pc.idle_since < cs.cfg->pool.idle_timeout && still_usable(pc.socket))
+      return std::move(pc.socket);
+    boost::system::error_code ignored;
+    pc.socket.close(ignored);
+    --ep.open;
+  }
+  return std::nullopt;
+}
+
+void worker_upstreams::release(std::size_t cluster, std::size_t endpoint,
+                               boost::asio::ip::tcp::socket socket,
+                               std::chrono::steady_clock::time_point now) {
+  auto& cs = clusters_[cluster];
+  auto& ep = *cs.endpoints[endpoint];
+  if (ep.idle.size() >= cs.cfg->pool.max_idle_per_endpoint) {
+    boost::system::error_code ignored;
+    socket.close(ignored);
+    --ep.open;
+    return;
+  }
+  ep.idle.push_back({std::move(socket), now});
+}
+
+void worker_upstreams::closed(std::size_t cluster, std::size_t endpoint) {
+  --clusters_[cluster].endpoints[endpoint]->open;
+}
+
+bool worker_upstreams::may_open(std::size_t cluster, std::size_t endpoint) const {
+  const auto& cs = clusters_[cluster];
+  return cs.endpoints[endpoint]->open < cs.cfg->pool.max_connections_per_endpoint;
+}
+
+void worker_upstreams::opened(std::size_t cluster, std::size_t endpoint) {
+  ++clusters_[cluster].endpoints[endpoint]->open;
+}
+
+void worker_upstreams::prune(std::chrono::steady_clock::time_point now) {
+  for (auto& cs : clusters_) {
+    for (auto& ep : cs.endpoints) {
+      std::size_t kept = 0;
+      for (auto& pc : ep->idle) {
+        if (now - pc.idle_since < cs.cfg->pool.idle_timeout && still_usable(pc.socket)) {
+          if (&ep->idle[kept] != &pc) ep->idle[kept] = std::move(pc);
+          ++kept;
+        } else {
+          boost::system::error_code ignored;
+          pc.socket.close(ignored);
+          --ep->open;
+        }
+      }
+      ep->idle.erase(ep->idle.begin() + static_cast<std::ptrdiff_t>(kept), ep->idle.end());
+    }
+  }
+}
+
+void worker_upstreams::close_all_idle() {
+  for (auto& cs : clusters_) {
+    for (auto& ep : cs.endpoints) {
+      for (auto& pc : ep->idle) {
+        boost::system::error_code ignored;
+        pc.socket.close(ignored);
+        --ep->open;
+      }
+      ep->idle.clear();
+    }
+  }
+}
+
+void worker_upstreams::record_connect_failure(std::size_t cluster, std::size_t endpoint,
+                                              std::chrono::steady_clock::time_point now) {
+  auto& st = clusters_[cluster].endpoints[endpoint]->stats;
+  st.failures_total.fetch_add(1, std::memory_order_relaxed);
+  if (++st.consecutive_failures >= eject_after_failures && st.healthy) {
+    st.healthy = false;
+    st.healthy_shared.store(false, std::memory_order_relaxed);
+    st.ejected_until_ns = to_ns(now + ejection_time);
+  }
+}
+
+void worker_upstreams::record_success(std::size_t cluster, std::size_t endpoint) {
+  auto& st = clusters_[cluster].endpoints[endpoint]->stats;
+  st.consecutive_failures = 0;
+  if (!st.healthy) {
+    st.healthy = true;
+    st.healthy_shared.store(true, std::memory_order_relaxed);
+  }
+}
+
+void worker_upstreams::refresh_health(std::chrono::steady_clock::time_point now) {
+  auto t = to_ns(now);
+  for (auto& cs : clusters_)
+    for (auto& ep : cs.endpoints)
+      if (!ep->stats.healthy && ep->stats.ejected_until_ns <= t) {
+        // Let traffic probe it again; one more failure ejects it at once.
+        ep->stats.healthy = true;
+        ep->stats.healthy_shared.store(true, std::memory_order_relaxed);
+        ep->stats.consecutive_failures = eject_after_failures - 1;
+      }
+}
+
+}  // namespace meridian::upstream
