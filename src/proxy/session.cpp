@@ -78,6 +78,7 @@ struct session_node : list_hook {
   virtual ~session_node() = default;
   virtual void close_if_idle() = 0;
   virtual void abort() = 0;
+  virtual void watch_if_waiting() = 0;
 };
 }  // namespace
 
@@ -657,9 +658,8 @@ struct session final : session_node {
       error_note = "upstream closed while receiving the request";
     }
 
-    // Response head.
-    session_ptr self(this);
-    start_watch(self);
+    // Response head. The client-gone watch is armed by the worker's housekeeping tick for
+    // requests still waiting, so fast exchanges pay no extra epoll_ctl for it.
     ph = phase::up_head;
     set_deadline(upstream_start + cfg.timeouts.upstream_response);
     ubegin = uend = 0;
@@ -1067,6 +1067,11 @@ struct session final : session_node {
     }
   }
 
+  void watch_if_waiting() override {
+    if ((ph == phase::up_head || ph == phase::up_body) && !watching && !closed)
+      start_watch(session_ptr(this));
+  }
+
   void abort() override {
     error_code ignored;
     client.close(ignored);
@@ -1117,6 +1122,7 @@ asio::awaitable<void> housekeeping(worker::impl* w) {
     w->log.flush();
     auto now = steady::now();
     w->ups.refresh_health(now);
+    for (auto& s : w->sessions) s.watch_if_waiting();
     if (++tick % 10 == 0) w->ups.prune(now);
   }
 }

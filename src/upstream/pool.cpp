@@ -8,6 +8,7 @@ namespace meridian::upstream {
 namespace {
 constexpr std::uint32_t eject_after_failures = 3;
 constexpr auto ejection_time = std::chrono::seconds(5);
+constexpr auto recheck_after_idle = std::chrono::seconds(1);
 
 std::int64_t to_ns(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
@@ -44,7 +45,12 @@ std::optional<boost::asio::ip::tcp::socket> worker_upstreams::take_idle(
   while (!ep.idle.empty()) {
     pooled_connection pc = std::move(ep.idle.back());
     ep.idle.pop_back();
-    if (now - pc.idle_since < cs.cfg->pool.idle_timeout && still_usable(pc.socket))
+    auto idle_for = now - pc.idle_since;
+    // Checking costs a syscall, so only connections idle long enough for a backend's keep-alive
+    // timer to have closed them are checked; a fresh one that fails is retried by the proxy
+    // when its request can be replayed.
+    if (idle_for < cs.cfg->pool.idle_timeout &&
+        (idle_for < recheck_after_idle || still_usable(pc.socket)))
       return std::move(pc.socket);
     boost::system::error_code ignored;
     pc.socket.close(ignored);

@@ -1,0 +1,186 @@
+#include "support/test_backend.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cctype>
+
+namespace test {
+namespace {
+bool send_str(int fd, const std::string& s) {
+  std::size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    off += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Waits up to `ms` for the peer to close; true if it did.
+bool peer_closed_within(int fd, int ms) {
+  pollfd p{fd, POLLIN | POLLRDHUP, 0};
+  if (::poll(&p, 1, ms) <= 0) return false;
+  char c;
+  return ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) <= 0;
+}
+
+std::string chunk(const std::string& data) {
+  char hex[20];
+  std::snprintf(hex, sizeof hex, "%zx\r\n", data.size());
+  return hex + data + "\r\n";
+}
+}  // namespace
+
+test_backend::test_backend() {
+  listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::listen(listen_fd_, 128);
+  socklen_t len = sizeof a;
+  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+  port_ = ntohs(a.sin_port);
+  acceptor_ = std::thread([this] { accept_loop(); });
+}
+
+test_backend::~test_backend() {
+  stopping_ = true;
+  ::shutdown(listen_fd_, SHUT_RDWR);
+  ::close(listen_fd_);
+  acceptor_.join();
+  {
+    std::lock_guard lock(mu_);
+    for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+  }
+  for (auto& t : threads_) t.join();
+}
+
+bool test_backend::eventually(const std::function<bool()>& pred,
+                              std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return pred();
+}
+
+std::vector<received> test_backend::requests() {
+  std::lock_guard lock(mu_);
+  return log_;
+}
+
+void test_backend::accept_loop() {
+  while (!stopping_) {
+    int fd = ::accept(listen_fd_, nullptr, nullptr);
+    if (fd < 0) return;
+    int id = ++connections_;
+    std::lock_guard lock(mu_);
+    fds_.push_back(fd);
+    threads_.emplace_back([this, fd, id] { serve(fd, id); });
+  }
+}
+
+void test_backend::serve(int fd, int id) {
+  std::string buf;
+  char tmp[16384];
+  bool keep_open = true;
+  while (keep_open && !stopping_) {
+    std::size_t end;
+    while ((end = buf.find("\r\n\r\n")) == std::string::npos) {
+      ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
+      if (n <= 0) {
+        ::close(fd);
+        return;
+      }
+      buf.append(tmp, static_cast<std::size_t>(n));
+    }
+    received r;
+    r.connection = id;
+    r.head = buf.substr(0, end + 4);
+    buf.erase(0, end + 4);
+    std::string lh = lower(r.head);
+    auto cl = lh.find("\r\ncontent-length: ");
+    if (cl != std::string::npos) {
+      std::size_t n = std::stoul(lh.substr(cl + 18));
+      while (buf.size() < n) {
+        ssize_t got = ::recv(fd, tmp, sizeof tmp, 0);
+        if (got <= 0) break;
+        buf.append(tmp, static_cast<std::size_t>(got));
+      }
+      r.body = buf.substr(0, n);
+      buf.erase(0, std::min(n, buf.size()));
+    } else if (lh.find("\r\ntransfer-encoding: chunked") != std::string::npos) {
+      std::size_t e;
+      while ((e = buf.find("\r\n0\r\n\r\n")) == std::string::npos && buf.rfind("0\r\n\r\n", 0) != 0) {
+        ssize_t got = ::recv(fd, tmp, sizeof tmp, 0);
+        if (got <= 0) break;
+        buf.append(tmp, static_cast<std::size_t>(got));
+      }
+      std::size_t stop = buf.rfind("0\r\n\r\n", 0) == 0 ? 5 : e + 7;
+      r.body = buf.substr(0, stop);
+      buf.erase(0, stop);
+    }
+    {
+      std::lock_guard lock(mu_);
+      log_.push_back(r);
+    }
+    respond(fd, r, keep_open);
+  }
+  ::close(fd);
+}
+
+void test_backend::respond(int fd, const received& r, bool& keep_open) {
+  std::string path = r.head.substr(r.head.find(' ') + 1);
+  path = path.substr(0, path.find(' '));
+  if (path.rfind("/echo", 0) == 0) {
+    std::string body = r.head + r.body;
+    send_str(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: X-Backend-Hop\r\n"
+                 "X-Backend-Hop: 1\r\nContent-Length: " +
+                     std::to_string(body.size()) + "\r\n\r\n" + body);
+  } else if (path == "/sse" || path == "/slow-sse") {
+    bool slow = path == "/slow-sse";
+    send_str(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n");
+    int events = slow ? 100 : 5;
+    for (int i = 0; i < events; ++i) {
+      std::string ev = "data: {\"i\":" + std::to_string(i) + "}\n\n";
+      if (!send_str(fd, chunk(ev)) || (slow && peer_closed_within(fd, 150))) {
+        ++aborted_streams;
+        keep_open = false;
+        return;
+      }
+      if (!slow) std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    }
+    send_str(fd, "0\r\n\r\n");
+  } else if (path == "/hang") {
+    // Never answers; notices (bounded) when the gateway gives up on it.
+    if (peer_closed_within(fd, 10000)) ++aborted_streams;
+    keep_open = false;
+  } else if (path == "/close") {
+    keep_open = false;
+  } else if (path.rfind("/delay", 0) == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\ndelayed");
+  } else if (path == "/until-close") {
+    send_str(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it");
+    keep_open = false;
+  } else {
+    send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+  }
+}
+
+}  // namespace test

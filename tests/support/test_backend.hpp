@@ -1,0 +1,50 @@
+// A small threaded HTTP/1.1 backend for integration tests, with scripted behaviours chosen by
+// path. It records what it received so tests can check what crossed the gateway. Listens on
+// 127.0.0.1:0; one thread per connection; everything stops in the destructor.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace test {
+
+struct received {
+  std::string head;  // raw request head as received
+  std::string body;  // raw body bytes (chunked left encoded)
+  int connection = 0;
+};
+
+class test_backend {
+ public:
+  test_backend();
+  ~test_backend();
+  std::uint16_t port() const { return port_; }
+  std::vector<received> requests();
+  int connections() const { return connections_.load(); }
+  // Set when a streaming or hanging response notices that the gateway closed the connection.
+  std::atomic<int> aborted_streams{0};
+  // Waits (bounded) for a condition that another thread makes true.
+  static bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
+
+ private:
+  void accept_loop();
+  void serve(int fd, int id);
+  void respond(int fd, const received& r, bool& keep_open);
+  int listen_fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> connections_{0};
+  std::mutex mu_;
+  std::vector<received> log_;
+  std::vector<int> fds_;
+  std::vector<std::thread> threads_;
+  std::thread acceptor_;
+};
+
+}  // namespace test

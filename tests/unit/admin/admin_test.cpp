@@ -1,0 +1,65 @@
+#include "meridian/admin/admin.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace meridian;
+
+namespace {
+struct fixture {
+  std::shared_ptr<const config::gateway_config> cfg = config::load_string(R"(
+listeners: [ { address: 127.0.0.1:0 } ]
+clusters: [ { name: llama, endpoints: [ 127.0.0.1:9201, 127.0.0.1:9202 ] } ]
+routes: [ { match: { path_prefix: / }, cluster: llama } ]
+)", "t");
+  std::vector<std::vector<upstream::endpoint_info>> eps{
+      {{"127.0.0.1:9201", "edge", {}}, {"127.0.0.1:9202", "cloud", {}}}};
+  metrics::registry reg{metrics::layout{{"r"}, {"llama"}, {"llama"},
+                                        {{"127.0.0.1:9201", "127.0.0.1:9202"}}, {"public"}}};
+  upstream::worker_upstreams w1{*cfg, eps}, w2{*cfg, eps};
+  std::atomic<bool> draining{false};
+  admin::context ctx;
+  fixture() {
+    ctx.cfg = cfg.get();
+    ctx.metrics = &reg;
+    ctx.workers = {&w1, &w2};
+    ctx.draining = &draining;
+    ctx.io_backend = "epoll";
+  }
+};
+}  // namespace
+
+TEST_CASE("livez, readyz and drain") {
+  fixture f;
+  CHECK(admin::handle(f.ctx, "GET", "/livez").status == 200);
+  CHECK(admin::handle(f.ctx, "GET", "/readyz").status == 200);
+  f.draining = true;
+  auto r = admin::handle(f.ctx, "GET", "/readyz");
+  CHECK(r.status == 503);
+  CHECK(r.body.find("\"code\":\"draining\"") != std::string::npos);
+}
+
+TEST_CASE("readyz fails when a cluster has no healthy endpoint on any worker") {
+  fixture f;
+  for (auto* w : {&f.w1, &f.w2})
+    for (auto& ep : w->cluster(0).endpoints) ep->stats.healthy_shared = false;
+  CHECK(admin::handle(f.ctx, "GET", "/readyz").status == 503);
+  f.w2.cluster(0).endpoints[1]->stats.healthy_shared = true;
+  CHECK(admin::handle(f.ctx, "GET", "/readyz").status == 200);
+}
+
+TEST_CASE("admin endpoints sums workers and metrics has the io backend") {
+  fixture f;
+  f.w1.cluster(0).endpoints[0]->stats.in_flight_shared = 2;
+  f.w2.cluster(0).endpoints[0]->stats.in_flight_shared = 3;
+  auto r = admin::handle(f.ctx, "GET", "/admin/endpoints");
+  CHECK(r.status == 200);
+  CHECK(r.body.find("\"in_flight\":5") != std::string::npos);
+  CHECK(r.body.find("\"zone\":\"edge\"") != std::string::npos);
+  f.reg.set_io_backend("epoll");
+  r = admin::handle(f.ctx, "GET", "/metrics");
+  CHECK(r.body.find("meridian_io_backend_info{backend=\"epoll\"} 1") != std::string::npos);
+  r = admin::handle(f.ctx, "GET", "/nope");
+  CHECK(r.status == 404);
+  CHECK(r.body.find("\"error\"") != std::string::npos);
+  CHECK(admin::handle(f.ctx, "GET", "/admin/drain").status == 400);
+}

@@ -1,0 +1,138 @@
+#include "meridian/config/config.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "meridian/config/units.hpp"
+
+using namespace meridian::config;
+
+namespace {
+const std::string base = R"(listeners:
+  - { name: public, address: 127.0.0.1:0 }
+clusters:
+  - name: llama
+    endpoints:
+      - { address: 127.0.0.1:9201, zone: edge }
+      - 127.0.0.1:9202
+routes:
+  - { match: { path_prefix: /v1/ }, cluster: llama }
+)";
+
+std::string error_of(const std::string& yaml, std::vector<std::string> overrides = {}) {
+  try {
+    load_string(yaml, "test.yaml", overrides);
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("units parse and reject garbage") {
+  CHECK(parse_duration("250ms") == std::chrono::milliseconds(250));
+  CHECK(parse_duration("2s") == std::chrono::seconds(2));
+  CHECK(parse_duration("1m") == std::chrono::minutes(1));
+  CHECK(parse_duration("1.5s") == std::chrono::milliseconds(1500));
+  CHECK_FALSE(parse_duration("5").has_value());
+  CHECK_FALSE(parse_duration("ms").has_value());
+  CHECK_FALSE(parse_duration("5 parsecs").has_value());
+  CHECK(parse_size("64KiB") == 65536u);
+  CHECK(parse_size("8MiB") == 8u * 1024 * 1024);
+  CHECK(parse_size("100") == 100u);
+  CHECK_FALSE(parse_size("8XB").has_value());
+  auto hp = parse_host_port("[::1]:80");
+  REQUIRE(hp);
+  CHECK(hp->host == "::1");
+  CHECK(hp->port == 80);
+  CHECK_FALSE(parse_host_port("127.0.0.1").has_value());
+  CHECK_FALSE(parse_host_port("127.0.0.1:70000").has_value());
+  CHECK_FALSE(parse_host_port("::1:80").has_value());
+}
+
+TEST_CASE("a minimal config loads with safe defaults") {
+  auto cfg = load_string(base, "test.yaml");
+  CHECK(cfg->listeners.size() == 1);
+  CHECK(cfg->clusters[0].endpoints.size() == 2);
+  CHECK(cfg->clusters[0].endpoints[0].zone == "edge");
+  CHECK(cfg->limits.max_header_bytes == 64 * 1024);
+  CHECK(cfg->limits.max_headers == 100);
+  CHECK(cfg->limits.max_body_bytes == 32 * 1024 * 1024);
+  CHECK(cfg->routes[0].cluster_index == 0);
+  CHECK(cfg->routes[0].name == "llama");
+  CHECK(cfg->io == io_backend::auto_select);
+  CHECK(cfg->workers == 0);
+}
+
+TEST_CASE("the shipped example config is valid") {
+  auto cfg = load_file(MERIDIAN_SOURCE_DIR "/config/meridian.example.yaml");
+  CHECK(cfg->routes.size() >= 2);
+  CHECK(cfg->any_model_route());
+}
+
+TEST_CASE("errors name the file, line, key and reason") {
+  auto e = error_of(base + "workers: many\n");
+  CHECK(e.find("test.yaml:10:") != std::string::npos);
+  CHECK(e.find("workers") != std::string::npos);
+  CHECK(e.find("expected a whole number") != std::string::npos);
+
+  e = error_of(base + "timeouts: { header: soon }\n");
+  CHECK(e.find("timeouts.header") != std::string::npos);
+  CHECK(e.find("invalid duration 'soon'") != std::string::npos);
+
+  e = error_of(base + "limits: { max_body_bytes: lots }\n");
+  CHECK(e.find("limits.max_body_bytes") != std::string::npos);
+
+  e = error_of(base + "colour: blue\n");
+  CHECK(e.find("colour: unknown key") != std::string::npos);
+
+  e = error_of(base, {"clusters[0].balancer=fastest"});
+  CHECK(e.find("clusters[0].balancer") != std::string::npos);
+  CHECK(e.find("unknown balancer 'fastest'") != std::string::npos);
+
+  e = error_of(base, {"routes[0].cluster=nope"});
+  CHECK(e.find("no cluster named 'nope'") != std::string::npos);
+
+  e = error_of(base, {"io_backend=kqueue"});
+  CHECK(e.find("io_backend") != std::string::npos);
+
+  e = error_of("listeners: []\n");
+  CHECK(e.find("listeners") != std::string::npos);
+
+  e = error_of("listeners: [ {address: 1.2.3.4:80} ]\n  bad: [\n");
+  CHECK(e.find("YAML syntax error") != std::string::npos);
+
+  e = error_of(base + "io_backend: epoll\nclusters: []\n");
+  CHECK_FALSE(e.empty());
+}
+
+TEST_CASE("--set overrides reach any key") {
+  auto cfg = load_string(base, "t", {"workers=3", "clusters[0].balancer=round_robin",
+                                     "timeouts.idle=5s", "access_log=off",
+                                     "listeners[0].address=127.0.0.1:8088"});
+  CHECK(cfg->workers == 3);
+  CHECK(cfg->clusters[0].balancer == balancer_kind::round_robin);
+  CHECK(cfg->timeouts.idle == std::chrono::seconds(5));
+  CHECK_FALSE(cfg->access_log);
+  CHECK(cfg->listeners[0].address.port == 8088);
+  CHECK(error_of(base, {"noequals"}).find("expected key.path=value") != std::string::npos);
+  CHECK(error_of(base, {"clusters[7].name=x"}).find("no element [7]") != std::string::npos);
+}
+
+TEST_CASE("route matches are parsed and validated") {
+  auto cfg = load_string(base + R"(  - match: { path: /exact, host: API.example.com, method: POST,
+              headers: { X-Tenant: a }, model: m1 }
+    cluster: llama
+)", "t");
+  const auto& m = cfg->routes[1].match;
+  CHECK(*m.path == "/exact");
+  CHECK(*m.host == "api.example.com");
+  CHECK(*m.method == "POST");
+  CHECK(m.headers[0].name == "x-tenant");
+  CHECK(*m.model == "m1");
+  CHECK(error_of(base + "  - { match: { path_prefix: v1 }, cluster: llama }\n")
+            .find("must start with /") != std::string::npos);
+  CHECK(error_of(base + "  - { match: { method: post }, cluster: llama }\n")
+            .find("upper-case") != std::string::npos);
+}
