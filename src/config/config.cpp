@@ -73,8 +73,11 @@ class reader {
   void only_keys(const YAML::Node& node, const std::string& key,
                  std::initializer_list<std::string_view> allowed) const {
     if (!node.IsMap()) fail(node, key, "expected a mapping");
+    std::set<std::string> seen;
     for (const auto& kv : node) {
       auto name = kv.first.as<std::string>();
+      // yaml-cpp keeps the first of duplicate keys silently; a repeated key is a mistake.
+      if (!seen.insert(name).second) fail(kv.first, join(key, name), "duplicate key");
       if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
         std::string list;
         for (auto a : allowed) list += common::cat(list.empty() ? "" : ", ", a);

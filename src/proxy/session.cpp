@@ -186,11 +186,17 @@ struct session final : session_node {
   std::uint64_t bytes_in = 0, bytes_out = 0;
   int status = 0;
   bool response_started = false;
-  std::string_view error_note;
+  std::string error_note;  // why the gateway answered or aborted, for the access log
   steady::time_point upstream_start, ttfb_at;
   bool have_upstream_time = false;
 
   std::string_view view() const { return {buf.data() + begin, end - begin}; }
+  bool has_bare_lf(std::size_t from) const {
+    auto v = view();
+    for (std::size_t i = from; i < v.size(); ++i)
+      if (v[i] == '\n' && (i == 0 || v[i - 1] != '\r')) return true;
+    return false;
+  }
   std::size_t buffered() const { return end - begin; }
   std::string_view uview() const { return {ubuf.data() + ubegin, uend - ubegin}; }
 
@@ -551,8 +557,8 @@ struct session final : session_node {
     }
     if (!up) {
       if (!w.ups.may_open(cluster, endpoint)) {
-        co_await respond_error(error_kind::overloaded,
-                               common::cat("connection limit reached for endpoint ", info.address));
+        std::string msg = common::cat("connection limit reached for endpoint ", info.address);
+        co_await respond_error(error_kind::overloaded, msg);
         co_return exchange_result::failed;
       }
       w.ups.opened(cluster, endpoint);
@@ -571,10 +577,13 @@ struct session final : session_node {
         common::log(common::log_level::warn, "proxy", "connect to ", info.address,
                     timed_out ? " timed out" : " failed: ", timed_out ? "" : ec.message());
         if (!last_try) co_return exchange_result::retry_other_endpoint;
+        // Messages are built outside co_await: GCC 12 double-destroys temporaries of a
+        // conditional expression inside a co_await operand.
+        std::string msg;
+        if (timed_out) msg = common::cat("upstream ", info.address, " did not accept the connection in time");
+        else msg = common::cat("upstream ", info.address, " refused the connection");
         co_await respond_error(
-            timed_out ? error_kind::upstream_timeout : error_kind::upstream_unavailable,
-            timed_out ? common::cat("upstream ", info.address, " did not accept the connection in time")
-                      : common::cat("upstream ", info.address, " refused the connection"));
+            timed_out ? error_kind::upstream_timeout : error_kind::upstream_unavailable, msg);
         co_return exchange_result::failed;
       }
       error_code ignored;
@@ -640,9 +649,9 @@ struct session final : session_node {
             if (error_note == "request body timeout") {
               co_await respond_error(error_kind::request_timeout, error_note, false);
             } else {
-              co_await respond_error(too_large ? error_kind::payload_too_large
-                                               : error_kind::bad_request,
-                                     common::cat("invalid request body: ", error_note), false);
+              std::string msg = common::cat("invalid request body: ", error_note);
+              auto kind = too_large ? error_kind::payload_too_large : error_kind::bad_request;
+              co_await respond_error(kind, msg, false);
             }
             co_return exchange_result::failed;
           }
@@ -685,20 +694,20 @@ struct session final : session_node {
         }
         if (expired) {
           count_upstream_error(metrics::upstream_error::timeout);
-          co_await respond_error(error_kind::upstream_timeout,
-                                 common::cat("upstream ", info.address,
-                                             " did not respond in time"));
+          std::string msg = common::cat("upstream ", info.address, " did not respond in time");
+          co_await respond_error(error_kind::upstream_timeout, msg);
           co_return exchange_result::failed;
         }
         if (got_nothing && up_reused && replayable) co_return exchange_result::retry_fresh_connection;
         count_upstream_error(got_nothing ? metrics::upstream_error::reset
                                          : metrics::upstream_error::protocol);
-        co_await respond_error(error_kind::upstream_unavailable,
-                               got_nothing
-                                   ? common::cat("upstream ", info.address,
-                                                 " closed the connection without a response")
-                                   : common::cat("upstream ", info.address,
-                                                 " sent an oversized or incomplete response head"));
+        std::string msg;
+        if (got_nothing)
+          msg = common::cat("upstream ", info.address, " closed the connection without a response");
+        else
+          msg = common::cat("upstream ", info.address,
+                            " sent an oversized or incomplete response head");
+        co_await respond_error(error_kind::upstream_unavailable, msg);
         co_return exchange_result::failed;
       }
       http::parse_error perr{};
@@ -707,9 +716,9 @@ struct session final : session_node {
         stop_watch();
         close_upstream();
         count_upstream_error(metrics::upstream_error::protocol);
-        co_await respond_error(error_kind::upstream_unavailable,
-                               common::cat("upstream ", info.address, " sent a malformed response: ",
-                                           http::describe(perr)));
+        std::string msg = common::cat("upstream ", info.address, " sent a malformed response: ",
+                                      http::describe(perr));
+        co_await respond_error(error_kind::upstream_unavailable, msg);
         co_return exchange_result::failed;
       }
       if (resp.status >= 200) break;
@@ -861,7 +870,7 @@ struct session final : session_node {
     bytes_out = 0;
     status = 0;
     response_started = false;
-    error_note = {};
+    error_note.clear();
     have_upstream_time = false;
     expect_continue = false;
     request_id.clear();
@@ -959,6 +968,8 @@ struct session final : session_node {
           bytes_in = n;
         }
         head_len = http::find_head_end(view(), scanned);
+        // A head terminated by bare LFs never shows CRLF CRLF: refuse it now, not at the deadline.
+        if (head_len == 0 && has_bare_lf(scanned)) head_len = buffered();
       }
       ph = phase::head;
 
@@ -971,10 +982,10 @@ struct session final : session_node {
                     perr == http::parse_error::too_many_headers;
         common::log(common::log_level::debug, "http", "bad request from ", client_ip, ": ",
                     http::describe(perr));
-        co_await reject(size ? error_kind::header_too_large : error_kind::bad_request,
-                        size ? metrics::reject_reason::head_too_large
-                             : metrics::reject_reason::bad_request,
-                        http::describe(perr));
+        auto kind = size ? error_kind::header_too_large : error_kind::bad_request;
+        auto reason = size ? metrics::reject_reason::head_too_large
+                           : metrics::reject_reason::bad_request;
+        co_await reject(kind, reason, http::describe(perr));
         co_return;
       }
       assign_request_id(req.find("x-request-id"));
@@ -989,9 +1000,9 @@ struct session final : session_node {
 
       if (req.body == http::body_kind::content_length &&
           req.content_length > cfg.limits.max_body_bytes) {
-        co_await reject(error_kind::payload_too_large, metrics::reject_reason::body_too_large,
-                        common::cat("request body of ", req.content_length,
-                                    " bytes exceeds the limit of ", cfg.limits.max_body_bytes));
+        std::string msg = common::cat("request body of ", req.content_length,
+                                      " bytes exceeds the limit of ", cfg.limits.max_body_bytes);
+        co_await reject(error_kind::payload_too_large, metrics::reject_reason::body_too_large, msg);
         co_return;
       }
 
@@ -1011,8 +1022,8 @@ struct session final : session_node {
       }
       if (m.outcome != routing::match_outcome::matched) {
         sh.metrics->rejected(metrics::reject_reason::no_route).Increment();
-        co_await respond_error(error_kind::not_found,
-                               common::cat("no route for ", req.method, ' ', req.path));
+        std::string msg = common::cat("no route for ", req.method, ' ', req.path);
+        co_await respond_error(error_kind::not_found, msg);
         finish_request();
         if (!client_keep_alive) co_return;
         begin += head_len;

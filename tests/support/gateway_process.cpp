@@ -48,7 +48,9 @@ std::string simple_config(const std::vector<std::uint16_t>& ports, const std::st
     << "workers: 1\n"
     << "clusters:\n  - name: c\n    balancer: round_robin\n    endpoints:\n";
   for (auto p : ports) y << "      - 127.0.0.1:" << p << "\n";
-  y << "routes: [ { name: all, match: { path_prefix: / }, cluster: c } ]\n" << extra;
+  if (extra.find("routes:") == std::string::npos)
+    y << "routes: [ { name: all, match: { path_prefix: / }, cluster: c } ]\n";
+  y << extra;
   return y.str();
 }
 

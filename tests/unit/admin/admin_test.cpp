@@ -8,7 +8,7 @@ namespace {
 struct fixture {
   std::shared_ptr<const config::gateway_config> cfg = config::load_string(R"(
 listeners: [ { address: 127.0.0.1:0 } ]
-clusters: [ { name: llama, endpoints: [ 127.0.0.1:9201, 127.0.0.1:9202 ] } ]
+clusters: [ { name: llama, endpoints: [ {address: 127.0.0.1:9201, zone: edge}, 127.0.0.1:9202 ] } ]
 routes: [ { match: { path_prefix: / }, cluster: llama } ]
 )", "t");
   std::vector<std::vector<upstream::endpoint_info>> eps{

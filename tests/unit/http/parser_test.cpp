@@ -16,8 +16,10 @@ struct parsed {
 
 parsed req(const std::string& text, head_limits limits = {}) {
   static std::vector<header> storage(200);
+  static std::string kept;  // the views in the result point here
+  kept = text;
   parsed p{};
-  p.status = parse_request(text, limits, storage, p.head, p.error);
+  p.status = parse_request(kept, limits, storage, p.head, p.error);
   return p;
 }
 
