@@ -70,7 +70,8 @@ void build_upstream_request(std::string& out, const request_head& req,
   out.push_back(' ');
   out.append(req.path);
   out.append(" HTTP/1.1\r\n");
-  if (!req.host.empty()) append_header(out, "host", req.host);
+  // HTTP/1.1 needs a Host; with no authority it is sent empty (RFC 9112 §3.2).
+  append_header(out, "host", req.host);
   for (const auto& h : req.fields()) {
     std::string_view n = h.name;
     if (req.is_hop_by_hop(n) || is_named(n, "host") || is_named(n, "content-length") ||

@@ -51,7 +51,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (again.method != req.method || again.path != req.path || again.body != req.body ||
       again.content_length != req.content_length || again.head_size != out.size())
     std::abort();
+  // Nothing hop-by-hop crosses, except the framing header the gateway writes itself.
   for (const auto& h : again.fields())
-    if (req.is_hop_by_hop(h.name)) std::abort();
+    if (req.is_hop_by_hop(h.name) && !iequals(h.name, "transfer-encoding")) std::abort();
   return 0;
 }

@@ -64,3 +64,16 @@ TEST_CASE("local responses carry length, retry-after and close") {
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: "
         "2\r\nx-request-id: id\r\nretry-after: 5\r\nconnection: close\r\n\r\n{}");
 }
+
+TEST_CASE("an HTTP/1.0 request without Host is forwarded with an empty Host") {
+  std::string text = "GET /x HTTP/1.0\r\n\r\n";
+  std::vector<header> storage(10);
+  request_head req;
+  parse_error err{};
+  REQUIRE(parse_request(text, {}, storage, req, err) == parse_status::complete);
+  std::string out;
+  build_upstream_request(out, req, {"127.0.0.1", "http", "id"}, out_framing::none, 0);
+  CHECK(out.rfind("GET /x HTTP/1.1\r\nhost: \r\n", 0) == 0);
+  request_head again;
+  CHECK(parse_request(out, {}, storage, again, err) == parse_status::complete);
+}
