@@ -1,0 +1,3 @@
+#include "load.hpp"
+
+int main(int argc, char** argv) { return meridian::loadtest::load_main(argc, argv); }

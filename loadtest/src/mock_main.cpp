@@ -1,0 +1,3 @@
+#include "mock.hpp"
+
+int main(int argc, char** argv) { return meridian::loadtest::mock_main(argc, argv); }

@@ -1,0 +1,73 @@
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "load.hpp"
+#include "mock.hpp"
+#include "slo.hpp"
+
+using namespace meridian::loadtest;
+
+namespace {
+int run_cli(std::vector<std::string> args) {
+  args.insert(args.begin(), "meridian-load");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  return load_main(static_cast<int>(argv.size()), argv.data());
+}
+}  // namespace
+
+TEST_CASE("SLO lists parse into metrics, statistics and thresholds") {
+  std::string err;
+  auto s = parse_slos("e2el_p99<=50ms, ttft_p99<=200ms,error_rate<=0.1%,goodput>=10,tpot_mean<1.5ms,itl_p999<=1s", err);
+  REQUIRE(s);
+  REQUIRE(s->size() == 6);
+  CHECK((*s)[0].metric == slo_metric::e2el);
+  CHECK((*s)[0].stat == slo_stat::p99);
+  CHECK((*s)[0].threshold == doctest::Approx(50));
+  CHECK((*s)[2].metric == slo_metric::error_rate);
+  CHECK((*s)[2].threshold == doctest::Approx(0.001));
+  CHECK((*s)[3].op == slo_op::ge);
+  CHECK((*s)[4].op == slo_op::lt);
+  CHECK((*s)[4].threshold == doctest::Approx(1.5));
+  CHECK((*s)[5].threshold == doctest::Approx(1000));
+  CHECK((*s)[0].holds(50));
+  CHECK_FALSE((*s)[4].holds(1.5));
+  auto pr = per_request_thresholds(*s);
+  CHECK(pr.e2el_ns == 50'000'000);
+  CHECK(pr.ttft_ns == 200'000'000);
+  CHECK(pr.tpot_ns == 1'500'000);
+}
+
+TEST_CASE("malformed SLOs are rejected with a message") {
+  for (const char* bad : {"e2el_p99", "e2el_p42<=5ms", "latency<=5ms", "e2el_p99<=fast", "error_rate<=x%", "ttft<=5ms"}) {
+    std::string err;
+    CHECK_MESSAGE(!parse_slos(bad, err), bad);
+    CHECK(!err.empty());
+  }
+}
+
+TEST_CASE("meridian-load exit codes: 2 for bad usage, 0 when SLOs hold, 3 when one is missed") {
+  CHECK(run_cli({"--help"}) == exit_ok);
+  CHECK(run_cli({"--url", "http://127.0.0.1:1/", "--duration", "1s"}) == exit_usage);  // no rate
+  CHECK(run_cli({"--url", "http://127.0.0.1:1/", "--rate", "10", "--slo", "p99<=5"}) == exit_usage);
+  CHECK(run_cli({"--url", "http://10.1.2.3:80/", "--rate", "10"}) == exit_usage);  // not loopback
+  CHECK(run_cli({"--url", "http://127.0.0.1:1/", "--rate", "10", "--bogus"}) == exit_usage);
+  CHECK(run_cli({"--url", "http://127.0.0.1:1/", "--rate", "ten"}) == exit_usage);
+
+  llm_options o;
+  o.listen = "127.0.0.1:0";
+  llm_mock m(o);
+  const auto port = m.start();
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/static";
+  CHECK(run_cli({"--url", url, "--rate", "200", "--duration", "0.5s", "--connections", "4", "--quiet", "--slo",
+                 "e2el_p99<=500ms,error_rate<=1%"}) == exit_ok);
+  CHECK(run_cli({"--url", url, "--rate", "200", "--duration", "0.5s", "--connections", "4", "--quiet", "--slo",
+                 "e2el_p50<=1us"}) == exit_slo_missed);
+  CHECK(run_cli({"--url", url, "--rate", "200", "--duration", "0.5s", "--connections", "4", "--quiet", "--slo",
+                 "request_throughput>=100000"}) == exit_slo_missed);
+  // Every request fails against a closed port: error_rate gate misses.
+  CHECK(run_cli({"--url", "http://127.0.0.1:1/", "--rate", "50", "--duration", "0.3s", "--connections", "2", "--quiet",
+                 "--slo", "error_rate<=1%"}) == exit_slo_missed);
+}
