@@ -34,6 +34,9 @@ struct load_config {
   std::uint64_t max_requests = 0;  // 0 = no cap
   std::size_t max_pending = 100000;
   double late_threshold_ms = 1;
+  // Token events that share one read count as clumped when tokens were due further apart than 1 ms:
+  // due spacing is the request's own TPOT or this floor, so fully buffered streams are caught too.
+  double expected_itl_ms = 2;
 
   openai_api api = openai_api::none;
   bool stream = false;

@@ -28,6 +28,8 @@ load shape
   --timeout D              per-request timeout (default 30s)
   --drain D                how long to wait for in-flight requests after the end (default 10s)
   --late-threshold D       a send later than this after its intended time counts as late (default 1ms)
+  --expected-itl D         token spacing the server is expected to keep (default 2ms; 0 = trust each
+                           request's own TPOT); token events sharing one read are "clumped" when > 1ms
 requests
   --method M --body JSON   plain HTTP mode (default GET, no body)
   --openai API             chat | completions | embeddings (path defaults to /v1/...)
@@ -62,7 +64,7 @@ bool flag_takes_value(const std::string& f) {
 bool known_flag(const std::string& f) {
   static const char* known[] = {
       "--url", "--rate", "--duration", "--warmup", "--arrival", "--burstiness", "--connections", "--threads",
-      "--closed", "--requests", "--max-pending", "--timeout", "--drain", "--late-threshold", "--method", "--body",
+      "--closed", "--requests", "--max-pending", "--timeout", "--drain", "--late-threshold", "--expected-itl", "--method", "--body",
       "--openai", "--stream", "--prompt-tokens", "--max-tokens", "--shared-prefix", "--model", "--storage",
       "--objects", "--object-size", "--put-ratio", "--range-ratio", "--slo", "--json", "--csv", "--html",
       "--label", "--seed", "--progress", "--quiet", "--scenario"};
@@ -142,6 +144,7 @@ int load_main(int argc, char** argv) {
       else if (f == "--timeout") dur(cfg.timeout_s);
       else if (f == "--drain") dur(cfg.drain_s);
       else if (f == "--late-threshold") dur(d), cfg.late_threshold_ms = d * 1e3;
+      else if (f == "--expected-itl") dur(d), cfg.expected_itl_ms = d * 1e3;
       else if (f == "--method") cfg.method = v;
       else if (f == "--body") cfg.body = v;
       else if (f == "--openai") {

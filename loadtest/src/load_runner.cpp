@@ -315,9 +315,9 @@ void record(worker* w, connection*, steady::time_point intended, steady::time_po
       if (o.tokens > 1 && streamed) {
         tpot_ns = (e2e - std::min(e2e, ttft_ns)) / (o.tokens - 1);
         w->tpot.record(tpot_ns);
-        // Events that shared a read only count as clumped when tokens were due > 1 ms apart.
-        if (tpot_ns > 1'000'000) w->clumped += o.clumped;
       }
+      if (streamed && std::max<double>(static_cast<double>(tpot_ns), w->cfg.expected_itl_ms * 1e6) > 1e6)
+        w->clumped += o.clumped;
     }
     const auto& pr = w->per_request;
     const bool good = (!pr.e2el_ns || e2e <= pr.e2el_ns) && (!pr.ttft_ns || ttft_ns <= pr.ttft_ns) &&

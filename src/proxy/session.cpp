@@ -5,9 +5,6 @@
 #include <array>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/associated_cancellation_slot.hpp>
-#include <boost/asio/bind_cancellation_slot.hpp>
-#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -152,7 +149,6 @@ struct session final : session_node {
   bool watching = false;
   bool watch_pending = false;
   bool client_gone = false;
-  asio::cancellation_signal watch_signal;
 
   // Client bytes: [begin, end) of buf are read and not yet consumed.
   std::vector<char> buf;
@@ -223,35 +219,33 @@ struct session final : session_node {
 
   // ---- client-gone watch -----------------------------------------------------------------
 
+  // The wait is never cancelled: it stays armed until the client socket turns readable (the
+  // next request, or EOF) or closes, and `watching` says whether that still matters. Cancelling
+  // a pending wait corrupted later reads on Asio 1.81's io_uring backend (loadtest/RESULTS.md).
   static void start_watch(session_ptr self) {
     session& s = *self;
     s.watching = true;
     if (s.watch_pending || s.closed) return;
     s.watch_pending = true;
-    s.client.async_wait(
-        tcp::socket::wait_read,
-        asio::bind_cancellation_slot(s.watch_signal.slot(), [self](error_code ec) mutable {
-          session& s = *self;
-          s.watch_pending = false;
-          if (ec || !s.watching || s.closed) return;
-          char c;
-          ssize_t n = ::recv(s.client.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-          if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-            // The client closed: stop the backend's work at once by closing its connection.
-            s.client_gone = true;
-            error_code ignored;
-            if (s.up) s.up->close(ignored);
-          } else if (n < 0) {
-            start_watch(std::move(self));  // spurious wake-up
-          }
-          // n > 0: a pipelined request is waiting; it is read after this response.
-        }));
+    s.client.async_wait(tcp::socket::wait_read, [self](error_code ec) mutable {
+      session& s = *self;
+      s.watch_pending = false;
+      if (ec || !s.watching || s.closed) return;
+      char c;
+      ssize_t n = ::recv(s.client.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        // The client closed: stop the backend's work at once by closing its connection.
+        s.client_gone = true;
+        error_code ignored;
+        if (s.up) s.up->close(ignored);
+      } else if (n < 0) {
+        start_watch(std::move(self));  // spurious wake-up
+      }
+      // n > 0: a pipelined request is waiting; it is read after this response.
+    });
   }
 
-  void stop_watch() {
-    watching = false;
-    if (watch_pending) watch_signal.emit(asio::cancellation_type::terminal);
-  }
+  void stop_watch() { watching = false; }
 
   // ---- buffers ---------------------------------------------------------------------------
 
@@ -954,7 +948,7 @@ struct session final : session_node {
         }
         if (w.draining && !started) co_return;
         std::size_t scanned = buffered();
-        auto n = co_await read_client(cfg.limits.max_header_bytes + 4 - buffered());
+        auto n = co_await read_client(4096);  // the head cap is checked above
         if (n == 0) {
           if (expired && started) {
             sh.metrics->rejected(metrics::reject_reason::header_timeout).Increment();
