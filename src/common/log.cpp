@@ -59,13 +59,14 @@ void log_line(log_level level, std::string_view component, std::string_view mess
   line.append(": ");
   line.append(message);
   line.push_back('\n');
-  const char* p = line.data();
-  std::size_t left = line.size();
-  while (left > 0) {
-    ssize_t w = ::write(STDERR_FILENO, p, left);
-    if (w <= 0) break;
-    p += w;
-    left -= static_cast<std::size_t>(w);
+  write_all(STDERR_FILENO, line);
+}
+
+void write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t w = ::write(fd, data.data(), data.size());
+    if (w <= 0) return;
+    data.remove_prefix(static_cast<std::size_t>(w));
   }
 }
 

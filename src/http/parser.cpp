@@ -161,12 +161,17 @@ parse_status parse_fields(std::string_view buf, std::size_t pos, const head_limi
   }
 }
 
-parse_status check_head_size(std::string_view buf, const head_limits& limits, parse_error& err) {
+// The start line is not complete: too large, badly terminated, or just not all here yet.
+parse_status no_start_line(std::string_view buf, const head_limits& limits, parse_error& err) {
   if (buf.size() > limits.max_head_bytes) {
     err = parse_error::head_too_large;
     return parse_status::error;
   }
-  return parse_status::complete;
+  if (buf.find('\n') != std::string_view::npos) {
+    err = parse_error::bad_line_ending;
+    return parse_status::error;
+  }
+  return parse_status::incomplete;
 }
 
 }  // namespace
@@ -250,14 +255,7 @@ parse_status parse_request(std::string_view buf, const head_limits& limits,
   for (int i = 0; i < 4 && pos + 1 < buf.size() && buf[pos] == '\r' && buf[pos + 1] == '\n'; ++i)
     pos += 2;
   std::string_view line;
-  if (!next_line(buf, pos, line)) {
-    if (check_head_size(buf, limits, err) == parse_status::error) return parse_status::error;
-    if (buf.find('\n') != std::string_view::npos) {
-      err = parse_error::bad_line_ending;
-      return parse_status::error;
-    }
-    return parse_status::incomplete;
-  }
+  if (!next_line(buf, pos, line)) return no_start_line(buf, limits, err);
   // method SP request-target SP HTTP-version, single spaces only.
   auto sp1 = line.find(' ');
   if (sp1 == std::string_view::npos) {
@@ -387,14 +385,7 @@ parse_status parse_response(std::string_view buf, const head_limits& limits,
   out = response_head{};
   std::size_t pos = 0;
   std::string_view line;
-  if (!next_line(buf, pos, line)) {
-    if (check_head_size(buf, limits, err) == parse_status::error) return parse_status::error;
-    if (buf.find('\n') != std::string_view::npos) {
-      err = parse_error::bad_line_ending;
-      return parse_status::error;
-    }
-    return parse_status::incomplete;
-  }
+  if (!next_line(buf, pos, line)) return no_start_line(buf, limits, err);
   // HTTP/1.x SP 3DIGIT SP reason (the reason may be empty; some servers omit its SP).
   if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || (line[7] != '0' && line[7] != '1') ||
       line[8] != ' ' || (line.size() > 12 && line[12] != ' ')) {

@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "meridian/common/error.hpp"
+#include "meridian/common/log.hpp"
 #include "meridian/http/headers.hpp"
 
 namespace meridian::proxy {
@@ -69,14 +70,7 @@ void access_log::record(const access_record& r) {
 }
 
 void access_log::flush() {
-  const char* p = buf_.data();
-  std::size_t left = buf_.size();
-  while (left > 0) {
-    ssize_t w = ::write(fd_, p, left);
-    if (w <= 0) break;
-    p += w;
-    left -= static_cast<std::size_t>(w);
-  }
+  common::write_all(fd_, buf_);
   buf_.clear();
 }
 

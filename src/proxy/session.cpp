@@ -420,20 +420,23 @@ struct session final : session_node {
     co_return co_await write_client(asio::buffer(cont));
   }
 
+  // Reads more request body from the client under the body deadline; on failure records whether
+  // the client left or timed out.
+  asio::awaitable<bool> read_body_bytes() {
+    ph = phase::body;
+    set_deadline(steady::now() + cfg.timeouts.body);
+    if (co_await read_client(16 * 1024) != 0) co_return true;
+    client_gone = !expired;
+    error_note = expired ? "request body timeout" : "client closed during request body";
+    co_return false;
+  }
+
   // Streams the rest of the request body to the backend, re-framed. Returns false on failure
   // (after setting error_note); client_gone tells whether the client left.
   asio::awaitable<bool> stream_request_body() {
     if (req_body == http::body_kind::content_length) {
       while (body_left > 0) {
-        if (buffered() == 0) {
-          ph = phase::body;
-          set_deadline(steady::now() + cfg.timeouts.body);
-          if (co_await read_client(16 * 1024) == 0) {
-            client_gone = !expired;
-            error_note = expired ? "request body timeout" : "client closed during request body";
-            co_return false;
-          }
-        }
+        if (buffered() == 0 && !co_await read_body_bytes()) co_return false;
         std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(buffered(), body_left));
         if (!co_await write_upstream(asio::buffer(buf.data() + begin, n))) {
           error_note = "upstream write failed";
@@ -447,15 +450,7 @@ struct session final : session_node {
     }
     // chunked
     while (!req_dec.done()) {
-      if (buffered() == 0) {
-        ph = phase::body;
-        set_deadline(steady::now() + cfg.timeouts.body);
-        if (co_await read_client(16 * 1024) == 0) {
-          client_gone = !expired;
-          error_note = expired ? "request body timeout" : "client closed during request body";
-          co_return false;
-        }
-      }
+      if (buffered() == 0 && !co_await read_body_bytes()) co_return false;
       chunk_headers.clear();
       write_bufs.clear();
       std::size_t spans = 0;

@@ -15,6 +15,9 @@ void set_log_level(log_level level);
 log_level current_log_level();
 bool parse_log_level(std::string_view text, log_level& out);
 
+// Writes all of `data` to `fd`, retrying short writes; gives up on an error.
+void write_all(int fd, std::string_view data);
+
 // Writes one whole line with a single write(2) so lines from workers never interleave.
 void log_line(log_level level, std::string_view component, std::string_view message);
 
