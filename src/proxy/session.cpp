@@ -376,7 +376,11 @@ struct session final : session_node {
   asio::awaitable<bool> peek_model(std::size_t head_len) {
     model.clear();
     std::size_t cap = cfg.limits.model_peek_bytes;
-    if (expect_continue && !co_await send_continue()) co_return false;
+    // No co_await inside && or ||: GCC 12 miscompiles it (the frame resumes into a trap).
+    if (expect_continue) {
+      bool sent = co_await send_continue();
+      if (!sent) co_return false;
+    }
     ph = phase::body;
     set_deadline(steady::now() + cfg.timeouts.body);
     while (true) {
@@ -425,9 +429,11 @@ struct session final : session_node {
   asio::awaitable<bool> read_body_bytes() {
     ph = phase::body;
     set_deadline(steady::now() + cfg.timeouts.body);
-    if (co_await read_client(16 * 1024) != 0) co_return true;
+    std::size_t n = co_await read_client(16 * 1024);
+    if (n != 0) co_return true;
     client_gone = !expired;
-    error_note = expired ? "request body timeout" : "client closed during request body";
+    if (expired) error_note = "request body timeout";
+    else error_note = "client closed during request body";
     co_return false;
   }
 
@@ -436,7 +442,10 @@ struct session final : session_node {
   asio::awaitable<bool> stream_request_body() {
     if (req_body == http::body_kind::content_length) {
       while (body_left > 0) {
-        if (buffered() == 0 && !co_await read_body_bytes()) co_return false;
+        if (buffered() == 0) {
+          bool got = co_await read_body_bytes();
+          if (!got) co_return false;
+        }
         std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(buffered(), body_left));
         if (!co_await write_upstream(asio::buffer(buf.data() + begin, n))) {
           error_note = "upstream write failed";
@@ -450,7 +459,10 @@ struct session final : session_node {
     }
     // chunked
     while (!req_dec.done()) {
-      if (buffered() == 0 && !co_await read_body_bytes()) co_return false;
+      if (buffered() == 0) {
+        bool got = co_await read_body_bytes();
+        if (!got) co_return false;
+      }
       chunk_headers.clear();
       write_bufs.clear();
       std::size_t spans = 0;
@@ -484,9 +496,12 @@ struct session final : session_node {
         write_bufs.push_back(asio::buffer(http::chunk_crlf));
       }
       if (req_dec.done()) write_bufs.push_back(asio::buffer(http::last_chunk));
-      if (!write_bufs.empty() && !co_await write_upstream(write_bufs)) {
-        error_note = "upstream write failed";
-        co_return false;
+      if (!write_bufs.empty()) {
+        bool written = co_await write_upstream(write_bufs);
+        if (!written) {
+          error_note = "upstream write failed";
+          co_return false;
+        }
       }
       begin += consumed;
     }
@@ -563,8 +578,8 @@ struct session final : session_node {
         w.ups.record_connect_failure(cluster, endpoint, steady::now());
         count_upstream_error(timed_out ? metrics::upstream_error::timeout
                                        : metrics::upstream_error::connect);
-        common::log(common::log_level::warn, "proxy", "connect to ", info.address,
-                    timed_out ? " timed out" : " failed: ", timed_out ? "" : ec.message());
+        if (timed_out) common::log(common::log_level::warn, "proxy", "connect to ", info.address, " timed out");
+        else common::log(common::log_level::warn, "proxy", "connect to ", info.address, " failed: ", ec.message());
         if (!last_try) co_return exchange_result::retry_other_endpoint;
         // Messages are built outside co_await: GCC 12 double-destroys temporaries of a
         // conditional expression inside a co_await operand.
@@ -606,7 +621,9 @@ struct session final : session_node {
                                              asio::buffer(buf.data() + begin, n)};
       sent_ok = co_await write_upstream(bufs);
     } else {
-      if (expect_continue && !co_await send_continue()) {
+      bool continued = true;
+      if (expect_continue) continued = co_await send_continue();
+      if (!continued) {
         close_upstream();
         error_note = "client closed before sending the body";
         co_return exchange_result::failed;
@@ -831,8 +848,8 @@ struct session final : session_node {
       } else {
         count_upstream_error(expired ? metrics::upstream_error::timeout
                                      : metrics::upstream_error::reset);
-        error_note = expired ? "upstream stalled during the response"
-                             : "upstream failed during the response";
+        if (expired) error_note = "upstream stalled during the response";
+        else error_note = "upstream failed during the response";
       }
       co_return exchange_result::failed;
     }
