@@ -19,7 +19,8 @@ rate_profile rate_profile::constant(double rate, double duration_s) {
   return p;
 }
 
-std::optional<rate_profile> rate_profile::from_points(std::vector<point> points, double duration_s) {
+std::optional<rate_profile> rate_profile::from_points(std::vector<point> points,
+                                                      double duration_s) {
   if (points.empty() || duration_s <= 0) return std::nullopt;
   std::stable_sort(points.begin(), points.end(), [](auto& a, auto& b) { return a.at_s < b.at_s; });
   rate_profile p;
@@ -58,15 +59,20 @@ rate_profile rate_profile::scaled(double f) const {
   return p;
 }
 
-arrival_schedule::arrival_schedule(arrival_kind kind, double burstiness, rate_profile profile, std::uint64_t seed,
-                                   double phase)
-    : kind_(kind), burstiness_(burstiness > 0 ? burstiness : 1), profile_(std::move(profile)), rng_(seed),
+arrival_schedule::arrival_schedule(arrival_kind kind, double burstiness, rate_profile profile,
+                                   std::uint64_t seed, double phase)
+    : kind_(kind),
+      burstiness_(burstiness > 0 ? burstiness : 1),
+      profile_(std::move(profile)),
+      rng_(seed),
       phase_(phase) {}
 
 double arrival_schedule::unit_gap() {
   switch (kind_) {
-    case arrival_kind::constant: return 1.0;
-    case arrival_kind::poisson: return std::exponential_distribution<double>(1.0)(rng_);
+    case arrival_kind::constant:
+      return 1.0;
+    case arrival_kind::poisson:
+      return std::exponential_distribution<double>(1.0)(rng_);
     case arrival_kind::gamma:
       return std::gamma_distribution<double>(burstiness_, 1.0 / burstiness_)(rng_);
   }
@@ -74,8 +80,10 @@ double arrival_schedule::unit_gap() {
 }
 
 std::optional<double> arrival_schedule::next() {
-  if (first_ && kind_ == arrival_kind::constant) lambda_ += phase_;
-  else lambda_ += unit_gap();
+  if (first_ && kind_ == arrival_kind::constant)
+    lambda_ += phase_;
+  else
+    lambda_ += unit_gap();
   first_ = false;
   auto& segs = profile_.segments();
   while (seg_ < segs.size()) {
@@ -86,8 +94,10 @@ std::optional<double> arrival_schedule::next() {
     if (dl < area) {
       const double k = (s.rate_to - s.rate_from) / len;
       double dt;
-      if (std::abs(k) < 1e-12) dt = dl / s.rate_from;
-      else dt = (-s.rate_from + std::sqrt(std::max(0.0, s.rate_from * s.rate_from + 2 * k * dl))) / k;
+      if (std::abs(k) < 1e-12)
+        dt = dl / s.rate_from;
+      else
+        dt = (-s.rate_from + std::sqrt(std::max(0.0, s.rate_from * s.rate_from + 2 * k * dl))) / k;
       return s.start_s + std::clamp(dt, 0.0, len);
     }
     seg_lambda0_ += area;

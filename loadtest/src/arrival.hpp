@@ -1,4 +1,5 @@
-// Open-loop arrival schedules (constant, Poisson, gamma) over a piecewise-linear rate profile; one per thread.
+// Open-loop arrival schedules (constant, Poisson, gamma) over a piecewise-linear rate profile; one
+// per thread.
 #pragma once
 #include <cstdint>
 #include <optional>

@@ -5,9 +5,11 @@
 
 namespace meridian::loadtest {
 
-std::vector<std::uint64_t> prefix_block_hashes(std::string_view prompt, int block_tokens, int bytes_per_token) {
+std::vector<std::uint64_t> prefix_block_hashes(std::string_view prompt, int block_tokens,
+                                               int bytes_per_token) {
   std::vector<std::uint64_t> out;
-  const std::size_t block_bytes = static_cast<std::size_t>(std::max(1, block_tokens * bytes_per_token));
+  const std::size_t block_bytes =
+      static_cast<std::size_t>(std::max(1, block_tokens * bytes_per_token));
   out.reserve(prompt.size() / block_bytes);
   std::uint64_t h = 1469598103934665603ull;  // FNV-1a, chained across blocks
   for (std::size_t off = 0; off + block_bytes <= prompt.size(); off += block_bytes) {
@@ -31,7 +33,8 @@ void engine_model::set_params(const engine_params& p) {
   }
 }
 
-std::uint64_t engine_model::submit(int prompt_tokens, int output_tokens, std::vector<std::uint64_t> blocks) {
+std::uint64_t engine_model::submit(int prompt_tokens, int output_tokens,
+                                   std::vector<std::uint64_t> blocks) {
   seq s{next_id_++, std::max(prompt_tokens, 1), std::max(output_tokens, 1), 0, std::move(blocks)};
   waiting_.push_back(std::move(s));
   return waiting_.back().id;
@@ -95,7 +98,8 @@ std::chrono::nanoseconds engine_model::begin_iteration() {
   if (running_.empty()) return std::chrono::nanoseconds(0);
   const double batch = static_cast<double>(running_.size());
   const double decode_us = p_.decode_ms * 1000.0 * (1.0 + p_.decode_growth * (batch - 1.0));
-  return std::chrono::nanoseconds(static_cast<std::int64_t>(std::llround((prefill_us + decode_us) * 1000.0)));
+  return std::chrono::nanoseconds(
+      static_cast<std::int64_t>(std::llround((prefill_us + decode_us) * 1000.0)));
 }
 
 void engine_model::end_iteration(std::vector<engine_event>& out) {
@@ -108,7 +112,8 @@ void engine_model::end_iteration(std::vector<engine_event>& out) {
 }
 
 double engine_model::kv_usage() const {
-  const double cap = static_cast<double>(p_.kv_tokens > 0 ? p_.kv_tokens : static_cast<std::int64_t>(p_.slots) * 4096);
+  const double cap = static_cast<double>(
+      p_.kv_tokens > 0 ? p_.kv_tokens : static_cast<std::int64_t>(p_.slots) * 4096);
   double used = 0;
   for (auto& s : running_) used += s.prompt_tokens + s.generated;
   return std::min(1.0, used / cap);

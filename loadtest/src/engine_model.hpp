@@ -1,5 +1,6 @@
-// Discrete-time model of a continuous-batching LLM engine (slots, queue, prefix cache, batch-dependent
-// decode); pure logic with no clock of its own, driven by one owner thread (the mock's engine loop).
+// Discrete-time model of a continuous-batching LLM engine (slots, queue, prefix cache,
+// batch-dependent decode); pure logic with no clock of its own, driven by one owner thread (the
+// mock's engine loop).
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -28,7 +29,8 @@ struct engine_event {
 };
 
 // Hashes of the prompt's full blocks, chained so a block only matches after an identical prefix.
-std::vector<std::uint64_t> prefix_block_hashes(std::string_view prompt, int block_tokens, int bytes_per_token = 4);
+std::vector<std::uint64_t> prefix_block_hashes(std::string_view prompt, int block_tokens,
+                                               int bytes_per_token = 4);
 
 class engine_model {
  public:
@@ -36,7 +38,8 @@ class engine_model {
   void set_params(const engine_params& p);
   const engine_params& params() const { return p_; }
 
-  std::uint64_t submit(int prompt_tokens, int output_tokens, std::vector<std::uint64_t> block_hashes);
+  std::uint64_t submit(int prompt_tokens, int output_tokens,
+                       std::vector<std::uint64_t> block_hashes);
   // True if the request was still queued or running (and is now gone).
   bool cancel(std::uint64_t id);
   bool idle() const { return waiting_.empty() && running_.empty(); }

@@ -71,7 +71,8 @@ double histogram::stddev() const {
   double acc = 0;
   for (std::size_t i = 0; i < bucket_count; ++i) {
     if (!counts_[i]) continue;
-    const double mid = static_cast<double>(lower_of(i)) + static_cast<double>(width_of(i) - 1) / 2.0;
+    const double mid =
+        static_cast<double>(lower_of(i)) + static_cast<double>(width_of(i) - 1) / 2.0;
     acc += static_cast<double>(counts_[i]) * (mid - m) * (mid - m);
   }
   return std::sqrt(acc / static_cast<double>(total_));

@@ -1,4 +1,5 @@
-// Log-linear latency histogram (HdrHistogram layout, <0.4% error at bucket midpoints); owned by one thread.
+// Log-linear latency histogram (HdrHistogram layout, <0.4% error at bucket midpoints); owned by one
+// thread.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -40,8 +41,8 @@ class histogram {
     const int e = 63 - __builtin_clzll(v);  // >= sub_bits
     const int shift = e - (sub_bits - 1);
     const std::uint64_t sub = v >> shift;  // in [half_count, sub_count)
-    return static_cast<std::size_t>(sub_count + static_cast<std::uint64_t>(e - sub_bits) * half_count +
-                                    (sub - half_count));
+    return static_cast<std::size_t>(
+        sub_count + static_cast<std::uint64_t>(e - sub_bits) * half_count + (sub - half_count));
   }
   static std::uint64_t lower_of(std::size_t idx) noexcept;
   static std::uint64_t width_of(std::size_t idx) noexcept;

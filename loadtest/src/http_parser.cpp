@@ -30,7 +30,8 @@ bool icontains_token(std::string_view v, std::string_view token) noexcept {
   return false;
 }
 
-// Walks header lines after the start line; calls f(name, value) for each; returns head length or 0/-1.
+// Walks header lines after the start line; calls f(name, value) for each; returns head length or
+// 0/-1.
 template <class F>
 long walk_headers(std::string_view buf, std::size_t pos, F&& f) noexcept {
   while (true) {
@@ -44,7 +45,8 @@ long walk_headers(std::string_view buf, std::size_t pos, F&& f) noexcept {
     if (colon == std::string_view::npos || colon == 0) return -1;
     std::string_view name = line.substr(0, colon);
     std::string_view value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+      value.remove_prefix(1);
     while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
     if (!f(name, value)) return -1;
   }
@@ -78,9 +80,12 @@ long parse_request_head(std::string_view buf, request_head& out) noexcept {
   out.method = line.substr(0, sp1);
   out.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   std::string_view ver = line.substr(sp2 + 1);
-  if (ver == "HTTP/1.1") out.minor = 1;
-  else if (ver == "HTTP/1.0") out.minor = 0;
-  else return -1;
+  if (ver == "HTTP/1.1")
+    out.minor = 1;
+  else if (ver == "HTTP/1.0")
+    out.minor = 0;
+  else
+    return -1;
   out.content_length = -1;
   out.chunked = false;
   out.keep_alive = out.minor == 1;
@@ -89,7 +94,8 @@ long parse_request_head(std::string_view buf, request_head& out) noexcept {
     if (out.header_count < request_head::max_headers) out.headers[out.header_count++] = {n, v};
     if (iequals(n, "content-length")) {
       std::int64_t len;
-      if (!parse_length(v, len) || (out.content_length >= 0 && out.content_length != len)) return false;
+      if (!parse_length(v, len) || (out.content_length >= 0 && out.content_length != len))
+        return false;
       out.content_length = len;
     } else if (iequals(n, "transfer-encoding")) {
       out.chunked = icontains_token(v, "chunked");
@@ -128,8 +134,10 @@ long parse_response_head(std::string_view buf, response_head& out) noexcept {
         break;
       case 10:
         if (iequals(n, "connection")) {
-          if (icontains_token(v, "close")) out.keep_alive = false;
-          else if (icontains_token(v, "keep-alive")) out.keep_alive = true;
+          if (icontains_token(v, "close"))
+            out.keep_alive = false;
+          else if (icontains_token(v, "keep-alive"))
+            out.keep_alive = true;
         }
         break;
       case 12:
@@ -172,8 +180,10 @@ void body_decoder::step(char c) noexcept {
       return;
     }
     case st::size_ext:
-      if (c == '\r') state_ = st::size_lf;
-      else if (c == '\n') goto size_done;
+      if (c == '\r')
+        state_ = st::size_lf;
+      else if (c == '\n')
+        goto size_done;
       return;
     case st::size_lf:
       if (c != '\n') {
@@ -182,18 +192,26 @@ void body_decoder::step(char c) noexcept {
       }
       goto size_done;
     case st::data_cr:
-      if (c == '\r') state_ = st::data_lf;
-      else if (c == '\n') state_ = st::size, remaining_ = 0, size_digits_ = 0;
-      else state_ = st::error;
+      if (c == '\r')
+        state_ = st::data_lf;
+      else if (c == '\n')
+        state_ = st::size, remaining_ = 0, size_digits_ = 0;
+      else
+        state_ = st::error;
       return;
     case st::data_lf:
-      if (c == '\n') state_ = st::size, remaining_ = 0, size_digits_ = 0;
-      else state_ = st::error;
+      if (c == '\n')
+        state_ = st::size, remaining_ = 0, size_digits_ = 0;
+      else
+        state_ = st::error;
       return;
     case st::trailer_start:
-      if (c == '\r') state_ = st::trailer_lf;
-      else if (c == '\n') state_ = st::done;
-      else state_ = st::trailer_line;
+      if (c == '\r')
+        state_ = st::trailer_lf;
+      else if (c == '\n')
+        state_ = st::done;
+      else
+        state_ = st::trailer_line;
       return;
     case st::trailer_line:
       if (c == '\n') state_ = st::trailer_start;

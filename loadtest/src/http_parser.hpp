@@ -63,8 +63,8 @@ class body_decoder {
     if (mode_ == mode::until_close) state_ = st::done;
   }
 
-  // Consumes bytes from in, calling on_data(std::string_view) with decoded body bytes; stops at the end
-  // of the body. Returns the number of bytes consumed.
+  // Consumes bytes from in, calling on_data(std::string_view) with decoded body bytes; stops at the
+  // end of the body. Returns the number of bytes consumed.
   template <class F>
   std::size_t feed(std::string_view in, F&& on_data) {
     std::size_t i = 0;
@@ -88,7 +88,19 @@ class body_decoder {
   }
 
  private:
-  enum class st { size, size_ext, size_lf, data, data_cr, data_lf, trailer_start, trailer_line, trailer_lf, done, error };
+  enum class st {
+    size,
+    size_ext,
+    size_lf,
+    data,
+    data_cr,
+    data_lf,
+    trailer_start,
+    trailer_line,
+    trailer_lf,
+    done,
+    error
+  };
   void step(char c) noexcept;
   mode mode_ = mode::length;
   st state_ = st::done;

@@ -1,5 +1,5 @@
-// meridian-load: configuration, the run driver and the merged results; run_load() blocks the calling
-// thread while its own io threads drive the load, and returns once every worker has joined.
+// meridian-load: configuration, the run driver and the merged results; run_load() blocks the
+// calling thread while its own io threads drive the load, and returns once every worker has joined.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -80,7 +80,15 @@ struct request_record {
   std::uint8_t error;  // error_kind
 };
 
-enum class error_kind : std::uint8_t { none, http_status, connect, transport, timeout, unsent, bad_response };
+enum class error_kind : std::uint8_t {
+  none,
+  http_status,
+  connect,
+  transport,
+  timeout,
+  unsent,
+  bad_response
+};
 const char* error_kind_name(error_kind e);
 
 struct interval_stats {
@@ -93,7 +101,8 @@ struct run_summary {
   std::string label;
   double duration_s = 0;  // start to the last completion
   double configured_duration_s = 0;
-  std::uint64_t completed = 0, failed = 0, sent = 0, late = 0, unsent = 0, good = 0, warmup_skipped = 0;
+  std::uint64_t completed = 0, failed = 0, sent = 0, late = 0, unsent = 0, good = 0,
+                warmup_skipped = 0;
   std::map<std::string, std::uint64_t> errors;  // by kind
   std::map<int, std::uint64_t> status_counts;
   std::uint64_t input_tokens = 0, output_tokens = 0, token_events = 0, clumped_events = 0;
@@ -106,7 +115,9 @@ struct run_summary {
   std::vector<slo_result> slo_results;
   bool slo_pass = true;
 
-  double request_throughput() const { return duration_s > 0 ? static_cast<double>(completed) / duration_s : 0; }
+  double request_throughput() const {
+    return duration_s > 0 ? static_cast<double>(completed) / duration_s : 0;
+  }
   double goodput() const { return duration_s > 0 ? static_cast<double>(good) / duration_s : 0; }
   double error_rate() const {
     auto n = completed + failed;

@@ -10,7 +10,8 @@
 namespace meridian::loadtest {
 
 namespace {
-const char* help_text = R"(meridian-load: open/closed-loop HTTP and OpenAI load generator (loopback targets only)
+const char* help_text =
+    R"(meridian-load: open/closed-loop HTTP and OpenAI load generator (loopback targets only)
 
 usage: meridian-load --url http://127.0.0.1:PORT/PATH (--rate R | --closed) [options]
 
@@ -63,11 +64,16 @@ bool flag_takes_value(const std::string& f) {
 
 bool known_flag(const std::string& f) {
   static const char* known[] = {
-      "--url", "--rate", "--duration", "--warmup", "--arrival", "--burstiness", "--connections", "--threads",
-      "--closed", "--requests", "--max-pending", "--timeout", "--drain", "--late-threshold", "--expected-itl", "--method", "--body",
-      "--openai", "--stream", "--prompt-tokens", "--max-tokens", "--shared-prefix", "--model", "--storage",
-      "--objects", "--object-size", "--put-ratio", "--range-ratio", "--slo", "--json", "--csv", "--html",
-      "--label", "--seed", "--progress", "--quiet", "--scenario"};
+      "--url",        "--rate",           "--duration",     "--warmup",
+      "--arrival",    "--burstiness",     "--connections",  "--threads",
+      "--closed",     "--requests",       "--max-pending",  "--timeout",
+      "--drain",      "--late-threshold", "--expected-itl", "--method",
+      "--body",       "--openai",         "--stream",       "--prompt-tokens",
+      "--max-tokens", "--shared-prefix",  "--model",        "--storage",
+      "--objects",    "--object-size",    "--put-ratio",    "--range-ratio",
+      "--slo",        "--json",           "--csv",          "--html",
+      "--label",      "--seed",           "--progress",     "--quiet",
+      "--scenario"};
   for (auto* k : known)
     if (f == k) return true;
   return false;
@@ -126,54 +132,93 @@ int load_main(int argc, char** argv) {
     };
     try {
       double d = 0;
-      if (f == "--scenario") continue;
-      else if (f == "--url") cfg.url = v;
-      else if (f == "--rate") num(cfg.rate), cfg.profile_points.clear();
-      else if (f == "--duration") dur(cfg.duration_s);
-      else if (f == "--warmup") dur(cfg.warmup_s);
+      if (f == "--scenario")
+        continue;
+      else if (f == "--url")
+        cfg.url = v;
+      else if (f == "--rate")
+        num(cfg.rate), cfg.profile_points.clear();
+      else if (f == "--duration")
+        dur(cfg.duration_s);
+      else if (f == "--warmup")
+        dur(cfg.warmup_s);
       else if (f == "--arrival") {
         auto k = parse_arrival_kind(v);
         if (!k) throw std::invalid_argument("--arrival must be constant|poisson|gamma");
         cfg.arrival = *k;
-      } else if (f == "--burstiness") num(cfg.burstiness);
-      else if (f == "--connections") num(d), cfg.connections = static_cast<int>(d);
-      else if (f == "--threads") num(d), cfg.threads = static_cast<int>(d);
-      else if (f == "--closed") cfg.closed = true;
-      else if (f == "--requests") num(d), cfg.max_requests = static_cast<std::uint64_t>(d);
-      else if (f == "--max-pending") num(d), cfg.max_pending = static_cast<std::size_t>(d);
-      else if (f == "--timeout") dur(cfg.timeout_s);
-      else if (f == "--drain") dur(cfg.drain_s);
-      else if (f == "--late-threshold") dur(d), cfg.late_threshold_ms = d * 1e3;
-      else if (f == "--expected-itl") dur(d), cfg.expected_itl_ms = d * 1e3;
-      else if (f == "--method") cfg.method = v;
-      else if (f == "--body") cfg.body = v;
+      } else if (f == "--burstiness")
+        num(cfg.burstiness);
+      else if (f == "--connections")
+        num(d), cfg.connections = static_cast<int>(d);
+      else if (f == "--threads")
+        num(d), cfg.threads = static_cast<int>(d);
+      else if (f == "--closed")
+        cfg.closed = true;
+      else if (f == "--requests")
+        num(d), cfg.max_requests = static_cast<std::uint64_t>(d);
+      else if (f == "--max-pending")
+        num(d), cfg.max_pending = static_cast<std::size_t>(d);
+      else if (f == "--timeout")
+        dur(cfg.timeout_s);
+      else if (f == "--drain")
+        dur(cfg.drain_s);
+      else if (f == "--late-threshold")
+        dur(d), cfg.late_threshold_ms = d * 1e3;
+      else if (f == "--expected-itl")
+        dur(d), cfg.expected_itl_ms = d * 1e3;
+      else if (f == "--method")
+        cfg.method = v;
+      else if (f == "--body")
+        cfg.body = v;
       else if (f == "--openai") {
-        if (v == "chat") cfg.api = openai_api::chat;
-        else if (v == "completions") cfg.api = openai_api::completions;
-        else if (v == "embeddings") cfg.api = openai_api::embeddings;
-        else throw std::invalid_argument("--openai must be chat|completions|embeddings");
-      } else if (f == "--stream") cfg.stream = true;
-      else if (f == "--prompt-tokens") dist(cfg.prompt_tokens);
-      else if (f == "--max-tokens") dist(cfg.max_tokens);
-      else if (f == "--shared-prefix") num(d), cfg.shared_prefix = static_cast<int>(d);
-      else if (f == "--model") cfg.model = v;
-      else if (f == "--storage") cfg.storage = true;
-      else if (f == "--objects") num(d), cfg.objects = static_cast<int>(d);
+        if (v == "chat")
+          cfg.api = openai_api::chat;
+        else if (v == "completions")
+          cfg.api = openai_api::completions;
+        else if (v == "embeddings")
+          cfg.api = openai_api::embeddings;
+        else
+          throw std::invalid_argument("--openai must be chat|completions|embeddings");
+      } else if (f == "--stream")
+        cfg.stream = true;
+      else if (f == "--prompt-tokens")
+        dist(cfg.prompt_tokens);
+      else if (f == "--max-tokens")
+        dist(cfg.max_tokens);
+      else if (f == "--shared-prefix")
+        num(d), cfg.shared_prefix = static_cast<int>(d);
+      else if (f == "--model")
+        cfg.model = v;
+      else if (f == "--storage")
+        cfg.storage = true;
+      else if (f == "--objects")
+        num(d), cfg.objects = static_cast<int>(d);
       else if (f == "--object-size") {
         auto z = parse_size(v);
         if (!z) throw std::invalid_argument("bad size for --object-size");
         cfg.object_size = *z;
-      } else if (f == "--put-ratio") num(cfg.put_ratio);
-      else if (f == "--range-ratio") num(cfg.range_ratio);
-      else if (f == "--slo") cfg.slo_text = v;
-      else if (f == "--json") cfg.json_path = v;
-      else if (f == "--csv") cfg.csv_path = v;
-      else if (f == "--html") cfg.html_path = v;
-      else if (f == "--label") cfg.label = v;
-      else if (f == "--seed") num(d), cfg.seed = static_cast<std::uint64_t>(d);
-      else if (f == "--progress") cfg.progress = v == "on" ? 1 : v == "off" ? 0 : -1;
-      else if (f == "--quiet") cfg.quiet = true;
-      else throw std::invalid_argument("unknown flag " + f);
+      } else if (f == "--put-ratio")
+        num(cfg.put_ratio);
+      else if (f == "--range-ratio")
+        num(cfg.range_ratio);
+      else if (f == "--slo")
+        cfg.slo_text = v;
+      else if (f == "--json")
+        cfg.json_path = v;
+      else if (f == "--csv")
+        cfg.csv_path = v;
+      else if (f == "--html")
+        cfg.html_path = v;
+      else if (f == "--label")
+        cfg.label = v;
+      else if (f == "--seed")
+        num(d), cfg.seed = static_cast<std::uint64_t>(d);
+      else if (f == "--progress")
+        cfg.progress = v == "on" ? 1 : v == "off" ? 0 : -1;
+      else if (f == "--quiet")
+        cfg.quiet = true;
+      else
+        throw std::invalid_argument("unknown flag " + f);
     } catch (const std::exception& e) {
       return fail(e.what());
     }
@@ -188,9 +233,11 @@ int load_main(int argc, char** argv) {
   }
   if (!cfg.quiet) print_table(s, cfg, stdout);
   std::string err;
-  if (!cfg.json_path.empty() && !write_file(cfg.json_path, summary_json(s, cfg) + "\n", err)) return fail(err);
+  if (!cfg.json_path.empty() && !write_file(cfg.json_path, summary_json(s, cfg) + "\n", err))
+    return fail(err);
   if (!cfg.csv_path.empty() && !write_file(cfg.csv_path, render_csv(s), err)) return fail(err);
-  if (!cfg.html_path.empty() && !write_file(cfg.html_path, render_html(s, cfg), err)) return fail(err);
+  if (!cfg.html_path.empty() && !write_file(cfg.html_path, render_html(s, cfg), err))
+    return fail(err);
   std::fflush(stdout);
   return s.slo_pass ? exit_ok : exit_slo_missed;
 }

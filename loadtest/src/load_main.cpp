@@ -1,3 +1,5 @@
 #include "load.hpp"
 
-int main(int argc, char** argv) { return meridian::loadtest::load_main(argc, argv); }
+int main(int argc, char** argv) {
+  return meridian::loadtest::load_main(argc, argv);
+}

@@ -1,5 +1,6 @@
-// The load generator's data path: per-thread workers, each with its own io_context, arrival schedule,
-// keep-alive connections and statistics; merged on the calling thread after all workers join.
+// The load generator's data path: per-thread workers, each with its own io_context, arrival
+// schedule, keep-alive connections and statistics; merged on the calling thread after all workers
+// join.
 #include <unistd.h>
 
 #include <cmath>
@@ -17,13 +18,20 @@ namespace meridian::loadtest {
 
 const char* error_kind_name(error_kind e) {
   switch (e) {
-    case error_kind::none: return "none";
-    case error_kind::http_status: return "http_status";
-    case error_kind::connect: return "connect";
-    case error_kind::transport: return "transport";
-    case error_kind::timeout: return "timeout";
-    case error_kind::unsent: return "unsent";
-    case error_kind::bad_response: return "bad_response";
+    case error_kind::none:
+      return "none";
+    case error_kind::http_status:
+      return "http_status";
+    case error_kind::connect:
+      return "connect";
+    case error_kind::transport:
+      return "transport";
+    case error_kind::timeout:
+      return "timeout";
+    case error_kind::unsent:
+      return "unsent";
+    case error_kind::bad_response:
+      return "bad_response";
   }
   return "?";
 }
@@ -64,7 +72,8 @@ class job_ring {
 class request_builder {
  public:
   request_builder(const load_config& cfg, std::uint64_t seed) : cfg_(cfg), rng_(seed) {
-    // Every token is 4 bytes (" abc") so the mock's bytes/4 token estimate matches what we asked for.
+    // Every token is 4 bytes (" abc") so the mock's bytes/4 token estimate matches what we asked
+    // for.
     std::mt19937_64 corpus_rng(0xC0FFEE);  // same corpus (and shared prefix) in every worker
     corpus_.reserve(4 * corpus_tokens);
     for (std::size_t i = 0; i < corpus_tokens; ++i) {
@@ -76,12 +85,15 @@ class request_builder {
     if (cfg.api == openai_api::none && !cfg.storage) {
       fixed_ = cfg.method + " " + path + " HTTP/1.1\r\n" + host_header_;
       if (!cfg.body.empty())
-        fixed_ += "Content-Type: application/json\r\nContent-Length: " + std::to_string(cfg.body.size()) + "\r\n";
+        fixed_ +=
+            "Content-Type: application/json\r\nContent-Length: " + std::to_string(cfg.body.size()) +
+            "\r\n";
       fixed_ += "\r\n" + cfg.body;
     }
     if (cfg.storage) {
       object_body_.assign(static_cast<std::size_t>(cfg.object_size), 'x');
-      for (std::size_t i = 0; i < object_body_.size(); i += 61) object_body_[i] = static_cast<char>('a' + i % 26);
+      for (std::size_t i = 0; i < object_body_.size(); i += 61)
+        object_body_[i] = static_cast<char>('a' + i % 26);
     }
   }
 
@@ -103,27 +115,34 @@ class request_builder {
     body_.clear();
     body_ += "{\"model\":\"";
     body_ += cfg_.model;
-    if (cfg_.api == openai_api::chat) body_ += "\",\"messages\":[{\"role\":\"user\",\"content\":\"";
-    else if (cfg_.api == openai_api::completions) body_ += "\",\"prompt\":\"";
-    else body_ += "\",\"input\":\"";
+    if (cfg_.api == openai_api::chat)
+      body_ += "\",\"messages\":[{\"role\":\"user\",\"content\":\"";
+    else if (cfg_.api == openai_api::completions)
+      body_ += "\",\"prompt\":\"";
+    else
+      body_ += "\",\"input\":\"";
     // Shared prefix from the corpus start, a unique tag, then random corpus text.
     const int shared = std::min(cfg_.shared_prefix, p);
     body_.append(corpus_.data(), static_cast<std::size_t>(shared) * 4);
     int left = p - shared;
     if (left >= 3) {
       char tag[16];
-      std::snprintf(tag, sizeof tag, " r%010llu", static_cast<unsigned long long>(seq % 10000000000ull));
+      std::snprintf(tag, sizeof tag, " r%010llu",
+                    static_cast<unsigned long long>(seq % 10000000000ull));
       body_.append(tag, 12);
       left -= 3;
     }
     while (left > 0) {
-      const std::size_t take = std::min<std::size_t>(static_cast<std::size_t>(left), corpus_tokens / 2);
+      const std::size_t take =
+          std::min<std::size_t>(static_cast<std::size_t>(left), corpus_tokens / 2);
       const std::size_t off = rng_() % (corpus_tokens - take);
       body_.append(corpus_.data() + off * 4, take * 4);
       left -= static_cast<int>(take);
     }
-    if (cfg_.api == openai_api::chat) body_ += "\"}]";
-    else body_ += "\"";
+    if (cfg_.api == openai_api::chat)
+      body_ += "\"}]";
+    else
+      body_ += "\"";
     if (cfg_.api != openai_api::embeddings) {
       body_ += ",\"max_tokens\":";
       append_uint(body_, static_cast<std::uint64_t>(m));
@@ -149,8 +168,8 @@ class request_builder {
     if (key.empty() || key.back() != '/') key += '/';
     key += "obj-" + std::to_string(k);
     if (r < cfg_.put_ratio) {
-      out = "PUT " + key + " HTTP/1.1\r\n" + host_header_ + "Content-Length: " + std::to_string(object_body_.size()) +
-            "\r\n\r\n";
+      out = "PUT " + key + " HTTP/1.1\r\n" + host_header_ +
+            "Content-Length: " + std::to_string(object_body_.size()) + "\r\n\r\n";
       extra_ = object_body_;
     } else {
       out = "GET " + key + " HTTP/1.1\r\n" + host_header_;
@@ -194,10 +213,15 @@ struct shared_state {
 
 struct worker {
   worker(const load_config& c, int idx, int n, shared_state* sh, steady::time_point start)
-      : cfg(c), index(idx), shared(sh), ctx(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO), builder(c, c.seed * 7919 + static_cast<std::uint64_t>(idx)),
-        pending(c.max_pending), start(start),
-        schedule(c.arrival, c.burstiness, c.profile().scaled(1.0 / n), c.seed * 31 + static_cast<std::uint64_t>(idx),
-                 static_cast<double>(idx) / n),
+      : cfg(c),
+        index(idx),
+        shared(sh),
+        ctx(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
+        builder(c, c.seed * 7919 + static_cast<std::uint64_t>(idx)),
+        pending(c.max_pending),
+        start(start),
+        schedule(c.arrival, c.burstiness, c.profile().scaled(1.0 / n),
+                 c.seed * 31 + static_cast<std::uint64_t>(idx), static_cast<double>(idx) / n),
         stopper(ctx) {
     per_request = per_request_thresholds(c.slos);
     end = start + std::chrono::microseconds(static_cast<std::int64_t>(c.duration_s * 1e6));
@@ -206,9 +230,11 @@ struct worker {
     hard_end = end + std::chrono::microseconds(static_cast<std::int64_t>(drain * 1e6));
     interval_s = std::max(1.0, std::ceil(c.duration_s / 300.0));
     timeline.resize(static_cast<std::size_t>((c.duration_s + drain) / interval_s) + 2);
-    for (std::size_t i = 0; i < timeline.size(); ++i) timeline[i].start_s = static_cast<double>(i) * interval_s;
+    for (std::size_t i = 0; i < timeline.size(); ++i)
+      timeline[i].start_s = static_cast<double>(i) * interval_s;
     if (!c.csv_path.empty())
-      records.reserve(static_cast<std::size_t>(std::min(4e6, std::max(1e3, c.profile().expected_count() / n * 1.1))));
+      records.reserve(static_cast<std::size_t>(
+          std::min(4e6, std::max(1e3, c.profile().expected_count() / n * 1.1))));
     const int nconn = c.connections / n + (idx < c.connections % n ? 1 : 0);
     for (int i = 0; i < nconn; ++i) conns.push_back(std::make_unique<connection>(ctx));
   }
@@ -232,7 +258,8 @@ struct worker {
   request_slo per_request;
 
   // statistics (this thread only)
-  std::uint64_t completed = 0, failed = 0, sent = 0, late = 0, unsent = 0, good = 0, warm_skipped = 0;
+  std::uint64_t completed = 0, failed = 0, sent = 0, late = 0, unsent = 0, good = 0,
+                warm_skipped = 0;
   std::uint64_t err[8] = {};
   std::map<int, std::uint64_t> statuses;
   std::uint64_t in_tokens = 0, out_tokens = 0, token_events = 0, clumped = 0;
@@ -276,8 +303,8 @@ struct outcome {
   bool has_usage = false;
 };
 
-void record(worker* w, connection*, steady::time_point intended, steady::time_point sent_at, const outcome& o,
-            int prompt_tokens) {
+void record(worker* w, connection*, steady::time_point intended, steady::time_point sent_at,
+            const outcome& o, int prompt_tokens) {
   if (intended < w->warm_end) {
     ++w->warm_skipped;
     return;
@@ -285,9 +312,12 @@ void record(worker* w, connection*, steady::time_point intended, steady::time_po
   const bool ok = o.error == error_kind::none;
   const std::uint64_t e2e = to_ns(o.done - intended);
   const std::uint64_t lag = to_ns(sent_at - intended);
-  const bool streamed = w->cfg.stream && w->cfg.api != openai_api::none && w->cfg.api != openai_api::embeddings;
-  auto ti = static_cast<std::size_t>(std::chrono::duration<double>(intended - w->start).count() / w->interval_s);
-  auto ci = static_cast<std::size_t>(std::chrono::duration<double>(o.done - w->start).count() / w->interval_s);
+  const bool streamed =
+      w->cfg.stream && w->cfg.api != openai_api::none && w->cfg.api != openai_api::embeddings;
+  auto ti = static_cast<std::size_t>(std::chrono::duration<double>(intended - w->start).count() /
+                                     w->interval_s);
+  auto ci = static_cast<std::size_t>(std::chrono::duration<double>(o.done - w->start).count() /
+                                     w->interval_s);
   if (ti >= w->timeline.size()) ti = w->timeline.size() - 1;
   if (ci >= w->timeline.size()) ci = w->timeline.size() - 1;
   w->last_done = std::max(w->last_done, o.done);
@@ -306,7 +336,8 @@ void record(worker* w, connection*, steady::time_point intended, steady::time_po
     w->out_tokens += o.tokens;
     w->timeline[ci].output_tokens += o.tokens;
     if (w->cfg.api != openai_api::none) {
-      ttft_ns = streamed && o.first_token != steady::time_point{} ? to_ns(o.first_token - intended) : e2e;
+      ttft_ns =
+          streamed && o.first_token != steady::time_point{} ? to_ns(o.first_token - intended) : e2e;
       w->ttft.record(ttft_ns);
       if (streamed) {
         if (!tl.ttft) tl.ttft = std::make_unique<histogram>();
@@ -316,11 +347,13 @@ void record(worker* w, connection*, steady::time_point intended, steady::time_po
         tpot_ns = (e2e - std::min(e2e, ttft_ns)) / (o.tokens - 1);
         w->tpot.record(tpot_ns);
       }
-      if (streamed && std::max<double>(static_cast<double>(tpot_ns), w->cfg.expected_itl_ms * 1e6) > 1e6)
+      if (streamed &&
+          std::max<double>(static_cast<double>(tpot_ns), w->cfg.expected_itl_ms * 1e6) > 1e6)
         w->clumped += o.clumped;
     }
     const auto& pr = w->per_request;
-    const bool good = (!pr.e2el_ns || e2e <= pr.e2el_ns) && (!pr.ttft_ns || ttft_ns <= pr.ttft_ns) &&
+    const bool good = (!pr.e2el_ns || e2e <= pr.e2el_ns) &&
+                      (!pr.ttft_ns || ttft_ns <= pr.ttft_ns) &&
                       (!pr.tpot_ns || tpot_ns <= pr.tpot_ns);
     if (good) ++w->good;
   } else {
@@ -331,9 +364,9 @@ void record(worker* w, connection*, steady::time_point intended, steady::time_po
   if (o.status) ++w->statuses[o.status];
   if (o.backend >= 0) ++w->backends[static_cast<std::size_t>(o.backend)].second;
   if (!w->cfg.csv_path.empty() && w->records.size() < 20'000'000)
-    w->records.push_back({std::chrono::duration<double>(intended - w->start).count(), static_cast<float>(lag / 1e6),
-                          static_cast<float>(ttft_ns / 1e6), static_cast<float>(e2e / 1e6),
-                          static_cast<std::uint16_t>(o.status),
+    w->records.push_back({std::chrono::duration<double>(intended - w->start).count(),
+                          static_cast<float>(lag / 1e6), static_cast<float>(ttft_ns / 1e6),
+                          static_cast<float>(e2e / 1e6), static_cast<std::uint16_t>(o.status),
                           static_cast<std::uint16_t>(o.backend < 0 ? 0xffff : o.backend), o.tokens,
                           static_cast<std::uint8_t>(o.error)});
   w->a_completed.store(w->completed, std::memory_order_relaxed);
@@ -354,7 +387,8 @@ asio::awaitable<bool> ensure_connected(worker* w, connection* c) {
   if (c->connected) co_return true;
   c->ts = std::make_shared<timed_socket>(w->ctx.get_executor());
   c->ts->start_watch();
-  c->ts->arm(std::chrono::microseconds(static_cast<std::int64_t>(std::min(w->cfg.timeout_s, 5.0) * 1e6)));
+  c->ts->arm(
+      std::chrono::microseconds(static_cast<std::int64_t>(std::min(w->cfg.timeout_s, 5.0) * 1e6)));
   auto [ec] = co_await c->ts->sock.async_connect(w->target, use_nothrow);
   if (ec) {
     drop_connection(c);
@@ -368,8 +402,8 @@ asio::awaitable<bool> ensure_connected(worker* w, connection* c) {
   co_return true;
 }
 
-// One request/response exchange on a connected socket. Returns false if nothing at all came back on a
-// reused connection (the server closed it while idle), which the caller retries once.
+// One request/response exchange on a connected socket. Returns false if nothing at all came back on
+// a reused connection (the server closed it while idle), which the caller retries once.
 asio::awaitable<bool> exchange(worker* w, connection* c, steady::time_point intended, outcome& o) {
   auto* ts = c->ts.get();
   ts->arm(std::chrono::microseconds(static_cast<std::int64_t>(w->cfg.timeout_s * 1e6)));
@@ -431,9 +465,12 @@ asio::awaitable<bool> exchange(worker* w, connection* c, steady::time_point inte
       if (!h.backend.empty()) o.backend = w->backend_index(h.backend);
       if (!h.keep_alive) c->connected = false;  // closed after this exchange
       is_sse = h.content_type.starts_with("text/event-stream");
-      if (head_req || h.status == 204 || h.status == 304 || (h.status >= 100 && h.status < 200)) c->dec.reset_length(0);
-      else if (h.chunked) c->dec.reset_chunked();
-      else if (h.content_length >= 0) c->dec.reset_length(static_cast<std::uint64_t>(h.content_length));
+      if (head_req || h.status == 204 || h.status == 304 || (h.status >= 100 && h.status < 200))
+        c->dec.reset_length(0);
+      else if (h.chunked)
+        c->dec.reset_chunked();
+      else if (h.content_length >= 0)
+        c->dec.reset_length(static_cast<std::uint64_t>(h.content_length));
       else {
         c->dec.reset_until_close();
         c->connected = false;
@@ -456,8 +493,10 @@ asio::awaitable<bool> exchange(worker* w, connection* c, steady::time_point inte
           if (info.has_token) {
             ++w->token_events;
             if (!o.has_usage) ++o.tokens;
-            if (o.first_token == steady::time_point{}) o.first_token = now;
-            else w->itl.record(to_ns(now - last_token));
+            if (o.first_token == steady::time_point{})
+              o.first_token = now;
+            else
+              w->itl.record(to_ns(now - last_token));
             last_token = now;
             if (++events_this_read > 1) ++o.clumped;
           }
@@ -510,8 +549,10 @@ asio::awaitable<void> do_request(worker* w, connection* c, steady::time_point in
     sent_at = steady::now();
     ++w->sent;
     const bool final = co_await exchange(w, c, intended, o);
-    if (o.error != error_kind::none || !c->connected) drop_connection(c);
-    else c->reused = true;
+    if (o.error != error_kind::none || !c->connected)
+      drop_connection(c);
+    else
+      c->reused = true;
     if (final) break;
     --w->sent;
   }
@@ -548,7 +589,9 @@ asio::awaitable<void> open_loop_conn(worker* w, connection* c) {
 
 asio::awaitable<void> closed_loop_conn(worker* w, connection* c) {
   while (!w->aborting && steady::now() < w->end) {
-    if (w->cfg.max_requests && w->shared->issued.fetch_add(1, std::memory_order_relaxed) >= w->cfg.max_requests) break;
+    if (w->cfg.max_requests &&
+        w->shared->issued.fetch_add(1, std::memory_order_relaxed) >= w->cfg.max_requests)
+      break;
     co_await do_request(w, c, steady::now());
   }
   drop_connection(c);
@@ -560,7 +603,9 @@ asio::awaitable<void> scheduler(worker* w) {
   while (!w->aborting) {
     auto next = w->schedule.next();
     if (!next) break;
-    if (w->cfg.max_requests && w->shared->issued.fetch_add(1, std::memory_order_relaxed) >= w->cfg.max_requests) break;
+    if (w->cfg.max_requests &&
+        w->shared->issued.fetch_add(1, std::memory_order_relaxed) >= w->cfg.max_requests)
+      break;
     auto tp = w->start + std::chrono::nanoseconds(static_cast<std::int64_t>(*next * 1e9));
     if (tp > steady::now() + std::chrono::microseconds(20)) {
       t.expires_at(tp);
@@ -621,7 +666,8 @@ std::string load_config::finalize() {
   auto colon = hostport.rfind(':');
   host = std::string(hostport.substr(0, colon));
   if (host == "localhost") host = "127.0.0.1";
-  if (colon == std::string_view::npos) port = 80;
+  if (colon == std::string_view::npos)
+    port = 80;
   else {
     auto p = parse_int(hostport.substr(colon + 1));
     if (!p || *p <= 0 || *p > 65535) return "bad port in --url";
@@ -632,7 +678,7 @@ std::string load_config::finalize() {
   if (ec) return "--url host must be an IP literal such as 127.0.0.1";
   if (!addr.is_loopback()) return "--url must point at a loopback address (127.0.0.0/8 or ::1)";
   if (api != openai_api::none && path == "/")
-    path = api == openai_api::chat ? "/v1/chat/completions"
+    path = api == openai_api::chat          ? "/v1/chat/completions"
            : api == openai_api::completions ? "/v1/completions"
                                             : "/v1/embeddings";
   if (connections < 1) return "--connections must be >= 1";
@@ -640,7 +686,8 @@ std::string load_config::finalize() {
   if (threads > connections) threads = connections;
   if (duration_s <= 0 && !(closed && max_requests)) return "--duration must be > 0";
   if (duration_s <= 0) duration_s = 3600;
-  if (!closed && rate <= 0 && profile_points.empty()) return "open-loop mode needs --rate > 0 (or use --closed)";
+  if (!closed && rate <= 0 && profile_points.empty())
+    return "open-loop mode needs --rate > 0 (or use --closed)";
   if (timeout_s <= 0) return "--timeout must be > 0";
   if (max_pending < 1) max_pending = 1;
   std::string err;
@@ -649,7 +696,8 @@ std::string load_config::finalize() {
     if (!s) return err;
     slos = std::move(*s);
   }
-  if (!profile_points.empty() && !rate_profile::from_points(profile_points, duration_s)) return "bad rate profile";
+  if (!profile_points.empty() && !rate_profile::from_points(profile_points, duration_s))
+    return "bad rate profile";
   return {};
 }
 
@@ -672,7 +720,8 @@ void storage_setup(const load_config& cfg) {
   if (prefix.empty() || prefix.back() != '/') prefix += '/';
   std::vector<char> buf(64 * 1024);
   for (int i = 0; i < cfg.objects; ++i) {
-    std::string req = "PUT " + prefix + "obj-" + std::to_string(i) + " HTTP/1.1\r\nHost: " + cfg.host +
+    std::string req = "PUT " + prefix + "obj-" + std::to_string(i) +
+                      " HTTP/1.1\r\nHost: " + cfg.host +
                       "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
     std::array<asio::const_buffer, 2> b{asio::buffer(req), asio::buffer(body)};
     asio::write(s, b);
@@ -683,8 +732,12 @@ void storage_setup(const load_config& cfg) {
       response_head h;
       long hl = parse_response_head(resp, h);
       if (hl < 0) throw std::runtime_error("bad response during storage setup");
-      if (hl > 0 && resp.size() >= static_cast<std::size_t>(hl) + static_cast<std::size_t>(std::max<std::int64_t>(0, h.content_length))) {
-        if (h.status >= 300) throw std::runtime_error("storage setup PUT failed with status " + std::to_string(h.status));
+      if (hl > 0 && resp.size() >=
+                        static_cast<std::size_t>(hl) +
+                            static_cast<std::size_t>(std::max<std::int64_t>(0, h.content_length))) {
+        if (h.status >= 300)
+          throw std::runtime_error("storage setup PUT failed with status " +
+                                   std::to_string(h.status));
         break;
       }
     }
@@ -703,12 +756,15 @@ run_summary run_load(const load_config& cfg) {
     w->target = tcp::endpoint(asio::ip::make_address(cfg.host), cfg.port);
     w->live_conns = static_cast<int>(w->conns.size());
     for (auto& c : w->conns)
-      asio::co_spawn(w->ctx, cfg.closed ? closed_loop_conn(w.get(), c.get()) : open_loop_conn(w.get(), c.get()),
-                     asio::detached);
+      asio::co_spawn(
+          w->ctx,
+          cfg.closed ? closed_loop_conn(w.get(), c.get()) : open_loop_conn(w.get(), c.get()),
+          asio::detached);
     if (!cfg.closed) asio::co_spawn(w->ctx, scheduler(w.get()), asio::detached);
     asio::co_spawn(w->ctx, stop_at_hard_end(w.get()), asio::detached);
   }
-  const bool progress = cfg.progress == 1 || (cfg.progress == -1 && ::isatty(STDOUT_FILENO) && !cfg.quiet);
+  const bool progress =
+      cfg.progress == 1 || (cfg.progress == -1 && ::isatty(STDOUT_FILENO) && !cfg.quiet);
   if (progress)
     for (auto& w : ws) asio::co_spawn(w->ctx, progress_tick(w.get()), asio::detached);
   std::mutex mu;
@@ -738,10 +794,13 @@ run_summary run_load(const load_config& cfg) {
         p99 = std::max(p99, w->a_p99.load());
       }
       const double el = std::chrono::duration<double>(steady::now() - start).count();
-      std::printf("\r[%6.1fs] done %llu (%.0f/s)  in-flight %llu  p50 %s  p99 %s  errors %llu   ", el,
-                  static_cast<unsigned long long>(done), el > 0 ? static_cast<double>(done) / el : 0.0,
-                  static_cast<unsigned long long>(infl), format_duration_ms(static_cast<double>(p50) / 1e6).c_str(),
-                  format_duration_ms(static_cast<double>(p99) / 1e6).c_str(), static_cast<unsigned long long>(fail));
+      std::printf("\r[%6.1fs] done %llu (%.0f/s)  in-flight %llu  p50 %s  p99 %s  errors %llu   ",
+                  el, static_cast<unsigned long long>(done),
+                  el > 0 ? static_cast<double>(done) / el : 0.0,
+                  static_cast<unsigned long long>(infl),
+                  format_duration_ms(static_cast<double>(p50) / 1e6).c_str(),
+                  format_duration_ms(static_cast<double>(p99) / 1e6).c_str(),
+                  static_cast<unsigned long long>(fail));
       std::fflush(stdout);
     }
   }
@@ -807,13 +866,15 @@ run_summary run_load(const load_config& cfg) {
     }
     last = std::max(last, w->last_done);
   }
-  std::sort(s.records.begin(), s.records.end(), [](auto& a, auto& b) { return a.intended_s < b.intended_s; });
-  const auto measured_from = start + std::chrono::microseconds(static_cast<std::int64_t>(cfg.warmup_s * 1e6));
+  std::sort(s.records.begin(), s.records.end(),
+            [](auto& a, auto& b) { return a.intended_s < b.intended_s; });
+  const auto measured_from =
+      start + std::chrono::microseconds(static_cast<std::int64_t>(cfg.warmup_s * 1e6));
   s.duration_s = std::max(1e-9, std::chrono::duration<double>(last - measured_from).count());
   if (last == steady::time_point{}) s.duration_s = cfg.duration_s;
   // Trim empty tail intervals.
-  while (s.timeline.size() > 1 && s.timeline.back().completed == 0 && s.timeline.back().failed == 0 &&
-         !s.timeline.back().e2el)
+  while (s.timeline.size() > 1 && s.timeline.back().completed == 0 &&
+         s.timeline.back().failed == 0 && !s.timeline.back().e2el)
     s.timeline.pop_back();
   evaluate_slos(cfg, s);
   return s;
@@ -830,14 +891,30 @@ void evaluate_slos(const load_config& cfg, run_summary& s) {
     };
     bool empty = false;
     switch (slo.metric) {
-      case slo_metric::ttft: v = lat(s.ttft), empty = s.ttft.count() == 0; break;
-      case slo_metric::tpot: v = lat(s.tpot), empty = s.tpot.count() == 0; break;
-      case slo_metric::itl: v = lat(s.itl), empty = s.itl.count() == 0; break;
-      case slo_metric::e2el: v = lat(s.e2el), empty = s.e2el.count() == 0; break;
-      case slo_metric::error_rate: v = s.error_rate(); break;
-      case slo_metric::late_rate: v = s.sent ? static_cast<double>(s.late) / static_cast<double>(s.sent) : 0; break;
-      case slo_metric::request_throughput: v = s.request_throughput(); break;
-      case slo_metric::goodput: v = s.goodput(); break;
+      case slo_metric::ttft:
+        v = lat(s.ttft), empty = s.ttft.count() == 0;
+        break;
+      case slo_metric::tpot:
+        v = lat(s.tpot), empty = s.tpot.count() == 0;
+        break;
+      case slo_metric::itl:
+        v = lat(s.itl), empty = s.itl.count() == 0;
+        break;
+      case slo_metric::e2el:
+        v = lat(s.e2el), empty = s.e2el.count() == 0;
+        break;
+      case slo_metric::error_rate:
+        v = s.error_rate();
+        break;
+      case slo_metric::late_rate:
+        v = s.sent ? static_cast<double>(s.late) / static_cast<double>(s.sent) : 0;
+        break;
+      case slo_metric::request_throughput:
+        v = s.request_throughput();
+        break;
+      case slo_metric::goodput:
+        v = s.goodput();
+        break;
     }
     // A latency gate with no successful requests cannot be met.
     const bool pass = !empty && slo.holds(v);

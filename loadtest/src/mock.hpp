@@ -1,5 +1,6 @@
-// In-process mock backends (LLM engine emulator, object store, delaying TCP relay). Each object owns its
-// io threads; start() binds and returns the port, stop() joins. Safe to call control methods from any thread.
+// In-process mock backends (LLM engine emulator, object store, delaying TCP relay). Each object
+// owns its io threads; start() binds and returns the port, stop() joins. Safe to call control
+// methods from any thread.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -19,12 +20,12 @@ struct llm_options {
   int default_max_tokens = 16;
   int max_tokens_cap = 8192;
   int embedding_dim = 16;
-  double error_rate = 0;       // fraction of generation requests answered 500
-  double spike_rate = 0;       // fraction of requests delayed by spike_ms before queueing
+  double error_rate = 0;  // fraction of generation requests answered 500
+  double spike_rate = 0;  // fraction of requests delayed by spike_ms before queueing
   double spike_ms = 0;
-  double header_delay_ms = 0;  // delay before the response head is written
-  double reset_rate = 0;       // fraction of requests reset (RST) mid-response
-  bool stop_on_abandon = true; // cancel generation when the client goes away
+  double header_delay_ms = 0;   // delay before the response head is written
+  double reset_rate = 0;        // fraction of requests reset (RST) mid-response
+  bool stop_on_abandon = true;  // cancel generation when the client goes away
   std::uint64_t seed = 1;
   double idle_timeout_s = 60;
   double request_timeout_s = 600;

@@ -1,4 +1,5 @@
-// Command line of meridian-mock: parses flags into options, starts one mock and waits for SIGINT/SIGTERM.
+// Command line of meridian-mock: parses flags into options, starts one mock and waits for
+// SIGINT/SIGTERM.
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -92,24 +93,42 @@ int mock_main(int argc, char** argv) {
     if (cmd == "llm") {
       llm_options o;
       while (a.next(f)) {
-        if (f == "--listen") o.listen = a.value(f);
-        else if (f == "--threads") o.threads = static_cast<int>(num(f, a.value(f)));
-        else if (f == "--slots") o.engine.slots = std::max(1, static_cast<int>(num(f, a.value(f))));
-        else if (f == "--prefill-us-per-token") o.engine.prefill_us_per_token = num(f, a.value(f));
-        else if (f == "--decode-ms") o.engine.decode_ms = num(f, a.value(f));
-        else if (f == "--decode-growth") o.engine.decode_growth = num(f, a.value(f));
-        else if (f == "--cache-blocks") o.engine.cache_blocks = static_cast<std::size_t>(num(f, a.value(f)));
-        else if (f == "--model") o.model = a.value(f);
-        else if (f == "--name") o.name = a.value(f);
-        else if (f == "--default-max-tokens") o.default_max_tokens = static_cast<int>(num(f, a.value(f)));
-        else if (f == "--error-rate") o.error_rate = num(f, a.value(f));
-        else if (f == "--spike-rate") o.spike_rate = num(f, a.value(f));
-        else if (f == "--spike-ms") o.spike_ms = ms(f, a.value(f));
-        else if (f == "--header-delay-ms") o.header_delay_ms = ms(f, a.value(f));
-        else if (f == "--reset-rate") o.reset_rate = num(f, a.value(f));
-        else if (f == "--keep-generating") o.stop_on_abandon = false;
-        else if (f == "--seed") o.seed = static_cast<std::uint64_t>(num(f, a.value(f)));
-        else throw std::invalid_argument("unknown flag " + f);
+        if (f == "--listen")
+          o.listen = a.value(f);
+        else if (f == "--threads")
+          o.threads = static_cast<int>(num(f, a.value(f)));
+        else if (f == "--slots")
+          o.engine.slots = std::max(1, static_cast<int>(num(f, a.value(f))));
+        else if (f == "--prefill-us-per-token")
+          o.engine.prefill_us_per_token = num(f, a.value(f));
+        else if (f == "--decode-ms")
+          o.engine.decode_ms = num(f, a.value(f));
+        else if (f == "--decode-growth")
+          o.engine.decode_growth = num(f, a.value(f));
+        else if (f == "--cache-blocks")
+          o.engine.cache_blocks = static_cast<std::size_t>(num(f, a.value(f)));
+        else if (f == "--model")
+          o.model = a.value(f);
+        else if (f == "--name")
+          o.name = a.value(f);
+        else if (f == "--default-max-tokens")
+          o.default_max_tokens = static_cast<int>(num(f, a.value(f)));
+        else if (f == "--error-rate")
+          o.error_rate = num(f, a.value(f));
+        else if (f == "--spike-rate")
+          o.spike_rate = num(f, a.value(f));
+        else if (f == "--spike-ms")
+          o.spike_ms = ms(f, a.value(f));
+        else if (f == "--header-delay-ms")
+          o.header_delay_ms = ms(f, a.value(f));
+        else if (f == "--reset-rate")
+          o.reset_rate = num(f, a.value(f));
+        else if (f == "--keep-generating")
+          o.stop_on_abandon = false;
+        else if (f == "--seed")
+          o.seed = static_cast<std::uint64_t>(num(f, a.value(f)));
+        else
+          throw std::invalid_argument("unknown flag " + f);
       }
       llm_mock m(o);
       auto port = m.start();
@@ -121,12 +140,18 @@ int mock_main(int argc, char** argv) {
     if (cmd == "storage") {
       storage_options o;
       while (a.next(f)) {
-        if (f == "--listen") o.listen = a.value(f);
-        else if (f == "--threads") o.threads = static_cast<int>(num(f, a.value(f)));
-        else if (f == "--bandwidth") o.bandwidth = size(f, a.value(f));
-        else if (f == "--max-object") o.max_object = size(f, a.value(f));
-        else if (f == "--name") o.name = a.value(f);
-        else throw std::invalid_argument("unknown flag " + f);
+        if (f == "--listen")
+          o.listen = a.value(f);
+        else if (f == "--threads")
+          o.threads = static_cast<int>(num(f, a.value(f)));
+        else if (f == "--bandwidth")
+          o.bandwidth = size(f, a.value(f));
+        else if (f == "--max-object")
+          o.max_object = size(f, a.value(f));
+        else if (f == "--name")
+          o.name = a.value(f);
+        else
+          throw std::invalid_argument("unknown flag " + f);
       }
       storage_mock m(o);
       auto port = m.start();
@@ -138,18 +163,27 @@ int mock_main(int argc, char** argv) {
     if (cmd == "relay") {
       relay_options o;
       while (a.next(f)) {
-        if (f == "--listen") o.listen = a.value(f);
-        else if (f == "--to") o.to = a.value(f);
-        else if (f == "--control") o.control = a.value(f);
-        else if (f == "--delay") o.delay_ms = ms(f, a.value(f));
-        else if (f == "--jitter") o.jitter_ms = ms(f, a.value(f));
-        else if (f == "--bandwidth") o.bandwidth = size(f, a.value(f));
-        else if (f == "--seed") o.seed = static_cast<std::uint64_t>(num(f, a.value(f)));
-        else throw std::invalid_argument("unknown flag " + f);
+        if (f == "--listen")
+          o.listen = a.value(f);
+        else if (f == "--to")
+          o.to = a.value(f);
+        else if (f == "--control")
+          o.control = a.value(f);
+        else if (f == "--delay")
+          o.delay_ms = ms(f, a.value(f));
+        else if (f == "--jitter")
+          o.jitter_ms = ms(f, a.value(f));
+        else if (f == "--bandwidth")
+          o.bandwidth = size(f, a.value(f));
+        else if (f == "--seed")
+          o.seed = static_cast<std::uint64_t>(num(f, a.value(f)));
+        else
+          throw std::invalid_argument("unknown flag " + f);
       }
       relay r(o);
       auto port = r.start();
-      std::fprintf(stderr, "meridian-mock relay listening on port %u (control %u)\n", port, r.control_port());
+      std::fprintf(stderr, "meridian-mock relay listening on port %u (control %u)\n", port,
+                   r.control_port());
       wait_for_signal();
       r.stop();
       return 0;

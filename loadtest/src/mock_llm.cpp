@@ -1,5 +1,6 @@
-// OpenAI-compatible engine emulator: HTTP/1.1 front end on per-thread io_contexts, one engine loop on
-// context 0 that owns the engine_model; the two sides talk only by posting to each other's executor.
+// OpenAI-compatible engine emulator: HTTP/1.1 front end on per-thread io_contexts, one engine loop
+// on context 0 that owns the engine_model; the two sides talk only by posting to each other's
+// executor.
 #include <sys/socket.h>
 
 #include <boost/json.hpp>
@@ -17,18 +18,21 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr double ttft_buckets[] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5,
+constexpr double ttft_buckets[] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25, 0.5,
                                    0.75,  1.0,   2.5,  5.0,  7.5,  10.0, 20.0, 40.0, 80.0};
 constexpr std::size_t ttft_bucket_n = sizeof(ttft_buckets) / sizeof(ttft_buckets[0]);
 
-constexpr std::string_view vocab[] = {" the", " of", " and", " to", " in", " is", " it", " that",
+constexpr std::string_view vocab[] = {" the", " of", " and", " to",   " in", " is", " it", " that",
                                       " for", " on", " was", " with", " as", " at", " by", " an"};
 
 std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now().time_since_epoch())
+      .count();
 }
 
-std::string json_quote(std::string_view s) { return json::serialize(json::string(s)); }
+std::string json_quote(std::string_view s) {
+  return json::serialize(json::string(s));
+}
 
 std::mt19937_64& thread_rng(std::uint64_t seed) {
   thread_local std::mt19937_64 rng(seed ^ std::hash<std::thread::id>{}(std::this_thread::get_id()));
@@ -37,7 +41,8 @@ std::mt19937_64& thread_rng(std::uint64_t seed) {
 
 enum class api { chat, completions, embeddings };
 
-// Shared by a connection coroutine (its executor) and the engine loop, which only touches it by posting.
+// Shared by a connection coroutine (its executor) and the engine loop, which only touches it by
+// posting.
 struct gen_request {
   explicit gen_request(const asio::any_io_executor& ex) : conn_ex(ex), notify(ex) {}
   asio::any_io_executor conn_ex;
@@ -63,7 +68,8 @@ struct faults {
 
 struct llm_mock::impl {
   explicit impl(llm_options o) : opt(std::move(o)), model(opt.engine), pool(opt.threads) {
-    f = {opt.error_rate, opt.spike_rate, opt.spike_ms, opt.header_delay_ms, opt.reset_rate, opt.stop_on_abandon};
+    f = {opt.error_rate,      opt.spike_rate, opt.spike_ms,
+         opt.header_delay_ms, opt.reset_rate, opt.stop_on_abandon};
   }
 
   llm_options opt;
@@ -81,8 +87,8 @@ struct llm_mock::impl {
   faults f;
   std::atomic<std::int64_t> stall_until{0};
 
-  std::atomic<std::uint64_t> c_requests{0}, c_static{0}, c_abandoned{0}, c_gen_stopped{0}, c_errors{0}, c_resets{0},
-      c_completed{0}, c_prompt_tokens{0}, c_gen_tokens{0};
+  std::atomic<std::uint64_t> c_requests{0}, c_static{0}, c_abandoned{0}, c_gen_stopped{0},
+      c_errors{0}, c_resets{0}, c_completed{0}, c_prompt_tokens{0}, c_gen_tokens{0};
   std::atomic<std::uint64_t> g_waiting{0}, g_running{0}, g_cached_tokens{0};
   std::atomic<double> g_kv{0};
   std::atomic<std::uint64_t> ttft_counts[ttft_bucket_n + 1] = {};
@@ -149,7 +155,8 @@ asio::awaitable<void> engine_loop(impl_t* self) {
     }
     auto d = self->model.begin_iteration();
     self->publish_gauges();
-    // Back-to-back iterations are scheduled from the previous end so timer slack does not accumulate.
+    // Back-to-back iterations are scheduled from the previous end so timer slack does not
+    // accumulate.
     auto start = prev_end > now - std::chrono::milliseconds(1) ? prev_end : now;
     prev_end = start + d;
     iter.expires_at(prev_end);
@@ -186,7 +193,8 @@ void submit_to_engine(impl_t* self, std::shared_ptr<gen_request> r) {
 void cancel_in_engine(impl_t* self, std::shared_ptr<gen_request> r, bool count_stop) {
   asio::post(self->engine_ex(), [self, r, count_stop] {
     self->active.erase(r->engine_id);
-    if (self->model.cancel(r->engine_id) && count_stop) self->c_gen_stopped.fetch_add(1, std::memory_order_relaxed);
+    if (self->model.cancel(r->engine_id) && count_stop)
+      self->c_gen_stopped.fetch_add(1, std::memory_order_relaxed);
     self->publish_gauges();
   });
 }
@@ -205,10 +213,11 @@ void watch_for_hangup(std::shared_ptr<timed_socket> ts, std::shared_ptr<gen_requ
   });
 }
 
-void append_error_json(std::string& out, int status, std::string_view message, std::string_view type,
-                       std::string_view extra_headers, bool keep_alive) {
-  std::string body = "{\"error\":{\"message\":" + json_quote(message) + ",\"type\":\"" + std::string(type) +
-                     "\",\"param\":null,\"code\":" + std::to_string(status) + "}}";
+void append_error_json(std::string& out, int status, std::string_view message,
+                       std::string_view type, std::string_view extra_headers, bool keep_alive) {
+  std::string body = "{\"error\":{\"message\":" + json_quote(message) + ",\"type\":\"" +
+                     std::string(type) + "\",\"param\":null,\"code\":" + std::to_string(status) +
+                     "}}";
   append_response(out, status, "application/json", body, extra_headers, keep_alive);
 }
 
@@ -241,9 +250,11 @@ bool parse_generation(std::string_view body, api kind, parsed_request& pr, std::
   if (pr.max_tokens < 0) pr.max_tokens = int_field("max_tokens");
   if (auto s = o.if_contains("stream"); s && s->is_bool()) pr.stream = s->as_bool();
   if (auto so = o.if_contains("stream_options"); so && so->is_object())
-    if (auto iu = so->as_object().if_contains("include_usage"); iu && iu->is_bool()) pr.include_usage = iu->as_bool();
+    if (auto iu = so->as_object().if_contains("include_usage"); iu && iu->is_bool())
+      pr.include_usage = iu->as_bool();
   auto add_text = [&](const json::value& c) {
-    if (c.is_string()) pr.prompt.append(c.as_string().data(), c.as_string().size());
+    if (c.is_string())
+      pr.prompt.append(c.as_string().data(), c.as_string().size());
     else if (c.is_array())
       for (auto& part : c.as_array())
         if (part.is_object())
@@ -267,8 +278,10 @@ bool parse_generation(std::string_view body, api kind, parsed_request& pr, std::
     }
     if (p->is_array()) {
       for (auto& x : p->as_array()) {
-        if (x.is_string()) pr.prompt.append(x.as_string().data(), x.as_string().size());
-        else pr.prompt.append("tok ");  // token ids count as ~one token each
+        if (x.is_string())
+          pr.prompt.append(x.as_string().data(), x.as_string().size());
+        else
+          pr.prompt.append("tok ");  // token ids count as ~one token each
       }
     } else {
       add_text(*p);
@@ -302,19 +315,27 @@ struct chunk_writer {
   }
   void role(std::string& o) const {
     prefix(o, "chat.completion.chunk");
-    o.append(",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,"
-             "\"finish_reason\":null}]}\n\n");
+    o.append(
+        ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+        "\"logprobs\":null,"
+        "\"finish_reason\":null}]}\n\n");
   }
   void token(std::string& o, std::string_view text, const char* finish) const {
     if (kind == api::chat) {
       prefix(o, "chat.completion.chunk");
-      o.append(",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"").append(text).append("\"},\"logprobs\":null,");
+      o.append(",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"")
+          .append(text)
+          .append("\"},\"logprobs\":null,");
     } else {
       prefix(o, "text_completion");
-      o.append(",\"choices\":[{\"index\":0,\"text\":\"").append(text).append("\",\"logprobs\":null,");
+      o.append(",\"choices\":[{\"index\":0,\"text\":\"")
+          .append(text)
+          .append("\",\"logprobs\":null,");
     }
-    if (finish) o.append("\"finish_reason\":\"").append(finish).append("\",\"stop_reason\":null}]}\n\n");
-    else o.append("\"finish_reason\":null}]}\n\n");
+    if (finish)
+      o.append("\"finish_reason\":\"").append(finish).append("\",\"stop_reason\":null}]}\n\n");
+    else
+      o.append("\"finish_reason\":null}]}\n\n");
   }
   void usage(std::string& o, int p, int c) const {
     prefix(o, kind == api::chat ? "chat.completion.chunk" : "text_completion");
@@ -325,8 +346,8 @@ struct chunk_writer {
 };
 
 // Handles one generation request; returns false when the connection must close.
-asio::awaitable<bool> handle_generation(impl_t* self, std::shared_ptr<timed_socket> ts, api kind, std::string body,
-                                        bool keep_alive) {
+asio::awaitable<bool> handle_generation(impl_t* self, std::shared_ptr<timed_socket> ts, api kind,
+                                        std::string body, bool keep_alive) {
   std::string out;
   const std::string& hdr = self->backend_header;
   parsed_request pr;
@@ -345,7 +366,8 @@ asio::awaitable<bool> handle_generation(impl_t* self, std::shared_ptr<timed_sock
 
   co_await wait_stall(self);
   if (fs.spike_rate > 0 && u01(rng) < fs.spike_rate)
-    co_await sleep_until(steady::now() + std::chrono::microseconds(static_cast<std::int64_t>(fs.spike_ms * 1000)));
+    co_await sleep_until(steady::now() +
+                         std::chrono::microseconds(static_cast<std::int64_t>(fs.spike_ms * 1000)));
   if (fs.error_rate > 0 && u01(rng) < fs.error_rate) {
     self->c_errors.fetch_add(1, std::memory_order_relaxed);
     append_error_json(out, 500, "injected failure", "InternalServerError", hdr, keep_alive);
@@ -356,7 +378,8 @@ asio::awaitable<bool> handle_generation(impl_t* self, std::shared_ptr<timed_sock
 
   const int prompt_tokens = std::max<int>(1, static_cast<int>(pr.prompt.size() / 4));
   const bool explicit_max = pr.max_tokens > 0;
-  int output_tokens = explicit_max ? std::min(pr.max_tokens, self->opt.max_tokens_cap) : self->opt.default_max_tokens;
+  int output_tokens = explicit_max ? std::min(pr.max_tokens, self->opt.max_tokens_cap)
+                                   : self->opt.default_max_tokens;
   if (kind == api::embeddings) output_tokens = 1;
 
   auto r = std::make_shared<gen_request>(ts->sock.get_executor());
@@ -364,7 +387,8 @@ asio::awaitable<bool> handle_generation(impl_t* self, std::shared_ptr<timed_sock
   r->prompt_tokens = prompt_tokens;
   r->output_tokens = output_tokens;
   r->blocks = prefix_block_hashes(pr.prompt, self->model.params().block_tokens);
-  self->c_prompt_tokens.fetch_add(static_cast<std::uint64_t>(prompt_tokens), std::memory_order_relaxed);
+  self->c_prompt_tokens.fetch_add(static_cast<std::uint64_t>(prompt_tokens),
+                                  std::memory_order_relaxed);
   submit_to_engine(self, r);
   watch_for_hangup(ts, r);
 
@@ -372,7 +396,8 @@ asio::awaitable<bool> handle_generation(impl_t* self, std::shared_ptr<timed_sock
   if (fs.reset_rate > 0 && u01(rng) < fs.reset_rate)
     reset_after = std::uniform_int_distribution<int>(0, std::max(0, output_tokens / 2))(rng);
 
-  const auto deadline = arrived + std::chrono::microseconds(static_cast<std::int64_t>(self->opt.request_timeout_s * 1e6));
+  const auto deadline = arrived + std::chrono::microseconds(
+                                      static_cast<std::int64_t>(self->opt.request_timeout_s * 1e6));
   ts->arm_at(deadline + std::chrono::seconds(5));
   bool header_sent = false;
   int sent = 0;
@@ -380,12 +405,16 @@ asio::awaitable<bool> handle_generation(impl_t* self, std::shared_ptr<timed_sock
   cw.kind = kind;
   static std::atomic<std::uint64_t> seq{1};
   char idbuf[48];
-  std::snprintf(idbuf, sizeof idbuf, "\"%s-%016llx\"", kind == api::chat ? "chatcmpl" : kind == api::completions ? "cmpl" : "embd",
+  std::snprintf(idbuf, sizeof idbuf, "\"%s-%016llx\"",
+                kind == api::chat          ? "chatcmpl"
+                : kind == api::completions ? "cmpl"
+                                           : "embd",
                 static_cast<unsigned long long>(seq.fetch_add(1) * 0x9E3779B97F4A7C15ull));
   cw.id_json = idbuf;
   cw.model_json = json_quote(pr.model.empty() ? self->opt.model : pr.model);
   cw.created = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
-                                  std::chrono::system_clock::now().time_since_epoch()).count());
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count());
   const char* finish = explicit_max ? "length" : "stop";
   bool ok = true;
 
@@ -405,8 +434,8 @@ asio::awaitable<bool> handle_generation(impl_t* self, std::shared_ptr<timed_sock
     out.clear();
     if (!header_sent) {
       if (fs.header_delay_ms > 0)
-        co_await sleep_until(steady::now() +
-                             std::chrono::microseconds(static_cast<std::int64_t>(fs.header_delay_ms * 1000)));
+        co_await sleep_until(steady::now() + std::chrono::microseconds(static_cast<std::int64_t>(
+                                                 fs.header_delay_ms * 1000)));
       append_chunked_head(out, 200, "text/event-stream; charset=utf-8", hdr);
       header_sent = true;
       if (kind == api::chat) {
@@ -419,7 +448,8 @@ asio::awaitable<bool> handle_generation(impl_t* self, std::shared_ptr<timed_sock
     while (sent < r->tokens_ready) {
       ++sent;
       const bool last = sent == output_tokens;
-      cw.token(ev, vocab[static_cast<std::size_t>(sent) % std::size(vocab)].substr(0), last ? finish : nullptr);
+      cw.token(ev, vocab[static_cast<std::size_t>(sent) % std::size(vocab)].substr(0),
+               last ? finish : nullptr);
       if (last && pr.include_usage) cw.usage(ev, prompt_tokens, output_tokens);
       if (last) ev.append("data: [DONE]\n\n");
     }
@@ -457,7 +487,8 @@ asio::awaitable<bool> handle_generation(impl_t* self, std::shared_ptr<timed_sock
       co_return false;
     }
     if (fs.header_delay_ms > 0)
-      co_await sleep_until(steady::now() + std::chrono::microseconds(static_cast<std::int64_t>(fs.header_delay_ms * 1000)));
+      co_await sleep_until(steady::now() + std::chrono::microseconds(static_cast<std::int64_t>(
+                                               fs.header_delay_ms * 1000)));
     std::string b;
     if (kind == api::embeddings) {
       b = "{\"object\":\"list\",\"data\":[";
@@ -470,18 +501,26 @@ asio::awaitable<bool> handle_generation(impl_t* self, std::shared_ptr<timed_sock
         }
         b += "]}";
       }
-      b += "],\"model\":" + cw.model_json + ",\"usage\":{\"prompt_tokens\":" + std::to_string(prompt_tokens) +
+      b += "],\"model\":" + cw.model_json +
+           ",\"usage\":{\"prompt_tokens\":" + std::to_string(prompt_tokens) +
            ",\"total_tokens\":" + std::to_string(prompt_tokens) + "}}";
     } else {
       std::string text;
-      for (int i = 1; i <= output_tokens; ++i) text.append(vocab[static_cast<std::size_t>(i) % std::size(vocab)]);
-      b = "{\"id\":" + cw.id_json + ",\"object\":\"" + (kind == api::chat ? "chat.completion" : "text_completion") +
-          "\",\"created\":" + cw.created + ",\"model\":" + cw.model_json + ",\"choices\":[{\"index\":0,";
-      if (kind == api::chat) b += "\"message\":{\"role\":\"assistant\",\"content\":\"" + text + "\",\"tool_calls\":[]},";
-      else b += "\"text\":\"" + text + "\",";
-      b += std::string("\"logprobs\":null,\"finish_reason\":\"") + finish + "\",\"stop_reason\":null}],";
-      b += "\"usage\":{\"prompt_tokens\":" + std::to_string(prompt_tokens) + ",\"total_tokens\":" +
-           std::to_string(prompt_tokens + output_tokens) + ",\"completion_tokens\":" + std::to_string(output_tokens) +
+      for (int i = 1; i <= output_tokens; ++i)
+        text.append(vocab[static_cast<std::size_t>(i) % std::size(vocab)]);
+      b = "{\"id\":" + cw.id_json + ",\"object\":\"" +
+          (kind == api::chat ? "chat.completion" : "text_completion") +
+          "\",\"created\":" + cw.created + ",\"model\":" + cw.model_json +
+          ",\"choices\":[{\"index\":0,";
+      if (kind == api::chat)
+        b += "\"message\":{\"role\":\"assistant\",\"content\":\"" + text + "\",\"tool_calls\":[]},";
+      else
+        b += "\"text\":\"" + text + "\",";
+      b += std::string("\"logprobs\":null,\"finish_reason\":\"") + finish +
+           "\",\"stop_reason\":null}],";
+      b += "\"usage\":{\"prompt_tokens\":" + std::to_string(prompt_tokens) +
+           ",\"total_tokens\":" + std::to_string(prompt_tokens + output_tokens) +
+           ",\"completion_tokens\":" + std::to_string(output_tokens) +
            "},\"prompt_logprobs\":null}";
     }
     out.clear();
@@ -501,7 +540,8 @@ asio::awaitable<void> serve_conn(impl_t* self, std::shared_ptr<timed_socket> ts)
   read_buffer rb;
   request_head head;
   std::string body, out;
-  const auto idle = std::chrono::microseconds(static_cast<std::int64_t>(self->opt.idle_timeout_s * 1e6));
+  const auto idle =
+      std::chrono::microseconds(static_cast<std::int64_t>(self->opt.idle_timeout_s * 1e6));
   while (!self->stopping.load(std::memory_order_relaxed)) {
     std::size_t head_len = 0;
     if (!co_await read_request(ts, rb, head, body, head_len, idle, 64 << 20)) break;
@@ -515,15 +555,19 @@ asio::awaitable<void> serve_conn(impl_t* self, std::shared_ptr<timed_socket> ts)
       self->c_static.fetch_add(1, std::memory_order_relaxed);
       co_await wait_stall(self);
       ts->arm(std::chrono::seconds(30));
-      auto [ec, n] = co_await asio::async_write(ts->sock, asio::buffer(self->static_response), use_nothrow);
+      auto [ec, n] =
+          co_await asio::async_write(ts->sock, asio::buffer(self->static_response), use_nothrow);
       if (ec || !keep) break;
       continue;
     }
     api kind{};
     bool gen = false;
-    if (post && target == "/v1/chat/completions") kind = api::chat, gen = true;
-    else if (post && target == "/v1/completions") kind = api::completions, gen = true;
-    else if (post && target == "/v1/embeddings") kind = api::embeddings, gen = true;
+    if (post && target == "/v1/chat/completions")
+      kind = api::chat, gen = true;
+    else if (post && target == "/v1/completions")
+      kind = api::completions, gen = true;
+    else if (post && target == "/v1/embeddings")
+      kind = api::embeddings, gen = true;
     if (gen) {
       rb.consume(head_len);
       if (!co_await handle_generation(self, ts, kind, std::move(body), keep)) break;
@@ -534,8 +578,10 @@ asio::awaitable<void> serve_conn(impl_t* self, std::shared_ptr<timed_socket> ts)
     std::string_view hdr = self->backend_header;
     if (target == "/control" && (get || post)) {
       std::string err;
-      if (post && !self->apply(body, err)) append_error_json(out, 400, err, "BadRequestError", hdr, keep);
-      else append_response(out, 200, "application/json", self->control_text(), hdr, keep);
+      if (post && !self->apply(body, err))
+        append_error_json(out, 400, err, "BadRequestError", hdr, keep);
+      else
+        append_response(out, 200, "application/json", self->control_text(), hdr, keep);
     } else if (target == "/health" && get) {
       co_await wait_stall(self);
       append_response(out, 200, "text/plain", "", hdr, keep);
@@ -544,9 +590,10 @@ asio::awaitable<void> serve_conn(impl_t* self, std::shared_ptr<timed_socket> ts)
       append_response(out, 200, "text/plain; version=0.0.4", self->metrics_text(), hdr, keep);
     } else if (target == "/v1/models" && get) {
       auto m = json_quote(self->opt.model);
-      std::string b = "{\"object\":\"list\",\"data\":[{\"id\":" + m +
-                      ",\"object\":\"model\",\"created\":0,\"owned_by\":\"meridian-mock\",\"root\":" + m +
-                      ",\"parent\":null,\"max_model_len\":" + std::to_string(self->opt.max_tokens_cap) + "}]}";
+      std::string b =
+          "{\"object\":\"list\",\"data\":[{\"id\":" + m +
+          ",\"object\":\"model\",\"created\":0,\"owned_by\":\"meridian-mock\",\"root\":" + m +
+          ",\"parent\":null,\"max_model_len\":" + std::to_string(self->opt.max_tokens_cap) + "}]}";
       append_response(out, 200, "application/json", b, hdr, keep);
     } else {
       append_error_json(out, 404, "Not Found", "NotFoundError", hdr, keep);
@@ -585,15 +632,24 @@ std::string llm_mock::impl::metrics_text() const {
     std::snprintf(b, sizeof b, "%.17g\n", v);
     o += b;
   };
-  auto ld = [](const std::atomic<std::uint64_t>& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); };
-  line("Number of requests waiting to be processed.", "gauge", "vllm:num_requests_waiting", ld(g_waiting));
-  line("Number of requests in model execution batches.", "gauge", "vllm:num_requests_running", ld(g_running));
-  line("KV-cache usage. 1 means 100 percent usage.", "gauge", "vllm:kv_cache_usage_perc", g_kv.load());
+  auto ld = [](const std::atomic<std::uint64_t>& a) {
+    return static_cast<double>(a.load(std::memory_order_relaxed));
+  };
+  line("Number of requests waiting to be processed.", "gauge", "vllm:num_requests_waiting",
+       ld(g_waiting));
+  line("Number of requests in model execution batches.", "gauge", "vllm:num_requests_running",
+       ld(g_running));
+  line("KV-cache usage. 1 means 100 percent usage.", "gauge", "vllm:kv_cache_usage_perc",
+       g_kv.load());
   line("GPU KV-cache usage (deprecated name).", "gauge", "vllm:gpu_cache_usage_perc", g_kv.load());
-  line("Number of prefill tokens processed.", "counter", "vllm:prompt_tokens_total", ld(c_prompt_tokens));
-  line("Number of generation tokens processed.", "counter", "vllm:generation_tokens_total", ld(c_gen_tokens));
-  line("Prompt tokens served from the prefix cache.", "counter", "vllm:prefix_cache_hits_total", ld(g_cached_tokens));
-  line("Count of successfully processed requests.", "counter", "vllm:request_success_total", ld(c_completed));
+  line("Number of prefill tokens processed.", "counter", "vllm:prompt_tokens_total",
+       ld(c_prompt_tokens));
+  line("Number of generation tokens processed.", "counter", "vllm:generation_tokens_total",
+       ld(c_gen_tokens));
+  line("Prompt tokens served from the prefix cache.", "counter", "vllm:prefix_cache_hits_total",
+       ld(g_cached_tokens));
+  line("Count of successfully processed requests.", "counter", "vllm:request_success_total",
+       ld(c_completed));
   o += "# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.\n"
        "# TYPE vllm:time_to_first_token_seconds histogram\n";
   std::uint64_t cum = 0;
@@ -601,21 +657,27 @@ std::string llm_mock::impl::metrics_text() const {
   for (std::size_t i = 0; i <= ttft_bucket_n; ++i) {
     cum += ttft_counts[i].load(std::memory_order_relaxed);
     char le[32];
-    if (i < ttft_bucket_n) std::snprintf(le, sizeof le, "%g", ttft_buckets[i]);
-    else std::snprintf(le, sizeof le, "+Inf");
-    o += "vllm:time_to_first_token_seconds_bucket{" + mn + ",le=\"" + le + "\"} " + std::to_string(cum) + "\n";
+    if (i < ttft_bucket_n)
+      std::snprintf(le, sizeof le, "%g", ttft_buckets[i]);
+    else
+      std::snprintf(le, sizeof le, "+Inf");
+    o += "vllm:time_to_first_token_seconds_bucket{" + mn + ",le=\"" + le + "\"} " +
+         std::to_string(cum) + "\n";
   }
   char sum[64];
   std::snprintf(sum, sizeof sum, "%.9g", ttft_sum.load());
   o += "vllm:time_to_first_token_seconds_sum{" + mn + "} " + sum + "\n";
-  o += "vllm:time_to_first_token_seconds_count{" + mn + "} " + std::to_string(ttft_count.load()) + "\n";
+  o += "vllm:time_to_first_token_seconds_count{" + mn + "} " + std::to_string(ttft_count.load()) +
+       "\n";
   auto counter = [&](const char* name, const char* help, const std::atomic<std::uint64_t>& v) {
-    o += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " +
-         std::to_string(v.load()) + "\n";
+    o += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name +
+         " " + std::to_string(v.load()) + "\n";
   };
   counter("mock_requests_total", "Generation requests received.", c_requests);
-  counter("mock_abandoned_total", "Requests whose client closed the connection before completion.", c_abandoned);
-  counter("mock_generation_stopped_total", "Abandoned requests whose generation was cancelled.", c_gen_stopped);
+  counter("mock_abandoned_total", "Requests whose client closed the connection before completion.",
+          c_abandoned);
+  counter("mock_generation_stopped_total", "Abandoned requests whose generation was cancelled.",
+          c_gen_stopped);
   counter("mock_errors_injected_total", "Injected 500 responses.", c_errors);
   counter("mock_resets_injected_total", "Injected connection resets.", c_resets);
   counter("mock_static_requests_total", "GET /static requests.", c_static);
@@ -655,7 +717,9 @@ std::string llm_mock::impl::control_text() const {
                    {"prompt_tokens_total", c_prompt_tokens.load()},
                    {"generation_tokens_total", c_gen_tokens.load()},
                    {"prefix_cache_hit_tokens_total", g_cached_tokens.load()}};
-  o["engine"] = {{"waiting", g_waiting.load()}, {"running", g_running.load()}, {"kv_cache_usage", g_kv.load()}};
+  o["engine"] = {{"waiting", g_waiting.load()},
+                 {"running", g_running.load()},
+                 {"kv_cache_usage", g_kv.load()}};
   return json::serialize(o);
 }
 
@@ -690,17 +754,28 @@ bool llm_mock::impl::apply(std::string_view body, std::string& err) {
       if (ok) nf.stop_on_abandon = x.as_bool();
     } else if (!num(x, d)) {
       ok = false;
-    } else if (k == "error_rate") nf.error_rate = d;
-    else if (k == "spike_rate") nf.spike_rate = d;
-    else if (k == "spike_ms") nf.spike_ms = d;
-    else if (k == "header_delay_ms") nf.header_delay_ms = d;
-    else if (k == "reset_rate") nf.reset_rate = d;
-    else if (k == "stall_ms") stall_ms = d;
-    else if (k == "slots") ep.slots = std::max(1, static_cast<int>(d)), engine_changed = true;
-    else if (k == "prefill_us_per_token") ep.prefill_us_per_token = d, engine_changed = true;
-    else if (k == "decode_ms") ep.decode_ms = d, engine_changed = true;
-    else if (k == "decode_growth") ep.decode_growth = d, engine_changed = true;
-    else if (k == "cache_blocks") ep.cache_blocks = static_cast<std::size_t>(d), engine_changed = true;
+    } else if (k == "error_rate")
+      nf.error_rate = d;
+    else if (k == "spike_rate")
+      nf.spike_rate = d;
+    else if (k == "spike_ms")
+      nf.spike_ms = d;
+    else if (k == "header_delay_ms")
+      nf.header_delay_ms = d;
+    else if (k == "reset_rate")
+      nf.reset_rate = d;
+    else if (k == "stall_ms")
+      stall_ms = d;
+    else if (k == "slots")
+      ep.slots = std::max(1, static_cast<int>(d)), engine_changed = true;
+    else if (k == "prefill_us_per_token")
+      ep.prefill_us_per_token = d, engine_changed = true;
+    else if (k == "decode_ms")
+      ep.decode_ms = d, engine_changed = true;
+    else if (k == "decode_growth")
+      ep.decode_growth = d, engine_changed = true;
+    else if (k == "cache_blocks")
+      ep.cache_blocks = static_cast<std::size_t>(d), engine_changed = true;
     else {
       err = "unknown control key '" + std::string(k) + "'";
       return false;
@@ -715,7 +790,8 @@ bool llm_mock::impl::apply(std::string_view body, std::string& err) {
     f = nf;
     opt.engine = ep;
   }
-  if (stall_ms >= 0) stall_until.store(stall_ms > 0 ? now_ns() + static_cast<std::int64_t>(stall_ms * 1e6) : 0);
+  if (stall_ms >= 0)
+    stall_until.store(stall_ms > 0 ? now_ns() + static_cast<std::int64_t>(stall_ms * 1e6) : 0);
   if (engine_changed || stall_ms >= 0)
     asio::post(engine_ex(), [this, ep, engine_changed] {
       if (engine_changed) model.set_params(ep);
@@ -725,7 +801,9 @@ bool llm_mock::impl::apply(std::string_view body, std::string& err) {
 }
 
 llm_mock::llm_mock(llm_options o) : impl_(std::make_unique<impl>(std::move(o))) {}
-llm_mock::~llm_mock() { stop(); }
+llm_mock::~llm_mock() {
+  stop();
+}
 
 std::uint16_t llm_mock::start() {
   auto& s = *impl_;
@@ -748,7 +826,11 @@ void llm_mock::stop() {
   impl_->pool.join();
 }
 
-std::string llm_mock::control_json() const { return impl_->control_text(); }
-bool llm_mock::apply_control(std::string_view j, std::string& err) { return impl_->apply(j, err); }
+std::string llm_mock::control_json() const {
+  return impl_->control_text();
+}
+bool llm_mock::apply_control(std::string_view j, std::string& err) {
+  return impl_->apply(j, err);
+}
 
 }  // namespace meridian::loadtest

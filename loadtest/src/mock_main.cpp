@@ -1,3 +1,5 @@
 #include "mock.hpp"
 
-int main(int argc, char** argv) { return meridian::loadtest::mock_main(argc, argv); }
+int main(int argc, char** argv) {
+  return meridian::loadtest::mock_main(argc, argv);
+}

@@ -24,7 +24,8 @@ std::string make_etag(std::string_view d) {
   return b;
 }
 
-// Parses "bytes=a-b", "bytes=a-", "bytes=-n"; returns 0 ok, 1 unsatisfiable, 2 ignore (malformed/multi).
+// Parses "bytes=a-b", "bytes=a-", "bytes=-n"; returns 0 ok, 1 unsatisfiable, 2 ignore
+// (malformed/multi).
 int parse_range(std::string_view v, std::uint64_t size, std::uint64_t& first, std::uint64_t& last) {
   if (!v.starts_with("bytes=")) return 2;
   v.remove_prefix(6);
@@ -47,7 +48,8 @@ int parse_range(std::string_view v, std::uint64_t size, std::uint64_t& first, st
   if (!num(a, x)) return 2;
   if (x >= size) return 1;
   first = x;
-  if (b.empty()) last = size - 1;
+  if (b.empty())
+    last = size - 1;
   else {
     if (!num(b, y) || y < x) return 2;
     last = std::min(y, size - 1);
@@ -75,7 +77,8 @@ struct storage_mock::impl {
     auto now = steady::now();
     if (bw_next < now) bw_next = now;
     auto at = bw_next;
-    bw_next += std::chrono::nanoseconds(static_cast<std::int64_t>(static_cast<double>(n) * 1e9 / static_cast<double>(opt.bandwidth)));
+    bw_next += std::chrono::nanoseconds(static_cast<std::int64_t>(
+        static_cast<double>(n) * 1e9 / static_cast<double>(opt.bandwidth)));
     return at;
   }
 };
@@ -83,8 +86,9 @@ struct storage_mock::impl {
 namespace {
 using simpl = storage_mock::impl;
 
-asio::awaitable<bool> send_body(simpl* self, std::shared_ptr<timed_socket> ts, std::shared_ptr<const std::string> d,
-                                std::size_t off, std::size_t len) {
+asio::awaitable<bool> send_body(simpl* self, std::shared_ptr<timed_socket> ts,
+                                std::shared_ptr<const std::string> d, std::size_t off,
+                                std::size_t len) {
   asio::steady_timer t(ts->sock.get_executor());
   constexpr std::size_t slice = 64 * 1024;
   while (len > 0) {
@@ -95,7 +99,8 @@ asio::awaitable<bool> send_body(simpl* self, std::shared_ptr<timed_socket> ts, s
       co_await t.async_wait(use_nothrow);
     }
     ts->arm(std::chrono::seconds(30));
-    auto [ec, w] = co_await asio::async_write(ts->sock, asio::buffer(d->data() + off, n), use_nothrow);
+    auto [ec, w] =
+        co_await asio::async_write(ts->sock, asio::buffer(d->data() + off, n), use_nothrow);
     if (ec) co_return false;
     off += n;
     len -= n;
@@ -112,7 +117,9 @@ asio::awaitable<void> storage_conn(simpl* self, std::shared_ptr<timed_socket> ts
   std::string body, out;
   while (!self->stopping.load()) {
     std::size_t head_len = 0;
-    if (!co_await read_request(ts, rb, head, body, head_len, std::chrono::seconds(60), self->opt.max_object)) break;
+    if (!co_await read_request(ts, rb, head, body, head_len, std::chrono::seconds(60),
+                               self->opt.max_object))
+      break;
     std::string key(head.target.substr(0, head.target.find('?')));
     const bool keep = head.keep_alive;
     const std::string method(head.method);
@@ -148,7 +155,8 @@ asio::awaitable<void> storage_conn(simpl* self, std::shared_ptr<timed_socket> ts
         if (it != self->objects.end()) obj = it->second, found = true;
       }
       if (!found) {
-        append_response(out, 404, "text/plain", method == "HEAD" ? "" : "no such key\n", self->hdr, keep);
+        append_response(out, 404, "text/plain", method == "HEAD" ? "" : "no such key\n", self->hdr,
+                        keep);
       } else if (!inm.empty() && (inm == obj.etag || inm == "*")) {
         out = "HTTP/1.1 304 Not Modified\r\netag: " + obj.etag + "\r\n" + self->hdr + "\r\n";
       } else {
@@ -158,12 +166,13 @@ asio::awaitable<void> storage_conn(simpl* self, std::shared_ptr<timed_socket> ts
         int status = 200;
         std::string extra = self->hdr + "etag: " + obj.etag + "\r\naccept-ranges: bytes\r\n";
         if (rs == 1) {
-          append_response(out, 416, "text/plain", "", extra + "content-range: bytes */" + std::to_string(size) + "\r\n", keep);
+          append_response(out, 416, "text/plain", "",
+                          extra + "content-range: bytes */" + std::to_string(size) + "\r\n", keep);
         } else {
           if (rs == 0) {
             status = 206;
-            extra += "content-range: bytes " + std::to_string(first) + "-" + std::to_string(last) + "/" +
-                     std::to_string(size) + "\r\n";
+            extra += "content-range: bytes " + std::to_string(first) + "-" + std::to_string(last) +
+                     "/" + std::to_string(size) + "\r\n";
           } else {
             first = 0;
             last = size ? size - 1 : 0;
@@ -171,10 +180,13 @@ asio::awaitable<void> storage_conn(simpl* self, std::shared_ptr<timed_socket> ts
           len = size ? static_cast<std::size_t>(last - first + 1) : 0;
           off = static_cast<std::size_t>(first);
           out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason_phrase(status)) +
-                "\r\ncontent-length: " + std::to_string(len) + "\r\ncontent-type: application/octet-stream\r\n" +
-                extra + (keep ? "" : "connection: close\r\n") + "\r\n";
-          if (method == "GET") data = obj.data;
-          else len = 0;
+                "\r\ncontent-length: " + std::to_string(len) +
+                "\r\ncontent-type: application/octet-stream\r\n" + extra +
+                (keep ? "" : "connection: close\r\n") + "\r\n";
+          if (method == "GET")
+            data = obj.data;
+          else
+            len = 0;
         }
       }
     } else {
@@ -199,21 +211,27 @@ asio::awaitable<void> storage_accept(simpl* self, std::shared_ptr<tcp::acceptor>
       if (ec == asio::error::operation_aborted || !acc->is_open()) co_return;
       continue;
     }
-    asio::co_spawn(acc->get_executor(), storage_conn(self, std::make_shared<timed_socket>(std::move(sock))),
+    asio::co_spawn(acc->get_executor(),
+                   storage_conn(self, std::make_shared<timed_socket>(std::move(sock))),
                    asio::detached);
   }
 }
 }  // namespace
 
 storage_mock::storage_mock(storage_options o) : impl_(std::make_unique<impl>(std::move(o))) {}
-storage_mock::~storage_mock() { stop(); }
+storage_mock::~storage_mock() {
+  stop();
+}
 
 std::uint16_t storage_mock::start() {
   auto& s = *impl_;
   s.acceptors = open_acceptors(s.pool, parse_endpoint(s.opt.listen));
   auto port = s.acceptors.front()->local_endpoint().port();
-  s.hdr = "x-mock-backend: " + (s.opt.name.empty() ? "storage-" + std::to_string(port) : s.opt.name) + "\r\n";
-  for (auto& a : s.acceptors) asio::co_spawn(a->get_executor(), storage_accept(&s, a), asio::detached);
+  s.hdr =
+      "x-mock-backend: " + (s.opt.name.empty() ? "storage-" + std::to_string(port) : s.opt.name) +
+      "\r\n";
+  for (auto& a : s.acceptors)
+    asio::co_spawn(a->get_executor(), storage_accept(&s, a), asio::detached);
   s.pool.start();
   return port;
 }

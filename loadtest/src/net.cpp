@@ -6,11 +6,13 @@ namespace meridian::loadtest {
 
 tcp::endpoint parse_endpoint(std::string_view s) {
   auto c = s.rfind(':');
-  if (c == std::string_view::npos) throw std::invalid_argument("address needs host:port: " + std::string(s));
+  if (c == std::string_view::npos)
+    throw std::invalid_argument("address needs host:port: " + std::string(s));
   std::string host(s.substr(0, c));
   if (host.empty()) host = "127.0.0.1";
   if (host == "localhost") host = "127.0.0.1";
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   unsigned port = 0;
   auto ps = s.substr(c + 1);
   auto [p, ec] = std::from_chars(ps.data(), ps.data() + ps.size(), port);
@@ -26,7 +28,8 @@ std::string endpoint_string(const tcp::endpoint& ep) {
 io_pool::io_pool(int n) {
   if (n < 1) n = 1;
   for (int i = 0; i < n; ++i) {
-    // Each socket is used only by its context's thread; cross-thread posts still need the scheduler lock.
+    // Each socket is used only by its context's thread; cross-thread posts still need the scheduler
+    // lock.
     ctxs_.push_back(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO));
     guards_.push_back(asio::make_work_guard(*ctxs_.back()));
   }
@@ -72,27 +75,43 @@ std::vector<std::shared_ptr<tcp::acceptor>> open_acceptors(io_pool& pool, tcp::e
 
 std::string_view reason_phrase(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 412: return "Precondition Failed";
-    case 413: return "Payload Too Large";
-    case 416: return "Range Not Satisfiable";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 206:
+      return "Partial Content";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Payload Too Large";
+    case 416:
+      return "Range Not Satisfiable";
+    case 429:
+      return "Too Many Requests";
+    case 500:
+      return "Internal Server Error";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Unknown";
   }
 }
 
-void append_response(std::string& out, int status, std::string_view content_type, std::string_view body,
-                     std::string_view extra_headers, bool keep_alive) {
+void append_response(std::string& out, int status, std::string_view content_type,
+                     std::string_view body, std::string_view extra_headers, bool keep_alive) {
   out.append("HTTP/1.1 ");
   append_uint(out, static_cast<unsigned>(status));
   out.push_back(' ');
@@ -110,7 +129,8 @@ void append_response(std::string& out, int status, std::string_view content_type
   out.append(body);
 }
 
-void append_chunked_head(std::string& out, int status, std::string_view content_type, std::string_view extra_headers) {
+void append_chunked_head(std::string& out, int status, std::string_view content_type,
+                         std::string_view extra_headers) {
   out.append("HTTP/1.1 ");
   append_uint(out, static_cast<unsigned>(status));
   out.push_back(' ');
@@ -132,9 +152,9 @@ void append_chunk(std::string& out, std::string_view data) {
   out.append("\r\n");
 }
 
-asio::awaitable<bool> read_request(std::shared_ptr<timed_socket> ts, read_buffer& rb, request_head& head,
-                                   std::string& body, std::size_t& head_len, steady::duration timeout,
-                                   std::size_t max_body) {
+asio::awaitable<bool> read_request(std::shared_ptr<timed_socket> ts, read_buffer& rb,
+                                   request_head& head, std::string& body, std::size_t& head_len,
+                                   steady::duration timeout, std::size_t max_body) {
   ts->arm(timeout);
   long n = 0;
   while ((n = parse_request_head(rb.view(), head)) == 0) {
@@ -162,8 +182,10 @@ asio::awaitable<bool> read_request(std::shared_ptr<timed_socket> ts, read_buffer
   // The head views must stay valid while the body arrives, so the body is decoded from bytes after
   // the head without consuming the head until the caller is done.
   body_decoder dec;
-  if (head.chunked) dec.reset_chunked();
-  else dec.reset_length(static_cast<std::uint64_t>(head.content_length));
+  if (head.chunked)
+    dec.reset_chunked();
+  else
+    dec.reset_length(static_cast<std::uint64_t>(head.content_length));
   std::size_t parsed = head_len;
   while (true) {
     auto v = rb.view();

@@ -1,12 +1,13 @@
 // Asio plumbing shared by the harness's servers and client: io thread pools, per-socket deadline
-// watchdogs, read buffers and HTTP response helpers. Include only from the few Asio-heavy .cpp files.
+// watchdogs, read buffers and HTTP response helpers. Include only from the few Asio-heavy .cpp
+// files.
 #pragma once
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/channel.hpp>
 #include <charconv>
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -84,7 +85,8 @@ struct timed_socket : std::enable_shared_from_this<timed_socket> {
  private:
   static void watch(std::shared_ptr<timed_socket> self) {
     if (self->stopped) return;
-    auto at = self->deadline == steady::time_point::max() ? steady::now() + std::chrono::hours(1) : self->deadline;
+    auto at = self->deadline == steady::time_point::max() ? steady::now() + std::chrono::hours(1)
+                                                          : self->deadline;
     self->timer_at = at;
     self->timer.expires_at(at);
     self->timer.async_wait([self](error_code) {
@@ -100,7 +102,8 @@ struct timed_socket : std::enable_shared_from_this<timed_socket> {
   }
 };
 
-// Contiguous read buffer with a consumed prefix; grows up to a cap, compacts instead of reallocating.
+// Contiguous read buffer with a consumed prefix; grows up to a cap, compacts instead of
+// reallocating.
 class read_buffer {
  public:
   explicit read_buffer(std::size_t initial = 16 * 1024, std::size_t cap = 8 * 1024 * 1024)
@@ -141,17 +144,21 @@ inline void append_uint(std::string& out, std::uint64_t v) {
 std::string_view reason_phrase(int status);
 
 // Appends a complete response with Content-Length.
-void append_response(std::string& out, int status, std::string_view content_type, std::string_view body,
-                     std::string_view extra_headers, bool keep_alive);
+void append_response(std::string& out, int status, std::string_view content_type,
+                     std::string_view body, std::string_view extra_headers, bool keep_alive);
 // Appends a head for a chunked response (the body follows as chunks).
-void append_chunked_head(std::string& out, int status, std::string_view content_type, std::string_view extra_headers);
+void append_chunked_head(std::string& out, int status, std::string_view content_type,
+                         std::string_view extra_headers);
 void append_chunk(std::string& out, std::string_view data);
-inline void append_last_chunk(std::string& out) { out.append("0\r\n\r\n"); }
+inline void append_last_chunk(std::string& out) {
+  out.append("0\r\n\r\n");
+}
 
 // Reads one request (head + body) into rb/body with the socket's watchdog armed for `timeout`.
-// Returns false on EOF, error, timeout or a malformed/oversized request (after answering 400/413 when possible).
-asio::awaitable<bool> read_request(std::shared_ptr<timed_socket> ts, read_buffer& rb, request_head& head,
-                                   std::string& body, std::size_t& head_len, steady::duration timeout,
-                                   std::size_t max_body);
+// Returns false on EOF, error, timeout or a malformed/oversized request (after answering 400/413
+// when possible).
+asio::awaitable<bool> read_request(std::shared_ptr<timed_socket> ts, read_buffer& rb,
+                                   request_head& head, std::string& body, std::size_t& head_len,
+                                   steady::duration timeout, std::size_t max_body);
 
 }  // namespace meridian::loadtest

@@ -19,11 +19,12 @@ std::string_view trim(std::string_view s) {
 bool split_number(std::string_view s, double& num, std::string_view& unit) {
   s = trim(s);
   std::size_t i = 0;
-  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.' || s[i] == '-' ||
-                          s[i] == '+' || s[i] == 'e' || s[i] == 'E')) {
+  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.' ||
+                          s[i] == '-' || s[i] == '+' || s[i] == 'e' || s[i] == 'E')) {
     // 'e' only counts as exponent when followed by a digit or sign
     if ((s[i] == 'e' || s[i] == 'E') &&
-        !(i + 1 < s.size() && (std::isdigit(static_cast<unsigned char>(s[i + 1])) || s[i + 1] == '-')))
+        !(i + 1 < s.size() &&
+          (std::isdigit(static_cast<unsigned char>(s[i + 1])) || s[i + 1] == '-')))
       break;
     ++i;
   }
@@ -58,13 +59,20 @@ std::optional<std::chrono::nanoseconds> parse_duration(std::string_view s) {
   std::string_view unit;
   if (!split_number(s, n, unit) || n < 0) return std::nullopt;
   double mult = 0;
-  if (unit.empty() || unit == "s") mult = 1e9;
-  else if (unit == "ms") mult = 1e6;
-  else if (unit == "us") mult = 1e3;
-  else if (unit == "ns") mult = 1;
-  else if (unit == "m" || unit == "min") mult = 60e9;
-  else if (unit == "h") mult = 3600e9;
-  else return std::nullopt;
+  if (unit.empty() || unit == "s")
+    mult = 1e9;
+  else if (unit == "ms")
+    mult = 1e6;
+  else if (unit == "us")
+    mult = 1e3;
+  else if (unit == "ns")
+    mult = 1;
+  else if (unit == "m" || unit == "min")
+    mult = 60e9;
+  else if (unit == "h")
+    mult = 3600e9;
+  else
+    return std::nullopt;
   return std::chrono::nanoseconds(static_cast<std::int64_t>(std::llround(n * mult)));
 }
 
@@ -73,22 +81,33 @@ std::optional<std::uint64_t> parse_size(std::string_view s) {
   std::string_view unit;
   if (!split_number(s, n, unit) || n < 0) return std::nullopt;
   double mult = 0;
-  if (unit.empty() || unit == "B") mult = 1;
-  else if (unit == "KiB") mult = 1024.0;
-  else if (unit == "MiB") mult = 1024.0 * 1024;
-  else if (unit == "GiB") mult = 1024.0 * 1024 * 1024;
-  else if (unit == "KB" || unit == "kB") mult = 1e3;
-  else if (unit == "MB") mult = 1e6;
-  else if (unit == "GB") mult = 1e9;
-  else return std::nullopt;
+  if (unit.empty() || unit == "B")
+    mult = 1;
+  else if (unit == "KiB")
+    mult = 1024.0;
+  else if (unit == "MiB")
+    mult = 1024.0 * 1024;
+  else if (unit == "GiB")
+    mult = 1024.0 * 1024 * 1024;
+  else if (unit == "KB" || unit == "kB")
+    mult = 1e3;
+  else if (unit == "MB")
+    mult = 1e6;
+  else if (unit == "GB")
+    mult = 1e9;
+  else
+    return std::nullopt;
   return static_cast<std::uint64_t>(std::llround(n * mult));
 }
 
 std::string format_duration_ms(double ms) {
   char buf[64];
-  if (ms < 1) std::snprintf(buf, sizeof buf, "%.0fus", ms * 1000);
-  else if (ms < 1000) std::snprintf(buf, sizeof buf, "%.3gms", ms);
-  else std::snprintf(buf, sizeof buf, "%.3gs", ms / 1000);
+  if (ms < 1)
+    std::snprintf(buf, sizeof buf, "%.0fus", ms * 1000);
+  else if (ms < 1000)
+    std::snprintf(buf, sizeof buf, "%.3gms", ms);
+  else
+    std::snprintf(buf, sizeof buf, "%.3gs", ms / 1000);
   return buf;
 }
 
@@ -134,12 +153,18 @@ std::optional<int_dist> int_dist::parse(std::string_view s) {
 std::int64_t int_dist::sample(std::mt19937_64& rng) const {
   double v = a;
   switch (k) {
-    case kind::fixed: break;
-    case kind::uniform:
-      v = static_cast<double>(std::uniform_int_distribution<std::int64_t>(std::llround(a), std::llround(b))(rng));
+    case kind::fixed:
       break;
-    case kind::normal: v = std::normal_distribution<double>(a, b)(rng); break;
-    case kind::exponential: v = std::exponential_distribution<double>(1.0 / std::max(a, 1e-9))(rng); break;
+    case kind::uniform:
+      v = static_cast<double>(
+          std::uniform_int_distribution<std::int64_t>(std::llround(a), std::llround(b))(rng));
+      break;
+    case kind::normal:
+      v = std::normal_distribution<double>(a, b)(rng);
+      break;
+    case kind::exponential:
+      v = std::exponential_distribution<double>(1.0 / std::max(a, 1e-9))(rng);
+      break;
   }
   auto r = static_cast<std::int64_t>(std::llround(v));
   return r < min_value ? min_value : r;
@@ -147,18 +172,28 @@ std::int64_t int_dist::sample(std::mt19937_64& rng) const {
 
 double int_dist::mean() const {
   switch (k) {
-    case kind::uniform: return (a + b) / 2;
-    default: return a;
+    case kind::uniform:
+      return (a + b) / 2;
+    default:
+      return a;
   }
 }
 
 std::string int_dist::to_string() const {
   char buf[96];
   switch (k) {
-    case kind::fixed: std::snprintf(buf, sizeof buf, "fixed:%g", a); break;
-    case kind::uniform: std::snprintf(buf, sizeof buf, "uniform:%g:%g", a, b); break;
-    case kind::normal: std::snprintf(buf, sizeof buf, "normal:%g:%g", a, b); break;
-    case kind::exponential: std::snprintf(buf, sizeof buf, "exponential:%g", a); break;
+    case kind::fixed:
+      std::snprintf(buf, sizeof buf, "fixed:%g", a);
+      break;
+    case kind::uniform:
+      std::snprintf(buf, sizeof buf, "uniform:%g:%g", a, b);
+      break;
+    case kind::normal:
+      std::snprintf(buf, sizeof buf, "normal:%g:%g", a, b);
+      break;
+    case kind::exponential:
+      std::snprintf(buf, sizeof buf, "exponential:%g", a);
+      break;
   }
   return buf;
 }

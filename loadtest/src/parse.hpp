@@ -1,4 +1,5 @@
-// Parsers for durations ("250ms"), sizes ("10MiB"), rates and sample distributions ("uniform:64:512").
+// Parsers for durations ("250ms"), sizes ("10MiB"), rates and sample distributions
+// ("uniform:64:512").
 #pragma once
 #include <chrono>
 #include <cstdint>

@@ -33,7 +33,10 @@ struct pipe_state {
 
 struct relay_conn {
   relay_conn(tcp::socket a, const asio::any_io_executor& ex)
-      : down(std::make_shared<timed_socket>(std::move(a))), up(std::make_shared<timed_socket>(ex)), a2b(ex), b2a(ex) {}
+      : down(std::make_shared<timed_socket>(std::move(a))),
+        up(std::make_shared<timed_socket>(ex)),
+        a2b(ex),
+        b2a(ex) {}
   std::shared_ptr<timed_socket> down, up;
   pipe_state a2b, b2a;
   bool closed = false;
@@ -85,10 +88,17 @@ struct relay::impl {
     return std::chrono::microseconds(static_cast<std::int64_t>(d * 1000));
   }
   std::string control_text() const {
-    json::object o{{"delay_ms", delay_ms},   {"jitter_ms", jitter_ms},   {"bandwidth", bandwidth},
-                   {"blackhole", blackhole}, {"refuse", refuse},         {"connections", conns.size()},
-                   {"accepted", accepted},   {"resets", resets},         {"bytes_up", bytes_up},
-                   {"bytes_down", bytes_down}, {"to", endpoint_string(target)}};
+    json::object o{{"delay_ms", delay_ms},
+                   {"jitter_ms", jitter_ms},
+                   {"bandwidth", bandwidth},
+                   {"blackhole", blackhole},
+                   {"refuse", refuse},
+                   {"connections", conns.size()},
+                   {"accepted", accepted},
+                   {"resets", resets},
+                   {"bytes_up", bytes_up},
+                   {"bytes_down", bytes_down},
+                   {"to", endpoint_string(target)}};
     return json::serialize(o);
   }
   bool apply(std::string_view body, std::string& err) {
@@ -136,8 +146,8 @@ struct relay::impl {
 namespace {
 using rimpl = relay::impl;
 
-asio::awaitable<void> pump_read(rimpl* self, std::shared_ptr<relay_conn> c, std::shared_ptr<timed_socket> from,
-                                pipe_state* p, bool upstream) {
+asio::awaitable<void> pump_read(rimpl* self, std::shared_ptr<relay_conn> c,
+                                std::shared_ptr<timed_socket> from, pipe_state* p, bool upstream) {
   while (!c->closed) {
     while (p->queued > max_queued && !c->closed) {
       p->space.expires_after(std::chrono::seconds(1));
@@ -167,8 +177,8 @@ asio::awaitable<void> pump_read(rimpl* self, std::shared_ptr<relay_conn> c, std:
   }
 }
 
-asio::awaitable<void> pump_write(rimpl* self, std::shared_ptr<relay_conn> c, std::shared_ptr<timed_socket> to,
-                                 pipe_state* p) {
+asio::awaitable<void> pump_write(rimpl* self, std::shared_ptr<relay_conn> c,
+                                 std::shared_ptr<timed_socket> to, pipe_state* p) {
   asio::steady_timer t(to->sock.get_executor());
   while (!c->closed) {
     if (p->q.empty()) {
@@ -208,11 +218,12 @@ asio::awaitable<void> pump_write(rimpl* self, std::shared_ptr<relay_conn> c, std
         co_await t.async_wait(use_nothrow);
       }
       p->next_send = std::max(p->next_send, now) +
-                     std::chrono::nanoseconds(static_cast<std::int64_t>(static_cast<double>(n) * 1e9 /
-                                                                        static_cast<double>(self->bandwidth)));
+                     std::chrono::nanoseconds(static_cast<std::int64_t>(
+                         static_cast<double>(n) * 1e9 / static_cast<double>(self->bandwidth)));
     }
     to->arm(std::chrono::seconds(60));
-    auto [ec, w] = co_await asio::async_write(to->sock, asio::buffer(front.data.data(), n), use_nothrow);
+    auto [ec, w] =
+        co_await asio::async_write(to->sock, asio::buffer(front.data.data(), n), use_nothrow);
     if (ec || c->closed) break;
     if (n == front.data.size()) {
       p->queued -= n;
@@ -280,8 +291,12 @@ asio::awaitable<void> control_conn(rimpl* self, std::shared_ptr<timed_socket> ts
     out.clear();
     std::string err;
     if (target == "/control" && head.method == "POST") {
-      if (self->apply(body, err)) append_response(out, 200, "application/json", self->control_text(), {}, keep);
-      else append_response(out, 400, "application/json", "{\"error\":{\"message\":" + json::serialize(json::string(err)) + "}}", {}, keep);
+      if (self->apply(body, err))
+        append_response(out, 200, "application/json", self->control_text(), {}, keep);
+      else
+        append_response(out, 400, "application/json",
+                        "{\"error\":{\"message\":" + json::serialize(json::string(err)) + "}}", {},
+                        keep);
     } else if (target == "/control" && head.method == "GET") {
       append_response(out, 200, "application/json", self->control_text(), {}, keep);
     } else if (target == "/health") {
@@ -306,7 +321,8 @@ asio::awaitable<void> control_accept(rimpl* self) {
       if (ec == asio::error::operation_aborted || !self->ctl->is_open()) co_return;
       continue;
     }
-    asio::co_spawn(self->ctl->get_executor(), control_conn(self, std::make_shared<timed_socket>(std::move(sock))),
+    asio::co_spawn(self->ctl->get_executor(),
+                   control_conn(self, std::make_shared<timed_socket>(std::move(sock))),
                    asio::detached);
   }
 }
@@ -337,7 +353,9 @@ std::uint16_t relay::start() {
   return s.acc->local_endpoint().port();
 }
 
-std::uint16_t relay::control_port() const { return impl_->ctl_port; }
+std::uint16_t relay::control_port() const {
+  return impl_->ctl_port;
+}
 
 void relay::stop() {
   if (!impl_ || impl_->stopping.exchange(true)) return;

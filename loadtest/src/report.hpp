@@ -1,4 +1,5 @@
-// Rendering of a finished run: terminal table, vLLM-style JSON, per-request CSV, self-contained HTML.
+// Rendering of a finished run: terminal table, vLLM-style JSON, per-request CSV, self-contained
+// HTML.
 #pragma once
 #include <cstdio>
 #include <string>

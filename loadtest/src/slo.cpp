@@ -9,24 +9,36 @@ namespace meridian::loadtest {
 
 bool slo::holds(double v) const {
   switch (op) {
-    case slo_op::le: return v <= threshold;
-    case slo_op::lt: return v < threshold;
-    case slo_op::ge: return v >= threshold;
-    case slo_op::gt: return v > threshold;
+    case slo_op::le:
+      return v <= threshold;
+    case slo_op::lt:
+      return v < threshold;
+    case slo_op::ge:
+      return v >= threshold;
+    case slo_op::gt:
+      return v > threshold;
   }
   return false;
 }
 
 double stat_percentile(slo_stat s) {
   switch (s) {
-    case slo_stat::p50: return 50;
-    case slo_stat::p90: return 90;
-    case slo_stat::p95: return 95;
-    case slo_stat::p99: return 99;
-    case slo_stat::p999: return 99.9;
-    case slo_stat::p9999: return 99.99;
-    case slo_stat::max: return 100;
-    default: return -1;
+    case slo_stat::p50:
+      return 50;
+    case slo_stat::p90:
+      return 90;
+    case slo_stat::p95:
+      return 95;
+    case slo_stat::p99:
+      return 99;
+    case slo_stat::p999:
+      return 99.9;
+    case slo_stat::p9999:
+      return 99.99;
+    case slo_stat::max:
+      return 100;
+    default:
+      return -1;
   }
 }
 
@@ -47,18 +59,24 @@ std::optional<slo> parse_one(std::string_view item, std::string& err) {
   }
   std::string_view lhs = trim(item.substr(0, op_pos));
   std::string_view rest = item.substr(op_pos);
-  if (rest.starts_with("<=")) out.op = slo_op::le, rest.remove_prefix(2);
-  else if (rest.starts_with(">=")) out.op = slo_op::ge, rest.remove_prefix(2);
-  else if (rest.starts_with("<")) out.op = slo_op::lt, rest.remove_prefix(1);
-  else out.op = slo_op::gt, rest.remove_prefix(1);
+  if (rest.starts_with("<="))
+    out.op = slo_op::le, rest.remove_prefix(2);
+  else if (rest.starts_with(">="))
+    out.op = slo_op::ge, rest.remove_prefix(2);
+  else if (rest.starts_with("<"))
+    out.op = slo_op::lt, rest.remove_prefix(1);
+  else
+    out.op = slo_op::gt, rest.remove_prefix(1);
   std::string_view rhs = trim(rest);
 
   struct named {
     std::string_view name;
     slo_metric m;
   };
-  static constexpr named latency[] = {{"ttft", slo_metric::ttft}, {"tpot", slo_metric::tpot},
-                                      {"itl", slo_metric::itl}, {"e2el", slo_metric::e2el}};
+  static constexpr named latency[] = {{"ttft", slo_metric::ttft},
+                                      {"tpot", slo_metric::tpot},
+                                      {"itl", slo_metric::itl},
+                                      {"e2el", slo_metric::e2el}};
   bool found = false;
   for (auto& n : latency) {
     if (lhs.starts_with(n.name) && lhs.size() > n.name.size() && lhs[n.name.size()] == '_') {
@@ -67,7 +85,8 @@ std::optional<slo> parse_one(std::string_view item, std::string& err) {
           {"mean", slo_stat::mean}, {"p50", slo_stat::p50},     {"median", slo_stat::p50},
           {"p90", slo_stat::p90},   {"p95", slo_stat::p95},     {"p99", slo_stat::p99},
           {"p999", slo_stat::p999}, {"p9999", slo_stat::p9999}, {"max", slo_stat::max}};
-      auto it = std::find_if(std::begin(stats), std::end(stats), [&](auto& p) { return p.first == st; });
+      auto it =
+          std::find_if(std::begin(stats), std::end(stats), [&](auto& p) { return p.first == st; });
       if (it == std::end(stats)) {
         err = "SLO '" + out.text + "': unknown statistic '" + std::string(st) + "'";
         return std::nullopt;
@@ -105,7 +124,8 @@ std::optional<slo> parse_one(std::string_view item, std::string& err) {
       out.threshold = *v;
     } else {
       err = "SLO '" + out.text +
-            "': unknown metric (use ttft_/tpot_/itl_/e2el_<stat>, error_rate, late_rate, request_throughput, goodput)";
+            "': unknown metric (use ttft_/tpot_/itl_/e2el_<stat>, error_rate, late_rate, "
+            "request_throughput, goodput)";
       return std::nullopt;
     }
   }

@@ -1,4 +1,5 @@
-// SLO gates ("e2el_p99<=50ms,error_rate<=0.1%") parsed once at startup and evaluated on the final summary.
+// SLO gates ("e2el_p99<=50ms,error_rate<=0.1%") parsed once at startup and evaluated on the final
+// summary.
 #pragma once
 #include <optional>
 #include <string>
@@ -29,7 +30,8 @@ struct slo {
   }
   // Latency SLOs on ttft/tpot/e2el also act per request for goodput (as vLLM's --goodput does).
   bool per_request() const {
-    return (metric == slo_metric::ttft || metric == slo_metric::tpot || metric == slo_metric::e2el) &&
+    return (metric == slo_metric::ttft || metric == slo_metric::tpot ||
+            metric == slo_metric::e2el) &&
            (op == slo_op::le || op == slo_op::lt);
   }
   bool holds(double observed) const;

@@ -23,7 +23,9 @@ void read_usage(const json::object& o, openai_chunk_info& info) {
   }
 }
 
-bool non_empty_string(const json::value* v) { return v && v->is_string() && !v->as_string().empty(); }
+bool non_empty_string(const json::value* v) {
+  return v && v->is_string() && !v->as_string().empty();
+}
 }  // namespace
 
 openai_chunk_info inspect_openai_chunk(std::string_view data) {

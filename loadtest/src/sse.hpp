@@ -1,4 +1,5 @@
-// Incremental Server-Sent Events parser (data fields only); one per connection, reused across requests.
+// Incremental Server-Sent Events parser (data fields only); one per connection, reused across
+// requests.
 #pragma once
 #include <string>
 #include <string_view>
@@ -12,7 +13,8 @@ class sse_parser {
     data_.clear();
     has_data_ = false;
   }
-  // Calls on_event(std::string_view data) for each complete event; the view is valid only during the call.
+  // Calls on_event(std::string_view data) for each complete event; the view is valid only during
+  // the call.
   template <class F>
   void feed(std::string_view in, F&& on_event) {
     while (!in.empty()) {
@@ -49,7 +51,8 @@ class sse_parser {
     if (line.front() == ':') return;  // comment / keep-alive
     auto colon = line.find(':');
     std::string_view field = line.substr(0, colon);
-    std::string_view value = colon == std::string_view::npos ? std::string_view{} : line.substr(colon + 1);
+    std::string_view value =
+        colon == std::string_view::npos ? std::string_view{} : line.substr(colon + 1);
     if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
     if (field == "data") {
       if (has_data_) data_.push_back('\n');
@@ -64,8 +67,8 @@ class sse_parser {
 
 // What one OpenAI streaming chunk carried, extracted without building a DOM on the hot path.
 struct openai_chunk_info {
-  bool done = false;          // "[DONE]"
-  bool has_token = false;     // non-empty delta.content / text
+  bool done = false;       // "[DONE]"
+  bool has_token = false;  // non-empty delta.content / text
   bool has_usage = false;
   bool is_error = false;
   long prompt_tokens = -1, completion_tokens = -1;

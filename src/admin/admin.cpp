@@ -93,9 +93,9 @@ response handle(const context& ctx, std::string_view method, std::string_view ta
       for (std::size_t e = 0; e < ctx.cfg->clusters[c].endpoints.size() && !any; ++e)
         any = endpoint_healthy(ctx, c, e);
       if (!any)
-        return json_error(common::error_kind::no_healthy_upstream,
-                          common::cat("cluster '", ctx.cfg->clusters[c].name,
-                                      "' has no healthy endpoint"));
+        return json_error(
+            common::error_kind::no_healthy_upstream,
+            common::cat("cluster '", ctx.cfg->clusters[c].name, "' has no healthy endpoint"));
     }
     return {200, "text/plain", "ready\n"};
   }
@@ -104,7 +104,8 @@ response handle(const context& ctx, std::string_view method, std::string_view ta
     return {200, "application/json", endpoints_json(ctx)};
   }
   if (path == "/admin/drain") {
-    if (method != "POST") return json_error(common::error_kind::bad_request, "use POST for /admin/drain");
+    if (method != "POST")
+      return json_error(common::error_kind::bad_request, "use POST for /admin/drain");
     if (ctx.on_drain) ctx.on_drain();
     return {202, "application/json", "{\"draining\":true}\n"};
   }
@@ -148,8 +149,8 @@ asio::awaitable<void> serve_admin_connection(tcp::socket socket, server::impl* s
     while ((head_len = http::find_head_end(in)) == 0) {
       if (in.size() > 64 * 1024) break;
       char tmp[4096];
-      auto [ec, n] = co_await socket.async_read_some(asio::buffer(tmp),
-                                                     asio::as_tuple(asio::use_awaitable));
+      auto [ec, n] =
+          co_await socket.async_read_some(asio::buffer(tmp), asio::as_tuple(asio::use_awaitable));
       if (ec) break;
       in.append(tmp, n);
     }
@@ -169,8 +170,8 @@ asio::awaitable<void> serve_admin_connection(tcp::socket socket, server::impl* s
     http::build_local_response(out, r.status, r.content_type,
                                req.method == "HEAD" ? std::string_view{} : std::string_view(r.body),
                                keep);
-    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out),
-                                              asio::as_tuple(asio::use_awaitable));
+    auto [ec, n] =
+        co_await asio::async_write(socket, asio::buffer(out), asio::as_tuple(asio::use_awaitable));
     if (ec || !keep) done = true;
     in.erase(0, head_len);
   }
@@ -183,8 +184,9 @@ server::server(asio::io_context& io, const config::host_port& address, context c
     : impl_(std::make_unique<impl>(io, std::move(ctx))) {
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(address.host == "localhost" ? "127.0.0.1" : address.host, ec);
-  if (ec) throw std::runtime_error(common::cat("admin address ", address.to_string(),
-                                               " is not an IP address"));
+  if (ec)
+    throw std::runtime_error(
+        common::cat("admin address ", address.to_string(), " is not an IP address"));
   tcp::endpoint ep(addr, address.port);
   auto& a = impl_->acceptor;
   a.open(ep.protocol(), ec);
@@ -192,13 +194,15 @@ server::server(asio::io_context& io, const config::host_port& address, context c
   if (!ec) a.bind(ep, ec);
   if (!ec) a.listen(64, ec);
   if (ec)
-    throw std::runtime_error(common::cat("cannot listen on admin address ", address.to_string(),
-                                         ": ", ec.message()));
+    throw std::runtime_error(
+        common::cat("cannot listen on admin address ", address.to_string(), ": ", ec.message()));
 }
 
 server::~server() = default;
 
-void server::start() { asio::co_spawn(impl_->io, admin_accept_loop(impl_.get()), asio::detached); }
+void server::start() {
+  asio::co_spawn(impl_->io, admin_accept_loop(impl_.get()), asio::detached);
+}
 
 void server::close() {
   boost::system::error_code ignored;

@@ -1,10 +1,10 @@
 #include "app/gateway.hpp"
 
+#include <prometheus/gauge.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <prometheus/gauge.h>
 
 #include <atomic>
 #include <csignal>
@@ -97,8 +97,10 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
     std::size_t open = 0;
     for (auto& w : workers) open += w->connections();
     if (open == 0 || std::chrono::steady_clock::now() >= drain_deadline) {
-      if (open) log(log_level::warn, "runtime", "drain timeout: closing ", open, " connections");
-      else log(log_level::info, "runtime", "drained");
+      if (open)
+        log(log_level::warn, "runtime", "drain timeout: closing ", open, " connections");
+      else
+        log(log_level::info, "runtime", "drained");
       finish();
       return;
     }

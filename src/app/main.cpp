@@ -32,9 +32,12 @@ constexpr const char* usage = R"(usage: meridian --config FILE [options]
 
 runtime::io_request to_request(config::io_backend b) {
   switch (b) {
-    case config::io_backend::io_uring: return runtime::io_request::io_uring;
-    case config::io_backend::epoll: return runtime::io_request::epoll;
-    case config::io_backend::auto_select: return runtime::io_request::auto_select;
+    case config::io_backend::io_uring:
+      return runtime::io_request::io_uring;
+    case config::io_backend::epoll:
+      return runtime::io_request::epoll;
+    case config::io_backend::auto_select:
+      return runtime::io_request::auto_select;
   }
   return runtime::io_request::auto_select;
 }
@@ -43,7 +46,8 @@ std::filesystem::path sibling_for(runtime::io_kind kind) {
   std::error_code ec;
   auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (ec) return {};
-  return self.parent_path() / (kind == runtime::io_kind::io_uring ? "meridian-io_uring" : "meridian");
+  return self.parent_path() /
+         (kind == runtime::io_kind::io_uring ? "meridian-io_uring" : "meridian");
 }
 }  // namespace
 
@@ -60,8 +64,10 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--config" || a == "-c") config_path = value("--config");
-    else if (a == "--check") check = true;
+    if (a == "--config" || a == "-c")
+      config_path = value("--config");
+    else if (a == "--check")
+      check = true;
     else if (a == "--version") {
       std::cout << "meridian " << MERIDIAN_VERSION << " ("
                 << runtime::to_string(runtime::compiled_io_kind()) << " build)\n";
@@ -69,12 +75,18 @@ int main(int argc, char** argv) {
     } else if (a == "--help" || a == "-h") {
       std::cout << usage;
       return 0;
-    } else if (a == "--set") overrides.push_back(value("--set"));
-    else if (a == "--listen") overrides.push_back("listeners[0].address=" + value("--listen"));
-    else if (a == "--admin") overrides.push_back("admin.address=" + value("--admin"));
-    else if (a == "--workers") overrides.push_back("workers=" + value("--workers"));
-    else if (a == "--io-backend") overrides.push_back("io_backend=" + value("--io-backend"));
-    else if (a == "--access-log") overrides.push_back("access_log=" + value("--access-log"));
+    } else if (a == "--set")
+      overrides.push_back(value("--set"));
+    else if (a == "--listen")
+      overrides.push_back("listeners[0].address=" + value("--listen"));
+    else if (a == "--admin")
+      overrides.push_back("admin.address=" + value("--admin"));
+    else if (a == "--workers")
+      overrides.push_back("workers=" + value("--workers"));
+    else if (a == "--io-backend")
+      overrides.push_back("io_backend=" + value("--io-backend"));
+    else if (a == "--access-log")
+      overrides.push_back("access_log=" + value("--access-log"));
     else if (a == "--log-level") {
       common::log_level l;
       auto v = value("--log-level");
@@ -102,8 +114,8 @@ int main(int argc, char** argv) {
   }
   if (check) {
     std::cout << "meridian: " << config_path << " is valid (" << cfg->listeners.size()
-              << " listener(s), " << cfg->clusters.size() << " cluster(s), "
-              << cfg->routes.size() << " route(s))\n";
+              << " listener(s), " << cfg->clusters.size() << " cluster(s), " << cfg->routes.size()
+              << " route(s))\n";
     return 0;
   }
 
@@ -111,8 +123,8 @@ int main(int argc, char** argv) {
   // build through the environment if it has to exec it.
   runtime::io_choice choice;
   if (const char* chosen = std::getenv("MERIDIAN_IO_CHOSEN")) {
-    choice.kind = std::strcmp(chosen, "io_uring") == 0 ? runtime::io_kind::io_uring
-                                                        : runtime::io_kind::epoll;
+    choice.kind =
+        std::strcmp(chosen, "io_uring") == 0 ? runtime::io_kind::io_uring : runtime::io_kind::epoll;
     const char* why = std::getenv("MERIDIAN_IO_REASON");
     choice.reason = why ? why : "";
     ::unsetenv("MERIDIAN_IO_CHOSEN");

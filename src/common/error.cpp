@@ -4,18 +4,28 @@ namespace meridian::common {
 
 int status_of(error_kind kind) {
   switch (kind) {
-    case error_kind::bad_request: return 400;
-    case error_kind::not_found: return 404;
-    case error_kind::request_timeout: return 408;
-    case error_kind::payload_too_large: return 413;
-    case error_kind::too_many_requests: return 429;
-    case error_kind::header_too_large: return 431;
-    case error_kind::internal: return 500;
-    case error_kind::upstream_unavailable: return 502;
+    case error_kind::bad_request:
+      return 400;
+    case error_kind::not_found:
+      return 404;
+    case error_kind::request_timeout:
+      return 408;
+    case error_kind::payload_too_large:
+      return 413;
+    case error_kind::too_many_requests:
+      return 429;
+    case error_kind::header_too_large:
+      return 431;
+    case error_kind::internal:
+      return 500;
+    case error_kind::upstream_unavailable:
+      return 502;
     case error_kind::no_healthy_upstream:
     case error_kind::draining:
-    case error_kind::overloaded: return 503;
-    case error_kind::upstream_timeout: return 504;
+    case error_kind::overloaded:
+      return 503;
+    case error_kind::upstream_timeout:
+      return 504;
   }
   return 500;
 }
@@ -27,11 +37,14 @@ error_source source_of(error_kind kind) {
     case error_kind::request_timeout:
     case error_kind::payload_too_large:
     case error_kind::header_too_large:
-    case error_kind::too_many_requests: return error_source::downstream;
+    case error_kind::too_many_requests:
+      return error_source::downstream;
     case error_kind::upstream_unavailable:
     case error_kind::upstream_timeout:
-    case error_kind::no_healthy_upstream: return error_source::upstream;
-    default: return error_source::internal;
+    case error_kind::no_healthy_upstream:
+      return error_source::upstream;
+    default:
+      return error_source::internal;
   }
 }
 
@@ -42,27 +55,42 @@ bool retry_safe(error_kind kind) {
 
 std::string_view type_of(error_kind kind) {
   switch (source_of(kind)) {
-    case error_source::downstream: return "invalid_request_error";
-    case error_source::upstream: return "upstream_error";
-    case error_source::internal: return "server_error";
+    case error_source::downstream:
+      return "invalid_request_error";
+    case error_source::upstream:
+      return "upstream_error";
+    case error_source::internal:
+      return "server_error";
   }
   return "server_error";
 }
 
 std::string_view code_of(error_kind kind) {
   switch (kind) {
-    case error_kind::bad_request: return "bad_request";
-    case error_kind::not_found: return "route_not_found";
-    case error_kind::request_timeout: return "request_timeout";
-    case error_kind::payload_too_large: return "payload_too_large";
-    case error_kind::header_too_large: return "header_too_large";
-    case error_kind::too_many_requests: return "rate_limited";
-    case error_kind::upstream_unavailable: return "upstream_unavailable";
-    case error_kind::no_healthy_upstream: return "no_healthy_upstream";
-    case error_kind::draining: return "draining";
-    case error_kind::overloaded: return "overloaded";
-    case error_kind::upstream_timeout: return "upstream_timeout";
-    case error_kind::internal: return "internal_error";
+    case error_kind::bad_request:
+      return "bad_request";
+    case error_kind::not_found:
+      return "route_not_found";
+    case error_kind::request_timeout:
+      return "request_timeout";
+    case error_kind::payload_too_large:
+      return "payload_too_large";
+    case error_kind::header_too_large:
+      return "header_too_large";
+    case error_kind::too_many_requests:
+      return "rate_limited";
+    case error_kind::upstream_unavailable:
+      return "upstream_unavailable";
+    case error_kind::no_healthy_upstream:
+      return "no_healthy_upstream";
+    case error_kind::draining:
+      return "draining";
+    case error_kind::overloaded:
+      return "overloaded";
+    case error_kind::upstream_timeout:
+      return "upstream_timeout";
+    case error_kind::internal:
+      return "internal_error";
   }
   return "internal_error";
 }
@@ -71,9 +99,12 @@ int retry_after_of(error_kind kind) {
   switch (kind) {
     case error_kind::too_many_requests:
     case error_kind::no_healthy_upstream:
-    case error_kind::overloaded: return 1;
-    case error_kind::draining: return 5;
-    default: return 0;
+    case error_kind::overloaded:
+      return 1;
+    case error_kind::draining:
+      return 5;
+    default:
+      return 0;
   }
 }
 
@@ -81,11 +112,21 @@ void json_escape_append(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out.append("\\\""); break;
-      case '\\': out.append("\\\\"); break;
-      case '\n': out.append("\\n"); break;
-      case '\r': out.append("\\r"); break;
-      case '\t': out.append("\\t"); break;
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           out.append("\\u00");

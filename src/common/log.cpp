@@ -12,17 +12,25 @@ std::atomic<log_level> g_level{log_level::info};
 
 std::string_view level_name(log_level l) {
   switch (l) {
-    case log_level::debug: return "debug";
-    case log_level::info: return "info";
-    case log_level::warn: return "warn";
-    case log_level::error: return "error";
+    case log_level::debug:
+      return "debug";
+    case log_level::info:
+      return "info";
+    case log_level::warn:
+      return "warn";
+    case log_level::error:
+      return "error";
   }
   return "info";
 }
 }  // namespace
 
-void set_log_level(log_level level) { g_level.store(level, std::memory_order_relaxed); }
-log_level current_log_level() { return g_level.load(std::memory_order_relaxed); }
+void set_log_level(log_level level) {
+  g_level.store(level, std::memory_order_relaxed);
+}
+log_level current_log_level() {
+  return g_level.load(std::memory_order_relaxed);
+}
 
 bool parse_log_level(std::string_view text, log_level& out) {
   for (auto l : {log_level::debug, log_level::info, log_level::warn, log_level::error}) {
@@ -37,8 +45,8 @@ bool parse_log_level(std::string_view text, log_level& out) {
 void log_line(log_level level, std::string_view component, std::string_view message) {
   auto now = std::chrono::system_clock::now();
   auto secs = std::chrono::system_clock::to_time_t(now);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
-            1000;
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char ts[40];

@@ -25,24 +25,32 @@ bool gateway_config::any_model_route() const {
 
 std::string_view to_string(io_backend b) {
   switch (b) {
-    case io_backend::auto_select: return "auto";
-    case io_backend::io_uring: return "io_uring";
-    case io_backend::epoll: return "epoll";
+    case io_backend::auto_select:
+      return "auto";
+    case io_backend::io_uring:
+      return "io_uring";
+    case io_backend::epoll:
+      return "epoll";
   }
   return "auto";
 }
 std::string_view to_string(balancer_kind b) {
   switch (b) {
-    case balancer_kind::round_robin: return "round_robin";
-    case balancer_kind::least_request: return "least_request";
+    case balancer_kind::round_robin:
+      return "round_robin";
+    case balancer_kind::least_request:
+      return "least_request";
   }
   return "least_request";
 }
 std::string_view to_string(cluster_kind k) {
   switch (k) {
-    case cluster_kind::inference: return "inference";
-    case cluster_kind::storage: return "storage";
-    case cluster_kind::generic: return "generic";
+    case cluster_kind::inference:
+      return "inference";
+    case cluster_kind::storage:
+      return "storage";
+    case cluster_kind::generic:
+      return "generic";
   }
   return "generic";
 }
@@ -66,8 +74,8 @@ class reader {
     if (node.IsDefined() && node.Mark().line >= 0) {
       where += common::cat(':', node.Mark().line + 1, ':', node.Mark().column + 1);
     }
-    throw config_error(common::cat(where, ": ", key.empty() ? std::string("(top)") : key, ": ",
-                                   why));
+    throw config_error(
+        common::cat(where, ": ", key.empty() ? std::string("(top)") : key, ": ", why));
   }
 
   void only_keys(const YAML::Node& node, const std::string& key,
@@ -97,15 +105,17 @@ class reader {
 
   duration dur(const YAML::Node& node, const std::string& key) const {
     auto v = parse_duration(scalar(node, key));
-    if (!v) fail(node, key, common::cat("invalid duration '", node.Scalar(),
-                                        "' (write e.g. 250ms, 2s, 1m)"));
+    if (!v)
+      fail(node, key,
+           common::cat("invalid duration '", node.Scalar(), "' (write e.g. 250ms, 2s, 1m)"));
     return *v;
   }
 
   std::uint64_t size(const YAML::Node& node, const std::string& key) const {
     auto v = parse_size(scalar(node, key));
-    if (!v) fail(node, key, common::cat("invalid size '", node.Scalar(),
-                                        "' (write e.g. 64KiB, 8MiB, 1000)"));
+    if (!v)
+      fail(node, key,
+           common::cat("invalid size '", node.Scalar(), "' (write e.g. 64KiB, 8MiB, 1000)"));
     return *v;
   }
 
@@ -130,8 +140,10 @@ class reader {
 
   host_port address(const YAML::Node& node, const std::string& key) const {
     auto v = parse_host_port(scalar(node, key));
-    if (!v) fail(node, key, common::cat("invalid address '", node.Scalar(),
-                                        "' (write host:port, e.g. 127.0.0.1:8080)"));
+    if (!v)
+      fail(node, key,
+           common::cat("invalid address '", node.Scalar(),
+                       "' (write host:port, e.g. 127.0.0.1:8080)"));
     return *v;
   }
 
@@ -143,8 +155,9 @@ class reader {
 
 void read_limits(const reader& r, const YAML::Node& n, limits_config& out) {
   const std::string k = "limits";
-  r.only_keys(n, k, {"max_header_bytes", "max_headers", "max_body_bytes",
-                     "max_connections_per_worker", "model_peek_bytes"});
+  r.only_keys(n, k,
+              {"max_header_bytes", "max_headers", "max_body_bytes", "max_connections_per_worker",
+               "model_peek_bytes"});
   if (n["max_header_bytes"]) {
     out.max_header_bytes = r.size(n["max_header_bytes"], k + ".max_header_bytes");
     if (out.max_header_bytes < 1024 || out.max_header_bytes > 1024 * 1024)
@@ -164,8 +177,8 @@ void read_limits(const reader& r, const YAML::Node& n, limits_config& out) {
 
 void read_timeouts(const reader& r, const YAML::Node& n, timeouts_config& out) {
   const std::string k = "timeouts";
-  r.only_keys(n, k, {"header", "body", "idle", "upstream_connect", "upstream_response",
-                     "upstream_idle"});
+  r.only_keys(n, k,
+              {"header", "body", "idle", "upstream_connect", "upstream_response", "upstream_idle"});
   auto one = [&](const char* name, duration& field) {
     if (!n[name]) return;
     field = r.dur(n[name], reader::join(k, name));
@@ -187,22 +200,29 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
   if (c.name.empty()) r.fail(n["name"], k + ".name", "must not be empty");
   if (n["kind"]) {
     auto s = r.scalar(n["kind"], k + ".kind");
-    if (s == "inference") c.kind = cluster_kind::inference;
-    else if (s == "storage") c.kind = cluster_kind::storage;
-    else if (s == "generic") c.kind = cluster_kind::generic;
-    else r.fail(n["kind"], k + ".kind",
-                common::cat("unknown kind '", s, "' (expected inference, storage or generic)"));
+    if (s == "inference")
+      c.kind = cluster_kind::inference;
+    else if (s == "storage")
+      c.kind = cluster_kind::storage;
+    else if (s == "generic")
+      c.kind = cluster_kind::generic;
+    else
+      r.fail(n["kind"], k + ".kind",
+             common::cat("unknown kind '", s, "' (expected inference, storage or generic)"));
   }
   if (n["balancer"]) {
     auto s = r.scalar(n["balancer"], k + ".balancer");
-    if (s == "round_robin") c.balancer = balancer_kind::round_robin;
-    else if (s == "least_request") c.balancer = balancer_kind::least_request;
+    if (s == "round_robin")
+      c.balancer = balancer_kind::round_robin;
+    else if (s == "least_request")
+      c.balancer = balancer_kind::least_request;
     else if (s == "peak_ewma" || s == "latency_aware" || s == "consistent_hash")
       r.fail(n["balancer"], k + ".balancer",
              common::cat("balancer '", s,
                          "' is not available in this version (use round_robin or least_request)"));
-    else r.fail(n["balancer"], k + ".balancer",
-                common::cat("unknown balancer '", s, "' (expected round_robin or least_request)"));
+    else
+      r.fail(n["balancer"], k + ".balancer",
+             common::cat("unknown balancer '", s, "' (expected round_robin or least_request)"));
   }
   auto eps = n["endpoints"];
   if (!eps || !eps.IsSequence() || eps.size() == 0)
@@ -269,7 +289,8 @@ route_config read_route(const reader& r, const YAML::Node& n, const std::string&
     auto path_like = [&](const char* key, std::optional<std::string>& out) {
       if (!m[key]) return;
       out = r.scalar(m[key], reader::join(mk, key));
-      if (out->empty() || out->front() != '/') r.fail(m[key], reader::join(mk, key), "must start with /");
+      if (out->empty() || out->front() != '/')
+        r.fail(m[key], reader::join(mk, key), "must start with /");
     };
     path_like("path_prefix", rc.match.path_prefix);
     path_like("path", rc.match.path);
@@ -299,8 +320,9 @@ gateway_config read_root(const reader& r, const YAML::Node& root) {
   gateway_config cfg;
   cfg.source = r.source();
   if (!root.IsMap()) r.fail(root, "", "the config must be a mapping");
-  r.only_keys(root, "", {"listeners", "admin", "workers", "io_backend", "clusters", "routes",
-                         "limits", "timeouts", "drain", "access_log"});
+  r.only_keys(root, "",
+              {"listeners", "admin", "workers", "io_backend", "clusters", "routes", "limits",
+               "timeouts", "drain", "access_log"});
   auto ls = root["listeners"];
   if (!ls || !ls.IsSequence() || ls.size() == 0)
     r.fail(ls ? ls : root, "listeners", "expected a non-empty list of listeners");
@@ -320,16 +342,22 @@ gateway_config read_root(const reader& r, const YAML::Node& root) {
     if (a["address"]) cfg.admin.address = r.address(a["address"], "admin.address");
   }
   if (auto w = root["workers"]) {
-    if (r.scalar(w, "workers") == "auto") cfg.workers = 0;
-    else cfg.workers = static_cast<unsigned>(r.count(w, "workers", 1, 256));
+    if (r.scalar(w, "workers") == "auto")
+      cfg.workers = 0;
+    else
+      cfg.workers = static_cast<unsigned>(r.count(w, "workers", 1, 256));
   }
   if (auto io = root["io_backend"]) {
     auto s = r.scalar(io, "io_backend");
-    if (s == "auto") cfg.io = io_backend::auto_select;
-    else if (s == "io_uring") cfg.io = io_backend::io_uring;
-    else if (s == "epoll") cfg.io = io_backend::epoll;
-    else r.fail(io, "io_backend", common::cat("unknown backend '", s,
-                                              "' (expected auto, io_uring or epoll)"));
+    if (s == "auto")
+      cfg.io = io_backend::auto_select;
+    else if (s == "io_uring")
+      cfg.io = io_backend::io_uring;
+    else if (s == "epoll")
+      cfg.io = io_backend::epoll;
+    else
+      r.fail(io, "io_backend",
+             common::cat("unknown backend '", s, "' (expected auto, io_uring or epoll)"));
   }
   auto cs = root["clusters"];
   if (!cs || !cs.IsSequence() || cs.size() == 0)
@@ -351,7 +379,8 @@ gateway_config read_root(const reader& r, const YAML::Node& root) {
   if (auto t = root["timeouts"]) read_timeouts(r, t, cfg.timeouts);
   if (auto d = root["drain"]) {
     r.only_keys(d, "drain", {"shutdown_delay", "timeout"});
-    if (d["shutdown_delay"]) cfg.drain.shutdown_delay = r.dur(d["shutdown_delay"], "drain.shutdown_delay");
+    if (d["shutdown_delay"])
+      cfg.drain.shutdown_delay = r.dur(d["shutdown_delay"], "drain.shutdown_delay");
     if (d["timeout"]) cfg.drain.timeout = r.dur(d["timeout"], "drain.timeout");
   }
   if (auto a = root["access_log"]) {
@@ -389,7 +418,8 @@ void apply_override(YAML::Node root, const std::string& spec) {
       pos = end == std::string::npos ? path.size() : end;
     } else if (path[pos] == '[') {
       auto close = path.find(']', pos);
-      if (close == std::string::npos) throw config_error(common::cat("--set ", spec, ": missing ]"));
+      if (close == std::string::npos)
+        throw config_error(common::cat("--set ", spec, ": missing ]"));
       std::size_t idx = 0;
       auto num = path.substr(pos + 1, close - pos - 1);
       auto res = std::from_chars(num.data(), num.data() + num.size(), idx);
@@ -402,8 +432,10 @@ void apply_override(YAML::Node root, const std::string& spec) {
       continue;
     }
     if (pos >= path.size()) {
-      if (!key.empty()) cur[key] = value;
-      else next = value;
+      if (!key.empty())
+        cur[key] = value;
+      else
+        next = value;
       return;
     }
     cur.reset(next);

@@ -22,14 +22,22 @@ std::optional<duration> parse_duration(std::string_view text) {
   std::string_view suffix;
   if (!split_number(text, v, suffix)) return std::nullopt;
   double ns_per = 0;
-  if (suffix == "ns") ns_per = 1;
-  else if (suffix == "us") ns_per = 1e3;
-  else if (suffix == "ms") ns_per = 1e6;
-  else if (suffix == "s") ns_per = 1e9;
-  else if (suffix == "m") ns_per = 60e9;
-  else if (suffix == "h") ns_per = 3600e9;
-  else if (suffix.empty() && v == 0) ns_per = 1;
-  else return std::nullopt;
+  if (suffix == "ns")
+    ns_per = 1;
+  else if (suffix == "us")
+    ns_per = 1e3;
+  else if (suffix == "ms")
+    ns_per = 1e6;
+  else if (suffix == "s")
+    ns_per = 1e9;
+  else if (suffix == "m")
+    ns_per = 60e9;
+  else if (suffix == "h")
+    ns_per = 3600e9;
+  else if (suffix.empty() && v == 0)
+    ns_per = 1;
+  else
+    return std::nullopt;
   return duration(static_cast<std::int64_t>(v * ns_per));
 }
 
@@ -38,14 +46,22 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
   std::string_view suffix;
   if (!split_number(text, v, suffix)) return std::nullopt;
   double mul = 0;
-  if (suffix.empty() || suffix == "B") mul = 1;
-  else if (suffix == "KiB") mul = 1024.0;
-  else if (suffix == "MiB") mul = 1024.0 * 1024;
-  else if (suffix == "GiB") mul = 1024.0 * 1024 * 1024;
-  else if (suffix == "KB" || suffix == "kB") mul = 1e3;
-  else if (suffix == "MB") mul = 1e6;
-  else if (suffix == "GB") mul = 1e9;
-  else return std::nullopt;
+  if (suffix.empty() || suffix == "B")
+    mul = 1;
+  else if (suffix == "KiB")
+    mul = 1024.0;
+  else if (suffix == "MiB")
+    mul = 1024.0 * 1024;
+  else if (suffix == "GiB")
+    mul = 1024.0 * 1024 * 1024;
+  else if (suffix == "KB" || suffix == "kB")
+    mul = 1e3;
+  else if (suffix == "MB")
+    mul = 1e6;
+  else if (suffix == "GB")
+    mul = 1e9;
+  else
+    return std::nullopt;
   return static_cast<std::uint64_t>(v * mul);
 }
 
@@ -67,8 +83,8 @@ std::optional<host_port> parse_host_port(std::string_view text) {
   }
   unsigned port = 0;
   auto res = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (port_text.empty() || res.ec != std::errc{} || res.ptr != port_text.data() + port_text.size() ||
-      port > 65535)
+  if (port_text.empty() || res.ec != std::errc{} ||
+      res.ptr != port_text.data() + port_text.size() || port > 65535)
     return std::nullopt;
   out.port = static_cast<std::uint16_t>(port);
   return out;

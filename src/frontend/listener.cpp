@@ -30,8 +30,8 @@ asio::awaitable<void> accept_loop(acceptor_slot* slot) {
     if (ec) {
       if (ec == asio::error::operation_aborted || !slot->acceptor.is_open()) co_return;
       // EMFILE and friends: back off briefly instead of spinning on a full descriptor table.
-      common::log(common::log_level::warn, "frontend", "accept on ", slot->name, " failed: ",
-                  ec.message());
+      common::log(common::log_level::warn, "frontend", "accept on ", slot->name,
+                  " failed: ", ec.message());
       backoff.expires_after(std::chrono::milliseconds(50));
       co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
       continue;
@@ -43,8 +43,9 @@ asio::awaitable<void> accept_loop(acceptor_slot* slot) {
 tcp::endpoint resolve(const config::host_port& hp) {
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(hp.host == "localhost" ? "127.0.0.1" : hp.host, ec);
-  if (ec) throw std::runtime_error(common::cat("listener address ", hp.to_string(),
-                                               " is not an IP address"));
+  if (ec)
+    throw std::runtime_error(
+        common::cat("listener address ", hp.to_string(), " is not an IP address"));
   return {addr, hp.port};
 }
 }  // namespace
@@ -58,8 +59,7 @@ listener_set::listener_set(const config::gateway_config& cfg, std::vector<proxy:
   for (const auto& l : cfg.listeners) {
     tcp::endpoint ep = resolve(l.address);
     for (auto* w : workers) {
-      auto slot = std::make_unique<acceptor_slot>(
-          acceptor_slot{tcp::acceptor(w->io()), w, l.name});
+      auto slot = std::make_unique<acceptor_slot>(acceptor_slot{tcp::acceptor(w->io()), w, l.name});
       boost::system::error_code ec;
       auto& a = slot->acceptor;
       a.open(ep.protocol(), ec);

@@ -6,7 +6,7 @@
 
 namespace meridian::http {
 namespace {
-constexpr std::size_t max_ext_bytes = 4096;      // per chunk line
+constexpr std::size_t max_ext_bytes = 4096;       // per chunk line
 constexpr std::size_t max_trailer_bytes = 16384;  // whole trailer section
 
 int hex_value(char c) {
@@ -82,7 +82,8 @@ chunked_decoder::step chunked_decoder::decode(std::string_view in) {
         break;
       }
       case state::size_ws:
-        if (c == ' ' || c == '\t') ++i;
+        if (c == ' ' || c == '\t')
+          ++i;
         else if (c == ';') {
           state_ = state::ext;
           ext_bytes_ = 0;
@@ -90,7 +91,8 @@ chunked_decoder::step chunked_decoder::decode(std::string_view in) {
         } else if (c == '\r') {
           state_ = state::size_lf;
           ++i;
-        } else fail("invalid chunk size");
+        } else
+          fail("invalid chunk size");
         break;
       case state::ext:
         // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ), ext-val token or
@@ -99,8 +101,10 @@ chunked_decoder::step chunked_decoder::decode(std::string_view in) {
           fail("chunk extension too long");
           break;
         }
-        if (c == '\r') state_ = state::size_lf;
-        else if (c == '"') state_ = state::ext_quoted;
+        if (c == '\r')
+          state_ = state::size_lf;
+        else if (c == '"')
+          state_ = state::ext_quoted;
         else if (!(is_tchar(c) || c == ';' || c == '=' || c == ' ' || c == '\t'))
           fail("invalid chunk extension");
         if (state_ != state::error) ++i;
@@ -110,9 +114,12 @@ chunked_decoder::step chunked_decoder::decode(std::string_view in) {
           fail("chunk extension too long");
           break;
         }
-        if (c == '"') state_ = state::ext;
-        else if (c == '\\') state_ = state::ext_quoted_escape;
-        else if (static_cast<unsigned char>(c) < 0x20 && c != '\t') fail("invalid chunk extension");
+        if (c == '"')
+          state_ = state::ext;
+        else if (c == '\\')
+          state_ = state::ext_quoted_escape;
+        else if (static_cast<unsigned char>(c) < 0x20 && c != '\t')
+          fail("invalid chunk extension");
         if (state_ != state::error) ++i;
         break;
       case state::ext_quoted_escape:
@@ -137,8 +144,8 @@ chunked_decoder::step chunked_decoder::decode(std::string_view in) {
         }
         break;
       case state::data: {
-        std::size_t n = static_cast<std::size_t>(
-            std::min<std::uint64_t>(remaining_, in.size() - i));
+        std::size_t n =
+            static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, in.size() - i));
         out.data = in.substr(i, n);
         remaining_ -= n;
         total_ += n;
@@ -204,7 +211,8 @@ chunked_decoder::step chunked_decoder::decode(std::string_view in) {
         ++i;
         break;
       case state::done:
-      case state::error: break;
+      case state::error:
+        break;
     }
   }
   out.consumed = i;

@@ -34,37 +34,61 @@ void append_uint(std::string& out, std::uint64_t v) {
 
 std::string_view reason_phrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 416: return "Range Not Satisfiable";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 206:
+      return "Partial Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 416:
+      return "Range Not Satisfiable";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
   }
 }
 
-void build_upstream_request(std::string& out, const request_head& req,
-                            const forward_context& ctx, out_framing framing,
-                            std::uint64_t content_length) {
+void build_upstream_request(std::string& out, const request_head& req, const forward_context& ctx,
+                            out_framing framing, std::uint64_t content_length) {
   out.clear();
   out.append(req.method);
   out.push_back(' ');
@@ -117,8 +141,10 @@ void build_downstream_response(std::string& out, const response_head& resp,
   }
   if (!request_id.empty()) append_header(out, "x-request-id", request_id);
   append_framing(out, framing, content_length);
-  if (!keep_alive) out.append("connection: close\r\n");
-  else if (client_minor == 0) out.append("connection: keep-alive\r\n");
+  if (!keep_alive)
+    out.append("connection: close\r\n");
+  else if (client_minor == 0)
+    out.append("connection: keep-alive\r\n");
   out.append("\r\n");
 }
 

@@ -21,7 +21,9 @@ constexpr unsigned char lower_c(unsigned char c) {
 }
 
 // field-vchar / obs-text / SP / HTAB (RFC 9110 §5.5); everything else in a value is rejected.
-bool valid_value_char(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
+bool valid_value_char(unsigned char c) {
+  return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
 
 std::string_view trim_ows(std::string_view v) {
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
@@ -143,18 +145,23 @@ parse_status parse_fields(std::string_view buf, std::size_t pos, const head_limi
       for_each_list_item(value, [&](std::string_view item) {
         // chunked must be last and appear once; any coding after it breaks framing.
         if (fs.te_chunked_last) fs.te_bad = true;
-        if (iequals(item, "chunked")) fs.te_chunked_last = true;
-        else fs.te_bad = true;  // we implement no other transfer coding
+        if (iequals(item, "chunked"))
+          fs.te_chunked_last = true;
+        else
+          fs.te_bad = true;  // we implement no other transfer coding
         return true;
       });
       if (trim_ows(value).empty()) fs.te_bad = true;
     } else if (name.size() == 10 && iequals(name, "connection")) {
       for_each_list_item(value, [&](std::string_view item) {
-        if (iequals(item, "close")) fs.saw_close = true;
-        else if (iequals(item, "keep-alive")) fs.saw_keep_alive = true;
+        if (iequals(item, "close"))
+          fs.saw_close = true;
+        else if (iequals(item, "keep-alive"))
+          fs.saw_keep_alive = true;
         else if (out.connection_token_count < std::size(out.connection_tokens))
           out.connection_tokens[out.connection_token_count++] = item;
-        else out.connection_tokens_overflow = true;
+        else
+          out.connection_tokens_overflow = true;
         return true;
       });
     }
@@ -193,38 +200,66 @@ bool is_token(std::string_view s) {
 
 std::string_view describe(parse_error e) {
   switch (e) {
-    case parse_error::none: return "no error";
-    case parse_error::head_too_large: return "request head exceeds the size limit";
-    case parse_error::too_many_headers: return "too many header fields";
-    case parse_error::bad_line_ending: return "line not terminated by CRLF";
-    case parse_error::bad_request_line: return "malformed request line";
-    case parse_error::bad_method: return "malformed method";
-    case parse_error::bad_target: return "malformed request target";
-    case parse_error::bad_version: return "unsupported HTTP version";
-    case parse_error::bad_header_name: return "malformed header field name";
-    case parse_error::bad_header_value: return "invalid character in a header field value";
-    case parse_error::obs_fold: return "obsolete line folding is not allowed";
-    case parse_error::missing_host: return "missing Host header";
-    case parse_error::duplicate_host: return "more than one Host header";
-    case parse_error::bad_content_length: return "invalid Content-Length";
-    case parse_error::conflicting_content_length: return "conflicting Content-Length values";
+    case parse_error::none:
+      return "no error";
+    case parse_error::head_too_large:
+      return "request head exceeds the size limit";
+    case parse_error::too_many_headers:
+      return "too many header fields";
+    case parse_error::bad_line_ending:
+      return "line not terminated by CRLF";
+    case parse_error::bad_request_line:
+      return "malformed request line";
+    case parse_error::bad_method:
+      return "malformed method";
+    case parse_error::bad_target:
+      return "malformed request target";
+    case parse_error::bad_version:
+      return "unsupported HTTP version";
+    case parse_error::bad_header_name:
+      return "malformed header field name";
+    case parse_error::bad_header_value:
+      return "invalid character in a header field value";
+    case parse_error::obs_fold:
+      return "obsolete line folding is not allowed";
+    case parse_error::missing_host:
+      return "missing Host header";
+    case parse_error::duplicate_host:
+      return "more than one Host header";
+    case parse_error::bad_content_length:
+      return "invalid Content-Length";
+    case parse_error::conflicting_content_length:
+      return "conflicting Content-Length values";
     case parse_error::content_length_and_transfer_encoding:
       return "both Content-Length and Transfer-Encoding";
-    case parse_error::bad_transfer_encoding: return "unsupported Transfer-Encoding";
-    case parse_error::chunked_on_http10: return "Transfer-Encoding in an HTTP/1.0 message";
-    case parse_error::body_too_large: return "request body exceeds the size limit";
-    case parse_error::bad_status_line: return "malformed status line";
+    case parse_error::bad_transfer_encoding:
+      return "unsupported Transfer-Encoding";
+    case parse_error::chunked_on_http10:
+      return "Transfer-Encoding in an HTTP/1.0 message";
+    case parse_error::body_too_large:
+      return "request body exceeds the size limit";
+    case parse_error::bad_status_line:
+      return "malformed status line";
   }
   return "malformed message";
 }
 
 bool message_head::is_hop_by_hop(std::string_view n) const {
   switch (n.size()) {
-    case 2: if (iequals(n, "te")) return true; break;
-    case 7: if (iequals(n, "trailer") || iequals(n, "upgrade")) return true; break;
-    case 10: if (iequals(n, "connection") || iequals(n, "keep-alive")) return true; break;
-    case 17: if (iequals(n, "transfer-encoding")) return true; break;
-    default: break;
+    case 2:
+      if (iequals(n, "te")) return true;
+      break;
+    case 7:
+      if (iequals(n, "trailer") || iequals(n, "upgrade")) return true;
+      break;
+    case 10:
+      if (iequals(n, "connection") || iequals(n, "keep-alive")) return true;
+      break;
+    case 17:
+      if (iequals(n, "transfer-encoding")) return true;
+      break;
+    default:
+      break;
   }
   if (n.size() > 6 && iequals(n.substr(0, 6), "proxy-")) return true;
   for (std::size_t i = 0; i < connection_token_count; ++i)
@@ -284,11 +319,13 @@ parse_status parse_request(std::string_view buf, const head_limits& limits,
       return parse_status::error;
     }
   }
-  if (version == "HTTP/1.1") out.version_minor = 1;
-  else if (version == "HTTP/1.0") out.version_minor = 0;
+  if (version == "HTTP/1.1")
+    out.version_minor = 1;
+  else if (version == "HTTP/1.0")
+    out.version_minor = 0;
   else {
     err = version.size() == 8 && version.substr(0, 5) == "HTTP/" ? parse_error::bad_version
-                                                                : parse_error::bad_request_line;
+                                                                 : parse_error::bad_request_line;
     return parse_status::error;
   }
   std::string_view authority;
@@ -300,8 +337,10 @@ parse_status parse_request(std::string_view buf, const head_limits& limits,
     // absolute-form: scheme "://" authority path-abempty [ "?" query ]
     auto t = out.target;
     std::size_t skip = 0;
-    if (t.size() > 7 && iequals(t.substr(0, 7), "http://")) skip = 7;
-    else if (t.size() > 8 && iequals(t.substr(0, 8), "https://")) skip = 8;
+    if (t.size() > 7 && iequals(t.substr(0, 7), "http://"))
+      skip = 7;
+    else if (t.size() > 8 && iequals(t.substr(0, 8), "https://"))
+      skip = 8;
     if (skip == 0) {
       err = parse_error::bad_target;
       return parse_status::error;

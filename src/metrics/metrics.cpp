@@ -13,8 +13,8 @@ namespace {
 const prometheus::Histogram::BucketBoundaries& latency_buckets() {
   // 100 µs .. 60 s: gateway overhead at the bottom, LLM generations at the top.
   static const prometheus::Histogram::BucketBoundaries b{
-      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-      0.25,   0.5,     1,      2.5,   5,      10,    30,   60};
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+      0.1,    0.25,    0.5,    1,     2.5,    5,     10,   30,    60};
   return b;
 }
 constexpr const char* code_classes[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -144,7 +144,9 @@ void registry::set_io_backend(std::string_view backend) {
       .Set(1);
 }
 
-void registry::set_workers(unsigned n) { workers_->Set(n); }
+void registry::set_workers(unsigned n) {
+  workers_->Set(n);
+}
 
 std::string registry::serialize() const {
   prometheus::TextSerializer s;

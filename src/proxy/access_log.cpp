@@ -28,7 +28,8 @@ void append_str(std::string& out, std::string_view key, std::string_view value) 
 void access_log::record(const access_record& r) {
   if (!enabled_) return;
   auto now = std::chrono::system_clock::now();
-  auto ms_total = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  auto ms_total =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   std::int64_t sec = ms_total / 1000;
   if (sec != cached_second_) {
     cached_second_ = sec;
@@ -59,11 +60,15 @@ void access_log::record(const access_record& r) {
   append_ms(buf_, r.duration_s);
   append_str(buf_, "upstream", r.upstream);
   buf_.append(",\"upstream_ms\":");
-  if (r.upstream_s >= 0) append_ms(buf_, r.upstream_s);
-  else buf_.append("null");
+  if (r.upstream_s >= 0)
+    append_ms(buf_, r.upstream_s);
+  else
+    buf_.append("null");
   buf_.append(",\"ttfb_ms\":");
-  if (r.ttfb_s >= 0) append_ms(buf_, r.ttfb_s);
-  else buf_.append("null");
+  if (r.ttfb_s >= 0)
+    append_ms(buf_, r.ttfb_s);
+  else
+    buf_.append("null");
   if (!r.error.empty()) append_str(buf_, "error", r.error);
   buf_.append("}\n");
   if (buf_.size() >= 32 * 1024) flush();

@@ -2,6 +2,9 @@
 // connection, stream the response back, repeat. Everything runs on the owning worker's thread.
 #include <sys/socket.h>
 
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <array>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
@@ -16,9 +19,6 @@
 #include <cerrno>
 #include <cstring>
 #include <optional>
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
-#include <prometheus/histogram.h>
 
 #include "meridian/common/error.hpp"
 #include "meridian/common/log.hpp"
@@ -89,7 +89,8 @@ struct worker::impl {
         rng(seed),
         log(shared->cfg->access_log),
         housekeeping(io_) {
-    for (const auto& c : shared->cfg->clusters) balancers.push_back(routing::make_balancer(c.balancer));
+    for (const auto& c : shared->cfg->clusters)
+      balancers.push_back(routing::make_balancer(c.balancer));
   }
 
   asio::io_context& io;
@@ -263,8 +264,8 @@ struct session final : session_node {
   // Reads more client bytes into buf; returns 0 on EOF, error or deadline.
   asio::awaitable<std::size_t> read_client(std::size_t want) {
     make_room(std::max<std::size_t>(want, 1));
-    auto [ec, n] = co_await client.async_read_some(
-        asio::buffer(buf.data() + end, buf.size() - end), use_tuple);
+    auto [ec, n] = co_await client.async_read_some(asio::buffer(buf.data() + end, buf.size() - end),
+                                                   use_tuple);
     if (ec) co_return 0;
     end += n;
     bytes_in += n;
@@ -281,8 +282,8 @@ struct session final : session_node {
       }
       if (ubuf.size() - uend < 4096) ubuf.resize(ubuf.size() * 2);
     }
-    auto [ec, n] =
-        co_await up->async_read_some(asio::buffer(ubuf.data() + uend, ubuf.size() - uend), use_tuple);
+    auto [ec, n] = co_await up->async_read_some(
+        asio::buffer(ubuf.data() + uend, ubuf.size() - uend), use_tuple);
     if (ec) co_return 0;
     uend += n;
     co_return n;
@@ -324,7 +325,7 @@ struct session final : session_node {
     response_started = true;
     bool ok = co_await write_client(asio::buffer(head_out));
     if (!keep) client_keep_alive = false;
-    co_return ok && keep;
+    co_return ok&& keep;
   }
 
   // ---- upstream connection ---------------------------------------------------------------
@@ -432,8 +433,10 @@ struct session final : session_node {
     std::size_t n = co_await read_client(16 * 1024);
     if (n != 0) co_return true;
     client_gone = !expired;
-    if (expired) error_note = "request body timeout";
-    else error_note = "client closed during request body";
+    if (expired)
+      error_note = "request body timeout";
+    else
+      error_note = "client closed during request body";
     co_return false;
   }
 
@@ -578,14 +581,19 @@ struct session final : session_node {
         w.ups.record_connect_failure(cluster, endpoint, steady::now());
         count_upstream_error(timed_out ? metrics::upstream_error::timeout
                                        : metrics::upstream_error::connect);
-        if (timed_out) common::log(common::log_level::warn, "proxy", "connect to ", info.address, " timed out");
-        else common::log(common::log_level::warn, "proxy", "connect to ", info.address, " failed: ", ec.message());
+        if (timed_out)
+          common::log(common::log_level::warn, "proxy", "connect to ", info.address, " timed out");
+        else
+          common::log(common::log_level::warn, "proxy", "connect to ", info.address,
+                      " failed: ", ec.message());
         if (!last_try) co_return exchange_result::retry_other_endpoint;
         // Messages are built outside co_await: GCC 12 double-destroys temporaries of a
         // conditional expression inside a co_await operand.
         std::string msg;
-        if (timed_out) msg = common::cat("upstream ", info.address, " did not accept the connection in time");
-        else msg = common::cat("upstream ", info.address, " refused the connection");
+        if (timed_out)
+          msg = common::cat("upstream ", info.address, " did not accept the connection in time");
+        else
+          msg = common::cat("upstream ", info.address, " refused the connection");
         co_await respond_error(
             timed_out ? error_kind::upstream_timeout : error_kind::upstream_unavailable, msg);
         co_return exchange_result::failed;
@@ -648,10 +656,12 @@ struct session final : session_node {
             // The client's body was bad (framing, size or timeout): nothing more goes upstream.
             close_upstream();
             bool too_large = req_dec.payload_bytes() > cfg.limits.max_body_bytes;
-            if (too_large) sh.metrics->rejected(metrics::reject_reason::body_too_large).Increment();
+            if (too_large)
+              sh.metrics->rejected(metrics::reject_reason::body_too_large).Increment();
             else if (error_note == "request body timeout")
               sh.metrics->rejected(metrics::reject_reason::body_timeout).Increment();
-            else sh.metrics->rejected(metrics::reject_reason::bad_request).Increment();
+            else
+              sh.metrics->rejected(metrics::reject_reason::bad_request).Increment();
             if (error_note == "request body timeout") {
               co_await respond_error(error_kind::request_timeout, error_note, false);
             } else {
@@ -704,7 +714,8 @@ struct session final : session_node {
           co_await respond_error(error_kind::upstream_timeout, msg);
           co_return exchange_result::failed;
         }
-        if (got_nothing && up_reused && replayable) co_return exchange_result::retry_fresh_connection;
+        if (got_nothing && up_reused && replayable)
+          co_return exchange_result::retry_fresh_connection;
         count_upstream_error(got_nothing ? metrics::upstream_error::reset
                                          : metrics::upstream_error::protocol);
         std::string msg;
@@ -722,8 +733,8 @@ struct session final : session_node {
         stop_watch();
         close_upstream();
         count_upstream_error(metrics::upstream_error::protocol);
-        std::string msg = common::cat("upstream ", info.address, " sent a malformed response: ",
-                                      http::describe(perr));
+        std::string msg = common::cat("upstream ", info.address,
+                                      " sent a malformed response: ", http::describe(perr));
         co_await respond_error(error_kind::upstream_unavailable, msg);
         co_return exchange_result::failed;
       }
@@ -747,7 +758,8 @@ struct session final : session_node {
     std::uint64_t cl = 0;
     bool client_chunked = false;
     switch (resp.body) {
-      case http::body_kind::none: break;
+      case http::body_kind::none:
+        break;
       case http::body_kind::content_length:
         framing = http::out_framing::content_length;
         cl = resp.content_length;
@@ -848,8 +860,10 @@ struct session final : session_node {
       } else {
         count_upstream_error(expired ? metrics::upstream_error::timeout
                                      : metrics::upstream_error::reset);
-        if (expired) error_note = "upstream stalled during the response";
-        else error_note = "upstream failed during the response";
+        if (expired)
+          error_note = "upstream stalled during the response";
+        else
+          error_note = "upstream failed during the response";
       }
       co_return exchange_result::failed;
     }
@@ -914,17 +928,17 @@ struct session final : session_node {
       r.method = method;
       r.path = path;
       r.route = route ? std::string_view(route->name) : std::string_view{};
-      r.upstream = have_upstream_time ? std::string_view(w.ups.cluster(up_cluster)
-                                                             .endpoints[up_endpoint]
-                                                             ->info->address)
-                                      : std::string_view{};
+      r.upstream =
+          have_upstream_time
+              ? std::string_view(w.ups.cluster(up_cluster).endpoints[up_endpoint]->info->address)
+              : std::string_view{};
       r.status = response_started ? status : 0;
       r.bytes_in = bytes_in;
       r.bytes_out = bytes_out;
       r.duration_s = dur;
       r.upstream_s = have_upstream_time ? seconds_between(upstream_start, now) : -1;
-      r.ttfb_s = response_started && have_upstream_time ? seconds_between(request_start, ttfb_at)
-                                                        : -1;
+      r.ttfb_s =
+          response_started && have_upstream_time ? seconds_between(request_start, ttfb_at) : -1;
       r.error = error_note;
       w.log.record(r);
     }
@@ -989,8 +1003,8 @@ struct session final : session_node {
         common::log(common::log_level::debug, "http", "bad request from ", client_ip, ": ",
                     http::describe(perr));
         auto kind = size ? error_kind::header_too_large : error_kind::bad_request;
-        auto reason = size ? metrics::reject_reason::head_too_large
-                           : metrics::reject_reason::bad_request;
+        auto reason =
+            size ? metrics::reject_reason::head_too_large : metrics::reject_reason::bad_request;
         co_await reject(kind, reason, http::describe(perr));
         co_return;
       }
@@ -1039,8 +1053,10 @@ struct session final : session_node {
       rm = &sh.metrics->route(m.route);
 
       http::out_framing framing = http::out_framing::none;
-      if (req.body == http::body_kind::content_length) framing = http::out_framing::content_length;
-      else if (req.body == http::body_kind::chunked) framing = http::out_framing::chunked;
+      if (req.body == http::body_kind::content_length)
+        framing = http::out_framing::content_length;
+      else if (req.body == http::body_kind::chunked)
+        framing = http::out_framing::chunked;
       else if (req.method == "POST" || req.method == "PUT" || req.method == "PATCH")
         framing = http::out_framing::content_length;  // explicit zero-length body
       http::build_upstream_request(head_out, req, {client_ip, "http", request_id}, framing,
@@ -1053,8 +1069,8 @@ struct session final : session_node {
       bool fresh_retry_used = false;
       exchange_result r = exchange_result::failed;
       for (int attempt = 0; attempt < 3; ++attempt) {
-        std::size_t ep = (r == exchange_result::retry_fresh_connection) ? up_endpoint
-                                                                         : pick(cluster, exclude);
+        std::size_t ep =
+            (r == exchange_result::retry_fresh_connection) ? up_endpoint : pick(cluster, exclude);
         bool may_reuse = r != exchange_result::retry_fresh_connection;
         bool last_try = n_endpoints == 1 || exclude != routing::no_endpoint;
         r = co_await exchange(cluster, ep, may_reuse, last_try);
@@ -1109,7 +1125,9 @@ struct session final : session_node {
   }
 };
 
-void intrusive_ptr_add_ref(session* s) { ++s->refs; }
+void intrusive_ptr_add_ref(session* s) {
+  ++s->refs;
+}
 void intrusive_ptr_release(session* s) {
   if (--s->refs == 0) delete s;
 }
@@ -1163,10 +1181,10 @@ void worker::serve(tcp::socket socket) {
     // Refuse politely without reading: a short non-blocking send, then close.
     auto kind = w.draining ? error_kind::draining : error_kind::overloaded;
     std::string out;
-    http::build_local_response(out, common::status_of(kind), "application/json",
-                               common::error_body(kind, w.draining ? "the gateway is draining"
-                                                                   : "too many connections"),
-                               false, {}, common::retry_after_of(kind));
+    http::build_local_response(
+        out, common::status_of(kind), "application/json",
+        common::error_body(kind, w.draining ? "the gateway is draining" : "too many connections"),
+        false, {}, common::retry_after_of(kind));
     ::send(socket.native_handle(), out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
     w.shared->metrics->rejected(metrics::reject_reason::overloaded).Increment();
     error_code ignored;
@@ -1201,7 +1219,11 @@ std::size_t worker::connections() const {
   return impl_->connection_count.load(std::memory_order_relaxed);
 }
 
-upstream::worker_upstreams& worker::upstreams() { return impl_->ups; }
-asio::io_context& worker::io() { return impl_->io; }
+upstream::worker_upstreams& worker::upstreams() {
+  return impl_->ups;
+}
+asio::io_context& worker::io() {
+  return impl_->io;
+}
 
 }  // namespace meridian::proxy

@@ -53,8 +53,10 @@ class least_request final : public balancer {
 
 std::unique_ptr<balancer> make_balancer(config::balancer_kind kind) {
   switch (kind) {
-    case config::balancer_kind::round_robin: return std::make_unique<round_robin>();
-    case config::balancer_kind::least_request: return std::make_unique<least_request>();
+    case config::balancer_kind::round_robin:
+      return std::make_unique<round_robin>();
+    case config::balancer_kind::least_request:
+      return std::make_unique<least_request>();
   }
   return std::make_unique<least_request>();
 }

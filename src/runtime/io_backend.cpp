@@ -26,8 +26,10 @@ int probe_io_uring() {
     } else {
       io_uring_cqe* cqe = nullptr;
       rc = io_uring_wait_cqe(&ring, &cqe);
-      if (rc < 0) result = -rc;
-      else io_uring_cqe_seen(&ring, cqe);
+      if (rc < 0)
+        result = -rc;
+      else
+        io_uring_cqe_seen(&ring, cqe);
     }
   }
   io_uring_queue_exit(&ring);
@@ -52,6 +54,8 @@ io_kind compiled_io_kind() {
 #endif
 }
 
-std::string_view to_string(io_kind k) { return k == io_kind::io_uring ? "io_uring" : "epoll"; }
+std::string_view to_string(io_kind k) {
+  return k == io_kind::io_uring ? "io_uring" : "epoll";
+}
 
 }  // namespace meridian::runtime

@@ -19,9 +19,9 @@ std::vector<std::vector<endpoint_info>> resolve_endpoints(const config::gateway_
       boost::system::error_code ec;
       auto results = resolver.resolve(e.address.host, std::to_string(e.address.port), ec);
       if (ec || results.empty())
-        throw std::runtime_error(common::cat("cluster '", c.name, "': endpoint ",
-                                             e.address.to_string(), " does not resolve: ",
-                                             ec ? ec.message() : "no address"));
+        throw std::runtime_error(
+            common::cat("cluster '", c.name, "': endpoint ", e.address.to_string(),
+                        " does not resolve: ", ec ? ec.message() : "no address"));
       eps.push_back({e.address.to_string(), e.zone, results.begin()->endpoint()});
     }
   }

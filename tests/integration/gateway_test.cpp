@@ -72,8 +72,9 @@ TEST_CASE("keep-alive reuses one upstream connection and pipelined requests answ
     CHECK(r->status == 200);
   }
   CHECK(be.connections() == 1);
-  c.send("GET /echo/a HTTP/1.1\r\nHost: t\r\n\r\nGET /echo/b HTTP/1.1\r\nHost: t\r\n\r\n"
-         "GET /echo/c HTTP/1.1\r\nHost: t\r\n\r\n");
+  c.send(
+      "GET /echo/a HTTP/1.1\r\nHost: t\r\n\r\nGET /echo/b HTTP/1.1\r\nHost: t\r\n\r\n"
+      "GET /echo/c HTTP/1.1\r\nHost: t\r\n\r\n");
   for (const char* p : {"/echo/a", "/echo/b", "/echo/c"}) {
     auto r = c.read();
     REQUIRE(r);
@@ -103,8 +104,9 @@ TEST_CASE("chunked request bodies are re-framed without extensions") {
   test_backend be;
   gateway_process gw(simple_config({be.port()}));
   client c(gw.port());
-  c.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-         "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: ok\r\n\r\n");
+  c.send(
+      "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: ok\r\n\r\n");
   auto r = c.read();
   REQUIRE(r);
   CHECK(r->status == 200);
@@ -155,10 +157,11 @@ TEST_CASE("malformed requests get 400, a closed connection, and never reach a ba
 
 TEST_CASE("limits: body size, header size and the no-route answer") {
   test_backend be;
-  gateway_process gw(simple_config({be.port()}, "limits: { max_body_bytes: 1KiB, "
-                                                "max_header_bytes: 2KiB, max_headers: 10 }\n"
-                                                "routes: [ { match: { path_prefix: /api/ }, "
-                                                "cluster: c } ]\n"));
+  gateway_process gw(simple_config({be.port()},
+                                   "limits: { max_body_bytes: 1KiB, "
+                                   "max_header_bytes: 2KiB, max_headers: 10 }\n"
+                                   "routes: [ { match: { path_prefix: /api/ }, "
+                                   "cluster: c } ]\n"));
   client c(gw.port());
   c.send("POST /api/x HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n");
   auto r = c.read();

@@ -9,7 +9,8 @@
 using namespace meridian::loadtest;
 
 namespace {
-std::vector<double> all_arrivals(arrival_kind k, double burst, const rate_profile& p, std::uint64_t seed = 1) {
+std::vector<double> all_arrivals(arrival_kind k, double burst, const rate_profile& p,
+                                 std::uint64_t seed = 1) {
   arrival_schedule s(k, burst, p, seed);
   std::vector<double> v;
   while (auto t = s.next()) v.push_back(*t);
@@ -27,7 +28,8 @@ double cv_of_gaps(const std::vector<double>& v) {
 TEST_CASE("constant arrivals are evenly spaced at the target rate") {
   auto v = all_arrivals(arrival_kind::constant, 1, rate_profile::constant(100, 2));
   CHECK(v.size() == 200);
-  for (std::size_t i = 1; i < v.size(); ++i) CHECK(v[i] - v[i - 1] == doctest::Approx(0.01).epsilon(1e-9));
+  for (std::size_t i = 1; i < v.size(); ++i)
+    CHECK(v[i] - v[i - 1] == doctest::Approx(0.01).epsilon(1e-9));
 }
 
 TEST_CASE("poisson and gamma arrivals have the right rate and burstiness") {
@@ -42,7 +44,8 @@ TEST_CASE("poisson and gamma arrivals have the right rate and burstiness") {
 }
 
 TEST_CASE("rate steps and ramps follow the profile") {
-  auto prof = rate_profile::from_points({{0, 100, false}, {5, 300, false}, {10, 0, false}, {15, 200, true}}, 20);
+  auto prof = rate_profile::from_points(
+      {{0, 100, false}, {5, 300, false}, {10, 0, false}, {15, 200, true}}, 20);
   REQUIRE(prof);
   CHECK(prof->expected_count() == doctest::Approx(100 * 5 + 300 * 5 + 0 + 100 * 5 + 200 * 5));
   auto v = all_arrivals(arrival_kind::constant, 1, *prof);
@@ -54,7 +57,8 @@ TEST_CASE("rate steps and ramps follow the profile") {
   CHECK(std::abs(in[3] - 1000) <= 2);  // then 200/s
   int first_half_of_ramp = 0;
   for (double t : v) first_half_of_ramp += t >= 10 && t < 12.5;
-  CHECK(std::abs(first_half_of_ramp - 125) <= 2);  // a quarter of the ramp's area lies in its first half
+  CHECK(std::abs(first_half_of_ramp - 125) <=
+        2);  // a quarter of the ramp's area lies in its first half
   CHECK(std::is_sorted(v.begin(), v.end()));
 }
 

@@ -22,7 +22,8 @@ load_config static_run(std::uint16_t port, double rate, double dur) {
 }
 }  // namespace
 
-TEST_CASE("coordinated omission: a 300 ms freeze shows in p99 when measured from intended send times") {
+TEST_CASE(
+    "coordinated omission: a 300 ms freeze shows in p99 when measured from intended send times") {
   llm_options o;
   o.listen = "127.0.0.1:0";
   llm_mock m(o);
@@ -33,7 +34,8 @@ TEST_CASE("coordinated omission: a 300 ms freeze shows in p99 when measured from
   CHECK(baseline.e2el.percentile(99) < 50'000'000);
 
   auto cfg = static_run(port, 200, 1.0);
-  // The freeze is injected from another thread partway through the run (an event, not a sync point).
+  // The freeze is injected from another thread partway through the run (an event, not a sync
+  // point).
   std::thread freezer([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     std::string err;
@@ -43,9 +45,10 @@ TEST_CASE("coordinated omission: a 300 ms freeze shows in p99 when measured from
   freezer.join();
   CHECK(s.completed == 200);
   CHECK(s.failed == 0);
-  // ~60 of 200 requests were due during the freeze; measured from their intended send times, p90 and p99
-  // show it. Timed from the actual send (no CO correction) only the 4 requests in flight look slow, so
-  // p90 stays sub-millisecond (checked by hand: this test fails on p90 without the correction).
+  // ~60 of 200 requests were due during the freeze; measured from their intended send times, p90
+  // and p99 show it. Timed from the actual send (no CO correction) only the 4 requests in flight
+  // look slow, so p90 stays sub-millisecond (checked by hand: this test fails on p90 without the
+  // correction).
   const double p99_ms = static_cast<double>(s.e2el.percentile(99)) / 1e6;
   const double p90_ms = static_cast<double>(s.e2el.percentile(90)) / 1e6;
   CHECK(p99_ms >= 200);

@@ -25,7 +25,8 @@ llm_options fast_mock(int slots, double decode_ms) {
   return o;
 }
 
-// Mean e2e latency of a closed-loop run with `conc` connections, each sending chat requests of 10 tokens.
+// Mean e2e latency of a closed-loop run with `conc` connections, each sending chat requests of 10
+// tokens.
 double mean_latency_ms(std::uint16_t port, int conc) {
   load_config c;
   c.url = "http://127.0.0.1:" + std::to_string(port) + "/";
@@ -45,13 +46,16 @@ double mean_latency_ms(std::uint16_t port, int conc) {
   return s.e2el.mean() / 1e6;
 }
 
-json::object control(llm_mock& m) { return json::parse(m.control_json()).as_object(); }
+json::object control(llm_mock& m) {
+  return json::parse(m.control_json()).as_object();
+}
 std::uint64_t counter(llm_mock& m, const char* name) {
   return control(m)["counters"].as_object()[name].to_number<std::uint64_t>();
 }
 }  // namespace
 
-TEST_CASE("mock engine queues like an M/D/c server: latency grows with concurrency beyond the slots") {
+TEST_CASE(
+    "mock engine queues like an M/D/c server: latency grows with concurrency beyond the slots") {
   llm_mock one(fast_mock(1, 4));  // service time ~ 10 tokens * 4 ms = 40 ms
   const auto p1 = one.start();
   const double alone = mean_latency_ms(p1, 1);
@@ -71,9 +75,10 @@ TEST_CASE("streaming responses look like vLLM's chat.completion.chunk SSE") {
   llm_mock m(fast_mock(2, 1));
   const auto port = m.start();
   test::client c(port);
-  auto r = c.request("POST", "/v1/chat/completions",
-                     R"({"model":"test-model","messages":[{"role":"user","content":"hello hello hello"}],)"
-                     R"("max_tokens":4,"stream":true,"stream_options":{"include_usage":true}})");
+  auto r = c.request(
+      "POST", "/v1/chat/completions",
+      R"({"model":"test-model","messages":[{"role":"user","content":"hello hello hello"}],)"
+      R"("max_tokens":4,"stream":true,"stream_options":{"include_usage":true}})");
   REQUIRE(r.ok);
   CHECK(r.status == 200);
   CHECK(r.header("content-type").starts_with("text/event-stream"));
@@ -99,8 +104,10 @@ TEST_CASE("streaming responses look like vLLM's chat.completion.chunk SSE") {
       auto& c0 = ch[0].as_object();
       CHECK(c0.at("index").as_int64() == 0);
       CHECK(!c0.at("delta").as_object().at("content").as_string().empty());
-      if (i < 4) CHECK(c0.at("finish_reason").is_null());
-      else CHECK(c0.at("finish_reason").as_string() == "length");
+      if (i < 4)
+        CHECK(c0.at("finish_reason").is_null());
+      else
+        CHECK(c0.at("finish_reason").as_string() == "length");
     } else {
       CHECK(ch.empty());
       auto& u = o["usage"].as_object();
@@ -109,8 +116,9 @@ TEST_CASE("streaming responses look like vLLM's chat.completion.chunk SSE") {
     }
   }
   // Keep-alive: the same connection serves a non-streaming request next.
-  auto n = c.request("POST", "/v1/chat/completions",
-                     R"({"messages":[{"role":"user","content":"hi there"}],"max_completion_tokens":3})");
+  auto n =
+      c.request("POST", "/v1/chat/completions",
+                R"({"messages":[{"role":"user","content":"hi there"}],"max_completion_tokens":3})");
   REQUIRE(n.ok);
   auto o = json::parse(n.body).as_object();
   CHECK(o["object"].as_string() == "chat.completion");
@@ -125,14 +133,16 @@ TEST_CASE("streaming responses look like vLLM's chat.completion.chunk SSE") {
   auto emb = c.request("POST", "/v1/embeddings", R"({"input":["a","b"]})");
   CHECK(json::parse(emb.body).as_object()["data"].as_array().size() == 2);
   auto models = c.request("GET", "/v1/models");
-  CHECK(json::parse(models.body).as_object()["data"].as_array()[0].as_object()["id"].as_string() == "test-model");
+  CHECK(json::parse(models.body).as_object()["data"].as_array()[0].as_object()["id"].as_string() ==
+        "test-model");
   auto bad = c.request("POST", "/v1/chat/completions", "{");
   CHECK(bad.status == 400);
   CHECK(json::parse(bad.body).as_object()["error"].is_object());
   auto metrics = c.request("GET", "/metrics");
-  for (const char* name : {"vllm:num_requests_waiting{model_name=\"test-model\"}", "vllm:num_requests_running",
-                           "vllm:kv_cache_usage_perc", "vllm:time_to_first_token_seconds_bucket", "mock_abandoned_total",
-                           "mock_generation_stopped_total"})
+  for (const char* name :
+       {"vllm:num_requests_waiting{model_name=\"test-model\"}", "vllm:num_requests_running",
+        "vllm:kv_cache_usage_perc", "vllm:time_to_first_token_seconds_bucket",
+        "mock_abandoned_total", "mock_generation_stopped_total"})
     CHECK_MESSAGE(metrics.body.find(name) != std::string::npos, name);
   CHECK(c.request("GET", "/health").status == 200);
   auto st = c.request("GET", "/static");
@@ -144,7 +154,8 @@ TEST_CASE("control endpoint injects errors and stalls; abandoned requests stop g
   const auto port = m.start();
   auto set = test::post(port, "/control", R"({"error_rate":1.0})");
   CHECK(set.status == 200);
-  auto e = test::post(port, "/v1/chat/completions", R"({"messages":[{"role":"user","content":"x"}]})");
+  auto e =
+      test::post(port, "/v1/chat/completions", R"({"messages":[{"role":"user","content":"x"}]})");
   CHECK(e.status == 500);
   CHECK(json::parse(e.body).as_object()["error"].as_object()["message"].is_string());
   CHECK(test::post(port, "/control", R"({"error_rate":0,"nonsense":1})").status == 400);
@@ -159,15 +170,18 @@ TEST_CASE("control endpoint injects errors and stalls; abandoned requests stop g
   // A client that hangs up mid-stream is counted, and its generation is cancelled.
   {
     test::client c(port);
-    c.send_all("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 83\r\n\r\n"
-               R"({"messages":[{"role":"user","content":"abc"}],"max_tokens":2000,"stream":true}     )");
+    c.send_all(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 83\r\n\r\n"
+        R"({"messages":[{"role":"user","content":"abc"}],"max_tokens":2000,"stream":true}     )");
     CHECK(!c.read_some().empty());  // head + first tokens arrive
   }
   bool seen = false;
   for (int i = 0; i < 200 && !seen; ++i) {
     seen = counter(m, "abandoned_total") == 1 && counter(m, "generation_stopped_total") == 1 &&
            control(m)["engine"].as_object()["running"].to_number<int>() == 0;
-    if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling another thread's counters
+    if (!seen)
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(10));  // polling another thread's counters
   }
   CHECK(seen);
 }

@@ -34,7 +34,9 @@ TEST_CASE("durations, sizes and distributions parse") {
 }
 
 TEST_CASE("response heads parse the fields the client needs") {
-  std::string r = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nX-Mock-Backend: a1\r\nConnection: close\r\n\r\nHello";
+  std::string r =
+      "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nX-Mock-Backend: a1\r\nConnection: "
+      "close\r\n\r\nHello";
   response_head h;
   long n = parse_response_head(r, h);
   CHECK(n == static_cast<long>(r.size() - 5));
@@ -46,7 +48,8 @@ TEST_CASE("response heads parse the fields the client needs") {
   CHECK(parse_response_head("HTTP/1.1 200 OK\r\nContent-Le", partial) == 0);
   CHECK(parse_response_head("garbage\r\n\r\n", partial) < 0);
   request_head q;
-  std::string req = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  std::string req =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
   CHECK(parse_request_head(req, q) == static_cast<long>(req.size()));
   CHECK(q.method == "POST");
   CHECK(q.target == "/v1/chat/completions");
@@ -60,7 +63,8 @@ TEST_CASE("chunked bodies decode regardless of how the bytes are split") {
     body_decoder d;
     d.reset_chunked();
     std::string out;
-    std::size_t used = d.feed(std::string_view(wire).substr(0, split), [&](std::string_view s) { out.append(s); });
+    std::size_t used =
+        d.feed(std::string_view(wire).substr(0, split), [&](std::string_view s) { out.append(s); });
     used += d.feed(std::string_view(wire).substr(used), [&](std::string_view s) { out.append(s); });
     CHECK(d.done());
     CHECK(out == "hello, world");
@@ -73,11 +77,13 @@ TEST_CASE("chunked bodies decode regardless of how the bytes are split") {
 }
 
 TEST_CASE("SSE events reassemble across arbitrary splits") {
-  const std::string wire = "data: {\"a\":1}\n\n: keep-alive\n\ndata: line1\r\ndata: line2\r\n\r\ndata: [DONE]\n\n";
+  const std::string wire =
+      "data: {\"a\":1}\n\n: keep-alive\n\ndata: line1\r\ndata: line2\r\n\r\ndata: [DONE]\n\n";
   for (std::size_t split = 0; split <= wire.size(); ++split) {
     sse_parser p;
     std::vector<std::string> ev;
-    p.feed(std::string_view(wire).substr(0, split), [&](std::string_view e) { ev.emplace_back(e); });
+    p.feed(std::string_view(wire).substr(0, split),
+           [&](std::string_view e) { ev.emplace_back(e); });
     p.feed(std::string_view(wire).substr(split), [&](std::string_view e) { ev.emplace_back(e); });
     REQUIRE(ev.size() == 3);
     CHECK(ev[0] == "{\"a\":1}");
@@ -90,9 +96,11 @@ TEST_CASE("OpenAI chunks are classified") {
   auto tok = inspect_openai_chunk(
       R"({"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" hi"},"finish_reason":null}]})");
   CHECK(tok.has_token);
-  auto role = inspect_openai_chunk(R"({"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]})");
+  auto role = inspect_openai_chunk(
+      R"({"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]})");
   CHECK_FALSE(role.has_token);
-  auto usage = inspect_openai_chunk(R"({"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}})");
+  auto usage = inspect_openai_chunk(
+      R"({"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}})");
   CHECK(usage.has_usage);
   CHECK(usage.completion_tokens == 7);
   CHECK(inspect_openai_chunk("[DONE]").done);

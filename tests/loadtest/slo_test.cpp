@@ -20,7 +20,9 @@ int run_cli(std::vector<std::string> args) {
 
 TEST_CASE("SLO lists parse into metrics, statistics and thresholds") {
   std::string err;
-  auto s = parse_slos("e2el_p99<=50ms, ttft_p99<=200ms,error_rate<=0.1%,goodput>=10,tpot_mean<1.5ms,itl_p999<=1s", err);
+  auto s = parse_slos(
+      "e2el_p99<=50ms, ttft_p99<=200ms,error_rate<=0.1%,goodput>=10,tpot_mean<1.5ms,itl_p999<=1s",
+      err);
   REQUIRE(s);
   REQUIRE(s->size() == 6);
   CHECK((*s)[0].metric == slo_metric::e2el);
@@ -41,7 +43,8 @@ TEST_CASE("SLO lists parse into metrics, statistics and thresholds") {
 }
 
 TEST_CASE("malformed SLOs are rejected with a message") {
-  for (const char* bad : {"e2el_p99", "e2el_p42<=5ms", "latency<=5ms", "e2el_p99<=fast", "error_rate<=x%", "ttft<=5ms"}) {
+  for (const char* bad : {"e2el_p99", "e2el_p42<=5ms", "latency<=5ms", "e2el_p99<=fast",
+                          "error_rate<=x%", "ttft<=5ms"}) {
     std::string err;
     CHECK_MESSAGE(!parse_slos(bad, err), bad);
     CHECK(!err.empty());
@@ -61,13 +64,13 @@ TEST_CASE("meridian-load exit codes: 2 for bad usage, 0 when SLOs hold, 3 when o
   llm_mock m(o);
   const auto port = m.start();
   const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/static";
-  CHECK(run_cli({"--url", url, "--rate", "200", "--duration", "0.5s", "--connections", "4", "--quiet", "--slo",
-                 "e2el_p99<=500ms,error_rate<=1%"}) == exit_ok);
-  CHECK(run_cli({"--url", url, "--rate", "200", "--duration", "0.5s", "--connections", "4", "--quiet", "--slo",
-                 "e2el_p50<=1us"}) == exit_slo_missed);
-  CHECK(run_cli({"--url", url, "--rate", "200", "--duration", "0.5s", "--connections", "4", "--quiet", "--slo",
-                 "request_throughput>=100000"}) == exit_slo_missed);
+  CHECK(run_cli({"--url", url, "--rate", "200", "--duration", "0.5s", "--connections", "4",
+                 "--quiet", "--slo", "e2el_p99<=500ms,error_rate<=1%"}) == exit_ok);
+  CHECK(run_cli({"--url", url, "--rate", "200", "--duration", "0.5s", "--connections", "4",
+                 "--quiet", "--slo", "e2el_p50<=1us"}) == exit_slo_missed);
+  CHECK(run_cli({"--url", url, "--rate", "200", "--duration", "0.5s", "--connections", "4",
+                 "--quiet", "--slo", "request_throughput>=100000"}) == exit_slo_missed);
   // Every request fails against a closed port: error_rate gate misses.
-  CHECK(run_cli({"--url", "http://127.0.0.1:1/", "--rate", "50", "--duration", "0.3s", "--connections", "2", "--quiet",
-                 "--slo", "error_rate<=1%"}) == exit_slo_missed);
+  CHECK(run_cli({"--url", "http://127.0.0.1:1/", "--rate", "50", "--duration", "0.3s",
+                 "--connections", "2", "--quiet", "--slo", "error_rate<=1%"}) == exit_slo_missed);
 }

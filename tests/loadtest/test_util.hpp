@@ -51,7 +51,8 @@ class client {
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("connect failed");
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+      throw std::runtime_error("connect failed");
   }
   ~client() { close(); }
   void close() {
@@ -75,16 +76,19 @@ class client {
   http_result request(std::string_view method, std::string_view path, std::string_view body = {},
                       std::string_view extra = {}) {
     auto t0 = std::chrono::steady_clock::now();
-    std::string req = std::string(method) + " " + std::string(path) + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    std::string req =
+        std::string(method) + " " + std::string(path) + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
     req += extra;
     if (!body.empty() || method == "POST" || method == "PUT")
-      req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+      req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+             "\r\n";
     req += "\r\n";
     req += body;
     http_result r;
     if (!send_all(req)) return r;
     r = read_response(method == "HEAD");
-    r.elapsed_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    r.elapsed_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     return r;
   }
   http_result read_response(bool head_only = false) {
@@ -101,10 +105,14 @@ class client {
           r.status = h.status;
           r.head = buf_.substr(0, static_cast<std::size_t>(hl));
           buf_.erase(0, static_cast<std::size_t>(hl));
-          if (head_only || h.status == 204 || h.status == 304) dec.reset_length(0);
-          else if (h.chunked) dec.reset_chunked();
-          else if (h.content_length >= 0) dec.reset_length(static_cast<std::uint64_t>(h.content_length));
-          else dec.reset_until_close();
+          if (head_only || h.status == 204 || h.status == 304)
+            dec.reset_length(0);
+          else if (h.chunked)
+            dec.reset_chunked();
+          else if (h.content_length >= 0)
+            dec.reset_length(static_cast<std::uint64_t>(h.content_length));
+          else
+            dec.reset_until_close();
         }
       }
       if (have_head) {
@@ -135,7 +143,9 @@ class client {
   std::string buf_;
 };
 
-inline http_result get(std::uint16_t port, std::string_view path) { return client(port).request("GET", path); }
+inline http_result get(std::uint16_t port, std::string_view path) {
+  return client(port).request("GET", path);
+}
 inline http_result post(std::uint16_t port, std::string_view path, std::string_view body) {
   return client(port).request("POST", path, body);
 }

@@ -66,8 +66,8 @@ gateway_process::gateway_process(const std::string& yaml, std::vector<std::strin
   stdout_path_ = out_tmpl;
   int pipefd[2];
   ::pipe2(pipefd, O_CLOEXEC);
-  std::vector<std::string> argv_s{MERIDIAN_BIN_DIR "/meridian", "--config", config_path_,
-                                  "--admin", "127.0.0.1:0"};
+  std::vector<std::string> argv_s{MERIDIAN_BIN_DIR "/meridian", "--config", config_path_, "--admin",
+                                  "127.0.0.1:0"};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   pid_ = ::fork();
   if (pid_ == 0) {
@@ -133,7 +133,9 @@ std::string gateway_process::access_log() {
   return ss.str();
 }
 
-void gateway_process::signal(int sig) { ::kill(pid_, sig); }
+void gateway_process::signal(int sig) {
+  ::kill(pid_, sig);
+}
 
 int gateway_process::wait(int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);

@@ -74,7 +74,9 @@ bool wait_closed(int fd, std::chrono::milliseconds timeout) {
 }
 
 client::client(std::uint16_t port) : fd_(connect_to(port)) {}
-client::~client() { close(); }
+client::~client() {
+  close();
+}
 void client::close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;

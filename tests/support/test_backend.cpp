@@ -125,7 +125,8 @@ void test_backend::serve(int fd, int id) {
       buf.erase(0, std::min(n, buf.size()));
     } else if (lh.find("\r\ntransfer-encoding: chunked") != std::string::npos) {
       std::size_t e;
-      while ((e = buf.find("\r\n0\r\n\r\n")) == std::string::npos && buf.rfind("0\r\n\r\n", 0) != 0) {
+      while ((e = buf.find("\r\n0\r\n\r\n")) == std::string::npos &&
+             buf.rfind("0\r\n\r\n", 0) != 0) {
         ssize_t got = ::recv(fd, tmp, sizeof tmp, 0);
         if (got <= 0) break;
         buf.append(tmp, static_cast<std::size_t>(got));
@@ -148,13 +149,15 @@ void test_backend::respond(int fd, const received& r, bool& keep_open) {
   path = path.substr(0, path.find(' '));
   if (path.rfind("/echo", 0) == 0) {
     std::string body = r.head + r.body;
-    send_str(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: X-Backend-Hop\r\n"
-                 "X-Backend-Hop: 1\r\nContent-Length: " +
-                     std::to_string(body.size()) + "\r\n\r\n" + body);
+    send_str(fd,
+             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: X-Backend-Hop\r\n"
+             "X-Backend-Hop: 1\r\nContent-Length: " +
+                 std::to_string(body.size()) + "\r\n\r\n" + body);
   } else if (path == "/sse" || path == "/slow-sse") {
     bool slow = path == "/slow-sse";
-    send_str(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                 "Transfer-Encoding: chunked\r\n\r\n");
+    send_str(fd,
+             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n");
     int events = slow ? 100 : 5;
     for (int i = 0; i < events; ++i) {
       std::string ev = "data: {\"i\":" + std::to_string(i) + "}\n\n";

@@ -22,14 +22,24 @@ void write_all(int fd, std::string_view data);
 void log_line(log_level level, std::string_view component, std::string_view message);
 
 namespace detail {
-inline void append_one(std::string& out, std::string_view v) { out.append(v); }
-inline void append_one(std::string& out, const char* v) { out.append(v); }
-inline void append_one(std::string& out, const std::string& v) { out.append(v); }
-inline void append_one(std::string& out, char v) { out.push_back(v); }
-inline void append_one(std::string& out, bool v) { out.append(v ? "true" : "false"); }
+inline void append_one(std::string& out, std::string_view v) {
+  out.append(v);
+}
+inline void append_one(std::string& out, const char* v) {
+  out.append(v);
+}
+inline void append_one(std::string& out, const std::string& v) {
+  out.append(v);
+}
+inline void append_one(std::string& out, char v) {
+  out.push_back(v);
+}
+inline void append_one(std::string& out, bool v) {
+  out.append(v ? "true" : "false");
+}
 template <class T>
-  requires(std::is_arithmetic_v<T> && !std::same_as<T, bool> && !std::same_as<T, char>)
-void append_one(std::string& out, T v) {
+requires(std::is_arithmetic_v<T> && !std::same_as<T, bool> &&
+         !std::same_as<T, char>) void append_one(std::string& out, T v) {
   char buf[64];
   auto res = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, res.ptr);

@@ -44,9 +44,9 @@ struct limits_config {
 };
 
 struct timeouts_config {
-  duration header = std::chrono::seconds(10);         // absolute, from a request's first byte
-  duration body = std::chrono::seconds(30);           // between two reads of a request body
-  duration idle = std::chrono::seconds(60);           // keep-alive between requests
+  duration header = std::chrono::seconds(10);  // absolute, from a request's first byte
+  duration body = std::chrono::seconds(30);    // between two reads of a request body
+  duration idle = std::chrono::seconds(60);    // keep-alive between requests
   duration upstream_connect = std::chrono::seconds(2);
   duration upstream_response = std::chrono::seconds(300);  // request sent -> response head
   duration upstream_idle = std::chrono::seconds(120);      // between two reads of a response
@@ -63,7 +63,7 @@ struct endpoint_config {
 };
 
 struct pool_config {
-  std::size_t max_idle_per_endpoint = 64;       // per worker
+  std::size_t max_idle_per_endpoint = 64;           // per worker
   std::size_t max_connections_per_endpoint = 1024;  // per worker, idle + busy
   duration idle_timeout = std::chrono::seconds(30);
 };
@@ -84,7 +84,7 @@ struct header_match {
 struct route_match {
   std::optional<std::string> path_prefix;
   std::optional<std::string> path;
-  std::optional<std::string> host;    // lower-cased, without port
+  std::optional<std::string> host;  // lower-cased, without port
   std::optional<std::string> method;
   std::vector<header_match> headers;  // all must match exactly
   std::optional<std::string> model;   // JSON body "model" field of a POST

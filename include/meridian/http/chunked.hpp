@@ -29,8 +29,8 @@ class chunked_decoder {
  private:
   enum class state {
     size,
-    size_ws,       // BWS after the size, before ';' or CR
-    ext,           // inside chunk extensions
+    size_ws,  // BWS after the size, before ';' or CR
+    ext,      // inside chunk extensions
     ext_quoted,
     ext_quoted_escape,
     size_lf,

@@ -22,9 +22,8 @@ enum class out_framing { none, content_length, chunked, close_delimited };
 
 // Request to a backend: origin-form target, Host kept, hop-by-hop removed, X-Forwarded-* and
 // x-request-id set, and exactly one framing header (never the client's).
-void build_upstream_request(std::string& out, const request_head& req,
-                            const forward_context& ctx, out_framing framing,
-                            std::uint64_t content_length);
+void build_upstream_request(std::string& out, const request_head& req, const forward_context& ctx,
+                            out_framing framing, std::uint64_t content_length);
 
 // Response to a client: hop-by-hop removed, x-request-id echoed, framing re-stated.
 void build_downstream_response(std::string& out, const response_head& resp,

@@ -21,14 +21,14 @@ enum class parse_error {
   none,
   head_too_large,
   too_many_headers,
-  bad_line_ending,      // bare CR or bare LF
+  bad_line_ending,  // bare CR or bare LF
   bad_request_line,
   bad_method,
   bad_target,
   bad_version,
-  bad_header_name,      // empty, non-token, or whitespace before the colon
-  bad_header_value,     // control characters
-  obs_fold,             // a header line that starts with SP/HTAB
+  bad_header_name,   // empty, non-token, or whitespace before the colon
+  bad_header_value,  // control characters
+  obs_fold,          // a header line that starts with SP/HTAB
   missing_host,
   duplicate_host,
   bad_content_length,

@@ -25,8 +25,7 @@ class route_table {
 
   // `model` is the body's model once it has been read; nullopt while unread. need_model means a
   // route that depends on the model would decide, so the caller should peek the body and retry.
-  match_result match(const http::request_head& req,
-                     std::optional<std::string_view> model) const;
+  match_result match(const http::request_head& req, std::optional<std::string_view> model) const;
 
   const config::route_config& route(std::size_t i) const { return routes_[i]; }
   std::size_t size() const { return routes_.size(); }

@@ -8,8 +8,8 @@
 namespace meridian::upstream {
 
 struct endpoint_stats {
-  std::uint32_t in_flight = 0;    // requests sent and not yet finished, on this worker
-  bool healthy = true;            // false while ejected after consecutive connect failures
+  std::uint32_t in_flight = 0;  // requests sent and not yet finished, on this worker
+  bool healthy = true;          // false while ejected after consecutive connect failures
   std::uint32_t consecutive_failures = 0;
   std::int64_t ejected_until_ns = 0;  // steady clock
   // Mirrors for readers on other threads (admin); relaxed stores by the owning worker.

@@ -10,11 +10,12 @@ struct fixture {
 listeners: [ { address: 127.0.0.1:0 } ]
 clusters: [ { name: llama, endpoints: [ {address: 127.0.0.1:9201, zone: edge}, 127.0.0.1:9202 ] } ]
 routes: [ { match: { path_prefix: / }, cluster: llama } ]
-)", "t");
+)",
+                                                                          "t");
   std::vector<std::vector<upstream::endpoint_info>> eps{
       {{"127.0.0.1:9201", "edge", {}}, {"127.0.0.1:9202", "cloud", {}}}};
-  metrics::registry reg{metrics::layout{{"r"}, {"llama"}, {"llama"},
-                                        {{"127.0.0.1:9201", "127.0.0.1:9202"}}, {"public"}}};
+  metrics::registry reg{metrics::layout{
+      {"r"}, {"llama"}, {"llama"}, {{"127.0.0.1:9201", "127.0.0.1:9202"}}, {"public"}}};
   upstream::worker_upstreams w1{*cfg, eps}, w2{*cfg, eps};
   std::atomic<bool> draining{false};
   admin::context ctx;

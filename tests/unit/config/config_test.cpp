@@ -108,9 +108,9 @@ TEST_CASE("errors name the file, line, key and reason") {
 }
 
 TEST_CASE("--set overrides reach any key") {
-  auto cfg = load_string(base, "t", {"workers=3", "clusters[0].balancer=round_robin",
-                                     "timeouts.idle=5s", "access_log=off",
-                                     "listeners[0].address=127.0.0.1:8088"});
+  auto cfg = load_string(base, "t",
+                         {"workers=3", "clusters[0].balancer=round_robin", "timeouts.idle=5s",
+                          "access_log=off", "listeners[0].address=127.0.0.1:8088"});
   CHECK(cfg->workers == 3);
   CHECK(cfg->clusters[0].balancer == balancer_kind::round_robin);
   CHECK(cfg->timeouts.idle == std::chrono::seconds(5));
@@ -124,7 +124,8 @@ TEST_CASE("route matches are parsed and validated") {
   auto cfg = load_string(base + R"(  - match: { path: /exact, host: API.example.com, method: POST,
               headers: { X-Tenant: a }, model: m1 }
     cluster: llama
-)", "t");
+)",
+                         "t");
   const auto& m = cfg->routes[1].match;
   CHECK(*m.path == "/exact");
   CHECK(*m.host == "api.example.com");
@@ -133,6 +134,6 @@ TEST_CASE("route matches are parsed and validated") {
   CHECK(*m.model == "m1");
   CHECK(error_of(base + "  - { match: { path_prefix: v1 }, cluster: llama }\n")
             .find("must start with /") != std::string::npos);
-  CHECK(error_of(base + "  - { match: { method: post }, cluster: llama }\n")
-            .find("upper-case") != std::string::npos);
+  CHECK(error_of(base + "  - { match: { method: post }, cluster: llama }\n").find("upper-case") !=
+        std::string::npos);
 }

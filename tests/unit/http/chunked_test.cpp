@@ -30,7 +30,8 @@ std::string decode_all(const std::string& wire, std::size_t piece) {
 }  // namespace
 
 TEST_CASE("chunked bodies decode the same whatever the read boundaries") {
-  std::string wire = "5\r\nhello\r\n1;name=value;q=\"a b\"\r\n \r\n6\r\nworld!\r\n0\r\nX-T: 1\r\n\r\n";
+  std::string wire =
+      "5\r\nhello\r\n1;name=value;q=\"a b\"\r\n \r\n6\r\nworld!\r\n0\r\nX-T: 1\r\n\r\n";
   for (std::size_t piece : {1u, 2u, 3u, 7u, 1000u}) {
     CAPTURE(piece);
     CHECK(decode_all(wire, piece) == "hello world!");

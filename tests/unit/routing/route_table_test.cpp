@@ -20,7 +20,8 @@ routes:
   - { name: host, match: { host: api.example.com }, cluster: c }
   - { name: big, match: { path_prefix: /v1/, model: llama-70b }, cluster: b }
   - { name: rest, match: { path_prefix: /v1/ }, cluster: c }
-)", "t");
+)",
+                                                                          "t");
   routing::route_table table{*cfg};
   std::vector<http::header> storage = std::vector<http::header>(50);
   http::request_head head;
@@ -70,7 +71,8 @@ TEST_CASE("find_json_model reads only the top-level model string") {
   using routing::find_json_model;
   CHECK(find_json_model(R"({"model":"m1","messages":[]})") == "m1");
   CHECK(find_json_model(R"( { "messages": [{"role":"user","content":"model \"x\""}],
-      "n": 1.5e3, "stream": true, "x": null, "meta": {"model": "inner"}, "model" : "m2" })") == "m2");
+      "n": 1.5e3, "stream": true, "x": null, "meta": {"model": "inner"}, "model" : "m2" })") ==
+        "m2");
   CHECK_FALSE(find_json_model(R"({"meta":{"model":"inner"}})").has_value());
   CHECK_FALSE(find_json_model(R"({"model": 5})").has_value());
   CHECK_FALSE(find_json_model(R"([{"model":"m"}])").has_value());
