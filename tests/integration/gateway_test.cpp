@@ -354,3 +354,39 @@ TEST_CASE("where the kernel allows io_uring, auto runs on it") {
   gateway_process forced(simple_config({be.port()}), {"--io-backend", "epoll"});
   CHECK(has(metrics(forced), "meridian_io_backend_info{backend=\"epoll\"} 1"));
 }
+
+TEST_CASE("the per-worker connection cap refuses extra clients with 503 and Retry-After") {
+  test_backend be;
+  gateway_process gw(simple_config({be.port()}, "limits: { max_connections_per_worker: 2 }\n"));
+  client a(gw.port()), b(gw.port());
+  a.send("GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+  b.send("GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+  REQUIRE(a.read());
+  REQUIRE(b.read());
+  client c(gw.port());
+  auto r = c.read(2000ms);
+  REQUIRE(r);
+  CHECK(r->status == 503);
+  CHECK(r->headers["retry-after"] == "1");
+  CHECK(has(r->body, "\"code\":\"overloaded\""));
+  CHECK(c.closed(2000ms));
+  // A slot frees when a client leaves.
+  a.close();
+  CHECK(test_backend::eventually(
+      [&] {
+        auto ok = get(gw.port(), "/x");
+        return ok && ok->status == 200;
+      },
+      2000ms));
+}
+
+TEST_CASE("POST /admin/drain starts the same drain as SIGTERM") {
+  test_backend be;
+  gateway_process gw(simple_config({be.port()}, "drain: { shutdown_delay: 100ms, timeout: 2s }\n"));
+  client c(gw.admin_port());
+  c.send("POST /admin/drain HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+  auto r = c.read();
+  REQUIRE(r);
+  CHECK(r->status == 202);
+  CHECK(gw.wait(5000) == 0);
+}
