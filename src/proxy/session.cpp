@@ -143,7 +143,6 @@ struct session final : session_node {
   steady::time_point armed = steady::time_point::max();
   phase ph = phase::idle;
   bool expired = false;
-  phase expired_phase = phase::idle;
   bool closed = false;
 
   // Client-gone detection while a backend works on the request.
@@ -208,7 +207,6 @@ struct session final : session_node {
 
   void expire() {
     expired = true;
-    expired_phase = ph;
     deadline = steady::time_point::max();
     error_code ignored;
     if (upstream_phase(ph)) {
@@ -606,13 +604,12 @@ struct session final : session_node {
     }
 
     begin_in_flight();
-    auto result = co_await forward(cluster, endpoint, last_try);
+    auto result = co_await forward(cluster, endpoint);
     end_in_flight();
     co_return result;
   }
 
-  asio::awaitable<exchange_result> forward(std::size_t cluster, std::size_t endpoint,
-                                           bool last_try) {
+  asio::awaitable<exchange_result> forward(std::size_t cluster, std::size_t endpoint) {
     auto& cm = sh.metrics->cluster(cluster);
     const auto& info = *w.ups.cluster(cluster).endpoints[endpoint]->info;
     expired = false;
@@ -742,7 +739,6 @@ struct session final : session_node {
       // Interim 1xx (100 Continue was answered by us already): not forwarded.
       ubegin += head_len;
     }
-    (void)last_try;
     if (replayable) {
       begin += static_cast<std::size_t>(body_left);
       body_left = 0;
