@@ -118,8 +118,7 @@ struct session final : session_node {
         timer(w_.io),
         buf(initial_buffer),
         req_fields(cfg.limits.max_headers),
-        resp_fields(cfg.limits.max_headers),
-        ubuf(upstream_buffer) {
+        resp_fields(cfg.limits.max_headers) {
     head_out.reserve(1024);
     chunk_headers.reserve(max_chunks_per_write * 20 + 8);
     write_bufs.reserve(max_chunks_per_write * 3 + 2);
@@ -156,7 +155,7 @@ struct session final : session_node {
   std::vector<http::header> req_fields, resp_fields;
   http::head_limits limits;
   // Upstream bytes.
-  std::vector<char> ubuf;
+  std::vector<char> ubuf;  // empty until the first upstream read
   std::size_t ubegin = 0, uend = 0;
   std::optional<tcp::socket> up;
   std::size_t up_cluster = 0, up_endpoint = 0;
@@ -272,6 +271,8 @@ struct session final : session_node {
 
   asio::awaitable<std::size_t> read_upstream() {
     if (ubegin == uend) ubegin = uend = 0;
+    // Allocated on first use: idle keep-alive clients (and slow ones) do not pay for it.
+    if (ubuf.empty()) ubuf.resize(upstream_buffer);
     if (ubuf.size() - uend < 4096) {
       if (ubegin > 0) {
         std::memmove(ubuf.data(), ubuf.data() + ubegin, uend - ubegin);
@@ -315,6 +316,7 @@ struct session final : session_node {
   asio::awaitable<bool> respond_error(error_kind kind, std::string_view message,
                                       bool allow_keep_alive = true) {
     bool keep = allow_keep_alive && client_keep_alive && body_done && !w.draining;
+    if (request_id.empty()) assign_request_id({});  // rejected before its head was read
     status = common::status_of(kind);
     error_note = message;
     auto body = common::error_body(kind, message);

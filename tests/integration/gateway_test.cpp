@@ -143,6 +143,7 @@ TEST_CASE("malformed requests get 400, a closed connection, and never reach a ba
     CHECK(r->headers["content-type"] == "application/json");
     CHECK(has(r->body, "\"error\":{\"message\":"));
     CHECK(r->headers["connection"] == "close");
+    CHECK(r->headers["x-request-id"].size() == 32);  // rejected requests are traceable too
     CHECK(c.closed(2000ms));
   }
   CHECK(be.requests().empty());
