@@ -4,16 +4,14 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 #include <stdexcept>
 
 #include "meridian/common/error.hpp"
 #include "meridian/common/log.hpp"
-#include "meridian/http/headers.hpp"
-#include "meridian/http/parser.hpp"
+#include "meridian/common/random.hpp"
+#include "meridian/http/connection.hpp"
 
 namespace meridian::admin {
 
@@ -112,16 +110,46 @@ response handle(const context& ctx, std::string_view method, std::string_view ta
   return json_error(common::error_kind::not_found, common::cat("no admin page at ", path));
 }
 
+namespace {
+// The admin pages on the shared HTTP/1.1 server loop.
+class admin_handler final : public http::handler {
+ public:
+  explicit admin_handler(const context& ctx) : ctx_(ctx) {}
+  asio::awaitable<void> serve(http::connection& c) override {
+    // A body (POST /admin/drain may carry one) is read whole so the connection can stay open.
+    auto got = co_await c.buffer_body(64 * 1024);
+    if (got != http::body_result::ok || !c.body().complete()) {
+      co_await c.reply_error(common::error_kind::bad_request, "admin requests take small bodies");
+      co_return;
+    }
+    response r = handle(ctx_, c.method(), c.path());
+    co_await c.reply(r.status, r.content_type, r.body);
+  }
+  void finished(http::connection&) override {}
+
+ private:
+  const context& ctx_;
+};
+}  // namespace
+
 struct server::impl {
-  impl(asio::io_context& io_, context c) : io(io_), acceptor(io_), ctx(std::move(c)) {}
+  impl(asio::io_context& io_, context c) : io(io_), acceptor(io_), ctx(std::move(c)), h(ctx) {
+    // The admin port is for operators and scrapers: generous but bounded deadlines.
+    env.settings.idle_timeout = std::chrono::seconds(30);
+    env.settings.header_timeout = std::chrono::seconds(10);
+    env.settings.body_timeout = std::chrono::seconds(10);
+    env.settings.max_body_bytes = 64 * 1024;
+    env.rng = &rng;
+  }
   asio::io_context& io;
   tcp::acceptor acceptor;
   context ctx;
+  admin_handler h;
+  common::random_source rng{common::os_seed()};
+  http::connection_env env;
 };
 
 namespace {
-asio::awaitable<void> serve_admin_connection(tcp::socket socket, server::impl* srv);
-
 asio::awaitable<void> admin_accept_loop(server::impl* srv) {
   while (srv->acceptor.is_open()) {
     auto [ec, socket] = co_await srv->acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
@@ -129,54 +157,8 @@ asio::awaitable<void> admin_accept_loop(server::impl* srv) {
       if (!srv->acceptor.is_open()) co_return;
       continue;
     }
-    asio::co_spawn(srv->io, serve_admin_connection(std::move(socket), srv), asio::detached);
+    http::connection::start(srv->io, std::move(socket), srv->env, srv->h);
   }
-}
-
-asio::awaitable<void> serve_admin_connection(tcp::socket socket, server::impl* srv) {
-  std::string in;
-  std::vector<http::header> fields(100);
-  std::string out;
-  asio::steady_timer deadline(srv->io);
-  // The admin port is for operators and scrapers: a generous but bounded idle timer suffices.
-  bool done = false;
-  while (!done) {
-    std::size_t head_len = 0;
-    deadline.expires_after(std::chrono::seconds(30));
-    deadline.async_wait([&socket](boost::system::error_code ec) {
-      if (!ec) socket.close(ec);
-    });
-    while ((head_len = http::find_head_end(in)) == 0) {
-      if (in.size() > 64 * 1024) break;
-      char tmp[4096];
-      auto [ec, n] =
-          co_await socket.async_read_some(asio::buffer(tmp), asio::as_tuple(asio::use_awaitable));
-      if (ec) break;
-      in.append(tmp, n);
-    }
-    deadline.cancel();
-    if (head_len == 0) co_return;
-    http::request_head req;
-    http::parse_error perr{};
-    response r;
-    bool keep = false;
-    if (http::parse_request(std::string_view(in).substr(0, head_len), {}, fields, req, perr) !=
-        http::parse_status::complete) {
-      r = json_error(common::error_kind::bad_request, http::describe(perr));
-    } else {
-      r = handle(srv->ctx, req.method, req.path);
-      keep = req.keep_alive && req.body == http::body_kind::none;
-    }
-    http::build_local_response(out, r.status, r.content_type,
-                               req.method == "HEAD" ? std::string_view{} : std::string_view(r.body),
-                               keep);
-    auto [ec, n] =
-        co_await asio::async_write(socket, asio::buffer(out), asio::as_tuple(asio::use_awaitable));
-    if (ec || !keep) done = true;
-    in.erase(0, head_len);
-  }
-  boost::system::error_code ignored;
-  socket.shutdown(tcp::socket::shutdown_send, ignored);
 }
 }  // namespace
 

@@ -48,9 +48,42 @@ error_source source_of(error_kind kind) {
   }
 }
 
-bool retry_safe(error_kind kind) {
-  return kind == error_kind::no_healthy_upstream || kind == error_kind::draining ||
-         kind == error_kind::overloaded || kind == error_kind::too_many_requests;
+error_source outcome::source() const {
+  switch (kind) {
+    case outcome_kind::ok:
+      return error_source::upstream;
+    case outcome_kind::client_gone:
+    case outcome_kind::bad_request_body:
+    case outcome_kind::request_body_too_large:
+    case outcome_kind::request_body_timeout:
+      return error_source::downstream;
+    case outcome_kind::pool_exhausted:
+      return error_source::internal;
+    default:
+      return error_source::upstream;
+  }
+}
+
+error_kind outcome::client_error() const {
+  switch (kind) {
+    case outcome_kind::pool_exhausted:
+      return error_kind::overloaded;
+    case outcome_kind::connect_timeout:
+    case outcome_kind::response_timeout:
+    case outcome_kind::stalled_response:
+      return error_kind::upstream_timeout;
+    case outcome_kind::bad_request_body:
+      return error_kind::bad_request;
+    case outcome_kind::request_body_too_large:
+      return error_kind::payload_too_large;
+    case outcome_kind::request_body_timeout:
+      return error_kind::request_timeout;
+    case outcome_kind::ok:
+    case outcome_kind::client_gone:
+      return error_kind::internal;
+    default:
+      return error_kind::upstream_unavailable;
+  }
 }
 
 std::string_view type_of(error_kind kind) {

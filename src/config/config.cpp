@@ -157,7 +157,7 @@ void read_limits(const reader& r, const YAML::Node& n, limits_config& out) {
   const std::string k = "limits";
   r.only_keys(n, k,
               {"max_header_bytes", "max_headers", "max_body_bytes", "max_connections_per_worker",
-               "model_peek_bytes"});
+               "model_peek_bytes", "body_prebuffer_bytes"});
   if (n["max_header_bytes"]) {
     out.max_header_bytes = r.size(n["max_header_bytes"], k + ".max_header_bytes");
     if (out.max_header_bytes < 1024 || out.max_header_bytes > 1024 * 1024)
@@ -172,6 +172,11 @@ void read_limits(const reader& r, const YAML::Node& n, limits_config& out) {
     out.model_peek_bytes = r.size(n["model_peek_bytes"], k + ".model_peek_bytes");
     if (out.model_peek_bytes > 16 * 1024 * 1024)
       r.fail(n["model_peek_bytes"], k + ".model_peek_bytes", "must be at most 16MiB");
+  }
+  if (n["body_prebuffer_bytes"]) {
+    out.body_prebuffer_bytes = r.size(n["body_prebuffer_bytes"], k + ".body_prebuffer_bytes");
+    if (out.body_prebuffer_bytes > 16 * 1024 * 1024)
+      r.fail(n["body_prebuffer_bytes"], k + ".body_prebuffer_bytes", "must be at most 16MiB");
   }
 }
 

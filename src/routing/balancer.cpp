@@ -2,19 +2,16 @@
 
 namespace meridian::routing {
 namespace {
-bool usable(const upstream::endpoint_stats* e, std::size_t i, std::size_t exclude) {
-  return e->healthy && i != exclude;
-}
-
 class round_robin final : public balancer {
- public:
-  std::size_t pick(std::span<const upstream::endpoint_stats* const> eps, std::size_t exclude,
-                   common::random_source&) override {
-    for (std::size_t tries = 0; tries < eps.size(); ++tries) {
-      std::size_t i = next_++ % eps.size();
-      if (usable(eps[i], i, exclude)) return i;
+ protected:
+  void order(std::span<const upstream::endpoint_stats* const> eps, common::random_source&,
+             candidates& out) override {
+    std::size_t n = eps.size();
+    std::size_t start = next_++ % n;
+    for (std::size_t k = 0; k < n && out.size() < candidates::capacity; ++k) {
+      std::size_t i = (start + k) % n;
+      if (eps[i]->healthy) out.push(static_cast<std::uint32_t>(i));
     }
-    return no_endpoint;
   }
 
  private:
@@ -22,34 +19,50 @@ class round_robin final : public balancer {
 };
 
 // Power of two choices (Mitzenmacher): two random candidates, the one with fewer requests in
-// flight wins. Avoids the herd that a global least-request scan sends to one fresh endpoint.
+// flight wins and the other is the fallback. Avoids the herd that a global least-request scan
+// sends to one fresh endpoint.
 class least_request final : public balancer {
- public:
-  std::size_t pick(std::span<const upstream::endpoint_stats* const> eps, std::size_t exclude,
-                   common::random_source& rng) override {
+ protected:
+  void order(std::span<const upstream::endpoint_stats* const> eps, common::random_source& rng,
+             candidates& out) override {
     std::size_t n = eps.size();
-    if (n == 0) return no_endpoint;
     std::size_t a = rng.below(n);
     std::size_t b = n > 1 ? (a + 1 + rng.below(n - 1)) % n : a;
-    bool ua = usable(eps[a], a, exclude);
-    bool ub = usable(eps[b], b, exclude);
+    bool ua = eps[a]->healthy, ub = eps[b]->healthy;
     if (ua && ub) {
-      if (eps[a]->in_flight != eps[b]->in_flight)
-        return eps[a]->in_flight < eps[b]->in_flight ? a : b;
-      return rng.below(2) ? a : b;
+      bool a_first = eps[a]->in_flight != eps[b]->in_flight
+                         ? eps[a]->in_flight < eps[b]->in_flight
+                         : rng.below(2) == 0;
+      out.push(static_cast<std::uint32_t>(a_first ? a : b));
+      out.push(static_cast<std::uint32_t>(a_first ? b : a));
+      return;
     }
-    if (ua) return a;
-    if (ub) return b;
-    // Both draws unusable: fall back to the least loaded usable endpoint, if any.
-    std::size_t best = no_endpoint;
+    if (ua) out.push(static_cast<std::uint32_t>(a));
+    if (ub) out.push(static_cast<std::uint32_t>(b));
+    // A draw hit an unhealthy endpoint: add the least loaded healthy one.
+    std::size_t best = n;
     for (std::size_t i = 0; i < n; ++i)
-      if (usable(eps[i], i, exclude) &&
-          (best == no_endpoint || eps[i]->in_flight < eps[best]->in_flight))
+      if (eps[i]->healthy && i != a && i != b &&
+          (best == n || eps[i]->in_flight < eps[best]->in_flight))
         best = i;
-    return best;
+    if (best != n) out.push(static_cast<std::uint32_t>(best));
   }
 };
 }  // namespace
+
+candidates balancer::pick(std::span<const upstream::endpoint_stats* const> eps,
+                          common::random_source& rng) {
+  candidates out;
+  if (eps.empty()) return out;
+  order(eps, rng, out);
+  if (out.empty()) {
+    std::size_t n = eps.size();
+    std::size_t start = rng.below(n);
+    for (std::size_t k = 0; k < n && out.size() < candidates::capacity; ++k)
+      out.push(static_cast<std::uint32_t>((start + k) % n));
+  }
+  return out;
+}
 
 std::unique_ptr<balancer> make_balancer(config::balancer_kind kind) {
   switch (kind) {

@@ -39,6 +39,11 @@ void worker_pool::join() {
   threads_.clear();
 }
 
+void worker_pool::destroy_contexts() {
+  guards_->items.clear();
+  contexts_.clear();
+}
+
 unsigned default_worker_count() {
   cpu_set_t set;
   CPU_ZERO(&set);

@@ -9,12 +9,21 @@
 
 namespace meridian::upstream {
 
-std::vector<std::vector<endpoint_info>> resolve_endpoints(const config::gateway_config& cfg) {
+endpoint_id identity_table::id_for(const std::string& cluster, const std::string& address) {
+  auto [it, inserted] = ids_.try_emplace({cluster, address}, next_);
+  if (inserted) ++next_;
+  return it->second;
+}
+
+std::shared_ptr<const topology> resolve_topology(const config::gateway_config& cfg,
+                                                 identity_table& ids) {
   boost::asio::io_context io;
   boost::asio::ip::tcp::resolver resolver(io);
-  std::vector<std::vector<endpoint_info>> out;
+  auto topo = std::make_shared<topology>();
   for (const auto& c : cfg.clusters) {
-    auto& eps = out.emplace_back();
+    auto& ci = topo->clusters.emplace_back();
+    ci.name = c.name;
+    ci.pool = c.pool;
     for (const auto& e : c.endpoints) {
       boost::system::error_code ec;
       auto results = resolver.resolve(e.address.host, std::to_string(e.address.port), ec);
@@ -22,10 +31,12 @@ std::vector<std::vector<endpoint_info>> resolve_endpoints(const config::gateway_
         throw std::runtime_error(
             common::cat("cluster '", c.name, "': endpoint ", e.address.to_string(),
                         " does not resolve: ", ec ? ec.message() : "no address"));
-      eps.push_back({e.address.to_string(), e.zone, results.begin()->endpoint()});
+      auto address = e.address.to_string();
+      ci.endpoints.push_back({ids.id_for(c.name, address), topo->clusters.size() - 1,
+                              ci.endpoints.size(), address, e.zone, results.begin()->endpoint()});
     }
   }
-  return out;
+  return topo;
 }
 
 }  // namespace meridian::upstream

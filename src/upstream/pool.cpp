@@ -1,6 +1,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <unordered_map>
 
 #include "meridian/upstream/cluster.hpp"
 
@@ -21,27 +22,55 @@ bool still_usable(boost::asio::ip::tcp::socket& s) {
   ssize_t n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
+
+void close_idle(endpoint_state& ep) {
+  for (auto& pc : ep.idle) {
+    boost::system::error_code ignored;
+    pc.socket.close(ignored);
+    --ep.open;
+  }
+  ep.idle.clear();
+}
 }  // namespace
 
-worker_upstreams::worker_upstreams(const config::gateway_config& cfg,
-                                   const std::vector<std::vector<endpoint_info>>& resolved) {
-  clusters_.resize(cfg.clusters.size());
-  for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
-    auto& cs = clusters_[c];
-    cs.cfg = &cfg.clusters[c];
-    for (const auto& info : resolved[c]) {
-      auto ep = std::make_unique<endpoint_state>();
+worker_upstreams::worker_upstreams(std::shared_ptr<const topology> topo) {
+  apply(std::move(topo));
+}
+
+void worker_upstreams::apply(std::shared_ptr<const topology> topo) {
+  std::unordered_map<endpoint_id, std::shared_ptr<endpoint_state>> old;
+  for (auto& cs : clusters_)
+    for (auto& ep : cs.endpoints) old.emplace(ep->info->id, std::move(ep));
+  std::vector<cluster_state> fresh(topo->clusters.size());
+  for (std::size_t c = 0; c < topo->clusters.size(); ++c) {
+    auto& cs = fresh[c];
+    cs.info = &topo->clusters[c];
+    for (const auto& info : cs.info->endpoints) {
+      std::shared_ptr<endpoint_state> ep;
+      if (auto it = old.find(info.id); it != old.end()) {
+        ep = std::move(it->second);
+        old.erase(it);
+      } else {
+        ep = std::make_shared<endpoint_state>();
+      }
+      ep->owner = topo;
       ep->info = &info;
+      ep->pool = cs.info->pool;
       cs.stats_view.push_back(&ep->stats);
       cs.endpoints.push_back(std::move(ep));
     }
   }
+  // Endpoints that left: their busy connections close when they come back.
+  for (auto& [id, ep] : old) {
+    close_idle(*ep);
+    ep->retired = true;
+  }
+  clusters_ = std::move(fresh);
+  topo_ = std::move(topo);
 }
 
 std::optional<boost::asio::ip::tcp::socket> worker_upstreams::take_idle(
-    std::size_t cluster, std::size_t endpoint, std::chrono::steady_clock::time_point now) {
-  auto& cs = clusters_[cluster];
-  auto& ep = *cs.endpoints[endpoint];
+    endpoint_state& ep, std::chrono::steady_clock::time_point now) {
   while (!ep.idle.empty()) {
     pooled_connection pc = std::move(ep.idle.back());
     ep.idle.pop_back();
@@ -49,7 +78,7 @@ std::optional<boost::asio::ip::tcp::socket> worker_upstreams::take_idle(
     // Checking costs a syscall, so only connections idle long enough for a backend's keep-alive
     // timer to have closed them are checked; a fresh one that fails is retried by the proxy
     // when its request can be replayed.
-    if (idle_for < cs.cfg->pool.idle_timeout &&
+    if (idle_for < ep.pool.idle_timeout &&
         (idle_for < recheck_after_idle || still_usable(pc.socket)))
       return std::move(pc.socket);
     boost::system::error_code ignored;
@@ -59,12 +88,9 @@ std::optional<boost::asio::ip::tcp::socket> worker_upstreams::take_idle(
   return std::nullopt;
 }
 
-void worker_upstreams::release(std::size_t cluster, std::size_t endpoint,
-                               boost::asio::ip::tcp::socket socket,
+void worker_upstreams::release(endpoint_state& ep, boost::asio::ip::tcp::socket socket,
                                std::chrono::steady_clock::time_point now) {
-  auto& cs = clusters_[cluster];
-  auto& ep = *cs.endpoints[endpoint];
-  if (ep.idle.size() >= cs.cfg->pool.max_idle_per_endpoint) {
+  if (ep.retired || ep.idle.size() >= ep.pool.max_idle_per_endpoint) {
     boost::system::error_code ignored;
     socket.close(ignored);
     --ep.open;
@@ -73,17 +99,8 @@ void worker_upstreams::release(std::size_t cluster, std::size_t endpoint,
   ep.idle.push_back({std::move(socket), now});
 }
 
-void worker_upstreams::closed(std::size_t cluster, std::size_t endpoint) {
-  --clusters_[cluster].endpoints[endpoint]->open;
-}
-
-bool worker_upstreams::may_open(std::size_t cluster, std::size_t endpoint) const {
-  const auto& cs = clusters_[cluster];
-  return cs.endpoints[endpoint]->open < cs.cfg->pool.max_connections_per_endpoint;
-}
-
-void worker_upstreams::opened(std::size_t cluster, std::size_t endpoint) {
-  ++clusters_[cluster].endpoints[endpoint]->open;
+bool worker_upstreams::may_open(const endpoint_state& ep) const {
+  return ep.open < ep.pool.max_connections_per_endpoint;
 }
 
 void worker_upstreams::prune(std::chrono::steady_clock::time_point now) {
@@ -91,7 +108,7 @@ void worker_upstreams::prune(std::chrono::steady_clock::time_point now) {
     for (auto& ep : cs.endpoints) {
       std::size_t kept = 0;
       for (auto& pc : ep->idle) {
-        if (now - pc.idle_since < cs.cfg->pool.idle_timeout && still_usable(pc.socket)) {
+        if (now - pc.idle_since < ep->pool.idle_timeout && still_usable(pc.socket)) {
           if (&ep->idle[kept] != &pc) ep->idle[kept] = std::move(pc);
           ++kept;
         } else {
@@ -106,21 +123,13 @@ void worker_upstreams::prune(std::chrono::steady_clock::time_point now) {
 }
 
 void worker_upstreams::close_all_idle() {
-  for (auto& cs : clusters_) {
-    for (auto& ep : cs.endpoints) {
-      for (auto& pc : ep->idle) {
-        boost::system::error_code ignored;
-        pc.socket.close(ignored);
-        --ep->open;
-      }
-      ep->idle.clear();
-    }
-  }
+  for (auto& cs : clusters_)
+    for (auto& ep : cs.endpoints) close_idle(*ep);
 }
 
-void worker_upstreams::record_connect_failure(std::size_t cluster, std::size_t endpoint,
+void worker_upstreams::record_connect_failure(endpoint_state& ep,
                                               std::chrono::steady_clock::time_point now) {
-  auto& st = clusters_[cluster].endpoints[endpoint]->stats;
+  auto& st = ep.stats;
   st.failures_total.fetch_add(1, std::memory_order_relaxed);
   if (++st.consecutive_failures >= eject_after_failures && st.healthy) {
     st.healthy = false;
@@ -129,8 +138,8 @@ void worker_upstreams::record_connect_failure(std::size_t cluster, std::size_t e
   }
 }
 
-void worker_upstreams::record_success(std::size_t cluster, std::size_t endpoint) {
-  auto& st = clusters_[cluster].endpoints[endpoint]->stats;
+void worker_upstreams::record_success(endpoint_state& ep) {
+  auto& st = ep.stats;
   st.consecutive_failures = 0;
   if (!st.healthy) {
     st.healthy = true;

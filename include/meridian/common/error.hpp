@@ -1,7 +1,9 @@
-// Errors the gateway itself produces: where they come from, whether a retry is safe, and the
-// OpenAI-shaped body and status they turn into. Plain values; any thread.
+// Errors the gateway itself produces and the outcome of one upstream attempt: where a failure
+// came from, whether a retry is safe, what already reached the client, and the OpenAI-shaped
+// body and status it turns into. Plain values; any thread.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -24,15 +26,41 @@ enum class error_kind {
   internal,              // 500
 };
 
-struct gateway_error {
-  error_kind kind;
-  std::string message;
+// How one upstream attempt ended.
+enum class outcome_kind {
+  ok,                     // a response head arrived (and, after the relay, its body)
+  pool_exhausted,         // no connection could be opened: the endpoint's cap is reached
+  connect_failed,         // refused or unreachable
+  connect_timeout,        //
+  stale_connection,       // a pooled connection was found closed before any response byte
+  reset_before_response,  // the backend closed without a response head
+  response_timeout,       // no response head in time
+  bad_response,           // malformed or oversized response head
+  reset_during_response,  // the backend failed after the response started
+  stalled_response,       // the backend went quiet mid-response past the idle timeout
+  client_gone,            // the client left; nothing more is owed to it
+  bad_request_body,       // the client's body is malformed (framing)
+  request_body_too_large,
+  request_body_timeout,
+};
+
+struct outcome {
+  outcome_kind kind = outcome_kind::ok;
+  // Nothing of this request reached a backend's application, so sending it again (elsewhere or
+  // on a fresh connection) cannot duplicate work (RFC 9110 §9.2.2 for non-idempotent methods).
+  bool retry_safe = false;
+  std::uint64_t bytes_to_client = 0;  // response bytes already written downstream
+  int status = 0;                     // the response status once a head arrived
+  std::string message;                // for the client (when nothing was sent) and the log
+
+  bool ok() const { return kind == outcome_kind::ok; }
+  error_source source() const;
+  // The gateway's answer when the attempt failed before anything reached the client.
+  error_kind client_error() const;
 };
 
 int status_of(error_kind kind);
 error_source source_of(error_kind kind);
-// True when nothing reached a backend, so sending the request elsewhere cannot duplicate work.
-bool retry_safe(error_kind kind);
 std::string_view type_of(error_kind kind);  // OpenAI "type"
 std::string_view code_of(error_kind kind);  // OpenAI "code"
 // Seconds for Retry-After, or 0 for none.

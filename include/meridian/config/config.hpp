@@ -41,11 +41,14 @@ struct limits_config {
   std::size_t max_connections_per_worker = 10000;
   // How much of a POST body the router may read to find the JSON "model" field.
   std::size_t model_peek_bytes = 64 * 1024;
+  // How much of a request body must have arrived (or all of it, if smaller) before the gateway
+  // takes an upstream connection for it: a client trickling its body holds no backend.
+  std::size_t body_prebuffer_bytes = 64 * 1024;
 };
 
 struct timeouts_config {
   duration header = std::chrono::seconds(10);  // absolute, from a request's first byte
-  duration body = std::chrono::seconds(30);    // between two reads of a request body
+  duration body = std::chrono::seconds(30);    // absolute: the whole body, from the head's end
   duration idle = std::chrono::seconds(60);    // keep-alive between requests
   duration upstream_connect = std::chrono::seconds(2);
   duration upstream_response = std::chrono::seconds(300);  // request sent -> response head

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "meridian/config/config.hpp"
-#include "meridian/proxy/proxy.hpp"
+#include "meridian/proxy/worker.hpp"
 
 namespace meridian::frontend {
 

@@ -8,12 +8,11 @@
 #include <span>
 #include <string_view>
 
+#include "meridian/common/field.hpp"
+
 namespace meridian::http {
 
-struct header {
-  std::string_view name;
-  std::string_view value;
-};
+using header = common::field;
 
 enum class parse_status { complete, incomplete, error };
 

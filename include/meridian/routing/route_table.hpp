@@ -1,16 +1,27 @@
-// The route table (host, path, method, headers, JSON body "model") built from the config, and
-// the body scan that finds the model. Immutable after construction; read by every worker.
+// The route table (host, path, method, headers, JSON body "model") built from the config. It
+// matches a small request view, not HTTP types. Immutable after construction; read by every
+// worker.
 #pragma once
 
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <vector>
 
+#include "meridian/common/field.hpp"
 #include "meridian/config/config.hpp"
-#include "meridian/http/parser.hpp"
 
 namespace meridian::routing {
+
+// What routing may look at of a request; views into the caller's buffer.
+struct request_view {
+  std::string_view method;
+  std::string_view path;  // origin-form, query included
+  std::string_view host;  // Host header (port allowed)
+  std::span<const common::field> headers;
+  bool has_body = false;
+};
 
 enum class match_outcome { matched, no_match, need_model };
 
@@ -25,7 +36,7 @@ class route_table {
 
   // `model` is the body's model once it has been read; nullopt while unread. need_model means a
   // route that depends on the model would decide, so the caller should peek the body and retry.
-  match_result match(const http::request_head& req, std::optional<std::string_view> model) const;
+  match_result match(const request_view& req, std::optional<std::string_view> model) const;
 
   const config::route_config& route(std::size_t i) const { return routes_[i]; }
   std::size_t size() const { return routes_.size(); }
@@ -33,9 +44,5 @@ class route_table {
  private:
   std::vector<config::route_config> routes_;
 };
-
-// Finds the top-level "model" string in a JSON object, scanning only as far as needed. Returns
-// nullopt if the text is not an object, has no such key, or ends (truncated) before it.
-std::optional<std::string_view> find_json_model(std::string_view body);
 
 }  // namespace meridian::routing

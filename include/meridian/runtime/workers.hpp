@@ -24,6 +24,8 @@ class worker_pool {
   void start();
   void stop();
   void join();
+  // Destroys the io_contexts (and every handler still parked in them) after join().
+  void destroy_contexts();
 
  private:
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;

@@ -1,11 +1,15 @@
-// Clusters and endpoints as each worker sees them: resolved addresses, per-worker stats and the
-// per-worker keep-alive pools. A worker_upstreams object is owned and used by one worker thread;
-// the admin thread reads only the atomics inside endpoint_stats.
+// Clusters and endpoints as the data path sees them. The control thread resolves the config into
+// an immutable topology whose endpoints carry stable identities (the same cluster and address
+// keep their id across reloads and DNS changes); each worker keeps its own per-endpoint stats and
+// keep-alive pools keyed by that id. A worker_upstreams object is owned and used by one worker
+// thread; the admin thread reads only the atomics inside endpoint_stats.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,15 +20,42 @@
 
 namespace meridian::upstream {
 
+using endpoint_id = std::uint32_t;
+
 struct endpoint_info {
+  endpoint_id id = 0;
+  std::size_t cluster = 0;  // where it sits in the startup layout: the metrics children it
+  std::size_t slot = 0;     // writes (cluster index, endpoint index)
   std::string address;  // as configured, "host:port"; also the metrics label
   std::string zone;
   boost::asio::ip::tcp::endpoint resolved;
 };
 
-// Resolves every endpoint once (main thread, at startup); throws std::runtime_error naming the
-// endpoint that does not resolve.
-std::vector<std::vector<endpoint_info>> resolve_endpoints(const config::gateway_config& cfg);
+struct cluster_info {
+  std::string name;
+  config::pool_config pool;
+  std::vector<endpoint_info> endpoints;
+};
+
+// What every worker shares: immutable once published.
+struct topology {
+  std::vector<cluster_info> clusters;
+};
+
+// Hands out endpoint ids; the same (cluster, address) always gets the same id. Control thread.
+class identity_table {
+ public:
+  endpoint_id id_for(const std::string& cluster, const std::string& address);
+
+ private:
+  std::map<std::pair<std::string, std::string>, endpoint_id> ids_;
+  endpoint_id next_ = 1;
+};
+
+// Resolves every endpoint (control thread); throws std::runtime_error naming the endpoint that
+// does not resolve.
+std::shared_ptr<const topology> resolve_topology(const config::gateway_config& cfg,
+                                                 identity_table& ids);
 
 struct pooled_connection {
   boost::asio::ip::tcp::socket socket;
@@ -32,22 +63,33 @@ struct pooled_connection {
 };
 
 struct endpoint_state {
+  std::shared_ptr<const topology> owner;  // keeps `info` alive, even after a reload
   const endpoint_info* info = nullptr;
+  config::pool_config pool;             // the caps of its cluster
+  bool retired = false;                 // left the topology; closes connections as they return
   endpoint_stats stats;
   std::vector<pooled_connection> idle;  // most recently used at the back
   std::size_t open = 0;                 // idle + busy connections of this worker
 };
 
 struct cluster_state {
-  const config::cluster_config* cfg = nullptr;
-  std::vector<std::unique_ptr<endpoint_state>> endpoints;
+  const cluster_info* info = nullptr;
+  std::vector<std::shared_ptr<endpoint_state>> endpoints;
   std::vector<const endpoint_stats*> stats_view;  // what balancers read
 };
 
+// Where a request's upstream connection belongs; stays valid across apply() (a removed
+// endpoint's state lives on until its last connection is returned).
+using endpoint_ref = std::shared_ptr<endpoint_state>;
+
 class worker_upstreams {
  public:
-  worker_upstreams(const config::gateway_config& cfg,
-                   const std::vector<std::vector<endpoint_info>>& resolved);
+  explicit worker_upstreams(std::shared_ptr<const topology> topo);
+
+  // Adopts a new topology: endpoints whose id survives keep their stats and pools; removed
+  // ones have their idle connections closed.
+  void apply(std::shared_ptr<const topology> topo);
+  const topology& current() const { return *topo_; }
 
   cluster_state& cluster(std::size_t i) { return clusters_[i]; }
   const cluster_state& cluster(std::size_t i) const { return clusters_[i]; }
@@ -55,26 +97,27 @@ class worker_upstreams {
 
   // A pooled connection that is still open and not past its idle timeout, or nullopt. Stale
   // ones (closed by the backend, or with unexpected bytes waiting) are closed on the way.
-  std::optional<boost::asio::ip::tcp::socket> take_idle(std::size_t cluster, std::size_t endpoint,
+  std::optional<boost::asio::ip::tcp::socket> take_idle(endpoint_state& ep,
                                                         std::chrono::steady_clock::time_point now);
   // Returns a connection after a clean, complete exchange; it is closed instead when the pool is
-  // full. Every connection counted in `open` must come back through release() or closed().
-  void release(std::size_t cluster, std::size_t endpoint, boost::asio::ip::tcp::socket socket,
+  // full or the endpoint left the topology. Every connection counted in `open` must come back
+  // through release() or closed().
+  void release(endpoint_state& ep, boost::asio::ip::tcp::socket socket,
                std::chrono::steady_clock::time_point now);
-  void closed(std::size_t cluster, std::size_t endpoint);
-  bool may_open(std::size_t cluster, std::size_t endpoint) const;
-  void opened(std::size_t cluster, std::size_t endpoint);
+  void closed(endpoint_state& ep) { --ep.open; }
+  bool may_open(const endpoint_state& ep) const;
+  void opened(endpoint_state& ep) { ++ep.open; }
   // Closes idle connections past their idle timeout or already closed by the backend.
   void prune(std::chrono::steady_clock::time_point now);
   void close_all_idle();
 
   // Passive health: connect failures eject an endpoint for a while on this worker.
-  void record_connect_failure(std::size_t cluster, std::size_t endpoint,
-                              std::chrono::steady_clock::time_point now);
-  void record_success(std::size_t cluster, std::size_t endpoint);
+  void record_connect_failure(endpoint_state& ep, std::chrono::steady_clock::time_point now);
+  void record_success(endpoint_state& ep);
   void refresh_health(std::chrono::steady_clock::time_point now);
 
  private:
+  std::shared_ptr<const topology> topo_;
   std::vector<cluster_state> clusters_;
 };
 

@@ -1,5 +1,7 @@
 #include "meridian/routing/route_table.hpp"
 
+#include "meridian/http/parser.hpp"
+
 #include <doctest/doctest.h>
 
 #include <vector>
@@ -31,7 +33,9 @@ routes:
     text = std::move(t);
     http::parse_error err{};
     REQUIRE(http::parse_request(text, {}, storage, head, err) == http::parse_status::complete);
-    return table.match(head, model);
+    routing::request_view v{head.method, head.path, head.host, head.fields(),
+                            head.body != http::body_kind::none};
+    return table.match(v, model);
   }
   std::string name(const routing::match_result& r) { return table.route(r.route).name; }
 };

@@ -1,0 +1,23 @@
+// What the control thread publishes to every proxy worker: the config, its route table and the
+// resolved upstream topology, immutable once built. Workers adopt a new one between requests.
+#pragma once
+
+#include <memory>
+
+#include "meridian/config/config.hpp"
+#include "meridian/routing/route_table.hpp"
+#include "meridian/upstream/cluster.hpp"
+
+namespace meridian::proxy {
+
+struct snapshot {
+  std::shared_ptr<const config::gateway_config> cfg;
+  routing::route_table routes;
+  std::shared_ptr<const upstream::topology> topo;
+
+  snapshot(std::shared_ptr<const config::gateway_config> c,
+           std::shared_ptr<const upstream::topology> t)
+      : cfg(std::move(c)), routes(*cfg), topo(std::move(t)) {}
+};
+
+}  // namespace meridian::proxy

@@ -1,0 +1,51 @@
+// A proxy worker: serves every client connection accepted on one worker thread with the proxy
+// handler, owns that thread's upstream pools and stats, and adopts published snapshots. Built
+// on the main thread; afterwards used only from its worker's thread, except connections().
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <cstdint>
+#include <memory>
+
+#include "meridian/common/clock.hpp"
+#include "meridian/metrics/metrics.hpp"
+#include "meridian/proxy/snapshot.hpp"
+#include "meridian/upstream/cluster.hpp"
+
+namespace meridian::proxy {
+
+class worker {
+ public:
+  worker(boost::asio::io_context& io, std::shared_ptr<const snapshot> snap,
+         metrics::worker_metrics& m, std::uint64_t seed,
+         const common::clock& clock = common::steady());
+  ~worker();
+  worker(const worker&) = delete;
+  worker& operator=(const worker&) = delete;
+
+  // Takes ownership of an accepted client connection. Worker thread only.
+  void serve(boost::asio::ip::tcp::socket socket);
+  // Adopts a new snapshot between requests (requests in flight keep theirs). Worker thread.
+  void apply(std::shared_ptr<const snapshot> snap);
+  // Stop reusing client connections and close idle ones; in-flight requests finish. Worker thread.
+  void start_drain();
+  // Close every connection now (drain timeout). Worker thread.
+  void abort_all();
+  // Releases what this worker holds on its io_context (timers, pooled sockets); call after the
+  // worker thread stopped and before the io_context is destroyed. Main thread.
+  void release_io();
+  // Open client connections on this worker (any thread may read).
+  std::size_t connections() const;
+
+  const upstream::worker_upstreams& upstreams() const;
+  boost::asio::io_context& io();
+
+  struct impl;
+
+ private:
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace meridian::proxy

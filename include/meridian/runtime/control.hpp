@@ -1,0 +1,49 @@
+// The control thread: its own io_context, the signals, and the drain sequence (readiness fails at
+// once, listeners close after a delay, in-flight work gets a timeout, then everything stops).
+// Created and run by the main thread; every method but draining() runs on the control thread.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <memory>
+
+#include "meridian/config/config.hpp"
+
+namespace meridian::runtime {
+
+// What the drain sequence does to the rest of the gateway; each is called on the control thread.
+struct drain_hooks {
+  std::function<void()> on_draining;              // readiness and metrics: draining now
+  std::function<void()> stop_accepting;           // close the listeners
+  std::function<void()> drain_workers;            // finish in-flight work, close idle clients
+  std::function<std::size_t()> open_connections;  // client connections still open
+  std::function<void()> abort_all;                // the drain timed out: close everything
+};
+
+class control {
+ public:
+  control(config::drain_config drain, drain_hooks hooks);
+  ~control();
+  control(const control&) = delete;
+  control& operator=(const control&) = delete;
+
+  boost::asio::io_context& io();
+  // Starts the drain sequence (SIGTERM, SIGINT, POST /admin/drain); a second call is ignored.
+  void begin_drain();
+  // Readable from any thread.
+  bool draining() const;
+  const std::atomic<bool>& draining_flag() const;
+  // Called once everything is closed, just before run() returns (stop the workers).
+  void on_stop(std::function<void()> fn);
+  // Serves signals and the drain until the gateway stopped. Main thread.
+  void run();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace meridian::runtime

@@ -1,0 +1,453 @@
+#include "meridian/http/connection.hpp"
+
+#include <sys/socket.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/intrusive_ptr.hpp>
+#include <cerrno>
+#include <cstring>
+
+#include "meridian/common/log.hpp"
+#include "meridian/http/headers.hpp"
+#include "meridian/metrics/metrics.hpp"
+
+namespace meridian::http {
+
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+using common::error_kind;
+using metrics::reject_reason;
+
+namespace {
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+// Small enough that idle keep-alive clients cost little; grows for big heads and bodies and
+// shrinks back between requests.
+constexpr std::size_t initial_buffer = 4096;
+constexpr std::size_t keep_buffer = 16 * 1024;
+constexpr std::size_t read_chunk = 16 * 1024;
+
+bool has_bare_lf(std::string_view v, std::size_t from) {
+  for (std::size_t i = from; i < v.size(); ++i)
+    if (v[i] == '\n' && (i == 0 || v[i - 1] != '\r')) return true;
+  return false;
+}
+}  // namespace
+
+void intrusive_ptr_release(connection* c) {
+  if (--c->refs_ == 0) delete c;
+}
+
+connection::connection(asio::io_context& io, tcp::socket socket, connection_env& env, handler& h)
+    : io_(io),
+      socket_(std::move(socket)),
+      env_(env),
+      handler_(h),
+      deadline_(io, *env.clock, &connection::on_expire, this),
+      buf_(initial_buffer),
+      fields_(env.settings.limits.max_headers) {
+  error_code ec;
+  auto peer = socket_.remote_endpoint(ec);
+  client_ip_ = ec ? "unknown" : peer.address().to_string();
+  socket_.set_option(tcp::no_delay(true), ec);
+  env_.open.fetch_add(1, std::memory_order_relaxed);
+  if (env_.metrics) env_.metrics->active_connections().add();
+}
+
+connection::~connection() {
+  env_.open.fetch_sub(1, std::memory_order_relaxed);
+  if (env_.metrics) env_.metrics->active_connections().sub();
+}
+
+connection& connection::start(asio::io_context& io, tcp::socket socket, connection_env& env,
+                              handler& h) {
+  boost::intrusive_ptr<connection> c(new connection(io, std::move(socket), env, h));
+  asio::co_spawn(
+      io, [](boost::intrusive_ptr<connection> self) -> asio::awaitable<void> {
+        co_await self->run();
+      }(c),
+      asio::detached);
+  return *c;
+}
+
+void connection::on_expire(void* self) {
+  auto* c = static_cast<connection*>(self);
+  error_code ignored;
+  c->socket_.close(ignored);
+}
+
+// ---- buffers ---------------------------------------------------------------------------------
+
+void connection::make_room(std::size_t want) {
+  if (begin_ == end_ && !head_kept_) begin_ = end_ = 0;
+  if (buf_.size() - end_ >= want) return;
+  if (begin_ > 0) {
+    std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+    end_ -= begin_;
+    begin_ = 0;
+  }
+  if (buf_.size() - end_ < want) buf_.resize(std::max(buf_.size() * 2, end_ + want));
+}
+
+// Reads more client bytes; 0 on EOF, error or deadline. Moves the buffer: head views are renewed.
+asio::awaitable<std::size_t> connection::read_some(std::size_t want) {
+  make_room(std::max<std::size_t>(want, 1));
+  auto [ec, n] = co_await socket_.async_read_some(
+      asio::buffer(buf_.data() + end_, buf_.size() - end_), use_tuple);
+  if (ec) co_return 0;
+  end_ += n;
+  bytes_in_ += n;
+  if (head_kept_) reparse_head();
+  co_return n;
+}
+
+bool connection::reparse_head() {
+  parse_error err{};
+  return parse_request({buf_.data() + begin_, head_len_}, env_.settings.limits, fields_, head_,
+                       err) == parse_status::complete;
+}
+
+// ---- the request loop ------------------------------------------------------------------------
+
+void connection::begin_request() {
+  request_id_.clear();
+  method_.clear();
+  path_.clear();
+  note_.clear();
+  status_ = 0;
+  response_started_ = false;
+  bytes_in_ = end_ - begin_;
+  bytes_out_ = 0;
+  expect_continue_ = false;
+  head_kept_ = false;
+  head_len_ = 0;
+  body_.start(body_kind::none, 0, 0);
+  // A buffer grown by a big request goes back to its small size between requests.
+  if (begin_ == end_ && buf_.size() > keep_buffer) {
+    begin_ = end_ = 0;
+    std::vector<char>(initial_buffer).swap(buf_);
+  }
+}
+
+void connection::assign_request_id(std::string_view from_client) {
+  bool usable = !from_client.empty() && from_client.size() <= 128;
+  for (unsigned char c : from_client)
+    if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\') usable = false;
+  if (usable) {
+    request_id_.assign(from_client);
+    return;
+  }
+  static constexpr char hex[] = "0123456789abcdef";
+  request_id_.resize(32);
+  std::uint64_t a = env_.rng->next(), b = env_.rng->next();
+  for (int i = 0; i < 16; ++i) {
+    request_id_[i] = hex[(a >> (i * 4)) & 15];
+    request_id_[16 + i] = hex[(b >> (i * 4)) & 15];
+  }
+}
+
+asio::awaitable<void> connection::reject(error_kind kind, int reason, std::string_view message) {
+  if (env_.metrics) env_.metrics->rejected(static_cast<reject_reason>(reason)).inc();
+  keep_alive_ = false;
+  co_await reply_error(kind, message);
+  handler_.finished(*this);
+}
+
+// Reads and checks one request head; false when the connection is done (EOF, deadline, or a
+// rejected head, answered here).
+asio::awaitable<bool> connection::read_head() {
+  const auto& s = env_.settings;
+  auto now = env_.clock->now();
+  request_start_ = now;
+  bool started = begin_ != end_;
+  idle_ = !started;
+  deadline_.set(now + (started ? s.header_timeout : s.idle_timeout));
+  std::size_t head_len = find_head_end({buf_.data() + begin_, end_ - begin_});
+  while (head_len == 0) {
+    if (end_ - begin_ > s.limits.max_head_bytes) {
+      co_await reject(error_kind::header_too_large, static_cast<int>(reject_reason::head_too_large),
+                      "request head exceeds the size limit");
+      co_return false;
+    }
+    if (env_.draining && !started) co_return false;
+    std::size_t scanned = end_ - begin_;
+    auto n = co_await read_some(4096);  // the head cap is checked above
+    if (n == 0) {
+      if (deadline_.expired() && started) {
+        if (env_.metrics) env_.metrics->rejected(reject_reason::header_timeout).inc();
+        common::log(common::log_level::debug, "http", "header timeout from ", client_ip_);
+      }
+      co_return false;
+    }
+    if (!started) {
+      // A head that does not arrive whole gets an absolute deadline from its first byte, so a
+      // client trickling bytes cannot hold the connection.
+      started = true;
+      idle_ = false;
+      request_start_ = env_.clock->now();
+      bytes_in_ = n;
+      deadline_.set(request_start_ + s.header_timeout);
+    }
+    std::string_view v{buf_.data() + begin_, end_ - begin_};
+    head_len = find_head_end(v, scanned);
+    // A head terminated by bare LFs never shows CRLF CRLF: refuse it now, not at the deadline.
+    if (head_len == 0 && has_bare_lf(v, scanned)) head_len = v.size();
+  }
+  idle_ = false;
+  head_len_ = head_len;
+  parse_error perr{};
+  auto st = parse_request({buf_.data() + begin_, head_len}, s.limits, fields_, head_, perr);
+  if (st != parse_status::complete) {
+    bool size = perr == parse_error::head_too_large || perr == parse_error::too_many_headers;
+    common::log(common::log_level::debug, "http", "bad request from ", client_ip_, ": ",
+                describe(perr));
+    co_await reject(size ? error_kind::header_too_large : error_kind::bad_request,
+                    static_cast<int>(size ? reject_reason::head_too_large
+                                          : reject_reason::bad_request),
+                    describe(perr));
+    co_return false;
+  }
+  head_kept_ = true;
+  assign_request_id(head_.find("x-request-id"));
+  method_.assign(head_.method);
+  path_.assign(head_.path);
+  keep_alive_ = head_.keep_alive;
+  expect_continue_ = head_.expect_continue;
+  if (head_.body == body_kind::content_length && head_.content_length > s.max_body_bytes) {
+    std::string msg = common::cat("request body of ", head_.content_length,
+                                  " bytes exceeds the limit of ", s.max_body_bytes);
+    co_await reject(error_kind::payload_too_large,
+                    static_cast<int>(reject_reason::body_too_large), msg);
+    co_return false;
+  }
+  body_.start(head_.body, head_.content_length, s.max_body_bytes);
+  // The whole body, however slowly it comes, must arrive within the body timeout.
+  body_deadline_ = env_.clock->now() + s.body_timeout;
+  deadline_.clear();
+  co_return true;
+}
+
+asio::awaitable<void> connection::run() {
+  while (!closed_) {
+    begin_request();
+    bool got = co_await read_head();
+    if (!got) break;
+    waiting_ = true;
+    co_await handler_.serve(*this);
+    waiting_ = false;
+    unwatch_client();
+    deadline_.clear();
+    if (!body_.finished()) keep_alive_ = false;
+    handler_.finished(*this);
+    if (!keep_alive()) break;
+    if (head_kept_) {
+      begin_ += head_len_;
+      head_kept_ = false;
+    }
+  }
+  closed_ = true;
+  unwatch_client();
+  deadline_.clear();
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  socket_.close(ignored);
+  if (is_linked()) unlink();
+}
+
+bool connection::keep_alive() const {
+  return keep_alive_ && !env_.draining && !closed_ && !client_gone_;
+}
+
+// ---- the request body ------------------------------------------------------------------------
+
+std::string_view connection::buffered_body() const {
+  std::size_t at = begin_ + (head_kept_ ? head_len_ : 0);
+  return {buf_.data() + at, body_.validated()};
+}
+
+std::string_view connection::body_error() const {
+  return body_.error();
+}
+
+void connection::consume_body() {
+  if (head_kept_) {
+    begin_ += head_len_;
+    head_kept_ = false;
+  }
+  begin_ += body_.validated();
+  body_.consume_all();
+}
+
+asio::awaitable<bool> connection::send_continue() {
+  expect_continue_ = false;
+  static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+  std::array<asio::const_buffer, 1> b{asio::buffer(cont)};
+  co_return co_await write(b);
+}
+
+// Reads more body bytes under the body deadline.
+asio::awaitable<body_result> connection::read_body_bytes() {
+  if (expect_continue_) {
+    bool sent = co_await send_continue();
+    if (!sent) co_return body_result::client_gone;
+  }
+  deadline_.set(body_deadline_);
+  auto n = co_await read_some(read_chunk);
+  deadline_.clear();
+  if (n != 0) co_return body_result::ok;
+  if (deadline_.expired()) {
+    note_ = "request body timeout";
+    co_return body_result::timeout;
+  }
+  client_gone_ = true;
+  note_ = "client closed during the request body";
+  co_return body_result::client_gone;
+}
+
+namespace {
+body_result result_of(request_body::status st) {
+  switch (st) {
+    case request_body::status::malformed:
+      return body_result::malformed;
+    case request_body::status::too_large:
+      return body_result::too_large;
+    default:
+      return body_result::ok;
+  }
+}
+}  // namespace
+
+asio::awaitable<body_result> connection::buffer_body(std::size_t want) {
+  while (true) {
+    std::size_t at = begin_ + (head_kept_ ? head_len_ : 0);
+    auto st = body_.validate({buf_.data() + at, end_ - at});
+    if (st == request_body::status::malformed || st == request_body::status::too_large)
+      co_return result_of(st);
+    if (st == request_body::status::complete || body_.validated() >= want) co_return body_result::ok;
+    auto r = co_await read_body_bytes();
+    if (r != body_result::ok) co_return r;
+  }
+}
+
+asio::awaitable<body_result> connection::read_body(std::span<std::string_view> spans,
+                                                   std::size_t& n) {
+  n = 0;
+  if (head_kept_) {
+    begin_ += head_len_;
+    head_kept_ = false;
+  }
+  while (true) {
+    std::string_view raw{buf_.data() + begin_, end_ - begin_};
+    auto st = body_.validate(raw);
+    if (st == request_body::status::malformed || st == request_body::status::too_large)
+      co_return result_of(st);
+    if (body_.validated() > 0) {
+      begin_ += body_.take(raw, spans.data(), spans.size(), n);
+      if (n > 0) co_return body_result::ok;
+      continue;
+    }
+    if (body_.finished()) co_return body_result::ok;
+    auto r = co_await read_body_bytes();
+    if (r != body_result::ok) co_return r;
+  }
+}
+
+// ---- the response ----------------------------------------------------------------------------
+
+asio::awaitable<bool> connection::write(std::span<const asio::const_buffer> buffers) {
+  deadline_.set(env_.clock->now() + env_.settings.idle_timeout);
+  auto [ec, n] = co_await asio::async_write(socket_, buffers, use_tuple);
+  deadline_.clear();
+  bytes_out_ += n;
+  if (ec) {
+    client_gone_ = true;
+    co_return false;
+  }
+  co_return true;
+}
+
+asio::awaitable<void> connection::reply(int status, std::string_view content_type,
+                                        std::string_view body) {
+  // A body already whole in the buffer is skipped so the connection can stay open.
+  if (body_.complete()) consume_body();
+  bool keep = keep_alive() && body_.finished();
+  if (!keep) keep_alive_ = false;
+  if (request_id_.empty()) assign_request_id({});  // rejected before its head was read
+  status_ = status;
+  response_started_ = true;
+  bool head_only = method_ == "HEAD";
+  build_local_response(out_, status, content_type, head_only ? std::string_view{} : body, keep,
+                       request_id_, 0);
+  std::array<asio::const_buffer, 1> b{asio::buffer(out_)};
+  co_await write(b);
+}
+
+asio::awaitable<void> connection::reply_error(error_kind kind, std::string_view message) {
+  if (body_.complete()) consume_body();
+  bool keep = keep_alive() && body_.finished();
+  if (!keep) keep_alive_ = false;
+  if (request_id_.empty()) assign_request_id({});
+  status_ = common::status_of(kind);
+  response_started_ = true;
+  note_.assign(message);
+  auto body = common::error_body(kind, message);
+  build_local_response(out_, status_, "application/json", body, keep, request_id_,
+                       common::retry_after_of(kind));
+  std::array<asio::const_buffer, 1> b{asio::buffer(out_)};
+  co_await write(b);
+}
+
+// ---- the client-gone watch -------------------------------------------------------------------
+
+void connection::watch_client(cancellable* target) {
+  watch_target_ = target;
+}
+
+void connection::unwatch_client() {
+  watch_target_ = nullptr;
+}
+
+void connection::tick() {
+  if (waiting_ && watch_target_ && !watch_pending_ && !closed_) start_watch();
+}
+
+// The wait is never cancelled: it stays armed until the client socket turns readable (the next
+// request, or EOF) or closes, and watch_target_ says whether that still matters. Cancelling a
+// pending wait corrupted later reads on Asio 1.81's io_uring backend (loadtest/RESULTS.md).
+void connection::start_watch() {
+  watch_pending_ = true;
+  boost::intrusive_ptr<connection> self(this);
+  socket_.async_wait(tcp::socket::wait_read, [self](error_code ec) {
+    connection& c = *self;
+    c.watch_pending_ = false;
+    if (ec || !c.watch_target_ || c.closed_) return;
+    char ch;
+    ssize_t n = ::recv(c.socket_.native_handle(), &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+      // The client closed: stop the backend's work at once.
+      c.client_gone_ = true;
+      c.watch_target_->cancel();
+    } else if (n < 0) {
+      c.start_watch();  // spurious wake-up
+    }
+    // n > 0: a pipelined request is waiting; it is read after this response.
+  });
+}
+
+void connection::close_if_idle() {
+  if (idle_ && begin_ == end_) {
+    error_code ignored;
+    socket_.close(ignored);
+  }
+}
+
+void connection::abort() {
+  error_code ignored;
+  socket_.close(ignored);
+  if (watch_target_) watch_target_->cancel();
+}
+
+}  // namespace meridian::http

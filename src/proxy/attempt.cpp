@@ -1,0 +1,328 @@
+#include "proxy/attempt.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <array>
+
+#include "meridian/common/log.hpp"
+#include "meridian/http/chunked.hpp"
+
+namespace meridian::proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using common::outcome;
+using common::outcome_kind;
+
+namespace {
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t max_spans = 16;
+}  // namespace
+
+attempt::attempt(worker_context& w) : w_(w), deadline_(w.io, *w.clock, &attempt::on_expire, this) {
+  chunk_heads_.reserve(max_spans * 20 + 8);
+  out_.reserve(max_spans * 3 + 2);
+}
+
+attempt::~attempt() {
+  if (socket_) finish(false);
+}
+
+void attempt::on_expire(void* self) {
+  static_cast<attempt*>(self)->cancel();
+}
+
+void attempt::cancel() {
+  boost::system::error_code ignored;
+  if (socket_) socket_->close(ignored);
+}
+
+outcome attempt::fail(outcome_kind kind, std::string message, bool retry_safe) {
+  finish(false);
+  outcome o;
+  o.kind = kind;
+  o.retry_safe = retry_safe;
+  o.message = std::move(message);
+  return o;
+}
+
+void attempt::finish(bool reusable) {
+  deadline_.clear();
+  if (socket_) {
+    if (reusable) {
+      w_.ups.release(*ep_, std::move(*socket_), w_.clock->now());
+    } else {
+      boost::system::error_code ignored;
+      socket_->close(ignored);
+      w_.ups.closed(*ep_);
+    }
+    socket_.reset();
+  }
+  if (in_flight_) {
+    in_flight_ = false;
+    --ep_->stats.in_flight;
+    ep_->stats.in_flight_shared.fetch_sub(1, std::memory_order_relaxed);
+    w_.metrics.cluster(ep_->info->cluster).endpoints[ep_->info->slot].in_flight.sub();
+  }
+  if (buf_) w_.buffers.give(std::move(buf_));
+}
+
+asio::awaitable<bool> attempt::write(std::span<const asio::const_buffer> buffers) {
+  auto [ec, n] = co_await asio::async_write(*socket_, buffers, use_tuple);
+  co_return !ec;
+}
+
+asio::awaitable<std::size_t> attempt::read_more(common::time_point deadline) {
+  auto& b = buf_->bytes;
+  if (begin_ == end_) begin_ = end_ = 0;
+  if (b.size() - end_ < 4096) {
+    if (begin_ > 0) {
+      std::memmove(b.data(), b.data() + begin_, end_ - begin_);
+      end_ -= begin_;
+      begin_ = 0;
+    }
+    if (b.size() - end_ < 4096) b.resize(b.size() * 2);
+  }
+  deadline_.set(deadline);
+  auto [ec, n] = co_await socket_->async_read_some(asio::buffer(b.data() + end_, b.size() - end_),
+                                                   use_tuple);
+  if (ec) co_return 0;
+  end_ += n;
+  co_return n;
+}
+
+// ---- connect -----------------------------------------------------------------------------------
+
+asio::awaitable<outcome> attempt::connect(const upstream::endpoint_ref& ep) {
+  const auto& info = *ep->info;
+  auto& cm = w_.metrics.cluster(info.cluster);
+  if (!w_.ups.may_open(*ep)) {
+    co_return fail(outcome_kind::pool_exhausted,
+                   common::cat("connection limit reached for endpoint ", info.address), true);
+  }
+  w_.ups.opened(*ep);
+  socket_.emplace(w_.io);
+  auto start = w_.clock->now();
+  deadline_.reset();
+  deadline_.set(start + w_.snap->cfg->timeouts.upstream_connect);
+  auto [ec] = co_await socket_->async_connect(info.resolved, use_tuple);
+  bool timed_out = deadline_.expired();
+  if (ec || timed_out) {
+    w_.ups.record_connect_failure(*ep, w_.clock->now());
+    auto err = timed_out ? metrics::upstream_error::timeout : metrics::upstream_error::connect;
+    cm.endpoints[info.slot].errors[static_cast<int>(err)].inc();
+    common::log(common::log_level::warn, "proxy", "connect to ", info.address,
+                timed_out ? " timed out" : " failed: ", timed_out ? "" : ec.message());
+    if (timed_out)
+      co_return fail(outcome_kind::connect_timeout,
+                     common::cat("upstream ", info.address, " did not accept the connection in time"),
+                     true);
+    co_return fail(outcome_kind::connect_failed,
+                   common::cat("upstream ", info.address, " refused the connection"), true);
+  }
+  boost::system::error_code ignored;
+  socket_->set_option(tcp::no_delay(true), ignored);
+  cm.connect_duration.observe(common::seconds_between(start, w_.clock->now()));
+  cm.connections_opened.inc();
+  w_.ups.record_success(*ep);
+  co_return outcome{};
+}
+
+// ---- the whole try -----------------------------------------------------------------------------
+
+asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
+                                      http::connection& client, std::string_view head,
+                                      body_tap* tap) {
+  ep_ = std::move(ep);
+  reused_ = false;
+  request_complete_ = false;
+  begin_ = end_ = 0;
+  deadline_.reset();
+  const auto& info = *ep_->info;
+  auto& em = w_.metrics.cluster(info.cluster).endpoints[info.slot];
+  // Counted from the pick, so a burst of requests sees each other's choices.
+  in_flight_ = true;
+  ++ep_->stats.in_flight;
+  ep_->stats.in_flight_shared.fetch_add(1, std::memory_order_relaxed);
+  ep_->stats.requests_total.fetch_add(1, std::memory_order_relaxed);
+  em.in_flight.add();
+  em.requests.inc();
+  if (may_reuse) {
+    if (auto sock = w_.ups.take_idle(*ep_, w_.clock->now())) {
+      socket_.emplace(std::move(*sock));
+      reused_ = true;
+      w_.metrics.cluster(info.cluster).connections_reused.inc();
+    }
+  }
+  if (!socket_) {
+    auto o = co_await connect(ep_);
+    if (!o.ok()) co_return o;
+  }
+  buf_ = w_.buffers.take();
+  sent_at_ = w_.clock->now();
+  method_ = client.method();
+  bool replayable = false;
+  auto o = co_await send(client, head, tap, replayable);
+  if (!o.ok()) co_return o;
+  o = co_await read_head(replayable);
+  if (o.ok() && replayable) client.consume_body();
+  co_return o;
+}
+
+// ---- the request -------------------------------------------------------------------------------
+
+asio::awaitable<outcome> attempt::send(http::connection& client, std::string_view head,
+                                       body_tap* tap, bool& replayable) {
+  deadline_.set(w_.clock->now() + w_.snap->cfg->timeouts.upstream_idle);
+  const auto& body = client.body();
+  // A body whole in the buffer goes with the head and is consumed only once a response head
+  // arrives, so a stale pooled connection can be retried with the same bytes.
+  replayable = body.complete();
+  if (replayable) {
+    std::string_view raw = client.buffered_body();
+    out_.clear();
+    out_.push_back(asio::buffer(head));
+    if (body.kind() == http::body_kind::chunked) {
+      chunk_heads_.clear();
+      std::size_t chunks = 0;
+      http::for_each_chunk(raw, [&](std::string_view) { ++chunks; });
+      chunk_heads_.reserve(chunks * 20 + 8);  // no reallocation once buffers point into it
+      http::for_each_chunk(raw, [&](std::string_view data) {
+        std::size_t at = chunk_heads_.size();
+        http::append_chunk_header(chunk_heads_, data.size());
+        out_.push_back(asio::buffer(chunk_heads_.data() + at, chunk_heads_.size() - at));
+        out_.push_back(asio::buffer(data));
+        out_.push_back(asio::buffer(http::chunk_crlf));
+      });
+      out_.push_back(asio::buffer(http::last_chunk));
+    } else if (!raw.empty()) {
+      out_.push_back(asio::buffer(raw));
+    }
+    bool ok = co_await write(out_);
+    request_complete_ = ok;
+    if (!ok && reused_)
+      co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed", true);
+    co_return outcome{};  // a failed write may still have a response to read (an early answer)
+  }
+  std::array<asio::const_buffer, 1> h{asio::buffer(head)};
+  if (!co_await write(h)) {
+    if (reused_)
+      co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed", true);
+    co_return fail(outcome_kind::reset_before_response, "upstream closed while receiving the request");
+  }
+  co_return co_await stream_body(client, tap);
+}
+
+// Streams the rest of the body, re-framed; the client's data is checked before it goes out.
+asio::awaitable<outcome> attempt::stream_body(http::connection& client, body_tap* tap) {
+  bool chunked = client.body().kind() == http::body_kind::chunked;
+  std::array<std::string_view, max_spans> spans;
+  while (true) {
+    std::size_t n = 0;
+    auto r = co_await client.read_body(spans, n);
+    if (r != http::body_result::ok) {
+      // Aborted without a terminating chunk: the backend cannot take a partial body as whole.
+      switch (r) {
+        case http::body_result::client_gone:
+          co_return fail(outcome_kind::client_gone, "client closed during the request body");
+        case http::body_result::timeout:
+          co_return fail(outcome_kind::request_body_timeout, "request body timeout");
+        case http::body_result::too_large:
+          co_return fail(outcome_kind::request_body_too_large, "request body exceeds the size limit");
+        default:
+          co_return fail(outcome_kind::bad_request_body,
+                         common::cat("invalid request body: ", client.body_error()));
+      }
+    }
+    for (std::size_t i = 0; i < n; ++i)
+      if (tap && !tap->observe(spans[i]))
+        co_return fail(outcome_kind::bad_request_body, std::string(tap->why()));
+    bool last = client.body().finished();
+    out_.clear();
+    chunk_heads_.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+      if (chunked) {
+        std::size_t at = chunk_heads_.size();
+        http::append_chunk_header(chunk_heads_, spans[i].size());
+        out_.push_back(asio::buffer(chunk_heads_.data() + at, chunk_heads_.size() - at));
+      }
+      out_.push_back(asio::buffer(spans[i]));
+      if (chunked) out_.push_back(asio::buffer(http::chunk_crlf));
+    }
+    if (last && chunked) out_.push_back(asio::buffer(http::last_chunk));
+    if (!out_.empty()) {
+      deadline_.set(w_.clock->now() + w_.snap->cfg->timeouts.upstream_idle);
+      if (!co_await write(out_)) {
+        // The backend may have answered early and closed; its answer is read next.
+        client.close_after_response();
+        co_return outcome{};
+      }
+    }
+    if (last) break;
+  }
+  request_complete_ = true;
+  co_return outcome{};
+}
+
+// ---- the response head -------------------------------------------------------------------------
+
+asio::awaitable<outcome> attempt::read_head(bool replayable) {
+  const auto& cfg = *w_.snap->cfg;
+  const auto& info = *ep_->info;
+  auto& em = w_.metrics.cluster(info.cluster).endpoints[info.slot];
+  auto count = [&](metrics::upstream_error e) { em.errors[static_cast<int>(e)].inc(); };
+  http::head_limits limits{cfg.limits.max_header_bytes, cfg.limits.max_headers};
+  while (true) {
+    std::size_t scanned = 0;
+    std::size_t head_len = http::find_head_end(buffered());
+    while (head_len == 0) {
+      if (end_ - begin_ > cfg.limits.max_header_bytes) break;
+      scanned = end_ - begin_;
+      // The response head has its own deadline, counted from the request sent.
+      auto n = co_await read_more(sent_at_ + cfg.timeouts.upstream_response);
+      if (n == 0) break;
+      head_len = http::find_head_end(buffered(), scanned);
+    }
+    if (head_len == 0) {
+      bool got_nothing = end_ == 0;
+      if (deadline_.expired()) {
+        count(metrics::upstream_error::timeout);
+        co_return fail(outcome_kind::response_timeout,
+                       common::cat("upstream ", info.address, " did not respond in time"));
+      }
+      if (got_nothing && reused_ && replayable)
+        co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed",
+                       true);
+      count(got_nothing ? metrics::upstream_error::reset : metrics::upstream_error::protocol);
+      if (got_nothing)
+        co_return fail(outcome_kind::reset_before_response,
+                       common::cat("upstream ", info.address,
+                                   " closed the connection without a response"));
+      co_return fail(outcome_kind::bad_response,
+                     common::cat("upstream ", info.address,
+                                 " sent an oversized or incomplete response head"));
+    }
+    http::parse_error perr{};
+    auto st = http::parse_response(buffered(), limits, buf_->fields, method_, resp_, perr);
+    if (st != http::parse_status::complete) {
+      count(metrics::upstream_error::protocol);
+      co_return fail(outcome_kind::bad_response,
+                     common::cat("upstream ", info.address,
+                                 " sent a malformed response: ", http::describe(perr)));
+    }
+    if (resp_.status >= 200) {
+      consume(head_len);
+      break;
+    }
+    consume(head_len);  // interim 1xx (100 Continue was answered by the gateway): not forwarded
+  }
+  w_.metrics.cluster(info.cluster).first_byte.observe(
+      common::seconds_between(sent_at_, w_.clock->now()));
+  outcome o;
+  o.status = resp_.status;
+  co_return o;
+}
+
+}  // namespace meridian::proxy

@@ -1,0 +1,95 @@
+// One try of a request against one endpoint: its own upstream connection (pooled or new), its
+// own buffer and deadline. It sends the request head and body and reads the response head, then
+// lends its socket to the relay for the body. It never writes to the client: it returns an
+// outcome and the handler decides what the client sees. Owned by a client connection's proxy
+// state and reused for each of its requests; worker thread only.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "meridian/common/error.hpp"
+#include "meridian/http/connection.hpp"
+#include "meridian/runtime/watchdog.hpp"
+#include "proxy/worker_context.hpp"
+
+namespace meridian::proxy {
+
+// Sees every payload byte of a request body that is streamed upstream; returning false aborts
+// the request (the body broke a rule that needed all of it, e.g. a second JSON "model").
+class body_tap {
+ public:
+  virtual bool observe(std::string_view payload) = 0;
+  virtual std::string_view why() const = 0;
+
+ protected:
+  ~body_tap() = default;
+};
+
+class attempt final : public http::cancellable {
+ public:
+  explicit attempt(worker_context& w);
+  ~attempt();
+
+  // Connects (or reuses a pooled connection when may_reuse), sends `head` and the request body
+  // from `client`, and reads the response head. An ok outcome leaves response() valid and the
+  // socket open for the relay; every other outcome has closed it.
+  boost::asio::awaitable<common::outcome> run(upstream::endpoint_ref ep, bool may_reuse,
+                                              http::connection& client, std::string_view head,
+                                              body_tap* tap);
+
+  const http::response_head& response() const { return resp_; }
+  const upstream::endpoint_ref& endpoint() const { return ep_; }
+  bool reused() const { return reused_; }
+  common::time_point sent_at() const { return sent_at_; }
+  // Whether the request went out whole (so the connection may be pooled after the response).
+  bool request_complete() const { return request_complete_; }
+
+  // For the relay: response bytes read and not yet consumed, more of them under the idle
+  // deadline (0 on EOF, error or deadline), and why a read failed.
+  std::string_view buffered() const { return {buf_->bytes.data() + begin_, end_ - begin_}; }
+  void consume(std::size_t n) { begin_ += n; }
+  boost::asio::awaitable<std::size_t> read_more(common::time_point deadline);
+  bool timed_out() const { return deadline_.expired(); }
+  const common::clock* clock() const { return w_.clock; }
+  common::duration idle_timeout() const { return w_.snap->cfg->timeouts.upstream_idle; }
+
+  void count_error(metrics::upstream_error e) {
+    w_.metrics.cluster(ep_->info->cluster).endpoints[ep_->info->slot].errors[static_cast<int>(e)].inc();
+  }
+  // Ends the exchange: the connection goes back to the pool when reusable, else is closed.
+  void finish(bool reusable);
+  void cancel() override;
+
+ private:
+  boost::asio::awaitable<common::outcome> connect(const upstream::endpoint_ref& ep);
+  boost::asio::awaitable<common::outcome> send(http::connection& client, std::string_view head,
+                                               body_tap* tap, bool& replayable);
+  boost::asio::awaitable<common::outcome> stream_body(http::connection& client, body_tap* tap);
+  boost::asio::awaitable<common::outcome> read_head(bool replayable);
+  boost::asio::awaitable<bool> write(std::span<const boost::asio::const_buffer> buffers);
+  common::outcome fail(common::outcome_kind kind, std::string message, bool retry_safe = false);
+  static void on_expire(void* self);
+
+  worker_context& w_;
+  runtime::watchdog deadline_;
+  std::optional<boost::asio::ip::tcp::socket> socket_;
+  upstream::endpoint_ref ep_;
+  std::unique_ptr<upstream_buffers> buf_;
+  std::size_t begin_ = 0, end_ = 0;
+  http::response_head resp_;
+  std::string chunk_heads_;
+  std::vector<boost::asio::const_buffer> out_;
+  common::time_point sent_at_;
+  std::string_view method_;
+  bool reused_ = false;
+  bool request_complete_ = false;
+  bool in_flight_ = false;
+};
+
+}  // namespace meridian::proxy

@@ -1,0 +1,65 @@
+// The per-request context (which route, model and endpoint, when things happened) and the
+// per-connection proxy state that carries it with the reusable attempt and buffers. One per
+// client connection, used by its worker thread.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "meridian/http/connection.hpp"
+#include "meridian/routing/model_scanner.hpp"
+#include "proxy/attempt.hpp"
+
+namespace meridian::proxy {
+
+// Watches the rest of a body whose JSON "model" chose the route: the model must not change
+// (a second "model" key, or one first seen past the peek), or the backend would serve another
+// model than the one the gateway routed.
+class model_guard final : public body_tap {
+ public:
+  void reset() {
+    scanner.reset();
+    fed = seen = 0;
+    routed.reset();
+    why_ = {};
+  }
+  // Feeds what was peeked; later observe() calls skip those bytes.
+  void feed_peeked(std::string_view payload);
+  bool observe(std::string_view payload) override;
+  std::string_view why() const override { return why_; }
+  bool changed() const;
+
+  routing::model_scanner scanner;
+  std::uint64_t fed = 0, seen = 0;
+  std::optional<std::string> routed;  // the model the route was chosen with (nullopt: none)
+  std::string_view why_;
+};
+
+struct request_context {
+  std::shared_ptr<const snapshot> snap;  // pinned for the request's life
+  std::optional<std::size_t> route;
+  std::size_t cluster = 0;
+  upstream::endpoint_ref endpoint;  // the last one tried
+  common::time_point upstream_start{}, first_byte{};
+  bool model_routed = false;
+  int attempts = 0;
+
+  void reset() {
+    snap.reset();
+    route.reset();
+    endpoint.reset();
+    upstream_start = first_byte = {};
+    model_routed = false;
+    attempts = 0;
+  }
+};
+
+struct conn_state final : http::connection_state {
+  explicit conn_state(worker_context& w) : at(w) { head_out.reserve(1024); }
+  attempt at;
+  std::string head_out;
+  request_context ctx;
+  model_guard guard;
+};
+
+}  // namespace meridian::proxy

@@ -1,0 +1,274 @@
+#include "proxy/handler.hpp"
+
+#include "meridian/common/log.hpp"
+#include "meridian/http/headers.hpp"
+#include "meridian/proxy/retry_policy.hpp"
+#include "proxy/context.hpp"
+#include "proxy/relay.hpp"
+
+namespace meridian::proxy {
+
+namespace asio = boost::asio;
+using common::error_kind;
+using common::outcome;
+using common::outcome_kind;
+using metrics::reject_reason;
+
+// ---- model_guard -------------------------------------------------------------------------------
+
+void model_guard::feed_peeked(std::string_view payload) {
+  scanner.feed(payload);
+  fed += payload.size();
+}
+
+bool model_guard::changed() const {
+  if (scanner.current() == routing::model_scanner::state::duplicate) return true;
+  if (scanner.has_model() != routed.has_value()) return true;
+  return routed && scanner.model() != *routed;
+}
+
+bool model_guard::observe(std::string_view payload) {
+  // Bytes fed while peeking come through again when the body streams: skip them.
+  if (seen + payload.size() <= fed) {
+    seen += payload.size();
+    return true;
+  }
+  auto skip = static_cast<std::size_t>(fed > seen ? fed - seen : 0);
+  payload.remove_prefix(skip);
+  seen += skip + payload.size();
+  fed = seen;
+  scanner.feed(payload);
+  if (!changed()) return true;
+  why_ = scanner.current() == routing::model_scanner::state::duplicate
+             ? "the JSON body names \"model\" more than once"
+             : "the JSON \"model\" must appear within the part of the body read for routing";
+  return false;
+}
+
+namespace {
+
+conn_state& state_of(http::connection& c, worker_context& w) {
+  auto& s = c.state();
+  if (!s) s = std::make_unique<conn_state>(w);
+  return static_cast<conn_state&>(*s);
+}
+
+routing::request_view view_of(const http::request_head& h) {
+  return {h.method, h.path, h.host, h.fields(), h.body != http::body_kind::none};
+}
+
+// Answers a body the client got wrong (or too slowly); the connection closes after it.
+asio::awaitable<void> reply_body_error(http::connection& c, worker_context& w,
+                                       http::body_result r) {
+  if (r == http::body_result::client_gone) co_return;
+  auto reason = r == http::body_result::timeout     ? reject_reason::body_timeout
+                : r == http::body_result::too_large ? reject_reason::body_too_large
+                                                    : reject_reason::bad_request;
+  w.metrics.rejected(reason).inc();
+  if (r == http::body_result::timeout) {
+    co_await c.reply_error(error_kind::request_timeout, "request body timeout");
+  } else if (r == http::body_result::too_large) {
+    co_await c.reply_error(error_kind::payload_too_large, "request body exceeds the size limit");
+  } else {
+    std::string msg = common::cat("invalid request body: ", c.body_error());
+    co_await c.reply_error(error_kind::bad_request, msg);
+  }
+}
+
+// Reads as much of the body as the peek allows and feeds it to the model scanner. Returns the
+// body result; the guard holds what was found.
+asio::awaitable<http::body_result> peek_model(http::connection& c, worker_context& w,
+                                              model_guard& g) {
+  g.reset();
+  auto r = co_await c.buffer_body(w.snap->cfg->limits.model_peek_bytes);
+  if (r != http::body_result::ok) co_return r;
+  std::string_view raw = c.buffered_body();
+  std::size_t cap = w.snap->cfg->limits.model_peek_bytes;
+  if (c.body().kind() == http::body_kind::chunked) {
+    http::for_each_chunk(raw, [&](std::string_view d) {
+      if (g.fed < cap) g.feed_peeked(d.substr(0, cap - g.fed));
+    });
+  } else {
+    g.feed_peeked(raw.substr(0, cap));
+  }
+  if (c.body().complete() && g.fed == c.body().payload_bytes()) g.scanner.finish();
+  if (g.scanner.has_model() &&
+      g.scanner.current() != routing::model_scanner::state::duplicate)
+    g.routed = std::string(g.scanner.model());
+  co_return r;
+}
+}  // namespace
+
+// ---- serve -------------------------------------------------------------------------------------
+
+namespace {
+// Chooses the route; answers the client itself (and returns false) when there is none.
+asio::awaitable<bool> route(http::connection& c, worker_context& w, conn_state& st) {
+  auto& ctx = st.ctx;
+  const auto& routes = ctx.snap->routes;
+  auto m = routes.match(view_of(c.head()), std::nullopt);
+  if (m.outcome == routing::match_outcome::need_model) {
+    auto r = co_await peek_model(c, w, st.guard);
+    if (r != http::body_result::ok) {
+      co_await reply_body_error(c, w, r);
+      co_return false;
+    }
+    if (st.guard.scanner.current() == routing::model_scanner::state::duplicate) {
+      w.metrics.rejected(reject_reason::bad_request).inc();
+      co_await c.reply_error(error_kind::bad_request,
+                             "the JSON body names \"model\" more than once");
+      co_return false;
+    }
+    ctx.model_routed = true;
+    std::string_view model = st.guard.routed ? std::string_view(*st.guard.routed) : "";
+    m = routes.match(view_of(c.head()), model);
+  }
+  if (m.outcome != routing::match_outcome::matched) {
+    w.metrics.rejected(reject_reason::no_route).inc();
+    std::string msg = common::cat("no route for ", c.method(), ' ', c.path());
+    co_await c.reply_error(error_kind::not_found, msg);
+    co_return false;
+  }
+  ctx.route = m.route;
+  ctx.cluster = routes.route(m.route).cluster_index;
+  co_return true;
+}
+
+// Tries the candidates in order as the retry policy allows; an ok outcome leaves the attempt
+// ready for the relay.
+asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_state& st) {
+  auto& ctx = st.ctx;
+  auto& cs = w.ups.cluster(ctx.cluster);
+  auto picks = w.balancers[ctx.cluster]->pick(cs.stats_view, w.rng);
+  retry_policy policy;
+  std::size_t k = 0;
+  bool may_reuse = true;
+  body_tap* tap = ctx.model_routed ? &st.guard : nullptr;
+  ctx.upstream_start = w.clock->now();
+  while (true) {
+    ctx.endpoint = cs.endpoints[picks[k]];
+    ++ctx.attempts;
+    auto o = co_await st.at.run(ctx.endpoint, may_reuse, c, st.head_out, tap);
+    if (o.ok()) co_return o;
+    switch (policy.next(o, k + 1 < picks.size())) {
+      case retry_action::same_endpoint_fresh:
+        may_reuse = false;
+        continue;
+      case retry_action::next_candidate:
+        ++k;
+        may_reuse = true;
+        continue;
+      case retry_action::finish:
+        co_return o;
+    }
+  }
+}
+
+// What the client sees of a failed forward.
+asio::awaitable<void> report(http::connection& c, worker_context& w, const request_context& ctx,
+                             const outcome& o) {
+  auto& rm = ctx.route ? w.metrics.route(*ctx.route) : w.metrics.unrouted();
+  switch (o.kind) {
+    case outcome_kind::client_gone:
+      rm.cancelled_request.inc();
+      c.set_note(o.message);
+      co_return;
+    case outcome_kind::bad_request_body:
+      w.metrics.rejected(reject_reason::bad_request).inc();
+      co_await c.reply_error(error_kind::bad_request, o.message);
+      co_return;
+    case outcome_kind::request_body_too_large:
+      co_await reply_body_error(c, w, http::body_result::too_large);
+      co_return;
+    case outcome_kind::request_body_timeout:
+      co_await reply_body_error(c, w, http::body_result::timeout);
+      co_return;
+    default:
+      co_await c.reply_error(o.client_error(), o.message);
+  }
+}
+}  // namespace
+
+asio::awaitable<void> handler::serve(http::connection& c) {
+  auto& st = state_of(c, w_);
+  auto& ctx = st.ctx;
+  ctx.reset();
+  ctx.snap = w_.snap;
+  bool routed = co_await route(c, w_, st);
+  if (!routed) co_return;
+  const auto& cfg = *ctx.snap->cfg;
+  const auto& head = c.head();
+  http::out_framing framing = http::out_framing::none;
+  if (head.body == http::body_kind::content_length)
+    framing = http::out_framing::content_length;
+  else if (head.body == http::body_kind::chunked)
+    framing = http::out_framing::chunked;
+  else if (head.method == "POST" || head.method == "PUT" || head.method == "PATCH")
+    framing = http::out_framing::content_length;  // explicit zero-length body
+  http::build_upstream_request(st.head_out, head, {c.client_ip(), "http", c.request_id()},
+                               framing, head.content_length);
+  // No backend connection for a client that has not sent enough body to be worth one.
+  auto r = co_await c.buffer_body(cfg.limits.body_prebuffer_bytes);
+  if (r != http::body_result::ok) {
+    if (r == http::body_result::client_gone)
+      w_.metrics.route(*ctx.route).cancelled_request.inc();
+    co_await reply_body_error(c, w_, r);
+    co_return;
+  }
+  c.watch_client(&st.at);
+  auto o = co_await forward(c, w_, st);
+  if (!o.ok()) {
+    c.unwatch_client();
+    co_await report(c, w_, ctx, o);
+    co_return;
+  }
+  ctx.first_byte = w_.clock->now();
+  o = co_await relay(st.at, c, st.head_out);
+  c.unwatch_client();
+  if (!o.ok()) {
+    c.set_note(o.message);
+    if (o.kind == outcome_kind::client_gone)
+      w_.metrics.route(*ctx.route).cancelled_response.inc();
+    else
+      st.at.count_error(o.kind == outcome_kind::stalled_response ? metrics::upstream_error::timeout
+                                                                 : metrics::upstream_error::reset);
+  }
+}
+
+// ---- finished ----------------------------------------------------------------------------------
+
+void handler::finished(http::connection& c) {
+  auto now = w_.clock->now();
+  request_context empty;
+  auto* st = static_cast<conn_state*>(c.state().get());
+  const auto& ctx = st ? st->ctx : empty;
+  double dur = common::seconds_between(c.request_start(), now);
+  auto& rm = ctx.route ? w_.metrics.route(*ctx.route) : w_.metrics.unrouted();
+  rm.requests[metrics::code_class_index(c.status())].inc();
+  rm.duration.observe(dur);
+  w_.metrics.bytes_in().inc(c.bytes_in());
+  w_.metrics.bytes_out().inc(c.bytes_out());
+  if (w_.log.enabled()) {
+    bool upstream = ctx.endpoint != nullptr;
+    access_record r;
+    r.request_id = c.request_id();
+    r.method = c.method();
+    r.path = c.path();
+    r.route = ctx.route ? std::string_view(ctx.snap->cfg->routes[*ctx.route].name)
+                        : std::string_view{};
+    r.upstream = upstream ? std::string_view(ctx.endpoint->info->address) : std::string_view{};
+    r.status = c.status();
+    r.bytes_in = c.bytes_in();
+    r.bytes_out = c.bytes_out();
+    r.duration_s = dur;
+    r.upstream_s = upstream ? common::seconds_between(ctx.upstream_start, now) : -1;
+    r.ttfb_s = ctx.first_byte != common::time_point{}
+                   ? common::seconds_between(c.request_start(), ctx.first_byte)
+                   : -1;
+    r.error = c.note();
+    w_.log.record(r);
+  }
+  if (st) st->ctx.reset();
+}
+
+}  // namespace meridian::proxy

@@ -1,0 +1,168 @@
+#include "proxy/relay.hpp"
+
+#include <array>
+
+#include "meridian/http/chunked.hpp"
+#include "meridian/http/headers.hpp"
+
+namespace meridian::proxy {
+
+namespace asio = boost::asio;
+using common::outcome;
+using common::outcome_kind;
+
+namespace {
+constexpr std::size_t max_spans = 16;
+
+struct relay_state {
+  attempt& at;
+  http::connection& client;
+  std::vector<asio::const_buffer> out;
+  std::string chunk_heads;
+  bool client_chunked = false;
+  common::duration idle;
+  const common::clock& clock;
+
+  asio::awaitable<std::size_t> read() { return at.read_more(clock.now() + idle); }
+  asio::awaitable<bool> flush() {
+    bool ok = out.empty() ? true : co_await client.write(out);
+    out.clear();
+    co_return ok;
+  }
+  // Adds the chunked bytes buffered from upstream to `out` as chunks for the client (or raw
+  // bytes when the client gets a close-delimited body). False on malformed chunking.
+  bool frame_chunks(http::chunked_decoder& dec) {
+    chunk_heads.clear();
+    std::array<std::pair<std::size_t, std::size_t>, max_spans> hdr{};
+    std::array<std::string_view, max_spans> data{};
+    std::size_t spans = 0;
+    while (spans < max_spans && !at.buffered().empty() && !dec.done()) {
+      auto st = dec.decode(at.buffered());
+      at.consume(st.consumed);
+      if (dec.failed()) return false;
+      if (!st.data.empty()) {
+        std::size_t pos = chunk_heads.size();
+        if (client_chunked) http::append_chunk_header(chunk_heads, st.data.size());
+        hdr[spans] = {pos, chunk_heads.size() - pos};
+        data[spans++] = st.data;
+      }
+      if (st.consumed == 0) break;
+    }
+    for (std::size_t i = 0; i < spans; ++i) {
+      if (client_chunked)
+        out.push_back(asio::buffer(chunk_heads.data() + hdr[i].first, hdr[i].second));
+      out.push_back(asio::buffer(data[i]));
+      if (client_chunked) out.push_back(asio::buffer(http::chunk_crlf));
+    }
+    if (dec.done() && client_chunked) out.push_back(asio::buffer(http::last_chunk));
+    return true;
+  }
+};
+
+// Content-Length body: forwards exactly that many bytes.
+asio::awaitable<bool> relay_sized(relay_state& s, std::uint64_t left, bool& reusable) {
+  while (true) {
+    auto n = static_cast<std::size_t>(std::min<std::uint64_t>(s.at.buffered().size(), left));
+    if (n) s.out.push_back(asio::buffer(s.at.buffered().data(), n));
+    s.at.consume(n);
+    left -= n;
+    if (!co_await s.flush()) co_return false;
+    if (left == 0) break;
+    if (co_await s.read() == 0) co_return false;
+  }
+  if (!s.at.buffered().empty()) reusable = false;  // the backend sent more than it announced
+  co_return true;
+}
+
+// Chunked or close-delimited body, re-framed for the client.
+asio::awaitable<bool> relay_stream(relay_state& s, bool chunked_in, bool& reusable) {
+  http::chunked_decoder dec;
+  while (true) {
+    bool finished = false;
+    if (chunked_in) {
+      if (!s.frame_chunks(dec)) co_return false;
+      finished = dec.done();
+    } else if (!s.at.buffered().empty()) {
+      auto v = s.at.buffered();
+      s.chunk_heads.clear();
+      if (s.client_chunked) http::append_chunk_header(s.chunk_heads, v.size());
+      if (s.client_chunked) s.out.push_back(asio::buffer(s.chunk_heads));
+      s.out.push_back(asio::buffer(v));
+      if (s.client_chunked) s.out.push_back(asio::buffer(http::chunk_crlf));
+      s.at.consume(v.size());
+    }
+    if (!co_await s.flush()) co_return false;
+    if (finished) break;
+    if (co_await s.read() == 0) {
+      if (chunked_in || s.at.timed_out() || s.client.client_gone()) co_return false;
+      // A close-delimited body ended normally.
+      if (s.client_chunked) s.out.push_back(asio::buffer(http::last_chunk));
+      reusable = false;
+      co_return co_await s.flush();
+    }
+  }
+  if (!s.at.buffered().empty()) reusable = false;
+  if (!chunked_in) reusable = false;
+  co_return true;
+}
+}  // namespace
+
+asio::awaitable<outcome> relay(attempt& at, http::connection& client, std::string& head_out) {
+  const auto& resp = at.response();
+  bool keep = client.keep_alive() && at.request_complete();
+  http::out_framing framing = http::out_framing::none;
+  std::uint64_t cl = 0;
+  bool client_chunked = false;
+  switch (resp.body) {
+    case http::body_kind::none:
+      break;
+    case http::body_kind::content_length:
+      framing = http::out_framing::content_length;
+      cl = resp.content_length;
+      break;
+    case http::body_kind::chunked:
+    case http::body_kind::until_close:
+      client_chunked = client.client_minor() == 1;
+      framing = client_chunked ? http::out_framing::chunked : http::out_framing::close_delimited;
+      if (!client_chunked) keep = false;
+      break;
+  }
+  if (!keep) client.close_after_response();
+  http::build_downstream_response(head_out, resp, client.request_id(), framing, cl, keep,
+                                  client.client_minor());
+  client.response_started(resp.status);
+  relay_state s{at, client, {}, {}, client_chunked, {}, *at.clock()};
+  s.idle = at.idle_timeout();
+  s.out.reserve(max_spans * 3 + 2);
+  s.out.push_back(asio::buffer(head_out));
+  bool reusable = resp.keep_alive && at.request_complete();
+  bool ok;
+  if (resp.body == http::body_kind::none) {
+    if (!at.buffered().empty()) reusable = false;  // bytes after a bodiless response
+    ok = co_await s.flush();
+  } else if (resp.body == http::body_kind::content_length) {
+    ok = co_await relay_sized(s, cl, reusable);
+  } else {
+    ok = co_await relay_stream(s, resp.body == http::body_kind::chunked, reusable);
+  }
+  outcome o;
+  o.status = resp.status;
+  o.bytes_to_client = client.bytes_out();
+  if (!ok) {
+    client.close_after_response();
+    if (client.client_gone()) {
+      o.kind = outcome_kind::client_gone;
+      o.message = "client went away during the response";
+    } else if (at.timed_out()) {
+      o.kind = outcome_kind::stalled_response;
+      o.message = "upstream stalled during the response";
+    } else {
+      o.kind = outcome_kind::reset_during_response;
+      o.message = "upstream failed during the response";
+    }
+  }
+  at.finish(ok && reusable);
+  co_return o;
+}
+
+}  // namespace meridian::proxy

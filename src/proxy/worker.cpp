@@ -1,0 +1,166 @@
+#include "meridian/proxy/worker.hpp"
+
+#include <malloc.h>
+#include <sys/socket.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/intrusive/list.hpp>
+
+#include "meridian/http/connection.hpp"
+#include "meridian/http/headers.hpp"
+#include "proxy/handler.hpp"
+#include "proxy/worker_context.hpp"
+
+namespace meridian::proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using common::error_kind;
+
+namespace {
+http::connection_settings settings_of(const config::gateway_config& cfg) {
+  http::connection_settings s;
+  s.limits.max_head_bytes = cfg.limits.max_header_bytes;
+  s.limits.max_headers = cfg.limits.max_headers;
+  s.max_body_bytes = cfg.limits.max_body_bytes;
+  s.header_timeout = cfg.timeouts.header;
+  s.body_timeout = cfg.timeouts.body;
+  s.idle_timeout = cfg.timeouts.idle;
+  return s;
+}
+
+// A worker's own handle on a published snapshot: per-request pins touch only this worker's
+// reference count, never a count that every worker shares.
+std::shared_ptr<const snapshot> local_pin(std::shared_ptr<const snapshot> global) {
+  const snapshot* raw = global.get();
+  return std::shared_ptr<const snapshot>(raw, [keep = std::move(global)](const snapshot*) {});
+}
+
+// Memory freed by many closed connections goes back to the OS once this many have closed.
+constexpr std::size_t trim_after_closed = 1000;
+}  // namespace
+
+struct worker::impl {
+  impl(asio::io_context& io, std::shared_ptr<const snapshot> snap, metrics::worker_metrics& m,
+       std::uint64_t seed, const common::clock& clock)
+      : ctx(io, local_pin(std::move(snap)), m, seed, clock),
+        h(ctx),
+        housekeeping(std::make_unique<asio::steady_timer>(io)) {
+    env.settings = settings_of(*ctx.snap->cfg);
+    env.clock = &clock;
+    env.rng = &ctx.rng;
+    env.metrics = &m;
+  }
+
+  worker_context ctx;
+  handler h;
+  http::connection_env env;
+  boost::intrusive::list<http::connection, boost::intrusive::constant_time_size<false>> conns;
+  std::unique_ptr<asio::steady_timer> housekeeping;
+  std::size_t peak_connections = 0;
+  bool stopped = false;
+};
+
+namespace {
+asio::awaitable<void> housekeeping(worker::impl* w) {
+  int tick = 0;
+  while (!w->stopped && w->housekeeping) {
+    w->housekeeping->expires_after(std::chrono::milliseconds(100));
+    auto [ec] = co_await w->housekeeping->async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec || w->stopped) break;
+    w->ctx.log.flush();
+    auto now = w->ctx.clock->now();
+    w->ctx.ups.refresh_health(now);
+    for (auto& c : w->conns) c.tick();
+    if (++tick % 10 == 0) w->ctx.ups.prune(now);
+    std::size_t open = w->env.open.load(std::memory_order_relaxed);
+    w->peak_connections = std::max(w->peak_connections, open);
+    if (w->peak_connections > open + trim_after_closed) {
+      ::malloc_trim(0);
+      w->peak_connections = open;
+    }
+  }
+}
+}  // namespace
+
+worker::worker(asio::io_context& io, std::shared_ptr<const snapshot> snap,
+               metrics::worker_metrics& m, std::uint64_t seed, const common::clock& clock)
+    : impl_(std::make_unique<impl>(io, std::move(snap), m, seed, clock)) {
+  asio::co_spawn(io, housekeeping(impl_.get()), asio::detached);
+}
+
+worker::~worker() = default;
+
+void worker::serve(tcp::socket socket) {
+  auto& w = *impl_;
+  const auto& cfg = *w.ctx.snap->cfg;
+  w.ctx.metrics.accepted_connections().inc();
+  if (w.env.open.load(std::memory_order_relaxed) >= cfg.limits.max_connections_per_worker ||
+      w.env.draining) {
+    // Refuse politely without reading: a short non-blocking send, then close.
+    auto kind = w.env.draining ? error_kind::draining : error_kind::overloaded;
+    std::string out;
+    http::build_local_response(
+        out, common::status_of(kind), "application/json",
+        common::error_body(kind, w.env.draining ? "the gateway is draining" : "too many connections"),
+        false, {}, common::retry_after_of(kind));
+    ::send(socket.native_handle(), out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    w.ctx.metrics.rejected(metrics::reject_reason::overloaded).inc();
+    boost::system::error_code ignored;
+    socket.close(ignored);
+    return;
+  }
+  auto& c = http::connection::start(w.ctx.io, std::move(socket), w.env, w.h);
+  w.conns.push_back(c);
+}
+
+void worker::apply(std::shared_ptr<const snapshot> snap) {
+  auto& w = *impl_;
+  w.ctx.ups.apply(snap->topo);
+  w.ctx.snap = local_pin(std::move(snap));
+  w.ctx.make_balancers();
+  w.env.settings = settings_of(*w.ctx.snap->cfg);
+}
+
+void worker::start_drain() {
+  auto& w = *impl_;
+  w.env.draining = true;
+  w.ctx.draining = true;
+  for (auto& c : w.conns) c.close_if_idle();
+  w.ctx.ups.close_all_idle();
+}
+
+void worker::abort_all() {
+  auto& w = *impl_;
+  w.stopped = true;
+  if (w.housekeeping) w.housekeeping->cancel();
+  for (auto& c : w.conns) c.abort();
+  w.ctx.ups.close_all_idle();
+  w.ctx.log.flush();
+}
+
+void worker::release_io() {
+  auto& w = *impl_;
+  w.stopped = true;
+  w.housekeeping.reset();
+  w.ctx.ups.close_all_idle();
+  w.ctx.log.flush();
+}
+
+std::size_t worker::connections() const {
+  return impl_->env.open.load(std::memory_order_relaxed);
+}
+
+const upstream::worker_upstreams& worker::upstreams() const {
+  return impl_->ctx.ups;
+}
+
+asio::io_context& worker::io() {
+  return impl_->ctx.io;
+}
+
+}  // namespace meridian::proxy

@@ -1,0 +1,84 @@
+// Everything one proxy worker's requests share: the snapshot in force, the upstream pools and
+// stats, balancers, the random source, clock, metrics, access log and a pool of upstream
+// buffers. Owned and used by one worker thread.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+
+#include <memory>
+#include <vector>
+
+#include "meridian/common/clock.hpp"
+#include "meridian/common/random.hpp"
+#include "meridian/http/parser.hpp"
+#include "meridian/metrics/metrics.hpp"
+#include "meridian/proxy/access_log.hpp"
+#include "meridian/proxy/snapshot.hpp"
+#include "meridian/routing/balancer.hpp"
+#include "meridian/upstream/cluster.hpp"
+
+namespace meridian::proxy {
+
+// The scratch an upstream exchange needs: response bytes and header storage. Taken from the
+// worker's pool for one attempt and given back after, so idle client connections hold none.
+struct upstream_buffers {
+  std::vector<char> bytes;
+  std::vector<http::header> fields;
+};
+
+class buffer_pool {
+ public:
+  buffer_pool(std::size_t bytes, std::size_t fields, std::size_t keep)
+      : bytes_(bytes), fields_(fields), keep_(keep) {}
+  std::unique_ptr<upstream_buffers> take() {
+    if (free_.empty()) {
+      auto b = std::make_unique<upstream_buffers>();
+      b->bytes.resize(bytes_);
+      b->fields.resize(fields_);
+      return b;
+    }
+    auto b = std::move(free_.back());
+    free_.pop_back();
+    return b;
+  }
+  void give(std::unique_ptr<upstream_buffers> b) {
+    if (free_.size() < keep_ && b->bytes.size() == bytes_) free_.push_back(std::move(b));
+  }
+
+ private:
+  std::size_t bytes_, fields_, keep_;
+  std::vector<std::unique_ptr<upstream_buffers>> free_;
+};
+
+struct worker_context {
+  worker_context(boost::asio::io_context& io_, std::shared_ptr<const snapshot> snap_,
+                 metrics::worker_metrics& m, std::uint64_t seed, const common::clock& clk)
+      : io(io_),
+        snap(std::move(snap_)),
+        ups(snap->topo),
+        rng(seed),
+        clock(&clk),
+        metrics(m),
+        log(snap->cfg->access_log),
+        buffers(32 * 1024, snap->cfg->limits.max_headers, 256) {
+    make_balancers();
+  }
+
+  void make_balancers() {
+    balancers.clear();
+    for (const auto& c : snap->cfg->clusters) balancers.push_back(routing::make_balancer(c.balancer));
+  }
+
+  boost::asio::io_context& io;
+  std::shared_ptr<const snapshot> snap;
+  upstream::worker_upstreams ups;
+  std::vector<std::unique_ptr<routing::balancer>> balancers;
+  common::random_source rng;
+  const common::clock* clock;
+  metrics::worker_metrics& metrics;
+  access_log log;
+  buffer_pool buffers;
+  bool draining = false;
+};
+
+}  // namespace meridian::proxy

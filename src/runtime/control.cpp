@@ -1,0 +1,115 @@
+#include "meridian/runtime/control.hpp"
+
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <csignal>
+
+#include "meridian/common/log.hpp"
+
+namespace meridian::runtime {
+
+namespace asio = boost::asio;
+using common::log;
+using common::log_level;
+
+struct control::impl {
+  impl(config::drain_config d, drain_hooks h)
+      : drain(d), hooks(std::move(h)), timer(io), signals(io, SIGTERM, SIGINT) {}
+
+  void finish() {
+    hooks.abort_all();
+    timer.expires_after(std::chrono::milliseconds(20));
+    timer.async_wait([this](boost::system::error_code) {
+      if (stop) stop();
+      io.stop();
+    });
+  }
+
+  void poll() {
+    std::size_t open = hooks.open_connections();
+    if (open == 0 || std::chrono::steady_clock::now() >= deadline) {
+      if (open)
+        log(log_level::warn, "runtime", "drain timeout: closing ", open, " connections");
+      else
+        log(log_level::info, "runtime", "drained");
+      finish();
+      return;
+    }
+    timer.expires_after(std::chrono::milliseconds(20));
+    timer.async_wait([this](boost::system::error_code ec) {
+      if (!ec) poll();
+    });
+  }
+
+  void begin() {
+    if (draining.exchange(true)) return;
+    hooks.on_draining();
+    log(log_level::info, "runtime", "draining: readiness now fails; listeners close in ",
+        std::chrono::duration<double>(drain.shutdown_delay).count(), "s");
+    timer.expires_after(drain.shutdown_delay);
+    timer.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      hooks.stop_accepting();
+      hooks.drain_workers();
+      deadline = std::chrono::steady_clock::now() + drain.timeout;
+      poll();
+    });
+  }
+
+  void wait_signal() {
+    signals.async_wait([this](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      if (draining.load()) {
+        log(log_level::warn, "runtime", "second signal: stopping now");
+        finish();
+        return;
+      }
+      log(log_level::info, "runtime", "signal ", sig, " received");
+      begin();
+      wait_signal();
+    });
+  }
+
+  config::drain_config drain;
+  drain_hooks hooks;
+  std::function<void()> stop;
+  asio::io_context io{1};
+  asio::steady_timer timer;
+  asio::signal_set signals;
+  std::atomic<bool> draining{false};
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+};
+
+control::control(config::drain_config drain, drain_hooks hooks)
+    : impl_(std::make_unique<impl>(drain, std::move(hooks))) {}
+
+control::~control() = default;
+
+asio::io_context& control::io() {
+  return impl_->io;
+}
+
+void control::begin_drain() {
+  impl_->begin();
+}
+
+bool control::draining() const {
+  return impl_->draining.load();
+}
+
+const std::atomic<bool>& control::draining_flag() const {
+  return impl_->draining;
+}
+
+void control::on_stop(std::function<void()> fn) {
+  impl_->stop = std::move(fn);
+}
+
+void control::run() {
+  ::signal(SIGPIPE, SIG_IGN);
+  impl_->wait_signal();
+  impl_->io.run();
+}
+
+}  // namespace meridian::runtime
