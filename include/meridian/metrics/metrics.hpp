@@ -79,11 +79,13 @@ class gauge {
 // +Inf bucket.
 class histogram {
  public:
-  // Inclusive upper bounds in seconds, 100 µs .. 60 s: gateway overhead at the bottom, LLM
-  // generations at the top. A +Inf bucket follows.
-  static constexpr std::array<double, 18> bounds{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                                 0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
-                                                 1,      2.5,     5,      10,    30,     60};
+  // Inclusive upper bounds in seconds: gateway overhead at the bottom, fine steps where
+  // time-to-first-token and short generations fall (0.1 s .. 10 s), long generations up to the
+  // 300 s upstream timeout at the top. A +Inf bucket follows.
+  static constexpr std::array<double, 29> bounds{
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+      0.15,   0.2,     0.3,    0.4,   0.5,    0.75,  1,    1.5,   2,    3,
+      4,      5,       7.5,    10,    15,     30,    60,   120,   300};
   static constexpr std::size_t buckets = bounds.size() + 1;  // the last one is +Inf
 
   void observe(double seconds) noexcept {
