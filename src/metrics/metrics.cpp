@@ -1,156 +1,334 @@
 #include "meridian/metrics/metrics.hpp"
 
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
-#include <prometheus/histogram.h>
-#include <prometheus/registry.h>
+#include <prometheus/client_metric.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/metric_type.h>
 #include <prometheus/text_serializer.h>
 
-#include <sstream>
+#include <iterator>
+#include <limits>
+#include <map>
+#include <stdexcept>
+#include <utility>
 
 namespace meridian::metrics {
 namespace {
-const prometheus::Histogram::BucketBoundaries& latency_buckets() {
-  // 100 µs .. 60 s: gateway overhead at the bottom, LLM generations at the top.
-  static const prometheus::Histogram::BucketBoundaries b{
-      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-      0.1,    0.25,    0.5,    1,     2.5,    5,     10,   30,    60};
-  return b;
-}
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+using labels = std::vector<ClientMetric::Label>;
+
 constexpr const char* code_classes[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
 constexpr const char* reject_names[] = {"bad_request",    "head_too_large", "body_too_large",
                                         "header_timeout", "body_timeout",   "overloaded",
                                         "no_route"};
 constexpr const char* upstream_error_names[] = {"connect", "reset", "timeout", "protocol"};
+static_assert(std::size(reject_names) == static_cast<std::size_t>(reject_reason::count_));
+static_assert(std::size(upstream_error_names) == static_cast<std::size_t>(upstream_error::count_));
+
+// Children with equal labels are one series, as prometheus-cpp's Family::Add made them: two
+// routes may share a name (a route's name defaults to its cluster's), and a duplicate series
+// would make the whole exposition invalid.
+template <class Key>
+class series_set {
+ public:
+  std::size_t slot(const Key& key) {
+    auto [it, added] = index_.try_emplace(key, keys_.size());
+    if (added) keys_.push_back(key);
+    return it->second;
+  }
+  const std::vector<Key>& keys() const { return keys_; }
+
+ private:
+  std::map<Key, std::size_t> index_;
+  std::vector<Key> keys_;
+};
+
+struct histogram_sum {
+  std::array<std::uint64_t, histogram::buckets> counts{};
+  double sum = 0;
+
+  void add(const histogram& h) {
+    for (std::size_t i = 0; i < counts.size(); ++i) counts[i] += h.bucket(i);
+    sum += h.sum();
+  }
+};
+
+// Labels sorted by name, as prometheus-cpp printed them (and as dashboards and tests match them).
+ClientMetric child(labels l) {
+  std::sort(l.begin(), l.end());
+  ClientMetric m;
+  m.label = std::move(l);
+  return m;
+}
+
+void add_value(MetricFamily& f, labels l, double v) {
+  auto m = child(std::move(l));
+  if (f.type == MetricType::Counter)
+    m.counter.value = v;
+  else
+    m.gauge.value = v;
+  f.metric.push_back(std::move(m));
+}
+
+void add_histogram(MetricFamily& f, labels l, const histogram_sum& h) {
+  auto m = child(std::move(l));
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < histogram::bounds.size(); ++i) {
+    cumulative += h.counts[i];
+    m.histogram.bucket.push_back({cumulative, histogram::bounds[i]});
+  }
+  cumulative += h.counts.back();
+  m.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
+  m.histogram.sample_count = cumulative;
+  m.histogram.sample_sum = h.sum;
+  f.metric.push_back(std::move(m));
+}
+
+MetricFamily family(const char* name, const char* help, MetricType type) {
+  return MetricFamily{name, help, type, {}};
+}
 }  // namespace
 
-registry::registry(const layout& l) : registry_(std::make_shared<prometheus::Registry>()) {
-  auto& reg = *registry_;
-  auto& requests = prometheus::BuildCounter()
-                       .Name("meridian_requests_total")
-                       .Help("Requests answered, by route, cluster and status class")
-                       .Register(reg);
-  auto& duration = prometheus::BuildHistogram()
-                       .Name("meridian_request_duration_seconds")
-                       .Help("Time from a request's first byte to the last byte of its response")
-                       .Register(reg);
-  auto& cancelled = prometheus::BuildCounter()
-                        .Name("meridian_cancelled_requests_total")
-                        .Help("Requests whose client went away before the response finished")
-                        .Register(reg);
-  auto make_route = [&](const std::string& route, const std::string& cluster) {
-    route_metrics rm;
-    for (std::size_t c = 0; c < rm.requests.size(); ++c)
-      rm.requests[c] =
-          &requests.Add({{"route", route}, {"cluster", cluster}, {"code_class", code_classes[c]}});
-    rm.duration = &duration.Add({{"route", route}}, latency_buckets());
-    rm.cancelled_request = &cancelled.Add({{"route", route}, {"phase", "request"}});
-    rm.cancelled_response = &cancelled.Add({{"route", route}, {"phase", "response"}});
-    return rm;
-  };
-  for (std::size_t i = 0; i < l.routes.size(); ++i)
-    routes_.push_back(make_route(l.routes[i], l.route_clusters[i]));
-  unrouted_ = make_route("", "");
+namespace detail {
+struct series_plan {
+  std::size_t routes = 0;              // route index `routes` stands for unrouted()
+  std::vector<std::size_t> endpoints;  // per cluster
+  // Per route (unrouted last): its series in requests_total, and in the families labelled by
+  // route alone (duration, cancelled).
+  std::vector<std::size_t> route_cluster_slot, route_slot;
+  series_set<std::pair<std::string, std::string>> route_clusters;  // (route, cluster)
+  series_set<std::string> route_names;
+  std::vector<std::string> clusters;
+  std::vector<std::vector<std::size_t>> endpoint_slot;                // per cluster, per endpoint
+  series_set<std::pair<std::string, std::string>> cluster_endpoints;  // (cluster, endpoint)
+};
+}  // namespace detail
 
-  auto& connect = prometheus::BuildHistogram()
-                      .Name("meridian_upstream_connect_duration_seconds")
-                      .Help("Time to open a TCP connection to an endpoint")
-                      .Register(reg);
-  auto& first_byte = prometheus::BuildHistogram()
-                         .Name("meridian_upstream_response_head_seconds")
-                         .Help("Time from the request sent upstream to its response head")
-                         .Register(reg);
-  auto& opened = prometheus::BuildCounter()
-                     .Name("meridian_upstream_connections_opened_total")
-                     .Help("Upstream connections opened")
-                     .Register(reg);
-  auto& reused = prometheus::BuildCounter()
-                     .Name("meridian_upstream_connections_reused_total")
-                     .Help("Requests sent on a pooled keep-alive upstream connection")
-                     .Register(reg);
-  auto& up_requests = prometheus::BuildCounter()
-                          .Name("meridian_upstream_requests_total")
-                          .Help("Requests sent to an endpoint")
-                          .Register(reg);
-  auto& up_in_flight = prometheus::BuildGauge()
-                           .Name("meridian_upstream_in_flight")
-                           .Help("Requests in flight to an endpoint, all workers")
-                           .Register(reg);
-  auto& up_errors = prometheus::BuildCounter()
-                        .Name("meridian_upstream_errors_total")
-                        .Help("Upstream failures by kind")
-                        .Register(reg);
-  for (std::size_t c = 0; c < l.clusters.size(); ++c) {
-    cluster_metrics cm;
-    const auto& cl = l.clusters[c];
-    cm.connect_duration = &connect.Add({{"cluster", cl}}, latency_buckets());
-    cm.first_byte = &first_byte.Add({{"cluster", cl}}, latency_buckets());
-    cm.connections_opened = &opened.Add({{"cluster", cl}});
-    cm.connections_reused = &reused.Add({{"cluster", cl}});
-    for (const auto& ep : l.endpoints[c]) {
-      endpoint_metrics em;
-      em.requests = &up_requests.Add({{"cluster", cl}, {"endpoint", ep}});
-      em.in_flight = &up_in_flight.Add({{"cluster", cl}, {"endpoint", ep}});
-      for (std::size_t k = 0; k < em.errors.size(); ++k)
-        em.errors[k] =
-            &up_errors.Add({{"cluster", cl}, {"endpoint", ep}, {"kind", upstream_error_names[k]}});
-      cm.endpoints.push_back(em);
-    }
-    clusters_.push_back(std::move(cm));
+worker_metrics::worker_metrics(const layout& l)
+    : routes_(l.routes.size()), clusters_(l.clusters.size()) {
+  // Assigning a freshly sized vector moves its buffer, never its elements.
+  for (std::size_t c = 0; c < clusters_.size(); ++c)
+    clusters_[c].endpoints = std::vector<endpoint_metrics>(l.endpoints[c].size());
+}
+
+registry::registry(const layout& l, unsigned workers) {
+  if (l.route_clusters.size() != l.routes.size())
+    throw std::invalid_argument("metrics layout: routes and route_clusters differ in length");
+  if (l.endpoints.size() != l.clusters.size())
+    throw std::invalid_argument("metrics layout: clusters and endpoints differ in length");
+  auto p = std::make_unique<detail::series_plan>();
+  p->routes = l.routes.size();
+  const std::string none;  // unrouted requests are labelled route="" cluster=""
+  for (std::size_t r = 0; r <= p->routes; ++r) {
+    const auto& name = r < p->routes ? l.routes[r] : none;
+    const auto& cluster = r < p->routes ? l.route_clusters[r] : none;
+    p->route_cluster_slot.push_back(p->route_clusters.slot({name, cluster}));
+    p->route_slot.push_back(p->route_names.slot(name));
   }
-
-  active_connections_ = &prometheus::BuildGauge()
-                             .Name("meridian_downstream_connections_active")
-                             .Help("Open client connections")
-                             .Register(reg)
-                             .Add({});
-  accepted_connections_ = &prometheus::BuildCounter()
-                               .Name("meridian_downstream_connections_total")
-                               .Help("Client connections accepted")
-                               .Register(reg)
-                               .Add({});
-  auto& bytes = prometheus::BuildCounter()
-                    .Name("meridian_downstream_bytes_total")
-                    .Help("Bytes received from and sent to clients")
-                    .Register(reg);
-  bytes_in_ = &bytes.Add({{"direction", "in"}});
-  bytes_out_ = &bytes.Add({{"direction", "out"}});
-  auto& rejected = prometheus::BuildCounter()
-                       .Name("meridian_downstream_rejected_total")
-                       .Help("Requests or connections refused by the gateway, by reason")
-                       .Register(reg);
-  for (std::size_t r = 0; r < rejected_.size(); ++r)
-    rejected_[r] = &rejected.Add({{"reason", reject_names[r]}});
-  draining_ = &prometheus::BuildGauge()
-                   .Name("meridian_draining")
-                   .Help("1 while the gateway drains before shutdown")
-                   .Register(reg)
-                   .Add({});
-  workers_ = &prometheus::BuildGauge()
-                  .Name("meridian_workers")
-                  .Help("Worker threads serving the data path")
-                  .Register(reg)
-                  .Add({});
+  p->clusters = l.clusters;
+  for (std::size_t c = 0; c < l.clusters.size(); ++c) {
+    p->endpoints.push_back(l.endpoints[c].size());
+    auto& slots = p->endpoint_slot.emplace_back();
+    for (const auto& ep : l.endpoints[c])
+      slots.push_back(p->cluster_endpoints.slot({l.clusters[c], ep}));
+  }
+  plan_ = std::move(p);
+  workers_.reserve(workers);
+  for (unsigned i = 0; i < workers; ++i) workers_.push_back(std::make_unique<worker_metrics>(l));
 }
 
 registry::~registry() = default;
 
 void registry::set_io_backend(std::string_view backend) {
-  prometheus::BuildGauge()
-      .Name("meridian_io_backend_info")
-      .Help("The I/O reactor the data path runs on")
-      .Register(*registry_)
-      .Add({{"backend", std::string(backend)}})
-      .Set(1);
+  std::lock_guard lock(io_backend_mutex_);
+  io_backend_ = backend;
 }
 
-void registry::set_workers(unsigned n) {
-  workers_->Set(n);
+std::int64_t registry::endpoint_in_flight(std::size_t cluster, std::size_t endpoint) const {
+  std::int64_t n = 0;
+  for (const auto& w : workers_) n += w->cluster(cluster).endpoints[endpoint].in_flight.value();
+  return n;
 }
+
+std::uint64_t registry::endpoint_requests(std::size_t cluster, std::size_t endpoint) const {
+  std::uint64_t n = 0;
+  for (const auto& w : workers_) n += w->cluster(cluster).endpoints[endpoint].requests.value();
+  return n;
+}
+
+namespace {
+using workers_t = std::vector<std::unique_ptr<worker_metrics>>;
+
+// Requests by (route, cluster, code class); duration and cancellations by route.
+void collect_routes(const detail::series_plan& p, const workers_t& workers,
+                    std::vector<MetricFamily>& out) {
+  std::vector<std::array<std::uint64_t, 6>> requests(p.route_clusters.keys().size());
+  std::vector<histogram_sum> duration(p.route_names.keys().size());
+  std::vector<std::array<std::uint64_t, 2>> cancelled(p.route_names.keys().size());
+  for (const auto& w : workers) {
+    for (std::size_t r = 0; r <= p.routes; ++r) {
+      const auto& rm = r < p.routes ? w->route(r) : w->unrouted();
+      for (std::size_t c = 0; c < rm.requests.size(); ++c)
+        requests[p.route_cluster_slot[r]][c] += rm.requests[c].value();
+      duration[p.route_slot[r]].add(rm.duration);
+      cancelled[p.route_slot[r]][0] += rm.cancelled_request.value();
+      cancelled[p.route_slot[r]][1] += rm.cancelled_response.value();
+    }
+  }
+  auto req = family("meridian_requests_total",
+                    "Requests answered, by route, cluster and status class", MetricType::Counter);
+  for (std::size_t s = 0; s < requests.size(); ++s) {
+    const auto& [route, cluster] = p.route_clusters.keys()[s];
+    for (std::size_t c = 0; c < requests[s].size(); ++c)
+      add_value(req, {{"route", route}, {"cluster", cluster}, {"code_class", code_classes[c]}},
+                static_cast<double>(requests[s][c]));
+  }
+  auto dur = family("meridian_request_duration_seconds",
+                    "Time from a request's first byte to the last byte of its response",
+                    MetricType::Histogram);
+  auto can =
+      family("meridian_cancelled_requests_total",
+             "Requests whose client went away before the response finished", MetricType::Counter);
+  for (std::size_t s = 0; s < duration.size(); ++s) {
+    const auto& route = p.route_names.keys()[s];
+    add_histogram(dur, {{"route", route}}, duration[s]);
+    add_value(can, {{"route", route}, {"phase", "request"}}, static_cast<double>(cancelled[s][0]));
+    add_value(can, {{"route", route}, {"phase", "response"}}, static_cast<double>(cancelled[s][1]));
+  }
+  for (auto* f : {&req, &dur, &can}) out.push_back(std::move(*f));
+}
+
+// Connection timings and counts by cluster.
+void collect_clusters(const detail::series_plan& p, const workers_t& workers,
+                      std::vector<MetricFamily>& out) {
+  const std::size_t n = p.clusters.size();
+  std::vector<histogram_sum> connect(n), first_byte(n);
+  std::vector<std::uint64_t> opened(n), reused(n);
+  for (const auto& w : workers) {
+    for (std::size_t c = 0; c < n; ++c) {
+      const auto& cm = w->cluster(c);
+      connect[c].add(cm.connect_duration);
+      first_byte[c].add(cm.first_byte);
+      opened[c] += cm.connections_opened.value();
+      reused[c] += cm.connections_reused.value();
+    }
+  }
+  auto con = family("meridian_upstream_connect_duration_seconds",
+                    "Time to open a TCP connection to an endpoint", MetricType::Histogram);
+  auto head =
+      family("meridian_upstream_response_head_seconds",
+             "Time from the request sent upstream to its response head", MetricType::Histogram);
+  auto ope = family("meridian_upstream_connections_opened_total", "Upstream connections opened",
+                    MetricType::Counter);
+  auto reu =
+      family("meridian_upstream_connections_reused_total",
+             "Requests sent on a pooled keep-alive upstream connection", MetricType::Counter);
+  for (std::size_t c = 0; c < n; ++c) {
+    const auto& cl = p.clusters[c];
+    add_histogram(con, {{"cluster", cl}}, connect[c]);
+    add_histogram(head, {{"cluster", cl}}, first_byte[c]);
+    add_value(ope, {{"cluster", cl}}, static_cast<double>(opened[c]));
+    add_value(reu, {{"cluster", cl}}, static_cast<double>(reused[c]));
+  }
+  for (auto* f : {&con, &head, &ope, &reu}) out.push_back(std::move(*f));
+}
+
+// Requests, in flight and errors by (cluster, endpoint).
+void collect_endpoints(const detail::series_plan& p, const workers_t& workers,
+                       std::vector<MetricFamily>& out) {
+  constexpr auto kinds = static_cast<std::size_t>(upstream_error::count_);
+  const std::size_t n = p.cluster_endpoints.keys().size();
+  std::vector<std::uint64_t> requests(n);
+  std::vector<std::int64_t> in_flight(n);
+  std::vector<std::array<std::uint64_t, kinds>> errors(n);
+  for (const auto& w : workers) {
+    for (std::size_t c = 0; c < p.clusters.size(); ++c) {
+      for (std::size_t e = 0; e < p.endpoints[c]; ++e) {
+        const auto& em = w->cluster(c).endpoints[e];
+        const auto s = p.endpoint_slot[c][e];
+        requests[s] += em.requests.value();
+        in_flight[s] += em.in_flight.value();
+        for (std::size_t k = 0; k < kinds; ++k) errors[s][k] += em.errors[k].value();
+      }
+    }
+  }
+  auto req = family("meridian_upstream_requests_total", "Requests sent to an endpoint",
+                    MetricType::Counter);
+  auto inf = family("meridian_upstream_in_flight", "Requests in flight to an endpoint, all workers",
+                    MetricType::Gauge);
+  auto err =
+      family("meridian_upstream_errors_total", "Upstream failures by kind", MetricType::Counter);
+  for (std::size_t s = 0; s < n; ++s) {
+    const auto& [cluster, endpoint] = p.cluster_endpoints.keys()[s];
+    add_value(req, {{"cluster", cluster}, {"endpoint", endpoint}},
+              static_cast<double>(requests[s]));
+    add_value(inf, {{"cluster", cluster}, {"endpoint", endpoint}},
+              static_cast<double>(in_flight[s]));
+    for (std::size_t k = 0; k < kinds; ++k)
+      add_value(err,
+                {{"cluster", cluster}, {"endpoint", endpoint}, {"kind", upstream_error_names[k]}},
+                static_cast<double>(errors[s][k]));
+  }
+  for (auto* f : {&req, &inf, &err}) out.push_back(std::move(*f));
+}
+
+// Client connections, bytes and rejections.
+void collect_downstream(const workers_t& workers, std::vector<MetricFamily>& out) {
+  std::int64_t active = 0;
+  std::uint64_t accepted = 0, bytes_in = 0, bytes_out = 0;
+  std::array<std::uint64_t, static_cast<std::size_t>(reject_reason::count_)> rejected{};
+  for (const auto& w : workers) {
+    active += w->active_connections().value();
+    accepted += w->accepted_connections().value();
+    bytes_in += w->bytes_in().value();
+    bytes_out += w->bytes_out().value();
+    for (std::size_t r = 0; r < rejected.size(); ++r)
+      rejected[r] += w->rejected(static_cast<reject_reason>(r)).value();
+  }
+  add_value(out.emplace_back(family("meridian_downstream_connections_active",
+                                    "Open client connections", MetricType::Gauge)),
+            {}, static_cast<double>(active));
+  add_value(out.emplace_back(family("meridian_downstream_connections_total",
+                                    "Client connections accepted", MetricType::Counter)),
+            {}, static_cast<double>(accepted));
+  auto bytes = family("meridian_downstream_bytes_total", "Bytes received from and sent to clients",
+                      MetricType::Counter);
+  add_value(bytes, {{"direction", "in"}}, static_cast<double>(bytes_in));
+  add_value(bytes, {{"direction", "out"}}, static_cast<double>(bytes_out));
+  auto rej =
+      family("meridian_downstream_rejected_total",
+             "Requests or connections refused by the gateway, by reason", MetricType::Counter);
+  for (std::size_t r = 0; r < rejected.size(); ++r)
+    add_value(rej, {{"reason", reject_names[r]}}, static_cast<double>(rejected[r]));
+  for (auto* f : {&bytes, &rej}) out.push_back(std::move(*f));
+}
+}  // namespace
 
 std::string registry::serialize() const {
-  prometheus::TextSerializer s;
-  return s.Serialize(registry_->Collect());
+  std::vector<MetricFamily> out;
+  collect_routes(*plan_, workers_, out);
+  collect_clusters(*plan_, workers_, out);
+  collect_endpoints(*plan_, workers_, out);
+  collect_downstream(workers_, out);
+  add_value(
+      out.emplace_back(family("meridian_draining", "1 while the gateway drains before shutdown",
+                              MetricType::Gauge)),
+      {}, draining_.load(std::memory_order_relaxed) ? 1 : 0);
+  add_value(out.emplace_back(family("meridian_workers", "Worker threads serving the data path",
+                                    MetricType::Gauge)),
+            {}, static_cast<double>(workers_.size()));
+  {
+    std::lock_guard lock(io_backend_mutex_);
+    if (!io_backend_.empty())
+      add_value(
+          out.emplace_back(family("meridian_io_backend_info",
+                                  "The I/O reactor the data path runs on", MetricType::Gauge)),
+          {{"backend", io_backend_}}, 1);
+  }
+  // A family without children prints nothing, as prometheus-cpp's registry did.
+  std::erase_if(out, [](const MetricFamily& f) { return f.metric.empty(); });
+  return prometheus::TextSerializer().Serialize(out);
 }
 
 }  // namespace meridian::metrics

@@ -1,22 +1,24 @@
-// Every Prometheus family Meridian exports, declared in one place, with the children the hot
-// path uses cached at startup. Created on the main thread before workers start; afterwards the
-// cached children are updated by workers (lock-free atomics) and read by the admin listener.
+// Every Prometheus family Meridian exports, declared in one place. Each worker thread owns one
+// worker_metrics block and is the only thread that writes it; the registry is built on the main
+// thread before workers start, and serialize() and the sums may be called from any thread.
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <atomic>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
-namespace prometheus {
-class Registry;
-class Counter;
-class Gauge;
-class Histogram;
-}  // namespace prometheus
-
 namespace meridian::metrics {
+
+// Blocks written by different workers never share a cache line (no false sharing).
+inline constexpr std::size_t cache_line = 64;
 
 // The bounded label sets are known at startup: routes, clusters, endpoints, listeners.
 struct layout {
@@ -40,61 +42,160 @@ enum class reject_reason {
 
 enum class upstream_error { connect, reset, timeout, protocol, count_ };
 
-struct route_metrics {
-  std::array<prometheus::Counter*, 6> requests{};  // by code class: 1xx..5xx, [0] = no response
-  prometheus::Histogram* duration = nullptr;
-  prometheus::Counter* cancelled_request = nullptr;   // client left while sending / waiting
-  prometheus::Counter* cancelled_response = nullptr;  // client left while a response streamed
+namespace detail {
+struct series_plan;  // the series of every family, their labels, and which children feed each
+}
+
+// Single writer (the owning worker): a relaxed load and store instead of fetch_add keeps locked
+// instructions off the hot path, while the scraper still reads whole, never torn, values.
+class counter {
+ public:
+  void inc(std::uint64_t n = 1) noexcept {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  std::uint64_t value() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> v_{0};
 };
 
-struct endpoint_metrics {
-  prometheus::Counter* requests = nullptr;
-  prometheus::Gauge* in_flight = nullptr;
-  std::array<prometheus::Counter*, static_cast<int>(upstream_error::count_)> errors{};
+// Single writer, like counter. A worker's share may go negative only if another worker undid
+// what it added, which never happens: a request lives on the worker that accepted it.
+class gauge {
+ public:
+  void add(std::int64_t n = 1) noexcept {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void sub(std::int64_t n = 1) noexcept { add(-n); }
+  void set(std::int64_t v) noexcept { v_.store(v, std::memory_order_relaxed); }
+  std::int64_t value() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::int64_t> v_{0};
 };
 
-struct cluster_metrics {
-  prometheus::Histogram* connect_duration = nullptr;
-  prometheus::Histogram* first_byte = nullptr;  // request sent -> response head
-  prometheus::Counter* connections_opened = nullptr;
-  prometheus::Counter* connections_reused = nullptr;
-  std::vector<endpoint_metrics> endpoints;
+// Latency histogram with the fixed buckets below, single writer. Buckets are stored
+// non-cumulative and the count is their sum, so a scrape never sees _count differ from the
+// +Inf bucket.
+class histogram {
+ public:
+  // Inclusive upper bounds in seconds: gateway overhead at the bottom, fine steps where
+  // time-to-first-token and short generations fall (0.1 s .. 10 s), long generations up to the
+  // 300 s upstream timeout at the top. A +Inf bucket follows.
+  static constexpr std::array<double, 29> bounds{
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+      0.15,   0.2,     0.3,    0.4,   0.5,    0.75,  1,    1.5,   2,    3,
+      4,      5,       7.5,    10,    15,     30,    60,   120,   300};
+  static constexpr std::size_t buckets = bounds.size() + 1;  // the last one is +Inf
+
+  void observe(double seconds) noexcept {
+    if (std::isnan(seconds)) return;  // never a duration; it would poison _sum for good
+    auto i = static_cast<std::size_t>(std::lower_bound(bounds.begin(), bounds.end(), seconds) -
+                                      bounds.begin());
+    counts_[i].inc();
+    sum_.store(sum_.load(std::memory_order_relaxed) + seconds, std::memory_order_relaxed);
+  }
+  // Observations in bucket i alone, not cumulative; i == bounds.size() is the +Inf bucket.
+  std::uint64_t bucket(std::size_t i) const noexcept { return counts_[i].value(); }
+  std::uint64_t count() const noexcept {
+    std::uint64_t n = 0;
+    for (const auto& c : counts_) n += c.value();
+    return n;
+  }
+  double sum() const noexcept { return sum_.load(std::memory_order_relaxed); }
+
+ private:
+  std::array<counter, buckets> counts_;
+  std::atomic<double> sum_{0.0};
+};
+
+// The element types hold atomics and so never move: containers of them are sized once, at
+// construction. Each is aligned to its own cache lines, so no heap neighbour shares them.
+struct alignas(cache_line) route_metrics {
+  std::array<counter, 6> requests;  // by code class: [0] = no response, then 1xx..5xx
+  histogram duration;
+  counter cancelled_request;   // client left while sending / waiting
+  counter cancelled_response;  // client left while a response streamed
+};
+
+struct alignas(cache_line) endpoint_metrics {
+  counter requests;
+  gauge in_flight;
+  std::array<counter, static_cast<int>(upstream_error::count_)> errors;
+};
+
+struct alignas(cache_line) cluster_metrics {
+  histogram connect_duration;
+  histogram first_byte;  // request sent -> response head
+  counter connections_opened;
+  counter connections_reused;
+  std::vector<endpoint_metrics> endpoints;  // sized once at construction, never resized
+};
+
+// Everything one worker writes. Only that worker may call the mutating members of what these
+// accessors return; any thread may read.
+class alignas(cache_line) worker_metrics {
+ public:
+  explicit worker_metrics(const layout& l);
+  worker_metrics(const worker_metrics&) = delete;
+  worker_metrics& operator=(const worker_metrics&) = delete;
+
+  route_metrics& route(std::size_t i) { return routes_[i]; }
+  const route_metrics& route(std::size_t i) const { return routes_[i]; }
+  route_metrics& unrouted() { return unrouted_; }
+  const route_metrics& unrouted() const { return unrouted_; }
+  cluster_metrics& cluster(std::size_t i) { return clusters_[i]; }
+  const cluster_metrics& cluster(std::size_t i) const { return clusters_[i]; }
+  gauge& active_connections() { return active_connections_; }
+  const gauge& active_connections() const { return active_connections_; }
+  counter& accepted_connections() { return accepted_connections_; }
+  const counter& accepted_connections() const { return accepted_connections_; }
+  counter& bytes_in() { return bytes_in_; }
+  const counter& bytes_in() const { return bytes_in_; }
+  counter& bytes_out() { return bytes_out_; }
+  const counter& bytes_out() const { return bytes_out_; }
+  counter& rejected(reject_reason r) { return rejected_[static_cast<int>(r)]; }
+  const counter& rejected(reject_reason r) const { return rejected_[static_cast<int>(r)]; }
+
+ private:
+  gauge active_connections_;
+  counter accepted_connections_;
+  counter bytes_in_;
+  counter bytes_out_;
+  std::array<counter, static_cast<int>(reject_reason::count_)> rejected_;
+  route_metrics unrouted_;
+  std::vector<route_metrics> routes_;
+  std::vector<cluster_metrics> clusters_;
 };
 
 class registry {
  public:
-  explicit registry(const layout& l);
+  // Throws std::invalid_argument when the layout's per-route or per-cluster lists disagree.
+  registry(const layout& l, unsigned workers);
   ~registry();
   registry(const registry&) = delete;
   registry& operator=(const registry&) = delete;
 
-  route_metrics& route(std::size_t i) { return routes_[i]; }
-  route_metrics& unrouted() { return unrouted_; }
-  cluster_metrics& cluster(std::size_t i) { return clusters_[i]; }
-  prometheus::Gauge& active_connections() { return *active_connections_; }
-  prometheus::Counter& accepted_connections() { return *accepted_connections_; }
-  prometheus::Counter& bytes_in() { return *bytes_in_; }
-  prometheus::Counter& bytes_out() { return *bytes_out_; }
-  prometheus::Counter& rejected(reject_reason r) { return *rejected_[static_cast<int>(r)]; }
-  prometheus::Gauge& draining() { return *draining_; }
-  void set_io_backend(std::string_view backend);
-  void set_workers(unsigned n);
+  worker_metrics& worker(unsigned i) { return *workers_[i]; }
+  unsigned workers() const { return static_cast<unsigned>(workers_.size()); }
 
-  // Prometheus text exposition format 0.0.4.
+  // Written by the control thread.
+  void set_draining(bool on) { draining_.store(on, std::memory_order_relaxed); }
+  void set_io_backend(std::string_view backend);
+
+  // Prometheus text exposition format 0.0.4, every family summed over workers. Any thread.
   std::string serialize() const;
 
+  // Sums for other readers (admin JSON), over all workers. Any thread.
+  std::int64_t endpoint_in_flight(std::size_t cluster, std::size_t endpoint) const;
+  std::uint64_t endpoint_requests(std::size_t cluster, std::size_t endpoint) const;
+
  private:
-  std::shared_ptr<prometheus::Registry> registry_;
-  std::vector<route_metrics> routes_;
-  route_metrics unrouted_;
-  std::vector<cluster_metrics> clusters_;
-  prometheus::Gauge* active_connections_ = nullptr;
-  prometheus::Counter* accepted_connections_ = nullptr;
-  prometheus::Counter* bytes_in_ = nullptr;
-  prometheus::Counter* bytes_out_ = nullptr;
-  std::array<prometheus::Counter*, static_cast<int>(reject_reason::count_)> rejected_{};
-  prometheus::Gauge* draining_ = nullptr;
-  prometheus::Gauge* workers_ = nullptr;
+  std::unique_ptr<const detail::series_plan> plan_;
+  std::vector<std::unique_ptr<worker_metrics>> workers_;
+  std::atomic<bool> draining_{false};
+  mutable std::mutex io_backend_mutex_;
+  std::string io_backend_;  // empty until set: the info family is left out
 };
 
 // Index into route_metrics::requests for an HTTP status (0 = no response was sent).
