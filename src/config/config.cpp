@@ -1,5 +1,6 @@
 #include "meridian/config/config.hpp"
 
+#include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -60,6 +61,29 @@ namespace {
 std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
+}
+
+// The host a listener binds, in a form two listeners can be compared by: IP literals
+// canonical (the listener binds "localhost" as 127.0.0.1), anything else as written.
+std::string bind_host(const std::string& host) {
+  if (host == "localhost") return "127.0.0.1";
+  unsigned char raw[16];
+  char text[INET6_ADDRSTRLEN];
+  for (int family : {AF_INET, AF_INET6})
+    if (::inet_pton(family, host.c_str(), raw) == 1 &&
+        ::inet_ntop(family, raw, text, sizeof text) != nullptr)
+      return text;
+  return lower(host);
+}
+
+// Two listeners whose binds would conflict. Every worker binds each listener with
+// SO_REUSEPORT, so the kernel would let them share the port and split connections between
+// them silently. Port 0 asks for a fresh ephemeral port each time, so it never conflicts.
+bool listeners_overlap(const host_port& a, const host_port& b) {
+  if (a.port == 0 || a.port != b.port) return false;
+  auto ha = bind_host(a.host), hb = bind_host(b.host);
+  auto wildcard = [](const std::string& h) { return h == "0.0.0.0" || h == "::"; };
+  return ha == hb || wildcard(ha) || wildcard(hb);
 }
 
 // Walks the YAML tree with the key path and source position at hand, so every error names
@@ -340,6 +364,22 @@ gateway_config read_root(const reader& r, const YAML::Node& root) {
     lc.name = l["name"] ? r.scalar(l["name"], k + ".name") : common::cat("listener", i);
     if (!l["address"]) r.fail(l, k + ".address", "missing");
     lc.address = r.address(l["address"], k + ".address");
+    for (std::size_t j = 0; j < cfg.listeners.size(); ++j) {
+      const auto& earlier = cfg.listeners[j];
+      if (earlier.name == lc.name)
+        r.fail(
+            l["name"] ? l["name"] : l, k + ".name",
+            common::cat("duplicate listener name '", lc.name, "' (listeners[", j, "] has it too)"));
+      if (!listeners_overlap(earlier.address, lc.address)) continue;
+      if (bind_host(earlier.address.host) == bind_host(lc.address.host))
+        r.fail(l["address"], k + ".address",
+               common::cat("duplicate listener address ", lc.address.to_string(), " (listeners[", j,
+                           "] '", earlier.name, "' binds ", earlier.address.to_string(), ")"));
+      r.fail(l["address"], k + ".address",
+             common::cat(lc.address.to_string(), " overlaps listeners[", j, "] '", earlier.name,
+                         "' (", earlier.address.to_string(), "): a wildcard address binds port ",
+                         lc.address.port, " on every interface"));
+    }
     cfg.listeners.push_back(std::move(lc));
   }
   if (auto a = root["admin"]) {

@@ -16,6 +16,40 @@ constexpr std::array<bool, 256> make_tchar() {
 }
 constexpr auto tchar = make_tchar();
 
+// Characters of an origin-form target other than pct-encoded (RFC 3986 pchar, "/" and "?"):
+// unreserved / sub-delims / ":" / "@" / "/" / "?". No fragment, no space, no controls.
+constexpr std::array<bool, 256> make_target_char() {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (char c : std::string_view("-._~!$&'()*+,;=:@/?")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}
+constexpr auto target_char = make_target_char();
+
+constexpr bool is_hex(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// absolute-path [ "?" query ] (RFC 9112 §3.2.1): what the gateway forwards, so anything a
+// backend could read differently (a fragment, a stray '%', raw quotes or brackets) is refused.
+bool valid_origin_form(std::string_view t) {
+  if (t.empty() || t.front() != '/') return false;
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    auto c = static_cast<unsigned char>(t[i]);
+    if (c == '%') {
+      if (i + 2 >= t.size() || !is_hex(static_cast<unsigned char>(t[i + 1])) ||
+          !is_hex(static_cast<unsigned char>(t[i + 2])))
+        return false;
+      i += 2;
+    } else if (!target_char[c]) {
+      return false;
+    }
+  }
+  return true;
+}
+
 constexpr unsigned char lower_c(unsigned char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<unsigned char>(c + 32) : c;
 }
@@ -330,6 +364,10 @@ parse_status parse_request(std::string_view buf, const head_limits& limits,
   }
   std::string_view authority;
   if (out.target.front() == '/') {
+    if (!valid_origin_form(out.target)) {
+      err = parse_error::bad_target;
+      return parse_status::error;
+    }
     out.path = out.target;
   } else if (out.target == "*" && out.method == "OPTIONS") {
     out.path = out.target;
@@ -345,6 +383,11 @@ parse_status parse_request(std::string_view buf, const head_limits& limits,
       err = parse_error::bad_target;
       return parse_status::error;
     }
+    // absolute-URI has no fragment either (RFC 9112 §3.2.2).
+    if (t.find('#') != std::string_view::npos) {
+      err = parse_error::bad_target;
+      return parse_status::error;
+    }
     auto rest = t.substr(skip);
     auto slash = rest.find_first_of("/?");
     authority = rest.substr(0, slash);
@@ -353,8 +396,10 @@ parse_status parse_request(std::string_view buf, const head_limits& limits,
       return parse_status::error;
     }
     out.path = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
-    if (out.path.front() == '?') {
-      err = parse_error::bad_target;  // "http://h?q" has no path: keep the rule simple
+    // "http://h?q" has no path: keep the rule simple. The path is forwarded in origin-form,
+    // so it obeys the same rule as an origin-form target.
+    if (out.path.front() == '?' || !valid_origin_form(out.path)) {
+      err = parse_error::bad_target;
       return parse_status::error;
     }
   }

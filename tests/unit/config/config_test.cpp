@@ -137,3 +137,60 @@ TEST_CASE("route matches are parsed and validated") {
   CHECK(error_of(base + "  - { match: { method: post }, cluster: llama }\n").find("upper-case") !=
         std::string::npos);
 }
+
+TEST_CASE("listeners may not share an address or a name") {
+  const std::string rest = R"(clusters:
+  - { name: llama, endpoints: [ 127.0.0.1:9201 ] }
+routes:
+  - { cluster: llama }
+)";
+  auto with = [&](const std::string& a, const std::string& b) {
+    return "listeners:\n  - { name: a, address: '" + a + "' }\n  - { name: b, address: '" + b +
+           "' }\n" + rest;
+  };
+  // The same address twice would share the port through SO_REUSEPORT, silently.
+  auto e = error_of(with("127.0.0.1:8080", "127.0.0.1:8080"));
+  CHECK(e.find("test.yaml:3:25: listeners[1].address: duplicate listener address "
+               "127.0.0.1:8080 (listeners[0] 'a' binds 127.0.0.1:8080)") == 0);
+  CHECK(error_of(with("localhost:8080", "127.0.0.1:8080")).find("duplicate listener address") !=
+        std::string::npos);
+  CHECK(error_of(with("[::1]:8080", "[0:0::1]:8080")).find("duplicate listener address") !=
+        std::string::npos);
+  // A wildcard binds the port on every interface: it overlaps any address with that port.
+  for (auto [a, b] : {std::pair<std::string, std::string>{"0.0.0.0:8080", "127.0.0.1:8080"},
+                      {"10.1.2.3:8080", "0.0.0.0:8080"},
+                      {"[::]:8080", "127.0.0.1:8080"},
+                      {"[::1]:8080", "[::]:8080"},
+                      {"0.0.0.0:8080", "[::]:8080"}}) {
+    CAPTURE(a);
+    CAPTURE(b);
+    e = error_of(with(a, b));
+    CHECK(e.find("test.yaml:3:25: listeners[1].address: ") == 0);
+    CHECK(e.find("overlaps listeners[0] 'a'") != std::string::npos);
+  }
+  // Distinct binds are fine, and port 0 is a fresh ephemeral port each time.
+  for (auto [a, b] : {std::pair<std::string, std::string>{"127.0.0.1:8080", "127.0.0.1:8081"},
+                      {"127.0.0.1:8080", "127.0.0.2:8080"},
+                      {"127.0.0.1:0", "127.0.0.1:0"},
+                      {"0.0.0.0:0", "127.0.0.1:0"},
+                      {"0.0.0.0:8080", "127.0.0.1:8081"}}) {
+    CAPTURE(a);
+    CAPTURE(b);
+    CHECK(error_of(with(a, b)).empty());
+  }
+  e = error_of(
+      "listeners:\n  - { name: a, address: 127.0.0.1:0 }\n  - { name: a, address: "
+      "127.0.0.1:0 }\n" +
+      rest);
+  CHECK(e.find("test.yaml:3:13: listeners[1].name: duplicate listener name 'a' (listeners[0] "
+               "has it too)") == 0);
+  // A listener without a name is named listener<i>; naming another one that is a clash too.
+  e = error_of(
+      "listeners:\n  - { address: 127.0.0.1:0 }\n  - { name: listener0, address: "
+      "127.0.0.1:0 }\n" +
+      rest);
+  CHECK(e.find("listeners[1].name: duplicate listener name 'listener0'") != std::string::npos);
+  // Overrides are checked like the file.
+  e = error_of(with("127.0.0.1:8080", "127.0.0.1:8081"), {"listeners[1].address=127.0.0.1:8080"});
+  CHECK(e.find("listeners[1].address: duplicate listener address") != std::string::npos);
+}

@@ -140,6 +140,37 @@ TEST_CASE("absolute-form targets give the path and the authority") {
   CHECK(p.head.host == "Example.com:8080");
 }
 
+TEST_CASE("request targets are origin-form: absolute-path and query, nothing else") {
+  auto ok = [](const std::string& target) {
+    auto p = req("GET " + target + " HTTP/1.1\r\nHost: a\r\n\r\n");
+    return p.status == parse_status::complete && p.head.path == target;
+  };
+  CHECK(ok("/"));
+  CHECK(ok("//a//b/"));
+  CHECK(ok("/v1/a?x=1&y=%2F%2f:@!$'()*+,;=~-._/?z"));
+  CHECK(ok("/a?b?c"));
+  CHECK(ok("/%41%7E"));
+  // A fragment is never sent (RFC 9112 §3.2.1); forwarding it lets the backend read another path.
+  CHECK(req_error("GET /v1/a#x HTTP/1.1\r\nHost: a\r\n\r\n") == parse_error::bad_target);
+  CHECK(req_error("GET /v1/a?q#x HTTP/1.1\r\nHost: a\r\n\r\n") == parse_error::bad_target);
+  for (std::string bad : {"/a%", "/a%4", "/a%4g", "/a%%41", "/a?%zz", "/a\"b", "/a<b>", "/a{b}",
+                          "/a|b", "/a\\b", "/a^b", "/a`b", "/a[0]", "/q?a[]=1"}) {
+    CAPTURE(bad);
+    CHECK(req_error("GET " + bad + " HTTP/1.1\r\nHost: a\r\n\r\n") == parse_error::bad_target);
+  }
+  // Absolute-form keeps its handling, and has no fragment either.
+  auto p = req("GET http://h:1/a?b HTTP/1.1\r\nHost: h\r\n\r\n");
+  REQUIRE(p.status == parse_status::complete);
+  CHECK(p.head.path == "/a?b");
+  CHECK(req_error("GET http://h/a#x HTTP/1.1\r\nHost: h\r\n\r\n") == parse_error::bad_target);
+  CHECK(req_error("GET http://h#x HTTP/1.1\r\nHost: h\r\n\r\n") == parse_error::bad_target);
+  CHECK(req_error("GET http://h/a%zz HTTP/1.1\r\nHost: h\r\n\r\n") == parse_error::bad_target);
+  p = req("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n");
+  REQUIRE(p.status == parse_status::complete);
+  CHECK(p.head.path == "*");
+  CHECK(req_error("GET * HTTP/1.1\r\nHost: h\r\n\r\n") == parse_error::bad_target);
+}
+
 TEST_CASE("connection management and hop-by-hop names") {
   auto p = req("GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\n\r\n");
   REQUIRE(p.status == parse_status::complete);

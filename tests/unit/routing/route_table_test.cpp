@@ -71,17 +71,3 @@ TEST_CASE("a model route asks for the body, then matches on it") {
   CHECK(f.name(r) == "rest");
 }
 
-TEST_CASE("find_json_model reads only the top-level model string") {
-  using routing::find_json_model;
-  CHECK(find_json_model(R"({"model":"m1","messages":[]})") == "m1");
-  CHECK(find_json_model(R"( { "messages": [{"role":"user","content":"model \"x\""}],
-      "n": 1.5e3, "stream": true, "x": null, "meta": {"model": "inner"}, "model" : "m2" })") ==
-        "m2");
-  CHECK_FALSE(find_json_model(R"({"meta":{"model":"inner"}})").has_value());
-  CHECK_FALSE(find_json_model(R"({"model": 5})").has_value());
-  CHECK_FALSE(find_json_model(R"([{"model":"m"}])").has_value());
-  CHECK_FALSE(find_json_model(R"({"messages":[1,2,)").has_value());  // truncated peek
-  CHECK_FALSE(find_json_model("").has_value());
-  std::string deep(200, '[');
-  CHECK_FALSE(find_json_model(R"({"a":)" + deep).has_value());
-}
