@@ -163,6 +163,7 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
   buf_ = w_.buffers.take();
   sent_at_ = w_.clock->now();
   method_ = client.method();
+  client_ = &client;
   bool replayable = false;
   auto o = co_await send(client, head, tap, replayable);
   if (!o.ok()) co_return o;
@@ -287,6 +288,8 @@ asio::awaitable<outcome> attempt::read_head(bool replayable) {
     }
     if (head_len == 0) {
       bool got_nothing = end_ == 0;
+      if (client_->client_gone())
+        co_return fail(outcome_kind::client_gone, "client went away while waiting for the response");
       if (deadline_.expired()) {
         count(metrics::upstream_error::timeout);
         co_return fail(outcome_kind::response_timeout,

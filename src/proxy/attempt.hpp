@@ -87,6 +87,7 @@ class attempt final : public http::cancellable {
   std::vector<boost::asio::const_buffer> out_;
   common::time_point sent_at_;
   std::string_view method_;
+  http::connection* client_ = nullptr;  // during run()
   bool reused_ = false;
   bool request_complete_ = false;
   bool in_flight_ = false;

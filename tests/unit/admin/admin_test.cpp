@@ -12,11 +12,13 @@ clusters: [ { name: llama, endpoints: [ {address: 127.0.0.1:9201, zone: edge}, 1
 routes: [ { match: { path_prefix: / }, cluster: llama } ]
 )",
                                                                           "t");
-  std::vector<std::vector<upstream::endpoint_info>> eps{
-      {{"127.0.0.1:9201", "edge", {}}, {"127.0.0.1:9202", "cloud", {}}}};
-  metrics::registry reg{metrics::layout{
-      {"r"}, {"llama"}, {"llama"}, {{"127.0.0.1:9201", "127.0.0.1:9202"}}, {"public"}}};
-  upstream::worker_upstreams w1{*cfg, eps}, w2{*cfg, eps};
+  upstream::identity_table ids;
+  std::shared_ptr<const upstream::topology> topo = upstream::resolve_topology(*cfg, ids);
+  metrics::registry reg{
+      metrics::layout{
+          {"r"}, {"llama"}, {"llama"}, {{"127.0.0.1:9201", "127.0.0.1:9202"}}, {"public"}},
+      2};
+  upstream::worker_upstreams w1{topo}, w2{topo};
   std::atomic<bool> draining{false};
   admin::context ctx;
   fixture() {
