@@ -76,7 +76,11 @@ connection& connection::start(asio::io_context& io, tcp::socket socket, connecti
 void connection::on_expire(void* self) {
   auto* c = static_cast<connection*>(self);
   error_code ignored;
-  c->socket_.close(ignored);
+  // A late body is answered (408) before the connection closes; anything else just closes.
+  if (c->answer_on_expiry_)
+    c->socket_.cancel(ignored);
+  else
+    c->socket_.close(ignored);
 }
 
 // ---- buffers ---------------------------------------------------------------------------------
@@ -295,7 +299,9 @@ asio::awaitable<body_result> connection::read_body_bytes() {
     if (!sent) co_return body_result::client_gone;
   }
   deadline_.set(body_deadline_);
+  answer_on_expiry_ = true;
   auto n = co_await read_some(read_chunk);
+  answer_on_expiry_ = false;
   deadline_.clear();
   if (n != 0) co_return body_result::ok;
   if (deadline_.expired()) {

@@ -19,6 +19,13 @@ using common::outcome_kind;
 namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t max_spans = 16;
+
+bool observe_whole(std::string_view raw, http::body_kind kind, body_tap& tap) {
+  if (kind != http::body_kind::chunked) return tap.observe(raw);
+  bool ok = true;
+  http::for_each_chunk(raw, [&](std::string_view d) { ok = ok && tap.observe(d); });
+  return ok;
+}
 }  // namespace
 
 attempt::attempt(worker_context& w) : w_(w), deadline_(w.io, *w.clock, &attempt::on_expire, this) {
@@ -181,8 +188,11 @@ asio::awaitable<outcome> attempt::send(http::connection& client, std::string_vie
   // A body whole in the buffer goes with the head and is consumed only once a response head
   // arrives, so a stale pooled connection can be retried with the same bytes.
   replayable = body.complete();
+  if (tap) tap->rewind();
   if (replayable) {
     std::string_view raw = client.buffered_body();
+    if (tap && !observe_whole(raw, body.kind(), *tap))
+      co_return fail(outcome_kind::bad_request_body, std::string(tap->why()));
     out_.clear();
     out_.push_back(asio::buffer(head));
     if (body.kind() == http::body_kind::chunked) {

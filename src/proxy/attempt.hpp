@@ -26,6 +26,8 @@ class body_tap {
  public:
   virtual bool observe(std::string_view payload) = 0;
   virtual std::string_view why() const = 0;
+  // A new attempt sends the body again from its first byte.
+  virtual void rewind() = 0;
 
  protected:
   ~body_tap() = default;

@@ -26,6 +26,7 @@ class model_guard final : public body_tap {
   // Feeds what was peeked; later observe() calls skip those bytes.
   void feed_peeked(std::string_view payload);
   bool observe(std::string_view payload) override;
+  void rewind() override { seen = 0; }
   std::string_view why() const override { return why_; }
   bool changed() const;
 

@@ -118,7 +118,11 @@ void test_backend::serve(int fd, int id) {
       std::size_t n = std::stoul(lh.substr(cl + 18));
       while (buf.size() < n) {
         ssize_t got = ::recv(fd, tmp, sizeof tmp, 0);
-        if (got <= 0) break;
+        if (got <= 0) {
+          ++truncated;  // the request ended before its body did
+          ::close(fd);
+          return;
+        }
         buf.append(tmp, static_cast<std::size_t>(got));
       }
       r.body = buf.substr(0, n);
@@ -128,7 +132,11 @@ void test_backend::serve(int fd, int id) {
       while ((e = buf.find("\r\n0\r\n\r\n")) == std::string::npos &&
              buf.rfind("0\r\n\r\n", 0) != 0) {
         ssize_t got = ::recv(fd, tmp, sizeof tmp, 0);
-        if (got <= 0) break;
+        if (got <= 0) {
+          ++truncated;  // no terminating chunk: the backend must not take it as whole
+          ::close(fd);
+          return;
+        }
         buf.append(tmp, static_cast<std::size_t>(got));
       }
       std::size_t stop = buf.rfind("0\r\n\r\n", 0) == 0 ? 5 : e + 7;

@@ -29,6 +29,8 @@ class test_backend {
   int connections() const { return connections_.load(); }
   // Set when a streaming or hanging response notices that the gateway closed the connection.
   std::atomic<int> aborted_streams{0};
+  // Requests whose connection closed before their body was complete (never recorded).
+  std::atomic<int> truncated{0};
   // Waits (bounded) for a condition that another thread makes true.
   static bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
 

@@ -189,6 +189,7 @@ class connection : public list_hook {
   request_head head_;
   request_body body_;
   bool expect_continue_ = false;
+  bool answer_on_expiry_ = false;
 
   std::string request_id_, method_, path_, client_ip_, out_, note_;
   common::time_point request_start_, body_deadline_;
