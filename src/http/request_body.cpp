@@ -37,7 +37,8 @@ request_body::status request_body::validate(std::string_view raw) {
     }
     validated_ += st.consumed;
     rest.remove_prefix(st.consumed);
-    if (check_.payload_bytes() > max_) {
+    // A chunk that announces more than the limit allows is refused at its size line.
+    if (check_.payload_bytes() + check_.announced() > max_) {
       error_ = "request body exceeds the size limit";
       return status_ = status::too_large;
     }

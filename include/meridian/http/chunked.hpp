@@ -24,6 +24,8 @@ class chunked_decoder {
   bool failed() const { return state_ == state::error; }
   std::string_view error() const { return error_; }
   std::uint64_t payload_bytes() const { return total_; }
+  // Payload bytes the current chunk still announces (0 between chunks).
+  std::uint64_t announced() const { return state_ == state::data ? remaining_ : 0; }
   void reset() { *this = chunked_decoder{}; }
 
  private:
