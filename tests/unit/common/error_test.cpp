@@ -1,0 +1,33 @@
+#include "meridian/common/error.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace meridian::common;
+
+TEST_CASE("gateway errors have their status, OpenAI shape and Retry-After") {
+  CHECK(status_of(error_kind::bad_request) == 400);
+  CHECK(status_of(error_kind::overloaded) == 503);
+  CHECK(retry_after_of(error_kind::overloaded) == 1);
+  CHECK(retry_after_of(error_kind::upstream_timeout) == 0);
+  CHECK(error_body(error_kind::not_found, "no \"route\"\n") ==
+        R"({"error":{"message":"no \"route\"\n","type":"invalid_request_error","code":"route_not_found"}})");
+}
+
+TEST_CASE("an attempt's outcome says who failed and what the client should see") {
+  outcome o;
+  CHECK(o.ok());
+  o.kind = outcome_kind::connect_timeout;
+  CHECK(o.client_error() == error_kind::upstream_timeout);
+  CHECK(o.source() == error_source::upstream);
+  o.kind = outcome_kind::connect_failed;
+  CHECK(o.client_error() == error_kind::upstream_unavailable);
+  o.kind = outcome_kind::pool_exhausted;
+  CHECK(o.client_error() == error_kind::overloaded);
+  o.kind = outcome_kind::request_body_timeout;
+  CHECK(o.client_error() == error_kind::request_timeout);
+  CHECK(o.source() == error_source::downstream);
+  o.kind = outcome_kind::bad_request_body;
+  CHECK(status_of(o.client_error()) == 400);
+  o.kind = outcome_kind::request_body_too_large;
+  CHECK(status_of(o.client_error()) == 413);
+}
