@@ -375,10 +375,18 @@ asio::awaitable<bool> connection::write(std::span<const asio::const_buffer> buff
   co_return true;
 }
 
+// A body already whole in the buffer is skipped before a local answer, so the connection can
+// stay open; any other unread body makes it close.
+void connection::skip_buffered_body() {
+  if (body_.finished()) return;
+  std::size_t at = begin_ + (head_kept_ ? head_len_ : 0);
+  if (body_.validate({buf_.data() + at, end_ - at}) == request_body::status::complete)
+    consume_body();
+}
+
 asio::awaitable<void> connection::reply(int status, std::string_view content_type,
                                         std::string_view body) {
-  // A body already whole in the buffer is skipped so the connection can stay open.
-  if (body_.complete()) consume_body();
+  skip_buffered_body();
   bool keep = keep_alive() && body_.finished();
   if (!keep) keep_alive_ = false;
   if (request_id_.empty()) assign_request_id({});  // rejected before its head was read
@@ -392,7 +400,7 @@ asio::awaitable<void> connection::reply(int status, std::string_view content_typ
 }
 
 asio::awaitable<void> connection::reply_error(error_kind kind, std::string_view message) {
-  if (body_.complete()) consume_body();
+  skip_buffered_body();
   bool keep = keep_alive() && body_.finished();
   if (!keep) keep_alive_ = false;
   if (request_id_.empty()) assign_request_id({});

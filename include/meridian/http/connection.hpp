@@ -167,6 +167,7 @@ class connection : public list_hook {
   void begin_request();
   void assign_request_id(std::string_view from_client);
   bool reparse_head();
+  void skip_buffered_body();
   void make_room(std::size_t want);
   void start_watch();
   static void on_expire(void* self);
