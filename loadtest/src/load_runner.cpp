@@ -540,7 +540,9 @@ asio::awaitable<void> do_request(worker* w, connection* c, steady::time_point in
   steady::time_point sent_at{};
   for (int attempt = 0; attempt < 2; ++attempt) {
     o = outcome{};
-    if (!c->connected && !co_await ensure_connected(w, c)) {
+    bool up = c->connected;
+    if (!up) up = co_await ensure_connected(w, c);
+    if (!up) {
       o.error = error_kind::connect;
       o.done = steady::now();
       sent_at = o.done;

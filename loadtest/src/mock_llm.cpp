@@ -544,7 +544,8 @@ asio::awaitable<void> serve_conn(impl_t* self, std::shared_ptr<timed_socket> ts)
       std::chrono::microseconds(static_cast<std::int64_t>(self->opt.idle_timeout_s * 1e6));
   while (!self->stopping.load(std::memory_order_relaxed)) {
     std::size_t head_len = 0;
-    if (!co_await read_request(ts, rb, head, body, head_len, idle, 64 << 20)) break;
+    const bool got = co_await read_request(ts, rb, head, body, head_len, idle, 64 << 20);
+    if (!got) break;
     std::string_view target = head.target;
     if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
     const bool keep = head.keep_alive;
@@ -570,7 +571,8 @@ asio::awaitable<void> serve_conn(impl_t* self, std::shared_ptr<timed_socket> ts)
       kind = api::embeddings, gen = true;
     if (gen) {
       rb.consume(head_len);
-      if (!co_await handle_generation(self, ts, kind, std::move(body), keep)) break;
+      const bool open = co_await handle_generation(self, ts, kind, std::move(body), keep);
+      if (!open) break;
       body = std::string();
       continue;
     }

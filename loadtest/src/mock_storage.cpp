@@ -117,9 +117,9 @@ asio::awaitable<void> storage_conn(simpl* self, std::shared_ptr<timed_socket> ts
   std::string body, out;
   while (!self->stopping.load()) {
     std::size_t head_len = 0;
-    if (!co_await read_request(ts, rb, head, body, head_len, std::chrono::seconds(60),
-                               self->opt.max_object))
-      break;
+    const bool got = co_await read_request(ts, rb, head, body, head_len, std::chrono::seconds(60),
+                                           self->opt.max_object);
+    if (!got) break;
     std::string key(head.target.substr(0, head.target.find('?')));
     const bool keep = head.keep_alive;
     const std::string method(head.method);
@@ -195,7 +195,10 @@ asio::awaitable<void> storage_conn(simpl* self, std::shared_ptr<timed_socket> ts
     ts->arm(std::chrono::seconds(30));
     auto [ec, n] = co_await asio::async_write(ts->sock, asio::buffer(out), use_nothrow);
     if (ec) break;
-    if (data && len > 0 && !co_await send_body(self, ts, data, off, len)) break;
+    if (data && len > 0) {
+      const bool body_sent = co_await send_body(self, ts, data, off, len);
+      if (!body_sent) break;
+    }
     if (!keep) break;
   }
   ts->stop();

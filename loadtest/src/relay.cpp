@@ -285,7 +285,9 @@ asio::awaitable<void> control_conn(rimpl* self, std::shared_ptr<timed_socket> ts
   std::string body, out;
   while (true) {
     std::size_t hl = 0;
-    if (!co_await read_request(ts, rb, head, body, hl, std::chrono::seconds(30), 1 << 20)) break;
+    const bool got =
+        co_await read_request(ts, rb, head, body, hl, std::chrono::seconds(30), 1 << 20);
+    if (!got) break;
     const bool keep = head.keep_alive;
     std::string_view target = head.target.substr(0, head.target.find('?'));
     out.clear();
