@@ -6,9 +6,9 @@
 #include <random>
 #include <set>
 
-#include "mock.hpp"
-#include "net.hpp"
-#include "parse.hpp"
+#include "common/net.hpp"
+#include "common/parse.hpp"
+#include "mock/mock.hpp"
 
 namespace meridian::loadtest {
 

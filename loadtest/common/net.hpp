@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "http_parser.hpp"
+#include "common/http_parser.hpp"
 
 namespace meridian::loadtest {
 

@@ -1,4 +1,4 @@
-#include "load.hpp"
+#include "load/load.hpp"
 
 int main(int argc, char** argv) {
   return meridian::loadtest::load_main(argc, argv);

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "arrival.hpp"
-#include "histogram.hpp"
-#include "parse.hpp"
-#include "slo.hpp"
+#include "common/parse.hpp"
+#include "load/arrival.hpp"
+#include "load/histogram.hpp"
+#include "load/slo.hpp"
 
 namespace meridian::loadtest {
 

@@ -1,4 +1,4 @@
-#include "arrival.hpp"
+#include "load/arrival.hpp"
 
 #include <algorithm>
 #include <cmath>

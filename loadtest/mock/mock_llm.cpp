@@ -9,8 +9,8 @@
 #include <random>
 #include <unordered_map>
 
-#include "mock.hpp"
-#include "net.hpp"
+#include "common/net.hpp"
+#include "mock/mock.hpp"
 
 namespace meridian::loadtest {
 

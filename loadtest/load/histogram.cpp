@@ -1,4 +1,4 @@
-#include "histogram.hpp"
+#include "load/histogram.hpp"
 
 #include <cmath>
 

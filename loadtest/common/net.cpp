@@ -1,4 +1,4 @@
-#include "net.hpp"
+#include "common/net.hpp"
 
 #include <stdexcept>
 

@@ -1,4 +1,4 @@
-#include "http_parser.hpp"
+#include "common/http_parser.hpp"
 
 #include <charconv>
 #include <cstring>

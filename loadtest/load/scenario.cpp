@@ -1,4 +1,4 @@
-#include "scenario.hpp"
+#include "load/scenario.hpp"
 
 #include <yaml-cpp/yaml.h>
 

@@ -1,4 +1,4 @@
-#include "parse.hpp"
+#include "common/parse.hpp"
 
 #include <algorithm>
 #include <cctype>

@@ -1,4 +1,4 @@
-#include "engine_model.hpp"
+#include "mock/engine_model.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "engine_model.hpp"
+#include "mock/engine_model.hpp"
 
 namespace meridian::loadtest {
 

@@ -1,4 +1,4 @@
-#include "sse.hpp"
+#include "load/sse.hpp"
 
 #include <boost/json.hpp>
 

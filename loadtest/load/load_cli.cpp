@@ -3,9 +3,9 @@
 #include <cstring>
 #include <iostream>
 
-#include "load.hpp"
-#include "report.hpp"
-#include "scenario.hpp"
+#include "load/load.hpp"
+#include "load/report.hpp"
+#include "load/scenario.hpp"
 
 namespace meridian::loadtest {
 

@@ -3,7 +3,7 @@
 #pragma once
 #include <string>
 
-#include "load.hpp"
+#include "load/load.hpp"
 
 namespace meridian::loadtest {
 

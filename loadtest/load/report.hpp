@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <string>
 
-#include "load.hpp"
+#include "load/load.hpp"
 
 namespace meridian::loadtest {
 

@@ -1,9 +1,9 @@
-#include "slo.hpp"
+#include "load/slo.hpp"
 
 #include <algorithm>
 #include <cstdint>
 
-#include "parse.hpp"
+#include "common/parse.hpp"
 
 namespace meridian::loadtest {
 

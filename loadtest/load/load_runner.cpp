@@ -10,9 +10,9 @@
 #include <mutex>
 #include <random>
 
-#include "load.hpp"
-#include "net.hpp"
-#include "sse.hpp"
+#include "common/net.hpp"
+#include "load/load.hpp"
+#include "load/sse.hpp"
 
 namespace meridian::loadtest {
 

@@ -1,4 +1,4 @@
-#include "report.hpp"
+#include "load/report.hpp"
 
 #include <boost/json.hpp>
 #include <cmath>

@@ -5,8 +5,8 @@
 #include <mutex>
 #include <shared_mutex>
 
-#include "mock.hpp"
-#include "net.hpp"
+#include "common/net.hpp"
+#include "mock/mock.hpp"
 
 namespace meridian::loadtest {
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "mock.hpp"
-#include "parse.hpp"
+#include "common/parse.hpp"
+#include "mock/mock.hpp"
 
 namespace meridian::loadtest {
 
