@@ -2,6 +2,10 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "load/load.hpp"
 #include "load/report.hpp"
@@ -78,168 +82,218 @@ bool known_flag(const std::string& f) {
     if (f == k) return true;
   return false;
 }
-}  // namespace
+int usage_error(const std::string& m) {
+  std::cerr << "meridian-load: " << m << "\n(see --help)\n";
+  return exit_usage;
+}
 
-int load_main(int argc, char** argv) {
-  std::vector<std::string> a(argv + 1, argv + argc);
-  load_config cfg;
-  auto fail = [](const std::string& m) {
-    std::cerr << "meridian-load: " << m << "\n(see --help)\n";
-    return exit_usage;
-  };
+// One flag and its value; the parsers throw std::invalid_argument naming the flag.
+struct flag {
+  const std::string& name;
+  const std::string& value;
+
+  double num() const {
+    auto d = parse_double(value);
+    if (!d || *d < 0) throw std::invalid_argument("bad number for " + name + ": " + value);
+    return *d;
+  }
+  double dur() const {
+    auto d = parse_duration(value);
+    if (!d) throw std::invalid_argument("bad duration for " + name + ": " + value);
+    return static_cast<double>(d->count()) / 1e9;
+  }
+  int_dist dist() const {
+    auto d = int_dist::parse(value);
+    if (!d) throw std::invalid_argument("bad distribution for " + name + ": " + value);
+    return *d;
+  }
+};
+
+// The "load shape" flags; false when x is not one of them.
+bool apply_shape_flag(const flag& x, load_config& cfg) {
+  const std::string& f = x.name;
+  if (f == "--url")
+    cfg.url = x.value;
+  else if (f == "--rate")
+    cfg.rate = x.num(), cfg.profile_points.clear();
+  else if (f == "--duration")
+    cfg.duration_s = x.dur();
+  else if (f == "--warmup")
+    cfg.warmup_s = x.dur();
+  else if (f == "--arrival") {
+    auto k = parse_arrival_kind(x.value);
+    if (!k) throw std::invalid_argument("--arrival must be constant|poisson|gamma");
+    cfg.arrival = *k;
+  } else if (f == "--burstiness")
+    cfg.burstiness = x.num();
+  else if (f == "--connections")
+    cfg.connections = static_cast<int>(x.num());
+  else if (f == "--threads")
+    cfg.threads = static_cast<int>(x.num());
+  else if (f == "--closed")
+    cfg.closed = true;
+  else if (f == "--requests")
+    cfg.max_requests = static_cast<std::uint64_t>(x.num());
+  else if (f == "--max-pending")
+    cfg.max_pending = static_cast<std::size_t>(x.num());
+  else if (f == "--timeout")
+    cfg.timeout_s = x.dur();
+  else if (f == "--drain")
+    cfg.drain_s = x.dur();
+  else if (f == "--late-threshold")
+    cfg.late_threshold_ms = x.dur() * 1e3;
+  else if (f == "--expected-itl")
+    cfg.expected_itl_ms = x.dur() * 1e3;
+  else
+    return false;
+  return true;
+}
+
+// The "requests" flags; false when x is not one of them.
+bool apply_request_flag(const flag& x, load_config& cfg) {
+  const std::string& f = x.name;
+  const std::string& v = x.value;
+  if (f == "--method")
+    cfg.method = v;
+  else if (f == "--body")
+    cfg.body = v;
+  else if (f == "--openai") {
+    if (v == "chat")
+      cfg.api = openai_api::chat;
+    else if (v == "completions")
+      cfg.api = openai_api::completions;
+    else if (v == "embeddings")
+      cfg.api = openai_api::embeddings;
+    else
+      throw std::invalid_argument("--openai must be chat|completions|embeddings");
+  } else if (f == "--stream")
+    cfg.stream = true;
+  else if (f == "--prompt-tokens")
+    cfg.prompt_tokens = x.dist();
+  else if (f == "--max-tokens")
+    cfg.max_tokens = x.dist();
+  else if (f == "--shared-prefix")
+    cfg.shared_prefix = static_cast<int>(x.num());
+  else if (f == "--model")
+    cfg.model = v;
+  else if (f == "--storage")
+    cfg.storage = true;
+  else if (f == "--objects")
+    cfg.objects = static_cast<int>(x.num());
+  else if (f == "--object-size") {
+    auto z = parse_size(v);
+    if (!z) throw std::invalid_argument("bad size for --object-size");
+    cfg.object_size = *z;
+  } else if (f == "--put-ratio")
+    cfg.put_ratio = x.num();
+  else if (f == "--range-ratio")
+    cfg.range_ratio = x.num();
+  else
+    return false;
+  return true;
+}
+
+// The "gates and output" flags; false when x is not one of them.
+bool apply_output_flag(const flag& x, load_config& cfg) {
+  const std::string& f = x.name;
+  const std::string& v = x.value;
+  if (f == "--slo")
+    cfg.slo_text = v;
+  else if (f == "--json")
+    cfg.json_path = v;
+  else if (f == "--csv")
+    cfg.csv_path = v;
+  else if (f == "--html")
+    cfg.html_path = v;
+  else if (f == "--label")
+    cfg.label = v;
+  else if (f == "--seed")
+    cfg.seed = static_cast<std::uint64_t>(x.num());
+  else if (f == "--progress")
+    cfg.progress = v == "on" ? 1 : v == "off" ? 0 : -1;
+  else if (f == "--quiet")
+    cfg.quiet = true;
+  else
+    return false;
+  return true;
+}
+
+// Handles --help, --scenario-json and --scenario ahead of the other flags (so that flags override
+// the scenario); returns the exit code when the command is already complete.
+std::optional<int> prescan(const std::vector<std::string>& a, load_config& cfg) {
   for (std::size_t i = 0; i < a.size(); ++i) {
     if (a[i] == "--help" || a[i] == "-h") {
       std::cout << help_text;
       return exit_ok;
     }
     if (a[i] == "--scenario-json") {
-      if (i + 1 >= a.size()) return fail("--scenario-json needs a file");
+      if (i + 1 >= a.size()) return usage_error("--scenario-json needs a file");
       try {
         std::cout << yaml_file_to_json(a[i + 1]) << "\n";
       } catch (const std::exception& e) {
-        return fail(e.what());
+        return usage_error(e.what());
       }
       return exit_ok;
     }
     if (a[i] == "--scenario") {
-      if (i + 1 >= a.size()) return fail("--scenario needs a file");
-      if (auto e = apply_scenario(a[i + 1], cfg); !e.empty()) return fail(e);
+      if (i + 1 >= a.size()) return usage_error("--scenario needs a file");
+      if (auto e = apply_scenario(a[i + 1], cfg); !e.empty()) return usage_error(e);
     }
   }
+  return std::nullopt;
+}
+
+// Applies every flag in order; returns an error message, empty when all were good.
+std::string apply_flags(const std::vector<std::string>& a, load_config& cfg) {
   for (std::size_t i = 0; i < a.size(); ++i) {
     const std::string& f = a[i];
     std::string v;
-    if (f.rfind("--", 0) != 0) return fail("unexpected argument '" + f + "'");
-    if (!known_flag(f)) return fail("unknown flag " + f);
+    if (f.rfind("--", 0) != 0) return "unexpected argument '" + f + "'";
+    if (!known_flag(f)) return "unknown flag " + f;
     if (flag_takes_value(f)) {
-      if (i + 1 >= a.size()) return fail(f + " needs a value");
+      if (i + 1 >= a.size()) return f + " needs a value";
       v = a[++i];
     }
-    auto num = [&](double& out) {
-      auto d = parse_double(v);
-      if (!d || *d < 0) throw std::invalid_argument("bad number for " + f + ": " + v);
-      out = *d;
-    };
-    auto dur = [&](double& out) {
-      auto d = parse_duration(v);
-      if (!d) throw std::invalid_argument("bad duration for " + f + ": " + v);
-      out = static_cast<double>(d->count()) / 1e9;
-    };
-    auto dist = [&](int_dist& out) {
-      auto d = int_dist::parse(v);
-      if (!d) throw std::invalid_argument("bad distribution for " + f + ": " + v);
-      out = *d;
-    };
+    if (f == "--scenario") continue;
     try {
-      double d = 0;
-      if (f == "--scenario")
-        continue;
-      else if (f == "--url")
-        cfg.url = v;
-      else if (f == "--rate")
-        num(cfg.rate), cfg.profile_points.clear();
-      else if (f == "--duration")
-        dur(cfg.duration_s);
-      else if (f == "--warmup")
-        dur(cfg.warmup_s);
-      else if (f == "--arrival") {
-        auto k = parse_arrival_kind(v);
-        if (!k) throw std::invalid_argument("--arrival must be constant|poisson|gamma");
-        cfg.arrival = *k;
-      } else if (f == "--burstiness")
-        num(cfg.burstiness);
-      else if (f == "--connections")
-        num(d), cfg.connections = static_cast<int>(d);
-      else if (f == "--threads")
-        num(d), cfg.threads = static_cast<int>(d);
-      else if (f == "--closed")
-        cfg.closed = true;
-      else if (f == "--requests")
-        num(d), cfg.max_requests = static_cast<std::uint64_t>(d);
-      else if (f == "--max-pending")
-        num(d), cfg.max_pending = static_cast<std::size_t>(d);
-      else if (f == "--timeout")
-        dur(cfg.timeout_s);
-      else if (f == "--drain")
-        dur(cfg.drain_s);
-      else if (f == "--late-threshold")
-        dur(d), cfg.late_threshold_ms = d * 1e3;
-      else if (f == "--expected-itl")
-        dur(d), cfg.expected_itl_ms = d * 1e3;
-      else if (f == "--method")
-        cfg.method = v;
-      else if (f == "--body")
-        cfg.body = v;
-      else if (f == "--openai") {
-        if (v == "chat")
-          cfg.api = openai_api::chat;
-        else if (v == "completions")
-          cfg.api = openai_api::completions;
-        else if (v == "embeddings")
-          cfg.api = openai_api::embeddings;
-        else
-          throw std::invalid_argument("--openai must be chat|completions|embeddings");
-      } else if (f == "--stream")
-        cfg.stream = true;
-      else if (f == "--prompt-tokens")
-        dist(cfg.prompt_tokens);
-      else if (f == "--max-tokens")
-        dist(cfg.max_tokens);
-      else if (f == "--shared-prefix")
-        num(d), cfg.shared_prefix = static_cast<int>(d);
-      else if (f == "--model")
-        cfg.model = v;
-      else if (f == "--storage")
-        cfg.storage = true;
-      else if (f == "--objects")
-        num(d), cfg.objects = static_cast<int>(d);
-      else if (f == "--object-size") {
-        auto z = parse_size(v);
-        if (!z) throw std::invalid_argument("bad size for --object-size");
-        cfg.object_size = *z;
-      } else if (f == "--put-ratio")
-        num(cfg.put_ratio);
-      else if (f == "--range-ratio")
-        num(cfg.range_ratio);
-      else if (f == "--slo")
-        cfg.slo_text = v;
-      else if (f == "--json")
-        cfg.json_path = v;
-      else if (f == "--csv")
-        cfg.csv_path = v;
-      else if (f == "--html")
-        cfg.html_path = v;
-      else if (f == "--label")
-        cfg.label = v;
-      else if (f == "--seed")
-        num(d), cfg.seed = static_cast<std::uint64_t>(d);
-      else if (f == "--progress")
-        cfg.progress = v == "on" ? 1 : v == "off" ? 0 : -1;
-      else if (f == "--quiet")
-        cfg.quiet = true;
-      else
+      const flag x{f, v};
+      if (!apply_shape_flag(x, cfg) && !apply_request_flag(x, cfg) && !apply_output_flag(x, cfg))
         throw std::invalid_argument("unknown flag " + f);
     } catch (const std::exception& e) {
-      return fail(e.what());
+      return e.what();
     }
   }
-  if (auto e = cfg.finalize(); !e.empty()) return fail(e);
+  return {};
+}
 
+int run_and_report(const load_config& cfg) {
   run_summary s;
   try {
     s = run_load(cfg);
   } catch (const std::exception& e) {
-    return fail(std::string("cannot run: ") + e.what());
+    return usage_error(std::string("cannot run: ") + e.what());
   }
   if (!cfg.quiet) print_table(s, cfg, stdout);
   std::string err;
   if (!cfg.json_path.empty() && !write_file(cfg.json_path, summary_json(s, cfg) + "\n", err))
-    return fail(err);
-  if (!cfg.csv_path.empty() && !write_file(cfg.csv_path, render_csv(s), err)) return fail(err);
+    return usage_error(err);
+  if (!cfg.csv_path.empty() && !write_file(cfg.csv_path, render_csv(s), err))
+    return usage_error(err);
   if (!cfg.html_path.empty() && !write_file(cfg.html_path, render_html(s, cfg), err))
-    return fail(err);
+    return usage_error(err);
   std::fflush(stdout);
   return s.slo_pass ? exit_ok : exit_slo_missed;
+}
+
+}  // namespace
+
+int load_main(int argc, char** argv) {
+  std::vector<std::string> a(argv + 1, argv + argc);
+  load_config cfg;
+  if (auto done = prescan(a, cfg)) return *done;
+  if (auto e = apply_flags(a, cfg); !e.empty()) return usage_error(e);
+  if (auto e = cfg.finalize(); !e.empty()) return usage_error(e);
+  return run_and_report(cfg);
 }
 
 }  // namespace meridian::loadtest

@@ -73,6 +73,126 @@ int wait_for_signal() {
   sigwait(&set, &sig);
   return 0;
 }
+
+// The flags of each subcommand; throw std::invalid_argument on unknown flags or bad values.
+llm_options llm_flags(args& a) {
+  llm_options o;
+  std::string f;
+  while (a.next(f)) {
+    if (f == "--listen")
+      o.listen = a.value(f);
+    else if (f == "--threads")
+      o.threads = static_cast<int>(num(f, a.value(f)));
+    else if (f == "--slots")
+      o.engine.slots = std::max(1, static_cast<int>(num(f, a.value(f))));
+    else if (f == "--prefill-us-per-token")
+      o.engine.prefill_us_per_token = num(f, a.value(f));
+    else if (f == "--decode-ms")
+      o.engine.decode_ms = num(f, a.value(f));
+    else if (f == "--decode-growth")
+      o.engine.decode_growth = num(f, a.value(f));
+    else if (f == "--cache-blocks")
+      o.engine.cache_blocks = static_cast<std::size_t>(num(f, a.value(f)));
+    else if (f == "--model")
+      o.model = a.value(f);
+    else if (f == "--name")
+      o.name = a.value(f);
+    else if (f == "--default-max-tokens")
+      o.default_max_tokens = static_cast<int>(num(f, a.value(f)));
+    else if (f == "--error-rate")
+      o.error_rate = num(f, a.value(f));
+    else if (f == "--spike-rate")
+      o.spike_rate = num(f, a.value(f));
+    else if (f == "--spike-ms")
+      o.spike_ms = ms(f, a.value(f));
+    else if (f == "--header-delay-ms")
+      o.header_delay_ms = ms(f, a.value(f));
+    else if (f == "--reset-rate")
+      o.reset_rate = num(f, a.value(f));
+    else if (f == "--keep-generating")
+      o.stop_on_abandon = false;
+    else if (f == "--seed")
+      o.seed = static_cast<std::uint64_t>(num(f, a.value(f)));
+    else
+      throw std::invalid_argument("unknown flag " + f);
+  }
+  return o;
+}
+
+storage_options storage_flags(args& a) {
+  storage_options o;
+  std::string f;
+  while (a.next(f)) {
+    if (f == "--listen")
+      o.listen = a.value(f);
+    else if (f == "--threads")
+      o.threads = static_cast<int>(num(f, a.value(f)));
+    else if (f == "--bandwidth")
+      o.bandwidth = size(f, a.value(f));
+    else if (f == "--max-object")
+      o.max_object = size(f, a.value(f));
+    else if (f == "--name")
+      o.name = a.value(f);
+    else
+      throw std::invalid_argument("unknown flag " + f);
+  }
+  return o;
+}
+
+relay_options relay_flags(args& a) {
+  relay_options o;
+  std::string f;
+  while (a.next(f)) {
+    if (f == "--listen")
+      o.listen = a.value(f);
+    else if (f == "--to")
+      o.to = a.value(f);
+    else if (f == "--control")
+      o.control = a.value(f);
+    else if (f == "--delay")
+      o.delay_ms = ms(f, a.value(f));
+    else if (f == "--jitter")
+      o.jitter_ms = ms(f, a.value(f));
+    else if (f == "--bandwidth")
+      o.bandwidth = size(f, a.value(f));
+    else if (f == "--seed")
+      o.seed = static_cast<std::uint64_t>(num(f, a.value(f)));
+    else
+      throw std::invalid_argument("unknown flag " + f);
+  }
+  return o;
+}
+
+// Runs one subcommand until SIGINT/SIGTERM; throws on bad flags or a failed start.
+int run(const std::string& cmd, args& a) {
+  if (cmd == "llm") {
+    llm_mock m(llm_flags(a));
+    auto port = m.start();
+    std::fprintf(stderr, "meridian-mock llm listening on port %u\n", port);
+    wait_for_signal();
+    m.stop();
+    return 0;
+  }
+  if (cmd == "storage") {
+    storage_mock m(storage_flags(a));
+    auto port = m.start();
+    std::fprintf(stderr, "meridian-mock storage listening on port %u\n", port);
+    wait_for_signal();
+    m.stop();
+    return 0;
+  }
+  if (cmd == "relay") {
+    relay r(relay_flags(a));
+    auto port = r.start();
+    std::fprintf(stderr, "meridian-mock relay listening on port %u (control %u)\n", port,
+                 r.control_port());
+    wait_for_signal();
+    r.stop();
+    return 0;
+  }
+  std::cerr << "unknown subcommand '" << cmd << "'\n" << usage_text;
+  return 2;
+}
 }  // namespace
 
 int mock_main(int argc, char** argv) {
@@ -88,108 +208,8 @@ int mock_main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::string cmd = argv[1];
   args a{std::vector<std::string>(argv + 2, argv + argc)};
-  std::string f;
   try {
-    if (cmd == "llm") {
-      llm_options o;
-      while (a.next(f)) {
-        if (f == "--listen")
-          o.listen = a.value(f);
-        else if (f == "--threads")
-          o.threads = static_cast<int>(num(f, a.value(f)));
-        else if (f == "--slots")
-          o.engine.slots = std::max(1, static_cast<int>(num(f, a.value(f))));
-        else if (f == "--prefill-us-per-token")
-          o.engine.prefill_us_per_token = num(f, a.value(f));
-        else if (f == "--decode-ms")
-          o.engine.decode_ms = num(f, a.value(f));
-        else if (f == "--decode-growth")
-          o.engine.decode_growth = num(f, a.value(f));
-        else if (f == "--cache-blocks")
-          o.engine.cache_blocks = static_cast<std::size_t>(num(f, a.value(f)));
-        else if (f == "--model")
-          o.model = a.value(f);
-        else if (f == "--name")
-          o.name = a.value(f);
-        else if (f == "--default-max-tokens")
-          o.default_max_tokens = static_cast<int>(num(f, a.value(f)));
-        else if (f == "--error-rate")
-          o.error_rate = num(f, a.value(f));
-        else if (f == "--spike-rate")
-          o.spike_rate = num(f, a.value(f));
-        else if (f == "--spike-ms")
-          o.spike_ms = ms(f, a.value(f));
-        else if (f == "--header-delay-ms")
-          o.header_delay_ms = ms(f, a.value(f));
-        else if (f == "--reset-rate")
-          o.reset_rate = num(f, a.value(f));
-        else if (f == "--keep-generating")
-          o.stop_on_abandon = false;
-        else if (f == "--seed")
-          o.seed = static_cast<std::uint64_t>(num(f, a.value(f)));
-        else
-          throw std::invalid_argument("unknown flag " + f);
-      }
-      llm_mock m(o);
-      auto port = m.start();
-      std::fprintf(stderr, "meridian-mock llm listening on port %u\n", port);
-      wait_for_signal();
-      m.stop();
-      return 0;
-    }
-    if (cmd == "storage") {
-      storage_options o;
-      while (a.next(f)) {
-        if (f == "--listen")
-          o.listen = a.value(f);
-        else if (f == "--threads")
-          o.threads = static_cast<int>(num(f, a.value(f)));
-        else if (f == "--bandwidth")
-          o.bandwidth = size(f, a.value(f));
-        else if (f == "--max-object")
-          o.max_object = size(f, a.value(f));
-        else if (f == "--name")
-          o.name = a.value(f);
-        else
-          throw std::invalid_argument("unknown flag " + f);
-      }
-      storage_mock m(o);
-      auto port = m.start();
-      std::fprintf(stderr, "meridian-mock storage listening on port %u\n", port);
-      wait_for_signal();
-      m.stop();
-      return 0;
-    }
-    if (cmd == "relay") {
-      relay_options o;
-      while (a.next(f)) {
-        if (f == "--listen")
-          o.listen = a.value(f);
-        else if (f == "--to")
-          o.to = a.value(f);
-        else if (f == "--control")
-          o.control = a.value(f);
-        else if (f == "--delay")
-          o.delay_ms = ms(f, a.value(f));
-        else if (f == "--jitter")
-          o.jitter_ms = ms(f, a.value(f));
-        else if (f == "--bandwidth")
-          o.bandwidth = size(f, a.value(f));
-        else if (f == "--seed")
-          o.seed = static_cast<std::uint64_t>(num(f, a.value(f)));
-        else
-          throw std::invalid_argument("unknown flag " + f);
-      }
-      relay r(o);
-      auto port = r.start();
-      std::fprintf(stderr, "meridian-mock relay listening on port %u (control %u)\n", port,
-                   r.control_port());
-      wait_for_signal();
-      r.stop();
-      return 0;
-    }
-    std::cerr << "unknown subcommand '" << cmd << "'\n" << usage_text;
-    return 2;
+    return run(cmd, a);
   } catch (const std::exception& e) {
     std::cerr << "meridian-mock: " << e.what() << "\n";
     return 2;

@@ -108,6 +108,61 @@ asio::awaitable<bool> send_body(simpl* self, std::shared_ptr<timed_socket> ts,
   co_return true;
 }
 
+// An object slice to send after the head.
+struct body_slice {
+  std::shared_ptr<const std::string> data;
+  std::size_t off = 0, len = 0;
+};
+
+// GET and HEAD: writes the head (or a whole 304/404/416 reply) into out and, for a GET that
+// finds the object, the slice to send after it.
+void answer_read(simpl* self, const std::string& method, const std::string& key,
+                 const std::string& range, const std::string& inm, bool keep, std::string& out,
+                 body_slice& slice) {
+  object obj;
+  bool found = false;
+  {
+    std::shared_lock lk(self->mu);
+    auto it = self->objects.find(key);
+    if (it != self->objects.end()) obj = it->second, found = true;
+  }
+  if (!found) {
+    append_response(out, 404, "text/plain", method == "HEAD" ? "" : "no such key\n", self->hdr,
+                    keep);
+  } else if (!inm.empty() && (inm == obj.etag || inm == "*")) {
+    out = "HTTP/1.1 304 Not Modified\r\netag: " + obj.etag + "\r\n" + self->hdr + "\r\n";
+  } else {
+    const std::uint64_t size = obj.data->size();
+    std::uint64_t first = 0, last = size ? size - 1 : 0;
+    int rs = range.empty() ? 2 : parse_range(range, size, first, last);
+    int status = 200;
+    std::string extra = self->hdr + "etag: " + obj.etag + "\r\naccept-ranges: bytes\r\n";
+    if (rs == 1) {
+      append_response(out, 416, "text/plain", "",
+                      extra + "content-range: bytes */" + std::to_string(size) + "\r\n", keep);
+    } else {
+      if (rs == 0) {
+        status = 206;
+        extra += "content-range: bytes " + std::to_string(first) + "-" + std::to_string(last) +
+                 "/" + std::to_string(size) + "\r\n";
+      } else {
+        first = 0;
+        last = size ? size - 1 : 0;
+      }
+      slice.len = size ? static_cast<std::size_t>(last - first + 1) : 0;
+      slice.off = static_cast<std::size_t>(first);
+      out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason_phrase(status)) +
+            "\r\ncontent-length: " + std::to_string(slice.len) +
+            "\r\ncontent-type: application/octet-stream\r\n" + extra +
+            (keep ? "" : "connection: close\r\n") + "\r\n";
+      if (method == "GET")
+        slice.data = obj.data;
+      else
+        slice.len = 0;
+    }
+  }
+}
+
 asio::awaitable<void> storage_conn(simpl* self, std::shared_ptr<timed_socket> ts) {
   ts->start_watch();
   error_code sec;
@@ -127,8 +182,7 @@ asio::awaitable<void> storage_conn(simpl* self, std::shared_ptr<timed_socket> ts
     const std::string inm(head.find("if-none-match"));
     rb.consume(head_len);
     out.clear();
-    std::shared_ptr<const std::string> data;
-    std::size_t off = 0, len = 0;
+    body_slice slice;
     if (key.size() < 2 || key[0] != '/') {
       append_response(out, 400, "text/plain", "bad key\n", self->hdr, keep);
     } else if (method == "PUT") {
@@ -147,56 +201,15 @@ asio::awaitable<void> storage_conn(simpl* self, std::shared_ptr<timed_socket> ts
       }
       append_response(out, n ? 204 : 404, {}, {}, self->hdr, keep);
     } else if (method == "GET" || method == "HEAD") {
-      object obj;
-      bool found = false;
-      {
-        std::shared_lock lk(self->mu);
-        auto it = self->objects.find(key);
-        if (it != self->objects.end()) obj = it->second, found = true;
-      }
-      if (!found) {
-        append_response(out, 404, "text/plain", method == "HEAD" ? "" : "no such key\n", self->hdr,
-                        keep);
-      } else if (!inm.empty() && (inm == obj.etag || inm == "*")) {
-        out = "HTTP/1.1 304 Not Modified\r\netag: " + obj.etag + "\r\n" + self->hdr + "\r\n";
-      } else {
-        const std::uint64_t size = obj.data->size();
-        std::uint64_t first = 0, last = size ? size - 1 : 0;
-        int rs = range.empty() ? 2 : parse_range(range, size, first, last);
-        int status = 200;
-        std::string extra = self->hdr + "etag: " + obj.etag + "\r\naccept-ranges: bytes\r\n";
-        if (rs == 1) {
-          append_response(out, 416, "text/plain", "",
-                          extra + "content-range: bytes */" + std::to_string(size) + "\r\n", keep);
-        } else {
-          if (rs == 0) {
-            status = 206;
-            extra += "content-range: bytes " + std::to_string(first) + "-" + std::to_string(last) +
-                     "/" + std::to_string(size) + "\r\n";
-          } else {
-            first = 0;
-            last = size ? size - 1 : 0;
-          }
-          len = size ? static_cast<std::size_t>(last - first + 1) : 0;
-          off = static_cast<std::size_t>(first);
-          out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason_phrase(status)) +
-                "\r\ncontent-length: " + std::to_string(len) +
-                "\r\ncontent-type: application/octet-stream\r\n" + extra +
-                (keep ? "" : "connection: close\r\n") + "\r\n";
-          if (method == "GET")
-            data = obj.data;
-          else
-            len = 0;
-        }
-      }
+      answer_read(self, method, key, range, inm, keep, out, slice);
     } else {
       append_response(out, 405, "text/plain", "method not allowed\n", self->hdr, keep);
     }
     ts->arm(std::chrono::seconds(30));
     auto [ec, n] = co_await asio::async_write(ts->sock, asio::buffer(out), use_nothrow);
     if (ec) break;
-    if (data && len > 0) {
-      const bool body_sent = co_await send_body(self, ts, data, off, len);
+    if (slice.data && slice.len > 0) {
+      const bool body_sent = co_await send_body(self, ts, slice.data, slice.off, slice.len);
       if (!body_sent) break;
     }
     if (!keep) break;
