@@ -4,7 +4,7 @@
 #include <cmath>
 #include <vector>
 
-#include "arrival.hpp"
+#include "load/arrival.hpp"
 
 using namespace meridian::loadtest;
 

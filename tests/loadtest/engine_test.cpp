@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "engine_model.hpp"
+#include "mock/engine_model.hpp"
 
 using namespace meridian::loadtest;
 using std::chrono::nanoseconds;

@@ -5,7 +5,7 @@
 #include <random>
 #include <vector>
 
-#include "histogram.hpp"
+#include "load/histogram.hpp"
 
 using meridian::loadtest::histogram;
 

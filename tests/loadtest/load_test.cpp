@@ -2,8 +2,8 @@
 
 #include <thread>
 
-#include "load.hpp"
-#include "mock.hpp"
+#include "load/load.hpp"
+#include "mock/mock.hpp"
 
 using namespace meridian::loadtest;
 

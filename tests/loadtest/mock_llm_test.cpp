@@ -4,9 +4,9 @@
 #include <thread>
 #include <vector>
 
-#include "load.hpp"
-#include "mock.hpp"
-#include "sse.hpp"
+#include "load/load.hpp"
+#include "load/sse.hpp"
+#include "mock/mock.hpp"
 #include "test_util.hpp"
 
 using namespace meridian::loadtest;

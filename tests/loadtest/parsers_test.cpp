@@ -3,9 +3,9 @@
 #include <string>
 #include <vector>
 
-#include "http_parser.hpp"
-#include "parse.hpp"
-#include "sse.hpp"
+#include "common/http_parser.hpp"
+#include "common/parse.hpp"
+#include "load/sse.hpp"
 
 using namespace meridian::loadtest;
 

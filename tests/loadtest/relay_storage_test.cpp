@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "mock.hpp"
+#include "mock/mock.hpp"
 #include "test_util.hpp"
 
 using namespace meridian::loadtest;

@@ -3,9 +3,9 @@
 #include <string>
 #include <vector>
 
-#include "load.hpp"
-#include "mock.hpp"
-#include "slo.hpp"
+#include "load/load.hpp"
+#include "load/slo.hpp"
+#include "mock/mock.hpp"
 
 using namespace meridian::loadtest;
 

@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "http_parser.hpp"
+#include "common/http_parser.hpp"
 
 namespace meridian::loadtest::test {
 

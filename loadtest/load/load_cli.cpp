@@ -1,0 +1,299 @@
+// Command line of meridian-load: flags (over an optional scenario), run, reports, exit code.
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "load/load.hpp"
+#include "load/report.hpp"
+#include "load/scenario.hpp"
+
+namespace meridian::loadtest {
+
+namespace {
+const char* help_text =
+    R"(meridian-load: open/closed-loop HTTP and OpenAI load generator (loopback targets only)
+
+usage: meridian-load --url http://127.0.0.1:PORT/PATH (--rate R | --closed) [options]
+
+load shape
+  --rate R                 target requests/s (open loop)
+  --duration D             e.g. 30s (default 10s)
+  --warmup D               leave requests intended in the first D out of the statistics
+  --arrival KIND           constant | poisson | gamma (default poisson)
+  --burstiness F           gamma shape: 1 = Poisson, <1 burstier, >1 smoother (default 1)
+  --connections N          keep-alive connections (default 64)
+  --threads T              io threads (default 1)
+  --closed                 closed loop: every connection sends back to back (max throughput)
+  --requests N             stop after N requests
+  --max-pending N          queue for requests waiting for a free connection (default 100000)
+  --timeout D              per-request timeout (default 30s)
+  --drain D                how long to wait for in-flight requests after the end (default 10s)
+  --late-threshold D       a send later than this after its intended time counts as late (default 1ms)
+  --expected-itl D         token spacing the server is expected to keep (default 2ms; 0 = trust each
+                           request's own TPOT); token events sharing one read are "clumped" when > 1ms
+requests
+  --method M --body JSON   plain HTTP mode (default GET, no body)
+  --openai API             chat | completions | embeddings (path defaults to /v1/...)
+  --stream                 ask for SSE streaming with usage
+  --prompt-tokens DIST     fixed:N | uniform:A:B | normal:MEAN:SD | exponential:MEAN (default fixed:128)
+  --max-tokens DIST        same forms (default fixed:16)
+  --shared-prefix N        first N prompt tokens identical in every request (prefix cache)
+  --model NAME             (default mock-llm)
+  --storage                object-store mix: --objects N --object-size SIZE --put-ratio F --range-ratio F
+gates and output
+  --slo LIST               e.g. "e2el_p99<=50ms,ttft_p99<=200ms,error_rate<=0.1%"
+                           metrics: ttft_|tpot_|itl_|e2el_ + mean|p50|p90|p95|p99|p999|p9999|max,
+                           error_rate, late_rate, request_throughput, goodput (req/s); ops <= < >= >
+                           ttft/tpot/e2el upper bounds also define per-request goodput.
+  --json F  --csv F  --html F   result files (vLLM-style JSON, per-request CSV, HTML with SVG charts)
+  --scenario FILE.yaml     take the `load:` section of a scenario (flags given too override it)
+  --scenario-json FILE     print a scenario file as JSON and exit (used by run-scenario)
+  --label NAME  --seed N  --progress on|off  --quiet
+exit codes
+  0  finished and every SLO met (or none given)
+  2  bad usage or configuration
+  3  finished but an SLO was missed
+)";
+
+bool flag_takes_value(const std::string& f) {
+  static const char* no_value[] = {"--closed", "--stream", "--storage", "--quiet", "--help", "-h"};
+  for (auto* n : no_value)
+    if (f == n) return false;
+  return true;
+}
+
+bool known_flag(const std::string& f) {
+  static const char* known[] = {
+      "--url",        "--rate",           "--duration",     "--warmup",
+      "--arrival",    "--burstiness",     "--connections",  "--threads",
+      "--closed",     "--requests",       "--max-pending",  "--timeout",
+      "--drain",      "--late-threshold", "--expected-itl", "--method",
+      "--body",       "--openai",         "--stream",       "--prompt-tokens",
+      "--max-tokens", "--shared-prefix",  "--model",        "--storage",
+      "--objects",    "--object-size",    "--put-ratio",    "--range-ratio",
+      "--slo",        "--json",           "--csv",          "--html",
+      "--label",      "--seed",           "--progress",     "--quiet",
+      "--scenario"};
+  for (auto* k : known)
+    if (f == k) return true;
+  return false;
+}
+int usage_error(const std::string& m) {
+  std::cerr << "meridian-load: " << m << "\n(see --help)\n";
+  return exit_usage;
+}
+
+// One flag and its value; the parsers throw std::invalid_argument naming the flag.
+struct flag {
+  const std::string& name;
+  const std::string& value;
+
+  double num() const {
+    auto d = parse_double(value);
+    if (!d || *d < 0) throw std::invalid_argument("bad number for " + name + ": " + value);
+    return *d;
+  }
+  double dur() const {
+    auto d = parse_duration(value);
+    if (!d) throw std::invalid_argument("bad duration for " + name + ": " + value);
+    return static_cast<double>(d->count()) / 1e9;
+  }
+  int_dist dist() const {
+    auto d = int_dist::parse(value);
+    if (!d) throw std::invalid_argument("bad distribution for " + name + ": " + value);
+    return *d;
+  }
+};
+
+// The "load shape" flags; false when x is not one of them.
+bool apply_shape_flag(const flag& x, load_config& cfg) {
+  const std::string& f = x.name;
+  if (f == "--url")
+    cfg.url = x.value;
+  else if (f == "--rate")
+    cfg.rate = x.num(), cfg.profile_points.clear();
+  else if (f == "--duration")
+    cfg.duration_s = x.dur();
+  else if (f == "--warmup")
+    cfg.warmup_s = x.dur();
+  else if (f == "--arrival") {
+    auto k = parse_arrival_kind(x.value);
+    if (!k) throw std::invalid_argument("--arrival must be constant|poisson|gamma");
+    cfg.arrival = *k;
+  } else if (f == "--burstiness")
+    cfg.burstiness = x.num();
+  else if (f == "--connections")
+    cfg.connections = static_cast<int>(x.num());
+  else if (f == "--threads")
+    cfg.threads = static_cast<int>(x.num());
+  else if (f == "--closed")
+    cfg.closed = true;
+  else if (f == "--requests")
+    cfg.max_requests = static_cast<std::uint64_t>(x.num());
+  else if (f == "--max-pending")
+    cfg.max_pending = static_cast<std::size_t>(x.num());
+  else if (f == "--timeout")
+    cfg.timeout_s = x.dur();
+  else if (f == "--drain")
+    cfg.drain_s = x.dur();
+  else if (f == "--late-threshold")
+    cfg.late_threshold_ms = x.dur() * 1e3;
+  else if (f == "--expected-itl")
+    cfg.expected_itl_ms = x.dur() * 1e3;
+  else
+    return false;
+  return true;
+}
+
+// The "requests" flags; false when x is not one of them.
+bool apply_request_flag(const flag& x, load_config& cfg) {
+  const std::string& f = x.name;
+  const std::string& v = x.value;
+  if (f == "--method")
+    cfg.method = v;
+  else if (f == "--body")
+    cfg.body = v;
+  else if (f == "--openai") {
+    if (v == "chat")
+      cfg.api = openai_api::chat;
+    else if (v == "completions")
+      cfg.api = openai_api::completions;
+    else if (v == "embeddings")
+      cfg.api = openai_api::embeddings;
+    else
+      throw std::invalid_argument("--openai must be chat|completions|embeddings");
+  } else if (f == "--stream")
+    cfg.stream = true;
+  else if (f == "--prompt-tokens")
+    cfg.prompt_tokens = x.dist();
+  else if (f == "--max-tokens")
+    cfg.max_tokens = x.dist();
+  else if (f == "--shared-prefix")
+    cfg.shared_prefix = static_cast<int>(x.num());
+  else if (f == "--model")
+    cfg.model = v;
+  else if (f == "--storage")
+    cfg.storage = true;
+  else if (f == "--objects")
+    cfg.objects = static_cast<int>(x.num());
+  else if (f == "--object-size") {
+    auto z = parse_size(v);
+    if (!z) throw std::invalid_argument("bad size for --object-size");
+    cfg.object_size = *z;
+  } else if (f == "--put-ratio")
+    cfg.put_ratio = x.num();
+  else if (f == "--range-ratio")
+    cfg.range_ratio = x.num();
+  else
+    return false;
+  return true;
+}
+
+// The "gates and output" flags; false when x is not one of them.
+bool apply_output_flag(const flag& x, load_config& cfg) {
+  const std::string& f = x.name;
+  const std::string& v = x.value;
+  if (f == "--slo")
+    cfg.slo_text = v;
+  else if (f == "--json")
+    cfg.json_path = v;
+  else if (f == "--csv")
+    cfg.csv_path = v;
+  else if (f == "--html")
+    cfg.html_path = v;
+  else if (f == "--label")
+    cfg.label = v;
+  else if (f == "--seed")
+    cfg.seed = static_cast<std::uint64_t>(x.num());
+  else if (f == "--progress")
+    cfg.progress = v == "on" ? 1 : v == "off" ? 0 : -1;
+  else if (f == "--quiet")
+    cfg.quiet = true;
+  else
+    return false;
+  return true;
+}
+
+// Handles --help, --scenario-json and --scenario ahead of the other flags (so that flags override
+// the scenario); returns the exit code when the command is already complete.
+std::optional<int> prescan(const std::vector<std::string>& a, load_config& cfg) {
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i] == "--help" || a[i] == "-h") {
+      std::cout << help_text;
+      return exit_ok;
+    }
+    if (a[i] == "--scenario-json") {
+      if (i + 1 >= a.size()) return usage_error("--scenario-json needs a file");
+      try {
+        std::cout << yaml_file_to_json(a[i + 1]) << "\n";
+      } catch (const std::exception& e) {
+        return usage_error(e.what());
+      }
+      return exit_ok;
+    }
+    if (a[i] == "--scenario") {
+      if (i + 1 >= a.size()) return usage_error("--scenario needs a file");
+      if (auto e = apply_scenario(a[i + 1], cfg); !e.empty()) return usage_error(e);
+    }
+  }
+  return std::nullopt;
+}
+
+// Applies every flag in order; returns an error message, empty when all were good.
+std::string apply_flags(const std::vector<std::string>& a, load_config& cfg) {
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const std::string& f = a[i];
+    std::string v;
+    if (f.rfind("--", 0) != 0) return "unexpected argument '" + f + "'";
+    if (!known_flag(f)) return "unknown flag " + f;
+    if (flag_takes_value(f)) {
+      if (i + 1 >= a.size()) return f + " needs a value";
+      v = a[++i];
+    }
+    if (f == "--scenario") continue;
+    try {
+      const flag x{f, v};
+      if (!apply_shape_flag(x, cfg) && !apply_request_flag(x, cfg) && !apply_output_flag(x, cfg))
+        throw std::invalid_argument("unknown flag " + f);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+  }
+  return {};
+}
+
+int run_and_report(const load_config& cfg) {
+  run_summary s;
+  try {
+    s = run_load(cfg);
+  } catch (const std::exception& e) {
+    return usage_error(std::string("cannot run: ") + e.what());
+  }
+  if (!cfg.quiet) print_table(s, cfg, stdout);
+  std::string err;
+  if (!cfg.json_path.empty() && !write_file(cfg.json_path, summary_json(s, cfg) + "\n", err))
+    return usage_error(err);
+  if (!cfg.csv_path.empty() && !write_file(cfg.csv_path, render_csv(s), err))
+    return usage_error(err);
+  if (!cfg.html_path.empty() && !write_file(cfg.html_path, render_html(s, cfg), err))
+    return usage_error(err);
+  std::fflush(stdout);
+  return s.slo_pass ? exit_ok : exit_slo_missed;
+}
+
+}  // namespace
+
+int load_main(int argc, char** argv) {
+  std::vector<std::string> a(argv + 1, argv + argc);
+  load_config cfg;
+  if (auto done = prescan(a, cfg)) return *done;
+  if (auto e = apply_flags(a, cfg); !e.empty()) return usage_error(e);
+  if (auto e = cfg.finalize(); !e.empty()) return usage_error(e);
+  return run_and_report(cfg);
+}
+
+}  // namespace meridian::loadtest

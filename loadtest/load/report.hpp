@@ -1,0 +1,17 @@
+// Rendering of a finished run: terminal table, vLLM-style JSON, per-request CSV, self-contained
+// HTML.
+#pragma once
+#include <cstdio>
+#include <string>
+
+#include "load/load.hpp"
+
+namespace meridian::loadtest {
+
+void print_table(const run_summary& s, const load_config& cfg, std::FILE* out);
+std::string summary_json(const run_summary& s, const load_config& cfg);
+bool write_file(const std::string& path, const std::string& content, std::string& err);
+std::string render_csv(const run_summary& s);
+std::string render_html(const run_summary& s, const load_config& cfg);
+
+}  // namespace meridian::loadtest

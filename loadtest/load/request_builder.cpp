@@ -1,0 +1,115 @@
+#include "load/request_builder.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "common/net.hpp"
+
+namespace meridian::loadtest::runner {
+
+request_builder::request_builder(const load_config& cfg, std::uint64_t seed)
+    : cfg_(cfg), rng_(seed) {
+  // Every token is 4 bytes (" abc") so the mock's bytes/4 token estimate matches what we asked
+  // for.
+  std::mt19937_64 corpus_rng(0xC0FFEE);  // same corpus (and shared prefix) in every worker
+  corpus_.reserve(4 * corpus_tokens);
+  for (std::size_t i = 0; i < corpus_tokens; ++i) {
+    corpus_.push_back(' ');
+    for (int k = 0; k < 3; ++k) corpus_.push_back(static_cast<char>('a' + corpus_rng() % 26));
+  }
+  std::string path = cfg.path;
+  host_header_ = "Host: " + cfg.host + ":" + std::to_string(cfg.port) + "\r\n";
+  if (cfg.api == openai_api::none && !cfg.storage) {
+    fixed_ = cfg.method + " " + path + " HTTP/1.1\r\n" + host_header_;
+    if (!cfg.body.empty())
+      fixed_ +=
+          "Content-Type: application/json\r\nContent-Length: " + std::to_string(cfg.body.size()) +
+          "\r\n";
+    fixed_ += "\r\n" + cfg.body;
+  }
+  if (cfg.storage) {
+    object_body_.assign(static_cast<std::size_t>(cfg.object_size), 'x');
+    for (std::size_t i = 0; i < object_body_.size(); i += 61)
+      object_body_[i] = static_cast<char>('a' + i % 26);
+  }
+}
+
+void request_builder::build(std::string& out, std::uint64_t seq) {
+  out.clear();
+  extra_ = {};
+  last_head_ = false;
+  if (cfg_.storage) return build_storage(out);
+  const int p = static_cast<int>(std::max<std::int64_t>(1, cfg_.prompt_tokens.sample(rng_)));
+  const int m = static_cast<int>(std::max<std::int64_t>(1, cfg_.max_tokens.sample(rng_)));
+  last_prompt_tokens_ = p;
+  body_.clear();
+  body_ += "{\"model\":\"";
+  body_ += cfg_.model;
+  if (cfg_.api == openai_api::chat)
+    body_ += "\",\"messages\":[{\"role\":\"user\",\"content\":\"";
+  else if (cfg_.api == openai_api::completions)
+    body_ += "\",\"prompt\":\"";
+  else
+    body_ += "\",\"input\":\"";
+  // Shared prefix from the corpus start, a unique tag, then random corpus text.
+  const int shared = std::min(cfg_.shared_prefix, p);
+  body_.append(corpus_.data(), static_cast<std::size_t>(shared) * 4);
+  int left = p - shared;
+  if (left >= 3) {
+    char tag[16];
+    std::snprintf(tag, sizeof tag, " r%010llu",
+                  static_cast<unsigned long long>(seq % 10000000000ull));
+    body_.append(tag, 12);
+    left -= 3;
+  }
+  while (left > 0) {
+    const std::size_t take =
+        std::min<std::size_t>(static_cast<std::size_t>(left), corpus_tokens / 2);
+    const std::size_t off = rng_() % (corpus_tokens - take);
+    body_.append(corpus_.data() + off * 4, take * 4);
+    left -= static_cast<int>(take);
+  }
+  if (cfg_.api == openai_api::chat)
+    body_ += "\"}]";
+  else
+    body_ += "\"";
+  if (cfg_.api != openai_api::embeddings) {
+    body_ += ",\"max_tokens\":";
+    append_uint(body_, static_cast<std::uint64_t>(m));
+    if (cfg_.stream) body_ += ",\"stream\":true,\"stream_options\":{\"include_usage\":true}";
+  }
+  body_ += "}";
+  out += "POST ";
+  out += cfg_.path;
+  out += " HTTP/1.1\r\n";
+  out += host_header_;
+  out += "Content-Type: application/json\r\nContent-Length: ";
+  append_uint(out, body_.size());
+  out += "\r\n\r\n";
+  out += body_;
+}
+
+void request_builder::build_storage(std::string& out) {
+  std::uniform_real_distribution<double> u(0, 1);
+  const auto k = rng_() % static_cast<std::uint64_t>(std::max(1, cfg_.objects));
+  const double r = u(rng_);
+  std::string key = cfg_.path;
+  if (key.empty() || key.back() != '/') key += '/';
+  key += "obj-" + std::to_string(k);
+  if (r < cfg_.put_ratio) {
+    out = "PUT " + key + " HTTP/1.1\r\n" + host_header_ +
+          "Content-Length: " + std::to_string(object_body_.size()) + "\r\n\r\n";
+    extra_ = object_body_;
+  } else {
+    out = "GET " + key + " HTTP/1.1\r\n" + host_header_;
+    if (u(rng_) < cfg_.range_ratio && cfg_.object_size > 1) {
+      auto a = rng_() % cfg_.object_size;
+      auto b = std::min<std::uint64_t>(cfg_.object_size - 1, a + rng_() % 4096);
+      out += "Range: bytes=" + std::to_string(a) + "-" + std::to_string(b) + "\r\n";
+    }
+    out += "\r\n";
+  }
+  last_prompt_tokens_ = 0;
+}
+
+}  // namespace meridian::loadtest::runner

@@ -1,0 +1,37 @@
+// Builds the bytes of each request (OpenAI JSON, storage PUT/GET, or one fixed request) into a
+// connection-owned string; prompts are deterministic per seed. One per worker thread.
+#pragma once
+#include <cstdint>
+#include <random>
+#include <string>
+#include <string_view>
+
+#include "load/load.hpp"
+
+namespace meridian::loadtest::runner {
+
+class request_builder {
+ public:
+  request_builder(const load_config& cfg, std::uint64_t seed);
+
+  static constexpr std::size_t corpus_tokens = 1 << 16;
+  const std::string& fixed() const { return fixed_; }
+  bool is_fixed() const { return !fixed_.empty(); }
+  bool last_is_head() const { return last_head_; }
+  int last_prompt_tokens() const { return last_prompt_tokens_; }
+  std::string_view extra_body() const { return extra_; }
+
+  void build(std::string& out, std::uint64_t seq);
+
+ private:
+  void build_storage(std::string& out);
+
+  const load_config& cfg_;
+  std::mt19937_64 rng_;
+  std::string corpus_, body_, fixed_, host_header_, object_body_;
+  std::string_view extra_;
+  bool last_head_ = false;
+  int last_prompt_tokens_ = 0;
+};
+
+}  // namespace meridian::loadtest::runner

@@ -1,0 +1,81 @@
+// The OpenAI wire format as the LLM mock speaks it: request parsing, streamed chunks, whole bodies
+// and error objects. Pure functions of their arguments; no I/O, callable from any thread.
+#pragma once
+#include <string>
+#include <string_view>
+
+namespace meridian::loadtest::llm {
+
+enum class api { chat, completions, embeddings };
+
+std::string json_quote(std::string_view s);
+// The text of the mock's i-th generated token.
+std::string_view token_text(int i);
+
+void append_error_json(std::string& out, int status, std::string_view message,
+                       std::string_view type, std::string_view extra_headers, bool keep_alive);
+
+struct parsed_request {
+  std::string prompt;
+  std::string model;
+  int max_tokens = -1;
+  bool stream = false;
+  bool include_usage = false;
+  int inputs = 1;  // embeddings
+};
+
+// Reads what the mock needs from a chat/completions/embeddings body; false + err on bad input.
+bool parse_generation(std::string_view body, api kind, parsed_request& pr, std::string& err);
+
+// Writes the SSE events of one streamed response.
+struct chunk_writer {
+  std::string id_json;     // "\"chatcmpl-...\""
+  std::string model_json;  // quoted
+  std::string created;
+  api kind;
+
+  void prefix(std::string& o, const char* object) const {
+    o.append("data: {\"id\":").append(id_json).append(",\"object\":\"").append(object);
+    o.append("\",\"created\":").append(created).append(",\"model\":").append(model_json);
+  }
+  void role(std::string& o) const {
+    prefix(o, "chat.completion.chunk");
+    o.append(
+        ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+        "\"logprobs\":null,"
+        "\"finish_reason\":null}]}\n\n");
+  }
+  void token(std::string& o, std::string_view text, const char* finish) const {
+    if (kind == api::chat) {
+      prefix(o, "chat.completion.chunk");
+      o.append(",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"")
+          .append(text)
+          .append("\"},\"logprobs\":null,");
+    } else {
+      prefix(o, "text_completion");
+      o.append(",\"choices\":[{\"index\":0,\"text\":\"")
+          .append(text)
+          .append("\",\"logprobs\":null,");
+    }
+    if (finish)
+      o.append("\"finish_reason\":\"").append(finish).append("\",\"stop_reason\":null}]}\n\n");
+    else
+      o.append("\"finish_reason\":null}]}\n\n");
+  }
+  void usage(std::string& o, int p, int c) const {
+    prefix(o, kind == api::chat ? "chat.completion.chunk" : "text_completion");
+    o.append(",\"choices\":[],\"usage\":{\"prompt_tokens\":").append(std::to_string(p));
+    o.append(",\"total_tokens\":").append(std::to_string(p + c));
+    o.append(",\"completion_tokens\":").append(std::to_string(c)).append("}}\n\n");
+  }
+};
+
+// The body of a non-streamed chat or text completion.
+std::string completion_body(const chunk_writer& cw, int prompt_tokens, int output_tokens,
+                            const char* finish);
+// The body of an embeddings response with `inputs` vectors of `dim` numbers.
+std::string embeddings_body(const chunk_writer& cw, int inputs, int dim, int prompt_tokens);
+// The body of GET /v1/models.
+std::string models_body(const std::string& model, int max_model_len);
+
+}  // namespace meridian::loadtest::llm

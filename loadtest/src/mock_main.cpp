@@ -1,5 +1,0 @@
-#include "mock.hpp"
-
-int main(int argc, char** argv) {
-  return meridian::loadtest::mock_main(argc, argv);
-}
