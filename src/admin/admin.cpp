@@ -5,6 +5,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/intrusive/list.hpp>
 #include <boost/json.hpp>
 #include <stdexcept>
 
@@ -147,6 +148,7 @@ struct server::impl {
   admin_handler h;
   common::random_source rng{common::os_seed()};
   http::connection_env env;
+  boost::intrusive::list<http::connection, boost::intrusive::constant_time_size<false>> conns;
 };
 
 namespace {
@@ -157,7 +159,7 @@ asio::awaitable<void> admin_accept_loop(server::impl* srv) {
       if (!srv->acceptor.is_open()) co_return;
       continue;
     }
-    http::connection::start(srv->io, std::move(socket), srv->env, srv->h);
+    srv->conns.push_back(http::connection::start(srv->io, std::move(socket), srv->env, srv->h));
   }
 }
 }  // namespace
@@ -189,6 +191,7 @@ void server::start() {
 void server::close() {
   boost::system::error_code ignored;
   impl_->acceptor.close(ignored);
+  for (auto& c : impl_->conns) c.abort();
 }
 
 std::string server::bound() const {

@@ -111,8 +111,14 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   admin_server.start();
   control.run();
   g.pool.join();
-  // Worker-owned I/O objects go before the io_contexts, the io_contexts (and the connections
+  // Everything is closed; the operations that were pending complete (cancelled) before the
+  // objects they belong to go: first on the control context, then on each worker's. Then
+  // worker-owned I/O objects go before the io_contexts, and the io_contexts (and anything
   // still parked in them) before the workers they point to.
+  control.settle();
+  listeners->close();
+  for (auto& w : g.workers) w->abort_all();
+  g.pool.settle(std::chrono::seconds(1));
   listeners.reset();
   for (auto& w : g.workers) w->release_io();
   g.pool.destroy_contexts();

@@ -106,6 +106,14 @@ void control::on_stop(std::function<void()> fn) {
   impl_->stop = std::move(fn);
 }
 
+void control::settle() {
+  boost::system::error_code ignored;
+  impl_->signals.cancel(ignored);
+  impl_->timer.cancel();
+  impl_->io.restart();
+  impl_->io.run_for(std::chrono::seconds(1));
+}
+
 void control::run() {
   ::signal(SIGPIPE, SIG_IGN);
   impl_->wait_signal();

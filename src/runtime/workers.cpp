@@ -39,6 +39,14 @@ void worker_pool::join() {
   threads_.clear();
 }
 
+void worker_pool::settle(std::chrono::milliseconds limit) {
+  guards_->items.clear();
+  for (auto& io : contexts_) {
+    io->restart();
+    io->run_for(limit);
+  }
+}
+
 void worker_pool::destroy_contexts() {
   guards_->items.clear();
   contexts_.clear();

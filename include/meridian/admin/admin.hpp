@@ -40,6 +40,7 @@ class server {
   server(boost::asio::io_context& io, const config::host_port& address, context ctx);
   ~server();
   void start();
+  // Stops accepting and closes open admin connections (control thread).
   void close();
   std::string bound() const;
 

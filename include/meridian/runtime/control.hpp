@@ -40,6 +40,9 @@ class control {
   void on_stop(std::function<void()> fn);
   // Serves signals and the drain until the gateway stopped. Main thread.
   void run();
+  // After run(): lets every operation still parked on the control context complete (they were
+  // cancelled), so nothing is left to touch objects that are about to go. Main thread.
+  void settle();
 
  private:
   struct impl;

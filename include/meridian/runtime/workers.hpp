@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <chrono>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -24,6 +25,9 @@ class worker_pool {
   void start();
   void stop();
   void join();
+  // After join(): runs each context on the calling thread until the operations still parked
+  // in it (cancelled or closed) have completed, at most `limit` each.
+  void settle(std::chrono::milliseconds limit);
   // Destroys the io_contexts (and every handler still parked in them) after join().
   void destroy_contexts();
 
