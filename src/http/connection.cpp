@@ -10,6 +10,7 @@
 #include <boost/intrusive_ptr.hpp>
 #include <cerrno>
 #include <cstring>
+#include <tuple>
 
 #include "meridian/common/log.hpp"
 #include "meridian/http/headers.hpp"
@@ -326,6 +327,13 @@ body_result result_of(request_body::status st) {
 }
 }  // namespace
 
+bool connection::body_buffered(std::size_t want) {
+  std::size_t at = begin_ + (head_kept_ ? head_len_ : 0);
+  auto st = body_.validate({buf_.data() + at, end_ - at});
+  return st == request_body::status::complete ||
+         (st == request_body::status::more && body_.validated() >= want);
+}
+
 asio::awaitable<body_result> connection::buffer_body(std::size_t want) {
   while (true) {
     std::size_t at = begin_ + (head_kept_ ? head_len_ : 0);
@@ -365,7 +373,17 @@ asio::awaitable<body_result> connection::read_body(std::span<std::string_view> s
 
 asio::awaitable<bool> connection::write(std::span<const asio::const_buffer> buffers) {
   deadline_.set(env_.clock->now() + env_.settings.idle_timeout);
-  auto [ec, n] = co_await asio::async_write(socket_, buffers, use_tuple);
+  error_code ec;
+  std::size_t n = 0;
+  // One or two buffers (the usual head + body) take Asio's small write operation, which its
+  // per-thread cache recycles; a span takes one sized for 64 buffers, which it does not.
+  if (buffers.size() <= 2) {
+    std::array<asio::const_buffer, 2> two{buffers[0],
+                                          buffers.size() > 1 ? buffers[1] : asio::const_buffer{}};
+    std::tie(ec, n) = co_await asio::async_write(socket_, two, use_tuple);
+  } else {
+    std::tie(ec, n) = co_await asio::async_write(socket_, buffers, use_tuple);
+  }
   deadline_.clear();
   bytes_out_ += n;
   if (ec) {

@@ -76,9 +76,18 @@ void attempt::finish(bool reusable) {
   if (buf_) w_.buffers.give(std::move(buf_));
 }
 
-asio::awaitable<bool> attempt::write(std::span<const asio::const_buffer> buffers) {
-  auto [ec, n] = co_await asio::async_write(*socket_, buffers, use_tuple);
-  co_return !ec;
+// Not a coroutine: the caller awaits Asio's operation directly (one frame less per write).
+// The buffer sequence is copied into the operation; the bytes it points to outlive it.
+asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> attempt::write(
+    std::span<const asio::const_buffer> buffers) {
+  // One or two buffers (the usual head + body) take Asio's small write operation, which its
+  // per-thread cache recycles; a span takes one sized for 64 buffers, which it does not.
+  if (buffers.size() <= 2) {
+    std::array<asio::const_buffer, 2> two{buffers[0],
+                                          buffers.size() > 1 ? buffers[1] : asio::const_buffer{}};
+    return asio::async_write(*socket_, two, use_tuple);
+  }
+  return asio::async_write(*socket_, buffers, use_tuple);
 }
 
 asio::awaitable<std::size_t> attempt::read_more(common::time_point deadline) {
@@ -211,14 +220,16 @@ asio::awaitable<outcome> attempt::send(http::connection& client, std::string_vie
     } else if (!raw.empty()) {
       out_.push_back(asio::buffer(raw));
     }
-    bool ok = co_await write(out_);
+    auto [ec, n] = co_await write(out_);
+    bool ok = !ec;
     request_complete_ = ok;
     if (!ok && reused_)
       co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed", true);
     co_return outcome{};  // a failed write may still have a response to read (an early answer)
   }
   std::array<asio::const_buffer, 1> h{asio::buffer(head)};
-  if (!co_await write(h)) {
+  auto [ec, n] = co_await write(h);
+  if (ec) {
     if (reused_)
       co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed", true);
     co_return fail(outcome_kind::reset_before_response, "upstream closed while receiving the request");
@@ -265,7 +276,8 @@ asio::awaitable<outcome> attempt::stream_body(http::connection& client, body_tap
     if (last && chunked) out_.push_back(asio::buffer(http::last_chunk));
     if (!out_.empty()) {
       deadline_.set(w_.clock->now() + w_.snap->cfg->timeouts.upstream_idle);
-      if (!co_await write(out_)) {
+      auto [ec, n] = co_await write(out_);
+      if (ec) {
         // The backend may have answered early and closed; its answer is read next.
         client.close_after_response();
         co_return outcome{};

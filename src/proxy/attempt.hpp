@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <optional>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,9 @@ class attempt final : public http::cancellable {
   boost::asio::awaitable<std::size_t> read_more(common::time_point deadline);
   bool timed_out() const { return deadline_.expired(); }
   const common::clock* clock() const { return w_.clock; }
+  // Reusable scratch for the relay once the request is sent.
+  std::vector<boost::asio::const_buffer>& scratch_buffers() { return out_; }
+  std::string& scratch_text() { return chunk_heads_; }
   common::duration idle_timeout() const { return w_.snap->cfg->timeouts.upstream_idle; }
 
   void count_error(metrics::upstream_error e) {
@@ -74,7 +78,8 @@ class attempt final : public http::cancellable {
                                                body_tap* tap, bool& replayable);
   boost::asio::awaitable<common::outcome> stream_body(http::connection& client, body_tap* tap);
   boost::asio::awaitable<common::outcome> read_head(bool replayable);
-  boost::asio::awaitable<bool> write(std::span<const boost::asio::const_buffer> buffers);
+  boost::asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> write(
+      std::span<const boost::asio::const_buffer> buffers);
   common::outcome fail(common::outcome_kind kind, std::string message, bool retry_safe = false);
   static void on_expire(void* self);
 

@@ -102,35 +102,24 @@ asio::awaitable<http::body_result> peek_model(http::connection& c, worker_contex
 // ---- serve -------------------------------------------------------------------------------------
 
 namespace {
-// Chooses the route; answers the client itself (and returns false) when there is none.
-asio::awaitable<bool> route(http::connection& c, worker_context& w, conn_state& st) {
-  auto& ctx = st.ctx;
-  const auto& routes = ctx.snap->routes;
-  auto m = routes.match(view_of(c.head()), std::nullopt);
-  if (m.outcome == routing::match_outcome::need_model) {
-    auto r = co_await peek_model(c, w, st.guard);
-    if (r != http::body_result::ok) {
-      co_await reply_body_error(c, w, r);
-      co_return false;
-    }
-    if (st.guard.scanner.current() == routing::model_scanner::state::duplicate) {
-      w.metrics.rejected(reject_reason::bad_request).inc();
-      co_await c.reply_error(error_kind::bad_request,
-                             "the JSON body names \"model\" more than once");
-      co_return false;
-    }
-    ctx.model_routed = true;
-    std::string_view model = st.guard.routed ? std::string_view(*st.guard.routed) : "";
-    m = routes.match(view_of(c.head()), model);
-  }
-  if (m.outcome != routing::match_outcome::matched) {
-    w.metrics.rejected(reject_reason::no_route).inc();
-    std::string msg = common::cat("no route for ", c.method(), ' ', c.path());
-    co_await c.reply_error(error_kind::not_found, msg);
+// Chooses the route once the body's JSON "model" is known (a route needs it); answers the
+// client itself (and returns false) when the body is bad.
+asio::awaitable<bool> route_by_model(http::connection& c, worker_context& w, conn_state& st,
+                                     routing::match_result& m) {
+  auto r = co_await peek_model(c, w, st.guard);
+  if (r != http::body_result::ok) {
+    co_await reply_body_error(c, w, r);
     co_return false;
   }
-  ctx.route = m.route;
-  ctx.cluster = routes.route(m.route).cluster_index;
+  if (st.guard.scanner.current() == routing::model_scanner::state::duplicate) {
+    w.metrics.rejected(reject_reason::bad_request).inc();
+    co_await c.reply_error(error_kind::bad_request,
+                           "the JSON body names \"model\" more than once");
+    co_return false;
+  }
+  st.ctx.model_routed = true;
+  std::string_view model = st.guard.routed ? std::string_view(*st.guard.routed) : "";
+  m = st.ctx.snap->routes.match(view_of(c.head()), model);
   co_return true;
 }
 
@@ -194,9 +183,19 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   auto& ctx = st.ctx;
   ctx.reset();
   ctx.snap = w_.snap;
-  bool routed = co_await route(c, w_, st);
-  if (!routed) co_return;
-  const auto& cfg = *ctx.snap->cfg;
+  auto m = ctx.snap->routes.match(view_of(c.head()), std::nullopt);
+  if (m.outcome == routing::match_outcome::need_model) {
+    bool read = co_await route_by_model(c, w_, st, m);
+    if (!read) co_return;
+  }
+  if (m.outcome != routing::match_outcome::matched) {
+    w_.metrics.rejected(reject_reason::no_route).inc();
+    std::string msg = common::cat("no route for ", c.method(), ' ', c.path());
+    co_await c.reply_error(error_kind::not_found, msg);
+    co_return;
+  }
+  ctx.route = m.route;
+  ctx.cluster = ctx.snap->routes.route(m.route).cluster_index;
   const auto& head = c.head();
   http::out_framing framing = http::out_framing::none;
   if (head.body == http::body_kind::content_length)
@@ -208,12 +207,14 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   http::build_upstream_request(st.head_out, head, {c.client_ip(), "http", c.request_id()},
                                framing, head.content_length);
   // No backend connection for a client that has not sent enough body to be worth one.
-  auto r = co_await c.buffer_body(cfg.limits.body_prebuffer_bytes);
-  if (r != http::body_result::ok) {
-    if (r == http::body_result::client_gone)
-      w_.metrics.route(*ctx.route).cancelled_request.inc();
-    co_await reply_body_error(c, w_, r);
-    co_return;
+  std::size_t prebuffer = ctx.snap->cfg->limits.body_prebuffer_bytes;
+  if (!c.body_buffered(prebuffer)) {
+    auto r = co_await c.buffer_body(prebuffer);
+    if (r != http::body_result::ok) {
+      if (r == http::body_result::client_gone) w_.metrics.route(m.route).cancelled_request.inc();
+      co_await reply_body_error(c, w_, r);
+      co_return;
+    }
   }
   c.watch_client(&st.at);
   auto o = co_await forward(c, w_, st);
@@ -228,7 +229,7 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   if (!o.ok()) {
     c.set_note(o.message);
     if (o.kind == outcome_kind::client_gone)
-      w_.metrics.route(*ctx.route).cancelled_response.inc();
+      w_.metrics.route(m.route).cancelled_response.inc();
     else
       st.at.count_error(o.kind == outcome_kind::stalled_response ? metrics::upstream_error::timeout
                                                                  : metrics::upstream_error::reset);

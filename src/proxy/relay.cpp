@@ -17,8 +17,8 @@ constexpr std::size_t max_spans = 16;
 struct relay_state {
   attempt& at;
   http::connection& client;
-  std::vector<asio::const_buffer> out;
-  std::string chunk_heads;
+  std::vector<asio::const_buffer>& out;  // the attempt's, reused: no allocation per response
+  std::string& chunk_heads;
   bool client_chunked = false;
   common::duration idle;
   const common::clock& clock;
@@ -131,15 +131,22 @@ asio::awaitable<outcome> relay(attempt& at, http::connection& client, std::strin
   http::build_downstream_response(head_out, resp, client.request_id(), framing, cl, keep,
                                   client.client_minor());
   client.response_started(resp.status);
-  relay_state s{at, client, {}, {}, client_chunked, {}, *at.clock()};
+  relay_state s{at, client, at.scratch_buffers(), at.scratch_text(), client_chunked, {},
+                *at.clock()};
   s.idle = at.idle_timeout();
-  s.out.reserve(max_spans * 3 + 2);
+  s.out.clear();
   s.out.push_back(asio::buffer(head_out));
   bool reusable = resp.keep_alive && at.request_complete();
   bool ok;
   if (resp.body == http::body_kind::none) {
     if (!at.buffered().empty()) reusable = false;  // bytes after a bodiless response
-    ok = co_await s.flush();
+    ok = co_await client.write(s.out);
+  } else if (resp.body == http::body_kind::content_length && at.buffered().size() >= cl) {
+    // The whole body came with the head (small responses): one write, no more reads.
+    s.out.push_back(asio::buffer(at.buffered().data(), static_cast<std::size_t>(cl)));
+    at.consume(static_cast<std::size_t>(cl));
+    if (!at.buffered().empty()) reusable = false;  // the backend sent more than it announced
+    ok = co_await client.write(s.out);
   } else if (resp.body == http::body_kind::content_length) {
     ok = co_await relay_sized(s, cl, reusable);
   } else {

@@ -105,6 +105,8 @@ class connection : public list_hook {
   // Reads until `want` raw body bytes are buffered (or the whole body, if smaller), checking
   // each byte's framing on arrival; the head stays readable. Nothing is consumed.
   asio::awaitable<body_result> buffer_body(std::size_t want);
+  // True when buffer_body(want) would find what it needs without reading (checks the bytes).
+  bool body_buffered(std::size_t want);
   // The raw body bytes buffered and checked so far (consumed ones excluded).
   std::string_view buffered_body() const;
   // Marks the whole buffered body consumed (it was sent whole and answered).
