@@ -49,12 +49,16 @@ std::filesystem::path sibling_for(runtime::io_kind kind) {
   return self.parent_path() /
          (kind == runtime::io_kind::io_uring ? "meridian-io_uring" : "meridian");
 }
-}  // namespace
 
-int main(int argc, char** argv) {
+struct flags {
   std::string config_path;
   bool check = false;
   std::vector<std::string> overrides;
+};
+
+// Reads the command line; exits on --version, --help and bad flags.
+flags parse_flags(int argc, char** argv) {
+  flags f;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](const char* flag) -> std::string {
@@ -65,46 +69,51 @@ int main(int argc, char** argv) {
       return argv[++i];
     };
     if (a == "--config" || a == "-c")
-      config_path = value("--config");
+      f.config_path = value("--config");
     else if (a == "--check")
-      check = true;
+      f.check = true;
     else if (a == "--version") {
       std::cout << "meridian " << MERIDIAN_VERSION << " ("
                 << runtime::to_string(runtime::compiled_io_kind()) << " build)\n";
-      return 0;
+      std::exit(0);
     } else if (a == "--help" || a == "-h") {
       std::cout << usage;
-      return 0;
+      std::exit(0);
     } else if (a == "--set")
-      overrides.push_back(value("--set"));
+      f.overrides.push_back(value("--set"));
     else if (a == "--listen")
-      overrides.push_back("listeners[0].address=" + value("--listen"));
+      f.overrides.push_back("listeners[0].address=" + value("--listen"));
     else if (a == "--admin")
-      overrides.push_back("admin.address=" + value("--admin"));
+      f.overrides.push_back("admin.address=" + value("--admin"));
     else if (a == "--workers")
-      overrides.push_back("workers=" + value("--workers"));
+      f.overrides.push_back("workers=" + value("--workers"));
     else if (a == "--io-backend")
-      overrides.push_back("io_backend=" + value("--io-backend"));
+      f.overrides.push_back("io_backend=" + value("--io-backend"));
     else if (a == "--access-log")
-      overrides.push_back("access_log=" + value("--access-log"));
+      f.overrides.push_back("access_log=" + value("--access-log"));
     else if (a == "--log-level") {
       common::log_level l;
       auto v = value("--log-level");
       if (!common::parse_log_level(v, l)) {
         std::cerr << "meridian: unknown log level '" << v << "'\n";
-        return 2;
+        std::exit(2);
       }
       common::set_log_level(l);
     } else {
       std::cerr << "meridian: unknown option '" << a << "'\n" << usage;
-      return 2;
+      std::exit(2);
     }
   }
-  if (config_path.empty()) {
+  if (f.config_path.empty()) {
     std::cerr << "meridian: --config FILE is required\n" << usage;
-    return 2;
+    std::exit(2);
   }
+  return f;
+}
+}  // namespace
 
+int main(int argc, char** argv) {
+  auto [config_path, check, overrides] = parse_flags(argc, argv);
   std::shared_ptr<const config::gateway_config> cfg;
   try {
     cfg = config::load_file(config_path, overrides);

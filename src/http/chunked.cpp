@@ -49,100 +49,119 @@ bool chunked_decoder::check_trailer_line() {
   return true;
 }
 
+// One character of a chunk-size line (size, BWS, extensions, CRLF); true when it was used.
+bool chunked_decoder::step_size_line(char c) {
+  auto to = [this](state next) {
+    state_ = next;
+    return true;
+  };
+  auto bad = [this](const char* why) {
+    fail(why);
+    return false;
+  };
+  switch (state_) {
+    case state::size: {
+      int h = hex_value(c);
+      if (h >= 0) {
+        if (++size_digits_ > 15) return bad("chunk size too large");
+        remaining_ = remaining_ * 16 + static_cast<unsigned>(h);
+        return true;
+      }
+      if (size_digits_ == 0) return bad("invalid chunk size");
+      if (c == ' ' || c == '\t') return to(state::size_ws);
+      if (c == ';') {
+        ext_bytes_ = 0;
+        return to(state::ext);
+      }
+      if (c == '\r') return to(state::size_lf);
+      return bad("invalid chunk size");
+    }
+    case state::size_ws:
+      if (c == ' ' || c == '\t') return true;
+      if (c == ';') {
+        ext_bytes_ = 0;
+        return to(state::ext);
+      }
+      if (c == '\r') return to(state::size_lf);
+      return bad("invalid chunk size");
+    case state::ext:
+      // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ), ext-val token or
+      // quoted-string. We check the character classes; extensions are dropped on re-framing.
+      if (++ext_bytes_ > max_ext_bytes) return bad("chunk extension too long");
+      if (c == '\r') return to(state::size_lf);
+      if (c == '"') return to(state::ext_quoted);
+      if (!(is_tchar(c) || c == ';' || c == '=' || c == ' ' || c == '\t'))
+        return bad("invalid chunk extension");
+      return true;
+    case state::ext_quoted:
+      if (++ext_bytes_ > max_ext_bytes) return bad("chunk extension too long");
+      if (c == '"') return to(state::ext);
+      if (c == '\\') return to(state::ext_quoted_escape);
+      if (static_cast<unsigned char>(c) < 0x20 && c != '\t') return bad("invalid chunk extension");
+      return true;
+    case state::ext_quoted_escape:
+      if (static_cast<unsigned char>(c) < 0x20 && c != '\t') return bad("invalid chunk extension");
+      return to(state::ext_quoted);
+    case state::size_lf:
+      if (c != '\n') return bad("chunk size line not terminated by CRLF");
+      size_digits_ = 0;
+      return to(remaining_ == 0 ? state::trailer_line_start : state::data);
+    default:
+      return false;
+  }
+}
+
+// One character of the trailer section and the final CRLF; true when it was used (a trailer
+// line's first character is looked at twice: once to see it is not the final CRLF).
+bool chunked_decoder::step_trailer(char c) {
+  switch (state_) {
+    case state::trailer_line_start:
+      if (c == '\r') {
+        state_ = state::final_lf;
+        return true;
+      }
+      trailer_line_.clear();
+      state_ = state::trailer_line;
+      return false;
+    case state::trailer_line:
+      if (++trailer_bytes_ > max_trailer_bytes) {
+        fail("trailer section too large");
+        return false;
+      }
+      if (c == '\n') {
+        fail("trailer line not terminated by CRLF");
+        return false;
+      }
+      if (c == '\r')
+        state_ = state::trailer_lf;
+      else
+        trailer_line_.push_back(c);
+      return true;
+    case state::trailer_lf:
+      if (c != '\n' || trailer_line_.empty() || !check_trailer_line()) {
+        fail("invalid trailer field");
+        return false;
+      }
+      state_ = state::trailer_line_start;
+      return true;
+    case state::final_lf:
+      if (c != '\n') {
+        fail("chunked body not terminated by CRLF");
+        return false;
+      }
+      state_ = state::done;
+      return true;
+    default:
+      return false;
+  }
+}
+
 chunked_decoder::step chunked_decoder::decode(std::string_view in) {
   step out;
   std::size_t i = 0;
   while (i < in.size() && state_ != state::done && state_ != state::error) {
     char c = in[i];
     switch (state_) {
-      case state::size: {
-        int h = hex_value(c);
-        if (h >= 0) {
-          if (++size_digits_ > 15) {
-            fail("chunk size too large");
-            break;
-          }
-          remaining_ = remaining_ * 16 + static_cast<unsigned>(h);
-          ++i;
-        } else if (size_digits_ == 0) {
-          fail("invalid chunk size");
-        } else if (c == ' ' || c == '\t') {
-          state_ = state::size_ws;
-          ++i;
-        } else if (c == ';') {
-          state_ = state::ext;
-          ext_bytes_ = 0;
-          ++i;
-        } else if (c == '\r') {
-          state_ = state::size_lf;
-          ++i;
-        } else {
-          fail("invalid chunk size");
-        }
-        break;
-      }
-      case state::size_ws:
-        if (c == ' ' || c == '\t')
-          ++i;
-        else if (c == ';') {
-          state_ = state::ext;
-          ext_bytes_ = 0;
-          ++i;
-        } else if (c == '\r') {
-          state_ = state::size_lf;
-          ++i;
-        } else
-          fail("invalid chunk size");
-        break;
-      case state::ext:
-        // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ), ext-val token or
-        // quoted-string. We check the character classes; extensions are dropped on re-framing.
-        if (++ext_bytes_ > max_ext_bytes) {
-          fail("chunk extension too long");
-          break;
-        }
-        if (c == '\r')
-          state_ = state::size_lf;
-        else if (c == '"')
-          state_ = state::ext_quoted;
-        else if (!(is_tchar(c) || c == ';' || c == '=' || c == ' ' || c == '\t'))
-          fail("invalid chunk extension");
-        if (state_ != state::error) ++i;
-        break;
-      case state::ext_quoted:
-        if (++ext_bytes_ > max_ext_bytes) {
-          fail("chunk extension too long");
-          break;
-        }
-        if (c == '"')
-          state_ = state::ext;
-        else if (c == '\\')
-          state_ = state::ext_quoted_escape;
-        else if (static_cast<unsigned char>(c) < 0x20 && c != '\t')
-          fail("invalid chunk extension");
-        if (state_ != state::error) ++i;
-        break;
-      case state::ext_quoted_escape:
-        if (static_cast<unsigned char>(c) < 0x20 && c != '\t') {
-          fail("invalid chunk extension");
-          break;
-        }
-        state_ = state::ext_quoted;
-        ++i;
-        break;
-      case state::size_lf:
-        if (c != '\n') {
-          fail("chunk size line not terminated by CRLF");
-          break;
-        }
-        ++i;
-        size_digits_ = 0;
-        if (remaining_ == 0) {
-          state_ = state::trailer_line_start;
-        } else {
-          state_ = state::data;
-        }
-        break;
       case state::data: {
         std::size_t n =
             static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, in.size() - i));
@@ -171,47 +190,13 @@ chunked_decoder::step chunked_decoder::decode(std::string_view in) {
         ++i;
         break;
       case state::trailer_line_start:
-        if (c == '\r') {
-          state_ = state::final_lf;
-          ++i;
-          break;
-        }
-        trailer_line_.clear();
-        state_ = state::trailer_line;
-        break;
       case state::trailer_line:
-        if (++trailer_bytes_ > max_trailer_bytes) {
-          fail("trailer section too large");
-          break;
-        }
-        if (c == '\r') {
-          state_ = state::trailer_lf;
-        } else if (c == '\n') {
-          fail("trailer line not terminated by CRLF");
-          break;
-        } else {
-          trailer_line_.push_back(c);
-        }
-        ++i;
-        break;
       case state::trailer_lf:
-        if (c != '\n' || trailer_line_.empty() || !check_trailer_line()) {
-          fail("invalid trailer field");
-          break;
-        }
-        state_ = state::trailer_line_start;
-        ++i;
-        break;
       case state::final_lf:
-        if (c != '\n') {
-          fail("chunked body not terminated by CRLF");
-          break;
-        }
-        state_ = state::done;
-        ++i;
+        if (step_trailer(c)) ++i;
         break;
-      case state::done:
-      case state::error:
+      default:
+        if (step_size_line(c)) ++i;
         break;
     }
   }

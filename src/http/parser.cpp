@@ -3,6 +3,8 @@
 #include <array>
 #include <cstring>
 
+#include "meridian/http/target.hpp"
+
 namespace meridian::http {
 namespace {
 
@@ -15,40 +17,6 @@ constexpr std::array<bool, 256> make_tchar() {
   return t;
 }
 constexpr auto tchar = make_tchar();
-
-// Characters of an origin-form target other than pct-encoded (RFC 3986 pchar, "/" and "?"):
-// unreserved / sub-delims / ":" / "@" / "/" / "?". No fragment, no space, no controls.
-constexpr std::array<bool, 256> make_target_char() {
-  std::array<bool, 256> t{};
-  for (int c = '0'; c <= '9'; ++c) t[c] = true;
-  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
-  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
-  for (char c : std::string_view("-._~!$&'()*+,;=:@/?")) t[static_cast<unsigned char>(c)] = true;
-  return t;
-}
-constexpr auto target_char = make_target_char();
-
-constexpr bool is_hex(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-// absolute-path [ "?" query ] (RFC 9112 §3.2.1): what the gateway forwards, so anything a
-// backend could read differently (a fragment, a stray '%', raw quotes or brackets) is refused.
-bool valid_origin_form(std::string_view t) {
-  if (t.empty() || t.front() != '/') return false;
-  for (std::size_t i = 0; i < t.size(); ++i) {
-    auto c = static_cast<unsigned char>(t[i]);
-    if (c == '%') {
-      if (i + 2 >= t.size() || !is_hex(static_cast<unsigned char>(t[i + 1])) ||
-          !is_hex(static_cast<unsigned char>(t[i + 2])))
-        return false;
-      i += 2;
-    } else if (!target_char[c]) {
-      return false;
-    }
-  }
-  return true;
-}
 
 constexpr unsigned char lower_c(unsigned char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<unsigned char>(c + 32) : c;
@@ -215,6 +183,73 @@ parse_status no_start_line(std::string_view buf, const head_limits& limits, pars
   return parse_status::incomplete;
 }
 
+
+// method SP request-target SP HTTP-version, single spaces only; the target must be one of the
+// forms an intermediary accepts (target.hpp).
+bool parse_request_line(std::string_view line, request_head& out, std::string_view& authority,
+                        parse_error& err) {
+  auto sp1 = line.find(' ');
+  auto sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != std::string_view::npos) {
+    err = parse_error::bad_request_line;
+    return false;
+  }
+  out.method = line.substr(0, sp1);
+  out.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  auto version = line.substr(sp2 + 1);
+  if (!is_token(out.method)) {
+    err = parse_error::bad_method;
+    return false;
+  }
+  if (version == "HTTP/1.1") {
+    out.version_minor = 1;
+  } else if (version == "HTTP/1.0") {
+    out.version_minor = 0;
+  } else {
+    err = version.size() == 8 && version.substr(0, 5) == "HTTP/" ? parse_error::bad_version
+                                                                 : parse_error::bad_request_line;
+    return false;
+  }
+  target_parts parts;
+  if (!parse_target(out.target, out.method, parts)) {
+    err = parse_error::bad_target;
+    return false;
+  }
+  out.path = parts.path;
+  authority = parts.authority;
+  return true;
+}
+
+// Request framing, RFC 9112 §6.1-6.3, strictest reading for an intermediary.
+bool request_framing(const framing_state& fs, request_head& out, parse_error& err) {
+  if (fs.saw_te) {
+    if (out.version_minor == 0) {
+      err = parse_error::chunked_on_http10;
+      return false;
+    }
+    if (fs.saw_cl) {
+      err = parse_error::content_length_and_transfer_encoding;
+      return false;
+    }
+    if (fs.te_bad || !fs.te_chunked_last) {
+      err = parse_error::bad_transfer_encoding;
+      return false;
+    }
+    out.body = body_kind::chunked;
+  } else if (fs.saw_cl || fs.cl_bad) {
+    if (fs.cl_bad) {
+      err = parse_error::bad_content_length;
+      return false;
+    }
+    if (fs.cl_conflict) {
+      err = parse_error::conflicting_content_length;
+      return false;
+    }
+    out.content_length = fs.cl;
+    out.body = fs.cl > 0 ? body_kind::content_length : body_kind::none;
+  }
+  return true;
+}
 }  // namespace
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -325,84 +360,8 @@ parse_status parse_request(std::string_view buf, const head_limits& limits,
     pos += 2;
   std::string_view line;
   if (!next_line(buf, pos, line)) return no_start_line(buf, limits, err);
-  // method SP request-target SP HTTP-version, single spaces only.
-  auto sp1 = line.find(' ');
-  if (sp1 == std::string_view::npos) {
-    err = parse_error::bad_request_line;
-    return parse_status::error;
-  }
-  auto sp2 = line.find(' ', sp1 + 1);
-  if (sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != std::string_view::npos) {
-    err = parse_error::bad_request_line;
-    return parse_status::error;
-  }
-  out.method = line.substr(0, sp1);
-  out.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  auto version = line.substr(sp2 + 1);
-  if (!is_token(out.method)) {
-    err = parse_error::bad_method;
-    return parse_status::error;
-  }
-  if (out.target.empty()) {
-    err = parse_error::bad_target;
-    return parse_status::error;
-  }
-  for (unsigned char c : out.target) {
-    if (c <= 0x20 || c >= 0x7f) {
-      err = parse_error::bad_target;
-      return parse_status::error;
-    }
-  }
-  if (version == "HTTP/1.1")
-    out.version_minor = 1;
-  else if (version == "HTTP/1.0")
-    out.version_minor = 0;
-  else {
-    err = version.size() == 8 && version.substr(0, 5) == "HTTP/" ? parse_error::bad_version
-                                                                 : parse_error::bad_request_line;
-    return parse_status::error;
-  }
   std::string_view authority;
-  if (out.target.front() == '/') {
-    if (!valid_origin_form(out.target)) {
-      err = parse_error::bad_target;
-      return parse_status::error;
-    }
-    out.path = out.target;
-  } else if (out.target == "*" && out.method == "OPTIONS") {
-    out.path = out.target;
-  } else {
-    // absolute-form: scheme "://" authority path-abempty [ "?" query ]
-    auto t = out.target;
-    std::size_t skip = 0;
-    if (t.size() > 7 && iequals(t.substr(0, 7), "http://"))
-      skip = 7;
-    else if (t.size() > 8 && iequals(t.substr(0, 8), "https://"))
-      skip = 8;
-    if (skip == 0) {
-      err = parse_error::bad_target;
-      return parse_status::error;
-    }
-    // absolute-URI has no fragment either (RFC 9112 §3.2.2).
-    if (t.find('#') != std::string_view::npos) {
-      err = parse_error::bad_target;
-      return parse_status::error;
-    }
-    auto rest = t.substr(skip);
-    auto slash = rest.find_first_of("/?");
-    authority = rest.substr(0, slash);
-    if (authority.empty() || authority.find('@') != std::string_view::npos) {
-      err = parse_error::bad_target;
-      return parse_status::error;
-    }
-    out.path = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
-    // "http://h?q" has no path: keep the rule simple. The path is forwarded in origin-form,
-    // so it obeys the same rule as an origin-form target.
-    if (out.path.front() == '?' || !valid_origin_form(out.path)) {
-      err = parse_error::bad_target;
-      return parse_status::error;
-    }
-  }
+  if (!parse_request_line(line, out, authority, err)) return parse_status::error;
 
   framing_state fs;
   auto st = parse_fields(buf, pos, limits, storage, out, fs, err);
@@ -431,33 +390,7 @@ parse_status parse_request(std::string_view buf, const head_limits& limits,
   }
   if (!authority.empty()) out.host = authority;
 
-  // Request framing, RFC 9112 §6.1-6.3, strictest reading for an intermediary.
-  if (fs.saw_te) {
-    if (out.version_minor == 0) {
-      err = parse_error::chunked_on_http10;
-      return parse_status::error;
-    }
-    if (fs.saw_cl) {
-      err = parse_error::content_length_and_transfer_encoding;
-      return parse_status::error;
-    }
-    if (fs.te_bad || !fs.te_chunked_last) {
-      err = parse_error::bad_transfer_encoding;
-      return parse_status::error;
-    }
-    out.body = body_kind::chunked;
-  } else if (fs.saw_cl || fs.cl_bad) {
-    if (fs.cl_bad) {
-      err = parse_error::bad_content_length;
-      return parse_status::error;
-    }
-    if (fs.cl_conflict) {
-      err = parse_error::conflicting_content_length;
-      return parse_status::error;
-    }
-    out.content_length = fs.cl;
-    out.body = fs.cl > 0 ? body_kind::content_length : body_kind::none;
-  }
+  if (!request_framing(fs, out, err)) return parse_status::error;
   out.keep_alive = out.version_minor == 1 ? !fs.saw_close : (fs.saw_keep_alive && !fs.saw_close);
   return parse_status::complete;
 }

@@ -252,7 +252,8 @@ TEST_CASE("a client that leaves mid-stream or mid-wait stops the backend's work"
   {
     client c(gw.port());
     c.send("GET /hang HTTP/1.1\r\nHost: t\r\n\r\n");
-    std::this_thread::sleep_for(200ms);
+    // The client leaves once the backend is working on its request.
+    REQUIRE(test_backend::eventually([&] { return be.requests().size() == 2; }, 3000ms));
   }
   CHECK(test_backend::eventually([&] { return be.aborted_streams.load() == 2; }, 3000ms));
   auto m = metrics(gw);
@@ -314,7 +315,7 @@ TEST_CASE("SIGTERM drains: readiness fails at once, in-flight requests finish") 
   REQUIRE(get(gw.admin_port(), "/readyz")->status == 200);
   client c(gw.port());
   c.send("GET /delay HTTP/1.1\r\nHost: t\r\n\r\n");
-  std::this_thread::sleep_for(100ms);
+  REQUIRE(test_backend::eventually([&] { return be.requests().size() == 1; }, 3000ms));
   gw.signal(SIGTERM);
   auto ready = get(gw.admin_port(), "/readyz");
   REQUIRE(ready);

@@ -51,6 +51,8 @@ class chunked_decoder {
     error_ = why;
   }
   bool check_trailer_line();
+  bool step_size_line(char c);
+  bool step_trailer(char c);
 
   state state_ = state::size;
   std::uint64_t remaining_ = 0;
