@@ -103,9 +103,8 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   log(log_level::info, "admin", "admin listener ", admin_server.bound());
 
   // Workers already hold the first snapshot; later ones (reload, DNS) travel the same way.
-  runtime::publish<proxy::snapshot>(contexts, snap, [&g](std::size_t i, auto s) {
-    g.workers[i]->apply(std::move(s));
-  });
+  runtime::publish<proxy::snapshot>(
+      contexts, snap, [&g](std::size_t i, auto s) { g.workers[i]->apply(std::move(s)); });
   g.pool.start();
   listeners->start();
   admin_server.start();

@@ -9,8 +9,8 @@
 #include <set>
 #include <sstream>
 
-#include "meridian/common/log.hpp"
 #include "config/reader.hpp"
+#include "meridian/common/log.hpp"
 #include "meridian/config/units.hpp"
 
 namespace meridian::config {

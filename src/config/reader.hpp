@@ -105,5 +105,4 @@ class reader {
   std::string source_;
 };
 
-
 }  // namespace meridian::config

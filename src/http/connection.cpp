@@ -67,7 +67,8 @@ connection& connection::start(asio::io_context& io, tcp::socket socket, connecti
                               handler& h) {
   boost::intrusive_ptr<connection> c(new connection(io, std::move(socket), env, h));
   asio::co_spawn(
-      io, [](boost::intrusive_ptr<connection> self) -> asio::awaitable<void> {
+      io,
+      [](boost::intrusive_ptr<connection> self) -> asio::awaitable<void> {
         co_await self->run();
       }(c),
       asio::detached);
@@ -209,10 +210,10 @@ asio::awaitable<bool> connection::read_head() {
     bool size = perr == parse_error::head_too_large || perr == parse_error::too_many_headers;
     common::log(common::log_level::debug, "http", "bad request from ", client_ip_, ": ",
                 describe(perr));
-    co_await reject(size ? error_kind::header_too_large : error_kind::bad_request,
-                    static_cast<int>(size ? reject_reason::head_too_large
-                                          : reject_reason::bad_request),
-                    describe(perr));
+    co_await reject(
+        size ? error_kind::header_too_large : error_kind::bad_request,
+        static_cast<int>(size ? reject_reason::head_too_large : reject_reason::bad_request),
+        describe(perr));
     co_return false;
   }
   head_kept_ = true;
@@ -224,8 +225,8 @@ asio::awaitable<bool> connection::read_head() {
   if (head_.body == body_kind::content_length && head_.content_length > s.max_body_bytes) {
     std::string msg = common::cat("request body of ", head_.content_length,
                                   " bytes exceeds the limit of ", s.max_body_bytes);
-    co_await reject(error_kind::payload_too_large,
-                    static_cast<int>(reject_reason::body_too_large), msg);
+    co_await reject(error_kind::payload_too_large, static_cast<int>(reject_reason::body_too_large),
+                    msg);
     co_return false;
   }
   body_.start(head_.body, head_.content_length, s.max_body_bytes);
@@ -340,7 +341,8 @@ asio::awaitable<body_result> connection::buffer_body(std::size_t want) {
     auto st = body_.validate({buf_.data() + at, end_ - at});
     if (st == request_body::status::malformed || st == request_body::status::too_large)
       co_return result_of(st);
-    if (st == request_body::status::complete || body_.validated() >= want) co_return body_result::ok;
+    if (st == request_body::status::complete || body_.validated() >= want)
+      co_return body_result::ok;
     auto r = co_await read_body_bytes();
     if (r != body_result::ok) co_return r;
   }

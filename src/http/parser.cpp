@@ -183,7 +183,6 @@ parse_status no_start_line(std::string_view buf, const head_limits& limits, pars
   return parse_status::incomplete;
 }
 
-
 // method SP request-target SP HTTP-version, single spaces only; the target must be one of the
 // forms an intermediary accepts (target.hpp).
 bool parse_request_line(std::string_view line, request_head& out, std::string_view& authority,

@@ -49,8 +49,8 @@ request_body::status request_body::validate(std::string_view raw) {
   return status_;
 }
 
-std::size_t request_body::take(std::string_view raw, std::string_view* spans,
-                               std::size_t max_spans, std::size_t& n_spans) {
+std::size_t request_body::take(std::string_view raw, std::string_view* spans, std::size_t max_spans,
+                               std::size_t& n_spans) {
   n_spans = 0;
   std::size_t used = 0;
   if (kind_ == body_kind::content_length) {

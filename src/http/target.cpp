@@ -40,7 +40,6 @@ bool valid_origin_form(std::string_view t) {
   return true;
 }
 
-
 bool parse_target(std::string_view t, std::string_view method, target_parts& out) {
   out = {};
   if (t.empty()) return false;

@@ -102,8 +102,8 @@ asio::awaitable<std::size_t> attempt::read_more(common::time_point deadline) {
     if (b.size() - end_ < 4096) b.resize(b.size() * 2);
   }
   deadline_.set(deadline);
-  auto [ec, n] = co_await socket_->async_read_some(asio::buffer(b.data() + end_, b.size() - end_),
-                                                   use_tuple);
+  auto [ec, n] =
+      co_await socket_->async_read_some(asio::buffer(b.data() + end_, b.size() - end_), use_tuple);
   if (ec) co_return 0;
   end_ += n;
   co_return n;
@@ -132,9 +132,9 @@ asio::awaitable<outcome> attempt::connect(const upstream::endpoint_ref& ep) {
     common::log(common::log_level::warn, "proxy", "connect to ", info.address,
                 timed_out ? " timed out" : " failed: ", timed_out ? "" : ec.message());
     if (timed_out)
-      co_return fail(outcome_kind::connect_timeout,
-                     common::cat("upstream ", info.address, " did not accept the connection in time"),
-                     true);
+      co_return fail(
+          outcome_kind::connect_timeout,
+          common::cat("upstream ", info.address, " did not accept the connection in time"), true);
     co_return fail(outcome_kind::connect_failed,
                    common::cat("upstream ", info.address, " refused the connection"), true);
   }
@@ -232,7 +232,8 @@ asio::awaitable<outcome> attempt::send(http::connection& client, std::string_vie
   if (ec) {
     if (reused_)
       co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed", true);
-    co_return fail(outcome_kind::reset_before_response, "upstream closed while receiving the request");
+    co_return fail(outcome_kind::reset_before_response,
+                   "upstream closed while receiving the request");
   }
   co_return co_await stream_body(client, tap);
 }
@@ -252,7 +253,8 @@ asio::awaitable<outcome> attempt::stream_body(http::connection& client, body_tap
         case http::body_result::timeout:
           co_return fail(outcome_kind::request_body_timeout, "request body timeout");
         case http::body_result::too_large:
-          co_return fail(outcome_kind::request_body_too_large, "request body exceeds the size limit");
+          co_return fail(outcome_kind::request_body_too_large,
+                         "request body exceeds the size limit");
         default:
           co_return fail(outcome_kind::bad_request_body,
                          common::cat("invalid request body: ", client.body_error()));
@@ -311,7 +313,8 @@ asio::awaitable<outcome> attempt::read_head(bool replayable) {
     if (head_len == 0) {
       bool got_nothing = end_ == 0;
       if (client_->client_gone())
-        co_return fail(outcome_kind::client_gone, "client went away while waiting for the response");
+        co_return fail(outcome_kind::client_gone,
+                       "client went away while waiting for the response");
       if (deadline_.expired()) {
         count(metrics::upstream_error::timeout);
         co_return fail(outcome_kind::response_timeout,
@@ -322,12 +325,12 @@ asio::awaitable<outcome> attempt::read_head(bool replayable) {
                        true);
       count(got_nothing ? metrics::upstream_error::reset : metrics::upstream_error::protocol);
       if (got_nothing)
-        co_return fail(outcome_kind::reset_before_response,
-                       common::cat("upstream ", info.address,
-                                   " closed the connection without a response"));
-      co_return fail(outcome_kind::bad_response,
-                     common::cat("upstream ", info.address,
-                                 " sent an oversized or incomplete response head"));
+        co_return fail(
+            outcome_kind::reset_before_response,
+            common::cat("upstream ", info.address, " closed the connection without a response"));
+      co_return fail(
+          outcome_kind::bad_response,
+          common::cat("upstream ", info.address, " sent an oversized or incomplete response head"));
     }
     http::parse_error perr{};
     auto st = http::parse_response(buffered(), limits, buf_->fields, method_, resp_, perr);
@@ -343,8 +346,8 @@ asio::awaitable<outcome> attempt::read_head(bool replayable) {
     }
     consume(head_len);  // interim 1xx (100 Continue was answered by the gateway): not forwarded
   }
-  w_.metrics.cluster(info.cluster).first_byte.observe(
-      common::seconds_between(sent_at_, w_.clock->now()));
+  w_.metrics.cluster(info.cluster)
+      .first_byte.observe(common::seconds_between(sent_at_, w_.clock->now()));
   outcome o;
   o.status = resp_.status;
   co_return o;

@@ -10,8 +10,8 @@
 
 #include <memory>
 #include <optional>
-#include <tuple>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "meridian/common/error.hpp"
@@ -66,7 +66,10 @@ class attempt final : public http::cancellable {
   common::duration idle_timeout() const { return w_.snap->cfg->timeouts.upstream_idle; }
 
   void count_error(metrics::upstream_error e) {
-    w_.metrics.cluster(ep_->info->cluster).endpoints[ep_->info->slot].errors[static_cast<int>(e)].inc();
+    w_.metrics.cluster(ep_->info->cluster)
+        .endpoints[ep_->info->slot]
+        .errors[static_cast<int>(e)]
+        .inc();
   }
   // Ends the exchange: the connection goes back to the pool when reusable, else is closed.
   void finish(bool reusable);

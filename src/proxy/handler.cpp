@@ -92,8 +92,7 @@ asio::awaitable<http::body_result> peek_model(http::connection& c, worker_contex
     g.feed_peeked(raw.substr(0, cap));
   }
   if (c.body().complete() && g.fed == c.body().payload_bytes()) g.scanner.finish();
-  if (g.scanner.has_model() &&
-      g.scanner.current() != routing::model_scanner::state::duplicate)
+  if (g.scanner.has_model() && g.scanner.current() != routing::model_scanner::state::duplicate)
     g.routed = std::string(g.scanner.model());
   co_return r;
 }
@@ -113,8 +112,7 @@ asio::awaitable<bool> route_by_model(http::connection& c, worker_context& w, con
   }
   if (st.guard.scanner.current() == routing::model_scanner::state::duplicate) {
     w.metrics.rejected(reject_reason::bad_request).inc();
-    co_await c.reply_error(error_kind::bad_request,
-                           "the JSON body names \"model\" more than once");
+    co_await c.reply_error(error_kind::bad_request, "the JSON body names \"model\" more than once");
     co_return false;
   }
   st.ctx.model_routed = true;
@@ -204,8 +202,8 @@ asio::awaitable<void> handler::serve(http::connection& c) {
     framing = http::out_framing::chunked;
   else if (head.method == "POST" || head.method == "PUT" || head.method == "PATCH")
     framing = http::out_framing::content_length;  // explicit zero-length body
-  http::build_upstream_request(st.head_out, head, {c.client_ip(), "http", c.request_id()},
-                               framing, head.content_length);
+  http::build_upstream_request(st.head_out, head, {c.client_ip(), "http", c.request_id()}, framing,
+                               head.content_length);
   // No backend connection for a client that has not sent enough body to be worth one.
   std::size_t prebuffer = ctx.snap->cfg->limits.body_prebuffer_bytes;
   if (!c.body_buffered(prebuffer)) {
@@ -255,8 +253,8 @@ void handler::finished(http::connection& c) {
     r.request_id = c.request_id();
     r.method = c.method();
     r.path = c.path();
-    r.route = ctx.route ? std::string_view(ctx.snap->cfg->routes[*ctx.route].name)
-                        : std::string_view{};
+    r.route =
+        ctx.route ? std::string_view(ctx.snap->cfg->routes[*ctx.route].name) : std::string_view{};
     r.upstream = upstream ? std::string_view(ctx.endpoint->info->address) : std::string_view{};
     r.status = c.status();
     r.bytes_in = c.bytes_in();

@@ -131,8 +131,8 @@ asio::awaitable<outcome> relay(attempt& at, http::connection& client, std::strin
   http::build_downstream_response(head_out, resp, client.request_id(), framing, cl, keep,
                                   client.client_minor());
   client.response_started(resp.status);
-  relay_state s{at, client, at.scratch_buffers(), at.scratch_text(), client_chunked, {},
-                *at.clock()};
+  relay_state s{at, client,     at.scratch_buffers(), at.scratch_text(), client_chunked,
+                {}, *at.clock()};
   s.idle = at.idle_timeout();
   s.out.clear();
   s.out.push_back(asio::buffer(head_out));

@@ -104,10 +104,10 @@ void worker::serve(tcp::socket socket) {
     // Refuse politely without reading: a short non-blocking send, then close.
     auto kind = w.env.draining ? error_kind::draining : error_kind::overloaded;
     std::string out;
-    http::build_local_response(
-        out, common::status_of(kind), "application/json",
-        common::error_body(kind, w.env.draining ? "the gateway is draining" : "too many connections"),
-        false, {}, common::retry_after_of(kind));
+    http::build_local_response(out, common::status_of(kind), "application/json",
+                               common::error_body(kind, w.env.draining ? "the gateway is draining"
+                                                                       : "too many connections"),
+                               false, {}, common::retry_after_of(kind));
     ::send(socket.native_handle(), out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
     w.ctx.metrics.rejected(metrics::reject_reason::overloaded).inc();
     boost::system::error_code ignored;

@@ -30,9 +30,8 @@ class least_request final : public balancer {
     std::size_t b = n > 1 ? (a + 1 + rng.below(n - 1)) % n : a;
     bool ua = eps[a]->healthy, ub = eps[b]->healthy;
     if (ua && ub) {
-      bool a_first = eps[a]->in_flight != eps[b]->in_flight
-                         ? eps[a]->in_flight < eps[b]->in_flight
-                         : rng.below(2) == 0;
+      bool a_first = eps[a]->in_flight != eps[b]->in_flight ? eps[a]->in_flight < eps[b]->in_flight
+                                                            : rng.below(2) == 0;
       out.push(static_cast<std::uint32_t>(a_first ? a : b));
       out.push(static_cast<std::uint32_t>(a_first ? b : a));
       return;

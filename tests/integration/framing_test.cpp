@@ -25,11 +25,11 @@ TEST_CASE("a malformed chunked body gets 400 and no byte of it reaches a backend
   test_backend be;
   gateway_process gw(simple_config({be.port()}));
   const char* bodies[] = {
-      "zz\r\nhello\r\n0\r\n\r\n",                  // bad chunk size
-      "3\r\nhello\r\n0\r\n\r\n",                   // a chunk longer than its size
-      "5\nhello\r\n0\r\n\r\n",                     // bare LF after the size
-      "5;a=b\nc\r\nhello\r\n0\r\n\r\n",            // LF inside a chunk extension
-      "ffffffffffffffffff\r\nx\r\n0\r\n\r\n",      // an overflowing size
+      "zz\r\nhello\r\n0\r\n\r\n",                      // bad chunk size
+      "3\r\nhello\r\n0\r\n\r\n",                       // a chunk longer than its size
+      "5\nhello\r\n0\r\n\r\n",                         // bare LF after the size
+      "5;a=b\nc\r\nhello\r\n0\r\n\r\n",                // LF inside a chunk extension
+      "ffffffffffffffffff\r\nx\r\n0\r\n\r\n",          // an overflowing size
       "5\r\nhello\r\n0\r\nContent-Length: 1\r\n\r\n",  // framing field in trailers
   };
   for (const char* body : bodies) {
@@ -64,8 +64,8 @@ TEST_CASE("a body found malformed after streaming began aborts the upstream requ
 
 TEST_CASE("a chunked body over the size limit gets 413, before or while it streams") {
   test_backend be;
-  gateway_process gw(simple_config(
-      {be.port()}, "limits: { max_body_bytes: 4KiB, body_prebuffer_bytes: 1KiB }\n"));
+  gateway_process gw(
+      simple_config({be.port()}, "limits: { max_body_bytes: 4KiB, body_prebuffer_bytes: 1KiB }\n"));
   client c(gw.port());
   c.send(chunked_post + "1400\r\n" + std::string(0x1400, 'x') + "\r\n");
   auto r = c.read(2000ms);
@@ -125,8 +125,10 @@ TEST_CASE("the JSON model is read as a JSON parser reads it") {
   gateway_process gw(simple_config({other.port()}, extra));
   auto post = [&](const std::string& body) {
     client c(gw.port());
-    c.send("POST /v1/echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-           "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+    c.send(
+        "POST /v1/echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        "Content-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body);
     return c.read(3000ms);
   };
   auto r = post(R"({"model":"fo\u006f","messages":[]})");

@@ -88,8 +88,8 @@ using list_hook =
 class connection : public list_hook {
  public:
   // Starts serving `socket` on `io`; the connection owns itself until the client is gone.
-  static connection& start(asio::io_context& io, asio::ip::tcp::socket socket,
-                           connection_env& env, handler& h);
+  static connection& start(asio::io_context& io, asio::ip::tcp::socket socket, connection_env& env,
+                           handler& h);
 
   // ---- the request (valid during handler::serve) ----
   const request_head& head() const { return head_; }

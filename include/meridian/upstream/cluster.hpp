@@ -26,7 +26,7 @@ struct endpoint_info {
   endpoint_id id = 0;
   std::size_t cluster = 0;  // where it sits in the startup layout: the metrics children it
   std::size_t slot = 0;     // writes (cluster index, endpoint index)
-  std::string address;  // as configured, "host:port"; also the metrics label
+  std::string address;      // as configured, "host:port"; also the metrics label
   std::string zone;
   boost::asio::ip::tcp::endpoint resolved;
 };
@@ -65,8 +65,8 @@ struct pooled_connection {
 struct endpoint_state {
   std::shared_ptr<const topology> owner;  // keeps `info` alive, even after a reload
   const endpoint_info* info = nullptr;
-  config::pool_config pool;             // the caps of its cluster
-  bool retired = false;                 // left the topology; closes connections as they return
+  config::pool_config pool;  // the caps of its cluster
+  bool retired = false;      // left the topology; closes connections as they return
   endpoint_stats stats;
   std::vector<pooled_connection> idle;  // most recently used at the back
   std::size_t open = 0;                 // idle + busy connections of this worker

@@ -9,8 +9,9 @@ TEST_CASE("gateway errors have their status, OpenAI shape and Retry-After") {
   CHECK(status_of(error_kind::overloaded) == 503);
   CHECK(retry_after_of(error_kind::overloaded) == 1);
   CHECK(retry_after_of(error_kind::upstream_timeout) == 0);
-  CHECK(error_body(error_kind::not_found, "no \"route\"\n") ==
-        R"({"error":{"message":"no \"route\"\n","type":"invalid_request_error","code":"route_not_found"}})");
+  CHECK(
+      error_body(error_kind::not_found, "no \"route\"\n") ==
+      R"({"error":{"message":"no \"route\"\n","type":"invalid_request_error","code":"route_not_found"}})");
 }
 
 TEST_CASE("an attempt's outcome says who failed and what the client should see") {

@@ -40,7 +40,7 @@ class echo_handler final : public http::handler {
       auto r = co_await c.read_body(spans, n);
       if (r != http::body_result::ok) {
         auto kind = r == http::body_result::timeout ? common::error_kind::request_timeout
-                                                     : common::error_kind::bad_request;
+                                                    : common::error_kind::bad_request;
         co_await c.reply_error(kind, "bad body");
         co_return;
       }
@@ -93,9 +93,10 @@ struct server {
 TEST_CASE("keep-alive and pipelined requests are served in order, bodies decoded") {
   server s;
   test::client c(s.port());
-  c.send("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
-         "POST /b HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n"
-         "GET /c HTTP/1.1\r\nHost: t\r\n\r\n");
+  c.send(
+      "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+      "POST /b HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n"
+      "GET /c HTTP/1.1\r\nHost: t\r\n\r\n");
   for (const char* want : {"/a:abc", "/b:xy", "/c:"}) {
     auto r = c.read(2000ms);
     REQUIRE(r);

@@ -233,4 +233,3 @@ TEST_CASE("model_scanner reset starts a new body") {
   CHECK_FALSE(s.has_model());
   CHECK(s.model().empty());
 }
-

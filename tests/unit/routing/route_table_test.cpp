@@ -70,4 +70,3 @@ TEST_CASE("a model route asks for the body, then matches on it") {
   r = f.match(post, std::string_view(""));
   CHECK(f.name(r) == "rest");
 }
-
