@@ -60,7 +60,7 @@ struct worker_context {
         clock(&clk),
         metrics(m),
         log(snap->cfg->access_log),
-        buffers(32 * 1024, snap->cfg->limits.max_headers, 256) {
+        buffers(32 * 1024, snap->cfg->limits.max_headers, 32) {
     make_balancers();
   }
 
