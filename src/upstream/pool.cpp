@@ -50,6 +50,8 @@ void worker_upstreams::apply(std::shared_ptr<const topology> topo) {
       if (auto it = old.find(info.id); it != old.end()) {
         ep = std::move(it->second);
         old.erase(it);
+        // Same endpoint, new address (DNS): pooled connections lead to the old one.
+        if (ep->info->resolved != info.resolved) close_idle(*ep);
       } else {
         ep = std::make_shared<endpoint_state>();
       }

@@ -105,3 +105,17 @@ TEST_CASE("connect failures eject an endpoint for a while; success or time bring
   CHECK(ep.stats.healthy);
   CHECK(ep.stats.failures_total.load() == 4);
 }
+
+TEST_CASE("an endpoint whose address changes keeps its stats but not its pooled connections") {
+  boost::asio::io_context io;
+  upstream::worker_upstreams ups(topo_of({{1, 1001}}));
+  auto ep = ups.cluster(0).endpoints[0];
+  ep->stats.in_flight = 3;
+  ups.opened(*ep);
+  ups.release(*ep, open_socket(io), std::chrono::steady_clock::now());
+  ups.apply(topo_of({{1, 2001}}));  // same id, re-resolved elsewhere
+  CHECK(ups.cluster(0).endpoints[0] == ep);
+  CHECK(ep->stats.in_flight == 3);
+  CHECK(ep->idle.empty());
+  CHECK(ep->open == 0);
+}
