@@ -91,19 +91,19 @@ asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> attempt::wri
 }
 
 asio::awaitable<std::size_t> attempt::read_more(common::time_point deadline) {
-  auto& b = buf_->bytes;
+  auto& b = *buf_;
   if (begin_ == end_) begin_ = end_ = 0;
-  if (b.size() - end_ < 4096) {
+  if (b.size - end_ < 4096) {
     if (begin_ > 0) {
-      std::memmove(b.data(), b.data() + begin_, end_ - begin_);
+      std::memmove(b.bytes.get(), b.bytes.get() + begin_, end_ - begin_);
       end_ -= begin_;
       begin_ = 0;
     }
-    if (b.size() - end_ < 4096) b.resize(b.size() * 2);
+    if (b.size - end_ < 4096) b.grow(end_);
   }
   deadline_.set(deadline);
-  auto [ec, n] =
-      co_await socket_->async_read_some(asio::buffer(b.data() + end_, b.size() - end_), use_tuple);
+  auto [ec, n] = co_await socket_->async_read_some(
+      asio::buffer(b.bytes.get() + end_, b.size - end_), use_tuple);
   if (ec) co_return 0;
   end_ += n;
   co_return n;

@@ -55,7 +55,7 @@ class attempt final : public http::cancellable {
 
   // For the relay: response bytes read and not yet consumed, more of them under the idle
   // deadline (0 on EOF, error or deadline), and why a read failed.
-  std::string_view buffered() const { return {buf_->bytes.data() + begin_, end_ - begin_}; }
+  std::string_view buffered() const { return {buf_->bytes.get() + begin_, end_ - begin_}; }
   void consume(std::size_t n) { begin_ += n; }
   boost::asio::awaitable<std::size_t> read_more(common::time_point deadline);
   bool timed_out() const { return deadline_.expired(); }

@@ -76,7 +76,10 @@ asio::awaitable<void> housekeeping(worker::impl* w) {
     auto now = w->ctx.clock->now();
     w->ctx.ups.refresh_health(now);
     for (auto& c : w->conns) c.tick();
-    if (++tick % 10 == 0) w->ctx.ups.prune(now);
+    if (++tick % 10 == 0) {
+      w->ctx.ups.prune(now);
+      w->ctx.buffers.trim();
+    }
     std::size_t open = w->env.open.load(std::memory_order_relaxed);
     w->peak_connections = std::max(w->peak_connections, open);
     if (w->peak_connections > open + trim_after_closed) {
