@@ -21,24 +21,10 @@ using common::log;
 using common::log_level;
 
 namespace {
-metrics::layout layout_of(const config::gateway_config& cfg) {
-  metrics::layout l;
-  for (const auto& r : cfg.routes) {
-    l.routes.push_back(r.name);
-    l.route_clusters.push_back(r.cluster);
-  }
-  for (const auto& c : cfg.clusters) {
-    l.clusters.push_back(c.name);
-    auto& eps = l.endpoints.emplace_back();
-    for (const auto& e : c.endpoints) eps.push_back(e.address.to_string());
-  }
-  for (const auto& li : cfg.listeners) l.listeners.push_back(li.name);
-  return l;
-}
 
 struct gateway {
   explicit gateway(std::shared_ptr<const config::gateway_config> c, unsigned n)
-      : cfg(std::move(c)), registry(layout_of(*cfg), n), pool(n) {}
+      : cfg(std::move(c)), registry(proxy::metrics_layout(*cfg), n), pool(n) {}
   std::shared_ptr<const config::gateway_config> cfg;
   metrics::registry registry;
   upstream::identity_table ids;

@@ -6,7 +6,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/intrusive_ptr.hpp>
 #include <cerrno>
 #include <cstring>
@@ -15,6 +14,7 @@
 #include "meridian/common/log.hpp"
 #include "meridian/http/headers.hpp"
 #include "meridian/metrics/metrics.hpp"
+#include "meridian/runtime/write.hpp"
 
 namespace meridian::http {
 
@@ -375,17 +375,7 @@ asio::awaitable<body_result> connection::read_body(std::span<std::string_view> s
 
 asio::awaitable<bool> connection::write(std::span<const asio::const_buffer> buffers) {
   deadline_.set(env_.clock->now() + env_.settings.idle_timeout);
-  error_code ec;
-  std::size_t n = 0;
-  // One or two buffers (the usual head + body) take Asio's small write operation, which its
-  // per-thread cache recycles; a span takes one sized for 64 buffers, which it does not.
-  if (buffers.size() <= 2) {
-    std::array<asio::const_buffer, 2> two{buffers[0],
-                                          buffers.size() > 1 ? buffers[1] : asio::const_buffer{}};
-    std::tie(ec, n) = co_await asio::async_write(socket_, two, use_tuple);
-  } else {
-    std::tie(ec, n) = co_await asio::async_write(socket_, buffers, use_tuple);
-  }
+  auto [ec, n] = co_await runtime::write_all(socket_, buffers);
   deadline_.clear();
   bytes_out_ += n;
   if (ec) {

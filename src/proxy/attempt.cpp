@@ -8,6 +8,7 @@
 
 #include "meridian/common/log.hpp"
 #include "meridian/http/chunked.hpp"
+#include "meridian/runtime/write.hpp"
 
 namespace meridian::proxy {
 
@@ -69,25 +70,10 @@ void attempt::finish(bool reusable) {
   }
   if (in_flight_) {
     in_flight_ = false;
-    --ep_->stats.in_flight;
-    ep_->stats.in_flight_shared.fetch_sub(1, std::memory_order_relaxed);
+    w_.ups.request_finished(*ep_);
     w_.metrics.cluster(ep_->info->cluster).endpoints[ep_->info->slot].in_flight.sub();
   }
   if (buf_) w_.buffers.give(std::move(buf_));
-}
-
-// Not a coroutine: the caller awaits Asio's operation directly (one frame less per write).
-// The buffer sequence is copied into the operation; the bytes it points to outlive it.
-asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> attempt::write(
-    std::span<const asio::const_buffer> buffers) {
-  // One or two buffers (the usual head + body) take Asio's small write operation, which its
-  // per-thread cache recycles; a span takes one sized for 64 buffers, which it does not.
-  if (buffers.size() <= 2) {
-    std::array<asio::const_buffer, 2> two{buffers[0],
-                                          buffers.size() > 1 ? buffers[1] : asio::const_buffer{}};
-    return asio::async_write(*socket_, two, use_tuple);
-  }
-  return asio::async_write(*socket_, buffers, use_tuple);
 }
 
 asio::awaitable<std::size_t> attempt::read_more(common::time_point deadline) {
@@ -160,9 +146,7 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
   auto& em = w_.metrics.cluster(info.cluster).endpoints[info.slot];
   // Counted from the pick, so a burst of requests sees each other's choices.
   in_flight_ = true;
-  ++ep_->stats.in_flight;
-  ep_->stats.in_flight_shared.fetch_add(1, std::memory_order_relaxed);
-  ep_->stats.requests_total.fetch_add(1, std::memory_order_relaxed);
+  w_.ups.request_started(*ep_);
   em.in_flight.add();
   em.requests.inc();
   if (may_reuse) {
@@ -220,7 +204,7 @@ asio::awaitable<outcome> attempt::send(http::connection& client, std::string_vie
     } else if (!raw.empty()) {
       out_.push_back(asio::buffer(raw));
     }
-    auto [ec, n] = co_await write(out_);
+    auto [ec, n] = co_await runtime::write_all(*socket_, out_);
     bool ok = !ec;
     request_complete_ = ok;
     if (!ok && reused_)
@@ -228,7 +212,7 @@ asio::awaitable<outcome> attempt::send(http::connection& client, std::string_vie
     co_return outcome{};  // a failed write may still have a response to read (an early answer)
   }
   std::array<asio::const_buffer, 1> h{asio::buffer(head)};
-  auto [ec, n] = co_await write(h);
+  auto [ec, n] = co_await runtime::write_all(*socket_, h);
   if (ec) {
     if (reused_)
       co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed", true);
@@ -278,7 +262,7 @@ asio::awaitable<outcome> attempt::stream_body(http::connection& client, body_tap
     if (last && chunked) out_.push_back(asio::buffer(http::last_chunk));
     if (!out_.empty()) {
       deadline_.set(w_.clock->now() + w_.snap->cfg->timeouts.upstream_idle);
-      auto [ec, n] = co_await write(out_);
+      auto [ec, n] = co_await runtime::write_all(*socket_, out_);
       if (ec) {
         // The backend may have answered early and closed; its answer is read next.
         client.close_after_response();

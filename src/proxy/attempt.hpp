@@ -81,8 +81,6 @@ class attempt final : public http::cancellable {
                                                body_tap* tap, bool& replayable);
   boost::asio::awaitable<common::outcome> stream_body(http::connection& client, body_tap* tap);
   boost::asio::awaitable<common::outcome> read_head(bool replayable);
-  boost::asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> write(
-      std::span<const boost::asio::const_buffer> buffers);
   common::outcome fail(common::outcome_kind kind, std::string message, bool retry_safe = false);
   static void on_expire(void* self);
 

@@ -129,6 +129,21 @@ void worker_upstreams::close_all_idle() {
     for (auto& ep : cs.endpoints) close_idle(*ep);
 }
 
+// The mirrors have one writer (this worker): a relaxed load and store, no read-modify-write.
+void worker_upstreams::request_started(endpoint_state& ep) {
+  auto& st = ep.stats;
+  ++st.in_flight;
+  st.in_flight_shared.store(st.in_flight, std::memory_order_relaxed);
+  st.requests_total.store(st.requests_total.load(std::memory_order_relaxed) + 1,
+                          std::memory_order_relaxed);
+}
+
+void worker_upstreams::request_finished(endpoint_state& ep) {
+  auto& st = ep.stats;
+  --st.in_flight;
+  st.in_flight_shared.store(st.in_flight, std::memory_order_relaxed);
+}
+
 void worker_upstreams::record_connect_failure(endpoint_state& ep,
                                               std::chrono::steady_clock::time_point now) {
   auto& st = ep.stats;

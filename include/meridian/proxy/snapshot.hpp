@@ -1,10 +1,12 @@
 // What the control thread publishes to every proxy worker: the config, its route table and the
 // resolved upstream topology, immutable once built. Workers adopt a new one between requests.
+// Also the metrics layout that goes with a config.
 #pragma once
 
 #include <memory>
 
 #include "meridian/config/config.hpp"
+#include "meridian/metrics/metrics.hpp"
 #include "meridian/routing/route_table.hpp"
 #include "meridian/upstream/cluster.hpp"
 
@@ -19,5 +21,8 @@ struct snapshot {
            std::shared_ptr<const upstream::topology> t)
       : cfg(std::move(c)), routes(*cfg), topo(std::move(t)) {}
 };
+
+// The bounded label sets of the metrics a config's routes, clusters and endpoints produce.
+metrics::layout metrics_layout(const config::gateway_config& cfg);
 
 }  // namespace meridian::proxy

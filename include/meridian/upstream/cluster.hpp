@@ -111,6 +111,11 @@ class worker_upstreams {
   void prune(std::chrono::steady_clock::time_point now);
   void close_all_idle();
 
+  // A request picked this endpoint / is done with it: in flight counts from the pick, so a
+  // burst sees each other's choices. Only this worker writes these; readers use the mirrors.
+  void request_started(endpoint_state& ep);
+  void request_finished(endpoint_state& ep);
+
   // Passive health: connect failures eject an endpoint for a while on this worker.
   void record_connect_failure(endpoint_state& ep, std::chrono::steady_clock::time_point now);
   void record_success(endpoint_state& ep);
