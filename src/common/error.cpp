@@ -141,9 +141,22 @@ int retry_after_of(error_kind kind) {
   }
 }
 
+namespace {
+constexpr bool needs_escape(unsigned char c) {
+  return c < 0x20 || c == '"' || c == '\\' || c == 0x7f;
+}
+}  // namespace
+
 void json_escape_append(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
-  for (unsigned char c : s) {
+  // Runs of plain characters are appended whole: access-log fields rarely need escaping, and
+  // a per-character append was a tenth of a request's instructions.
+  std::size_t run = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (!needs_escape(c)) continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"':
         out.append("\\\"");
@@ -161,15 +174,12 @@ void json_escape_append(std::string& out, std::string_view s) {
         out.append("\\t");
         break;
       default:
-        if (c < 0x20 || c == 0x7f) {
-          out.append("\\u00");
-          out.push_back(hex[c >> 4]);
-          out.push_back(hex[c & 15]);
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
+        out.append("\\u00");
+        out.push_back(hex[c >> 4]);
+        out.push_back(hex[c & 15]);
     }
   }
+  out.append(s.data() + run, s.size() - run);
 }
 
 std::string error_body(error_kind kind, std::string_view message) {

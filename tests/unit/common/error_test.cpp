@@ -32,3 +32,15 @@ TEST_CASE("an attempt's outcome says who failed and what the client should see")
   o.kind = outcome_kind::request_body_too_large;
   CHECK(status_of(o.client_error()) == 413);
 }
+
+TEST_CASE("JSON escaping keeps plain runs and escapes quotes, backslashes and controls") {
+  std::string out = "x";
+  json_escape_append(out, "plain text, caf\xc3\xa9");
+  CHECK(out == "xplain text, caf\xc3\xa9");
+  out.clear();
+  json_escape_append(out, std::string_view("a\"b\\c\td\x01" "e\x7f", 10));
+  CHECK(out == R"(a\"b\\c\td\u0001e\u007f)");
+  out.clear();
+  json_escape_append(out, "");
+  CHECK(out.empty());
+}
