@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "meridian/metrics/metrics.hpp"
+#include "support/connection_server.hpp"
 #include "support/raw_client.hpp"
 
 using namespace meridian;
@@ -64,29 +65,16 @@ struct server {
   http::connection_env env;
   echo_handler h;
   asio::io_context io{1};
-  tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), 0}};
-  std::thread thread;
+  std::optional<test::connection_server> srv;
 
   explicit server(common::duration body_timeout = 2s) {
     env.rng = &rng;
     env.metrics = &reg.worker(0);
     env.settings.body_timeout = body_timeout;
     env.settings.max_body_bytes = 1024;
-    asio::co_spawn(io, accept(), asio::detached);
-    thread = std::thread([this] { io.run_for(20s); });
+    srv.emplace(io, env, h);
   }
-  ~server() {
-    asio::post(io, [this] { io.stop(); });
-    thread.join();
-  }
-  asio::awaitable<void> accept() {
-    while (true) {
-      auto [ec, s] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
-      if (ec) co_return;
-      http::connection::start(io, std::move(s), env, h);
-    }
-  }
-  std::uint16_t port() const { return acceptor.local_endpoint().port(); }
+  std::uint16_t port() const { return srv->port(); }
 };
 }  // namespace
 

@@ -13,6 +13,7 @@
 
 #include "meridian/common/log.hpp"
 #include "meridian/http/headers.hpp"
+#include "support/connection_server.hpp"
 #include "support/raw_client.hpp"
 #include "support/test_backend.hpp"
 #include "unit/proxy/harness.hpp"
@@ -73,8 +74,7 @@ struct attempt_server {
   asio::io_context io{1};
   proxy::worker_context ctx;
   probe h{ctx};
-  tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), 0}};
-  std::thread thread;
+  std::optional<test::connection_server> srv;
 
   explicit attempt_server(std::shared_ptr<const config::gateway_config> c)
       : cfg(std::move(c)),
@@ -82,22 +82,10 @@ struct attempt_server {
         ctx(io, std::make_shared<const proxy::snapshot>(cfg, upstream::resolve_topology(*cfg, ids)),
             reg.worker(0), 5, common::steady()) {
     env.rng = &rng;
-    asio::co_spawn(io, accept(), asio::detached);
-    thread = std::thread([this] { io.run_for(20s); });
-  }
-  ~attempt_server() {
-    asio::post(io, [this] { io.stop(); });
-    thread.join();
-  }
-  asio::awaitable<void> accept() {
-    while (true) {
-      auto [ec, s] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
-      if (ec) co_return;
-      http::connection::start(io, std::move(s), env, h);
-    }
+    srv.emplace(io, env, h);
   }
   std::string ask(const std::string& path) {
-    auto r = test::get(acceptor.local_endpoint().port(), path);
+    auto r = test::get(srv->port(), path);
     return r ? r->body : "no answer";
   }
 };
