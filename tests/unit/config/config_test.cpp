@@ -194,3 +194,11 @@ routes:
   e = error_of(with("127.0.0.1:8080", "127.0.0.1:8081"), {"listeners[1].address=127.0.0.1:8080"});
   CHECK(e.find("listeners[1].address: duplicate listener address") != std::string::npos);
 }
+
+TEST_CASE("the body prebuffer is read, capped and defaults to 64KiB") {
+  CHECK(load_string(base, "test.yaml")->limits.body_prebuffer_bytes == 64 * 1024);
+  auto cfg = load_string(base + "limits: { body_prebuffer_bytes: 1MiB }\n", "test.yaml");
+  CHECK(cfg->limits.body_prebuffer_bytes == 1024 * 1024);
+  auto e = error_of(base + "limits: { body_prebuffer_bytes: 1GiB }\n");
+  CHECK(e.find("limits.body_prebuffer_bytes: must be at most 16MiB") != std::string::npos);
+}
