@@ -1,5 +1,7 @@
 #include "meridian/frontend/listener.hpp"
 
+#include <sys/socket.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -9,7 +11,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <stdexcept>
 
+#include "meridian/common/error.hpp"
 #include "meridian/common/log.hpp"
+#include "meridian/http/headers.hpp"
+#include "meridian/metrics/metrics.hpp"
 
 namespace meridian::frontend {
 
@@ -36,7 +41,7 @@ asio::awaitable<void> accept_loop(acceptor_slot* slot) {
       co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
       continue;
     }
-    slot->worker->serve(std::move(socket));
+    admit(*slot->worker, std::move(socket));
   }
 }
 
@@ -49,6 +54,26 @@ tcp::endpoint resolve(const config::host_port& hp) {
   return {addr, hp.port};
 }
 }  // namespace
+
+void admit(proxy::worker& w, tcp::socket socket) {
+  auto& env = w.env();
+  if (env.metrics) env.metrics->accepted_connections().inc();
+  if (env.open.load(std::memory_order_relaxed) >= w.max_connections() || env.draining) {
+    // Refuse politely without reading: a short non-blocking send, then close.
+    auto kind = env.draining ? common::error_kind::draining : common::error_kind::overloaded;
+    std::string out;
+    http::build_local_response(
+        out, common::status_of(kind), "application/json",
+        common::error_body(kind, env.draining ? "the gateway is draining" : "too many connections"),
+        false, {}, common::retry_after_of(kind));
+    ::send(socket.native_handle(), out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (env.metrics) env.metrics->rejected(metrics::reject_reason::overloaded).inc();
+    boost::system::error_code ignored;
+    socket.close(ignored);
+    return;
+  }
+  w.track(http::connection::start(w.io(), std::move(socket), env, w.handler()));
+}
 
 struct listener_set::impl {
   std::vector<std::unique_ptr<acceptor_slot>> slots;

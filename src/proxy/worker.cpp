@@ -1,7 +1,6 @@
 #include "meridian/proxy/worker.hpp"
 
 #include <malloc.h>
-#include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -11,7 +10,6 @@
 #include <boost/intrusive/list.hpp>
 
 #include "meridian/http/connection.hpp"
-#include "meridian/http/headers.hpp"
 #include "proxy/handler.hpp"
 #include "proxy/worker_context.hpp"
 
@@ -19,7 +17,6 @@ namespace meridian::proxy {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
-using common::error_kind;
 
 namespace {
 http::connection_settings settings_of(const config::gateway_config& cfg) {
@@ -57,7 +54,7 @@ struct worker::impl {
   }
 
   worker_context ctx;
-  handler h;
+  proxy::handler h;
   http::connection_env env;
   boost::intrusive::list<http::connection, boost::intrusive::constant_time_size<false>> conns;
   std::unique_ptr<asio::steady_timer> housekeeping;
@@ -98,27 +95,20 @@ worker::worker(asio::io_context& io, std::shared_ptr<const snapshot> snap,
 
 worker::~worker() = default;
 
-void worker::serve(tcp::socket socket) {
-  auto& w = *impl_;
-  const auto& cfg = *w.ctx.snap->cfg;
-  w.ctx.metrics.accepted_connections().inc();
-  if (w.env.open.load(std::memory_order_relaxed) >= cfg.limits.max_connections_per_worker ||
-      w.env.draining) {
-    // Refuse politely without reading: a short non-blocking send, then close.
-    auto kind = w.env.draining ? error_kind::draining : error_kind::overloaded;
-    std::string out;
-    http::build_local_response(out, common::status_of(kind), "application/json",
-                               common::error_body(kind, w.env.draining ? "the gateway is draining"
-                                                                       : "too many connections"),
-                               false, {}, common::retry_after_of(kind));
-    ::send(socket.native_handle(), out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    w.ctx.metrics.rejected(metrics::reject_reason::overloaded).inc();
-    boost::system::error_code ignored;
-    socket.close(ignored);
-    return;
-  }
-  auto& c = http::connection::start(w.ctx.io, std::move(socket), w.env, w.h);
-  w.conns.push_back(c);
+http::connection_env& worker::env() {
+  return impl_->env;
+}
+
+http::handler& worker::handler() {
+  return impl_->h;
+}
+
+void worker::track(http::connection& c) {
+  impl_->conns.push_back(c);
+}
+
+std::size_t worker::max_connections() const {
+  return impl_->ctx.snap->cfg->limits.max_connections_per_worker;
 }
 
 void worker::apply(std::shared_ptr<const snapshot> snap) {

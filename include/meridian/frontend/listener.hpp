@@ -12,6 +12,11 @@
 
 namespace meridian::frontend {
 
+// Admits an accepted client connection on worker `w` (its thread): over the worker's connection
+// cap or while draining it gets a short 503 and is closed, else it starts as an
+// http::connection served by the worker's handler.
+void admit(proxy::worker& w, boost::asio::ip::tcp::socket socket);
+
 class listener_set {
  public:
   // Binds every listener on every worker (port 0 is resolved once and shared); throws

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "meridian/common/clock.hpp"
+#include "meridian/http/connection.hpp"
 #include "meridian/metrics/metrics.hpp"
 #include "meridian/proxy/snapshot.hpp"
 #include "meridian/upstream/cluster.hpp"
@@ -25,8 +26,12 @@ class worker {
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
 
-  // Takes ownership of an accepted client connection. Worker thread only.
-  void serve(boost::asio::ip::tcp::socket socket);
+  // What the frontend needs to start a client connection on this worker (worker thread):
+  // the connections' shared environment, the proxy handler, and where to track it for drain.
+  http::connection_env& env();
+  http::handler& handler();
+  void track(http::connection& c);
+  std::size_t max_connections() const;
   // Adopts a new snapshot between requests (requests in flight keep theirs). Worker thread.
   void apply(std::shared_ptr<const snapshot> snap);
   // Stop reusing client connections and close idle ones; in-flight requests finish. Worker thread.
