@@ -48,8 +48,6 @@ class attempt final : public http::cancellable {
 
   const http::response_head& response() const { return resp_; }
   const upstream::endpoint_ref& endpoint() const { return ep_; }
-  bool reused() const { return reused_; }
-  common::time_point sent_at() const { return sent_at_; }
   // Whether the request went out whole (so the connection may be pooled after the response).
   bool request_complete() const { return request_complete_; }
 

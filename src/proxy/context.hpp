@@ -43,7 +43,6 @@ struct request_context {
   upstream::endpoint_ref endpoint;  // the last one tried
   common::time_point upstream_start{}, first_byte{};
   bool model_routed = false;
-  int attempts = 0;
 
   void reset() {
     snap.reset();
@@ -51,7 +50,6 @@ struct request_context {
     endpoint.reset();
     upstream_start = first_byte = {};
     model_routed = false;
-    attempts = 0;
   }
 };
 

@@ -134,7 +134,6 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
   ctx.upstream_start = w.clock->now();
   while (true) {
     ctx.endpoint = cs.endpoints[picks[k]];
-    ++ctx.attempts;
     auto o = co_await st.at.run(ctx.endpoint, may_reuse, c, st.head_out, tap);
     if (o.ok()) co_return o;
     switch (policy.next(o, k + 1 < picks.size())) {
@@ -238,7 +237,7 @@ asio::awaitable<void> handler::serve(http::connection& c) {
 
 void handler::finished(http::connection& c) {
   auto now = w_.clock->now();
-  request_context empty;
+  static const request_context empty;
   auto* st = static_cast<conn_state*>(c.state().get());
   const auto& ctx = st ? st->ctx : empty;
   double dur = common::seconds_between(c.request_start(), now);

@@ -122,7 +122,6 @@ void worker::apply(std::shared_ptr<const snapshot> snap) {
 void worker::start_drain() {
   auto& w = *impl_;
   w.env.draining = true;
-  w.ctx.draining = true;
   for (auto& c : w.conns) c.close_if_idle();
   w.ctx.ups.close_all_idle();
 }

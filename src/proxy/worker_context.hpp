@@ -65,7 +65,6 @@ class buffer_pool {
     if (free_.size() + in_use_ > peak_) free_.resize(peak_ > in_use_ ? peak_ - in_use_ : 0);
     peak_ = in_use_;
   }
-  std::size_t spare() const { return free_.size(); }
 
  private:
   std::size_t bytes_, fields_;
@@ -102,7 +101,6 @@ struct worker_context {
   metrics::worker_metrics& metrics;
   access_log log;
   buffer_pool buffers;
-  bool draining = false;
 };
 
 }  // namespace meridian::proxy

@@ -52,10 +52,6 @@ void watchdog::set(common::time_point deadline) {
     s_->timer.cancel();  // the wake-up re-arms at the earlier time
 }
 
-common::time_point watchdog::deadline() const {
-  return s_->deadline;
-}
-
 bool watchdog::expired() const {
   return s_->expired;
 }

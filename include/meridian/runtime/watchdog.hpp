@@ -24,7 +24,6 @@ class watchdog {
 
   void set(common::time_point deadline);
   void clear() { set(common::time_point::max()); }
-  common::time_point deadline() const;
   // True once the deadline passed (and on_expire ran) until reset().
   bool expired() const;
   void reset();
