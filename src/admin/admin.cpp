@@ -7,8 +7,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/intrusive/list.hpp>
 #include <boost/json.hpp>
+#include <cmath>
 #include <stdexcept>
 
+#include "meridian/common/clock.hpp"
 #include "meridian/common/error.hpp"
 #include "meridian/common/log.hpp"
 #include "meridian/common/random.hpp"
@@ -32,12 +34,84 @@ bool endpoint_healthy(const context& ctx, std::size_t c, std::size_t e) {
   return false;
 }
 
+// Milliseconds for JSON, null when unknown (negative or NaN).
+boost::json::value ms(double seconds) {
+  if (!(seconds >= 0)) return nullptr;
+  return std::round(seconds * 1e6) / 1e3;
+}
+
+boost::json::value age_ms(common::time_point at, common::time_point now) {
+  if (at == common::time_point{}) return nullptr;
+  return ms(common::seconds_between(at, now));
+}
+
+boost::json::value known(double v) {
+  if (!(v >= 0)) return nullptr;
+  return v;
+}
+
+// What the probes last published about one endpoint, with the age of each reading.
+boost::json::object probe_json(const upstream::probe_signals& p, common::time_point now,
+                               const std::array<std::string, 3>& errors) {
+  namespace json = boost::json;
+  json::object o;
+  o["probed"] = p.probed;
+  o["healthy"] = p.healthy;
+  o["rtt_ms"] = ms(p.rtt);
+  o["rtt_min_ms"] = ms(p.rtt_min);
+  o["connect_ms"] = ms(p.connect);
+  o["age_ms"] = age_ms(p.probed_at, now);
+  o["error"] = errors[0].empty() ? json::value(nullptr) : json::value(errors[0]);
+  json::object load;
+  load["queue_depth"] = known(p.waiting);
+  load["running"] = known(p.running);
+  load["kv_cache_usage"] = known(p.kv_usage);
+  load["age_ms"] = age_ms(p.scraped_at, now);
+  load["last_scrape_failed"] = p.scrape_failed;
+  load["error"] = errors[1].empty() ? json::value(nullptr) : json::value(errors[1]);
+  o["load"] = std::move(load);
+  if (p.models) {
+    json::array m;
+    for (const auto& id : *p.models) m.emplace_back(id);
+    o["models"] = std::move(m);
+  } else {
+    o["models"] = nullptr;
+  }
+  o["models_error"] = errors[2].empty() ? json::value(nullptr) : json::value(errors[2]);
+  return o;
+}
+
+// Each worker's own estimates and the cost it gives the endpoint (as of its last 100 ms tick).
+boost::json::array workers_json(const context& ctx, std::size_t c, std::size_t e) {
+  namespace json = boost::json;
+  json::array out;
+  auto ld = [](const std::atomic<double>& a) { return a.load(std::memory_order_relaxed); };
+  for (const auto* w : ctx.workers) {
+    const auto& st = w->cluster(c).endpoints[e]->stats;
+    json::object o;
+    o["in_flight"] = st.in_flight_shared.load(std::memory_order_relaxed);
+    o["healthy"] = st.healthy_shared.load(std::memory_order_relaxed);
+    o["ttft_ewma_ms"] = ms(ld(st.ttft_shared));
+    o["tpot_ewma_ms"] = ms(ld(st.tpot_shared));
+    o["response_ewma_ms"] = ms(ld(st.response_shared));
+    o["latency_ms"] = ms(ld(st.latency_shared));
+    o["queue_ms"] = ms(ld(st.queue_shared));
+    o["outstanding"] = ld(st.outstanding_shared);
+    o["score_ms"] = ms(ld(st.score_shared));
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
 std::string endpoints_json(const context& ctx) {
   namespace json = boost::json;
+  auto now = common::steady().now();
+  auto sig = ctx.signals ? ctx.signals() : nullptr;
   json::object root;
   root["io_backend"] = ctx.io_backend;
   root["workers"] = ctx.workers.size();
   root["draining"] = ctx.draining && ctx.draining->load();
+  root["zone"] = ctx.cfg->zone;
   json::array clusters;
   for (std::size_t c = 0; c < ctx.cfg->clusters.size(); ++c) {
     const auto& cc = ctx.cfg->clusters[c];
@@ -48,11 +122,13 @@ std::string endpoints_json(const context& ctx) {
     json::array eps;
     for (std::size_t e = 0; e < cc.endpoints.size(); ++e) {
       std::uint64_t in_flight = 0, requests = 0, failures = 0;
+      double score = -1;
       for (const auto* w : ctx.workers) {
         const auto& st = w->cluster(c).endpoints[e]->stats;
         in_flight += st.in_flight_shared.load(std::memory_order_relaxed);
         requests += st.requests_total.load(std::memory_order_relaxed);
         failures += st.failures_total.load(std::memory_order_relaxed);
+        score = std::max(score, st.score_shared.load(std::memory_order_relaxed));
       }
       json::object eo;
       eo["address"] = cc.endpoints[e].address.to_string();
@@ -61,10 +137,12 @@ std::string endpoints_json(const context& ctx) {
       eo["in_flight"] = in_flight;
       eo["requests_total"] = requests;
       eo["connect_failures_total"] = failures;
-      // Inputs of the latency-aware balancer; null until probes and scrapes measure them.
-      for (const char* k : {"rtt_ms", "ttft_ewma_ms", "tpot_ewma_ms", "queue_depth",
-                            "kv_cache_usage", "scrape_age_ms", "score"})
-        eo[k] = nullptr;
+      eo["score_ms"] = ms(score);  // the highest over workers
+      std::array<std::string, 3> errors;
+      if (ctx.probe_errors) errors = ctx.probe_errors(c, e);
+      if (sig && c < sig->clusters.size() && e < sig->clusters[c].size())
+        eo["probe"] = probe_json(sig->clusters[c][e], now, errors);
+      eo["per_worker"] = workers_json(ctx, c, e);
       eps.push_back(std::move(eo));
     }
     co["endpoints"] = std::move(eps);

@@ -8,6 +8,7 @@
 #include "meridian/common/random.hpp"
 #include "meridian/frontend/listener.hpp"
 #include "meridian/metrics/metrics.hpp"
+#include "meridian/probe/prober.hpp"
 #include "meridian/proxy/worker.hpp"
 #include "meridian/runtime/control.hpp"
 #include "meridian/runtime/publish.hpp"
@@ -69,6 +70,15 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   };
   hooks.abort_all = [&] { g.each_worker(&proxy::worker::abort_all); };
   runtime::control control(cfg->drain, std::move(hooks));
+  // Probes run on the control thread and publish what they learn to every worker.
+  probe::prober prober(
+      control.io(), cfg, snap->topo, g.registry,
+      [&g, &contexts](std::shared_ptr<const upstream::signals> s) {
+        runtime::publish<upstream::signals>(contexts, std::move(s), [&g](std::size_t i, auto v) {
+          g.workers[i]->apply_signals(std::move(v));
+        });
+      },
+      seed ^ 0x9e3779b97f4a7c15ULL);
 
   admin::context actx;
   actx.cfg = cfg.get();
@@ -77,8 +87,14 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   actx.draining = &control.draining_flag();
   actx.io_backend = std::string(runtime::to_string(io));
   actx.on_drain = [&control] { control.begin_drain(); };
+  actx.signals = [&prober] { return prober.current(); };
+  actx.probe_errors = [&prober](std::size_t c, std::size_t e) {
+    const auto& pe = prober.errors(c, e);
+    return std::array<std::string, 3>{pe.probe, pe.scrape, pe.models};
+  };
   admin::server admin_server(control.io(), cfg->admin.address, actx);
   control.on_stop([&] {
+    prober.stop();
     admin_server.close();
     g.pool.stop();
   });
@@ -92,6 +108,7 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   runtime::publish<proxy::snapshot>(
       contexts, snap, [&g](std::size_t i, auto s) { g.workers[i]->apply(std::move(s)); });
   g.pool.start();
+  prober.start();
   listeners->start();
   admin_server.start();
   control.run();

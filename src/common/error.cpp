@@ -7,6 +7,7 @@ int status_of(error_kind kind) {
     case error_kind::bad_request:
       return 400;
     case error_kind::not_found:
+    case error_kind::model_not_found:
       return 404;
     case error_kind::request_timeout:
       return 408;
@@ -34,6 +35,7 @@ error_source source_of(error_kind kind) {
   switch (kind) {
     case error_kind::bad_request:
     case error_kind::not_found:
+    case error_kind::model_not_found:
     case error_kind::request_timeout:
     case error_kind::payload_too_large:
     case error_kind::header_too_large:
@@ -104,6 +106,8 @@ std::string_view code_of(error_kind kind) {
       return "bad_request";
     case error_kind::not_found:
       return "route_not_found";
+    case error_kind::model_not_found:
+      return "model_not_found";
     case error_kind::request_timeout:
       return "request_timeout";
     case error_kind::payload_too_large:

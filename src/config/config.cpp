@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "config/reader.hpp"
+#include "config/sections.hpp"
 #include "meridian/common/log.hpp"
 #include "meridian/config/units.hpp"
 
@@ -42,6 +43,10 @@ std::string_view to_string(balancer_kind b) {
       return "round_robin";
     case balancer_kind::least_request:
       return "least_request";
+    case balancer_kind::peak_ewma:
+      return "peak_ewma";
+    case balancer_kind::latency_aware:
+      return "latency_aware";
   }
   return "least_request";
 }
@@ -132,7 +137,9 @@ void read_timeouts(const reader& r, const YAML::Node& n, timeouts_config& out) {
 }
 
 cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::string& k) {
-  r.only_keys(n, k, {"name", "kind", "balancer", "endpoints", "pool", "probe", "load_metrics"});
+  r.only_keys(n, k,
+              {"name", "kind", "balancer", "endpoints", "pool", "probe", "load_metrics", "models",
+               "latency", "outlier"});
   cluster_config c;
   if (!n["name"]) r.fail(n, k + ".name", "missing (every cluster needs a name)");
   c.name = r.scalar(n["name"], k + ".name");
@@ -149,19 +156,27 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
       r.fail(n["kind"], k + ".kind",
              common::cat("unknown kind '", s, "' (expected inference, storage or generic)"));
   }
+  // Model servers get the latency-aware picker unless told otherwise.
+  if (c.kind == cluster_kind::inference) c.balancer = balancer_kind::latency_aware;
   if (n["balancer"]) {
     auto s = r.scalar(n["balancer"], k + ".balancer");
     if (s == "round_robin")
       c.balancer = balancer_kind::round_robin;
     else if (s == "least_request")
       c.balancer = balancer_kind::least_request;
-    else if (s == "peak_ewma" || s == "latency_aware" || s == "consistent_hash")
+    else if (s == "peak_ewma")
+      c.balancer = balancer_kind::peak_ewma;
+    else if (s == "latency_aware")
+      c.balancer = balancer_kind::latency_aware;
+    else if (s == "consistent_hash" || s == "bandwidth_aware")
       r.fail(n["balancer"], k + ".balancer",
              common::cat("balancer '", s,
-                         "' is not available in this version (use round_robin or least_request)"));
+                         "' is not available in this version (use latency_aware, peak_ewma, "
+                         "least_request or round_robin)"));
     else
       r.fail(n["balancer"], k + ".balancer",
-             common::cat("unknown balancer '", s, "' (expected round_robin or least_request)"));
+             common::cat("unknown balancer '", s,
+                         "' (expected latency_aware, peak_ewma, least_request or round_robin)"));
   }
   auto eps = n["endpoints"];
   if (!eps || !eps.IsSequence() || eps.size() == 0)
@@ -195,18 +210,12 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
           p["max_connections_per_endpoint"], pk + ".max_connections_per_endpoint", 1, 1000000);
     if (p["idle_timeout"]) c.pool.idle_timeout = r.dur(p["idle_timeout"], pk + ".idle_timeout");
   }
-  // probe and load_metrics are accepted for forward compatibility with DESIGN.md's schema and
-  // validated for shape; active probing lands with the probe module.
-  for (const char* sub : {"probe", "load_metrics"}) {
-    if (auto p = n[sub]) {
-      auto pk = reader::join(k, sub);
-      r.only_keys(p, pk, {"path", "interval", "timeout"});
-      if (p["interval"]) r.dur(p["interval"], pk + ".interval");
-      if (p["timeout"]) r.dur(p["timeout"], pk + ".timeout");
-      if (p["path"] && r.scalar(p["path"], pk + ".path").rfind('/', 0) != 0)
-        r.fail(p["path"], pk + ".path", "must start with /");
-    }
-  }
+  c.models.enabled = c.kind == cluster_kind::inference;
+  if (auto p = n["probe"]) read_probe(r, p, k + ".probe", c.probe);
+  if (auto p = n["load_metrics"]) read_load_metrics(r, p, k + ".load_metrics", c.load_metrics);
+  if (auto p = n["models"]) read_models(r, p, k + ".models", c.models);
+  if (auto p = n["latency"]) read_latency(r, p, k + ".latency", c.latency);
+  if (auto p = n["outlier"]) read_outlier(r, p, k + ".outlier", c.outlier);
   return c;
 }
 
@@ -297,8 +306,8 @@ gateway_config read_root(const reader& r, const YAML::Node& root) {
   cfg.source = r.source();
   if (!root.IsMap()) r.fail(root, "", "the config must be a mapping");
   r.only_keys(root, "",
-              {"listeners", "admin", "workers", "io_backend", "clusters", "routes", "limits",
-               "timeouts", "drain", "access_log"});
+              {"listeners", "admin", "workers", "io_backend", "zone", "clusters", "routes",
+               "limits", "timeouts", "drain", "access_log"});
   cfg.listeners = read_listeners(r, root);
   if (auto a = root["admin"]) {
     r.only_keys(a, "admin", {"address"});
@@ -322,6 +331,7 @@ gateway_config read_root(const reader& r, const YAML::Node& root) {
       r.fail(io, "io_backend",
              common::cat("unknown backend '", s, "' (expected auto, io_uring or epoll)"));
   }
+  if (auto z = root["zone"]) cfg.zone = r.scalar(z, "zone");
   auto cs = root["clusters"];
   if (!cs || !cs.IsSequence() || cs.size() == 0)
     r.fail(cs ? cs : root, "clusters", "expected a non-empty list of clusters");

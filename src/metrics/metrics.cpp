@@ -134,6 +134,9 @@ registry::registry(const layout& l, unsigned workers) {
       slots.push_back(p->cluster_endpoints.slot({l.clusters[c], ep}));
   }
   plan_ = std::move(p);
+  signals_.reserve(l.clusters.size());
+  for (const auto& eps : l.endpoints)
+    signals_.push_back(std::vector<endpoint_signal_metrics>(eps.size()));
   workers_.reserve(workers);
   for (unsigned i = 0; i < workers; ++i) workers_.push_back(std::make_unique<worker_metrics>(l));
 }
@@ -166,6 +169,8 @@ void collect_routes(const detail::series_plan& p, const workers_t& workers,
   std::vector<std::array<std::uint64_t, 6>> requests(p.route_clusters.keys().size());
   std::vector<histogram_sum> duration(p.route_names.keys().size());
   std::vector<std::array<std::uint64_t, 2>> cancelled(p.route_names.keys().size());
+  std::vector<histogram_sum> ttft(p.route_clusters.keys().size()), itl(ttft.size());
+  std::vector<std::array<std::uint64_t, 2>> tokens(p.route_clusters.keys().size());
   for (const auto& w : workers) {
     for (std::size_t r = 0; r <= p.routes; ++r) {
       const auto& rm = r < p.routes ? w->route(r) : w->unrouted();
@@ -174,6 +179,11 @@ void collect_routes(const detail::series_plan& p, const workers_t& workers,
       duration[p.route_slot[r]].add(rm.duration);
       cancelled[p.route_slot[r]][0] += rm.cancelled_request.value();
       cancelled[p.route_slot[r]][1] += rm.cancelled_response.value();
+      auto rc = p.route_cluster_slot[r];
+      ttft[rc].add(rm.ttft);
+      itl[rc].add(rm.itl);
+      tokens[rc][0] += rm.prompt_tokens.value();
+      tokens[rc][1] += rm.completion_tokens.value();
     }
   }
   auto req = family("meridian_requests_total",
@@ -196,7 +206,25 @@ void collect_routes(const detail::series_plan& p, const workers_t& workers,
     add_value(can, {{"route", route}, {"phase", "request"}}, static_cast<double>(cancelled[s][0]));
     add_value(can, {{"route", route}, {"phase", "response"}}, static_cast<double>(cancelled[s][1]));
   }
-  for (auto* f : {&req, &dur, &can}) out.push_back(std::move(*f));
+  auto tt = family("meridian_time_to_first_token_seconds",
+                   "Time from a request's first byte to the first SSE data event of its stream",
+                   MetricType::Histogram);
+  auto it = family("meridian_inter_token_latency_seconds",
+                   "Gaps between consecutive SSE data events of a stream", MetricType::Histogram);
+  auto tok = family("meridian_tokens_total",
+                    "Tokens reported in the responses' usage, by route, cluster and kind",
+                    MetricType::Counter);
+  for (std::size_t s = 0; s < ttft.size(); ++s) {
+    const auto& [route, cluster] = p.route_clusters.keys()[s];
+    if (route.empty() && cluster.empty()) continue;  // nothing unrouted streams
+    add_histogram(tt, {{"route", route}, {"cluster", cluster}}, ttft[s]);
+    add_histogram(it, {{"route", route}, {"cluster", cluster}}, itl[s]);
+    add_value(tok, {{"route", route}, {"cluster", cluster}, {"kind", "prompt"}},
+              static_cast<double>(tokens[s][0]));
+    add_value(tok, {{"route", route}, {"cluster", cluster}, {"kind", "completion"}},
+              static_cast<double>(tokens[s][1]));
+  }
+  for (auto* f : {&req, &dur, &can, &tt, &it, &tok}) out.push_back(std::move(*f));
 }
 
 // Connection timings and counts by cluster.
@@ -255,7 +283,8 @@ void collect_endpoints(const detail::series_plan& p, const workers_t& workers,
   }
   auto req = family("meridian_upstream_requests_total", "Requests sent to an endpoint",
                     MetricType::Counter);
-  auto inf = family("meridian_upstream_in_flight", "Requests in flight to an endpoint, all workers",
+  auto inf = family("meridian_endpoint_inflight",
+                    "Requests in flight to an endpoint (counted from the pick), all workers",
                     MetricType::Gauge);
   auto err =
       family("meridian_upstream_errors_total", "Upstream failures by kind", MetricType::Counter);
@@ -271,6 +300,78 @@ void collect_endpoints(const detail::series_plan& p, const workers_t& workers,
                 static_cast<double>(errors[s][k]));
   }
   for (auto* f : {&req, &inf, &err}) out.push_back(std::move(*f));
+}
+
+constexpr const char* decision_names[] = {"score", "round_robin", "least_request", "panic",
+                                          "retry"};
+static_assert(std::size(decision_names) == static_cast<std::size_t>(decision::count_));
+
+// The routing inputs and outputs per endpoint: the probes' figures (one writer, the control
+// thread), each worker's estimates (the highest shown: the cautious reading) and decisions.
+void collect_signals(const detail::series_plan& p, const workers_t& workers,
+                     const std::vector<std::vector<endpoint_signal_metrics>>& sig,
+                     std::vector<MetricFamily>& out) {
+  constexpr auto reasons = static_cast<std::size_t>(decision::count_);
+  auto fam = [](const char* name, const char* help, MetricType t = MetricType::Gauge) {
+    return family(name, help, t);
+  };
+  auto rtt = fam("meridian_endpoint_rtt_seconds", "Probe round trip to an endpoint (PeakEWMA)");
+  auto ttft = fam("meridian_endpoint_ttft_seconds",
+                  "Estimated time to first token of an endpoint, backend side (PeakEWMA)");
+  auto tpot = fam("meridian_endpoint_time_per_output_token_seconds",
+                  "Estimated time per output token of an endpoint");
+  auto queue = fam("meridian_endpoint_queue_depth", "Requests waiting, as the endpoint reports");
+  auto running = fam("meridian_endpoint_running", "Requests running, as the endpoint reports");
+  auto kv = fam("meridian_endpoint_kv_cache_usage_ratio", "KV-cache use the endpoint reports");
+  auto score = fam("meridian_endpoint_score_seconds",
+                   "Expected time to first token of a new request: the latency-aware cost");
+  auto healthy = fam("meridian_endpoint_healthy", "1 when active probes find the endpoint healthy");
+  auto pfail =
+      fam("meridian_endpoint_probe_failures_total", "Failed health probes", MetricType::Counter);
+  auto sfail = fam("meridian_endpoint_scrape_failures_total", "Failed load-metric scrapes",
+                   MetricType::Counter);
+  auto dec = fam("meridian_routing_decisions_total",
+                 "Requests sent to an endpoint, by why it was chosen", MetricType::Counter);
+  auto maybe = [](MetricFamily& f, labels l, double v) {
+    if (!std::isnan(v)) add_value(f, std::move(l), v);
+  };
+  for (std::size_t c = 0; c < p.clusters.size(); ++c) {
+    for (std::size_t e = 0; e < p.endpoints[c]; ++e) {
+      const auto& [cluster, endpoint] = p.cluster_endpoints.keys()[p.endpoint_slot[c][e]];
+      labels l{{"cluster", cluster}, {"endpoint", endpoint}};
+      const auto& s = sig[c][e];
+      maybe(rtt, l, s.rtt.get());
+      maybe(queue, l, s.queue_depth.get());
+      maybe(running, l, s.running.get());
+      maybe(kv, l, s.kv_usage.get());
+      add_value(healthy, l, static_cast<double>(s.healthy.value()));
+      add_value(pfail, l, static_cast<double>(s.probe_failures.value()));
+      add_value(sfail, l, static_cast<double>(s.scrape_failures.value()));
+      double t = std::numeric_limits<double>::quiet_NaN(), tp = t, sc = t;
+      std::array<std::uint64_t, reasons> d{};
+      for (const auto& w : workers) {
+        const auto& em = w->cluster(c).endpoints[e];
+        auto hi = [](double& acc, double v) {
+          if (!std::isnan(v) && (std::isnan(acc) || v > acc)) acc = v;
+        };
+        hi(t, em.ttft.get());
+        hi(tp, em.tpot.get());
+        hi(sc, em.score.get());
+        for (std::size_t r = 0; r < reasons; ++r) d[r] += em.decisions[r].value();
+      }
+      maybe(ttft, l, t);
+      maybe(tpot, l, tp);
+      maybe(score, l, sc);
+      for (std::size_t r = 0; r < reasons; ++r) {
+        auto lr = l;
+        lr.push_back({"reason", decision_names[r]});
+        add_value(dec, std::move(lr), static_cast<double>(d[r]));
+      }
+    }
+  }
+  for (auto* f :
+       {&rtt, &ttft, &tpot, &queue, &running, &kv, &score, &healthy, &pfail, &sfail, &dec})
+    out.push_back(std::move(*f));
 }
 
 // Client connections, bytes and rejections.
@@ -310,6 +411,7 @@ std::string registry::serialize() const {
   collect_routes(*plan_, workers_, out);
   collect_clusters(*plan_, workers_, out);
   collect_endpoints(*plan_, workers_, out);
+  collect_signals(*plan_, workers_, signals_, out);
   collect_downstream(workers_, out);
   add_value(
       out.emplace_back(family("meridian_draining", "1 while the gateway drains before shutdown",

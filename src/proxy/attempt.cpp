@@ -70,7 +70,7 @@ void attempt::finish(bool reusable) {
   }
   if (in_flight_) {
     in_flight_ = false;
-    w_.ups.request_finished(*ep_);
+    report_done();
     w_.metrics.cluster(ep_->info->cluster).endpoints[ep_->info->slot].in_flight.sub();
   }
   if (buf_) w_.buffers.give(std::move(buf_));
@@ -146,7 +146,9 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
   auto& em = w_.metrics.cluster(info.cluster).endpoints[info.slot];
   // Counted from the pick, so a burst of requests sees each other's choices.
   in_flight_ = true;
-  w_.ups.request_started(*ep_);
+  answered_ = complete_ = observe_ = false;
+  picked_at_ = w_.clock->now();
+  w_.ups.request_started(*ep_, picked_at_);
   em.in_flight.add();
   em.requests.inc();
   if (may_reuse) {
@@ -275,6 +277,54 @@ asio::awaitable<outcome> attempt::stream_body(http::connection& client, body_tap
   co_return outcome{};
 }
 
+// ---- what the response teaches ----------------------------------------------------------------
+
+void attempt::head_arrived() {
+  auto now = w_.clock->now();
+  w_.ups.record_status(*ep_, resp_.status, now);
+  bool sse = resp_.find("content-type").starts_with("text/event-stream");
+  // Only successful answers say how fast the endpoint is: a quick 503 is not speed.
+  observe_ = resp_.status >= 200 && resp_.status < 300 &&
+             w_.snap->cfg->clusters[ep_->info->cluster].kind == config::cluster_kind::inference;
+  obs_.reset(sse && observe_);
+  if (!obs_.sse()) {
+    answered_ = true;
+    w_.ups.answered(*ep_, picked_at_);
+  }
+}
+
+void attempt::observe(std::string_view payload) {
+  auto now = w_.clock->now();
+  auto r = obs_.feed(payload, now);
+  if (r.first) {
+    answered_ = true;
+    w_.ups.answered(*ep_, picked_at_);
+    w_.ups.observe_ttft(*ep_, common::seconds_between(picked_at_, now), now);
+    if (rm_) rm_->ttft.observe(common::seconds_between(request_start_, now));
+  }
+  if (r.gap && rm_) rm_->itl.observe(std::chrono::duration<double>(*r.gap).count());
+}
+
+// The request is over on this endpoint: its in-flight count, and what it measured.
+void attempt::report_done() {
+  auto now = w_.clock->now();
+  if (!answered_) w_.ups.answered(*ep_, picked_at_);
+  bool measured = complete_ && resp_.status >= 200 && resp_.status < 300;
+  if (measured && obs_.sse()) {
+    auto n = obs_.events();
+    if (n >= 2 && obs_.first_event() && obs_.last_event())
+      w_.ups.observe_tpot(
+          *ep_, common::seconds_between(*obs_.first_event(), *obs_.last_event()) / (n - 1), now);
+  } else if (measured) {
+    w_.ups.observe_response(*ep_, common::seconds_between(picked_at_, now), now);
+  }
+  if (rm_ && observe_) {
+    if (auto p = obs_.prompt_tokens()) rm_->prompt_tokens.inc(*p);
+    if (auto c = obs_.completion_tokens()) rm_->completion_tokens.inc(*c);
+  }
+  w_.ups.request_finished(*ep_, picked_at_, now, measured);
+}
+
 // ---- the response head -------------------------------------------------------------------------
 
 asio::awaitable<outcome> attempt::read_head(bool replayable) {
@@ -332,6 +382,7 @@ asio::awaitable<outcome> attempt::read_head(bool replayable) {
   }
   w_.metrics.cluster(info.cluster)
       .first_byte.observe(common::seconds_between(sent_at_, w_.clock->now()));
+  head_arrived();
   outcome o;
   o.status = resp_.status;
   co_return o;

@@ -17,6 +17,7 @@
 #include "meridian/common/error.hpp"
 #include "meridian/http/connection.hpp"
 #include "meridian/runtime/watchdog.hpp"
+#include "meridian/upstream/stream_observer.hpp"
 #include "proxy/worker_context.hpp"
 
 namespace meridian::proxy {
@@ -69,6 +70,20 @@ class attempt final : public http::cancellable {
         .errors[static_cast<int>(e)]
         .inc();
   }
+  // Where the request's latency and token figures go (its route's metrics), and when the
+  // client's request began (time to first token is counted from there). Set before run().
+  void set_route(metrics::route_metrics* rm, common::time_point request_start) {
+    rm_ = rm;
+    request_start_ = request_start;
+  }
+  // The relay hands over each piece of decoded response payload as it forwards it: SSE events
+  // give time to first token and per-token time, `usage` the token counts.
+  void on_payload(std::string_view payload) {
+    if (observe_) observe(payload);
+  }
+  const upstream::stream_observer& stream() const { return obs_; }
+  // The whole response reached the client (call before finish()).
+  void mark_complete() { complete_ = true; }
   // Ends the exchange: the connection goes back to the pool when reusable, else is closed.
   void finish(bool reusable);
   void cancel() override;
@@ -80,6 +95,9 @@ class attempt final : public http::cancellable {
   boost::asio::awaitable<common::outcome> stream_body(http::connection& client, body_tap* tap);
   boost::asio::awaitable<common::outcome> read_head(bool replayable);
   common::outcome fail(common::outcome_kind kind, std::string message, bool retry_safe = false);
+  void observe(std::string_view payload);
+  void head_arrived();
+  void report_done();
   static void on_expire(void* self);
 
   worker_context& w_;
@@ -97,6 +115,13 @@ class attempt final : public http::cancellable {
   bool reused_ = false;
   bool request_complete_ = false;
   bool in_flight_ = false;
+  // What this request teaches the endpoint's estimates.
+  upstream::stream_observer obs_;
+  metrics::route_metrics* rm_ = nullptr;
+  common::time_point request_start_{}, picked_at_{};
+  bool observe_ = false;   // scan the body (inference clusters, successful responses)
+  bool answered_ = false;  // the endpoint's first byte (first SSE event of a stream) came
+  bool complete_ = false;
 };
 
 }  // namespace meridian::proxy

@@ -1,5 +1,7 @@
 #include "proxy/handler.hpp"
 
+#include <algorithm>
+
 #include "meridian/common/log.hpp"
 #include "meridian/http/headers.hpp"
 #include "meridian/proxy/retry_policy.hpp"
@@ -53,6 +55,19 @@ conn_state& state_of(http::connection& c, worker_context& w) {
   return static_cast<conn_state&>(*s);
 }
 
+metrics::decision decision_of(routing::pick_reason r) {
+  switch (r) {
+    case routing::pick_reason::round_robin:
+      return metrics::decision::round_robin;
+    case routing::pick_reason::least_request:
+      return metrics::decision::least_request;
+    case routing::pick_reason::panic:
+      return metrics::decision::panic;
+    default:
+      return metrics::decision::score;
+  }
+}
+
 routing::request_view view_of(const http::request_head& h) {
   return {h.method, h.path, h.host, h.fields(), h.body != http::body_kind::none};
 }
@@ -101,10 +116,9 @@ asio::awaitable<http::body_result> peek_model(http::connection& c, worker_contex
 // ---- serve -------------------------------------------------------------------------------------
 
 namespace {
-// Chooses the route once the body's JSON "model" is known (a route needs it); answers the
-// client itself (and returns false) when the body is bad.
-asio::awaitable<bool> route_by_model(http::connection& c, worker_context& w, conn_state& st,
-                                     routing::match_result& m) {
+// Reads the body's JSON "model" (as far as the peek allows); answers the client itself (and
+// returns false) when the body is bad. From here on the model guard holds the body to it.
+asio::awaitable<bool> read_model(http::connection& c, worker_context& w, conn_state& st) {
   auto r = co_await peek_model(c, w, st.guard);
   if (r != http::body_result::ok) {
     co_await reply_body_error(c, w, r);
@@ -116,8 +130,76 @@ asio::awaitable<bool> route_by_model(http::connection& c, worker_context& w, con
     co_return false;
   }
   st.ctx.model_routed = true;
+  co_return true;
+}
+
+// Chooses the route once the body's JSON "model" is known (a route needs it).
+asio::awaitable<bool> route_by_model(http::connection& c, worker_context& w, conn_state& st,
+                                     routing::match_result& m) {
+  bool read = co_await read_model(c, w, st);
+  if (!read) co_return false;
   std::string_view model = st.guard.routed ? std::string_view(*st.guard.routed) : "";
   m = st.ctx.snap->routes.match(view_of(c.head()), model);
+  co_return true;
+}
+
+// Whether some endpoint of the cluster may serve `model`: one that lists it, or any while no
+// endpoint's list is known yet (discovery has not answered).
+bool cluster_serves(const upstream::cluster_state& cs, std::string_view model) {
+  bool any_known = false;
+  for (const auto* s : cs.stats_view) {
+    const auto* models = s->probe.models.get();
+    if (models == nullptr) continue;
+    any_known = true;
+    if (upstream::serves(models, model)) return true;
+  }
+  return !any_known;
+}
+
+// GET /v1/models answered from discovery: the union of what the healthy endpoints of every
+// cluster with discovery serve. Empty while nothing is known (the request is then proxied).
+std::string models_listing(const worker_context& w) {
+  std::vector<std::string_view> ids;
+  for (std::size_t c = 0; c < w.ups.size(); ++c) {
+    if (!w.snap->cfg->clusters[c].models.enabled) continue;
+    for (const auto* s : w.ups.cluster(c).stats_view)
+      if (s->healthy && s->probe.models)
+        for (const auto& id : *s->probe.models) ids.push_back(id);
+  }
+  if (ids.empty()) return {};
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  std::string out = R"({"object":"list","data":[)";
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    out += i ? R"(,{"id":")" : R"({"id":")";
+    common::json_escape_append(out, ids[i]);
+    out += R"(","object":"model","created":0,"owned_by":"meridian"})";
+  }
+  out += "]}\n";
+  return out;
+}
+
+// Model-aware routing for clusters with discovery: answers /v1/models itself, reads the model a
+// body names, and refuses one no endpoint serves. False when the client has been answered.
+asio::awaitable<bool> check_model(http::connection& c, worker_context& w, conn_state& st) {
+  const auto& head = c.head();
+  if (head.path == "/v1/models" && (head.method == "GET" || head.method == "HEAD")) {
+    auto listing = models_listing(w);
+    if (!listing.empty()) {
+      co_await c.reply(200, "application/json", listing);
+      co_return false;
+    }
+  }
+  if (!st.ctx.model_routed && head.body != http::body_kind::none) {
+    bool read = co_await read_model(c, w, st);
+    if (!read) co_return false;
+  }
+  if (st.guard.routed && !cluster_serves(w.ups.cluster(st.ctx.cluster), *st.guard.routed)) {
+    w.metrics.rejected(reject_reason::no_route).inc();
+    std::string msg = common::cat("The model `", *st.guard.routed, "` does not exist.");
+    co_await c.reply_error(error_kind::model_not_found, msg);
+    co_return false;
+  }
   co_return true;
 }
 
@@ -126,7 +208,9 @@ asio::awaitable<bool> route_by_model(http::connection& c, worker_context& w, con
 asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_state& st) {
   auto& ctx = st.ctx;
   auto& cs = w.ups.cluster(ctx.cluster);
-  auto picks = w.balancers[ctx.cluster]->pick(cs.stats_view, w.rng);
+  routing::pick_input in{w.rng, w.clock->now(),
+                         st.guard.routed ? std::string_view(*st.guard.routed) : ""};
+  auto picks = w.balancers[ctx.cluster]->pick(cs.stats_view, in);
   retry_policy policy;
   std::size_t k = 0;
   bool may_reuse = true;
@@ -134,6 +218,8 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
   ctx.upstream_start = w.clock->now();
   while (true) {
     ctx.endpoint = cs.endpoints[picks[k]];
+    auto why = k > 0 ? metrics::decision::retry : decision_of(picks.reason);
+    w.metrics.cluster(ctx.cluster).endpoints[picks[k]].decisions[static_cast<int>(why)].inc();
     auto o = co_await st.at.run(ctx.endpoint, may_reuse, c, st.head_out, tap);
     if (o.ok()) co_return o;
     switch (policy.next(o, k + 1 < picks.size())) {
@@ -179,6 +265,7 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   auto& st = state_of(c, w_);
   auto& ctx = st.ctx;
   ctx.reset();
+  st.guard.reset();
   ctx.snap = w_.snap;
   auto m = ctx.snap->routes.match(view_of(c.head()), std::nullopt);
   if (m.outcome == routing::match_outcome::need_model) {
@@ -193,6 +280,10 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   }
   ctx.route = m.route;
   ctx.cluster = ctx.snap->routes.route(m.route).cluster_index;
+  if (ctx.snap->cfg->clusters[ctx.cluster].models.enabled) {
+    bool go_on = co_await check_model(c, w_, st);
+    if (!go_on) co_return;
+  }
   const auto& head = c.head();
   http::out_framing framing = http::out_framing::none;
   if (head.body == http::body_kind::content_length)
@@ -214,6 +305,7 @@ asio::awaitable<void> handler::serve(http::connection& c) {
     }
   }
   c.watch_client(&st.at);
+  st.at.set_route(&w_.metrics.route(m.route), c.request_start());
   auto o = co_await forward(c, w_, st);
   if (!o.ok()) {
     c.unwatch_client();

@@ -41,6 +41,7 @@ struct relay_state {
       at.consume(st.consumed);
       if (dec.failed()) return false;
       if (!st.data.empty()) {
+        at.on_payload(st.data);
         std::size_t pos = chunk_heads.size();
         if (client_chunked) http::append_chunk_header(chunk_heads, st.data.size());
         hdr[spans] = {pos, chunk_heads.size() - pos};
@@ -64,6 +65,7 @@ asio::awaitable<bool> relay_sized(relay_state& s, std::uint64_t left, bool& reus
   while (true) {
     auto n = static_cast<std::size_t>(std::min<std::uint64_t>(s.at.buffered().size(), left));
     if (n) s.out.push_back(asio::buffer(s.at.buffered().data(), n));
+    if (n) s.at.on_payload(s.at.buffered().substr(0, n));
     s.at.consume(n);
     left -= n;
     if (!co_await s.flush()) co_return false;
@@ -84,6 +86,7 @@ asio::awaitable<bool> relay_stream(relay_state& s, bool chunked_in, bool& reusab
       finished = dec.done();
     } else if (!s.at.buffered().empty()) {
       auto v = s.at.buffered();
+      s.at.on_payload(v);
       s.chunk_heads.clear();
       if (s.client_chunked) http::append_chunk_header(s.chunk_heads, v.size());
       if (s.client_chunked) s.out.push_back(asio::buffer(s.chunk_heads));
@@ -144,6 +147,7 @@ asio::awaitable<outcome> relay(attempt& at, http::connection& client, std::strin
   } else if (resp.body == http::body_kind::content_length && at.buffered().size() >= cl) {
     // The whole body came with the head (small responses): one write, no more reads.
     s.out.push_back(asio::buffer(at.buffered().data(), static_cast<std::size_t>(cl)));
+    at.on_payload(at.buffered().substr(0, static_cast<std::size_t>(cl)));
     at.consume(static_cast<std::size_t>(cl));
     if (!at.buffered().empty()) reusable = false;  // the backend sent more than it announced
     ok = co_await client.write(s.out);
@@ -168,6 +172,7 @@ asio::awaitable<outcome> relay(attempt& at, http::connection& client, std::strin
       o.message = "upstream failed during the response";
     }
   }
+  if (ok) at.mark_complete();
   at.finish(ok && reusable);
   co_return o;
 }

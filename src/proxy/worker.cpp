@@ -10,6 +10,7 @@
 #include <boost/intrusive/list.hpp>
 
 #include "meridian/http/connection.hpp"
+#include "meridian/routing/cost.hpp"
 #include "proxy/handler.hpp"
 #include "proxy/worker_context.hpp"
 
@@ -63,6 +64,27 @@ struct worker::impl {
 };
 
 namespace {
+// What the picker would make of each endpoint now, for /metrics and /admin/endpoints.
+void publish_estimates(worker_context& w, common::time_point now) {
+  for (std::size_t c = 0; c < w.ups.size(); ++c) {
+    const auto& cfg = w.snap->cfg->clusters[c];
+    auto p = routing::cost_params::from(cfg);
+    auto& cs = w.ups.cluster(c);
+    for (std::size_t e = 0; e < cs.endpoints.size(); ++e) {
+      auto& st = cs.endpoints[e]->stats;
+      auto cost = routing::expected_ttft(st, p, now);
+      auto& em = w.metrics.cluster(c).endpoints[e];
+      em.score.set(cost.total);
+      if (cost.measured) em.ttft.set(cost.latency);
+      if (st.tpot.known()) em.tpot.set(st.tpot.value());
+      st.score_shared.store(cost.total, std::memory_order_relaxed);
+      st.latency_shared.store(cost.measured ? cost.latency : -1, std::memory_order_relaxed);
+      st.queue_shared.store(cost.queue, std::memory_order_relaxed);
+      st.outstanding_shared.store(cost.outstanding, std::memory_order_relaxed);
+    }
+  }
+}
+
 asio::awaitable<void> housekeeping(worker::impl* w) {
   int tick = 0;
   while (!w->stopped && w->housekeeping) {
@@ -72,6 +94,7 @@ asio::awaitable<void> housekeeping(worker::impl* w) {
     w->ctx.log.flush();
     auto now = w->ctx.clock->now();
     w->ctx.ups.refresh_health(now);
+    publish_estimates(w->ctx, now);
     for (auto& c : w->conns) c.tick();
     if (++tick % 10 == 0) {
       w->ctx.ups.prune(now);
@@ -117,6 +140,10 @@ void worker::apply(std::shared_ptr<const snapshot> snap) {
   w.ctx.snap = local_pin(std::move(snap));
   w.ctx.make_balancers();
   w.env.settings = settings_of(*w.ctx.snap->cfg);
+}
+
+void worker::apply_signals(std::shared_ptr<const upstream::signals> s) {
+  impl_->ctx.ups.apply_signals(*s);
 }
 
 void worker::start_drain() {

@@ -88,8 +88,7 @@ struct worker_context {
 
   void make_balancers() {
     balancers.clear();
-    for (const auto& c : snap->cfg->clusters)
-      balancers.push_back(routing::make_balancer(c.balancer));
+    for (const auto& c : snap->cfg->clusters) balancers.push_back(routing::make_balancer(c));
   }
 
   boost::asio::io_context& io;

@@ -24,6 +24,8 @@ std::shared_ptr<const topology> resolve_topology(const config::gateway_config& c
     auto& ci = topo->clusters.emplace_back();
     ci.name = c.name;
     ci.pool = c.pool;
+    ci.latency = c.latency;
+    ci.outlier = c.outlier;
     for (const auto& e : c.endpoints) {
       boost::system::error_code ec;
       auto results = resolver.resolve(e.address.host, std::to_string(e.address.port), ec);
@@ -32,8 +34,10 @@ std::shared_ptr<const topology> resolve_topology(const config::gateway_config& c
             common::cat("cluster '", c.name, "': endpoint ", e.address.to_string(),
                         " does not resolve: ", ec ? ec.message() : "no address"));
       auto address = e.address.to_string();
+      bool local = cfg.zone.empty() || e.zone.empty() || e.zone == cfg.zone;
       ci.endpoints.push_back({ids.id_for(c.name, address), topo->clusters.size() - 1,
-                              ci.endpoints.size(), address, e.zone, results.begin()->endpoint()});
+                              ci.endpoints.size(), address, e.zone, local,
+                              results.begin()->endpoint()});
     }
   }
   return topo;

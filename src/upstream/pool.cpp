@@ -7,13 +7,7 @@
 
 namespace meridian::upstream {
 namespace {
-constexpr std::uint32_t eject_after_failures = 3;
-constexpr auto ejection_time = std::chrono::seconds(5);
 constexpr auto recheck_after_idle = std::chrono::seconds(1);
-
-std::int64_t to_ns(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-}
 
 // An idle keep-alive connection must have nothing to read: EOF means the backend closed it,
 // bytes mean it broke protocol. Either way it cannot carry a request.
@@ -58,6 +52,7 @@ void worker_upstreams::apply(std::shared_ptr<const topology> topo) {
       ep->owner = topo;
       ep->info = &info;
       ep->pool = cs.info->pool;
+      ep->stats.local_zone = info.local_zone;
       cs.stats_view.push_back(&ep->stats);
       cs.endpoints.push_back(std::move(ep));
     }
@@ -127,53 +122,6 @@ void worker_upstreams::prune(std::chrono::steady_clock::time_point now) {
 void worker_upstreams::close_all_idle() {
   for (auto& cs : clusters_)
     for (auto& ep : cs.endpoints) close_idle(*ep);
-}
-
-// The mirrors have one writer (this worker): a relaxed load and store, no read-modify-write.
-void worker_upstreams::request_started(endpoint_state& ep) {
-  auto& st = ep.stats;
-  ++st.in_flight;
-  st.in_flight_shared.store(st.in_flight, std::memory_order_relaxed);
-  st.requests_total.store(st.requests_total.load(std::memory_order_relaxed) + 1,
-                          std::memory_order_relaxed);
-}
-
-void worker_upstreams::request_finished(endpoint_state& ep) {
-  auto& st = ep.stats;
-  --st.in_flight;
-  st.in_flight_shared.store(st.in_flight, std::memory_order_relaxed);
-}
-
-void worker_upstreams::record_connect_failure(endpoint_state& ep,
-                                              std::chrono::steady_clock::time_point now) {
-  auto& st = ep.stats;
-  st.failures_total.fetch_add(1, std::memory_order_relaxed);
-  if (++st.consecutive_failures >= eject_after_failures && st.healthy) {
-    st.healthy = false;
-    st.healthy_shared.store(false, std::memory_order_relaxed);
-    st.ejected_until_ns = to_ns(now + ejection_time);
-  }
-}
-
-void worker_upstreams::record_success(endpoint_state& ep) {
-  auto& st = ep.stats;
-  st.consecutive_failures = 0;
-  if (!st.healthy) {
-    st.healthy = true;
-    st.healthy_shared.store(true, std::memory_order_relaxed);
-  }
-}
-
-void worker_upstreams::refresh_health(std::chrono::steady_clock::time_point now) {
-  auto t = to_ns(now);
-  for (auto& cs : clusters_)
-    for (auto& ep : cs.endpoints)
-      if (!ep->stats.healthy && ep->stats.ejected_until_ns <= t) {
-        // Let traffic probe it again; one more failure ejects it at once.
-        ep->stats.healthy = true;
-        ep->stats.healthy_shared.store(true, std::memory_order_relaxed);
-        ep->stats.consecutive_failures = eject_after_failures - 1;
-      }
 }
 
 }  // namespace meridian::upstream

@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <array>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -13,6 +14,7 @@
 #include "meridian/config/config.hpp"
 #include "meridian/metrics/metrics.hpp"
 #include "meridian/upstream/cluster.hpp"
+#include "meridian/upstream/signals.hpp"
 
 namespace meridian::admin {
 
@@ -23,6 +25,10 @@ struct context {
   const std::atomic<bool>* draining = nullptr;
   std::string io_backend;
   std::function<void()> on_drain;  // called on the control thread
+  // The probes' last published signals and their last errors (probe, scrape, models); both
+  // optional, called on the control thread.
+  std::function<std::shared_ptr<const upstream::signals>()> signals;
+  std::function<std::array<std::string, 3>(std::size_t, std::size_t)> probe_errors;
 };
 
 struct response {

@@ -14,6 +14,7 @@ enum class error_source { downstream, upstream, internal };
 enum class error_kind {
   bad_request,           // 400: malformed or unsafe framing from the client
   not_found,             // 404: no route
+  model_not_found,       // 404: no endpoint serves the model the body names
   payload_too_large,     // 413
   header_too_large,      // 431
   too_many_requests,     // 429

@@ -32,7 +32,7 @@ struct admin_config {
 
 enum class io_backend { auto_select, io_uring, epoll };
 enum class cluster_kind { inference, storage, generic };
-enum class balancer_kind { round_robin, least_request };
+enum class balancer_kind { round_robin, least_request, peak_ewma, latency_aware };
 
 struct limits_config {
   std::size_t max_header_bytes = 64 * 1024;
@@ -71,12 +71,73 @@ struct pool_config {
   duration idle_timeout = std::chrono::seconds(30);
 };
 
+// Active health and RTT probes: one GET on a fresh connection per endpoint per interval
+// (jittered by up to a tenth), healthy after `rise` successes in a row, unhealthy after `fall`
+// failures. Off unless configured.
+struct probe_config {
+  bool enabled = false;
+  std::string path = "/health";
+  duration interval = std::chrono::seconds(1);
+  duration timeout = std::chrono::milliseconds(500);
+  unsigned rise = 2;
+  unsigned fall = 3;
+};
+
+// Scrapes of the backend's own Prometheus metrics for queue depth, running requests and
+// KV-cache use. Each list names the metrics summed (waiting, running) or maxed (kv) into that
+// signal; empty lists mean the vLLM, SGLang, TGI and Triton names. Off unless configured.
+struct load_metrics_config {
+  bool enabled = false;
+  std::string path = "/metrics";
+  duration interval = std::chrono::seconds(1);
+  duration timeout = std::chrono::milliseconds(500);
+  // A reading older than this counts less, then not at all (at twice the age).
+  duration stale_after = std::chrono::seconds(2);
+  std::vector<std::string> waiting, running, kv_cache_usage;
+};
+
+// Discovery of the models each endpoint serves from its own GET /v1/models. On by default for
+// inference clusters.
+struct models_config {
+  bool enabled = false;
+  std::string path = "/v1/models";
+  duration interval = std::chrono::seconds(10);
+  duration timeout = std::chrono::seconds(1);
+};
+
+// The latency_aware and peak_ewma cost model.
+struct latency_config {
+  duration decay = std::chrono::seconds(10);             // PeakEWMA time constant
+  duration zone_margin = std::chrono::milliseconds(20);  // another zone must win by this much
+  double kv_threshold = 0.8;  // KV-cache use above which an endpoint is penalised
+  // Concurrent requests an endpoint serves before it queues, until scraped running counts
+  // teach the real figure.
+  unsigned capacity = 8;
+  duration cold_latency = std::chrono::milliseconds(100);  // an endpoint never measured
+};
+
+// Passive outlier ejection (per worker): consecutive 5xx responses or connect failures eject
+// an endpoint for base_ejection times the number of times it was ejected (capped), never more
+// than max_ejected_share of the cluster; a passing probe brings it back early.
+struct outlier_config {
+  unsigned consecutive_5xx = 5;
+  unsigned consecutive_connect_failures = 3;
+  duration base_ejection = std::chrono::seconds(10);
+  duration max_ejection = std::chrono::minutes(5);
+  double max_ejected_share = 0.5;
+};
+
 struct cluster_config {
   std::string name;
   cluster_kind kind = cluster_kind::generic;
   balancer_kind balancer = balancer_kind::least_request;
   std::vector<endpoint_config> endpoints;
   pool_config pool;
+  probe_config probe;
+  load_metrics_config load_metrics;
+  models_config models;
+  latency_config latency;
+  outlier_config outlier;
 };
 
 struct header_match {
@@ -103,6 +164,7 @@ struct route_config {
 struct gateway_config {
   std::vector<listener_config> listeners;
   admin_config admin;
+  std::string zone;  // the gateway's own zone: its endpoints are preferred (latency.zone_margin)
   unsigned workers = 0;  // 0 = one per core
   io_backend io = io_backend::auto_select;
   std::vector<cluster_config> clusters;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -42,6 +43,10 @@ enum class reject_reason {
 
 enum class upstream_error { connect, reset, timeout, protocol, count_ };
 
+// Why a request went to an endpoint (routing_decisions_total's reason): the balancer's choice
+// by score or by its rule, panic mode (no healthy endpoint), or a retry to the next candidate.
+enum class decision { score, round_robin, least_request, panic, retry, count_ };
+
 namespace detail {
 struct series_plan;  // the series of every family, their labels, and which children feed each
 }
@@ -72,6 +77,17 @@ class gauge {
 
  private:
   std::atomic<std::int64_t> v_{0};
+};
+
+// A measured value (seconds, a ratio), single writer; NaN until first set, and left out of the
+// exposition while it is.
+class value {
+ public:
+  void set(double v) noexcept { v_.store(v, std::memory_order_relaxed); }
+  double get() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<double> v_{std::numeric_limits<double>::quiet_NaN()};
 };
 
 // Latency histogram with the fixed buckets below, single writer. Buckets are stored
@@ -116,12 +132,32 @@ struct alignas(cache_line) route_metrics {
   histogram duration;
   counter cancelled_request;   // client left while sending / waiting
   counter cancelled_response;  // client left while a response streamed
+  histogram ttft;              // request's first byte -> first SSE data event relayed
+  histogram itl;               // gaps between SSE data events
+  counter prompt_tokens;       // from the responses' `usage`
+  counter completion_tokens;
 };
 
 struct alignas(cache_line) endpoint_metrics {
   counter requests;
   gauge in_flight;
   std::array<counter, static_cast<int>(upstream_error::count_)> errors;
+  std::array<counter, static_cast<int>(decision::count_)> decisions;
+  // This worker's estimates (the exposition shows the highest over workers).
+  value ttft;   // PeakEWMA time to first token (or response time), backend side
+  value tpot;   // seconds per output token
+  value score;  // expected time to first token for a new request: the picker's cost
+};
+
+// What the control thread's probes measure about one endpoint; it is their only writer.
+struct alignas(cache_line) endpoint_signal_metrics {
+  value rtt;          // probe request time, PeakEWMA
+  value queue_depth;  // scraped requests waiting
+  value running;      // scraped requests running
+  value kv_usage;     // scraped KV-cache use, 0..1
+  gauge healthy;      // probe verdict: 1 or 0
+  counter probe_failures;
+  counter scrape_failures;
 };
 
 struct alignas(cache_line) cluster_metrics {
@@ -178,6 +214,10 @@ class registry {
 
   worker_metrics& worker(unsigned i) { return *workers_[i]; }
   unsigned workers() const { return static_cast<unsigned>(workers_.size()); }
+  // Written by the control thread (probes); any thread may read.
+  endpoint_signal_metrics& signals(std::size_t cluster, std::size_t endpoint) {
+    return signals_[cluster][endpoint];
+  }
 
   // Written by the control thread.
   void set_draining(bool on) { draining_.store(on, std::memory_order_relaxed); }
@@ -193,6 +233,7 @@ class registry {
  private:
   std::unique_ptr<const detail::series_plan> plan_;
   std::vector<std::unique_ptr<worker_metrics>> workers_;
+  std::vector<std::vector<endpoint_signal_metrics>> signals_;
   std::atomic<bool> draining_{false};
   mutable std::mutex io_backend_mutex_;
   std::string io_backend_;  // empty until set: the info family is left out

@@ -14,6 +14,7 @@
 #include "meridian/metrics/metrics.hpp"
 #include "meridian/proxy/snapshot.hpp"
 #include "meridian/upstream/cluster.hpp"
+#include "meridian/upstream/signals.hpp"
 
 namespace meridian::proxy {
 
@@ -34,6 +35,8 @@ class worker {
   std::size_t max_connections() const;
   // Adopts a new snapshot between requests (requests in flight keep theirs). Worker thread.
   void apply(std::shared_ptr<const snapshot> snap);
+  // Adopts the probes' latest signals (health, RTT, scraped load, models). Worker thread.
+  void apply_signals(std::shared_ptr<const upstream::signals> s);
   // Stop reusing client connections and close idle ones; in-flight requests finish. Worker thread.
   void start_drain();
   // Close every connection now (drain timeout). Worker thread.

@@ -8,12 +8,19 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string_view>
 
+#include "meridian/common/clock.hpp"
 #include "meridian/common/random.hpp"
 #include "meridian/config/config.hpp"
+#include "meridian/routing/cost.hpp"
 #include "meridian/upstream/stats.hpp"
 
 namespace meridian::routing {
+
+// Why the first candidate was chosen (routing_decisions_total's reason label).
+enum class pick_reason { score, round_robin, least_request, panic, count_ };
+std::string_view to_string(pick_reason r);
 
 // The endpoints to try for one request, best first: the first attempt takes [0], a retry the
 // next one. Indices into the cluster's endpoint list.
@@ -27,29 +34,50 @@ class candidates {
   }
   std::size_t size() const { return count_; }
   bool empty() const { return count_ == 0; }
+  bool full() const { return count_ == capacity; }
   std::uint32_t operator[](std::size_t k) const { return items_[k]; }
   const std::uint32_t* begin() const { return items_.data(); }
   const std::uint32_t* end() const { return items_.data() + count_; }
+
+  pick_reason reason = pick_reason::score;
+  double score = -1;  // the first candidate's cost in seconds, when the balancer has one
 
  private:
   std::array<std::uint32_t, capacity> items_{};
   std::size_t count_ = 0;
 };
 
+// What one pick may depend on besides the endpoints: randomness, the time, and the model the
+// request names (only endpoints known to serve it are eligible; empty: any).
+struct pick_input {
+  common::random_source& rng;
+  common::time_point now{};
+  std::string_view model{};
+};
+
 class balancer {
  public:
   virtual ~balancer() = default;
-  // Healthy endpoints in the order to try them. When none is healthy, every endpoint is a
-  // candidate in random order (Envoy's panic mode: trying beats failing everything).
-  candidates pick(std::span<const upstream::endpoint_stats* const> endpoints,
-                  common::random_source& rng);
+  // Eligible (healthy, serving the model) endpoints in the order to try them. When none is
+  // healthy, every endpoint that serves the model is a candidate in random order (Envoy's
+  // panic mode: trying beats failing everything).
+  candidates pick(std::span<const upstream::endpoint_stats* const> endpoints, pick_input& in);
 
  protected:
-  // Appends healthy endpoints in preference order; the base adds the rest.
-  virtual void order(std::span<const upstream::endpoint_stats* const> endpoints,
-                     common::random_source& rng, candidates& out) = 0;
+  // Appends eligible endpoints in preference order; the base handles panic mode.
+  virtual void order(std::span<const upstream::endpoint_stats* const> endpoints, pick_input& in,
+                     candidates& out) = 0;
+  static bool eligible(const upstream::endpoint_stats& s, const pick_input& in) {
+    return s.healthy && (in.model.empty() || upstream::serves(s.probe.models.get(), in.model));
+  }
+  // Two distinct random eligible endpoints (power of two choices); n when there are none.
+  static std::pair<std::size_t, std::size_t> two_choices(
+      std::span<const upstream::endpoint_stats* const> eps, pick_input& in);
+  // Fills `out` with eligible endpoints not yet in it, from a random start.
+  static void add_rest(std::span<const upstream::endpoint_stats* const> eps, pick_input& in,
+                       candidates& out);
 };
 
-std::unique_ptr<balancer> make_balancer(config::balancer_kind kind);
+std::unique_ptr<balancer> make_balancer(const config::cluster_config& c);
 
 }  // namespace meridian::routing

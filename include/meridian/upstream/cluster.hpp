@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "meridian/common/clock.hpp"
 #include "meridian/config/config.hpp"
 #include "meridian/upstream/stats.hpp"
 
@@ -28,12 +29,15 @@ struct endpoint_info {
   std::size_t slot = 0;     // writes (cluster index, endpoint index)
   std::string address;      // as configured, "host:port"; also the metrics label
   std::string zone;
+  bool local_zone = true;  // the gateway's own zone, or either has none
   boost::asio::ip::tcp::endpoint resolved;
 };
 
 struct cluster_info {
   std::string name;
   config::pool_config pool;
+  config::latency_config latency;
+  config::outlier_config outlier;
   std::vector<endpoint_info> endpoints;
 };
 
@@ -111,17 +115,35 @@ class worker_upstreams {
   void prune(std::chrono::steady_clock::time_point now);
   void close_all_idle();
 
-  // A request picked this endpoint / is done with it: in flight counts from the pick, so a
-  // burst sees each other's choices. Only this worker writes these; readers use the mirrors.
-  void request_started(endpoint_state& ep);
-  void request_finished(endpoint_state& ep);
+  // The life of one request on an endpoint, as this worker sees it. In flight counts from
+  // the pick, so a burst sees each other's choices. answered() is called once per request, at
+  // its first byte (first SSE event for a stream) or at its end if none came. Only this worker
+  // writes these; other threads read the mirrors.
+  void request_started(endpoint_state& ep, common::time_point now);
+  void answered(endpoint_state& ep, common::time_point picked);
+  void request_finished(endpoint_state& ep, common::time_point picked, common::time_point now,
+                        bool complete);
+  // Latency samples in seconds, as measured from the gateway; the probe RTT is taken off so
+  // the cost model can add the current one.
+  void observe_ttft(endpoint_state& ep, double seconds, common::time_point now);
+  void observe_response(endpoint_state& ep, double seconds, common::time_point now);
+  void observe_tpot(endpoint_state& ep, double seconds_per_token, common::time_point now);
 
-  // Passive health: connect failures eject an endpoint for a while on this worker.
-  void record_connect_failure(endpoint_state& ep, std::chrono::steady_clock::time_point now);
+  // Passive health (outlier ejection, per worker): connect failures and 5xx responses in a row
+  // eject an endpoint for a time that grows with each ejection, never more than the cluster's
+  // max_ejected_share; a 4xx is the client's doing and never counts.
+  void record_connect_failure(endpoint_state& ep, common::time_point now);
   void record_success(endpoint_state& ep);
-  void refresh_health(std::chrono::steady_clock::time_point now);
+  void record_status(endpoint_state& ep, int status, common::time_point now);
+  void refresh_health(common::time_point now);
+  // Adopts the control thread's probe signals: health verdicts, RTT, scraped load (and this
+  // worker's counts at that moment, for dead reckoning), models. A passing probe lifts an
+  // ejection.
+  void apply_signals(const signals& s);
 
  private:
+  void eject(cluster_state& cs, endpoint_state& ep, common::time_point now);
+  cluster_state& cluster_of(const endpoint_state& ep) { return clusters_[ep.info->cluster]; }
   std::shared_ptr<const topology> topo_;
   std::vector<cluster_state> clusters_;
 };

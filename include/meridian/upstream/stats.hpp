@@ -1,22 +1,53 @@
-// Per-worker, per-endpoint live numbers that balancers read. Owned and written by one worker
-// thread; the control thread only reads the atomics for /admin/endpoints and metrics.
+// Per-worker, per-endpoint live numbers that balancers read: what this worker observed (PeakEWMA
+// of time to first token and of response time, per-token time, requests in flight counted from
+// the pick, outlier state) and the last probe signals the control thread published. Owned and
+// written by one worker thread; other threads only read the atomic mirrors (admin, metrics).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 
+#include "meridian/upstream/estimator.hpp"
+#include "meridian/upstream/signals.hpp"
+
 namespace meridian::upstream {
 
 struct endpoint_stats {
-  std::uint32_t in_flight = 0;  // requests sent and not yet finished, on this worker
-  bool healthy = true;          // false while ejected after consecutive connect failures
-  std::uint32_t consecutive_failures = 0;
+  std::uint32_t in_flight = 0;  // requests picked and not yet finished, on this worker
+  bool healthy = true;          // probe verdict and not ejected: what balancers may pick
+  bool ejected = false;
+  bool local_zone = true;                  // in the gateway's zone (or no zone configured)
+  std::uint32_t consecutive_failures = 0;  // connect failures
+  std::uint32_t consecutive_5xx = 0;
+  std::uint32_t ejections = 0;        // how often; each ejection lasts longer
   std::int64_t ejected_until_ns = 0;  // steady clock
-  // Mirrors for readers on other threads (admin); relaxed stores by the owning worker.
+  std::uint64_t successes_at_ejection = 0;
+
+  // Observed on this worker.
+  peak_ewma ttft;      // streams: first SSE data event, less the probe RTT
+  peak_ewma response;  // non-streaming: the whole response, less the probe RTT
+  time_ewma tpot;      // streams: seconds per output token
+  time_ewma service;   // every request: picked -> last byte
+  std::uint64_t dispatched = 0, completed = 0;
+  // Requests still waiting for their first byte: how many and the sum of their pick times (ns),
+  // so a backend that stalls looks slow before any of them answers.
+  std::uint32_t awaiting_first = 0;
+  std::int64_t awaiting_since_sum_ns = 0;
+
+  // The control thread's last word on this endpoint, and this worker's counts when the load
+  // reading was scraped (for dead reckoning between scrapes).
+  probe_signals probe;
+  std::uint64_t dispatched_at_scrape = 0, completed_at_scrape = 0;
+  double capacity_seen = 0;  // the most requests the backend reported running at once
+
+  // Mirrors for readers on other threads (admin, metrics); relaxed stores by the owning worker.
   std::atomic<std::uint32_t> in_flight_shared{0};
   std::atomic<bool> healthy_shared{true};
   std::atomic<std::uint64_t> requests_total{0};
   std::atomic<std::uint64_t> failures_total{0};
+  std::atomic<double> ttft_shared{-1}, tpot_shared{-1}, response_shared{-1};
+  // The cost model's terms as of this worker's last housekeeping tick.
+  std::atomic<double> score_shared{-1}, latency_shared{-1}, queue_shared{-1}, outstanding_shared{0};
 };
 
 }  // namespace meridian::upstream

@@ -200,13 +200,12 @@ TEST_CASE("gauges are summed over workers") {
   CHECK(reg.endpoint_in_flight(0, 0) == 4);
   CHECK(reg.endpoint_in_flight(0, 1) == 0);
   auto m = reg.serialize();
-  CHECK(sample(m, R"(meridian_upstream_in_flight{cluster="llama",endpoint="127.0.0.1:9201"})") ==
-        4);
+  CHECK(sample(m, R"(meridian_endpoint_inflight{cluster="llama",endpoint="127.0.0.1:9201"})") == 4);
   e0.sub(2);
   e1.sub(2);
   CHECK(reg.endpoint_in_flight(0, 0) == 0);
   CHECK(sample(reg.serialize(),
-               R"(meridian_upstream_in_flight{cluster="llama",endpoint="127.0.0.1:9201"})") == 0);
+               R"(meridian_endpoint_inflight{cluster="llama",endpoint="127.0.0.1:9201"})") == 0);
 
   w0.active_connections().add(2);
   w1.active_connections().set(5);
@@ -237,7 +236,17 @@ TEST_CASE("families keep their names, help, types and label sets") {
       {"meridian_upstream_connections_reused_total", "counter",
        "Requests sent on a pooled keep-alive upstream connection"},
       {"meridian_upstream_requests_total", "counter", "Requests sent to an endpoint"},
-      {"meridian_upstream_in_flight", "gauge", "Requests in flight to an endpoint, all workers"},
+      {"meridian_endpoint_inflight", "gauge",
+       "Requests in flight to an endpoint (counted from the pick), all workers"},
+      {"meridian_time_to_first_token_seconds", "histogram",
+       "Time from a request's first byte to the first SSE data event of its stream"},
+      {"meridian_inter_token_latency_seconds", "histogram",
+       "Gaps between consecutive SSE data events of a stream"},
+      {"meridian_tokens_total", "counter",
+       "Tokens reported in the responses' usage, by route, cluster and kind"},
+      {"meridian_endpoint_healthy", "gauge", "1 when active probes find the endpoint healthy"},
+      {"meridian_routing_decisions_total", "counter",
+       "Requests sent to an endpoint, by why it was chosen"},
       {"meridian_upstream_errors_total", "counter", "Upstream failures by kind"},
       {"meridian_downstream_connections_active", "gauge", "Open client connections"},
       {"meridian_downstream_connections_total", "counter", "Client connections accepted"},
@@ -267,8 +276,13 @@ TEST_CASE("families keep their names, help, types and label sets") {
   CHECK(has(m, "meridian_upstream_connections_opened_total{cluster=\"c\"} 0\n"));
   CHECK(samples_of(m, "meridian_upstream_requests_total") == 3);
   CHECK(has(m, "meridian_upstream_requests_total{cluster=\"c\",endpoint=\"10.0.0.5:9000\"} 0\n"));
-  CHECK(samples_of(m, "meridian_upstream_in_flight") == 3);
+  CHECK(samples_of(m, "meridian_endpoint_inflight") == 3);
   CHECK(samples_of(m, "meridian_upstream_errors_total") == 12);
+  CHECK(samples_of(m, "meridian_routing_decisions_total") == 15);  // 3 endpoints x 5 reasons
+  CHECK(samples_of(m, "meridian_endpoint_healthy") == 3);
+  // Estimates nobody has made yet are left out rather than shown as 0.
+  CHECK(samples_of(m, "meridian_endpoint_score_seconds") == 0);
+  CHECK(samples_of(m, "meridian_endpoint_rtt_seconds") == 0);
   for (const char* kind : {"connect", "reset", "timeout", "protocol"})
     CHECK(
         sample(
@@ -404,4 +418,30 @@ TEST_CASE("promtool accepts the exposition") {
   CAPTURE(output);
   CHECK(status == 0);
   CHECK(output.empty());
+}
+
+TEST_CASE(
+    "routing inputs: probe figures from the control thread, the highest estimate over workers") {
+  metrics::registry reg(sample_layout(), 2);
+  reg.signals(0, 0).rtt.set(0.012);
+  reg.signals(0, 0).kv_usage.set(0.5);
+  reg.signals(0, 0).healthy.set(1);
+  reg.worker(0).cluster(0).endpoints[0].score.set(0.2);
+  reg.worker(1).cluster(0).endpoints[0].score.set(0.3);
+  reg.worker(1).cluster(0).endpoints[0].decisions[static_cast<int>(metrics::decision::retry)].inc();
+  reg.worker(0).route(0).ttft.observe(0.05);
+  reg.worker(0).route(0).prompt_tokens.inc(12);
+  auto m = reg.serialize();
+  auto ep = std::string(R"({cluster="llama",endpoint="127.0.0.1:9201"})");
+  CHECK(sample(m, "meridian_endpoint_rtt_seconds" + ep) == doctest::Approx(0.012));
+  CHECK(sample(m, "meridian_endpoint_kv_cache_usage_ratio" + ep) == doctest::Approx(0.5));
+  CHECK(sample(m, "meridian_endpoint_healthy" + ep) == 1);
+  CHECK(sample(m, "meridian_endpoint_score_seconds" + ep) == doctest::Approx(0.3));
+  CHECK(
+      sample(
+          m,
+          R"(meridian_routing_decisions_total{cluster="llama",endpoint="127.0.0.1:9201",reason="retry"})") ==
+      1);
+  CHECK(has(m, "meridian_time_to_first_token_seconds_count{"));
+  CHECK(has(m, "kind=\"prompt\""));
 }

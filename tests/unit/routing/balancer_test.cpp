@@ -2,47 +2,116 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <map>
+#include <queue>
+#include <vector>
 
 using namespace meridian;
 
 namespace {
+config::cluster_config cluster(config::balancer_kind kind) {
+  config::cluster_config c;
+  c.balancer = kind;
+  c.latency.decay = std::chrono::seconds(10);
+  return c;
+}
+
 struct endpoints {
-  std::array<upstream::endpoint_stats, 4> stats;
-  std::array<const upstream::endpoint_stats*, 4> view{&stats[0], &stats[1], &stats[2], &stats[3]};
+  explicit endpoints(std::size_t n) : stats(n) {
+    for (auto& s : stats) view.push_back(&s);
+  }
+  std::vector<upstream::endpoint_stats> stats;
+  std::vector<const upstream::endpoint_stats*> view;
 };
+
+common::time_point t0() {
+  return common::time_point{} + std::chrono::hours(1);
+}
+
+// Requests arrive every `gap` and each endpoint takes its own latency to answer; the balancer
+// learns those latencies from what completes, as the proxy's attempts teach it.
+struct simulation {
+  simulation(std::size_t n, config::balancer_kind kind)
+      : e(n), b(routing::make_balancer(cluster(kind))) {}
+  endpoints e;
+  std::unique_ptr<routing::balancer> b;
+  common::random_source rng{7};
+  std::vector<double> latency;  // seconds, per endpoint
+  std::map<std::size_t, int> picks;
+
+  void run(int requests, std::chrono::microseconds gap) {
+    using item = std::pair<common::time_point, std::size_t>;
+    std::priority_queue<item, std::vector<item>, std::greater<>> done;
+    auto now = t0();
+    for (int r = 0; r < requests; ++r) {
+      now += gap;
+      while (!done.empty() && done.top().first <= now) {
+        auto [at, i] = done.top();
+        done.pop();
+        --e.stats[i].in_flight;
+        ++e.stats[i].completed;
+        e.stats[i].ttft.observe(latency[i], at, 10);
+      }
+      routing::pick_input in{rng, now};
+      auto c = b->pick(e.view, in);
+      REQUIRE_FALSE(c.empty());
+      auto i = c[0];
+      ++picks[i];
+      ++e.stats[i].in_flight;
+      ++e.stats[i].dispatched;
+      auto d =
+          std::chrono::duration_cast<common::duration>(std::chrono::duration<double>(latency[i]));
+      done.push({now + d, i});
+    }
+  }
+};
+
+double max_over_mean(const endpoints& e) {
+  double sum = 0, mx = 0;
+  for (const auto& s : e.stats) {
+    sum += s.in_flight;
+    mx = std::max(mx, static_cast<double>(s.in_flight));
+  }
+  return mx / (sum / static_cast<double>(e.stats.size()));
+}
 }  // namespace
 
 TEST_CASE("round robin cycles, skips unhealthy endpoints and lists the next ones as fallbacks") {
-  endpoints e;
-  auto b = routing::make_balancer(config::balancer_kind::round_robin);
+  endpoints e(4);
+  auto b = routing::make_balancer(cluster(config::balancer_kind::round_robin));
   common::random_source rng(1);
+  routing::pick_input in{rng, t0()};
   std::map<std::size_t, int> seen;
   for (int i = 0; i < 8; ++i) {
-    auto c = b->pick(e.view, rng);
+    auto c = b->pick(e.view, in);
     REQUIRE(c.size() == 4);
     CHECK(c[1] == (c[0] + 1) % 4);
+    CHECK(c.reason == routing::pick_reason::round_robin);
     ++seen[c[0]];
   }
   CHECK(seen.size() == 4);
   for (auto& [k, v] : seen) CHECK(v == 2);
   e.stats[1].healthy = false;
   for (int i = 0; i < 12; ++i) {
-    auto c = b->pick(e.view, rng);
+    auto c = b->pick(e.view, in);
     CHECK(c.size() == 3);
     for (auto ep : c) CHECK(ep != 1);
   }
 }
 
 TEST_CASE("with no healthy endpoint every endpoint is a candidate (panic mode)") {
-  endpoints e;
+  endpoints e(4);
   for (auto& s : e.stats) s.healthy = false;
   common::random_source rng(3);
-  for (auto kind : {config::balancer_kind::round_robin, config::balancer_kind::least_request}) {
-    auto b = routing::make_balancer(kind);
-    auto c = b->pick(e.view, rng);
+  routing::pick_input in{rng, t0()};
+  for (auto kind : {config::balancer_kind::round_robin, config::balancer_kind::least_request,
+                    config::balancer_kind::peak_ewma, config::balancer_kind::latency_aware}) {
+    auto b = routing::make_balancer(cluster(kind));
+    auto c = b->pick(e.view, in);
     CHECK(c.size() == 4);
+    CHECK(c.reason == routing::pick_reason::panic);
     std::map<std::uint32_t, int> distinct;
     for (auto ep : c) ++distinct[ep];
     CHECK(distinct.size() == 4);
@@ -50,29 +119,167 @@ TEST_CASE("with no healthy endpoint every endpoint is a candidate (panic mode)")
 }
 
 TEST_CASE("least request (P2C) prefers the endpoint with fewer requests in flight") {
-  endpoints e;
-  auto b = routing::make_balancer(config::balancer_kind::least_request);
+  endpoints e(4);
+  auto b = routing::make_balancer(cluster(config::balancer_kind::least_request));
   common::random_source rng(42);
-  e.stats[0].in_flight = 50;
-  e.stats[1].in_flight = 50;
-  e.stats[2].in_flight = 50;
-  e.stats[3].in_flight = 0;
+  routing::pick_input in{rng, t0()};
+  e.stats[0].in_flight = e.stats[1].in_flight = e.stats[2].in_flight = 50;
   std::map<std::size_t, int> seen;
   for (int i = 0; i < 1000; ++i) {
-    auto c = b->pick(e.view, rng);
-    REQUIRE(c.size() == 2);  // the winner, then the other draw as the fallback
+    auto c = b->pick(e.view, in);
+    REQUIRE(c.size() >= 2);  // the winner, the other draw as the fallback, then the rest
     CHECK(c[0] != c[1]);
     ++seen[c[0]];
   }
   // Endpoint 3 wins whenever it is one of the two draws: 1 - (3/4 * 2/3) = 1/2 of picks.
   CHECK(seen[3] > 420);
   CHECK(seen[3] < 580);
-  // The busiest endpoint is never chosen over an idle one.
-  e.stats[0].in_flight = 1000;
-  seen.clear();
-  for (int i = 0; i < 1000; ++i) ++seen[b->pick(e.view, rng)[0]];
-  CHECK(seen[0] < seen[3]);
   e.stats[3].healthy = false;
   for (int i = 0; i < 100; ++i)
-    for (auto ep : b->pick(e.view, rng)) CHECK(ep != 3);
+    for (auto ep : b->pick(e.view, in)) CHECK(ep != 3);
+}
+
+TEST_CASE("latency-aware: a 10x slower endpoint gets almost nothing") {
+  for (std::size_t n : {3u, 8u}) {  // a full scan and power of two choices
+    CAPTURE(n);
+    simulation sim(n, config::balancer_kind::latency_aware);
+    sim.latency.assign(n, 0.020);
+    sim.latency[1] = 0.200;
+    sim.run(20000, std::chrono::microseconds(2000));  // 500 req/s, 10 in flight on average
+    CHECK(sim.picks[1] < 20000 / 100);                // under 1%
+  }
+}
+
+TEST_CASE("latency-aware: equal endpoints share evenly") {
+  simulation sim(8, config::balancer_kind::latency_aware);
+  sim.latency.assign(8, 0.050);
+  sim.run(16000, std::chrono::microseconds(500));  // 2,000 req/s, ~100 in flight
+  for (std::size_t i = 0; i < 8; ++i) {
+    CAPTURE(i);
+    CHECK(sim.picks[i] > 2000 * 0.85);
+    CHECK(sim.picks[i] < 2000 * 1.15);
+  }
+}
+
+TEST_CASE("1,000 simultaneous requests over 8 equal endpoints stay within 1.2x of the mean") {
+  for (auto kind : {config::balancer_kind::latency_aware, config::balancer_kind::peak_ewma,
+                    config::balancer_kind::least_request}) {
+    for (bool measured : {false, true}) {
+      CAPTURE(static_cast<int>(kind));
+      CAPTURE(measured);
+      endpoints e(8);
+      if (measured)
+        for (auto& s : e.stats) s.ttft.observe(0.05, t0(), 10);
+      auto b = routing::make_balancer(cluster(kind));
+      common::random_source rng(11);
+      routing::pick_input in{rng, t0()};
+      for (int r = 0; r < 1000; ++r) {
+        auto i = b->pick(e.view, in)[0];
+        ++e.stats[i].in_flight;  // counted at the pick: no request completes meanwhile
+        ++e.stats[i].dispatched;
+      }
+      CHECK(max_over_mean(e) <= 1.2);
+    }
+  }
+}
+
+TEST_CASE("stale load readings do not herd") {
+  endpoints e(8);
+  auto now = t0() + std::chrono::seconds(60);
+  for (std::size_t i = 0; i < 8; ++i) {
+    auto& p = e.stats[i].probe;
+    p.load_known = true;
+    p.waiting = i == 0 ? 0 : 40;  // endpoint 0 once looked idle, the rest busy
+    p.running = 8;
+  }
+  auto b = routing::make_balancer(cluster(config::balancer_kind::latency_aware));
+  common::random_source rng(5);
+  SUBCASE("a reading long past stale_after counts for nothing") {
+    for (auto& s : e.stats) s.probe.scraped_at = now - std::chrono::seconds(30);
+    routing::pick_input in{rng, now};
+    for (int r = 0; r < 1000; ++r) {
+      auto i = b->pick(e.view, in)[0];
+      ++e.stats[i].in_flight;
+      ++e.stats[i].dispatched;
+    }
+    CHECK(max_over_mean(e) <= 1.2);
+  }
+  SUBCASE("a fresh reading is dead-reckoned: the idle one fills up to the others, not beyond") {
+    for (auto& s : e.stats) s.probe.scraped_at = now;
+    routing::pick_input in{rng, now};
+    for (int r = 0; r < 1000; ++r) {
+      auto i = b->pick(e.view, in)[0];
+      ++e.stats[i].in_flight;
+      ++e.stats[i].dispatched;
+    }
+    // 40 requests bring endpoint 0 level with the others; after that it gets only its share.
+    CHECK(e.stats[0].dispatched >= 40);
+    CHECK(e.stats[0].dispatched <= 40 + 1000 / 8 * 2);
+    for (std::size_t i = 1; i < 8; ++i) CHECK(e.stats[i].dispatched > 0);
+  }
+}
+
+TEST_CASE("latency-aware avoids an endpoint reporting a deep queue or a full KV cache") {
+  endpoints e(3);
+  auto now = t0();
+  for (auto& s : e.stats) {
+    s.ttft.observe(0.05, now, 10);
+    s.service.observe(1.0, now, 10);
+    s.probe.load_known = true;
+    s.probe.scraped_at = now;
+    s.probe.waiting = 0;
+    s.probe.running = 4;
+    s.probe.kv_usage = 0.3;
+  }
+  e.stats[0].probe.waiting = 30;
+  e.stats[1].probe.kv_usage = 0.99;
+  auto b = routing::make_balancer(cluster(config::balancer_kind::latency_aware));
+  common::random_source rng(9);
+  routing::pick_input in{rng, now};
+  for (int r = 0; r < 100; ++r) CHECK(b->pick(e.view, in)[0] == 2);
+}
+
+TEST_CASE("latency-aware keeps to the local zone until another is better by the margin") {
+  endpoints e(2);
+  auto now = t0();
+  e.stats[1].local_zone = false;
+  auto cfg = cluster(config::balancer_kind::latency_aware);
+  cfg.latency.zone_margin = std::chrono::milliseconds(20);
+  auto b = routing::make_balancer(cfg);
+  common::random_source rng(2);
+  routing::pick_input in{rng, now};
+  e.stats[0].ttft.observe(0.050, now, 10);
+  e.stats[1].ttft.observe(0.040, now, 10);  // 10 ms faster: not enough
+  CHECK(b->pick(e.view, in)[0] == 0);
+  e.stats[0].ttft.observe(0.080, now, 10);  // now 40 ms slower: the other zone wins
+  CHECK(b->pick(e.view, in)[0] == 1);
+}
+
+TEST_CASE("only endpoints serving the request's model are candidates") {
+  endpoints e(4);
+  auto llama = std::make_shared<const std::vector<std::string>>(std::vector<std::string>{"llama"});
+  auto qwen = std::make_shared<const std::vector<std::string>>(std::vector<std::string>{"qwen"});
+  e.stats[0].probe.models = e.stats[1].probe.models = llama;
+  e.stats[2].probe.models = qwen;  // endpoint 3: not known yet, may serve anything
+  common::random_source rng(4);
+  for (auto kind : {config::balancer_kind::round_robin, config::balancer_kind::least_request,
+                    config::balancer_kind::latency_aware}) {
+    auto b = routing::make_balancer(cluster(kind));
+    routing::pick_input in{rng, t0(), "qwen"};
+    for (int r = 0; r < 50; ++r)
+      for (auto i : b->pick(e.view, in)) CHECK((i == 2 || i == 3));
+    e.stats[2].healthy = e.stats[3].healthy = false;
+    auto c = b->pick(e.view, in);
+    CHECK(c.reason == routing::pick_reason::panic);
+    for (auto i : c) CHECK((i == 2 || i == 3));
+    e.stats[2].healthy = e.stats[3].healthy = true;
+  }
+}
+
+TEST_CASE("peak_ewma prefers the faster endpoint and spreads by requests in flight") {
+  simulation sim(4, config::balancer_kind::peak_ewma);
+  sim.latency = {0.010, 0.010, 0.010, 0.100};
+  sim.run(8000, std::chrono::microseconds(1000));
+  CHECK(sim.picks[3] < 8000 / 20);
+  CHECK(sim.picks[0] > 8000 / 5);
 }

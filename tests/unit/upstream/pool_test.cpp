@@ -85,27 +85,6 @@ TEST_CASE("pools cap idle and open connections and hand back the most recent") {
   CHECK(ep.open == 1);
 }
 
-TEST_CASE("connect failures eject an endpoint for a while; success or time brings it back") {
-  upstream::worker_upstreams ups(topo_of({{1, 1001}}));
-  auto& ep = *ups.cluster(0).endpoints[0];
-  auto now = std::chrono::steady_clock::now();
-  ups.record_connect_failure(ep, now);
-  ups.record_connect_failure(ep, now);
-  CHECK(ep.stats.healthy);
-  ups.record_connect_failure(ep, now);
-  CHECK_FALSE(ep.stats.healthy);
-  CHECK_FALSE(ep.stats.healthy_shared.load());
-  ups.refresh_health(now + 1s);
-  CHECK_FALSE(ep.stats.healthy);
-  ups.refresh_health(now + 6s);
-  CHECK(ep.stats.healthy);
-  ups.record_connect_failure(ep, now + 6s);  // one more failure ejects it again at once
-  CHECK_FALSE(ep.stats.healthy);
-  ups.record_success(ep);
-  CHECK(ep.stats.healthy);
-  CHECK(ep.stats.failures_total.load() == 4);
-}
-
 TEST_CASE("an endpoint whose address changes keeps its stats but not its pooled connections") {
   boost::asio::io_context io;
   upstream::worker_upstreams ups(topo_of({{1, 1001}}));

@@ -1,0 +1,43 @@
+// The latency-aware cost model: an endpoint's expected time to first token for a new request,
+// in seconds, from what the worker observed and what the probes published. Pure; used by the
+// balancers on a worker thread and by /admin/endpoints on the control thread.
+#pragma once
+
+#include "meridian/common/clock.hpp"
+#include "meridian/config/config.hpp"
+#include "meridian/upstream/stats.hpp"
+
+namespace meridian::routing {
+
+struct cost_params {
+  double zone_margin = 0.02;
+  double kv_threshold = 0.8;
+  double capacity = 8;
+  double cold_latency = 0.1;
+  double tau = 10;         // PeakEWMA time constant
+  double stale_after = 2;  // scraped readings count fully until this age, not at all at twice
+
+  static cost_params from(const config::cluster_config& c);
+};
+
+// The terms of the expected time to first token; total is their sum.
+struct cost {
+  double rtt = 0;      // network round trip from the probes
+  double latency = 0;  // the backend's own time to first token (PeakEWMA), or its stall so far
+  double queue = 0;    // waiting behind the requests it holds
+  double kv = 0;       // KV-cache pressure near full
+  double zone = 0;     // outside the gateway's zone
+  double total = 0;
+  double outstanding = 0;  // requests it is estimated to hold (dead-reckoned between scrapes)
+  double freshness = 0;    // weight of the scraped reading: 1 fresh, 0 stale or none
+  bool measured = false;   // it has latency history on this worker
+};
+
+cost expected_ttft(const upstream::endpoint_stats& s, const cost_params& p, common::time_point now);
+
+// Linkerd's PeakEWMA cost: latency times (requests in flight + 1); a backend with no history
+// and requests in flight costs a large penalty, so it is not flooded before it answers.
+double peak_ewma_cost(const upstream::endpoint_stats& s, const cost_params& p,
+                      common::time_point now);
+
+}  // namespace meridian::routing

@@ -1,0 +1,77 @@
+// Online estimators of an endpoint's latency, on an injected clock: PeakEWMA (Finagle, Linkerd)
+// and a plain time-weighted EWMA. Values are seconds. Each object has one writer: the worker
+// that owns the endpoint's stats, or the control thread for probe figures.
+#pragma once
+
+#include <cmath>
+
+#include "meridian/common/clock.hpp"
+
+namespace meridian::upstream {
+
+// A sample above the estimate takes effect at once, so a backend that turns slow is avoided
+// at its first slow answer; lower samples pull it down with time constant tau. Reading decays
+// the estimate toward zero with the time since the last sample, so an endpoint that no
+// longer gets traffic is tried again after a while and measured afresh.
+class peak_ewma {
+ public:
+  void observe(double v, common::time_point now, double tau_s) {
+    if (!known_) {
+      v_ = v;
+      known_ = true;
+    } else {
+      double cur = value(now, tau_s);
+      if (v > cur) {
+        v_ = v;
+      } else {
+        double w = std::exp(-elapsed(now) / tau_s);
+        v_ = cur * w + v * (1 - w);
+      }
+    }
+    stamp_ = now;
+  }
+  double value(common::time_point now, double tau_s) const {
+    if (!known_) return 0;
+    return v_ * std::exp(-elapsed(now) / tau_s);
+  }
+  bool known() const { return known_; }
+  common::time_point stamp() const { return stamp_; }
+  void reset() { *this = peak_ewma{}; }
+
+ private:
+  double elapsed(common::time_point now) const {
+    double dt = common::seconds_between(stamp_, now);
+    return dt > 0 ? dt : 0;
+  }
+  double v_ = 0;
+  common::time_point stamp_{};
+  bool known_ = false;
+};
+
+// Weighted by the time between samples: a burst of samples counts no more than the time it
+// spans, so the estimate forgets at the same pace whatever the traffic.
+class time_ewma {
+ public:
+  void observe(double v, common::time_point now, double tau_s) {
+    if (!known_) {
+      v_ = v;
+      known_ = true;
+    } else {
+      double dt = common::seconds_between(stamp_, now);
+      // A floor keeps samples that arrive together from counting for nothing.
+      double w = std::exp(-(dt > 0.001 ? dt : 0.001) / tau_s);
+      v_ = v_ * w + v * (1 - w);
+    }
+    stamp_ = now;
+  }
+  double value() const { return v_; }
+  bool known() const { return known_; }
+  common::time_point stamp() const { return stamp_; }
+
+ private:
+  double v_ = 0;
+  common::time_point stamp_{};
+  bool known_ = false;
+};
+
+}  // namespace meridian::upstream

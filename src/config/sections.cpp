@@ -1,0 +1,137 @@
+#include "config/sections.hpp"
+
+#include <cmath>
+
+namespace meridian::config {
+
+namespace {
+std::string path_of(const reader& r, const YAML::Node& n, const std::string& k) {
+  auto p = r.scalar(n, k);
+  if (p.empty() || p.front() != '/') r.fail(n, k, "must start with /");
+  for (char c : p)
+    if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f)
+      r.fail(n, k, "must not contain spaces or control characters");
+  return p;
+}
+
+duration positive(const reader& r, const YAML::Node& n, const std::string& k) {
+  auto d = r.dur(n, k);
+  if (d <= duration::zero()) r.fail(n, k, "must be positive");
+  return d;
+}
+
+double ratio(const reader& r, const YAML::Node& n, const std::string& k, double lo, double hi) {
+  auto s = r.scalar(n, k);
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v))
+    r.fail(n, k, common::cat("expected a number, got '", s, "'"));
+  if (v < lo || v > hi) r.fail(n, k, common::cat("must be between ", lo, " and ", hi));
+  return v;
+}
+
+// An interval and a timeout shorter than it: a probe still running when the next is due
+// would measure the gateway's own backlog.
+void interval_and_timeout(const reader& r, const YAML::Node& n, const std::string& k,
+                          duration& interval, duration& timeout) {
+  if (n["interval"]) interval = positive(r, n["interval"], k + ".interval");
+  if (n["timeout"]) timeout = positive(r, n["timeout"], k + ".timeout");
+  if (interval < std::chrono::milliseconds(10))
+    r.fail(n["interval"] ? n["interval"] : n, k + ".interval", "must be at least 10ms");
+  if (timeout > interval)
+    r.fail(n["timeout"] ? n["timeout"] : n, k + ".timeout", "must not be longer than the interval");
+}
+
+std::vector<std::string> names(const reader& r, const YAML::Node& n, const std::string& k) {
+  std::vector<std::string> out;
+  if (n.IsScalar()) {
+    out.push_back(r.scalar(n, k));
+  } else if (n.IsSequence() && n.size() > 0) {
+    for (std::size_t i = 0; i < n.size(); ++i)
+      out.push_back(r.scalar(n[i], common::cat(k, '[', i, ']')));
+  } else {
+    r.fail(n, k, "expected a metric name or a non-empty list of them");
+  }
+  for (const auto& s : out) {
+    bool ok = !s.empty() && !(s[0] >= '0' && s[0] <= '9');
+    for (char c : s)
+      ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == ':');
+    if (!ok) r.fail(n, k, common::cat("'", s, "' is not a Prometheus metric name"));
+  }
+  return out;
+}
+}  // namespace
+
+void read_probe(const reader& r, const YAML::Node& n, const std::string& k, probe_config& out) {
+  r.only_keys(n, k, {"path", "interval", "timeout", "rise", "fall"});
+  out.enabled = true;
+  if (n["path"]) out.path = path_of(r, n["path"], k + ".path");
+  interval_and_timeout(r, n, k, out.interval, out.timeout);
+  if (n["rise"]) out.rise = static_cast<unsigned>(r.count(n["rise"], k + ".rise", 1, 100));
+  if (n["fall"]) out.fall = static_cast<unsigned>(r.count(n["fall"], k + ".fall", 1, 100));
+}
+
+void read_load_metrics(const reader& r, const YAML::Node& n, const std::string& k,
+                       load_metrics_config& out) {
+  r.only_keys(n, k, {"path", "interval", "timeout", "stale_after", "names"});
+  out.enabled = true;
+  if (n["path"]) out.path = path_of(r, n["path"], k + ".path");
+  interval_and_timeout(r, n, k, out.interval, out.timeout);
+  if (n["stale_after"]) out.stale_after = positive(r, n["stale_after"], k + ".stale_after");
+  if (auto m = n["names"]) {
+    auto mk = k + ".names";
+    r.only_keys(m, mk, {"waiting", "running", "kv_cache_usage"});
+    if (m["waiting"]) out.waiting = names(r, m["waiting"], mk + ".waiting");
+    if (m["running"]) out.running = names(r, m["running"], mk + ".running");
+    if (m["kv_cache_usage"])
+      out.kv_cache_usage = names(r, m["kv_cache_usage"], mk + ".kv_cache_usage");
+  }
+}
+
+void read_models(const reader& r, const YAML::Node& n, const std::string& k, models_config& out) {
+  if (n.IsScalar()) {
+    out.enabled = r.boolean(n, k);
+    return;
+  }
+  r.only_keys(n, k, {"enabled", "path", "interval", "timeout"});
+  out.enabled = n["enabled"] ? r.boolean(n["enabled"], k + ".enabled") : true;
+  if (n["path"]) out.path = path_of(r, n["path"], k + ".path");
+  interval_and_timeout(r, n, k, out.interval, out.timeout);
+}
+
+void read_latency(const reader& r, const YAML::Node& n, const std::string& k, latency_config& out) {
+  r.only_keys(n, k, {"decay", "zone_margin", "kv_threshold", "capacity", "cold_latency"});
+  if (n["decay"]) out.decay = positive(r, n["decay"], k + ".decay");
+  if (n["zone_margin"]) {
+    out.zone_margin = r.dur(n["zone_margin"], k + ".zone_margin");
+    if (out.zone_margin < duration::zero())
+      r.fail(n["zone_margin"], k + ".zone_margin", "must not be negative");
+  }
+  if (n["kv_threshold"])
+    out.kv_threshold = ratio(r, n["kv_threshold"], k + ".kv_threshold", 0, 0.99);
+  if (n["capacity"])
+    out.capacity = static_cast<unsigned>(r.count(n["capacity"], k + ".capacity", 1, 100000));
+  if (n["cold_latency"]) out.cold_latency = positive(r, n["cold_latency"], k + ".cold_latency");
+}
+
+void read_outlier(const reader& r, const YAML::Node& n, const std::string& k, outlier_config& out) {
+  r.only_keys(n, k,
+              {"consecutive_5xx", "consecutive_connect_failures", "base_ejection", "max_ejection",
+               "max_ejected_share"});
+  if (n["consecutive_5xx"])
+    out.consecutive_5xx =
+        static_cast<unsigned>(r.count(n["consecutive_5xx"], k + ".consecutive_5xx", 0, 1000));
+  if (n["consecutive_connect_failures"])
+    out.consecutive_connect_failures = static_cast<unsigned>(
+        r.count(n["consecutive_connect_failures"], k + ".consecutive_connect_failures", 0, 1000));
+  if (n["base_ejection"]) out.base_ejection = positive(r, n["base_ejection"], k + ".base_ejection");
+  if (n["max_ejection"]) out.max_ejection = positive(r, n["max_ejection"], k + ".max_ejection");
+  if (out.max_ejection < out.base_ejection)
+    r.fail(n["max_ejection"] ? n["max_ejection"] : n, k + ".max_ejection",
+           "must not be shorter than base_ejection");
+  if (n["max_ejected_share"])
+    out.max_ejected_share = ratio(r, n["max_ejected_share"], k + ".max_ejected_share", 0, 1);
+}
+
+}  // namespace meridian::config

@@ -1,0 +1,97 @@
+#include "meridian/routing/cost.hpp"
+
+#include <algorithm>
+
+namespace meridian::routing {
+namespace {
+double secs(config::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+double freshness(const upstream::probe_signals& p, double stale_after, common::time_point now) {
+  if (!p.load_known) return 0;
+  double age = common::seconds_between(p.scraped_at, now);
+  if (age <= stale_after) return 1;
+  if (age >= 2 * stale_after) return 0;
+  return 1 - (age - stale_after) / stale_after;
+}
+
+// Latency history of this worker; a stream's first token when it has any, else responses.
+bool observed_latency(const upstream::endpoint_stats& s, double tau, common::time_point now,
+                      double& out) {
+  if (s.ttft.known()) {
+    out = s.ttft.value(now, tau);
+    return true;
+  }
+  if (s.response.known()) {
+    out = s.response.value(now, tau);
+    return true;
+  }
+  return false;
+}
+}  // namespace
+
+cost_params cost_params::from(const config::cluster_config& c) {
+  cost_params p;
+  p.zone_margin = secs(c.latency.zone_margin);
+  p.kv_threshold = c.latency.kv_threshold;
+  p.capacity = c.latency.capacity;
+  p.cold_latency = secs(c.latency.cold_latency);
+  p.tau = secs(c.latency.decay);
+  p.stale_after = secs(c.load_metrics.stale_after);
+  return p;
+}
+
+cost expected_ttft(const upstream::endpoint_stats& s, const cost_params& p,
+                   common::time_point now) {
+  cost c;
+  c.rtt = s.probe.rtt > 0 ? s.probe.rtt : 0;
+  c.measured = observed_latency(s, p.tau, now, c.latency);
+  // Never measured: free to try while nothing is in flight, expensive once something is.
+  if (!c.measured) c.latency = s.in_flight > 0 ? p.cold_latency : 0;
+  // Requests already waiting longer than the estimate say more than the estimate.
+  if (s.awaiting_first > 0) {
+    auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch());
+    double mean_wait = (static_cast<double>(now_ns.count()) -
+                        static_cast<double>(s.awaiting_since_sum_ns) / s.awaiting_first) *
+                       1e-9;
+    c.latency = std::max(c.latency, mean_wait - c.rtt);
+  }
+  double service = s.service.known() ? s.service.value() : std::max(c.latency, p.cold_latency);
+
+  // Load: the backend's own report, moved on by what was dispatched and completed since,
+  // fading into this worker's own in-flight count as the report ages.
+  c.freshness = freshness(s.probe, p.stale_after, now);
+  double local = s.in_flight;
+  double waiting = s.probe.waiting > 0 ? s.probe.waiting : 0;
+  double running = s.probe.running > 0 ? s.probe.running : 0;
+  double since = static_cast<double>(s.dispatched - s.dispatched_at_scrape) -
+                 static_cast<double>(s.completed - s.completed_at_scrape);
+  double reported = std::max(waiting + running + since, local);
+  c.outstanding = c.freshness * reported + (1 - c.freshness) * local;
+
+  double cap = std::max(p.capacity, s.capacity_seen);
+  // Past its capacity a request waits for one to finish; below it, each co-running request
+  // slows the batch a little (and ties go to the less loaded).
+  c.queue = std::max(0.0, c.outstanding - cap) * service / cap + c.outstanding * c.latency / cap;
+  if (c.freshness > 0 && waiting + since > 0 && s.probe.waiting >= 0) {
+    double reported_queue = (waiting + std::max(0.0, since)) * service / std::max(1.0, running);
+    c.queue = std::max(c.queue, c.freshness * reported_queue);
+  }
+  if (c.freshness > 0 && s.probe.kv_usage > p.kv_threshold)
+    c.kv = c.freshness * (s.probe.kv_usage - p.kv_threshold) / (1 - p.kv_threshold) * service;
+  c.zone = s.local_zone ? 0 : p.zone_margin;
+  c.total = c.rtt + c.latency + c.queue + c.kv + c.zone;
+  return c;
+}
+
+double peak_ewma_cost(const upstream::endpoint_stats& s, const cost_params& p,
+                      common::time_point now) {
+  double lat = 0;
+  bool known = observed_latency(s, p.tau, now, lat);
+  double rtt = s.probe.rtt > 0 ? s.probe.rtt : 0;
+  if (!known && s.in_flight > 0) return p.cold_latency * 100 * (s.in_flight + 1);
+  return (lat + rtt) * (s.in_flight + 1);
+}
+
+}  // namespace meridian::routing

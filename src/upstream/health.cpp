@@ -1,0 +1,170 @@
+// The per-request observations, outlier ejection and probe signals of worker_upstreams.
+#include <algorithm>
+#include <cmath>
+
+#include "meridian/upstream/cluster.hpp"
+
+namespace meridian::upstream {
+namespace {
+std::int64_t to_ns(common::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+double seconds(config::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+void set_healthy(endpoint_stats& st) {
+  bool h = st.probe.healthy && !st.ejected;
+  st.healthy = h;
+  st.healthy_shared.store(h, std::memory_order_relaxed);
+}
+
+// Latency as the backend itself would see it: the probe RTT is a separate term of the cost.
+double less_rtt(const endpoint_stats& st, double s) {
+  double rtt = st.probe.rtt > 0 ? st.probe.rtt : 0;
+  return s > rtt ? s - rtt : 0;
+}
+}  // namespace
+
+// The mirrors have one writer (this worker): a relaxed load and store, no read-modify-write.
+void worker_upstreams::request_started(endpoint_state& ep, common::time_point now) {
+  auto& st = ep.stats;
+  ++st.in_flight;
+  ++st.dispatched;
+  ++st.awaiting_first;
+  st.awaiting_since_sum_ns += to_ns(now);
+  st.in_flight_shared.store(st.in_flight, std::memory_order_relaxed);
+  st.requests_total.store(st.requests_total.load(std::memory_order_relaxed) + 1,
+                          std::memory_order_relaxed);
+}
+
+void worker_upstreams::answered(endpoint_state& ep, common::time_point picked) {
+  auto& st = ep.stats;
+  if (st.awaiting_first == 0) return;
+  --st.awaiting_first;
+  st.awaiting_since_sum_ns -= to_ns(picked);
+}
+
+void worker_upstreams::request_finished(endpoint_state& ep, common::time_point picked,
+                                        common::time_point now, bool complete) {
+  auto& st = ep.stats;
+  --st.in_flight;
+  ++st.completed;
+  st.in_flight_shared.store(st.in_flight, std::memory_order_relaxed);
+  if (complete)
+    st.service.observe(common::seconds_between(picked, now), now,
+                       seconds(cluster_of(ep).info->latency.decay));
+}
+
+void worker_upstreams::observe_ttft(endpoint_state& ep, double s, common::time_point now) {
+  auto& st = ep.stats;
+  double tau = seconds(cluster_of(ep).info->latency.decay);
+  st.ttft.observe(less_rtt(st, s), now, tau);
+  st.ttft_shared.store(st.ttft.value(now, tau), std::memory_order_relaxed);
+}
+
+void worker_upstreams::observe_response(endpoint_state& ep, double s, common::time_point now) {
+  auto& st = ep.stats;
+  double tau = seconds(cluster_of(ep).info->latency.decay);
+  st.response.observe(less_rtt(st, s), now, tau);
+  st.response_shared.store(st.response.value(now, tau), std::memory_order_relaxed);
+}
+
+void worker_upstreams::observe_tpot(endpoint_state& ep, double s, common::time_point now) {
+  auto& st = ep.stats;
+  st.tpot.observe(s, now, seconds(cluster_of(ep).info->latency.decay));
+  st.tpot_shared.store(st.tpot.value(), std::memory_order_relaxed);
+}
+
+// ---- outlier ejection --------------------------------------------------------------------------
+
+void worker_upstreams::eject(cluster_state& cs, endpoint_state& ep, common::time_point now) {
+  auto& st = ep.stats;
+  if (st.ejected) return;
+  const auto& o = cs.info->outlier;
+  std::size_t ejected = 0;
+  for (auto* s : cs.stats_view) ejected += s->ejected ? 1 : 0;
+  std::size_t n = cs.stats_view.size();
+  auto allowed = static_cast<std::size_t>(std::floor(o.max_ejected_share * static_cast<double>(n)));
+  if (ejected >= std::max<std::size_t>(allowed, 1)) return;
+  ++st.ejections;
+  auto span = std::min(o.base_ejection * st.ejections, o.max_ejection);
+  st.ejected = true;
+  st.ejected_until_ns = to_ns(now + span);
+  st.successes_at_ejection = st.probe.successes;
+  set_healthy(st);
+}
+
+void worker_upstreams::record_connect_failure(endpoint_state& ep, common::time_point now) {
+  auto& st = ep.stats;
+  st.failures_total.store(st.failures_total.load(std::memory_order_relaxed) + 1,
+                          std::memory_order_relaxed);
+  unsigned limit = cluster_of(ep).info->outlier.consecutive_connect_failures;
+  if (++st.consecutive_failures >= limit && limit > 0) eject(cluster_of(ep), ep, now);
+}
+
+void worker_upstreams::record_success(endpoint_state& ep) {
+  auto& st = ep.stats;
+  st.consecutive_failures = 0;
+  if (st.ejected) {  // reached in panic mode, and it answered
+    st.ejected = false;
+    set_healthy(st);
+  }
+}
+
+void worker_upstreams::record_status(endpoint_state& ep, int status, common::time_point now) {
+  auto& st = ep.stats;
+  if (status < 500) {
+    st.consecutive_5xx = 0;
+    return;
+  }
+  unsigned limit = cluster_of(ep).info->outlier.consecutive_5xx;
+  if (++st.consecutive_5xx >= limit && limit > 0) eject(cluster_of(ep), ep, now);
+}
+
+void worker_upstreams::refresh_health(common::time_point now) {
+  auto t = to_ns(now);
+  for (auto& cs : clusters_) {
+    auto forget = cs.info->outlier.max_ejection;
+    for (auto& ep : cs.endpoints) {
+      auto& st = ep->stats;
+      if (st.ejected && st.ejected_until_ns <= t) {
+        // Traffic tries it again; one more failure ejects it at once, for longer.
+        st.ejected = false;
+        st.consecutive_failures = st.consecutive_failures > 0 ? st.consecutive_failures - 1 : 0;
+        st.consecutive_5xx = st.consecutive_5xx > 0 ? st.consecutive_5xx - 1 : 0;
+        set_healthy(st);
+      } else if (!st.ejected && st.ejections > 0 &&
+                 st.ejected_until_ns + to_ns(common::time_point{} + forget) <= t) {
+        st.ejections = 0;  // well behaved for a whole max_ejection: start over
+      }
+    }
+  }
+}
+
+// ---- probe signals -----------------------------------------------------------------------------
+
+void worker_upstreams::apply_signals(const signals& s) {
+  if (s.topo != topo_) return;  // built for another topology: the next one will match
+  for (std::size_t c = 0; c < clusters_.size() && c < s.clusters.size(); ++c) {
+    auto& cs = clusters_[c];
+    const auto& sc = s.clusters[c];
+    for (std::size_t e = 0; e < cs.endpoints.size() && e < sc.size(); ++e) {
+      auto& st = cs.endpoints[e]->stats;
+      const auto& in = sc[e];
+      if (in.scraped_at != st.probe.scraped_at) {
+        st.dispatched_at_scrape = st.dispatched;
+        st.completed_at_scrape = st.completed;
+        if (in.running > st.capacity_seen) st.capacity_seen = in.running;
+      }
+      st.probe = in;
+      if (st.ejected && in.probed && in.healthy && in.successes > st.successes_at_ejection) {
+        st.ejected = false;
+        st.consecutive_failures = st.consecutive_5xx = 0;
+      }
+      set_healthy(st);
+    }
+  }
+}
+
+}  // namespace meridian::upstream

@@ -1,0 +1,106 @@
+#include "meridian/routing/cost.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace meridian;
+using namespace std::chrono_literals;
+
+namespace {
+common::time_point t0() {
+  return common::time_point{} + std::chrono::hours(1);
+}
+std::int64_t ns(common::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+}  // namespace
+
+TEST_CASE("the expected time to first token adds RTT, the backend's latency and the zone margin") {
+  upstream::endpoint_stats s;
+  routing::cost_params p;
+  s.probe.rtt = 0.010;
+  s.ttft.observe(0.050, t0(), p.tau);
+  auto c = routing::expected_ttft(s, p, t0());
+  CHECK(c.measured);
+  CHECK(c.rtt == doctest::Approx(0.010));
+  CHECK(c.latency == doctest::Approx(0.050));
+  CHECK(c.queue == 0);
+  CHECK(c.total == doctest::Approx(0.060));
+  s.local_zone = false;
+  CHECK(routing::expected_ttft(s, p, t0()).total == doctest::Approx(0.060 + p.zone_margin));
+}
+
+TEST_CASE("an endpoint with no history is free until it has requests in flight") {
+  upstream::endpoint_stats s;
+  routing::cost_params p;
+  CHECK(routing::expected_ttft(s, p, t0()).total == 0);
+  s.in_flight = 2;
+  auto c = routing::expected_ttft(s, p, t0());
+  CHECK_FALSE(c.measured);
+  CHECK(c.latency == doctest::Approx(p.cold_latency));
+  CHECK(c.total > p.cold_latency);
+}
+
+TEST_CASE("requests waiting longer than the estimate raise it: a stalled backend looks slow") {
+  upstream::endpoint_stats s;
+  routing::cost_params p;
+  s.ttft.observe(0.020, t0(), p.tau);
+  s.in_flight = s.awaiting_first = 2;
+  s.awaiting_since_sum_ns = 2 * ns(t0());
+  auto c = routing::expected_ttft(s, p, t0() + 3s);
+  CHECK(c.latency >= 2.9);
+}
+
+TEST_CASE("scraped load is dead-reckoned and fades as it ages") {
+  upstream::endpoint_stats s;
+  routing::cost_params p;
+  p.stale_after = 2;
+  s.ttft.observe(0.05, t0(), p.tau);
+  s.service.observe(1.0, t0(), p.tau);
+  s.probe.load_known = true;
+  s.probe.scraped_at = t0();
+  s.probe.waiting = 10;
+  s.probe.running = 8;
+  auto fresh = routing::expected_ttft(s, p, t0());
+  CHECK(fresh.freshness == 1);
+  CHECK(fresh.outstanding == doctest::Approx(18));
+  // 10 waiting behind 8 running that take ~1 s each: over a second of queueing.
+  CHECK(fresh.queue >= 1.0);
+  // Dispatched since the scrape: counted on top of the report.
+  s.dispatched = 5;
+  CHECK(routing::expected_ttft(s, p, t0()).outstanding == doctest::Approx(23));
+  // At 1.5x stale_after the report counts half; at 2x not at all (only local in flight).
+  s.in_flight = 1;
+  auto half = routing::expected_ttft(s, p, t0() + 3s);
+  CHECK(half.freshness == doctest::Approx(0.5));
+  auto stale = routing::expected_ttft(s, p, t0() + 4s);
+  CHECK(stale.freshness == 0);
+  CHECK(stale.outstanding == doctest::Approx(1));
+  CHECK(stale.queue < fresh.queue);
+}
+
+TEST_CASE("KV-cache use above the threshold is a rising penalty") {
+  upstream::endpoint_stats s;
+  routing::cost_params p;
+  s.service.observe(1.0, t0(), p.tau);
+  s.probe.load_known = true;
+  s.probe.scraped_at = t0();
+  s.probe.kv_usage = 0.5;
+  CHECK(routing::expected_ttft(s, p, t0()).kv == 0);
+  s.probe.kv_usage = 0.9;
+  double mid = routing::expected_ttft(s, p, t0()).kv;
+  s.probe.kv_usage = 1.0;
+  double full = routing::expected_ttft(s, p, t0()).kv;
+  CHECK(mid > 0);
+  CHECK(full > mid);
+  CHECK(full == doctest::Approx(1.0));
+}
+
+TEST_CASE("peak_ewma cost is latency times in flight plus one, with a penalty for the unmeasured") {
+  upstream::endpoint_stats s;
+  routing::cost_params p;
+  CHECK(routing::peak_ewma_cost(s, p, t0()) == 0);
+  s.in_flight = 1;
+  CHECK(routing::peak_ewma_cost(s, p, t0()) > 1);
+  s.response.observe(0.1, t0(), p.tau);
+  CHECK(routing::peak_ewma_cost(s, p, t0()) == doctest::Approx(0.2));
+}

@@ -1,0 +1,127 @@
+#include <doctest/doctest.h>
+
+#include "meridian/upstream/cluster.hpp"
+#include "meridian/upstream/signals.hpp"
+
+using namespace meridian;
+using namespace std::chrono_literals;
+
+namespace {
+std::shared_ptr<upstream::topology> topo_of(std::size_t n) {
+  auto t = std::make_shared<upstream::topology>();
+  auto& c = t->clusters.emplace_back();
+  c.name = "c";
+  c.outlier.consecutive_5xx = 3;
+  c.outlier.consecutive_connect_failures = 2;
+  c.outlier.base_ejection = 10s;
+  c.outlier.max_ejection = 25s;
+  c.outlier.max_ejected_share = 0.5;
+  for (std::size_t i = 0; i < n; ++i) {
+    upstream::endpoint_info e;
+    e.id = static_cast<upstream::endpoint_id>(i + 1);
+    e.slot = i;
+    e.address = "127.0.0.1:" + std::to_string(1000 + i);
+    c.endpoints.push_back(e);
+  }
+  return t;
+}
+common::time_point t0() {
+  return common::time_point{} + std::chrono::hours(1);
+}
+}  // namespace
+
+TEST_CASE("consecutive 5xx eject an endpoint; 4xx never do") {
+  upstream::worker_upstreams ups(topo_of(4));
+  auto& ep = *ups.cluster(0).endpoints[0];
+  for (int i = 0; i < 50; ++i) ups.record_status(ep, 400, t0());  // the client's mistakes
+  CHECK(ep.stats.healthy);
+  ups.record_status(ep, 503, t0());
+  ups.record_status(ep, 502, t0());
+  ups.record_status(ep, 200, t0());  // a success in between starts the count over
+  ups.record_status(ep, 500, t0());
+  ups.record_status(ep, 500, t0());
+  CHECK(ep.stats.healthy);
+  ups.record_status(ep, 500, t0());
+  CHECK_FALSE(ep.stats.healthy);
+  CHECK_FALSE(ep.stats.healthy_shared.load());
+}
+
+TEST_CASE("ejections grow with each one, up to the maximum, and time lifts them") {
+  upstream::worker_upstreams ups(topo_of(2));
+  auto& ep = *ups.cluster(0).endpoints[0];
+  auto eject_at = [&](common::time_point t) {
+    ups.record_connect_failure(ep, t);
+    ups.record_connect_failure(ep, t);
+  };
+  eject_at(t0());
+  CHECK_FALSE(ep.stats.healthy);
+  ups.refresh_health(t0() + 9s);
+  CHECK_FALSE(ep.stats.healthy);
+  ups.refresh_health(t0() + 10s);
+  CHECK(ep.stats.healthy);
+  eject_at(t0() + 10s);  // the second ejection lasts 20 s
+  ups.refresh_health(t0() + 29s);
+  CHECK_FALSE(ep.stats.healthy);
+  ups.refresh_health(t0() + 30s);
+  CHECK(ep.stats.healthy);
+  eject_at(t0() + 30s);  // the third would be 30 s: capped at 25 s
+  ups.refresh_health(t0() + 55s);
+  CHECK(ep.stats.healthy);
+  CHECK(ep.stats.failures_total.load() == 6);
+}
+
+TEST_CASE("never more than the configured share of a cluster is ejected") {
+  upstream::worker_upstreams ups(topo_of(4));
+  for (std::size_t i = 0; i < 4; ++i)
+    for (int k = 0; k < 3; ++k) ups.record_status(*ups.cluster(0).endpoints[i], 503, t0());
+  int healthy = 0;
+  for (auto& ep : ups.cluster(0).endpoints) healthy += ep->stats.healthy ? 1 : 0;
+  CHECK(healthy == 2);
+}
+
+TEST_CASE("a passing probe lifts an ejection; a failing probe verdict marks it unhealthy") {
+  auto topo = topo_of(2);
+  upstream::worker_upstreams ups(topo);
+  auto& ep = *ups.cluster(0).endpoints[0];
+  for (int k = 0; k < 3; ++k) ups.record_status(ep, 503, t0());
+  CHECK_FALSE(ep.stats.healthy);
+  upstream::signals s;
+  s.topo = topo;
+  s.clusters.assign(1, std::vector<upstream::probe_signals>(2));
+  ups.apply_signals(s);  // no probe has passed since: still ejected
+  CHECK_FALSE(ep.stats.healthy);
+  s.clusters[0][0].probed = true;
+  s.clusters[0][0].successes = 1;
+  ups.apply_signals(s);
+  CHECK(ep.stats.healthy);
+  s.clusters[0][1].probed = true;
+  s.clusters[0][1].healthy = false;
+  ups.apply_signals(s);
+  CHECK_FALSE(ups.cluster(0).endpoints[1]->stats.healthy);
+  // Signals built for another topology are not applied by index.
+  s.topo = topo_of(2);
+  s.clusters[0][1].healthy = true;
+  ups.apply_signals(s);
+  CHECK_FALSE(ups.cluster(0).endpoints[1]->stats.healthy);
+}
+
+TEST_CASE("a new load reading records this worker's counts for dead reckoning") {
+  auto topo = topo_of(1);
+  upstream::worker_upstreams ups(topo);
+  auto& ep = *ups.cluster(0).endpoints[0];
+  ups.request_started(ep, t0());
+  ups.request_started(ep, t0());
+  ups.request_finished(ep, t0(), t0() + 1s, true);
+  upstream::signals s;
+  s.topo = topo;
+  s.clusters.assign(1, std::vector<upstream::probe_signals>(1));
+  s.clusters[0][0].load_known = true;
+  s.clusters[0][0].scraped_at = t0() + 1s;
+  s.clusters[0][0].running = 12;
+  ups.apply_signals(s);
+  CHECK(ep.stats.dispatched_at_scrape == 2);
+  CHECK(ep.stats.completed_at_scrape == 1);
+  CHECK(ep.stats.capacity_seen == 12);
+  CHECK(ep.stats.in_flight == 1);
+  CHECK(ep.stats.service.known());
+}
