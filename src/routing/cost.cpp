@@ -74,9 +74,12 @@ cost expected_ttft(const upstream::endpoint_stats& s, const cost_params& p,
   // Past its capacity a request waits for one to finish; below it, each co-running request
   // slows the batch a little (and ties go to the less loaded).
   c.queue = std::max(0.0, c.outstanding - cap) * service / cap + c.outstanding * c.latency / cap;
-  if (c.freshness > 0 && waiting + since > 0 && s.probe.waiting >= 0) {
-    double reported_queue = (waiting + std::max(0.0, since)) * service / std::max(1.0, running);
-    c.queue = std::max(c.queue, c.freshness * reported_queue);
+  // What the backend reported, moved on by what was dispatched and completed since: beyond
+  // its capacity (the running count itself while it reports a queue) requests wait.
+  if (c.freshness > 0 && s.probe.waiting >= 0) {
+    double full_at = waiting > 0 ? std::max(1.0, running) : cap;
+    double queued = std::max(0.0, waiting + running + since - full_at);
+    c.queue = std::max(c.queue, c.freshness * queued * service / full_at);
   }
   if (c.freshness > 0 && s.probe.kv_usage > p.kv_threshold)
     c.kv = c.freshness * (s.probe.kv_usage - p.kv_threshold) / (1 - p.kv_threshold) * service;

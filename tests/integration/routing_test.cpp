@@ -1,0 +1,241 @@
+// Latency-aware routing end to end: the real gateway in front of meridian-mock engines whose
+// speed and queue change at run time, and test backends whose metrics scrape hangs or is garbage.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "support/gateway_process.hpp"
+#include "support/mock_process.hpp"
+#include "support/raw_client.hpp"
+#include "support/test_backend.hpp"
+
+using namespace test;
+using namespace std::chrono_literals;
+using clk = std::chrono::steady_clock;
+
+namespace {
+const std::string chat =
+    R"({"model":"mock-llm","stream":true,"max_tokens":4,"messages":[{"role":"user","content":"hi"}]})";
+
+std::string inference_config(const std::vector<std::uint16_t>& ports, const std::string& extra = "") {
+  std::string y = "listeners: [ { name: public, address: 127.0.0.1:0 } ]\nworkers: 1\n"
+                  "access_log: false\nclusters:\n  - name: llm\n    kind: inference\n"
+                  "    balancer: latency_aware\n    endpoints:\n";
+  for (auto p : ports) y += "      - 127.0.0.1:" + std::to_string(p) + "\n";
+  y += "    probe: { path: /health, interval: 100ms, timeout: 80ms }\n"
+       "    load_metrics: { path: /metrics, interval: 100ms, timeout: 80ms }\n"
+       "    models: { interval: 200ms, timeout: 150ms }\n"
+       "    latency: { decay: 1s }\n" +
+       extra + "routes: [ { name: all, match: { path_prefix: / }, cluster: llm } ]\n";
+  return y;
+}
+
+// Waits until every endpoint has been probed healthy and has reported its load.
+bool ready(gateway_process& gw, std::size_t endpoints) {
+  return test_backend::eventually(
+      [&] {
+        auto r = http_request(gw.admin_port(), "GET", "/admin/endpoints");
+        std::size_t probed = 0, pos = 0;
+        while ((pos = r.body.find("\"kv_cache_usage\":0", pos)) != std::string::npos) ++probed, ++pos;
+        return probed >= endpoints;
+      },
+      5000ms);
+}
+
+struct sample {
+  clk::time_point start;
+  std::string backend;
+  int status;
+};
+
+// Client threads sending chat streams back to back, recording when each began and who served it.
+class load {
+ public:
+  load(std::uint16_t port, int threads) {
+    for (int t = 0; t < threads; ++t)
+      threads_.emplace_back([this, port] {
+        while (!stop_) {
+          auto start = clk::now();
+          auto r = http_request(port, "POST", "/v1/chat/completions", chat);
+          std::lock_guard lock(mu_);
+          samples_.push_back({start, r.backend, r.status});
+        }
+      });
+  }
+  ~load() {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+  }
+  // Share of the requests begun in [from, to) that went to `backend`, and how many there were.
+  std::pair<double, std::size_t> share(const std::string& backend, clk::time_point from,
+                                       clk::time_point to) {
+    std::lock_guard lock(mu_);
+    std::size_t n = 0, hit = 0;
+    for (const auto& s : samples_)
+      if (s.start >= from && s.start < to) {
+        ++n;
+        hit += s.backend == backend ? 1 : 0;
+      }
+    return {n ? static_cast<double>(hit) / static_cast<double>(n) : 0.0, n};
+  }
+  std::size_t failures() {
+    std::lock_guard lock(mu_);
+    std::size_t f = 0;
+    for (const auto& s : samples_) f += s.status == 200 ? 0 : 1;
+    return f;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<sample> samples_;
+  std::vector<std::thread> threads_;
+};
+}  // namespace
+
+TEST_CASE("traffic leaves a backend that turns slow within 2 s and comes back once it recovers") {
+  mock_process a({"--name", "a", "--decode-ms", "2"}), b({"--name", "b", "--decode-ms", "2"}),
+      c({"--name", "c", "--decode-ms", "2"});
+  gateway_process gw(inference_config({a.port(), b.port(), c.port()}));
+  REQUIRE(ready(gw, 3));
+  load l(gw.port(), 6);
+  std::this_thread::sleep_for(1s);  // load runs: the time is the measurement, not a sync
+  auto before = l.share("b", clk::now() - 1s, clk::now());
+  CHECK(before.first > 0.1);  // b had its share while it was fast
+  REQUIRE(b.control(R"({"decode_ms":150})"));
+  auto turned = clk::now();
+  std::this_thread::sleep_for(3s);
+  auto after = l.share("b", turned + 2s, turned + 3s);
+  CAPTURE(after.second);
+  CHECK(after.second > 20);
+  CHECK(after.first < 0.05);
+  REQUIRE(b.control(R"({"decode_ms":2})"));
+  auto recovered = clk::now();
+  bool back = test_backend::eventually(
+      [&] { return l.share("b", clk::now() - 1s, clk::now()).first > 0.1; }, 10000ms);
+  CHECK(back);
+  MESSAGE("back after ", std::chrono::duration<double>(clk::now() - recovered).count(), " s");
+  CHECK(l.failures() == 0);
+}
+
+TEST_CASE("an endpoint reporting a deep queue is avoided") {
+  mock_process q({"--name", "q", "--slots", "1", "--decode-ms", "20"});
+  mock_process f({"--name", "f", "--decode-ms", "2"});
+  // Fill q's queue directly, bypassing the gateway: only its /metrics can tell.
+  std::vector<std::unique_ptr<client>> held;
+  const std::string long_req =
+      R"({"model":"mock-llm","max_tokens":500,"messages":[{"role":"user","content":"hi"}]})";
+  for (int i = 0; i < 8; ++i) {
+    held.push_back(std::make_unique<client>(q.port()));
+    held.back()->send("POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                      "application/json\r\nContent-Length: " +
+                      std::to_string(long_req.size()) + "\r\n\r\n" + long_req);
+  }
+  gateway_process gw(inference_config({q.port(), f.port()}));
+  REQUIRE(test_backend::eventually(
+      [&] {
+        auto m = http_request(gw.admin_port(), "GET", "/metrics").body;
+        auto at = m.find("meridian_endpoint_queue_depth{cluster=\"llm\",endpoint=\"127.0.0.1:" +
+                         std::to_string(q.port()) + "\"} ");
+        return at != std::string::npos && m[m.find("} ", at) + 2] != '0';
+      },
+      5000ms));
+  std::map<std::string, int> served;
+  for (int i = 0; i < 30; ++i) {
+    auto r = http_request(gw.port(), "POST", "/v1/chat/completions", chat);
+    CHECK(r.status == 200);
+    ++served[r.backend];
+  }
+  CHECK(served["q"] == 0);
+  CHECK(served["f"] == 30);
+  held.clear();  // the mock stops the abandoned generations
+}
+
+TEST_CASE("a burst over equal endpoints does not herd") {
+  std::vector<std::unique_ptr<mock_process>> mocks;
+  std::vector<std::uint16_t> ports;
+  for (const char* n : {"a", "b", "c", "d"}) {
+    mocks.push_back(std::make_unique<mock_process>(std::vector<std::string>{"--name", n}));
+    ports.push_back(mocks.back()->port());
+  }
+  gateway_process gw(inference_config(ports));
+  REQUIRE(ready(gw, 4));
+  std::vector<std::unique_ptr<client>> clients;
+  for (int i = 0; i < 100; ++i) {
+    clients.push_back(std::make_unique<client>(gw.port()));
+    clients.back()->send("POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                         "application/json\r\nContent-Length: " +
+                         std::to_string(chat.size()) + "\r\n\r\n" + chat);
+  }
+  std::map<std::string, int> served;
+  for (auto& c : clients) {
+    auto r = c->read(10000ms);
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    ++served[r->headers["x-mock-backend"]];
+  }
+  CHECK(served.size() == 4);
+  for (auto& [name, n] : served) {
+    CAPTURE(name);
+    CHECK(n <= 25 * 1.5);
+  }
+}
+
+TEST_CASE("a metrics scrape that hangs or returns garbage changes nothing for traffic") {
+  for (const char* path : {"/hang", "/echo"}) {
+    CAPTURE(path);
+    test_backend be1, be2;
+    std::string y = "listeners: [ { name: public, address: 127.0.0.1:0 } ]\nworkers: 1\n"
+                    "clusters:\n  - name: c\n    balancer: latency_aware\n    endpoints:\n"
+                    "      - 127.0.0.1:" + std::to_string(be1.port()) + "\n"
+                    "      - 127.0.0.1:" + std::to_string(be2.port()) + "\n"
+                    "    load_metrics: { path: " + path + ", interval: 50ms, timeout: 40ms }\n"
+                    "    probe: { path: /echo, interval: 50ms, timeout: 40ms }\n"
+                    "routes: [ { name: all, match: { path_prefix: / }, cluster: c } ]\n";
+    gateway_process gw(y);
+    REQUIRE(test_backend::eventually(
+        [&] {
+          auto m = http_request(gw.admin_port(), "GET", "/metrics").body;
+          return m.find("meridian_endpoint_scrape_failures_total{cluster=\"c\",endpoint=\"127.0.0.1:" +
+                        std::to_string(be1.port()) + "\"} 0") == std::string::npos;
+        },
+        5000ms));
+    for (int i = 0; i < 20; ++i) CHECK(http_request(gw.port(), "GET", "/echo/x").status == 200);
+    auto m = http_request(gw.admin_port(), "GET", "/metrics").body;
+    CHECK(m.find("meridian_endpoint_healthy{cluster=\"c\",endpoint=\"127.0.0.1:" +
+                 std::to_string(be2.port()) + "\"} 1") != std::string::npos);
+  }
+}
+
+TEST_CASE("/v1/models is the union of the endpoints' models; a request goes where its model is") {
+  mock_process alpha({"--name", "alpha", "--model", "alpha"}),
+      beta({"--name", "beta", "--model", "beta"});
+  gateway_process gw(inference_config({alpha.port(), beta.port()}));
+  REQUIRE(test_backend::eventually(
+      [&] {
+        auto r = http_request(gw.port(), "GET", "/v1/models");
+        return r.body.find("\"alpha\"") != std::string::npos &&
+               r.body.find("\"beta\"") != std::string::npos;
+      },
+      5000ms));
+  auto list = http_request(gw.port(), "GET", "/v1/models");
+  CHECK(list.status == 200);
+  CHECK(list.body.find(R"("object":"list")") != std::string::npos);
+  const std::string beta_req =
+      R"({"model":"beta","max_tokens":2,"messages":[{"role":"user","content":"hi"}]})";
+  for (int i = 0; i < 10; ++i) {
+    auto r = http_request(gw.port(), "POST", "/v1/chat/completions", beta_req);
+    CHECK(r.status == 200);
+    CHECK(r.backend == "beta");
+  }
+  auto missing = http_request(gw.port(), "POST", "/v1/chat/completions",
+                              R"({"model":"gamma","messages":[]})");
+  CHECK(missing.status == 404);
+  CHECK(missing.body.find(R"("code":"model_not_found")") != std::string::npos);
+  CHECK(missing.body.find(R"("type":"invalid_request_error")") != std::string::npos);
+}
