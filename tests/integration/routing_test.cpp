@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -22,10 +23,12 @@ namespace {
 const std::string chat =
     R"({"model":"mock-llm","stream":true,"max_tokens":4,"messages":[{"role":"user","content":"hi"}]})";
 
-std::string inference_config(const std::vector<std::uint16_t>& ports, const std::string& extra = "") {
-  std::string y = "listeners: [ { name: public, address: 127.0.0.1:0 } ]\nworkers: 1\n"
-                  "access_log: false\nclusters:\n  - name: llm\n    kind: inference\n"
-                  "    balancer: latency_aware\n    endpoints:\n";
+std::string inference_config(const std::vector<std::uint16_t>& ports,
+                             const std::string& extra = "") {
+  std::string y =
+      "listeners: [ { name: public, address: 127.0.0.1:0 } ]\nworkers: 1\n"
+      "access_log: false\nclusters:\n  - name: llm\n    kind: inference\n"
+      "    balancer: latency_aware\n    endpoints:\n";
   for (auto p : ports) y += "      - 127.0.0.1:" + std::to_string(p) + "\n";
   y += "    probe: { path: /health, interval: 100ms, timeout: 80ms }\n"
        "    load_metrics: { path: /metrics, interval: 100ms, timeout: 80ms }\n"
@@ -41,7 +44,8 @@ bool ready(gateway_process& gw, std::size_t endpoints) {
       [&] {
         auto r = http_request(gw.admin_port(), "GET", "/admin/endpoints");
         std::size_t probed = 0, pos = 0;
-        while ((pos = r.body.find("\"kv_cache_usage\":0", pos)) != std::string::npos) ++probed, ++pos;
+        while ((pos = r.body.find("\"kv_cache_usage\":0", pos)) != std::string::npos)
+          ++probed, ++pos;
         return probed >= endpoints;
       },
       5000ms);
@@ -59,11 +63,29 @@ class load {
   load(std::uint16_t port, int threads) {
     for (int t = 0; t < threads; ++t)
       threads_.emplace_back([this, port] {
+        // One keep-alive connection per thread, as real clients do (and no ephemeral-port churn).
+        const std::string req =
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n"
+            "Content-Type: application/json\r\nContent-Length: " +
+            std::to_string(chat.size()) + "\r\n\r\n" + chat;
+        std::optional<client> c;
         while (!stop_) {
           auto start = clk::now();
-          auto r = http_request(port, "POST", "/v1/chat/completions", chat);
+          sample s{start, "", 0};
+          try {
+            if (!c) c.emplace(port);
+            c->send(req);
+            if (auto r = c->read(10000ms)) {
+              s.status = r->status;
+              s.backend = r->headers["x-mock-backend"];
+            } else {
+              c.reset();
+            }
+          } catch (const std::exception&) {
+            c.reset();
+          }
           std::lock_guard lock(mu_);
-          samples_.push_back({start, r.backend, r.status});
+          samples_.push_back(s);
         }
       });
   }
@@ -132,9 +154,10 @@ TEST_CASE("an endpoint reporting a deep queue is avoided") {
       R"({"model":"mock-llm","max_tokens":500,"messages":[{"role":"user","content":"hi"}]})";
   for (int i = 0; i < 8; ++i) {
     held.push_back(std::make_unique<client>(q.port()));
-    held.back()->send("POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: "
-                      "application/json\r\nContent-Length: " +
-                      std::to_string(long_req.size()) + "\r\n\r\n" + long_req);
+    held.back()->send(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: "
+        "application/json\r\nContent-Length: " +
+        std::to_string(long_req.size()) + "\r\n\r\n" + long_req);
   }
   gateway_process gw(inference_config({q.port(), f.port()}));
   REQUIRE(test_backend::eventually(
@@ -168,9 +191,10 @@ TEST_CASE("a burst over equal endpoints does not herd") {
   std::vector<std::unique_ptr<client>> clients;
   for (int i = 0; i < 100; ++i) {
     clients.push_back(std::make_unique<client>(gw.port()));
-    clients.back()->send("POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: "
-                         "application/json\r\nContent-Length: " +
-                         std::to_string(chat.size()) + "\r\n\r\n" + chat);
+    clients.back()->send(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: "
+        "application/json\r\nContent-Length: " +
+        std::to_string(chat.size()) + "\r\n\r\n" + chat);
   }
   std::map<std::string, int> served;
   for (auto& c : clients) {
@@ -190,19 +214,27 @@ TEST_CASE("a metrics scrape that hangs or returns garbage changes nothing for tr
   for (const char* path : {"/hang", "/echo"}) {
     CAPTURE(path);
     test_backend be1, be2;
-    std::string y = "listeners: [ { name: public, address: 127.0.0.1:0 } ]\nworkers: 1\n"
-                    "clusters:\n  - name: c\n    balancer: latency_aware\n    endpoints:\n"
-                    "      - 127.0.0.1:" + std::to_string(be1.port()) + "\n"
-                    "      - 127.0.0.1:" + std::to_string(be2.port()) + "\n"
-                    "    load_metrics: { path: " + path + ", interval: 50ms, timeout: 40ms }\n"
-                    "    probe: { path: /echo, interval: 50ms, timeout: 40ms }\n"
-                    "routes: [ { name: all, match: { path_prefix: / }, cluster: c } ]\n";
+    std::string y =
+        "listeners: [ { name: public, address: 127.0.0.1:0 } ]\nworkers: 1\n"
+        "clusters:\n  - name: c\n    balancer: latency_aware\n    endpoints:\n"
+        "      - 127.0.0.1:" +
+        std::to_string(be1.port()) +
+        "\n"
+        "      - 127.0.0.1:" +
+        std::to_string(be2.port()) +
+        "\n"
+        "    load_metrics: { path: " +
+        path +
+        ", interval: 50ms, timeout: 40ms }\n"
+        "    probe: { path: /echo, interval: 50ms, timeout: 40ms }\n"
+        "routes: [ { name: all, match: { path_prefix: / }, cluster: c } ]\n";
     gateway_process gw(y);
     REQUIRE(test_backend::eventually(
         [&] {
           auto m = http_request(gw.admin_port(), "GET", "/metrics").body;
-          return m.find("meridian_endpoint_scrape_failures_total{cluster=\"c\",endpoint=\"127.0.0.1:" +
-                        std::to_string(be1.port()) + "\"} 0") == std::string::npos;
+          return m.find(
+                     "meridian_endpoint_scrape_failures_total{cluster=\"c\",endpoint=\"127.0.0.1:" +
+                     std::to_string(be1.port()) + "\"} 0") == std::string::npos;
         },
         5000ms));
     for (int i = 0; i < 20; ++i) CHECK(http_request(gw.port(), "GET", "/echo/x").status == 200);
@@ -233,8 +265,8 @@ TEST_CASE("/v1/models is the union of the endpoints' models; a request goes wher
     CHECK(r.status == 200);
     CHECK(r.backend == "beta");
   }
-  auto missing = http_request(gw.port(), "POST", "/v1/chat/completions",
-                              R"({"model":"gamma","messages":[]})");
+  auto missing =
+      http_request(gw.port(), "POST", "/v1/chat/completions", R"({"model":"gamma","messages":[]})");
   CHECK(missing.status == 404);
   CHECK(missing.body.find(R"("code":"model_not_found")") != std::string::npos);
   CHECK(missing.body.find(R"("type":"invalid_request_error")") != std::string::npos);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
 #include <stdexcept>
 
 #include "support/raw_client.hpp"
@@ -61,14 +62,21 @@ bool mock_process::control(const std::string& json) {
   return http_request(port_, "POST", "/control", json).status == 200;
 }
 
-simple_response http_request(std::uint16_t port, const std::string& method,
-                             const std::string& path, const std::string& body) {
+simple_response http_request(std::uint16_t port, const std::string& method, const std::string& path,
+                             const std::string& body) {
   simple_response out;
-  client c(port);
+  // Callers run this on their own threads: a refused connection is a status 0, not a throw.
+  std::optional<client> conn;
+  try {
+    conn.emplace(port);
+  } catch (const std::exception&) {
+    return out;
+  }
+  auto& c = *conn;
   std::string req = method + " " + path + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n";
   if (!body.empty() || method == "POST")
-    req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-           "\r\n";
+    req +=
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   req += "\r\n" + body;
   c.send(req);
   auto r = c.read(10000ms);

@@ -33,7 +33,7 @@ struct simple_response {
   std::string backend;  // x-mock-backend
   std::string body;
 };
-simple_response http_request(std::uint16_t port, const std::string& method,
-                             const std::string& path, const std::string& body = "");
+simple_response http_request(std::uint16_t port, const std::string& method, const std::string& path,
+                             const std::string& body = "");
 
 }  // namespace test
