@@ -38,6 +38,8 @@ void interval_and_timeout(const reader& r, const YAML::Node& n, const std::strin
   if (n["timeout"]) timeout = positive(r, n["timeout"], k + ".timeout");
   if (interval < std::chrono::milliseconds(10))
     r.fail(n["interval"] ? n["interval"] : n, k + ".interval", "must be at least 10ms");
+  // Only an interval given: the default timeout shrinks to fit it.
+  if (!n["timeout"] && timeout > interval) timeout = interval;
   if (timeout > interval)
     r.fail(n["timeout"] ? n["timeout"] : n, k + ".timeout", "must not be longer than the interval");
 }

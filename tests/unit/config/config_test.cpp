@@ -202,3 +202,11 @@ TEST_CASE("the body prebuffer is read, capped and defaults to 64KiB") {
   auto e = error_of(base + "limits: { body_prebuffer_bytes: 1GiB }\n");
   CHECK(e.find("limits.body_prebuffer_bytes: must be at most 16MiB") != std::string::npos);
 }
+
+TEST_CASE("routing sections: a default timeout fits a shorter interval; a given one must") {
+  auto cfg = load_string(base, "test.yaml", {"clusters[0].models.interval=500ms"});
+  CHECK(cfg->clusters[0].models.timeout == std::chrono::milliseconds(500));
+  auto e = error_of(base, {"clusters[0].probe.interval=100ms", "clusters[0].probe.timeout=200ms"});
+  CHECK(e.find("clusters[0].probe.timeout: must not be longer than the interval") !=
+        std::string::npos);
+}
