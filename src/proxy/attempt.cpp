@@ -8,6 +8,7 @@
 
 #include "meridian/common/log.hpp"
 #include "meridian/http/chunked.hpp"
+#include "meridian/routing/cost.hpp"
 #include "meridian/runtime/write.hpp"
 
 namespace meridian::proxy {
@@ -26,6 +27,15 @@ bool observe_whole(std::string_view raw, http::body_kind kind, body_tap& tap) {
   bool ok = true;
   http::for_each_chunk(raw, [&](std::string_view d) { ok = ok && tap.observe(d); });
   return ok;
+}
+
+// The wait latency_aware's cost model expects on the endpoint at the pick, taken off the
+// latency it then observes; 0 for the other balancers, whose estimates include queueing.
+double expected_queue(const config::gateway_config& cfg, std::size_t cluster,
+                      const upstream::endpoint_stats& s, common::time_point now) {
+  const auto& c = cfg.clusters[cluster];
+  if (c.balancer != config::balancer_kind::latency_aware) return 0;
+  return routing::expected_ttft(s, routing::cost_params::from(c), now).queue;
 }
 }  // namespace
 
@@ -148,6 +158,7 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
   in_flight_ = true;
   answered_ = complete_ = observe_ = false;
   picked_at_ = w_.clock->now();
+  queued_ = expected_queue(*w_.snap->cfg, info.cluster, ep_->stats, picked_at_);
   w_.ups.request_started(*ep_, picked_at_);
   em.in_flight.add();
   em.requests.inc();
@@ -299,7 +310,7 @@ void attempt::observe(std::string_view payload) {
   if (r.first) {
     answered_ = true;
     w_.ups.answered(*ep_, picked_at_);
-    w_.ups.observe_ttft(*ep_, common::seconds_between(picked_at_, now), now);
+    w_.ups.observe_ttft(*ep_, common::seconds_between(picked_at_, now), now, queued_);
     if (rm_) rm_->ttft.observe(common::seconds_between(request_start_, now));
   }
   if (r.gap && rm_) rm_->itl.observe(std::chrono::duration<double>(*r.gap).count());
@@ -316,7 +327,7 @@ void attempt::report_done() {
       w_.ups.observe_tpot(
           *ep_, common::seconds_between(*obs_.first_event(), *obs_.last_event()) / (n - 1), now);
   } else if (measured) {
-    w_.ups.observe_response(*ep_, common::seconds_between(picked_at_, now), now);
+    w_.ups.observe_response(*ep_, common::seconds_between(picked_at_, now), now, queued_);
   }
   if (rm_ && observe_) {
     if (auto p = obs_.prompt_tokens()) rm_->prompt_tokens.inc(*p);

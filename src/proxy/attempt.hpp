@@ -119,6 +119,7 @@ class attempt final : public http::cancellable {
   upstream::stream_observer obs_;
   metrics::route_metrics* rm_ = nullptr;
   common::time_point request_start_{}, picked_at_{};
+  double queued_ = 0;      // the wait latency_aware expected from the endpoint's load at the pick
   bool observe_ = false;   // scan the body (inference clusters, successful responses)
   bool answered_ = false;  // the endpoint's first byte (first SSE event of a stream) came
   bool complete_ = false;

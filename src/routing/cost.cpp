@@ -75,9 +75,13 @@ cost expected_ttft(const upstream::endpoint_stats& s, const cost_params& p,
   // slows the batch a little (and ties go to the less loaded).
   c.queue = std::max(0.0, c.outstanding - cap) * service / cap + c.outstanding * c.latency / cap;
   // What the backend reported, moved on by what was dispatched and completed since: beyond
-  // its capacity (the running count itself while it reports a queue) requests wait.
+  // its capacity requests wait. A queue reported while it runs the most it has ever been seen
+  // to run, or behind a KV cache past the threshold, means it is full at the count it runs.
+  // Below that, a queue is requests it admits at its next step (engines admit between steps:
+  // vLLM shows one waiting for a few milliseconds at each arrival), not a wait.
   if (c.freshness > 0 && s.probe.waiting >= 0) {
-    double full_at = waiting > 0 ? std::max(1.0, running) : cap;
+    bool full = waiting > 0 && (running >= s.capacity_seen || s.probe.kv_usage > p.kv_threshold);
+    double full_at = full ? std::max(1.0, running) : cap;
     double queued = std::max(0.0, waiting + running + since - full_at);
     c.queue = std::max(c.queue, c.freshness * queued * service / full_at);
   }

@@ -19,10 +19,11 @@ void set_healthy(endpoint_stats& st) {
   st.healthy_shared.store(h, std::memory_order_relaxed);
 }
 
-// Latency as the backend itself would see it: the probe RTT is a separate term of the cost.
-double less_rtt(const endpoint_stats& st, double s) {
-  double rtt = st.probe.rtt > 0 ? st.probe.rtt : 0;
-  return s > rtt ? s - rtt : 0;
+// Latency as an idle backend would give it: the probe RTT and the expected queueing are
+// separate terms of the cost.
+double unloaded(const endpoint_stats& st, double s, double queued) {
+  double rest = s - (st.probe.rtt > 0 ? st.probe.rtt : 0) - (queued > 0 ? queued : 0);
+  return rest > 0 ? rest : 0;
 }
 }  // namespace
 
@@ -56,17 +57,19 @@ void worker_upstreams::request_finished(endpoint_state& ep, common::time_point p
                        seconds(cluster_of(ep).info->latency.decay));
 }
 
-void worker_upstreams::observe_ttft(endpoint_state& ep, double s, common::time_point now) {
+void worker_upstreams::observe_ttft(endpoint_state& ep, double s, common::time_point now,
+                                    double queued) {
   auto& st = ep.stats;
   double tau = seconds(cluster_of(ep).info->latency.decay);
-  st.ttft.observe(less_rtt(st, s), now, tau);
+  st.ttft.observe(unloaded(st, s, queued), now, tau);
   st.ttft_shared.store(st.ttft.value(now, tau), std::memory_order_relaxed);
 }
 
-void worker_upstreams::observe_response(endpoint_state& ep, double s, common::time_point now) {
+void worker_upstreams::observe_response(endpoint_state& ep, double s, common::time_point now,
+                                        double queued) {
   auto& st = ep.stats;
   double tau = seconds(cluster_of(ep).info->latency.decay);
-  st.response.observe(less_rtt(st, s), now, tau);
+  st.response.observe(unloaded(st, s, queued), now, tau);
   st.response_shared.store(st.response.value(now, tau), std::memory_order_relaxed);
 }
 

@@ -124,9 +124,13 @@ class worker_upstreams {
   void request_finished(endpoint_state& ep, common::time_point picked, common::time_point now,
                         bool complete);
   // Latency samples in seconds, as measured from the gateway; the probe RTT is taken off so
-  // the cost model can add the current one.
-  void observe_ttft(endpoint_state& ep, double seconds, common::time_point now);
-  void observe_response(endpoint_state& ep, double seconds, common::time_point now);
+  // the cost model can add the current one, and so is `queued`, the wait the cost model
+  // expected from the endpoint's load at the pick, which it adds again for the next pick
+  // (otherwise a burst's queueing would count twice: once as load, once as latency).
+  void observe_ttft(endpoint_state& ep, double seconds, common::time_point now,
+                    double queued = 0);
+  void observe_response(endpoint_state& ep, double seconds, common::time_point now,
+                        double queued = 0);
   void observe_tpot(endpoint_state& ep, double seconds_per_token, common::time_point now);
 
   // Passive health (outlier ejection, per worker): connect failures and 5xx responses in a row

@@ -12,21 +12,21 @@ namespace meridian::upstream {
 // A sample above the estimate takes effect at once, so a backend that turns slow is avoided
 // at its first slow answer; lower samples pull it down with time constant tau. Reading decays
 // the estimate toward zero with the time since the last sample, so an endpoint that no
-// longer gets traffic is tried again after a while and measured afresh.
+// longer gets traffic is tried again after a while and measured afresh. The decay is only
+// in what a read shows: a sample blends with the stored estimate, so steady samples s keep
+// it at s (blending with the decayed reading would settle at s / (1 + w), half of s under
+// traffic, and let every ordinary sample count as a peak).
 class peak_ewma {
  public:
   void observe(double v, common::time_point now, double tau_s) {
     if (!known_) {
       v_ = v;
       known_ = true;
+    } else if (v > value(now, tau_s)) {
+      v_ = v;
     } else {
-      double cur = value(now, tau_s);
-      if (v > cur) {
-        v_ = v;
-      } else {
-        double w = std::exp(-elapsed(now) / tau_s);
-        v_ = cur * w + v * (1 - w);
-      }
+      double w = std::exp(-elapsed(now) / tau_s);
+      v_ = v_ * w + v * (1 - w);
     }
     stamp_ = now;
   }

@@ -78,6 +78,30 @@ TEST_CASE("scraped load is dead-reckoned and fades as it ages") {
   CHECK(stale.queue < fresh.queue);
 }
 
+TEST_CASE("a queue reported below capacity is an arrival between steps, not a wait") {
+  upstream::endpoint_stats s;
+  routing::cost_params p;
+  s.ttft.observe(0.03, t0(), p.tau);
+  s.service.observe(0.35, t0(), p.tau);
+  s.probe.load_known = true;
+  s.probe.scraped_at = t0();
+  s.probe.running = 2;
+  s.capacity_seen = 6;  // it has run six at once before
+  auto idle = routing::expected_ttft(s, p, t0());
+  s.probe.waiting = 1;
+  auto arrival = routing::expected_ttft(s, p, t0());
+  // One more request outstanding, no service time of waiting: well under one service time.
+  CHECK(arrival.outstanding == doctest::Approx(3));
+  CHECK(arrival.queue - idle.queue < 0.35 / 8);
+  // The same queue behind a KV cache past the threshold: full at the two it runs.
+  s.probe.kv_usage = 0.95;
+  CHECK(routing::expected_ttft(s, p, t0()).queue >= 0.35 / 2);
+  // Or while it runs the most it has ever run (a backend with fewer slots than `capacity`).
+  s.probe.kv_usage = 0;
+  s.capacity_seen = 2;
+  CHECK(routing::expected_ttft(s, p, t0()).queue >= 0.35 / 2);
+}
+
 TEST_CASE("KV-cache use above the threshold is a rising penalty") {
   upstream::endpoint_stats s;
   routing::cost_params p;

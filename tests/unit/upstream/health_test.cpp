@@ -125,3 +125,19 @@ TEST_CASE("a new load reading records this worker's counts for dead reckoning") 
   CHECK(ep.stats.in_flight == 1);
   CHECK(ep.stats.service.known());
 }
+
+TEST_CASE("latency samples lose the probe RTT and the queueing expected at the pick") {
+  auto topo = topo_of(1);
+  upstream::worker_upstreams ups(topo);
+  auto& ep = *ups.cluster(0).endpoints[0];
+  ep.stats.probe.rtt = 0.020;
+  ups.observe_ttft(ep, 0.100, t0(), 0.050);
+  CHECK(ep.stats.ttft.value(t0(), 10) == doctest::Approx(0.030));
+  ups.observe_response(ep, 0.500, t0(), 0.100);
+  CHECK(ep.stats.response.value(t0(), 10) == doctest::Approx(0.380));
+  // A wait longer than the whole sample leaves nothing, never a negative latency.
+  upstream::worker_upstreams fresh(topo);
+  auto& ep2 = *fresh.cluster(0).endpoints[0];
+  fresh.observe_ttft(ep2, 0.100, t0(), 0.200);
+  CHECK(ep2.stats.ttft.value(t0(), 10) == 0);
+}
