@@ -127,8 +127,7 @@ class worker_upstreams {
   // the cost model can add the current one, and so is `queued`, the wait the cost model
   // expected from the endpoint's load at the pick, which it adds again for the next pick
   // (otherwise a burst's queueing would count twice: once as load, once as latency).
-  void observe_ttft(endpoint_state& ep, double seconds, common::time_point now,
-                    double queued = 0);
+  void observe_ttft(endpoint_state& ep, double seconds, common::time_point now, double queued = 0);
   void observe_response(endpoint_state& ep, double seconds, common::time_point now,
                         double queued = 0);
   void observe_tpot(endpoint_state& ep, double seconds_per_token, common::time_point now);
