@@ -98,6 +98,10 @@ boost::json::array workers_json(const context& ctx, std::size_t c, std::size_t e
     o["queue_ms"] = ms(ld(st.queue_shared));
     o["outstanding"] = ld(st.outstanding_shared);
     o["score_ms"] = ms(ld(st.score_shared));
+    // Prefix affinity: the learned prefill time per uncached block (null until learned) and
+    // the prompt blocks this worker's index credits the endpoint with.
+    o["prefill_ms_per_block"] = ms(ld(st.prefill_shared));
+    o["indexed_blocks"] = st.indexed_blocks_shared.load(std::memory_order_relaxed);
     out.push_back(std::move(o));
   }
   return out;

@@ -139,7 +139,7 @@ void read_timeouts(const reader& r, const YAML::Node& n, timeouts_config& out) {
 cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::string& k) {
   r.only_keys(n, k,
               {"name", "kind", "balancer", "endpoints", "pool", "probe", "load_metrics", "models",
-               "latency", "outlier"});
+               "latency", "outlier", "prefix_affinity"});
   cluster_config c;
   if (!n["name"]) r.fail(n, k + ".name", "missing (every cluster needs a name)");
   c.name = r.scalar(n["name"], k + ".name");
@@ -216,6 +216,13 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
   if (auto p = n["models"]) read_models(r, p, k + ".models", c.models);
   if (auto p = n["latency"]) read_latency(r, p, k + ".latency", c.latency);
   if (auto p = n["outlier"]) read_outlier(r, p, k + ".outlier", c.outlier);
+  if (auto p = n["prefix_affinity"]) {
+    read_prefix_affinity(r, p, k + ".prefix_affinity", c.prefix_affinity);
+    if (c.prefix_affinity.enabled &&
+        (c.kind != cluster_kind::inference || c.balancer != balancer_kind::latency_aware))
+      r.fail(p, k + ".prefix_affinity",
+             "needs kind: inference and balancer: latency_aware (it is a term of that cost)");
+  }
   return c;
 }
 

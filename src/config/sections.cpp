@@ -117,6 +117,41 @@ void read_latency(const reader& r, const YAML::Node& n, const std::string& k, la
   if (n["cold_latency"]) out.cold_latency = positive(r, n["cold_latency"], k + ".cold_latency");
 }
 
+void read_prefix_affinity(const reader& r, const YAML::Node& n, const std::string& k,
+                          prefix_affinity_config& out) {
+  if (n.IsScalar()) {
+    out.enabled = r.boolean(n, k);
+    return;
+  }
+  r.only_keys(
+      n, k,
+      {"enabled", "block_bytes", "capacity", "load_factor", "session_header", "prefill_per_block"});
+  out.enabled = n["enabled"] ? r.boolean(n["enabled"], k + ".enabled") : true;
+  if (n["block_bytes"]) {
+    out.block_bytes = r.size(n["block_bytes"], k + ".block_bytes");
+    if (out.block_bytes < 16 || out.block_bytes > 4096)
+      r.fail(n["block_bytes"], k + ".block_bytes", "must be between 16 and 4096 bytes");
+  }
+  if (n["capacity"]) out.capacity = r.count(n["capacity"], k + ".capacity", 1, 16 * 1024 * 1024);
+  if (n["load_factor"]) {
+    out.load_factor = ratio(r, n["load_factor"], k + ".load_factor", 1, 100);
+  }
+  if (n["session_header"]) {
+    auto h = r.scalar(n["session_header"], k + ".session_header");
+    bool ok = !h.empty();
+    for (char& c : h) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_');
+    }
+    if (!ok)
+      r.fail(n["session_header"], k + ".session_header",
+             common::cat("'", h, "' is not a header name (letters, digits, '-', '_')"));
+    out.session_header = h;
+  }
+  if (n["prefill_per_block"])
+    out.prefill_per_block = positive(r, n["prefill_per_block"], k + ".prefill_per_block");
+}
+
 void read_outlier(const reader& r, const YAML::Node& n, const std::string& k, outlier_config& out) {
   r.only_keys(n, k,
               {"consecutive_5xx", "consecutive_connect_failures", "base_ejection", "max_ejection",

@@ -227,6 +227,57 @@ void collect_routes(const detail::series_plan& p, const workers_t& workers,
   for (auto* f : {&req, &dur, &can, &tt, &it, &tok}) out.push_back(std::move(*f));
 }
 
+// Prefix affinity by cluster.
+void collect_prefix(const detail::series_plan& p, const workers_t& workers,
+                    std::vector<MetricFamily>& out) {
+  const std::size_t n = p.clusters.size();
+  struct sums {
+    std::uint64_t hits = 0, misses = 0, load = 0, cost = 0;
+    std::array<std::uint64_t, prefix_metrics::tenths> matched{};
+    double sum = 0;
+  };
+  std::vector<sums> s(n);
+  for (const auto& w : workers) {
+    for (std::size_t c = 0; c < n; ++c) {
+      const auto& pm = w->cluster(c).prefix;
+      s[c].hits += pm.hits.value();
+      s[c].misses += pm.misses.value();
+      s[c].load += pm.spill_load.value();
+      s[c].cost += pm.spill_cost.value();
+      for (std::size_t i = 0; i < pm.matched.size(); ++i) s[c].matched[i] += pm.matched[i].value();
+      s[c].sum += pm.matched_sum.load(std::memory_order_relaxed);
+    }
+  }
+  auto look =
+      family("meridian_prefix_cache_lookups_total",
+             "Prompt look-ups in the prefix index: hit when an endpoint held its first block",
+             MetricType::Counter);
+  auto ratio = family("meridian_prefix_matched_ratio",
+                      "Share of the prompt's blocks the chosen endpoint was credited with holding",
+                      MetricType::Histogram);
+  auto spill = family("meridian_prefix_spills_total",
+                      "Picks where the endpoint holding most of the prompt was not chosen",
+                      MetricType::Counter);
+  for (std::size_t c = 0; c < n; ++c) {
+    const auto& cl = p.clusters[c];
+    add_value(look, {{"cluster", cl}, {"result", "hit"}}, static_cast<double>(s[c].hits));
+    add_value(look, {{"cluster", cl}, {"result", "miss"}}, static_cast<double>(s[c].misses));
+    add_value(spill, {{"cluster", cl}, {"reason", "load"}}, static_cast<double>(s[c].load));
+    add_value(spill, {{"cluster", cl}, {"reason", "cost"}}, static_cast<double>(s[c].cost));
+    auto m = child({{"cluster", cl}});
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < prefix_metrics::tenths; ++i) {
+      cumulative += s[c].matched[i];
+      m.histogram.bucket.push_back({cumulative, static_cast<double>(i) / 10});
+    }
+    m.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
+    m.histogram.sample_count = cumulative;
+    m.histogram.sample_sum = s[c].sum;
+    ratio.metric.push_back(std::move(m));
+  }
+  for (auto* f : {&look, &ratio, &spill}) out.push_back(std::move(*f));
+}
+
 // Connection timings and counts by cluster.
 void collect_clusters(const detail::series_plan& p, const workers_t& workers,
                       std::vector<MetricFamily>& out) {
@@ -260,6 +311,7 @@ void collect_clusters(const detail::series_plan& p, const workers_t& workers,
     add_value(reu, {{"cluster", cl}}, static_cast<double>(reused[c]));
   }
   for (auto* f : {&con, &head, &ope, &reu}) out.push_back(std::move(*f));
+  collect_prefix(p, workers, out);
 }
 
 // Requests, in flight and errors by (cluster, endpoint).

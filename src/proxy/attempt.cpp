@@ -310,7 +310,7 @@ void attempt::observe(std::string_view payload) {
   if (r.first) {
     answered_ = true;
     w_.ups.answered(*ep_, picked_at_);
-    w_.ups.observe_ttft(*ep_, common::seconds_between(picked_at_, now), now, queued_);
+    w_.ups.observe_ttft(*ep_, common::seconds_between(picked_at_, now), now, queued_, uncached_);
     if (rm_) rm_->ttft.observe(common::seconds_between(request_start_, now));
   }
   if (r.gap && rm_) rm_->itl.observe(std::chrono::duration<double>(*r.gap).count());
@@ -327,7 +327,8 @@ void attempt::report_done() {
       w_.ups.observe_tpot(
           *ep_, common::seconds_between(*obs_.first_event(), *obs_.last_event()) / (n - 1), now);
   } else if (measured) {
-    w_.ups.observe_response(*ep_, common::seconds_between(picked_at_, now), now, queued_);
+    w_.ups.observe_response(*ep_, common::seconds_between(picked_at_, now), now, queued_,
+                            uncached_);
   }
   if (rm_ && observe_) {
     if (auto p = obs_.prompt_tokens()) rm_->prompt_tokens.inc(*p);

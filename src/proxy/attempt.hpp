@@ -72,6 +72,7 @@ class attempt final : public http::cancellable {
   }
   // Where the request's latency and token figures go (its route's metrics), and when the
   // client's request began (time to first token is counted from there). Set before run().
+  void set_uncached(std::int32_t blocks) { uncached_ = blocks; }
   void set_route(metrics::route_metrics* rm, common::time_point request_start) {
     rm_ = rm;
     request_start_ = request_start;
@@ -119,9 +120,10 @@ class attempt final : public http::cancellable {
   upstream::stream_observer obs_;
   metrics::route_metrics* rm_ = nullptr;
   common::time_point request_start_{}, picked_at_{};
-  double queued_ = 0;      // the wait latency_aware expected from the endpoint's load at the pick
-  bool observe_ = false;   // scan the body (inference clusters, successful responses)
-  bool answered_ = false;  // the endpoint's first byte (first SSE event of a stream) came
+  double queued_ = 0;  // the wait latency_aware expected from the endpoint's load at the pick
+  std::int32_t uncached_ = -1;  // prompt blocks the endpoint was not credited with (-1: none)
+  bool observe_ = false;        // scan the body (inference clusters, successful responses)
+  bool answered_ = false;       // the endpoint's first byte (first SSE event of a stream) came
   bool complete_ = false;
 };
 

@@ -59,6 +59,9 @@ struct conn_state final : http::connection_state {
   std::string head_out;
   request_context ctx;
   model_guard guard;
+  // Prefix affinity: the prompt's block hashes, and a de-chunked copy of a chunked body's peek.
+  std::vector<std::uint64_t> blocks;
+  std::string scratch;
 };
 
 }  // namespace meridian::proxy

@@ -5,6 +5,7 @@
 #include "meridian/common/log.hpp"
 #include "meridian/http/headers.hpp"
 #include "meridian/proxy/retry_policy.hpp"
+#include "meridian/routing/prefix.hpp"
 #include "proxy/context.hpp"
 #include "proxy/relay.hpp"
 
@@ -203,6 +204,29 @@ asio::awaitable<bool> check_model(http::connection& c, worker_context& w, conn_s
   co_return true;
 }
 
+// Prefix affinity's inputs: the prompt's blocks from the body read for routing (as far as the
+// model peek reached) and the session header's hash.
+void prefix_input(const http::connection& c, worker_context& w, conn_state& st,
+                  const config::prefix_affinity_config& pa, routing::pick_input& in) {
+  st.blocks.clear();
+  std::size_t cap = w.snap->cfg->limits.model_peek_bytes;
+  std::string_view raw = c.buffered_body();
+  if (c.body().kind() == http::body_kind::chunked) {
+    st.scratch.clear();
+    http::for_each_chunk(raw, [&](std::string_view d) {
+      if (st.scratch.size() < cap) st.scratch.append(d.substr(0, cap - st.scratch.size()));
+    });
+    raw = st.scratch;
+  }
+  raw = raw.substr(0, cap);
+  routing::hash_blocks(routing::prompt_bytes(raw), pa.block_bytes, cap / pa.block_bytes, st.blocks);
+  in.blocks = st.blocks;
+  if (!pa.session_header.empty()) {
+    auto v = c.head().find(pa.session_header);
+    if (!v.empty()) in.session = routing::hash_key(v);
+  }
+}
+
 // Tries the candidates in order as the retry policy allows; an ok outcome leaves the attempt
 // ready for the relay.
 asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_state& st) {
@@ -210,7 +234,16 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
   auto& cs = w.ups.cluster(ctx.cluster);
   routing::pick_input in{w.rng, w.clock->now(),
                          st.guard.routed ? std::string_view(*st.guard.routed) : ""};
-  auto picks = w.balancers[ctx.cluster]->pick(cs.stats_view, in);
+  const auto& pa = w.snap->cfg->clusters[ctx.cluster].prefix_affinity;
+  if (pa.enabled) prefix_input(c, w, st, pa, in);
+  auto& bal = *w.balancers[ctx.cluster];
+  auto picks = bal.pick(cs.stats_view, in);
+  if (picks.prompt_blocks > 0 && !picks.empty()) {
+    double held = picks.uncached[0] < 0 ? 0 : picks.prompt_blocks - picks.uncached[0];
+    w.metrics.cluster(ctx.cluster)
+        .prefix.observe(picks.prefix_indexed, held / picks.prompt_blocks,
+                        static_cast<int>(picks.prefix_spill));
+  }
   retry_policy policy;
   std::size_t k = 0;
   bool may_reuse = true;
@@ -220,6 +253,8 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
     ctx.endpoint = cs.endpoints[picks[k]];
     auto why = k > 0 ? metrics::decision::retry : decision_of(picks.reason);
     w.metrics.cluster(ctx.cluster).endpoints[picks[k]].decisions[static_cast<int>(why)].inc();
+    bal.dispatched(picks[k], in);
+    st.at.set_uncached(picks.uncached[k]);
     auto o = co_await st.at.run(ctx.endpoint, may_reuse, c, st.head_out, tap);
     if (o.ok()) co_return o;
     switch (policy.next(o, k + 1 < picks.size())) {
@@ -280,7 +315,8 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   }
   ctx.route = m.route;
   ctx.cluster = ctx.snap->routes.route(m.route).cluster_index;
-  if (ctx.snap->cfg->clusters[ctx.cluster].models.enabled) {
+  const auto& cluster_cfg = ctx.snap->cfg->clusters[ctx.cluster];
+  if (cluster_cfg.models.enabled || cluster_cfg.prefix_affinity.enabled) {
     bool go_on = co_await check_model(c, w_, st);
     if (!go_on) co_return;
   }

@@ -81,6 +81,8 @@ void publish_estimates(worker_context& w, common::time_point now) {
       st.latency_shared.store(cost.measured ? cost.latency : -1, std::memory_order_relaxed);
       st.queue_shared.store(cost.queue, std::memory_order_relaxed);
       st.outstanding_shared.store(cost.outstanding, std::memory_order_relaxed);
+      st.indexed_blocks_shared.store(w.balancers[c]->indexed_blocks(static_cast<std::uint32_t>(e)),
+                                     std::memory_order_relaxed);
     }
   }
 }

@@ -1,5 +1,7 @@
 #include "meridian/routing/balancer.hpp"
 
+#include "meridian/routing/prefix_affinity.hpp"
+
 #include <algorithm>
 
 namespace meridian::routing {
@@ -147,9 +149,20 @@ class peak_ewma final : public two_choice_balancer {
 // Expected time to first token. Small clusters are scanned whole (P2C's random pair would often
 // miss the one good endpoint among three); in-flight counts taken at the pick keep a burst from
 // herding onto the best one. Readings that have gone stale add randomness to the comparison.
+// With prefix affinity the cost adds the prefill of the prompt blocks an endpoint does not
+// hold, and larger clusters also score the prompt's rendezvous choice and the endpoint holding
+// most of it beside the random pair.
 class latency_aware final : public two_choice_balancer {
  public:
-  explicit latency_aware(cost_params p) : p_(p) {}
+  explicit latency_aware(const config::cluster_config& c) : p_(cost_params::from(c)) {
+    if (c.prefix_affinity.enabled) affinity_ = std::make_unique<prefix_affinity>(c);
+  }
+  void dispatched(std::uint32_t index, const pick_input& in) override {
+    if (affinity_) affinity_->dispatched(index, in.blocks);
+  }
+  std::size_t indexed_blocks(std::uint32_t index) const override {
+    return affinity_ ? affinity_->indexed_blocks(index) : 0;
+  }
 
  protected:
   double cost_of(const upstream::endpoint_stats& s, pick_input& in) override {
@@ -158,26 +171,73 @@ class latency_aware final : public two_choice_balancer {
     return stale > 0 ? c.total * (1 + 0.5 * stale * in.rng.unit()) : c.total;
   }
   void order(view eps, pick_input& in, candidates& out) override {
-    if (eps.size() > full_scan_max) return two_choice_balancer::order(eps, in, out);
+    bool prefix = affinity_ && begin_prefix(eps, in, out);
+    if (!prefix && eps.size() > full_scan_max) return two_choice_balancer::order(eps, in, out);
+    std::size_t n = eps.size(), m = 0;
     std::array<std::pair<double, std::uint32_t>, full_scan_max> scored{};
-    std::size_t m = 0;
-    for (std::size_t i = 0; i < eps.size(); ++i)
-      if (eligible(*eps[i], in))
-        scored[m++] = {cost_of(*eps[i], in), static_cast<std::uint32_t>(i)};
+    std::array<std::int32_t, full_scan_max> uncached{};
+    auto consider = [&](std::size_t i) {
+      if (i >= n || m == full_scan_max || !eligible(*eps[i], in)) return;
+      for (std::size_t k = 0; k < m; ++k)
+        if (scored[k].second == i) return;
+      double c = cost_of(*eps[i], in);
+      std::int32_t u = -1;
+      if (prefix) c += affinity_->extra(i, *eps[i], u);
+      uncached[m] = u;
+      scored[m++] = {c, static_cast<std::uint32_t>(i)};
+    };
+    if (n <= full_scan_max) {
+      for (std::size_t i = 0; i < n; ++i) consider(i);
+    } else {
+      consider(affinity_->preferred());
+      consider(affinity_->best_held());
+      auto [a, b] = two_choices(eps, in);
+      consider(a);
+      consider(b);
+    }
     if (m == 0) return;
+    std::array<std::size_t, full_scan_max> order{};
+    for (std::size_t k = 0; k < m; ++k) order[k] = k;
     // Equal costs (nothing measured yet) must not all go to the lowest index.
     std::size_t rot = in.rng.below(m);
-    std::rotate(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(rot),
-                scored.begin() + static_cast<std::ptrdiff_t>(m));
-    std::stable_sort(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(m),
-                     [](const auto& x, const auto& y) { return x.first < y.first; });
-    out.score = scored[0].first;
-    for (std::size_t k = 0; k < m && !out.full(); ++k) out.push(scored[k].second);
+    std::rotate(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(rot),
+                order.begin() + static_cast<std::ptrdiff_t>(m));
+    std::stable_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(m),
+                     [&](auto x, auto y) { return scored[x].first < scored[y].first; });
+    // A session sticks to its endpoint while that is healthy and within the load bound.
+    if (prefix && affinity_->pinned() < n) {
+      auto at = std::find_if(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(m),
+                             [&](auto k) { return scored[k].second == affinity_->pinned(); });
+      std::rotate(order.begin(), at, at + 1);
+    }
+    out.score = scored[order[0]].first;
+    for (std::size_t k = 0; k < m; ++k) {
+      out.push(scored[order[k]].second);
+      out.uncached[k] = uncached[order[k]];
+    }
+    if (n > full_scan_max) add_rest(eps, in, out);
+    if (prefix) note_spill(out, n);
   }
 
  private:
+  bool begin_prefix(view eps, pick_input& in, candidates& out) {
+    eligible_.resize(eps.size());
+    for (std::size_t i = 0; i < eps.size(); ++i) eligible_[i] = eligible(*eps[i], in);
+    if (!affinity_->begin(eps, in.blocks, in.session, eligible_)) return false;
+    out.prompt_blocks = static_cast<std::uint32_t>(affinity_->blocks());
+    out.prefix_indexed = affinity_->indexed();
+    return true;
+  }
+  // Whether the endpoint with the most of the prompt lost it: to the load bound or on cost.
+  void note_spill(candidates& out, std::size_t n) const {
+    auto fav = affinity_->favourite();
+    if (out.empty() || fav >= n || out[0] == fav) return;
+    out.prefix_spill = affinity_->over(fav) ? candidates::spill::load : candidates::spill::cost;
+  }
   static constexpr std::size_t full_scan_max = 4;
   cost_params p_;
+  std::unique_ptr<prefix_affinity> affinity_;
+  std::vector<bool> eligible_;
 };
 }  // namespace
 
@@ -190,7 +250,7 @@ std::unique_ptr<balancer> make_balancer(const config::cluster_config& c) {
     case config::balancer_kind::peak_ewma:
       return std::make_unique<peak_ewma>(cost_params::from(c));
     case config::balancer_kind::latency_aware:
-      return std::make_unique<latency_aware>(cost_params::from(c));
+      return std::make_unique<latency_aware>(c);
   }
   return std::make_unique<least_request>();
 }

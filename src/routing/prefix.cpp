@@ -71,6 +71,11 @@ void hash_blocks(std::string_view text, std::size_t block_bytes, std::size_t max
   }
 }
 
+std::uint64_t hash_key(std::string_view s) {
+  std::uint64_t h = hash_block(0x5EED, s);
+  return h != 0 ? h : 1;
+}
+
 std::uint64_t rendezvous_weight(std::uint64_t key, std::uint64_t endpoint) {
   return splitmix(key ^ splitmix(endpoint + 0x632BE59BD9B4E019ull));
 }
@@ -83,6 +88,12 @@ prefix_index::prefix_index(std::size_t capacity) : capacity_(std::max<std::size_
   while (size < 2 * capacity_) size *= 2;
   table_.assign(size, 0);
   mask_ = size - 1;
+}
+
+void prefix_index::held(std::uint32_t endpoint, int delta) {
+  if (endpoint == none) return;
+  if (endpoint >= held_.size()) held_.resize(endpoint + 1, 0);
+  held_[endpoint] += static_cast<std::size_t>(delta);  // wraps back for -1 on a count >= 1
 }
 
 std::uint32_t prefix_index::find(std::uint64_t hash) const {
@@ -143,6 +154,7 @@ std::uint32_t prefix_index::take_slot() {
   std::uint32_t s = tail_;  // the least recently used block makes room
   unlink(s);
   table_erase(slots_[s].hash);
+  for (auto ep : slots_[s].endpoints) held(ep, -1);
   slots_[s] = entry{};
   return s;
 }
@@ -174,13 +186,18 @@ void prefix_index::insert(std::span<const std::uint64_t> blocks, std::uint32_t e
       slots_[s].hash = blocks[k];
       table_insert(blocks[k], s);
       slots_[s].endpoints[0] = endpoint;
+      held(endpoint, +1);
       touch(s);
       continue;
     }
     auto& eps = slots_[slot].endpoints;
     // Most recent first: move (or bring) the endpoint to the front, dropping the oldest.
     auto at = std::find(std::begin(eps), std::end(eps), endpoint);
-    if (at == std::end(eps)) at = std::end(eps) - 1;
+    if (at == std::end(eps)) {
+      at = std::end(eps) - 1;
+      held(*at, -1);
+      held(endpoint, +1);
+    }
     std::move_backward(std::begin(eps), at, at + 1);
     eps[0] = endpoint;
     touch(slot);
@@ -192,13 +209,11 @@ void prefix_index::forget(std::uint32_t endpoint) {
     auto* end = std::remove(std::begin(e.endpoints), std::end(e.endpoints), endpoint);
     std::fill(end, std::end(e.endpoints), none);
   }
+  if (endpoint < held_.size()) held_[endpoint] = 0;
 }
 
 std::size_t prefix_index::blocks_of(std::uint32_t endpoint) const {
-  std::size_t n = 0;
-  for (const auto& e : slots_)
-    n += std::count(std::begin(e.endpoints), std::end(e.endpoints), endpoint) > 0;
-  return n;
+  return endpoint < held_.size() ? held_[endpoint] : 0;
 }
 
 }  // namespace meridian::routing

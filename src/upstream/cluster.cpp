@@ -26,6 +26,7 @@ std::shared_ptr<const topology> resolve_topology(const config::gateway_config& c
     ci.pool = c.pool;
     ci.latency = c.latency;
     ci.outlier = c.outlier;
+    ci.prefix = c.prefix_affinity;
     for (const auto& e : c.endpoints) {
       boost::system::error_code ec;
       auto results = resolver.resolve(e.address.host, std::to_string(e.address.port), ec);

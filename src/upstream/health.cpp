@@ -19,10 +19,18 @@ void set_healthy(endpoint_stats& st) {
   st.healthy_shared.store(h, std::memory_order_relaxed);
 }
 
-// Latency as an idle backend would give it: the probe RTT and the expected queueing are
-// separate terms of the cost.
-double unloaded(const endpoint_stats& st, double s, double queued) {
+// Latency as an idle backend would give it with the prompt cached: the probe RTT, the
+// expected queueing and the prefill of uncached blocks are separate terms of the cost. The
+// prefill rate learns from the same sample first.
+double unloaded(endpoint_stats& st, const cluster_info& ci, double s, double queued,
+                double uncached, common::time_point now) {
   double rest = s - (st.probe.rtt > 0 ? st.probe.rtt : 0) - (queued > 0 ? queued : 0);
+  if (ci.prefix.enabled && uncached >= 0) {
+    st.prefill.observe(uncached, rest, now, 6 * seconds(ci.latency.decay));
+    double rate = st.prefill.seconds_per_block(seconds(ci.prefix.prefill_per_block));
+    if (st.prefill.learned()) st.prefill_shared.store(rate, std::memory_order_relaxed);
+    rest -= rate * uncached;
+  }
   return rest > 0 ? rest : 0;
 }
 }  // namespace
@@ -58,18 +66,20 @@ void worker_upstreams::request_finished(endpoint_state& ep, common::time_point p
 }
 
 void worker_upstreams::observe_ttft(endpoint_state& ep, double s, common::time_point now,
-                                    double queued) {
+                                    double queued, double uncached) {
   auto& st = ep.stats;
-  double tau = seconds(cluster_of(ep).info->latency.decay);
-  st.ttft.observe(unloaded(st, s, queued), now, tau);
+  const auto& ci = *cluster_of(ep).info;
+  double tau = seconds(ci.latency.decay);
+  st.ttft.observe(unloaded(st, ci, s, queued, uncached, now), now, tau);
   st.ttft_shared.store(st.ttft.value(now, tau), std::memory_order_relaxed);
 }
 
 void worker_upstreams::observe_response(endpoint_state& ep, double s, common::time_point now,
-                                        double queued) {
+                                        double queued, double uncached) {
   auto& st = ep.stats;
-  double tau = seconds(cluster_of(ep).info->latency.decay);
-  st.response.observe(unloaded(st, s, queued), now, tau);
+  const auto& ci = *cluster_of(ep).info;
+  double tau = seconds(ci.latency.decay);
+  st.response.observe(unloaded(st, ci, s, queued, uncached, now), now, tau);
   st.response_shared.store(st.response.value(now, tau), std::memory_order_relaxed);
 }
 

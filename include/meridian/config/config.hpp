@@ -127,6 +127,21 @@ struct outlier_config {
   double max_ejected_share = 0.5;
 };
 
+// Prompt-prefix affinity (latency_aware on inference clusters, opt-in): the prompt is hashed in
+// blocks of block_bytes; each worker remembers which endpoint got which blocks (at most
+// `capacity` blocks) and the cost gains the prefill of the part an endpoint does not hold.
+// No endpoint gets the benefit beyond load_factor times its fair share of requests in flight.
+// With session_header set, its value (not the prompt) chooses the endpoint a conversation
+// sticks to.
+struct prefix_affinity_config {
+  bool enabled = false;
+  std::size_t block_bytes = 64;
+  std::size_t capacity = 1 << 16;
+  double load_factor = 1.25;
+  std::string session_header;                                   // lower-cased; empty: none
+  duration prefill_per_block = std::chrono::microseconds(500);  // prior until learned
+};
+
 struct cluster_config {
   std::string name;
   cluster_kind kind = cluster_kind::generic;
@@ -138,6 +153,7 @@ struct cluster_config {
   models_config models;
   latency_config latency;
   outlier_config outlier;
+  prefix_affinity_config prefix_affinity;
 };
 
 struct header_match {

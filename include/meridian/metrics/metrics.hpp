@@ -160,11 +160,33 @@ struct alignas(cache_line) endpoint_signal_metrics {
   counter scrape_failures;
 };
 
+// Prefix affinity's picks: look-ups (some endpoint held a leading block of the prompt, or
+// none), the share of the prompt the chosen endpoint was credited with, in tenths, and picks
+// where the endpoint holding most of it lost: over its load bound, or on cost.
+struct prefix_metrics {
+  static constexpr std::size_t tenths = 11;  // <= 0, <= 0.1, ..., <= 1.0
+  counter hits, misses;
+  std::array<counter, tenths> matched;  // non-cumulative
+  std::atomic<double> matched_sum{0};
+  counter spill_load, spill_cost;
+
+  void observe(bool indexed, double matched_ratio, int spill) noexcept {
+    (indexed ? hits : misses).inc();
+    auto i = static_cast<std::size_t>(std::ceil(std::clamp(matched_ratio, 0.0, 1.0) * 10 - 1e-9));
+    matched[i].inc();
+    matched_sum.store(matched_sum.load(std::memory_order_relaxed) + matched_ratio,
+                      std::memory_order_relaxed);
+    if (spill == 1) spill_load.inc();
+    if (spill == 2) spill_cost.inc();
+  }
+};
+
 struct alignas(cache_line) cluster_metrics {
   histogram connect_duration;
   histogram first_byte;  // request sent -> response head
   counter connections_opened;
   counter connections_reused;
+  prefix_metrics prefix;
   std::vector<endpoint_metrics> endpoints;  // sized once at construction, never resized
 };
 

@@ -41,6 +41,12 @@ class candidates {
 
   pick_reason reason = pick_reason::score;
   double score = -1;  // the first candidate's cost in seconds, when the balancer has one
+  // Prefix affinity, when the request had prompt blocks: per candidate, the blocks it was not
+  // credited with holding (-1: no prompt), and what the pick made of the prefix.
+  std::array<std::int32_t, capacity> uncached{-1, -1, -1, -1};
+  std::uint32_t prompt_blocks = 0;
+  bool prefix_indexed = false;  // some endpoint held a leading block (a look-up hit)
+  enum class spill : std::uint8_t { none, load, cost } prefix_spill = spill::none;
 
  private:
   std::array<std::uint32_t, capacity> items_{};
@@ -53,6 +59,10 @@ struct pick_input {
   common::random_source& rng;
   common::time_point now{};
   std::string_view model{};
+  // Prefix affinity: the prompt's chained block hashes, and the session header's hash (0:
+  // none), which then chooses the endpoint a conversation sticks to.
+  std::span<const std::uint64_t> blocks{};
+  std::uint64_t session = 0;
 };
 
 class balancer {
@@ -62,6 +72,16 @@ class balancer {
   // healthy, every endpoint that serves the model is a candidate in random order (Envoy's
   // panic mode: trying beats failing everything).
   candidates pick(std::span<const upstream::endpoint_stats* const> endpoints, pick_input& in);
+  // The request went to endpoint `index` (each attempt): what the balancer learns from it.
+  virtual void dispatched(std::uint32_t index, const pick_input& in) {
+    (void)index;
+    (void)in;
+  }
+  // Blocks of the prefix index held per endpoint (0 without prefix affinity).
+  virtual std::size_t indexed_blocks(std::uint32_t index) const {
+    (void)index;
+    return 0;
+  }
 
  protected:
   // Appends eligible endpoints in preference order; the base handles panic mode.

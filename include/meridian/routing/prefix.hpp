@@ -62,13 +62,18 @@ class prefix_index {
   std::uint32_t find(std::uint64_t hash) const;
   void table_insert(std::uint64_t hash, std::uint32_t slot);
   void table_erase(std::uint64_t hash);
+  void held(std::uint32_t endpoint, int delta);
 
   std::size_t capacity_;
   std::vector<entry> slots_;
   std::vector<std::uint32_t> table_;  // slot + 1, 0 = empty
+  std::vector<std::size_t> held_;     // blocks per endpoint
   std::size_t mask_ = 0;
   std::uint32_t head_ = none, tail_ = none;
 };
+
+// A stable 64-bit hash of a short string (a session id, an address); never 0.
+std::uint64_t hash_key(std::string_view s);
 
 // The rendezvous weight of an endpoint for a key (the highest weights are the key's preferred
 // endpoints): a pure function of the two, so independent replicas rank alike.

@@ -38,6 +38,7 @@ struct cluster_info {
   config::pool_config pool;
   config::latency_config latency;
   config::outlier_config outlier;
+  config::prefix_affinity_config prefix;
   std::vector<endpoint_info> endpoints;
 };
 
@@ -126,10 +127,13 @@ class worker_upstreams {
   // Latency samples in seconds, as measured from the gateway; the probe RTT is taken off so
   // the cost model can add the current one, and so is `queued`, the wait the cost model
   // expected from the endpoint's load at the pick, which it adds again for the next pick
-  // (otherwise a burst's queueing would count twice: once as load, once as latency).
-  void observe_ttft(endpoint_state& ep, double seconds, common::time_point now, double queued = 0);
+  // (otherwise a burst's queueing would count twice: once as load, once as latency). With
+  // prefix affinity, `uncached` (>= 0: the prompt blocks the endpoint was not known to hold)
+  // teaches its prefill rate, and that prefill is taken off too.
+  void observe_ttft(endpoint_state& ep, double seconds, common::time_point now, double queued = 0,
+                    double uncached = -1);
   void observe_response(endpoint_state& ep, double seconds, common::time_point now,
-                        double queued = 0);
+                        double queued = 0, double uncached = -1);
   void observe_tpot(endpoint_state& ep, double seconds_per_token, common::time_point now);
 
   // Passive health (outlier ejection, per worker): connect failures and 5xx responses in a row

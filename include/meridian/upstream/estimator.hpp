@@ -74,4 +74,36 @@ class time_ewma {
   bool known_ = false;
 };
 
+// Seconds a backend spends per prompt block it does not hold, learned online as the slope of
+// latency samples against their uncached blocks (least squares, samples forgotten with time
+// constant tau), per endpoint, so mixed hardware learns its own rate. The prior holds until the
+// samples span enough sizes to tell a slope from noise.
+class prefill_rate {
+ public:
+  void observe(double blocks, double seconds, common::time_point now, double tau_s) {
+    if (known_) {
+      double dt = common::seconds_between(stamp_, now);
+      double w = std::exp(-(dt > 0 ? dt : 0) / tau_s);
+      n_ *= w, x_ *= w, y_ *= w, xx_ *= w, xy_ *= w;
+    }
+    known_ = true;
+    stamp_ = now;
+    n_ += 1, x_ += blocks, y_ += seconds, xx_ += blocks * blocks, xy_ += blocks * seconds;
+  }
+  // The slope once at least 4 samples' worth span a spread of 2 blocks or more; else prior.
+  double seconds_per_block(double prior) const {
+    if (n_ < 4) return prior;
+    double var = xx_ / n_ - (x_ / n_) * (x_ / n_);
+    if (var < 4) return prior;
+    double slope = (xy_ / n_ - (x_ / n_) * (y_ / n_)) / var;
+    return slope > 0 ? slope : 0;
+  }
+  bool learned() const { return n_ >= 4 && xx_ / n_ - (x_ / n_) * (x_ / n_) >= 4; }
+
+ private:
+  double n_ = 0, x_ = 0, y_ = 0, xx_ = 0, xy_ = 0;
+  common::time_point stamp_{};
+  bool known_ = false;
+};
+
 }  // namespace meridian::upstream

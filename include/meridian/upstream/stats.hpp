@@ -24,10 +24,11 @@ struct endpoint_stats {
   std::uint64_t successes_at_ejection = 0;
 
   // Observed on this worker.
-  peak_ewma ttft;      // streams: first SSE data event, less the probe RTT
-  peak_ewma response;  // non-streaming: the whole response, less the probe RTT
-  time_ewma tpot;      // streams: seconds per output token
-  time_ewma service;   // every request: picked -> last byte
+  peak_ewma ttft;        // streams: first SSE data event, less the probe RTT
+  peak_ewma response;    // non-streaming: the whole response, less the probe RTT
+  time_ewma tpot;        // streams: seconds per output token
+  time_ewma service;     // every request: picked -> last byte
+  prefill_rate prefill;  // seconds per uncached prompt block (prefix affinity)
   std::uint64_t dispatched = 0, completed = 0;
   // Requests still waiting for their first byte: how many and the sum of their pick times (ns),
   // so a backend that stalls looks slow before any of them answers.
@@ -46,6 +47,8 @@ struct endpoint_stats {
   std::atomic<std::uint64_t> requests_total{0};
   std::atomic<std::uint64_t> failures_total{0};
   std::atomic<double> ttft_shared{-1}, tpot_shared{-1}, response_shared{-1};
+  std::atomic<double> prefill_shared{-1};               // seconds per block, -1 until learned
+  std::atomic<std::uint64_t> indexed_blocks_shared{0};  // in this worker's prefix index
   // The cost model's terms as of this worker's last housekeeping tick.
   std::atomic<double> score_shared{-1}, latency_shared{-1}, queue_shared{-1}, outstanding_shared{0};
 };

@@ -210,3 +210,35 @@ TEST_CASE("routing sections: a default timeout fits a shorter interval; a given 
   CHECK(e.find("clusters[0].probe.timeout: must not be longer than the interval") !=
         std::string::npos);
 }
+
+TEST_CASE("prefix affinity: off unless set, validated, only on latency-aware inference clusters") {
+  auto off = load_string(base, "test.yaml", {"clusters[0].kind=inference"});
+  CHECK_FALSE(off->clusters[0].prefix_affinity.enabled);
+  auto on =
+      load_string(base, "test.yaml",
+                  {"clusters[0].kind=inference", "clusters[0].prefix_affinity.block_bytes=128",
+                   "clusters[0].prefix_affinity.session_header=X-Session-Id"});
+  const auto& pa = on->clusters[0].prefix_affinity;
+  CHECK(pa.enabled);
+  CHECK(pa.block_bytes == 128);
+  CHECK(pa.capacity == 65536);
+  CHECK(pa.load_factor == doctest::Approx(1.25));
+  CHECK(pa.session_header == "x-session-id");
+  auto e =
+      error_of(base, {"clusters[0].kind=inference", "clusters[0].prefix_affinity.block_bytes=8"});
+  CHECK(e.find("clusters[0].prefix_affinity.block_bytes: must be between 16 and 4096") !=
+        std::string::npos);
+  e = error_of(base, {"clusters[0].kind=inference", "clusters[0].prefix_affinity.load_factor=0.5"});
+  CHECK(e.find("clusters[0].prefix_affinity.load_factor") != std::string::npos);
+  e = error_of(base,
+               {"clusters[0].kind=inference", "clusters[0].prefix_affinity.session_header=a b"});
+  CHECK(e.find("is not a header name") != std::string::npos);
+  e = error_of(base, {"clusters[0].kind=inference", "clusters[0].prefix_affinity.colour=red"});
+  CHECK(e.find("colour: unknown key") != std::string::npos);
+  e = error_of(base, {"clusters[0].prefix_affinity.block_bytes=64"});
+  CHECK(e.find("needs kind: inference and balancer: latency_aware") != std::string::npos);
+  e = error_of(base, {"clusters[0].kind=inference", "clusters[0].balancer=round_robin",
+                      "clusters[0].prefix_affinity=true"});
+  CHECK(e.find("needs kind: inference and balancer: latency_aware") != std::string::npos);
+  CHECK(error_of(base, {"clusters[0].kind=generic", "clusters[0].prefix_affinity=false"}).empty());
+}

@@ -172,6 +172,11 @@ TEST_CASE("the index agrees with a plain model of it over many random inserts an
       model.insert(model.begin(), b);
     }
     REQUIRE(idx.size() == model.size());
+    for (std::uint32_t e = 0; e < 6; ++e)
+      REQUIRE(idx.blocks_of(e) ==
+              static_cast<std::size_t>(std::count_if(model.begin(), model.end(), [&](auto& b) {
+                return std::find(b.eps.begin(), b.eps.end(), e) != b.eps.end();
+              })));
     // Probe with a random other prompt: each endpoint's run of leading blocks it holds.
     std::string probe = "beginning " + std::to_string(next() % 5) + " ..";
     for (auto n = next() % 6; n > 0; --n)

@@ -1,0 +1,71 @@
+// The prefix term of latency_aware's cost, one instance per cluster and worker. A request's
+// prompt blocks are looked up in the worker's prefix index; each endpoint is credited with the
+// leading blocks it holds; while no endpoint is known to hold any, the prompt's rendezvous
+// choice (the endpoint with the highest weight for the prompt's first blocks, or for the
+// session header when one is configured) is presumed to hold all of them, since every replica
+// sends that prompt there: replicas with cold, private indexes still agree. An endpoint's cost
+// gains the prefill of the blocks it is not credited with, at its learned rate. Credit stops at the
+// load bound: no endpoint takes more than load_factor times the mean number of requests in flight
+// (plus one) for the sake of its cache.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "meridian/config/config.hpp"
+#include "meridian/routing/prefix.hpp"
+#include "meridian/upstream/stats.hpp"
+
+namespace meridian::routing {
+
+class prefix_affinity {
+ public:
+  // How many leading blocks make a prompt's rendezvous key: prompts that share this much go to
+  // the same endpoint; a conversation's key is fixed once its history is this long.
+  static constexpr std::size_t key_blocks = 16;
+
+  explicit prefix_affinity(const config::cluster_config& c);
+
+  // Prepares one pick over `eps` (true when the request has blocks or a session to go by).
+  // `eligible[i]`: endpoint i may be picked.
+  bool begin(std::span<const upstream::endpoint_stats* const> eps,
+             std::span<const std::uint64_t> blocks, std::uint64_t session,
+             const std::vector<bool>& eligible);
+  // Seconds of prefill endpoint i would spend on the blocks it is not credited with; `uncached`
+  // gets their number.
+  double extra(std::size_t i, const upstream::endpoint_stats& s, std::int32_t& uncached) const;
+  // The rendezvous choice, and the endpoint the index credits with the most blocks (n: none).
+  std::size_t preferred() const { return top_; }
+  std::size_t best_held() const { return best_; }
+  // The session's endpoint while it is within the load bound (n: none or over it).
+  std::size_t pinned() const { return session_ && top_ < n_eps_ && !over(top_) ? top_ : n_eps_; }
+  // The endpoint with the most credit regardless of load (n: none); whether it is over the bound.
+  std::size_t favourite() const { return favourite_; }
+  bool over(std::size_t i) const { return static_cast<double>(in_flight(i)) + 1 > bound_; }
+  bool indexed() const { return indexed_; }
+  std::size_t blocks() const { return n_blocks_; }
+
+  void dispatched(std::uint32_t i, std::span<const std::uint64_t> blocks) {
+    if (!blocks.empty()) index_.insert(blocks, i);
+  }
+  std::size_t indexed_blocks(std::uint32_t i) const { return index_.blocks_of(i); }
+
+ private:
+  std::uint32_t in_flight(std::size_t i) const { return eps_[i]->in_flight; }
+  std::size_t held(std::size_t i) const;    // blocks it is known or presumed to hold
+  std::size_t credit(std::size_t i) const;  // ... while within the load bound
+
+  prefix_index index_;
+  std::vector<std::uint64_t> ids_;  // per endpoint: a hash of its address (replicas agree)
+  std::vector<std::uint32_t> matched_;
+  double load_factor_;
+  double prior_;  // seconds per block until an endpoint's rate is learned
+  // The pick in progress.
+  std::span<const upstream::endpoint_stats* const> eps_;
+  std::size_t n_eps_ = 0, n_blocks_ = 0, top_ = 0, best_ = 0, favourite_ = 0;
+  double bound_ = 0;
+  bool session_ = false, indexed_ = false, presume_ = false;
+};
+
+}  // namespace meridian::routing

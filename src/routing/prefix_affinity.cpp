@@ -1,0 +1,71 @@
+#include "meridian/routing/prefix_affinity.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace meridian::routing {
+
+prefix_affinity::prefix_affinity(const config::cluster_config& c)
+    : index_(c.prefix_affinity.capacity),
+      load_factor_(c.prefix_affinity.load_factor),
+      prior_(std::chrono::duration<double>(c.prefix_affinity.prefill_per_block).count()) {
+  for (const auto& e : c.endpoints) ids_.push_back(hash_key(e.address.to_string()));
+}
+
+bool prefix_affinity::begin(std::span<const upstream::endpoint_stats* const> eps,
+                            std::span<const std::uint64_t> blocks, std::uint64_t session,
+                            const std::vector<bool>& eligible) {
+  eps_ = eps;
+  n_eps_ = eps.size();
+  n_blocks_ = blocks.size();
+  session_ = session != 0;
+  top_ = best_ = favourite_ = n_eps_;
+  indexed_ = false;
+  if (n_blocks_ == 0 && !session_) return false;
+  matched_.resize(n_eps_);
+  index_.match(blocks, matched_);
+  std::uint64_t key = session_ ? session : blocks[std::min(n_blocks_, key_blocks) - 1];
+  std::uint64_t top_weight = 0;
+  std::uint32_t best_matched = 0, total = 0, n = 0;
+  for (std::size_t i = 0; i < n_eps_; ++i) {
+    if (!eligible[i]) continue;
+    ++n;
+    total += eps[i]->in_flight;
+    if (matched_[i] > 0) indexed_ = true;
+    if (matched_[i] > best_matched) best_matched = matched_[i], best_ = i;
+    auto w = rendezvous_weight(key, i < ids_.size() ? ids_[i] : i);
+    if (top_ == n_eps_ || w > top_weight) top_weight = w, top_ = i;
+  }
+  if (n == 0) return false;
+  // Consistent hashing with bounded loads (Mirrokni et al.): at most ceil(c * (m + 1) / n)
+  // requests in flight, the new one included.
+  bound_ = std::ceil(load_factor_ * (static_cast<double>(total) + 1) / n);
+  // What the index knows beats the presumption: the rendezvous choice is presumed to hold the
+  // prompt only while no endpoint is known to hold any of it.
+  presume_ = !indexed_ && n_blocks_ > 0;
+  std::size_t most = 0;
+  for (std::size_t i = 0; i < n_eps_; ++i) {
+    if (!eligible[i]) continue;
+    std::size_t c = held(i);
+    if (c > most) most = c, favourite_ = i;
+  }
+  return true;
+}
+
+std::size_t prefix_affinity::held(std::size_t i) const {
+  return std::max<std::size_t>(i < matched_.size() ? matched_[i] : 0,
+                               presume_ && i == top_ ? n_blocks_ : 0);
+}
+
+std::size_t prefix_affinity::credit(std::size_t i) const {
+  return over(i) ? 0 : held(i);
+}
+
+double prefix_affinity::extra(std::size_t i, const upstream::endpoint_stats& s,
+                              std::int32_t& uncached) const {
+  auto left = n_blocks_ - std::min(n_blocks_, credit(i));
+  uncached = static_cast<std::int32_t>(left);
+  return static_cast<double>(left) * s.prefill.seconds_per_block(prior_);
+}
+
+}  // namespace meridian::routing
