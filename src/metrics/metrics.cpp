@@ -252,9 +252,10 @@ void collect_prefix(const detail::series_plan& p, const workers_t& workers,
       family("meridian_prefix_cache_lookups_total",
              "Prompt look-ups in the prefix index: hit when an endpoint held its first block",
              MetricType::Counter);
-  auto ratio = family("meridian_prefix_matched_ratio",
-                      "Share of the prompt's blocks the chosen endpoint was credited with holding",
-                      MetricType::Histogram);
+  auto ratio =
+      family("meridian_prefix_matched_ratio",
+             "Share of the prompt's blocks the prefix index knew the chosen endpoint to hold",
+             MetricType::Histogram);
   auto spill = family("meridian_prefix_spills_total",
                       "Picks where the endpoint holding most of the prompt was not chosen",
                       MetricType::Counter);

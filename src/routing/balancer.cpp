@@ -182,7 +182,12 @@ class latency_aware final : public two_choice_balancer {
         if (scored[k].second == i) return;
       double c = cost_of(*eps[i], in);
       std::int32_t u = -1;
-      if (prefix) c += affinity_->extra(i, *eps[i], u);
+      if (prefix) {
+        c += affinity_->extra(i, *eps[i], u);
+        // Never measured, an endpoint is free to try; but trying it costs this prompt's prefill,
+        // so here it is taken to be as fast as its measured peers, not free.
+        if (!measured(*eps[i])) c += peer_latency_;
+      }
       uncached[m] = u;
       scored[m++] = {c, static_cast<std::uint32_t>(i)};
     };
@@ -224,6 +229,15 @@ class latency_aware final : public two_choice_balancer {
     eligible_.resize(eps.size());
     for (std::size_t i = 0; i < eps.size(); ++i) eligible_[i] = eligible(*eps[i], in);
     if (!affinity_->begin(eps, in.blocks, in.session, eligible_)) return false;
+    double sum = 0;
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < eps.size(); ++i) {
+      if (!eligible_[i] || !measured(*eps[i])) continue;
+      sum += eps[i]->ttft.known() ? eps[i]->ttft.value(in.now, p_.tau)
+                                  : eps[i]->response.value(in.now, p_.tau);
+      ++n;
+    }
+    peer_latency_ = n > 0 ? sum / static_cast<double>(n) : 0;
     out.prompt_blocks = static_cast<std::uint32_t>(affinity_->blocks());
     out.prefix_indexed = affinity_->indexed();
     return true;
@@ -234,9 +248,13 @@ class latency_aware final : public two_choice_balancer {
     if (out.empty() || fav >= n || out[0] == fav) return;
     out.prefix_spill = affinity_->over(fav) ? candidates::spill::load : candidates::spill::cost;
   }
+  static bool measured(const upstream::endpoint_stats& s) {
+    return s.ttft.known() || s.response.known();
+  }
   static constexpr std::size_t full_scan_max = 4;
   cost_params p_;
   std::unique_ptr<prefix_affinity> affinity_;
+  double peer_latency_ = 0;  // mean latency of the measured eligible endpoints, this pick
   std::vector<bool> eligible_;
 };
 }  // namespace

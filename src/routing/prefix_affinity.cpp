@@ -64,8 +64,11 @@ std::size_t prefix_affinity::credit(std::size_t i) const {
 double prefix_affinity::extra(std::size_t i, const upstream::endpoint_stats& s,
                               std::int32_t& uncached) const {
   auto left = n_blocks_ - std::min(n_blocks_, credit(i));
-  uncached = static_cast<std::int32_t>(left);
-  return static_cast<double>(left) * s.prefill.seconds_per_block(prior_);
+  // What the latency sample will be measured against: the blocks the index knows it holds, not
+  // a presumption (the presumed endpoint may be cold: then the sample is a cold one).
+  auto known = i < matched_.size() ? std::min<std::size_t>(matched_[i], n_blocks_) : 0;
+  uncached = static_cast<std::int32_t>(n_blocks_ - known);
+  return static_cast<double>(left) * (s.prefill_per_block >= 0 ? s.prefill_per_block : prior_);
 }
 
 }  // namespace meridian::routing

@@ -1,6 +1,7 @@
 // The per-request observations, outlier ejection and probe signals of worker_upstreams.
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "meridian/upstream/cluster.hpp"
 
@@ -21,15 +22,24 @@ void set_healthy(endpoint_stats& st) {
 
 // Latency as an idle backend would give it with the prompt cached: the probe RTT, the
 // expected queueing and the prefill of uncached blocks are separate terms of the cost. The
-// prefill rate learns from the same sample first.
-double unloaded(endpoint_stats& st, const cluster_info& ci, double s, double queued,
-                double uncached, common::time_point now) {
+// prefill rates (the endpoint's own and the cluster's pooled one) learn from the sample first.
+// A sample with uncached blocks teaches latency only once some rate is learned: taking a
+// guessed prefill off it would leave the guess's error in the latency, for every later pick.
+std::optional<double> unloaded(endpoint_stats& st, cluster_state& cs, double s, double queued,
+                               double uncached, common::time_point now) {
+  const auto& ci = *cs.info;
   double rest = s - (st.probe.rtt > 0 ? st.probe.rtt : 0) - (queued > 0 ? queued : 0);
   if (ci.prefix.enabled && uncached >= 0) {
-    st.prefill.observe(uncached, rest, now, 6 * seconds(ci.latency.decay));
-    double rate = st.prefill.seconds_per_block(seconds(ci.prefix.prefill_per_block));
-    if (st.prefill.learned()) st.prefill_shared.store(rate, std::memory_order_relaxed);
-    rest -= rate * uncached;
+    double tau = 6 * seconds(ci.latency.decay);
+    st.prefill.observe(uncached, rest, now, tau);
+    cs.prefill.observe(uncached, rest, now, tau);
+    if (st.prefill.learned())
+      st.prefill_per_block = st.prefill.seconds_per_block(0);
+    else if (cs.prefill.learned())
+      st.prefill_per_block = cs.prefill.seconds_per_block(0);
+    st.prefill_shared.store(st.prefill_per_block, std::memory_order_relaxed);
+    if (st.prefill_per_block < 0 && uncached > 0) return std::nullopt;
+    rest -= std::max(0.0, st.prefill_per_block) * uncached;
   }
   return rest > 0 ? rest : 0;
 }
@@ -70,7 +80,8 @@ void worker_upstreams::observe_ttft(endpoint_state& ep, double s, common::time_p
   auto& st = ep.stats;
   const auto& ci = *cluster_of(ep).info;
   double tau = seconds(ci.latency.decay);
-  st.ttft.observe(unloaded(st, ci, s, queued, uncached, now), now, tau);
+  if (auto v = unloaded(st, cluster_of(ep), s, queued, uncached, now))
+    st.ttft.observe(*v, now, tau);
   st.ttft_shared.store(st.ttft.value(now, tau), std::memory_order_relaxed);
 }
 
@@ -79,7 +90,8 @@ void worker_upstreams::observe_response(endpoint_state& ep, double s, common::ti
   auto& st = ep.stats;
   const auto& ci = *cluster_of(ep).info;
   double tau = seconds(ci.latency.decay);
-  st.response.observe(unloaded(st, ci, s, queued, uncached, now), now, tau);
+  if (auto v = unloaded(st, cluster_of(ep), s, queued, uncached, now))
+    st.response.observe(*v, now, tau);
   st.response_shared.store(st.response.value(now, tau), std::memory_order_relaxed);
 }
 

@@ -271,3 +271,63 @@ TEST_CASE("/v1/models is the union of the endpoints' models; a request goes wher
   CHECK(missing.body.find(R"("code":"model_not_found")") != std::string::npos);
   CHECK(missing.body.find(R"("type":"invalid_request_error")") != std::string::npos);
 }
+
+TEST_CASE(
+    "prefix affinity: a conversation stays on one engine, conversations spread, sessions pin") {
+  std::vector<std::unique_ptr<mock_process>> mocks;
+  std::vector<std::uint16_t> ports;
+  for (const char* n : {"a", "b", "c", "d"}) {
+    // Prefill dominates, as it does for long prompts on a large model: 200 us a token.
+    mocks.push_back(std::make_unique<mock_process>(
+        std::vector<std::string>{"--name", n, "--prefill-us-per-token", "200"}));
+    ports.push_back(mocks.back()->port());
+  }
+  gateway_process gw(inference_config(
+      ports, "    prefix_affinity: { block_bytes: 64, session_header: x-session-id }\n"));
+  REQUIRE(ready(gw, 4));
+  // A long system prompt (over 16 blocks), then a history that grows by a turn per request.
+  auto body = [](int conversation, int turns) {
+    std::string b =
+        R"({"model":"mock-llm","stream":true,"max_tokens":2,"messages":[{"role":"system","content":")";
+    for (int i = 0; i < 200; ++i)
+      b += "Rule " + std::to_string(conversation) + "." + std::to_string(i) + ": be precise. ";
+    b += R"("})";
+    for (int t = 0; t < turns; ++t)
+      b += R"(,{"role":"user","content":"turn )" + std::to_string(t) + R"("})";
+    return b + "]}";
+  };
+  std::map<std::string, int> first_of;
+  for (int conv = 0; conv < 12; ++conv) {
+    std::string where;
+    for (int turn = 1; turn <= 4; ++turn) {
+      auto r = http_request(gw.port(), "POST", "/v1/chat/completions", body(conv, turn));
+      REQUIRE(r.status == 200);
+      if (turn == 1) where = r.backend;
+      CHECK(r.backend == where);  // every turn of a conversation on the engine that has it
+      if (r.backend != where) {
+        MESSAGE(http_request(gw.admin_port(), "GET", "/admin/endpoints").body);
+        auto mm = http_request(gw.admin_port(), "GET", "/metrics").body;
+        MESSAGE(mm.substr(mm.find("meridian_prefix"), 1500));
+        REQUIRE(false);
+      }
+    }
+    ++first_of[where];
+  }
+  CHECK(first_of.size() >= 3);  // twelve conversations do not all share one engine
+  // The same session id pins different prompts to one engine.
+  std::string pinned;
+  for (int i = 0; i < 6; ++i) {
+    auto r = http_request(gw.port(), "POST", "/v1/chat/completions", body(100 + i, 1),
+                          {{"x-session-id", "user-7"}});
+    REQUIRE(r.status == 200);
+    if (i == 0) pinned = r.backend;
+    CHECK(r.backend == pinned);
+  }
+  auto m = http_request(gw.admin_port(), "GET", "/metrics").body;
+  CHECK(m.find("meridian_prefix_cache_lookups_total{cluster=\"llm\",result=\"hit\"} ") !=
+        std::string::npos);
+  CHECK(m.find("meridian_prefix_cache_lookups_total{cluster=\"llm\",result=\"hit\"} 0\n") ==
+        std::string::npos);
+  auto admin = http_request(gw.admin_port(), "GET", "/admin/endpoints").body;
+  CHECK(admin.find("\"indexed_blocks\":") != std::string::npos);
+}

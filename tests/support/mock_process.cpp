@@ -63,7 +63,8 @@ bool mock_process::control(const std::string& json) {
 }
 
 simple_response http_request(std::uint16_t port, const std::string& method, const std::string& path,
-                             const std::string& body) {
+                             const std::string& body,
+                             const std::vector<std::pair<std::string, std::string>>& headers) {
   simple_response out;
   // Callers run this on their own threads: a refused connection is a status 0, not a throw.
   std::optional<client> conn;
@@ -74,6 +75,7 @@ simple_response http_request(std::uint16_t port, const std::string& method, cons
   }
   auto& c = *conn;
   std::string req = method + " " + path + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n";
+  for (const auto& [name, value] : headers) req += name + ": " + value + "\r\n";
   if (!body.empty() || method == "POST")
     req +=
         "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";

@@ -34,6 +34,7 @@ struct simple_response {
   std::string body;
 };
 simple_response http_request(std::uint16_t port, const std::string& method, const std::string& path,
-                             const std::string& body = "");
+                             const std::string& body = "",
+                             const std::vector<std::pair<std::string, std::string>>& headers = {});
 
 }  // namespace test

@@ -41,8 +41,8 @@ class candidates {
 
   pick_reason reason = pick_reason::score;
   double score = -1;  // the first candidate's cost in seconds, when the balancer has one
-  // Prefix affinity, when the request had prompt blocks: per candidate, the blocks it was not
-  // credited with holding (-1: no prompt), and what the pick made of the prefix.
+  // Prefix affinity, when the request had prompt blocks: per candidate, the blocks the index
+  // does not know it to hold (-1: no prompt), and what the pick made of the prefix.
   std::array<std::int32_t, capacity> uncached{-1, -1, -1, -1};
   std::uint32_t prompt_blocks = 0;
   bool prefix_indexed = false;  // some endpoint held a leading block (a look-up hit)

@@ -33,7 +33,8 @@ class prefix_affinity {
              std::span<const std::uint64_t> blocks, std::uint64_t session,
              const std::vector<bool>& eligible);
   // Seconds of prefill endpoint i would spend on the blocks it is not credited with; `uncached`
-  // gets their number.
+  // gets the number of blocks the index does not know it to hold (what its latency sample
+  // will be taken against).
   double extra(std::size_t i, const upstream::endpoint_stats& s, std::int32_t& uncached) const;
   // The rendezvous choice, and the endpoint the index credits with the most blocks (n: none).
   std::size_t preferred() const { return top_; }

@@ -81,6 +81,7 @@ struct cluster_state {
   const cluster_info* info = nullptr;
   std::vector<std::shared_ptr<endpoint_state>> endpoints;
   std::vector<const endpoint_stats*> stats_view;  // what balancers read
+  prefill_rate prefill;  // pooled over its endpoints: the rate of one not yet learned
 };
 
 // Where a request's upstream connection belongs; stays valid across apply() (a removed

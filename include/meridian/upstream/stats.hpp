@@ -24,11 +24,12 @@ struct endpoint_stats {
   std::uint64_t successes_at_ejection = 0;
 
   // Observed on this worker.
-  peak_ewma ttft;        // streams: first SSE data event, less the probe RTT
-  peak_ewma response;    // non-streaming: the whole response, less the probe RTT
-  time_ewma tpot;        // streams: seconds per output token
-  time_ewma service;     // every request: picked -> last byte
-  prefill_rate prefill;  // seconds per uncached prompt block (prefix affinity)
+  peak_ewma ttft;                 // streams: first SSE data event, less the probe RTT
+  peak_ewma response;             // non-streaming: the whole response, less the probe RTT
+  time_ewma tpot;                 // streams: seconds per output token
+  time_ewma service;              // every request: picked -> last byte
+  prefill_rate prefill;           // seconds per uncached prompt block (prefix affinity)
+  double prefill_per_block = -1;  // the rate in force: its own, else the cluster's; -1: neither
   std::uint64_t dispatched = 0, completed = 0;
   // Requests still waiting for their first byte: how many and the sum of their pick times (ns),
   // so a backend that stalls looks slow before any of them answers.

@@ -141,3 +141,28 @@ TEST_CASE("latency samples lose the probe RTT and the queueing expected at the p
   fresh.observe_ttft(ep2, 0.100, t0(), 0.200);
   CHECK(ep2.stats.ttft.value(t0(), 10) == 0);
 }
+
+TEST_CASE("prefix affinity: prefill rates are learned per endpoint and pooled per cluster") {
+  auto topo = topo_of(2);
+  topo->clusters[0].prefix.enabled = true;
+  upstream::worker_upstreams ups(topo);
+  auto& a = *ups.cluster(0).endpoints[0];
+  auto& b = *ups.cluster(0).endpoints[1];
+  // Before any rate is learned, a cold sample (uncached blocks) teaches no latency: a guessed
+  // prefill taken off it would leave the guess's error in the latency.
+  ups.observe_ttft(a, 0.250, t0(), 0, 100);
+  CHECK_FALSE(a.stats.ttft.known());
+  CHECK(a.stats.prefill_per_block < 0);
+  // Samples of 20 ms plus 2 ms per uncached block, on a: its own rate, then its latency.
+  auto t = t0();
+  for (int i = 0; i < 8; ++i) {
+    double blocks = (i % 2) ? 0 : 100;
+    ups.observe_ttft(a, 0.020 + 0.002 * blocks, t += std::chrono::milliseconds(100), 0, blocks);
+  }
+  CHECK(a.stats.prefill_per_block == doctest::Approx(0.002).epsilon(0.05));
+  CHECK(a.stats.ttft.value(t, 10) == doctest::Approx(0.020).epsilon(0.1));
+  // b has never shown a slope of its own: its first cold sample uses the cluster's pooled rate.
+  ups.observe_ttft(b, 0.030 + 0.002 * 50, t, 0, 50);
+  CHECK(b.stats.prefill_per_block == doctest::Approx(0.002).epsilon(0.1));
+  CHECK(b.stats.ttft.value(t, 10) == doctest::Approx(0.030).epsilon(0.2));
+}
