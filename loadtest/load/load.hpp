@@ -43,6 +43,14 @@ struct load_config {
   int_dist prompt_tokens = *int_dist::parse("fixed:128");
   int_dist max_tokens = *int_dist::parse("fixed:16");
   int shared_prefix = 0;  // tokens shared by every prompt
+  // Multi-turn chat (prefix-heavy traffic): each request continues one of `conversations`,
+  // chosen uniformly; they share `system_prompts` system prompts of `system_tokens` tokens;
+  // each turn adds a user message of prompt_tokens and the assistant's reply of max_tokens to
+  // the history, and after `turns` turns the conversation starts over. 0: off.
+  int conversations = 0;
+  int system_prompts = 4;
+  int system_tokens = 1024;
+  int turns = 8;
   std::string model = "mock-llm";
 
   std::string method = "GET";

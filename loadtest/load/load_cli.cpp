@@ -42,6 +42,10 @@ requests
   --prompt-tokens DIST     fixed:N | uniform:A:B | normal:MEAN:SD | exponential:MEAN (default fixed:128)
   --max-tokens DIST        same forms (default fixed:16)
   --shared-prefix N        first N prompt tokens identical in every request (prefix cache)
+  --conversations N        multi-turn chat: each request continues one of N conversations
+                           (history grows by a user turn of --prompt-tokens and a reply of
+                           --max-tokens), sharing --system-prompts K (default 4) system prompts
+                           of --system-tokens T (default 1024); --turns M (default 8) then anew
   --model NAME             (default mock-llm)
   --storage                object-store mix: --objects N --object-size SIZE --put-ratio F --range-ratio F
 gates and output
@@ -74,6 +78,7 @@ bool known_flag(const std::string& f) {
       "--drain",      "--late-threshold", "--expected-itl", "--method",
       "--body",       "--openai",         "--stream",       "--prompt-tokens",
       "--max-tokens", "--shared-prefix",  "--model",        "--storage",
+      "--conversations", "--system-prompts", "--system-tokens", "--turns",
       "--objects",    "--object-size",    "--put-ratio",    "--range-ratio",
       "--slo",        "--json",           "--csv",          "--html",
       "--label",      "--seed",           "--progress",     "--quiet",
@@ -174,6 +179,14 @@ bool apply_request_flag(const flag& x, load_config& cfg) {
     cfg.max_tokens = x.dist();
   else if (f == "--shared-prefix")
     cfg.shared_prefix = static_cast<int>(x.num());
+  else if (f == "--conversations")
+    cfg.conversations = static_cast<int>(x.num());
+  else if (f == "--system-prompts")
+    cfg.system_prompts = static_cast<int>(x.num());
+  else if (f == "--system-tokens")
+    cfg.system_tokens = static_cast<int>(x.num());
+  else if (f == "--turns")
+    cfg.turns = static_cast<int>(x.num());
   else if (f == "--model")
     cfg.model = v;
   else if (f == "--storage")

@@ -32,6 +32,12 @@ std::string load_config::finalize() {
     path = api == openai_api::chat          ? "/v1/chat/completions"
            : api == openai_api::completions ? "/v1/completions"
                                             : "/v1/embeddings";
+  if (conversations < 0) return "--conversations must be >= 0";
+  if (conversations > 0) {
+    if (api != openai_api::chat) return "--conversations needs --openai chat";
+    if (system_prompts < 1 || system_tokens < 0 || turns < 1)
+      return "--system-prompts and --turns must be >= 1, --system-tokens >= 0";
+  }
   if (connections < 1) return "--connections must be >= 1";
   if (threads < 1) threads = 1;
   if (threads > connections) threads = connections;

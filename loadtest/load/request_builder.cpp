@@ -27,6 +27,8 @@ request_builder::request_builder(const load_config& cfg, std::uint64_t seed)
           "\r\n";
     fixed_ += "\r\n" + cfg.body;
   }
+  conversations_.resize(static_cast<std::size_t>(std::max(0, cfg.conversations)));
+  for (std::size_t i = 0; i < conversations_.size(); ++i) conversations_[i].id = i;
   if (cfg.storage) {
     object_body_.assign(static_cast<std::size_t>(cfg.object_size), 'x');
     for (std::size_t i = 0; i < object_body_.size(); i += 61)
@@ -43,6 +45,29 @@ void request_builder::build(std::string& out, std::uint64_t seq) {
   const int m = static_cast<int>(std::max<std::int64_t>(1, cfg_.max_tokens.sample(rng_)));
   last_prompt_tokens_ = p;
   body_.clear();
+  if (!conversations_.empty()) {
+    build_conversation(seq);
+  } else {
+    build_single(p, seq);
+  }
+  if (cfg_.api != openai_api::embeddings) {
+    body_ += ",\"max_tokens\":";
+    append_uint(body_, static_cast<std::uint64_t>(m));
+    if (cfg_.stream) body_ += ",\"stream\":true,\"stream_options\":{\"include_usage\":true}";
+  }
+  body_ += "}";
+  out += "POST ";
+  out += cfg_.path;
+  out += " HTTP/1.1\r\n";
+  out += host_header_;
+  out += "Content-Type: application/json\r\nContent-Length: ";
+  append_uint(out, body_.size());
+  out += "\r\n\r\n";
+  out += body_;
+}
+
+// One prompt: a shared prefix from the corpus start, a unique tag, then random corpus text.
+void request_builder::build_single(int p, std::uint64_t seq) {
   body_ += "{\"model\":\"";
   body_ += cfg_.model;
   if (cfg_.api == openai_api::chat)
@@ -51,7 +76,6 @@ void request_builder::build(std::string& out, std::uint64_t seq) {
     body_ += "\",\"prompt\":\"";
   else
     body_ += "\",\"input\":\"";
-  // Shared prefix from the corpus start, a unique tag, then random corpus text.
   const int shared = std::min(cfg_.shared_prefix, p);
   body_.append(corpus_.data(), static_cast<std::size_t>(shared) * 4);
   int left = p - shared;
@@ -73,20 +97,53 @@ void request_builder::build(std::string& out, std::uint64_t seq) {
     body_ += "\"}]";
   else
     body_ += "\"";
-  if (cfg_.api != openai_api::embeddings) {
-    body_ += ",\"max_tokens\":";
-    append_uint(body_, static_cast<std::uint64_t>(m));
-    if (cfg_.stream) body_ += ",\"stream\":true,\"stream_options\":{\"include_usage\":true}";
+}
+
+int request_builder::append_text(std::uint64_t key, int n) {
+  std::mt19937_64 r(key * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull);
+  int left = n;
+  while (left > 0) {
+    const std::size_t take =
+        std::min<std::size_t>(static_cast<std::size_t>(left), corpus_tokens / 2);
+    const std::size_t off = r() % (corpus_tokens - take);
+    body_.append(corpus_.data() + off * 4, take * 4);
+    left -= static_cast<int>(take);
   }
-  body_ += "}";
-  out += "POST ";
-  out += cfg_.path;
-  out += " HTTP/1.1\r\n";
-  out += host_header_;
-  out += "Content-Type: application/json\r\nContent-Length: ";
-  append_uint(out, body_.size());
-  out += "\r\n\r\n";
-  out += body_;
+  return n;
+}
+
+// The next turn of a conversation: its system prompt, then every earlier turn (user message and
+// reply, the same text each time), then the new user message. Lengths come from the turn's own
+// seed, so the history is replayed byte for byte.
+void request_builder::build_conversation(std::uint64_t seq) {
+  (void)seq;
+  auto& c = conversations_[rng_() % conversations_.size()];
+  if (c.turn >= cfg_.turns) {
+    c.id += conversations_.size();
+    c.turn = 0;
+  }
+  const std::uint64_t system = c.id % static_cast<std::uint64_t>(cfg_.system_prompts);
+  body_ += "{\"model\":\"";
+  body_ += cfg_.model;
+  body_ += "\",\"messages\":[{\"role\":\"system\",\"content\":\"";
+  int tokens = append_text(0x5157E400 + system, cfg_.system_tokens);
+  for (int t = 0; t <= c.turn; ++t) {
+    const std::uint64_t key = (c.id << 16) ^ static_cast<std::uint64_t>(t);
+    std::mt19937_64 r(key);
+    const int user = static_cast<int>(std::max<std::int64_t>(1, cfg_.prompt_tokens.sample(r)));
+    const int reply = static_cast<int>(std::max<std::int64_t>(1, cfg_.max_tokens.sample(r)));
+    char tag[40];
+    std::snprintf(tag, sizeof tag, " c%llut%d", static_cast<unsigned long long>(c.id), t);
+    body_ += "\"},{\"role\":\"user\",\"content\":\"";
+    body_ += tag;
+    tokens += append_text(key * 2 + 1, user);
+    if (t == c.turn) break;
+    body_ += "\"},{\"role\":\"assistant\",\"content\":\"";
+    tokens += append_text(key * 2 + 2, reply);
+  }
+  body_ += "\"}]";
+  ++c.turn;
+  last_prompt_tokens_ = tokens;
 }
 
 void request_builder::build_storage(std::string& out) {

@@ -5,6 +5,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "load/load.hpp"
 
@@ -25,6 +26,16 @@ class request_builder {
 
  private:
   void build_storage(std::string& out);
+  void build_single(int prompt_tokens, std::uint64_t seq);
+  void build_conversation(std::uint64_t seq);
+  // Appends n corpus tokens from a deterministic place for `key` (same key, same text).
+  int append_text(std::uint64_t key, int n);
+
+  struct conversation {
+    std::uint64_t id = 0;  // bumps when it starts over
+    int turn = 0;
+  };
+  std::vector<conversation> conversations_;
 
   const load_config& cfg_;
   std::mt19937_64 rng_;

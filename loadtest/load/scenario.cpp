@@ -141,6 +141,14 @@ bool apply_request_key(const entry& e, load_config& cfg) {
     cfg.max_tokens = e.dist();
   else if (k == "shared_prefix")
     cfg.shared_prefix = static_cast<int>(e.num());
+  else if (k == "conversations")
+    cfg.conversations = static_cast<int>(e.num());
+  else if (k == "system_prompts")
+    cfg.system_prompts = static_cast<int>(e.num());
+  else if (k == "system_tokens")
+    cfg.system_tokens = static_cast<int>(e.num());
+  else if (k == "turns")
+    cfg.turns = static_cast<int>(e.num());
   else if (k == "model")
     cfg.model = s;
   else if (k == "method")

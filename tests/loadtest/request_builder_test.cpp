@@ -1,0 +1,72 @@
+#include "load/request_builder.hpp"
+
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+#include <map>
+#include <string>
+
+using namespace meridian::loadtest;
+
+namespace {
+load_config chat_config(int conversations) {
+  load_config c;
+  c.url = "http://127.0.0.1:9/";
+  c.rate = 1;
+  c.api = openai_api::chat;
+  c.conversations = conversations;
+  c.system_prompts = 2;
+  c.system_tokens = 64;
+  c.turns = 3;
+  c.prompt_tokens = *int_dist::parse("uniform:5:20");
+  c.max_tokens = *int_dist::parse("fixed:8");
+  REQUIRE(c.finalize().empty());
+  return c;
+}
+std::string body_of(const std::string& req) {
+  return req.substr(req.find("\r\n\r\n") + 4);
+}
+// The messages' text up to the end of the last message's content.
+std::string history(const std::string& body) {
+  return body.substr(0, body.rfind("\"}]"));
+}
+}  // namespace
+
+TEST_CASE("conversations: each turn replays the history byte for byte, then starts over") {
+  auto cfg = chat_config(1);
+  runner::request_builder b(cfg, 1);
+  std::string r1, r2, r3, r4;
+  b.build(r1, 1);
+  b.build(r2, 2);
+  b.build(r3, 3);
+  b.build(r4, 4);
+  for (auto* r : {&r1, &r2, &r3, &r4}) {
+    auto v = boost::json::parse(body_of(*r));
+    CHECK(v.at("messages").as_array().at(0).at("role").as_string() == "system");
+  }
+  CHECK(boost::json::parse(body_of(r1)).at("messages").as_array().size() == 2);
+  CHECK(boost::json::parse(body_of(r3)).at("messages").as_array().size() == 6);
+  // Turn 2 starts with all of turn 1 (its user message), then adds the reply and a new message.
+  CHECK(body_of(r2).starts_with(history(body_of(r1))));
+  CHECK(body_of(r3).starts_with(history(body_of(r2))));
+  // After three turns it starts over: one turn, a new conversation (other system prompt).
+  CHECK(boost::json::parse(body_of(r4)).at("messages").as_array().size() == 2);
+  CHECK_FALSE(body_of(r4).starts_with(history(body_of(r1))));
+  CHECK(b.last_prompt_tokens() > 64);
+}
+
+TEST_CASE("conversations share the system prompts; the option is checked") {
+  auto cfg = chat_config(4);
+  runner::request_builder b(cfg, 7);
+  std::map<std::string, int> systems;
+  for (int i = 0; i < 40; ++i) {
+    std::string r;
+    b.build(r, static_cast<std::uint64_t>(i));
+    auto v = boost::json::parse(body_of(r));
+    ++systems[std::string(v.at("messages").as_array().at(0).at("content").as_string())];
+  }
+  CHECK(systems.size() == 2);
+  load_config bad = chat_config(1);
+  bad.api = openai_api::completions;
+  CHECK(bad.finalize().find("--conversations needs --openai chat") != std::string::npos);
+}
