@@ -86,29 +86,25 @@ void request_builder::build_single(int p, std::uint64_t seq) {
     body_.append(tag, 12);
     left -= 3;
   }
-  while (left > 0) {
-    const std::size_t take =
-        std::min<std::size_t>(static_cast<std::size_t>(left), corpus_tokens / 2);
-    const std::size_t off = rng_() % (corpus_tokens - take);
-    body_.append(corpus_.data() + off * 4, take * 4);
-    left -= static_cast<int>(take);
-  }
+  append_corpus(rng_, left);
   if (cfg_.api == openai_api::chat)
     body_ += "\"}]";
   else
     body_ += "\"";
 }
 
-int request_builder::append_text(std::uint64_t key, int n) {
-  std::mt19937_64 r(key * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull);
-  int left = n;
-  while (left > 0) {
-    const std::size_t take =
-        std::min<std::size_t>(static_cast<std::size_t>(left), corpus_tokens / 2);
+void request_builder::append_corpus(std::mt19937_64& r, int n) {
+  while (n > 0) {
+    const std::size_t take = std::min<std::size_t>(static_cast<std::size_t>(n), corpus_tokens / 2);
     const std::size_t off = r() % (corpus_tokens - take);
     body_.append(corpus_.data() + off * 4, take * 4);
-    left -= static_cast<int>(take);
+    n -= static_cast<int>(take);
   }
+}
+
+int request_builder::append_text(std::uint64_t key, int n) {
+  std::mt19937_64 r(key * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull);
+  append_corpus(r, n);
   return n;
 }
 

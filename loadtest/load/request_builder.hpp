@@ -28,6 +28,8 @@ class request_builder {
   void build_storage(std::string& out);
   void build_single(int prompt_tokens, std::uint64_t seq);
   void build_conversation(std::uint64_t seq);
+  // Appends n corpus tokens from places drawn from r.
+  void append_corpus(std::mt19937_64& r, int n);
   // Appends n corpus tokens from a deterministic place for `key` (same key, same text).
   int append_text(std::uint64_t key, int n);
 

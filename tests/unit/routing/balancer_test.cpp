@@ -8,7 +8,11 @@
 #include <queue>
 #include <vector>
 
+#include "endpoints_fixture.hpp"
+
 using namespace meridian;
+using test::endpoints;
+using test::t0;
 
 namespace {
 config::cluster_config cluster(config::balancer_kind kind) {
@@ -16,18 +20,6 @@ config::cluster_config cluster(config::balancer_kind kind) {
   c.balancer = kind;
   c.latency.decay = std::chrono::seconds(10);
   return c;
-}
-
-struct endpoints {
-  explicit endpoints(std::size_t n) : stats(n) {
-    for (auto& s : stats) view.push_back(&s);
-  }
-  std::vector<upstream::endpoint_stats> stats;
-  std::vector<const upstream::endpoint_stats*> view;
-};
-
-common::time_point t0() {
-  return common::time_point{} + std::chrono::hours(1);
 }
 
 // Requests arrive every `gap` and each endpoint takes its own latency to answer; the balancer

@@ -7,9 +7,13 @@
 #include <string>
 #include <vector>
 
+#include "endpoints_fixture.hpp"
+
 #include "meridian/routing/balancer.hpp"
 
 using namespace meridian;
+using test::endpoints;
+using test::t0;
 
 namespace {
 config::cluster_config cluster(std::size_t n, double load_factor = 1.25) {
@@ -24,18 +28,6 @@ config::cluster_config cluster(std::size_t n, double load_factor = 1.25) {
     c.endpoints.push_back(e);
   }
   return c;
-}
-
-struct endpoints {
-  explicit endpoints(std::size_t n) : stats(n) {
-    for (auto& s : stats) view.push_back(&s);
-  }
-  std::vector<upstream::endpoint_stats> stats;
-  std::vector<const upstream::endpoint_stats*> view;
-};
-
-common::time_point t0() {
-  return common::time_point{} + std::chrono::hours(1);
 }
 
 // A chat body's blocks: a system prompt shared by many, then this conversation's own turns.
