@@ -8,6 +8,7 @@ namespace meridian::routing {
 prefix_affinity::prefix_affinity(const config::cluster_config& c)
     : index_(c.prefix_affinity.capacity),
       load_factor_(c.prefix_affinity.load_factor),
+      floor_(static_cast<double>(c.latency.capacity)),
       prior_(std::chrono::duration<double>(c.prefix_affinity.prefill_per_block).count()) {
   for (const auto& e : c.endpoints) ids_.push_back(hash_key(e.address.to_string()));
 }
@@ -38,8 +39,10 @@ bool prefix_affinity::begin(std::span<const upstream::endpoint_stats* const> eps
   }
   if (n == 0) return false;
   // Consistent hashing with bounded loads (Mirrokni et al.): at most ceil(c * (m + 1) / n)
-  // requests in flight, the new one included.
-  bound_ = std::ceil(load_factor_ * (static_cast<double>(total) + 1) / n);
+  // requests in flight, the new one included; but never below the capacity an endpoint runs at
+  // full speed (latency.capacity): at low load the fair share is one or two requests, and
+  // spilling from an engine with free slots would only buy a cold prefill elsewhere.
+  bound_ = std::max(floor_, std::ceil(load_factor_ * (static_cast<double>(total) + 1) / n));
   // What the index knows beats the presumption: the rendezvous choice is presumed to hold the
   // prompt only while no endpoint is known to hold any of it.
   presume_ = !indexed_ && n_blocks_ > 0;

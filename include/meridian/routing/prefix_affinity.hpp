@@ -6,7 +6,7 @@
 // sends that prompt there: replicas with cold, private indexes still agree. An endpoint's cost
 // gains the prefill of the blocks it is not credited with, at its learned rate. Credit stops at the
 // load bound: no endpoint takes more than load_factor times the mean number of requests in flight
-// (plus one) for the sake of its cache.
+// (plus one), or latency.capacity if that is more, for the sake of its cache.
 #pragma once
 
 #include <cstdint>
@@ -61,6 +61,7 @@ class prefix_affinity {
   std::vector<std::uint64_t> ids_;  // per endpoint: a hash of its address (replicas agree)
   std::vector<std::uint32_t> matched_;
   double load_factor_;
+  double floor_;  // the bound never falls below this many requests in flight
   double prior_;  // seconds per block until an endpoint's rate is learned
   // The pick in progress.
   std::span<const upstream::endpoint_stats* const> eps_;
