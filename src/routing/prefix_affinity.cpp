@@ -43,9 +43,10 @@ bool prefix_affinity::begin(std::span<const upstream::endpoint_stats* const> eps
   // full speed (latency.capacity): at low load the fair share is one or two requests, and
   // spilling from an engine with free slots would only buy a cold prefill elsewhere.
   bound_ = std::max(floor_, std::ceil(load_factor_ * (static_cast<double>(total) + 1) / n));
-  // What the index knows beats the presumption: the rendezvous choice is presumed to hold the
-  // prompt only while no endpoint is known to hold any of it.
-  presume_ = !indexed_ && n_blocks_ > 0;
+  // The rendezvous choice is presumed to hold the whole prompt while no endpoint is known to
+  // hold any of it, and otherwise as much as the best known holder: other replicas send it
+  // there too, so ties go to it and replicas whose indexes differ still converge on it.
+  presumed_ = indexed_ ? best_matched : n_blocks_;
   std::size_t most = 0;
   for (std::size_t i = 0; i < n_eps_; ++i) {
     if (!eligible[i]) continue;
@@ -56,8 +57,7 @@ bool prefix_affinity::begin(std::span<const upstream::endpoint_stats* const> eps
 }
 
 std::size_t prefix_affinity::held(std::size_t i) const {
-  return std::max<std::size_t>(i < matched_.size() ? matched_[i] : 0,
-                               presume_ && i == top_ ? n_blocks_ : 0);
+  return std::max<std::size_t>(i < matched_.size() ? matched_[i] : 0, i == top_ ? presumed_ : 0);
 }
 
 std::size_t prefix_affinity::credit(std::size_t i) const {

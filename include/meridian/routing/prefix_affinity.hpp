@@ -1,12 +1,13 @@
 // The prefix term of latency_aware's cost, one instance per cluster and worker. A request's
 // prompt blocks are looked up in the worker's prefix index; each endpoint is credited with the
-// leading blocks it holds; while no endpoint is known to hold any, the prompt's rendezvous
-// choice (the endpoint with the highest weight for the prompt's first blocks, or for the
-// session header when one is configured) is presumed to hold all of them, since every replica
-// sends that prompt there: replicas with cold, private indexes still agree. An endpoint's cost
-// gains the prefill of the blocks it is not credited with, at its learned rate. Credit stops at the
-// load bound: no endpoint takes more than load_factor times the mean number of requests in flight
-// (plus one), or latency.capacity if that is more, for the sake of its cache.
+// leading blocks it holds. The prompt's rendezvous choice (the endpoint with the highest weight
+// for the prompt's first blocks, or for the session header when one is configured) is presumed
+// to hold all of them while no endpoint is known to hold any, and otherwise as much as the best
+// known holder, since every replica sends that prompt there: replicas with cold or diverging
+// private indexes still agree. An endpoint's cost gains the prefill of the blocks it is not
+// credited with, at its learned rate. Credit stops at the load bound: no endpoint takes more
+// than load_factor times the mean number of requests in flight (plus one), or latency.capacity
+// if that is more, for the sake of its cache.
 #pragma once
 
 #include <cstdint>
@@ -67,7 +68,8 @@ class prefix_affinity {
   std::span<const upstream::endpoint_stats* const> eps_;
   std::size_t n_eps_ = 0, n_blocks_ = 0, top_ = 0, best_ = 0, favourite_ = 0;
   double bound_ = 0;
-  bool session_ = false, indexed_ = false, presume_ = false;
+  std::size_t presumed_ = 0;  // blocks the rendezvous choice is presumed to hold
+  bool session_ = false, indexed_ = false;
 };
 
 }  // namespace meridian::routing
