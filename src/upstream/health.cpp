@@ -33,10 +33,10 @@ std::optional<double> unloaded(endpoint_stats& st, cluster_state& cs, double s, 
     double tau = 6 * seconds(ci.latency.decay);
     st.prefill.observe(uncached, rest, now, tau);
     cs.prefill.observe(uncached, rest, now, tau);
-    if (st.prefill.learned())
-      st.prefill_per_block = st.prefill.seconds_per_block(0);
-    else if (cs.prefill.learned())
-      st.prefill_per_block = cs.prefill.seconds_per_block(0);
+    if (auto own = st.prefill.learned())
+      st.prefill_per_block = *own;
+    else if (auto pooled = cs.prefill.learned())
+      st.prefill_per_block = *pooled;
     st.prefill_shared.store(st.prefill_per_block, std::memory_order_relaxed);
     if (st.prefill_per_block < 0 && uncached > 0) return std::nullopt;
     rest -= std::max(0.0, st.prefill_per_block) * uncached;

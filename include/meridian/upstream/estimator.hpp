@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cmath>
+#include <optional>
 
 #include "meridian/common/clock.hpp"
 
@@ -90,15 +91,15 @@ class prefill_rate {
     stamp_ = now;
     n_ += 1, x_ += blocks, y_ += seconds, xx_ += blocks * blocks, xy_ += blocks * seconds;
   }
-  // The slope once at least 4 samples' worth span a spread of 2 blocks or more; else prior.
-  double seconds_per_block(double prior) const {
-    if (n_ < 4) return prior;
+  // The slope (never negative) once at least 4 samples' worth span a spread of 2 blocks or
+  // more; nothing before.
+  std::optional<double> learned() const {
+    if (n_ < 4) return std::nullopt;
     double var = xx_ / n_ - (x_ / n_) * (x_ / n_);
-    if (var < 4) return prior;
+    if (var < 4) return std::nullopt;
     double slope = (xy_ / n_ - (x_ / n_) * (y_ / n_)) / var;
     return slope > 0 ? slope : 0;
   }
-  bool learned() const { return n_ >= 4 && xx_ / n_ - (x_ / n_) * (x_ / n_) >= 4; }
 
  private:
   double n_ = 0, x_ = 0, y_ = 0, xx_ = 0, xy_ = 0;
