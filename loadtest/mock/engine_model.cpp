@@ -92,6 +92,7 @@ std::chrono::nanoseconds engine_model::begin_iteration() {
     prefill_us += static_cast<double>(s.prompt_tokens - cached_tokens) * p_.prefill_us_per_token;
     prompt_tokens_total_ += static_cast<std::uint64_t>(s.prompt_tokens);
     cached_tokens_total_ += static_cast<std::uint64_t>(cached_tokens);
+    s.cached_tokens = cached_tokens;
     insert_blocks(s.blocks);
     running_.push_back(std::move(s));
   }
@@ -106,7 +107,7 @@ void engine_model::end_iteration(std::vector<engine_event>& out) {
   for (auto& s : running_) {
     ++s.generated;
     ++generated_tokens_total_;
-    out.push_back({s.id, s.generated == 1, s.generated >= s.output_tokens});
+    out.push_back({s.id, s.generated == 1, s.generated >= s.output_tokens, s.cached_tokens});
   }
   std::erase_if(running_, [](const seq& s) { return s.generated >= s.output_tokens; });
 }

@@ -24,8 +24,9 @@ struct engine_params {
 
 struct engine_event {
   std::uint64_t id;
-  bool first;     // this token is the request's first
-  bool finished;  // this token was the last one
+  bool first;         // this token is the request's first
+  bool finished;      // this token was the last one
+  int cached_tokens;  // prompt tokens served from the prefix cache (vLLM's usage detail)
 };
 
 // Hashes of the prompt's full blocks, chained so a block only matches after an identical prefix.
@@ -63,6 +64,7 @@ class engine_model {
     int output_tokens;
     int generated = 0;
     std::vector<std::uint64_t> blocks;
+    int cached_tokens = 0;
   };
   int cached_prefix_blocks(const std::vector<std::uint64_t>& blocks);
   void insert_blocks(const std::vector<std::uint64_t>& blocks);

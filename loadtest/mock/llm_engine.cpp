@@ -50,8 +50,9 @@ asio::awaitable<void> engine_loop(impl_t* self) {
       self->c_gen_tokens.fetch_add(1, std::memory_order_relaxed);
       if (e.first) self->observe_ttft(std::chrono::duration<double>(t - r->arrived).count());
       if (e.finished) self->active.erase(it);
-      asio::post(r->conn_ex, [r, fin = e.finished] {
+      asio::post(r->conn_ex, [r, fin = e.finished, cached = e.cached_tokens] {
         ++r->tokens_ready;
+        r->cached_tokens = cached;
         if (fin) r->finished = true;
         r->notify.cancel();
       });

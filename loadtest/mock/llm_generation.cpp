@@ -141,7 +141,8 @@ void append_ready_tokens(generation* g, std::string& out) {
     const int sent = ++g->sent;
     const bool last = sent == g->output_tokens;
     g->cw.token(ev, token_text(sent), last ? g->finish : nullptr);
-    if (last && g->pr.include_usage) g->cw.usage(ev, g->prompt_tokens, g->output_tokens);
+    if (last && g->pr.include_usage)
+      g->cw.usage(ev, g->prompt_tokens, g->output_tokens, g->r->cached_tokens);
     if (last) ev.append("data: [DONE]\n\n");
   }
   append_chunk(out, ev);
@@ -199,7 +200,7 @@ asio::awaitable<bool> reply_unstreamed(impl_t* self, std::shared_ptr<timed_socke
   if (g->kind == api::embeddings)
     b = embeddings_body(g->cw, g->pr.inputs, self->opt.embedding_dim, g->prompt_tokens);
   else
-    b = completion_body(g->cw, g->prompt_tokens, g->output_tokens, g->finish);
+    b = completion_body(g->cw, g->prompt_tokens, g->output_tokens, g->r->cached_tokens, g->finish);
   std::string out;
   append_response(out, 200, "application/json", b, self->backend_header, g->keep_alive);
   ts->arm(std::chrono::seconds(30));

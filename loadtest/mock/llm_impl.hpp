@@ -37,6 +37,7 @@ struct gen_request {
   asio::steady_timer notify;  // cancelled to wake the connection
   // conn side
   int tokens_ready = 0;
+  int cached_tokens = 0;  // of the prompt, known once the first token is ready
   bool finished = false;
   bool abandoned = false;
   // engine side

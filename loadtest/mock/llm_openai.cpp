@@ -106,7 +106,7 @@ bool parse_generation(std::string_view body, api kind, parsed_request& pr, std::
 }
 
 std::string completion_body(const chunk_writer& cw, int prompt_tokens, int output_tokens,
-                            const char* finish) {
+                            int cached_tokens, const char* finish) {
   const api kind = cw.kind;
   std::string b;
   std::string text;
@@ -122,7 +122,9 @@ std::string completion_body(const chunk_writer& cw, int prompt_tokens, int outpu
       std::string("\"logprobs\":null,\"finish_reason\":\"") + finish + "\",\"stop_reason\":null}],";
   b += "\"usage\":{\"prompt_tokens\":" + std::to_string(prompt_tokens) +
        ",\"total_tokens\":" + std::to_string(prompt_tokens + output_tokens) +
-       ",\"completion_tokens\":" + std::to_string(output_tokens) + "},\"prompt_logprobs\":null}";
+       ",\"completion_tokens\":" + std::to_string(output_tokens) +
+       ",\"prompt_tokens_details\":{\"cached_tokens\":" + std::to_string(cached_tokens) +
+       "}},\"prompt_logprobs\":null}";
   return b;
 }
 

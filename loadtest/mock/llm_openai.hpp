@@ -62,17 +62,21 @@ struct chunk_writer {
     else
       o.append("\"finish_reason\":null}]}\n\n");
   }
-  void usage(std::string& o, int p, int c) const {
+  // As vLLM with --enable-prompt-tokens-details: `cached` prompt tokens came from the cache.
+  void usage(std::string& o, int p, int c, int cached) const {
     prefix(o, kind == api::chat ? "chat.completion.chunk" : "text_completion");
     o.append(",\"choices\":[],\"usage\":{\"prompt_tokens\":").append(std::to_string(p));
     o.append(",\"total_tokens\":").append(std::to_string(p + c));
-    o.append(",\"completion_tokens\":").append(std::to_string(c)).append("}}\n\n");
+    o.append(",\"completion_tokens\":").append(std::to_string(c));
+    o.append(",\"prompt_tokens_details\":{\"cached_tokens\":")
+        .append(std::to_string(cached))
+        .append("}}}\n\n");
   }
 };
 
 // The body of a non-streamed chat or text completion.
 std::string completion_body(const chunk_writer& cw, int prompt_tokens, int output_tokens,
-                            const char* finish);
+                            int cached_tokens, const char* finish);
 // The body of an embeddings response with `inputs` vectors of `dim` numbers.
 std::string embeddings_body(const chunk_writer& cw, int inputs, int dim, int prompt_tokens);
 // The body of GET /v1/models.

@@ -157,6 +157,7 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
   // Counted from the pick, so a burst of requests sees each other's choices.
   in_flight_ = true;
   answered_ = complete_ = observe_ = false;
+  deferred_ttft_ = -1;
   picked_at_ = w_.clock->now();
   queued_ = expected_queue(*w_.snap->cfg, info.cluster, ep_->stats, picked_at_);
   w_.ups.request_started(*ep_, picked_at_);
@@ -310,7 +311,13 @@ void attempt::observe(std::string_view payload) {
   if (r.first) {
     answered_ = true;
     w_.ups.answered(*ep_, picked_at_);
-    w_.ups.observe_ttft(*ep_, common::seconds_between(picked_at_, now), now, queued_, uncached_);
+    double s = common::seconds_between(picked_at_, now);
+    // An engine that reports its prefix-cache hits tells at the end what this prompt cost in
+    // prefill; the index only knows what this gateway sent where.
+    if (uncached_ >= 0 && ep_->stats.reports_cached)
+      deferred_ttft_ = s;
+    else
+      w_.ups.observe_ttft(*ep_, s, now, queued_, uncached_);
     if (rm_) rm_->ttft.observe(common::seconds_between(request_start_, now));
   }
   if (r.gap && rm_) rm_->itl.observe(std::chrono::duration<double>(*r.gap).count());
@@ -328,13 +335,29 @@ void attempt::report_done() {
           *ep_, common::seconds_between(*obs_.first_event(), *obs_.last_event()) / (n - 1), now);
   } else if (measured) {
     w_.ups.observe_response(*ep_, common::seconds_between(picked_at_, now), now, queued_,
-                            uncached_);
+                            uncached_blocks());
   }
+  if (deferred_ttft_ >= 0)
+    w_.ups.observe_ttft(*ep_, deferred_ttft_, now, queued_, uncached_blocks());
+  deferred_ttft_ = -1;
   if (rm_ && observe_) {
     if (auto p = obs_.prompt_tokens()) rm_->prompt_tokens.inc(*p);
     if (auto c = obs_.completion_tokens()) rm_->completion_tokens.inc(*c);
   }
   w_.ups.request_finished(*ep_, picked_at_, now, measured);
+}
+
+// The prompt blocks the endpoint had to prefill: from the usage's cached_tokens when the
+// engine reports them (vLLM with --enable-prompt-tokens-details, SGLang), as a share of the
+// prompt, else what the index did not know it to hold. Several gateway replicas each know only
+// what they sent; the engine knows what it held.
+double attempt::uncached_blocks() {
+  auto prompt = obs_.prompt_tokens();
+  auto cached = obs_.cached_tokens();
+  if (uncached_ < 0 || !prompt || !cached || *prompt == 0) return uncached_;
+  ep_->stats.reports_cached = true;
+  double cold = static_cast<double>(*prompt - std::min(*cached, *prompt)) / *prompt;
+  return cold * prompt_blocks_;
 }
 
 // ---- the response head -------------------------------------------------------------------------

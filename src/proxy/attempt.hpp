@@ -72,7 +72,12 @@ class attempt final : public http::cancellable {
   }
   // Where the request's latency and token figures go (its route's metrics), and when the
   // client's request began (time to first token is counted from there). Set before run().
-  void set_uncached(std::int32_t blocks) { uncached_ = blocks; }
+  // With prefix affinity: the prompt's blocks, and how many of them the endpoint was not known
+  // to hold (-1: no prefix term).
+  void set_prefix(std::int32_t uncached, std::int32_t prompt_blocks) {
+    uncached_ = uncached;
+    prompt_blocks_ = prompt_blocks;
+  }
   void set_route(metrics::route_metrics* rm, common::time_point request_start) {
     rm_ = rm;
     request_start_ = request_start;
@@ -99,6 +104,7 @@ class attempt final : public http::cancellable {
   void observe(std::string_view payload);
   void head_arrived();
   void report_done();
+  double uncached_blocks();
   static void on_expire(void* self);
 
   worker_context& w_;
@@ -122,8 +128,10 @@ class attempt final : public http::cancellable {
   common::time_point request_start_{}, picked_at_{};
   double queued_ = 0;  // the wait latency_aware expected from the endpoint's load at the pick
   std::int32_t uncached_ = -1;  // prompt blocks the endpoint was not credited with (-1: none)
-  bool observe_ = false;        // scan the body (inference clusters, successful responses)
-  bool answered_ = false;       // the endpoint's first byte (first SSE event of a stream) came
+  std::int32_t prompt_blocks_ = 0;
+  double deferred_ttft_ = -1;  // seconds, held until the usage says what was cached
+  bool observe_ = false;       // scan the body (inference clusters, successful responses)
+  bool answered_ = false;      // the endpoint's first byte (first SSE event of a stream) came
   bool complete_ = false;
 };
 

@@ -254,7 +254,7 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
     auto why = k > 0 ? metrics::decision::retry : decision_of(picks.reason);
     w.metrics.cluster(ctx.cluster).endpoints[picks[k]].decisions[static_cast<int>(why)].inc();
     bal.dispatched(picks[k], in);
-    st.at.set_uncached(picks.uncached[k]);
+    st.at.set_prefix(picks.uncached[k], static_cast<std::int32_t>(picks.prompt_blocks));
     auto o = co_await st.at.run(ctx.endpoint, may_reuse, c, st.head_out, tap);
     if (o.ok()) co_return o;
     switch (policy.next(o, k + 1 < picks.size())) {

@@ -25,6 +25,8 @@ void set_healthy(endpoint_stats& st) {
 // prefill rates (the endpoint's own and the cluster's pooled one) learn from the sample first.
 // A sample with uncached blocks teaches latency only once some rate is learned: taking a
 // guessed prefill off it would leave the guess's error in the latency, for every later pick.
+constexpr double own_samples = 16, pooled_samples = 8;
+
 std::optional<double> unloaded(endpoint_stats& st, cluster_state& cs, double s, double queued,
                                double uncached, common::time_point now) {
   const auto& ci = *cs.info;
@@ -33,9 +35,11 @@ std::optional<double> unloaded(endpoint_stats& st, cluster_state& cs, double s, 
     double tau = 6 * seconds(ci.latency.decay);
     st.prefill.observe(uncached, rest, now, tau);
     cs.prefill.observe(uncached, rest, now, tau);
-    if (auto own = st.prefill.learned())
+    // The pooled rate gathers every endpoint's samples, so it is learned first; an endpoint's
+    // own rate (mixed hardware) takes over once it has twice as many samples of its own.
+    if (auto own = st.prefill.learned(own_samples))
       st.prefill_per_block = *own;
-    else if (auto pooled = cs.prefill.learned())
+    else if (auto pooled = cs.prefill.learned(pooled_samples))
       st.prefill_per_block = *pooled;
     st.prefill_shared.store(st.prefill_per_block, std::memory_order_relaxed);
     if (st.prefill_per_block < 0 && uncached > 0) return std::nullopt;

@@ -9,8 +9,10 @@ namespace {
 constexpr std::string_view bom = "\xEF\xBB\xBF";
 constexpr std::string_view data_field = "data";
 constexpr std::string_view done_data = "[DONE]";
-constexpr std::string_view prompt_key = "\"prompt_tokens\"";
-constexpr std::string_view completion_key = "\"completion_tokens\"";
+// The usage keys looked for, in the order of stream_observer::usage_key (after `none`).
+constexpr std::string_view usage_keys[] = {"\"prompt_tokens\"", "\"completion_tokens\"",
+                                           "\"cached_tokens\""};
+constexpr std::uint8_t all_keys = (1u << std::size(usage_keys)) - 1;
 
 constexpr bool is_eol(unsigned char c) {
   return c == '\r' || c == '\n';
@@ -36,12 +38,14 @@ void stream_observer::reset(bool sse) noexcept {
   first_event_.reset();
   last_event_.reset();
   usage_at_ = usage_at::idle;
-  usage_key_ = usage_key::unknown;
+  usage_key_ = usage_key::none;
+  candidates_ = 0;
   key_matched_ = 0;
   usage_overflow_ = false;
   usage_value_ = 0;
   prompt_tokens_.reset();
   completion_tokens_.reset();
+  cached_tokens_.reset();
 }
 
 stream_observer::chunk_result stream_observer::feed(std::string_view payload,
@@ -217,33 +221,48 @@ void stream_observer::usage_byte(unsigned char c) {
   usage_at_ = usage_at::idle;
   if (c == '"') {
     usage_at_ = usage_at::key;
-    usage_key_ = usage_key::unknown;
+    usage_key_ = usage_key::none;
+    candidates_ = all_keys;
     key_matched_ = 1;
   }
 }
 
 // Inside a JSON string every quote is escaped, so a raw `"prompt_tokens"` followed by a colon is
-// a key wherever it occurs, and message text cannot fake one.
+// a key wherever it occurs, and message text cannot fake one. No key is a prefix of another
+// (each ends with its quote), so at most one matches in full.
 void stream_observer::usage_key_byte(unsigned char c) {
-  if (usage_key_ == usage_key::unknown) {
-    if (c == static_cast<unsigned char>(prompt_key[1]))
-      usage_key_ = usage_key::prompt;
-    else if (c == static_cast<unsigned char>(completion_key[1]))
-      usage_key_ = usage_key::completion;
+  for (std::size_t k = 0; k < std::size(usage_keys); ++k) {
+    if (!(candidates_ & (1u << k))) continue;
+    const auto key = usage_keys[k];
+    if (c != static_cast<unsigned char>(key[key_matched_])) {
+      candidates_ &= static_cast<std::uint8_t>(~(1u << k));
+    } else if (key_matched_ + 1u == key.size()) {
+      usage_key_ = static_cast<usage_key>(k + 1);
+      usage_at_ = usage_at::colon;
+      return;
+    }
   }
-  const std::string_view key = usage_key_ == usage_key::prompt ? prompt_key : completion_key;
-  if (usage_key_ == usage_key::unknown || c != static_cast<unsigned char>(key[key_matched_])) {
+  if (candidates_ == 0) {
     usage_at_ = usage_at::idle;
     return usage_byte(c);  // this byte may be the quote that opens the next key
   }
-  if (++key_matched_ == key.size()) usage_at_ = usage_at::colon;
+  ++key_matched_;
 }
 
 void stream_observer::usage_commit() {
-  if (usage_key_ == usage_key::prompt)
-    prompt_tokens_ = usage_value_;
-  else
-    completion_tokens_ = usage_value_;
+  switch (usage_key_) {
+    case usage_key::prompt:
+      prompt_tokens_ = usage_value_;
+      break;
+    case usage_key::completion:
+      completion_tokens_ = usage_value_;
+      break;
+    case usage_key::cached:
+      cached_tokens_ = usage_value_;
+      break;
+    case usage_key::none:
+      break;
+  }
 }
 
 }  // namespace meridian::upstream

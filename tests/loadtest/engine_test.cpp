@@ -68,6 +68,10 @@ TEST_CASE("the prefix cache removes prefill time for a repeated prompt") {
   CHECK(cold == nanoseconds(1024 * 100'000 + 1'000'000));
   CHECK(warm == nanoseconds(1'000'000));
   CHECK(m.cached_tokens_total() == 1024);
+  // Each first token says how much of its prompt came from the cache (vLLM's usage detail).
+  REQUIRE(ev.size() == 2);
+  CHECK(ev[0].cached_tokens == 0);
+  CHECK(ev[1].cached_tokens == 1024);
   // A prompt that differs in its first block shares nothing.
   std::string other = prompt;
   other[0] = 'Z';

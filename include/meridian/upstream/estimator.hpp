@@ -91,10 +91,11 @@ class prefill_rate {
     stamp_ = now;
     n_ += 1, x_ += blocks, y_ += seconds, xx_ += blocks * blocks, xy_ += blocks * seconds;
   }
-  // The slope (never negative) once at least 4 samples' worth span a spread of 2 blocks or
-  // more; nothing before.
-  std::optional<double> learned() const {
-    if (n_ < 4) return std::nullopt;
+  // The slope (never negative) once at least `min_samples` samples' worth span a spread of 2
+  // blocks or more; nothing before. TTFT samples are noisy (a warm prompt batched with a cold
+  // one waits for its prefill), so a slope from a handful of them can be off by a factor.
+  std::optional<double> learned(double min_samples) const {
+    if (n_ < min_samples) return std::nullopt;
     double var = xx_ / n_ - (x_ / n_) * (x_ / n_);
     if (var < 4) return std::nullopt;
     double slope = (xy_ / n_ - (x_ / n_) * (y_ / n_)) / var;

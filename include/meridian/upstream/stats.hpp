@@ -30,6 +30,7 @@ struct endpoint_stats {
   time_ewma service;              // every request: picked -> last byte
   prefill_rate prefill;           // seconds per uncached prompt block (prefix affinity)
   double prefill_per_block = -1;  // the rate in force: its own, else the cluster's; -1: neither
+  bool reports_cached = false;    // its responses carry usage.prompt_tokens_details.cached_tokens
   std::uint64_t dispatched = 0, completed = 0;
   // Requests still waiting for their first byte: how many and the sum of their pick times (ns),
   // so a backend that stalls looks slow before any of them answers.

@@ -55,6 +55,9 @@ class stream_observer {
   // chunk of a stream wins over any earlier one); nullopt until one is seen.
   std::optional<std::uint64_t> prompt_tokens() const { return prompt_tokens_; }
   std::optional<std::uint64_t> completion_tokens() const { return completion_tokens_; }
+  // usage.prompt_tokens_details.cached_tokens: prompt tokens the server took from its prefix
+  // cache (vLLM with --enable-prompt-tokens-details, SGLang, OpenAI); nullopt until one is seen.
+  std::optional<std::uint64_t> cached_tokens() const { return cached_tokens_; }
 
  private:
   // Where the next byte falls in the SSE line grammar.
@@ -68,7 +71,7 @@ class stream_observer {
   };
   // Where the next byte falls in the search for `"key" : digits`.
   enum class usage_at : std::uint8_t { idle, key, colon, value_start, digits };
-  enum class usage_key : std::uint8_t { unknown, prompt, completion };
+  enum class usage_key : std::uint8_t { none, prompt, completion, cached };
 
   void sse_byte(unsigned char c, common::time_point now, chunk_result& r);
   void line_start(unsigned char c, common::time_point now, chunk_result& r);
@@ -96,12 +99,14 @@ class stream_observer {
   std::optional<common::time_point> last_event_;
 
   usage_at usage_at_ = usage_at::idle;
-  usage_key usage_key_ = usage_key::unknown;
+  usage_key usage_key_ = usage_key::none;
+  std::uint8_t candidates_ = 0;  // bit k: usage key k still matches
   std::uint8_t key_matched_ = 0;
   bool usage_overflow_ = false;
   std::uint64_t usage_value_ = 0;
   std::optional<std::uint64_t> prompt_tokens_;
   std::optional<std::uint64_t> completion_tokens_;
+  std::optional<std::uint64_t> cached_tokens_;
 };
 
 }  // namespace meridian::upstream

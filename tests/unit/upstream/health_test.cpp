@@ -155,7 +155,7 @@ TEST_CASE("prefix affinity: prefill rates are learned per endpoint and pooled pe
   CHECK(a.stats.prefill_per_block < 0);
   // Samples of 20 ms plus 2 ms per uncached block, on a: its own rate, then its latency.
   auto t = t0();
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < 16; ++i) {
     double blocks = (i % 2) ? 0 : 100;
     ups.observe_ttft(a, 0.020 + 0.002 * blocks, t += std::chrono::milliseconds(100), 0, blocks);
   }

@@ -22,7 +22,7 @@ struct outcome {
   std::size_t events = 0;
   std::optional<time_point> first, last;
   bool done = false;
-  std::optional<std::uint64_t> prompt, completion;
+  std::optional<std::uint64_t> prompt, completion, cached;
   std::vector<duration> gaps;
   std::vector<std::size_t> chunk_events;
   std::size_t first_flags = 0;
@@ -30,7 +30,8 @@ struct outcome {
   // Everything but the per-chunk view, which depends on the split.
   bool same_totals(const outcome& o) const {
     return events == o.events && done == o.done && prompt == o.prompt &&
-           completion == o.completion && first.has_value() == o.first.has_value();
+           completion == o.completion && cached == o.cached &&
+           first.has_value() == o.first.has_value();
   }
 };
 
@@ -42,6 +43,7 @@ outcome read(const stream_observer& s) {
   o.done = s.done_marker();
   o.prompt = s.prompt_tokens();
   o.completion = s.completion_tokens();
+  o.cached = s.cached_tokens();
   return o;
 }
 
@@ -259,7 +261,7 @@ TEST_CASE("stream_observer finds usage at the end of a JSON body split at every 
       R"({"id":"chatcmpl-9","object":"chat.completion","created":1,"model":"m","choices":[)"
       R"({"index":0,"message":{"role":"assistant","content":"say \"prompt_tokens\":1"},)"
       R"("finish_reason":"stop"}],"usage":{"prompt_tokens":17,"total_tokens":42,)"
-      R"("completion_tokens":25,"prompt_tokens_details":{"cached_tokens":0}}})"
+      R"("completion_tokens":25,"prompt_tokens_details":{"cached_tokens":16}}})"
       "\n";
   const std::string_view t = body;
   for (std::size_t cut = 0; cut <= t.size(); ++cut) {
@@ -267,6 +269,7 @@ TEST_CASE("stream_observer finds usage at the end of a JSON body split at every 
     auto o = feed_pieces({t.substr(0, cut), t.substr(cut)}, false);
     REQUIRE(o.prompt == 17u);
     REQUIRE(o.completion == 25u);
+    REQUIRE(o.cached == 16u);
     REQUIRE(o.events == 0);
     REQUIRE_FALSE(o.first);
   }
@@ -284,9 +287,21 @@ TEST_CASE("stream_observer leaves usage unset when there is none") {
   CHECK(o.events == 1);
   CHECK_FALSE(o.prompt);
   CHECK_FALSE(o.completion);
+  CHECK_FALSE(o.cached);
   o = feed_whole(R"({"choices":[{"message":{"content":"prompt_tokens: 3"}}]})", false);
   CHECK_FALSE(o.prompt);
   CHECK_FALSE(o.completion);
+  // Keys that share a start with the ones looked for are not them.
+  o = feed_whole(R"({"usage":{"cached":1,"completion":2,"cache_tokens":3,"prompt":4,)"
+                 R"("ccached_tokens":5,"completion_tokenz":6}})",
+                 false);
+  CHECK_FALSE(o.prompt);
+  CHECK_FALSE(o.completion);
+  CHECK_FALSE(o.cached);
+  // A key that breaks off may be followed at once by one that matches.
+  o = feed_whole(R"({"cach"cached_tokens":7,"complet"completion_tokens":8})", false);
+  CHECK(o.cached == 7u);
+  CHECK(o.completion == 8u);
   o = feed_whole("", false);
   CHECK_FALSE(o.prompt);
 }
