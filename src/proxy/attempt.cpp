@@ -328,17 +328,16 @@ void attempt::report_done() {
   auto now = w_.clock->now();
   if (!answered_) w_.ups.answered(*ep_, picked_at_);
   bool measured = complete_ && resp_.status >= 200 && resp_.status < 300;
+  const double uncached = uncached_blocks();
   if (measured && obs_.sse()) {
     auto n = obs_.events();
     if (n >= 2 && obs_.first_event() && obs_.last_event())
       w_.ups.observe_tpot(
           *ep_, common::seconds_between(*obs_.first_event(), *obs_.last_event()) / (n - 1), now);
   } else if (measured) {
-    w_.ups.observe_response(*ep_, common::seconds_between(picked_at_, now), now, queued_,
-                            uncached_blocks());
+    w_.ups.observe_response(*ep_, common::seconds_between(picked_at_, now), now, queued_, uncached);
   }
-  if (deferred_ttft_ >= 0)
-    w_.ups.observe_ttft(*ep_, deferred_ttft_, now, queued_, uncached_blocks());
+  if (deferred_ttft_ >= 0) w_.ups.observe_ttft(*ep_, deferred_ttft_, now, queued_, uncached);
   deferred_ttft_ = -1;
   if (rm_ && observe_) {
     if (auto p = obs_.prompt_tokens()) rm_->prompt_tokens.inc(*p);
@@ -348,9 +347,10 @@ void attempt::report_done() {
 }
 
 // The prompt blocks the endpoint had to prefill: from the usage's cached_tokens when the
-// engine reports them (vLLM with --enable-prompt-tokens-details, SGLang), as a share of the
-// prompt, else what the index did not know it to hold. Several gateway replicas each know only
-// what they sent; the engine knows what it held.
+// engine reports them (from then on its TTFT samples wait for the usage) (vLLM with
+// --enable-prompt-tokens-details, SGLang), as a share of the prompt, else what the index did not
+// know it to hold. Several gateway replicas each know only what they sent; the engine knows what it
+// held.
 double attempt::uncached_blocks() {
   auto prompt = obs_.prompt_tokens();
   auto cached = obs_.cached_tokens();

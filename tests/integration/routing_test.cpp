@@ -331,3 +331,32 @@ TEST_CASE(
   auto admin = http_request(gw.admin_port(), "GET", "/admin/endpoints").body;
   CHECK(admin.find("\"indexed_blocks\":") != std::string::npos);
 }
+
+TEST_CASE("prefix affinity learns prefill from the cached tokens the engine reports") {
+  // 200 us a token: 64-byte blocks of 16 tokens cost 3.2 ms each to prefill.
+  mock_process m({"--name", "a", "--prefill-us-per-token", "200", "--decode-ms", "1"});
+  gateway_process gw(inference_config({m.port()}, "    prefix_affinity: { block_bytes: 64 }\n"));
+  REQUIRE(ready(gw, 1));
+  auto body = [](int i) {
+    std::string b = R"({"model":"mock-llm","stream":true,"stream_options":{"include_usage":true},)"
+                    R"("max_tokens":2,"messages":[{"role":"user","content":")";
+    for (int k = 0; k < 40 + 30 * (i % 5); ++k) b += "Fact " + std::to_string(i * 100 + k) + ". ";
+    return b + R"("}]})";
+  };
+  // Three prompts in four were already sent to the engine by someone else (another gateway
+  // replica): this gateway's index has never seen any of them, the engine holds them.
+  for (int i = 0; i < 32; ++i) {
+    if (i % 4 != 0)
+      REQUIRE(http_request(m.port(), "POST", "/v1/chat/completions", body(i)).status == 200);
+    REQUIRE(http_request(gw.port(), "POST", "/v1/chat/completions", body(i)).status == 200);
+  }
+  // Taken against the index alone, the warm samples would teach a rate near zero.
+  auto admin = http_request(gw.admin_port(), "GET", "/admin/endpoints").body;
+  auto at = admin.find("\"prefill_ms_per_block\":");
+  REQUIRE(at != std::string::npos);
+  CAPTURE(admin.substr(at, 40));
+  double rate = std::strtod(admin.c_str() + at + 23, nullptr);
+  CAPTURE(admin);
+  CHECK(rate > 2.0);
+  CHECK(rate < 5.0);
+}
