@@ -1,8 +1,5 @@
 #include "meridian/metrics/metrics.hpp"
 
-#include <prometheus/client_metric.h>
-#include <prometheus/metric_family.h>
-#include <prometheus/metric_type.h>
 #include <prometheus/text_serializer.h>
 
 #include <iterator>
@@ -11,99 +8,13 @@
 #include <stdexcept>
 #include <utility>
 
+#include "metrics/exposition.hpp"
+
 namespace meridian::metrics {
-namespace {
+using namespace detail;
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
-using labels = std::vector<ClientMetric::Label>;
-
-constexpr const char* code_classes[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
-constexpr const char* reject_names[] = {"bad_request",    "head_too_large", "body_too_large",
-                                        "header_timeout", "body_timeout",   "overloaded",
-                                        "no_route"};
-constexpr const char* upstream_error_names[] = {"connect", "reset", "timeout", "protocol"};
-static_assert(std::size(reject_names) == static_cast<std::size_t>(reject_reason::count_));
-static_assert(std::size(upstream_error_names) == static_cast<std::size_t>(upstream_error::count_));
-
-// Children with equal labels are one series, as prometheus-cpp's Family::Add made them: two
-// routes may share a name (a route's name defaults to its cluster's), and a duplicate series
-// would make the whole exposition invalid.
-template <class Key>
-class series_set {
- public:
-  std::size_t slot(const Key& key) {
-    auto [it, added] = index_.try_emplace(key, keys_.size());
-    if (added) keys_.push_back(key);
-    return it->second;
-  }
-  const std::vector<Key>& keys() const { return keys_; }
-
- private:
-  std::map<Key, std::size_t> index_;
-  std::vector<Key> keys_;
-};
-
-struct histogram_sum {
-  std::array<std::uint64_t, histogram::buckets> counts{};
-  double sum = 0;
-
-  void add(const histogram& h) {
-    for (std::size_t i = 0; i < counts.size(); ++i) counts[i] += h.bucket(i);
-    sum += h.sum();
-  }
-};
-
-// Labels sorted by name, as prometheus-cpp printed them (and as dashboards and tests match them).
-ClientMetric child(labels l) {
-  std::sort(l.begin(), l.end());
-  ClientMetric m;
-  m.label = std::move(l);
-  return m;
-}
-
-void add_value(MetricFamily& f, labels l, double v) {
-  auto m = child(std::move(l));
-  if (f.type == MetricType::Counter)
-    m.counter.value = v;
-  else
-    m.gauge.value = v;
-  f.metric.push_back(std::move(m));
-}
-
-void add_histogram(MetricFamily& f, labels l, const histogram_sum& h) {
-  auto m = child(std::move(l));
-  std::uint64_t cumulative = 0;
-  for (std::size_t i = 0; i < histogram::bounds.size(); ++i) {
-    cumulative += h.counts[i];
-    m.histogram.bucket.push_back({cumulative, histogram::bounds[i]});
-  }
-  cumulative += h.counts.back();
-  m.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
-  m.histogram.sample_count = cumulative;
-  m.histogram.sample_sum = h.sum;
-  f.metric.push_back(std::move(m));
-}
-
-MetricFamily family(const char* name, const char* help, MetricType type) {
-  return MetricFamily{name, help, type, {}};
-}
-}  // namespace
-
-namespace detail {
-struct series_plan {
-  std::size_t routes = 0;              // route index `routes` stands for unrouted()
-  std::vector<std::size_t> endpoints;  // per cluster
-  // Per route (unrouted last): its series in requests_total, and in the families labelled by
-  // route alone (duration, cancelled).
-  std::vector<std::size_t> route_cluster_slot, route_slot;
-  series_set<std::pair<std::string, std::string>> route_clusters;  // (route, cluster)
-  series_set<std::string> route_names;
-  std::vector<std::string> clusters;
-  std::vector<std::vector<std::size_t>> endpoint_slot;                // per cluster, per endpoint
-  series_set<std::pair<std::string, std::string>> cluster_endpoints;  // (cluster, endpoint)
-};
-}  // namespace detail
 
 worker_metrics::worker_metrics(const layout& l)
     : routes_(l.routes.size()), clusters_(l.clusters.size()) {
@@ -161,7 +72,6 @@ std::uint64_t registry::endpoint_requests(std::size_t cluster, std::size_t endpo
 }
 
 namespace {
-using workers_t = std::vector<std::unique_ptr<worker_metrics>>;
 
 // Requests by (route, cluster, code class); duration and cancellations by route.
 void collect_routes(const detail::series_plan& p, const workers_t& workers,
@@ -228,57 +138,6 @@ void collect_routes(const detail::series_plan& p, const workers_t& workers,
 }
 
 // Prefix affinity by cluster.
-void collect_prefix(const detail::series_plan& p, const workers_t& workers,
-                    std::vector<MetricFamily>& out) {
-  const std::size_t n = p.clusters.size();
-  struct sums {
-    std::uint64_t hits = 0, misses = 0, load = 0, cost = 0;
-    std::array<std::uint64_t, prefix_metrics::tenths> matched{};
-    double sum = 0;
-  };
-  std::vector<sums> s(n);
-  for (const auto& w : workers) {
-    for (std::size_t c = 0; c < n; ++c) {
-      const auto& pm = w->cluster(c).prefix;
-      s[c].hits += pm.hits.value();
-      s[c].misses += pm.misses.value();
-      s[c].load += pm.spill_load.value();
-      s[c].cost += pm.spill_cost.value();
-      for (std::size_t i = 0; i < pm.matched.size(); ++i) s[c].matched[i] += pm.matched[i].value();
-      s[c].sum += pm.matched_sum.load(std::memory_order_relaxed);
-    }
-  }
-  auto look =
-      family("meridian_prefix_cache_lookups_total",
-             "Prompt look-ups in the prefix index: hit when an endpoint held its first block",
-             MetricType::Counter);
-  auto ratio =
-      family("meridian_prefix_matched_ratio",
-             "Share of the prompt's blocks the prefix index knew the chosen endpoint to hold",
-             MetricType::Histogram);
-  auto spill = family("meridian_prefix_spills_total",
-                      "Picks where the endpoint holding most of the prompt was not chosen",
-                      MetricType::Counter);
-  for (std::size_t c = 0; c < n; ++c) {
-    const auto& cl = p.clusters[c];
-    add_value(look, {{"cluster", cl}, {"result", "hit"}}, static_cast<double>(s[c].hits));
-    add_value(look, {{"cluster", cl}, {"result", "miss"}}, static_cast<double>(s[c].misses));
-    add_value(spill, {{"cluster", cl}, {"reason", "load"}}, static_cast<double>(s[c].load));
-    add_value(spill, {{"cluster", cl}, {"reason", "cost"}}, static_cast<double>(s[c].cost));
-    auto m = child({{"cluster", cl}});
-    std::uint64_t cumulative = 0;
-    for (std::size_t i = 0; i < prefix_metrics::tenths; ++i) {
-      cumulative += s[c].matched[i];
-      m.histogram.bucket.push_back({cumulative, static_cast<double>(i) / 10});
-    }
-    m.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
-    m.histogram.sample_count = cumulative;
-    m.histogram.sample_sum = s[c].sum;
-    ratio.metric.push_back(std::move(m));
-  }
-  for (auto* f : {&look, &ratio, &spill}) out.push_back(std::move(*f));
-}
-
 // Connection timings and counts by cluster.
 void collect_clusters(const detail::series_plan& p, const workers_t& workers,
                       std::vector<MetricFamily>& out) {
@@ -313,6 +172,7 @@ void collect_clusters(const detail::series_plan& p, const workers_t& workers,
   }
   for (auto* f : {&con, &head, &ope, &reu}) out.push_back(std::move(*f));
   collect_prefix(p, workers, out);
+  collect_resilience(p, workers, out);
 }
 
 // Requests, in flight and errors by (cluster, endpoint).

@@ -43,6 +43,17 @@ enum class reject_reason {
 
 enum class upstream_error { connect, reset, timeout, protocol, count_ };
 
+// What failed before a retry (meridian_upstream_retries_total's reason), and why a response
+// that had started reaching the client was cut (meridian_streams_interrupted_total's).
+enum class retry_reason {
+  connect_failure,
+  reset_before_request,
+  reset_before_response,
+  status_503,
+  count_
+};
+enum class interruption { upstream, deadline };
+
 // Why a request went to an endpoint (routing_decisions_total's reason): the balancer's choice
 // by score or by its rule, panic mode (no healthy endpoint), or a retry to the next candidate.
 enum class decision { score, round_robin, least_request, panic, retry, count_ };
@@ -187,7 +198,10 @@ struct alignas(cache_line) cluster_metrics {
   counter connections_opened;
   counter connections_reused;
   prefix_metrics prefix;
-  std::vector<endpoint_metrics> endpoints;  // sized once at construction, never resized
+  std::array<counter, static_cast<int>(retry_reason::count_)> retries;
+  counter retry_budget_exhausted;
+  std::array<counter, 2> streams_interrupted;  // by interruption
+  std::vector<endpoint_metrics> endpoints;     // sized once at construction, never resized
 };
 
 // Everything one worker writes. Only that worker may call the mutating members of what these

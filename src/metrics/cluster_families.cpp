@@ -1,0 +1,103 @@
+// The families by cluster that are not about connections: prefix affinity's look-ups, retries
+// and the retry budget, streams interrupted after the client got bytes.
+#include <prometheus/metric_family.h>
+
+#include "metrics/exposition.hpp"
+
+namespace meridian::metrics::detail {
+
+inline constexpr const char* retry_reason_names[] = {"connect_failure", "reset_before_request",
+                                                     "reset_before_response", "503"};
+static_assert(std::size(retry_reason_names) == static_cast<std::size_t>(retry_reason::count_));
+inline constexpr const char* interruption_names[] = {"upstream", "deadline"};
+
+void collect_prefix(const detail::series_plan& p, const workers_t& workers,
+                    std::vector<MetricFamily>& out) {
+  const std::size_t n = p.clusters.size();
+  struct sums {
+    std::uint64_t hits = 0, misses = 0, load = 0, cost = 0;
+    std::array<std::uint64_t, prefix_metrics::tenths> matched{};
+    double sum = 0;
+  };
+  std::vector<sums> s(n);
+  for (const auto& w : workers) {
+    for (std::size_t c = 0; c < n; ++c) {
+      const auto& pm = w->cluster(c).prefix;
+      s[c].hits += pm.hits.value();
+      s[c].misses += pm.misses.value();
+      s[c].load += pm.spill_load.value();
+      s[c].cost += pm.spill_cost.value();
+      for (std::size_t i = 0; i < pm.matched.size(); ++i) s[c].matched[i] += pm.matched[i].value();
+      s[c].sum += pm.matched_sum.load(std::memory_order_relaxed);
+    }
+  }
+  auto look =
+      family("meridian_prefix_cache_lookups_total",
+             "Prompt look-ups in the prefix index: hit when an endpoint held its first block",
+             MetricType::Counter);
+  auto ratio =
+      family("meridian_prefix_matched_ratio",
+             "Share of the prompt's blocks the prefix index knew the chosen endpoint to hold",
+             MetricType::Histogram);
+  auto spill = family("meridian_prefix_spills_total",
+                      "Picks where the endpoint holding most of the prompt was not chosen",
+                      MetricType::Counter);
+  for (std::size_t c = 0; c < n; ++c) {
+    const auto& cl = p.clusters[c];
+    add_value(look, {{"cluster", cl}, {"result", "hit"}}, static_cast<double>(s[c].hits));
+    add_value(look, {{"cluster", cl}, {"result", "miss"}}, static_cast<double>(s[c].misses));
+    add_value(spill, {{"cluster", cl}, {"reason", "load"}}, static_cast<double>(s[c].load));
+    add_value(spill, {{"cluster", cl}, {"reason", "cost"}}, static_cast<double>(s[c].cost));
+    auto m = child({{"cluster", cl}});
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < prefix_metrics::tenths; ++i) {
+      cumulative += s[c].matched[i];
+      m.histogram.bucket.push_back({cumulative, static_cast<double>(i) / 10});
+    }
+    m.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
+    m.histogram.sample_count = cumulative;
+    m.histogram.sample_sum = s[c].sum;
+    ratio.metric.push_back(std::move(m));
+  }
+  for (auto* f : {&look, &ratio, &spill}) out.push_back(std::move(*f));
+}
+
+void collect_resilience(const series_plan& p, const workers_t& workers,
+                        std::vector<MetricFamily>& out) {
+  const std::size_t n = p.clusters.size();
+  constexpr auto reasons = static_cast<std::size_t>(retry_reason::count_);
+  std::vector<std::array<std::uint64_t, reasons>> retries(n);
+  std::vector<std::array<std::uint64_t, 2>> interrupted(n);
+  std::vector<std::uint64_t> refused(n);
+  for (const auto& w : workers) {
+    for (std::size_t c = 0; c < n; ++c) {
+      const auto& cm = w->cluster(c);
+      for (std::size_t r = 0; r < reasons; ++r) retries[c][r] += cm.retries[r].value();
+      for (std::size_t r = 0; r < 2; ++r) interrupted[c][r] += cm.streams_interrupted[r].value();
+      refused[c] += cm.retry_budget_exhausted.value();
+    }
+  }
+  auto ret = family("meridian_upstream_retries_total",
+                    "Attempts sent to another endpoint after one failed, by what failed",
+                    MetricType::Counter);
+  auto bud =
+      family("meridian_retry_budget_exhausted_total",
+             "Retries not sent because the cluster's retry budget was spent", MetricType::Counter);
+  auto cut = family("meridian_streams_interrupted_total",
+                    "Responses ended abnormally after the client got bytes: the upstream failed, "
+                    "or the request's deadline passed",
+                    MetricType::Counter);
+  for (std::size_t c = 0; c < n; ++c) {
+    const auto& cl = p.clusters[c];
+    for (std::size_t r = 0; r < reasons; ++r)
+      add_value(ret, {{"cluster", cl}, {"reason", retry_reason_names[r]}},
+                static_cast<double>(retries[c][r]));
+    add_value(bud, {{"cluster", cl}}, static_cast<double>(refused[c]));
+    for (std::size_t r = 0; r < 2; ++r)
+      add_value(cut, {{"cluster", cl}, {"reason", interruption_names[r]}},
+                static_cast<double>(interrupted[c][r]));
+  }
+  for (auto* f : {&ret, &bud, &cut}) out.push_back(std::move(*f));
+}
+
+}  // namespace meridian::metrics::detail
