@@ -131,16 +131,18 @@ void read_timeouts(const reader& r, const YAML::Node& n, timeouts_config& out) {
   one("header", out.header);
   one("body", out.body);
   one("idle", out.idle);
-  one("upstream_connect", out.upstream_connect);
-  one("upstream_response", out.upstream_response);
-  one("upstream_idle", out.upstream_idle);
+  one("upstream_connect", out.upstream.connect);
+  one("upstream_response", out.upstream.first_byte);
+  one("upstream_idle", out.upstream.idle);
 }
 
-cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::string& k) {
+cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::string& k,
+                            const upstream_timeouts& timeouts) {
   r.only_keys(n, k,
               {"name", "kind", "balancer", "endpoints", "pool", "probe", "load_metrics", "models",
-               "latency", "outlier", "prefix_affinity"});
+               "latency", "outlier", "prefix_affinity", "timeouts", "retries"});
   cluster_config c;
+  c.timeouts = timeouts;
   if (!n["name"]) r.fail(n, k + ".name", "missing (every cluster needs a name)");
   c.name = r.scalar(n["name"], k + ".name");
   if (c.name.empty()) r.fail(n["name"], k + ".name", "must not be empty");
@@ -223,12 +225,14 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
       r.fail(p, k + ".prefix_affinity",
              "needs kind: inference and balancer: latency_aware (it is a term of that cost)");
   }
+  if (auto p = n["timeouts"]) read_upstream_timeouts(r, p, k + ".timeouts", c.timeouts);
+  if (auto p = n["retries"]) read_retries(r, p, k + ".retries", c.retries, false);
   return c;
 }
 
 route_config read_route(const reader& r, const YAML::Node& n, const std::string& k,
                         const std::vector<cluster_config>& clusters) {
-  r.only_keys(n, k, {"name", "match", "cluster"});
+  r.only_keys(n, k, {"name", "match", "cluster", "timeouts", "retries"});
   route_config rc;
   if (!n["cluster"]) r.fail(n, k + ".cluster", "missing (which cluster serves this route?)");
   rc.cluster = r.scalar(n["cluster"], k + ".cluster");
@@ -238,6 +242,10 @@ route_config read_route(const reader& r, const YAML::Node& n, const std::string&
     r.fail(n["cluster"], k + ".cluster", common::cat("no cluster named '", rc.cluster, "'"));
   rc.cluster_index = static_cast<std::size_t>(it - clusters.begin());
   rc.name = n["name"] ? r.scalar(n["name"], k + ".name") : rc.cluster;
+  rc.timeouts = it->timeouts;
+  rc.retries = it->retries;
+  if (auto p = n["timeouts"]) read_upstream_timeouts(r, p, k + ".timeouts", rc.timeouts);
+  if (auto p = n["retries"]) read_retries(r, p, k + ".retries", rc.retries, true);
   if (auto m = n["match"]) {
     auto mk = k + ".match";
     r.only_keys(m, mk, {"path_prefix", "path", "host", "method", "headers", "model"});
@@ -339,11 +347,13 @@ gateway_config read_root(const reader& r, const YAML::Node& root) {
              common::cat("unknown backend '", s, "' (expected auto, io_uring or epoll)"));
   }
   if (auto z = root["zone"]) cfg.zone = r.scalar(z, "zone");
+  // Before the clusters: its upstream keys are where every cluster's timeouts start.
+  if (auto t = root["timeouts"]) read_timeouts(r, t, cfg.timeouts);
   auto cs = root["clusters"];
   if (!cs || !cs.IsSequence() || cs.size() == 0)
     r.fail(cs ? cs : root, "clusters", "expected a non-empty list of clusters");
   for (std::size_t i = 0; i < cs.size(); ++i) {
-    auto c = read_cluster(r, cs[i], common::cat("clusters[", i, ']'));
+    auto c = read_cluster(r, cs[i], common::cat("clusters[", i, ']'), cfg.timeouts.upstream);
     for (const auto& other : cfg.clusters)
       if (other.name == c.name)
         r.fail(cs[i]["name"], common::cat("clusters[", i, "].name"),
@@ -356,7 +366,6 @@ gateway_config read_root(const reader& r, const YAML::Node& root) {
   for (std::size_t i = 0; i < rs.size(); ++i)
     cfg.routes.push_back(read_route(r, rs[i], common::cat("routes[", i, ']'), cfg.clusters));
   if (auto l = root["limits"]) read_limits(r, l, cfg.limits);
-  if (auto t = root["timeouts"]) read_timeouts(r, t, cfg.timeouts);
   if (auto d = root["drain"]) {
     r.only_keys(d, "drain", {"shutdown_delay", "timeout"});
     if (d["shutdown_delay"])

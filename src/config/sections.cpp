@@ -171,4 +171,54 @@ void read_outlier(const reader& r, const YAML::Node& n, const std::string& k, ou
     out.max_ejected_share = ratio(r, n["max_ejected_share"], k + ".max_ejected_share", 0, 1);
 }
 
+void read_upstream_timeouts(const reader& r, const YAML::Node& n, const std::string& k,
+                            upstream_timeouts& out) {
+  r.only_keys(n, k, {"connect", "first_byte", "idle", "total"});
+  if (n["connect"]) out.connect = positive(r, n["connect"], k + ".connect");
+  if (n["first_byte"]) out.first_byte = positive(r, n["first_byte"], k + ".first_byte");
+  if (n["idle"]) out.idle = positive(r, n["idle"], k + ".idle");
+  if (n["total"]) {
+    auto s = r.scalar(n["total"], k + ".total");
+    out.total = s == "none" ? duration::zero() : positive(r, n["total"], k + ".total");
+  }
+}
+
+void read_retries(const reader& r, const YAML::Node& n, const std::string& k, retry_config& out,
+                  bool route) {
+  if (route)
+    r.only_keys(n, k, {"attempts", "on"});  // the budget is the cluster's
+  else
+    r.only_keys(n, k, {"attempts", "budget", "on"});
+  if (n["attempts"])
+    out.attempts = static_cast<unsigned>(r.count(n["attempts"], k + ".attempts", 1, 10));
+  if (auto b = n["budget"]) {
+    auto bk = k + ".budget";
+    r.only_keys(b, bk, {"ratio", "min_per_second"});
+    if (b["ratio"]) out.budget_ratio = ratio(r, b["ratio"], bk + ".ratio", 0, 10);
+    if (b["min_per_second"])
+      out.budget_min_per_second = ratio(r, b["min_per_second"], bk + ".min_per_second", 0, 1e6);
+  }
+  if (auto on = n["on"]) {
+    auto ok = k + ".on";
+    if (!on.IsSequence()) r.fail(on, ok, "expected a list (e.g. [connect_failure, 503])");
+    out.on = 0;
+    for (std::size_t i = 0; i < on.size(); ++i) {
+      auto s = r.scalar(on[i], common::cat(ok, '[', i, ']'));
+      if (s == "connect_failure")
+        out.on |= retry_connect_failure;
+      else if (s == "reset_before_request")
+        out.on |= retry_reset_before_request;
+      else if (s == "reset_before_response")
+        out.on |= retry_reset_before_response;
+      else if (s == "503")
+        out.on |= retry_status_503;
+      else
+        r.fail(on[i], common::cat(ok, '[', i, ']'),
+               common::cat("unknown condition '", s,
+                           "' (expected connect_failure, reset_before_request, "
+                           "reset_before_response or 503)"));
+    }
+  }
+}
+
 }  // namespace meridian::config

@@ -14,5 +14,11 @@ void read_latency(const reader& r, const YAML::Node& n, const std::string& k, la
 void read_prefix_affinity(const reader& r, const YAML::Node& n, const std::string& k,
                           prefix_affinity_config& out);
 void read_outlier(const reader& r, const YAML::Node& n, const std::string& k, outlier_config& out);
+// A cluster's or a route's: keys given replace those already in `out`.
+void read_upstream_timeouts(const reader& r, const YAML::Node& n, const std::string& k,
+                            upstream_timeouts& out);
+// `route`: a route's retries, which share their cluster's budget and so set none.
+void read_retries(const reader& r, const YAML::Node& n, const std::string& k, retry_config& out,
+                  bool route);
 
 }  // namespace meridian::config

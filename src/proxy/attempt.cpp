@@ -118,7 +118,7 @@ asio::awaitable<outcome> attempt::connect(const upstream::endpoint_ref& ep) {
   socket_.emplace(w_.io);
   auto start = w_.clock->now();
   deadline_.reset();
-  deadline_.set(start + w_.snap->cfg->timeouts.upstream_connect);
+  deadline_.set(within_total(start + timeouts_.connect));
   auto [ec] = co_await socket_->async_connect(info.resolved, use_tuple);
   bool timed_out = deadline_.expired();
   if (ec || timed_out) {
@@ -179,10 +179,12 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
   method_ = client.method();
   client_ = &client;
   bool replayable = false;
+  body_held_ = false;
   auto o = co_await send(client, head, tap, replayable);
   if (!o.ok()) co_return o;
   o = co_await read_head(replayable);
-  if (o.ok() && replayable) client.consume_body();
+  if (o.ok()) o = co_await await_body();
+  body_held_ = replayable;
   co_return o;
 }
 
@@ -190,7 +192,7 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
 
 asio::awaitable<outcome> attempt::send(http::connection& client, std::string_view head,
                                        body_tap* tap, bool& replayable) {
-  deadline_.set(w_.clock->now() + w_.snap->cfg->timeouts.upstream_idle);
+  deadline_.set(within_total(w_.clock->now() + timeouts_.idle));
   const auto& body = client.body();
   // A body whole in the buffer goes with the head and is consumed only once a response head
   // arrives, so a stale pooled connection can be retried with the same bytes.
@@ -230,6 +232,9 @@ asio::awaitable<outcome> attempt::send(http::connection& client, std::string_vie
   if (ec) {
     if (reused_)
       co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed", true);
+    if (n == 0)
+      co_return fail(outcome_kind::reset_before_request,
+                     "upstream closed before receiving the request", true);
     co_return fail(outcome_kind::reset_before_response,
                    "upstream closed while receiving the request");
   }
@@ -275,7 +280,7 @@ asio::awaitable<outcome> attempt::stream_body(http::connection& client, body_tap
     }
     if (last && chunked) out_.push_back(asio::buffer(http::last_chunk));
     if (!out_.empty()) {
-      deadline_.set(w_.clock->now() + w_.snap->cfg->timeouts.upstream_idle);
+      deadline_.set(within_total(w_.clock->now() + timeouts_.idle));
       auto [ec, n] = co_await runtime::write_all(*socket_, out_);
       if (ec) {
         // The backend may have answered early and closed; its answer is read next.
@@ -298,8 +303,10 @@ void attempt::head_arrived() {
   // Only successful answers say how fast the endpoint is: a quick 503 is not speed.
   observe_ = resp_.status >= 200 && resp_.status < 300 &&
              w_.snap->cfg->clusters[ep_->info->cluster].kind == config::cluster_kind::inference;
-  obs_.reset(sse && observe_);
-  if (!obs_.sse()) {
+  // Every event stream is framed, whatever the cluster: one that breaks ends with an error
+  // event, which must not land inside a half-relayed event.
+  obs_.reset(sse);
+  if (!timed_stream()) {
     answered_ = true;
     w_.ups.answered(*ep_, picked_at_);
   }
@@ -308,6 +315,7 @@ void attempt::head_arrived() {
 void attempt::observe(std::string_view payload) {
   auto now = w_.clock->now();
   auto r = obs_.feed(payload, now);
+  if (!observe_) return;
   if (r.first) {
     answered_ = true;
     w_.ups.answered(*ep_, picked_at_);
@@ -329,7 +337,7 @@ void attempt::report_done() {
   if (!answered_) w_.ups.answered(*ep_, picked_at_);
   bool measured = complete_ && resp_.status >= 200 && resp_.status < 300;
   const double uncached = uncached_blocks();
-  if (measured && obs_.sse()) {
+  if (measured && timed_stream()) {
     auto n = obs_.events();
     if (n >= 2 && obs_.first_event() && obs_.last_event())
       w_.ups.observe_tpot(
@@ -375,7 +383,7 @@ asio::awaitable<outcome> attempt::read_head(bool replayable) {
       if (end_ - begin_ > cfg.limits.max_header_bytes) break;
       scanned = end_ - begin_;
       // The response head has its own deadline, counted from the request sent.
-      auto n = co_await read_more(sent_at_ + cfg.timeouts.upstream_response);
+      auto n = co_await read_more(within_total(sent_at_ + timeouts_.first_byte));
       if (n == 0) break;
       head_len = http::find_head_end(buffered(), scanned);
     }
@@ -421,6 +429,32 @@ asio::awaitable<outcome> attempt::read_head(bool replayable) {
   outcome o;
   o.status = resp_.status;
   co_return o;
+}
+
+// Holds the response until its body's first byte (a stream's first token) is here, so a
+// backend that answers the head at once and then stalls still gets a clean 504 (or a retry),
+// never a response cut after its head.
+asio::awaitable<outcome> attempt::await_body() {
+  const auto& info = *ep_->info;
+  outcome o;
+  o.status = resp_.status;
+  if (resp_.body == http::body_kind::none || !buffered().empty()) co_return o;
+  if (co_await read_more(within_total(sent_at_ + timeouts_.first_byte)) > 0) co_return o;
+  if (client_->client_gone())
+    co_return fail(outcome_kind::client_gone, "client went away while waiting for the response");
+  auto& em = w_.metrics.cluster(info.cluster).endpoints[info.slot];
+  if (deadline_.expired()) {
+    em.errors[static_cast<int>(metrics::upstream_error::timeout)].inc();
+    co_return fail(outcome_kind::response_timeout,
+                   past_total()
+                       ? std::string("the request's deadline passed before the response")
+                       : common::cat("upstream ", info.address, " sent no response body in time"));
+  }
+  // A close-delimited body may be empty; any other framing owed bytes.
+  if (resp_.body == http::body_kind::until_close) co_return o;
+  em.errors[static_cast<int>(metrics::upstream_error::reset)].inc();
+  co_return fail(outcome_kind::reset_before_response,
+                 common::cat("upstream ", info.address, " closed the connection after the head"));
 }
 
 }  // namespace meridian::proxy

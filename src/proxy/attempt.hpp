@@ -41,11 +41,28 @@ class attempt final : public http::cancellable {
   ~attempt();
 
   // Connects (or reuses a pooled connection when may_reuse), sends `head` and the request body
-  // from `client`, and reads the response head. An ok outcome leaves response() valid and the
-  // socket open for the relay; every other outcome has closed it.
+  // from `client`, and reads the response head and, when it has a body, waits for the body's
+  // first byte (first_byte timeout): nothing reaches the client before that, so a failure up to
+  // there can still be answered with a clean error or retried. An ok outcome leaves response()
+  // valid and the socket open for the relay; every other outcome has closed it.
   boost::asio::awaitable<common::outcome> run(upstream::endpoint_ref ep, bool may_reuse,
                                               http::connection& client, std::string_view head,
                                               body_tap* tap);
+
+  // The route's timeouts and the request's overall deadline (time_point::max(): none); set
+  // before run().
+  void set_deadlines(const config::upstream_timeouts& t, common::time_point total) {
+    timeouts_ = t;
+    total_ = total;
+  }
+  // The deadline of the next read of a response body: the idle gap, within the total.
+  common::time_point next_read_deadline() const {
+    return std::min(w_.clock->now() + timeouts_.idle, total_);
+  }
+  bool past_total() const { return w_.clock->now() >= total_; }
+  // The request body is still whole in the client connection's buffer (not yet consumed), so
+  // it can be sent again; the handler consumes it once it keeps a response.
+  bool body_held() const { return body_held_; }
 
   const http::response_head& response() const { return resp_; }
   const upstream::endpoint_ref& endpoint() const { return ep_; }
@@ -62,8 +79,10 @@ class attempt final : public http::cancellable {
   // Reusable scratch for the relay once the request is sent.
   std::vector<boost::asio::const_buffer>& scratch_buffers() { return out_; }
   std::string& scratch_text() { return chunk_heads_; }
-  common::duration idle_timeout() const { return w_.snap->cfg->timeouts.upstream_idle; }
 
+  void count_interruption(metrics::interruption why) {
+    w_.metrics.cluster(ep_->info->cluster).streams_interrupted[static_cast<int>(why)].inc();
+  }
   void count_error(metrics::upstream_error e) {
     w_.metrics.cluster(ep_->info->cluster)
         .endpoints[ep_->info->slot]
@@ -85,7 +104,7 @@ class attempt final : public http::cancellable {
   // The relay hands over each piece of decoded response payload as it forwards it: SSE events
   // give time to first token and per-token time, `usage` the token counts.
   void on_payload(std::string_view payload) {
-    if (observe_) observe(payload);
+    if (observe_ || obs_.sse()) observe(payload);
   }
   const upstream::stream_observer& stream() const { return obs_; }
   // The whole response reached the client (call before finish()).
@@ -100,9 +119,13 @@ class attempt final : public http::cancellable {
                                                body_tap* tap, bool& replayable);
   boost::asio::awaitable<common::outcome> stream_body(http::connection& client, body_tap* tap);
   boost::asio::awaitable<common::outcome> read_head(bool replayable);
+  boost::asio::awaitable<common::outcome> await_body();
+  common::time_point within_total(common::time_point t) const { return std::min(t, total_); }
   common::outcome fail(common::outcome_kind kind, std::string message, bool retry_safe = false);
   void observe(std::string_view payload);
   void head_arrived();
+  // A stream whose events time the endpoint (first token, per-token time).
+  bool timed_stream() const { return observe_ && obs_.sse(); }
   void report_done();
   double uncached_blocks();
   static void on_expire(void* self);
@@ -121,6 +144,9 @@ class attempt final : public http::cancellable {
   http::connection* client_ = nullptr;  // during run()
   bool reused_ = false;
   bool request_complete_ = false;
+  bool body_held_ = false;
+  config::upstream_timeouts timeouts_;
+  common::time_point total_ = common::time_point::max();
   bool in_flight_ = false;
   // What this request teaches the endpoint's estimates.
   upstream::stream_observer obs_;

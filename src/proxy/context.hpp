@@ -42,6 +42,9 @@ struct request_context {
   std::size_t cluster = 0;
   upstream::endpoint_ref endpoint;  // the last one tried
   common::time_point upstream_start{}, first_byte{};
+  // The route's total timeout, shortened by the client's x-request-timeout (max(): none).
+  common::time_point deadline = common::time_point::max();
+  int attempts = 0;  // upstream tries, retries included
   bool model_routed = false;
 
   void reset() {
@@ -49,6 +52,8 @@ struct request_context {
     route.reset();
     endpoint.reset();
     upstream_start = first_byte = {};
+    deadline = common::time_point::max();
+    attempts = 0;
     model_routed = false;
   }
 };

@@ -1,8 +1,11 @@
 #include "proxy/handler.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <optional>
 
 #include "meridian/common/log.hpp"
+#include "meridian/config/units.hpp"
 #include "meridian/http/headers.hpp"
 #include "meridian/proxy/retry_policy.hpp"
 #include "meridian/routing/prefix.hpp"
@@ -227,6 +230,37 @@ void prefix_input(const http::connection& c, worker_context& w, conn_state& st,
   }
 }
 
+// "30s", "500ms", or a bare number of seconds ("2.5"); nullopt unless positive and finite.
+std::optional<common::duration> client_timeout(std::string_view v) {
+  if (auto d = config::parse_duration(v)) {
+    if (*d > common::duration::zero()) return *d;
+    return std::nullopt;
+  }
+  double s = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), s);
+  if (ec != std::errc{} || end != v.data() + v.size() || !(s > 0) || s > 1e6) return std::nullopt;
+  return std::chrono::duration_cast<common::duration>(std::chrono::duration<double>(s));
+}
+
+// The request's overall deadline: the route's total timeout, shortened by the client's own
+// x-request-timeout. False when the client has been answered (a malformed header).
+asio::awaitable<bool> set_deadline(http::connection& c, worker_context& w, request_context& ctx) {
+  const auto& t = ctx.snap->cfg->routes[*ctx.route].timeouts;
+  if (t.total > common::duration::zero()) ctx.deadline = c.request_start() + t.total;
+  auto v = c.head().find("x-request-timeout");
+  if (v.empty()) co_return true;
+  auto d = client_timeout(v);
+  if (!d) {
+    w.metrics.rejected(reject_reason::bad_request).inc();
+    co_await c.reply_error(
+        error_kind::bad_request,
+        common::cat("x-request-timeout: invalid value '", v, "' (write e.g. 30s, 500ms or 2.5)"));
+    co_return false;
+  }
+  ctx.deadline = std::min(ctx.deadline, c.request_start() + *d);
+  co_return true;
+}
+
 // Tries the candidates in order as the retry policy allows; an ok outcome leaves the attempt
 // ready for the relay.
 asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_state& st) {
@@ -244,7 +278,11 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
         .prefix.observe(picks.prefix_indexed, held / picks.prompt_blocks,
                         static_cast<int>(picks.prefix_spill));
   }
-  retry_policy policy;
+  const auto& route = ctx.snap->cfg->routes[*ctx.route];
+  auto& cm = w.metrics.cluster(ctx.cluster);
+  auto& budget = w.budgets[ctx.cluster];
+  budget.on_request(in.now);
+  retry_policy policy(route.retries, &budget);
   std::size_t k = 0;
   bool may_reuse = true;
   body_tap* tap = ctx.model_routed ? &st.guard : nullptr;
@@ -252,22 +290,31 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
   while (true) {
     ctx.endpoint = cs.endpoints[picks[k]];
     auto why = k > 0 ? metrics::decision::retry : decision_of(picks.reason);
-    w.metrics.cluster(ctx.cluster).endpoints[picks[k]].decisions[static_cast<int>(why)].inc();
+    cm.endpoints[picks[k]].decisions[static_cast<int>(why)].inc();
     bal.dispatched(picks[k], in);
     st.at.set_prefix(picks.uncached[k], static_cast<std::int32_t>(picks.prompt_blocks));
+    st.at.set_deadlines(route.timeouts, ctx.deadline);
+    ++ctx.attempts;
     auto o = co_await st.at.run(ctx.endpoint, may_reuse, c, st.head_out, tap);
-    if (o.ok()) co_return o;
-    switch (policy.next(o, k + 1 < picks.size())) {
-      case retry_action::same_endpoint_fresh:
-        may_reuse = false;
-        continue;
-      case retry_action::next_candidate:
-        ++k;
-        may_reuse = true;
-        continue;
-      case retry_action::finish:
-        co_return o;
+    // A response is kept unless it is a 503 the route retries elsewhere.
+    auto action = o.ok() && o.status != 503
+                      ? retry_action::finish
+                      : policy.next(o, k + 1 < picks.size(), st.at.body_held(), w.clock->now());
+    if (action != retry_action::finish && w.clock->now() >= ctx.deadline)
+      action = retry_action::finish;  // no time left for another try
+    if (policy.budget_refused()) cm.retry_budget_exhausted.inc();
+    if (action == retry_action::finish) {
+      if (o.ok() && st.at.body_held()) c.consume_body();
+      co_return o;
     }
+    if (o.ok()) st.at.finish(false);  // the 503 is dropped, its connection closed
+    if (action == retry_action::same_endpoint_fresh) {
+      may_reuse = false;
+      continue;
+    }
+    cm.retries[static_cast<int>(*policy.reason())].inc();
+    ++k;
+    may_reuse = true;
   }
 }
 
@@ -315,6 +362,8 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   }
   ctx.route = m.route;
   ctx.cluster = ctx.snap->routes.route(m.route).cluster_index;
+  bool timely = co_await set_deadline(c, w_, ctx);
+  if (!timely) co_return;
   const auto& cluster_cfg = ctx.snap->cfg->clusters[ctx.cluster];
   if (cluster_cfg.models.enabled || cluster_cfg.prefix_affinity.enabled) {
     bool go_on = co_await check_model(c, w_, st);

@@ -2,6 +2,7 @@
 
 #include <array>
 
+#include "meridian/common/log.hpp"
 #include "meridian/http/chunked.hpp"
 #include "meridian/http/headers.hpp"
 
@@ -20,10 +21,8 @@ struct relay_state {
   std::vector<asio::const_buffer>& out;  // the attempt's, reused: no allocation per response
   std::string& chunk_heads;
   bool client_chunked = false;
-  common::duration idle;
-  const common::clock& clock;
 
-  asio::awaitable<std::size_t> read() { return at.read_more(clock.now() + idle); }
+  asio::awaitable<std::size_t> read() { return at.read_more(at.next_read_deadline()); }
   asio::awaitable<bool> flush() {
     bool ok = out.empty() ? true : co_await client.write(out);
     out.clear();
@@ -59,6 +58,24 @@ struct relay_state {
     return true;
   }
 };
+
+// A stream that breaks after the client got bytes ends with an SSE error event (when the cut
+// fell between events: inside one, the event could only arrive truncated) and then without its
+// terminating chunk, so no client takes it for a complete answer.
+asio::awaitable<void> tell_stream_broken(relay_state& s, bool deadline, std::string_view why) {
+  if (!s.at.stream().sse() || !s.at.stream().at_event_boundary()) co_return;
+  auto kind =
+      deadline ? common::error_kind::upstream_timeout : common::error_kind::upstream_unavailable;
+  std::string& event = s.chunk_heads;
+  event.clear();
+  std::string data = common::cat("data: ", common::error_body(kind, why), "\n\n");
+  if (s.client_chunked) http::append_chunk_header(event, data.size());
+  event += data;
+  if (s.client_chunked) event += http::chunk_crlf;
+  s.out.clear();
+  s.out.push_back(asio::buffer(event));
+  co_await s.flush();
+}
 
 // Content-Length body: forwards exactly that many bytes.
 asio::awaitable<bool> relay_sized(relay_state& s, std::uint64_t left, bool& reusable) {
@@ -134,9 +151,7 @@ asio::awaitable<outcome> relay(attempt& at, http::connection& client, std::strin
   http::build_downstream_response(head_out, resp, client.request_id(), framing, cl, keep,
                                   client.client_minor());
   client.response_started(resp.status);
-  relay_state s{at, client,     at.scratch_buffers(), at.scratch_text(), client_chunked,
-                {}, *at.clock()};
-  s.idle = at.idle_timeout();
+  relay_state s{at, client, at.scratch_buffers(), at.scratch_text(), client_chunked};
   s.out.clear();
   s.out.push_back(asio::buffer(head_out));
   bool reusable = resp.keep_alive && at.request_complete();
@@ -164,12 +179,19 @@ asio::awaitable<outcome> relay(attempt& at, http::connection& client, std::strin
     if (client.client_gone()) {
       o.kind = outcome_kind::client_gone;
       o.message = "client went away during the response";
-    } else if (at.timed_out()) {
-      o.kind = outcome_kind::stalled_response;
-      o.message = "upstream stalled during the response";
     } else {
-      o.kind = outcome_kind::reset_during_response;
-      o.message = "upstream failed during the response";
+      bool deadline = at.timed_out() && at.past_total();
+      if (at.timed_out()) {
+        o.kind = outcome_kind::stalled_response;
+        o.message = deadline ? "the request's deadline passed during the response"
+                             : "upstream stalled during the response";
+      } else {
+        o.kind = outcome_kind::reset_during_response;
+        o.message = "upstream failed during the response";
+      }
+      co_await tell_stream_broken(s, deadline, o.message);
+      at.count_interruption(deadline ? metrics::interruption::deadline
+                                     : metrics::interruption::upstream);
     }
   }
   if (ok) at.mark_complete();

@@ -15,6 +15,7 @@
 #include "meridian/http/parser.hpp"
 #include "meridian/metrics/metrics.hpp"
 #include "meridian/proxy/access_log.hpp"
+#include "meridian/proxy/retry_policy.hpp"
 #include "meridian/proxy/snapshot.hpp"
 #include "meridian/routing/balancer.hpp"
 #include "meridian/upstream/cluster.hpp"
@@ -86,15 +87,21 @@ struct worker_context {
     make_balancers();
   }
 
+  // Per cluster: its balancer and its retry budget (this worker's share of the floor).
   void make_balancers() {
     balancers.clear();
-    for (const auto& c : snap->cfg->clusters) balancers.push_back(routing::make_balancer(c));
+    budgets.clear();
+    for (const auto& c : snap->cfg->clusters) {
+      balancers.push_back(routing::make_balancer(c));
+      budgets.emplace_back(c.retries.budget_ratio, c.retries.budget_min_per_second / snap->workers);
+    }
   }
 
   boost::asio::io_context& io;
   std::shared_ptr<const snapshot> snap;
   upstream::worker_upstreams ups;
   std::vector<std::unique_ptr<routing::balancer>> balancers;
+  std::vector<retry_budget> budgets;
   common::random_source rng;
   const common::clock* clock;
   metrics::worker_metrics& metrics;

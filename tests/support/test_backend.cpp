@@ -177,6 +177,22 @@ void test_backend::respond(int fd, const received& r, bool& keep_open) {
       if (!slow) std::this_thread::sleep_for(std::chrono::milliseconds(150));
     }
     send_str(fd, "0\r\n\r\n");
+  } else if (path == "/head-hang") {
+    // The head at once, then no first token; notices (bounded) when the gateway gives up.
+    send_str(fd,
+             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n");
+    if (peer_closed_within(fd, 10000)) ++aborted_streams;
+    keep_open = false;
+  } else if (path == "/sse-break" || path == "/sse-break-mid") {
+    // Two events, then the backend dies: between events, or inside the third.
+    send_str(fd,
+             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n" +
+                 chunk("data: {\"i\":0}\n\n") + chunk("data: {\"i\":1}\n\n"));
+    if (path == "/sse-break-mid") send_str(fd, chunk("data: {\"i\":"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    keep_open = false;
   } else if (path == "/hang") {
     // Never answers; notices (bounded) when the gateway gives up on it.
     if (peer_closed_within(fd, 10000)) ++aborted_streams;
@@ -189,6 +205,8 @@ void test_backend::respond(int fd, const received& r, bool& keep_open) {
   } else if (path == "/until-close") {
     send_str(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it");
     keep_open = false;
+  } else if (unavailable) {
+    send_str(fd, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy");
   } else {
     send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
   }

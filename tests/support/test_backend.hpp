@@ -31,6 +31,8 @@ class test_backend {
   std::atomic<int> aborted_streams{0};
   // Requests whose connection closed before their body was complete (never recorded).
   std::atomic<int> truncated{0};
+  // While set, the default path answers 503 (an overloaded model server).
+  std::atomic<bool> unavailable{false};
   // Waits (bounded) for a condition that another thread makes true.
   static bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
 

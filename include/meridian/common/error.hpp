@@ -34,6 +34,7 @@ enum class outcome_kind {
   connect_failed,         // refused or unreachable
   connect_timeout,        //
   stale_connection,       // a pooled connection was found closed before any response byte
+  reset_before_request,   // a fresh connection failed before any request byte was written
   reset_before_response,  // the backend closed without a response head
   response_timeout,       // no response head in time
   bad_response,           // malformed or oversized response head

@@ -46,13 +46,44 @@ struct limits_config {
   std::size_t body_prebuffer_bytes = 64 * 1024;
 };
 
+// When an upstream exchange gives up; per cluster, each key overridable per route.
+struct upstream_timeouts {
+  duration connect = std::chrono::seconds(2);
+  // The request sent -> the response's first body byte (a stream's first event: its first
+  // token); a bodiless response ends it at its head.
+  duration first_byte = std::chrono::seconds(300);
+  duration idle = std::chrono::seconds(120);  // between two reads of a response (stream events)
+  duration total = duration::zero();  // from the request's first byte, every attempt and the
+                                      // whole response; zero: none
+};
+
+// The downstream timeouts, and the upstream ones every cluster starts from.
 struct timeouts_config {
   duration header = std::chrono::seconds(10);  // absolute, from a request's first byte
   duration body = std::chrono::seconds(30);    // absolute: the whole body, from the head's end
   duration idle = std::chrono::seconds(60);    // keep-alive between requests
-  duration upstream_connect = std::chrono::seconds(2);
-  duration upstream_response = std::chrono::seconds(300);  // request sent -> response head
-  duration upstream_idle = std::chrono::seconds(120);      // between two reads of a response
+  upstream_timeouts upstream;  // keys upstream_connect, upstream_response (first_byte),
+                               // upstream_idle
+};
+
+// What may be retried (bit set of retry_config::on).
+enum retry_on : unsigned {
+  retry_connect_failure = 1,        // connect refused, timed out, or the endpoint's cap reached
+  retry_reset_before_request = 2,   // the connection failed before a request byte was written
+  retry_reset_before_response = 4,  // closed after the request went out, before a response head
+  retry_status_503 = 8,             // a 503 head, nothing sent to the client yet
+};
+
+// Retries to another endpoint: at most `attempts` tries in all, only for the failures in `on`,
+// and only while the cluster's budget allows (per worker: retries within the last ten seconds
+// stay under budget_ratio times the requests plus budget_min_per_second times ten, the floor
+// shared among the workers). Never once a response byte reached the client, never with a
+// request body the gateway no longer holds whole.
+struct retry_config {
+  unsigned attempts = 3;
+  double budget_ratio = 0.2;
+  double budget_min_per_second = 10;
+  unsigned on = retry_connect_failure | retry_reset_before_request;
 };
 
 struct drain_config {
@@ -154,6 +185,8 @@ struct cluster_config {
   latency_config latency;
   outlier_config outlier;
   prefix_affinity_config prefix_affinity;
+  upstream_timeouts timeouts;
+  retry_config retries;
 };
 
 struct header_match {
@@ -175,6 +208,8 @@ struct route_config {
   route_match match;
   std::string cluster;
   std::size_t cluster_index = 0;  // resolved at load
+  upstream_timeouts timeouts;     // the cluster's, with the route's own keys over them
+  retry_config retries;           // likewise
 };
 
 struct gateway_config {

@@ -16,10 +16,11 @@ struct snapshot {
   std::shared_ptr<const config::gateway_config> cfg;
   routing::route_table routes;
   std::shared_ptr<const upstream::topology> topo;
+  unsigned workers = 1;  // how many share the per-gateway figures (the retry budget's floor)
 
   snapshot(std::shared_ptr<const config::gateway_config> c,
-           std::shared_ptr<const upstream::topology> t)
-      : cfg(std::move(c)), routes(*cfg), topo(std::move(t)) {}
+           std::shared_ptr<const upstream::topology> t, unsigned n_workers = 1)
+      : cfg(std::move(c)), routes(*cfg), topo(std::move(t)), workers(n_workers ? n_workers : 1) {}
 };
 
 // The bounded label sets of the metrics a config's routes, clusters and endpoints produce.

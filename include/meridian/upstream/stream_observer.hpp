@@ -49,6 +49,10 @@ class stream_observer {
   std::optional<common::time_point> last_event() const { return last_event_; }
   // Data events so far, [DONE] excluded; an event of several data lines counts once.
   std::size_t events() const { return events_; }
+  // Nothing of an event is pending: what follows would start a new one.
+  bool at_event_boundary() const {
+    return (at_ == where::bom || at_ == where::line_start) && !has_data_;
+  }
   // A `data: [DONE]` event was seen (OpenAI's end-of-stream marker).
   bool done_marker() const { return done_marker_; }
   // The integers after the last "prompt_tokens" / "completion_tokens" keys seen (the final usage

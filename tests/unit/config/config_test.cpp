@@ -242,3 +242,40 @@ TEST_CASE("prefix affinity: off unless set, validated, only on latency-aware inf
   CHECK(e.find("needs kind: inference and balancer: latency_aware") != std::string::npos);
   CHECK(error_of(base, {"clusters[0].kind=generic", "clusters[0].prefix_affinity=false"}).empty());
 }
+
+TEST_CASE("timeouts and retries: cluster values from the global defaults, routes override keys") {
+  std::string y = base + "timeouts: { upstream_connect: 1s, upstream_idle: 30s }\n";
+  y.replace(y.find("cluster: llama }"), 16,
+            "cluster: llama, retries: { on: [connect_failure, 503] } }");
+  auto cfg = load_string(y, "test.yaml",
+                         {"clusters[0].timeouts.first_byte=20s", "clusters[0].retries.attempts=2",
+                          "clusters[0].retries.budget.ratio=0.5", "routes[0].timeouts.total=45s"});
+  const auto& c = cfg->clusters[0];
+  using std::chrono::seconds;
+  CHECK(c.timeouts.connect == seconds(1));  // the global upstream_connect
+  CHECK(c.timeouts.first_byte == seconds(20));
+  CHECK(c.timeouts.idle == seconds(30));
+  CHECK(c.timeouts.total == duration::zero());
+  CHECK(c.retries.attempts == 2);
+  CHECK(c.retries.budget_ratio == doctest::Approx(0.5));
+  CHECK(c.retries.on == (retry_connect_failure | retry_reset_before_request));
+  const auto& r = cfg->routes[0];
+  CHECK(r.timeouts.first_byte == seconds(20));  // the cluster's, where the route says nothing
+  CHECK(r.timeouts.total == seconds(45));
+  CHECK(r.retries.attempts == 2);
+  CHECK(r.retries.on == (retry_connect_failure | retry_status_503));
+  // A route shares its cluster's budget; unknown conditions and bad counts are named.
+  CHECK(error_of(base, {"routes[0].retries.budget.ratio=1"})
+            .find("routes[0].retries.budget: unknown key (expected one of: attempts, on)") !=
+        std::string::npos);
+  CHECK(error_of(base, {"clusters[0].retries.on=[timeout]"})
+            .find("clusters[0].retries.on[0]: unknown condition 'timeout'") != std::string::npos);
+  CHECK(error_of(base, {"clusters[0].retries.attempts=0"}).find("clusters[0].retries.attempts") !=
+        std::string::npos);
+  CHECK(error_of(base, {"clusters[0].timeouts.idle=0s"})
+            .find("clusters[0].timeouts.idle: must be positive") != std::string::npos);
+  CHECK(error_of(base, {"clusters[0].timeouts.deadline=1s"}).find("unknown key") !=
+        std::string::npos);
+  auto none = load_string(base, "test.yaml", {"routes[0].timeouts.total=none"});
+  CHECK(none->routes[0].timeouts.total == duration::zero());
+}

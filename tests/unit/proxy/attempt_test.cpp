@@ -50,6 +50,7 @@ class probe final : public http::handler {
   asio::awaitable<void> serve(http::connection& c) override {
     http::build_upstream_request(head_, c.head(), {c.client_ip(), "http", c.request_id()},
                                  http::out_framing::none, 0);
+    at_.set_deadlines(w_.snap->cfg->routes[0].timeouts, common::time_point::max());
     auto o = co_await at_.run(w_.ups.cluster(0).endpoints[0], true, c, head_, nullptr);
     std::string report =
         common::cat(name_of(o.kind), o.retry_safe ? " safe " : " unsafe ", o.status, ' ',

@@ -1,0 +1,174 @@
+// Resilience end to end: deadlines (first byte, total, the client's x-request-timeout), retries
+// by condition and budget, and streams that break after the client got bytes. The real gateway
+// in front of scripted test backends, over loopback.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <string>
+
+#include "support/gateway_process.hpp"
+#include "support/raw_client.hpp"
+#include "support/test_backend.hpp"
+
+using namespace test;
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+
+namespace {
+bool has(const std::string& text, const std::string& needle) {
+  return text.find(needle) != std::string::npos;
+}
+
+std::string metrics(gateway_process& gw) {
+  auto r = get(gw.admin_port(), "/metrics");
+  REQUIRE(r);
+  return r->body;
+}
+
+std::optional<response> post(std::uint16_t port, const std::string& path, const std::string& body,
+                             const std::string& extra = "") {
+  client c(port);
+  c.send("POST " + path + " HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n" + extra +
+         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  return c.read();
+}
+
+// Everything a GET's connection receives until the gateway closes it.
+std::string raw_get(std::uint16_t port, const std::string& path, const std::string& extra = "") {
+  int fd = connect_to(port);
+  send_all(fd, "GET " + path + " HTTP/1.1\r\nHost: t\r\n" + extra + "\r\n");
+  auto raw = read_until_close(fd, 5000ms);
+  ::close(fd);
+  return raw;
+}
+
+std::string route_with(const std::string& keys) {
+  return "routes: [ { name: all, match: { path_prefix: / }, cluster: c, " + keys + " } ]\n";
+}
+}  // namespace
+
+TEST_CASE("a 503 goes to another endpoint when the route retries 503, with the whole body") {
+  test_backend busy, ok;
+  busy.unavailable = true;
+  gateway_process gw(simple_config({busy.port(), ok.port()}, route_with("retries: { on: [503] }")));
+  for (int i = 0; i < 6; ++i) {
+    auto r = post(gw.port(), "/v1/chat", "{\"n\":" + std::to_string(i) + "}");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body == "hello");
+  }
+  CHECK(busy.requests().size() >= 3);  // round robin sent half of the first tries there
+  for (const auto& q : ok.requests()) CHECK(q.body.rfind("{\"n\":", 0) == 0);
+  CHECK(ok.requests().size() == 6);
+  CHECK(has(metrics(gw), "meridian_upstream_retries_total{cluster=\"c\",reason=\"503\"} "));
+  CHECK_FALSE(has(metrics(gw), "meridian_upstream_retries_total{cluster=\"c\",reason=\"503\"} 0"));
+  // Without 503 among its conditions a route passes the backend's answer on.
+  gateway_process plain(simple_config({busy.port(), ok.port()}));
+  int unavailable = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto r = post(plain.port(), "/v1/chat", "{}");
+    REQUIRE(r);
+    unavailable += r->status == 503;
+  }
+  CHECK(unavailable == 2);
+}
+
+TEST_CASE("a backend that sends the head and never the first byte gets a 504 after first_byte") {
+  test_backend be;
+  gateway_process gw(simple_config({be.port()}, route_with("timeouts: { first_byte: 300ms }")));
+  auto start = steady::now();
+  auto r = get(gw.port(), "/head-hang");
+  REQUIRE(r);
+  CHECK(r->status == 504);  // nothing of the backend's head reached the client
+  CHECK(has(r->body, "\"code\":\"upstream_timeout\""));
+  CHECK(steady::now() - start < 2s);
+  CHECK(test_backend::eventually([&] { return be.aborted_streams.load() == 1; }, 2000ms));
+}
+
+TEST_CASE("a stream cut between events ends with an SSE error event and no last chunk") {
+  test_backend be;
+  gateway_process gw(simple_config({be.port()}));
+  auto raw = raw_get(gw.port(), "/sse-break");
+  CHECK(has(raw, "data: {\"i\":1}\n\n"));
+  CHECK(has(raw, "data: {\"error\":{\"message\":\"upstream failed during the response\""));
+  CHECK(has(raw, "\"code\":\"upstream_unavailable\"}}\n\n\r\n"));
+  CHECK_FALSE(has(raw, "\r\n0\r\n\r\n"));
+  // Cut inside an event: the partial event is all there is, and still no last chunk.
+  raw = raw_get(gw.port(), "/sse-break-mid");
+  CHECK(has(raw, "data: {\"i\":"));
+  CHECK_FALSE(has(raw, "\"error\""));
+  CHECK_FALSE(has(raw, "\r\n0\r\n\r\n"));
+  CHECK(test_backend::eventually(
+      [&] {
+        return has(metrics(gw),
+                   "meridian_streams_interrupted_total{cluster=\"c\",reason=\"upstream\"} 2");
+      },
+      2000ms));
+}
+
+TEST_CASE("the client's x-request-timeout: 504 before the response, an error event during it") {
+  test_backend be;
+  gateway_process gw(simple_config({be.port()}));
+  auto start = steady::now();
+  auto r = get(gw.port(), "/hang", "x-request-timeout: 300ms\r\n");
+  REQUIRE(r);
+  CHECK(r->status == 504);
+  CHECK(steady::now() - start < 2s);
+  // /sse sends an event every 150 ms for 750 ms: the deadline falls inside it.
+  auto raw = raw_get(gw.port(), "/sse", "x-request-timeout: 0.4\r\n");
+  CHECK(has(raw, "data: {\"i\":0}\n\n"));
+  CHECK_FALSE(has(raw, "data: {\"i\":4}"));
+  CHECK(has(raw, "\"message\":\"the request's deadline passed during the response\""));
+  CHECK(has(raw, "\"code\":\"upstream_timeout\""));
+  CHECK_FALSE(has(raw, "\r\n0\r\n\r\n"));
+  CHECK(
+      has(metrics(gw), "meridian_streams_interrupted_total{cluster=\"c\",reason=\"deadline\"} 1"));
+  r = get(gw.port(), "/x", "x-request-timeout: soon\r\n");
+  REQUIRE(r);
+  CHECK(r->status == 400);
+  CHECK(has(r->body, "x-request-timeout: invalid value 'soon'"));
+  // The route's own total applies without the header, and the header cannot extend it.
+  gateway_process capped(simple_config({be.port()}, route_with("timeouts: { total: 300ms }")));
+  start = steady::now();
+  r = get(capped.port(), "/hang", "x-request-timeout: 60s\r\n");
+  REQUIRE(r);
+  CHECK(r->status == 504);
+  CHECK(steady::now() - start < 2s);
+}
+
+TEST_CASE("retries stop when the cluster's retry budget is spent") {
+  std::uint16_t dead;
+  {
+    test_backend gone;
+    dead = gone.port();
+  }
+  test_backend be;
+  // A floor of one retry per ten seconds and no share: the second failure is not retried.
+  std::string y =
+      "listeners: [ { name: public, address: 127.0.0.1:0 } ]\nworkers: 1\nclusters:\n"
+      "  - name: c\n    balancer: round_robin\n    endpoints: [ 127.0.0.1:" +
+      std::to_string(dead) + ", 127.0.0.1:" + std::to_string(be.port()) +
+      " ]\n    outlier: { consecutive_connect_failures: 100 }\n"
+      "    retries: { budget: { ratio: 0, min_per_second: 0.1 } }\n"
+      "routes: [ { name: all, match: { path_prefix: / }, cluster: c } ]\n";
+  gateway_process gw(y);
+  int failed = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto r = get(gw.port(), "/x");
+    REQUIRE(r);
+    failed += r->status == 502;
+  }
+  CHECK(failed == 1);
+  auto m = metrics(gw);
+  CHECK(has(m, "meridian_upstream_retries_total{cluster=\"c\",reason=\"connect_failure\"} 1"));
+  CHECK(has(m, "meridian_retry_budget_exhausted_total{cluster=\"c\"} 1"));
+  // attempts: 1 turns retries off for a route.
+  gateway_process once(simple_config({dead, be.port()}, route_with("retries: { attempts: 1 }")));
+  failed = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto r = get(once.port(), "/x");
+    REQUIRE(r);
+    failed += r->status == 502;
+  }
+  CHECK(failed >= 1);
+}
