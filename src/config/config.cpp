@@ -140,7 +140,7 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
                             const upstream_timeouts& timeouts) {
   r.only_keys(n, k,
               {"name", "kind", "balancer", "endpoints", "pool", "probe", "load_metrics", "models",
-               "latency", "outlier", "prefix_affinity", "timeouts", "retries"});
+               "latency", "outlier", "prefix_affinity", "timeouts", "retries", "limits"});
   cluster_config c;
   c.timeouts = timeouts;
   if (!n["name"]) r.fail(n, k + ".name", "missing (every cluster needs a name)");
@@ -227,12 +227,13 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
   }
   if (auto p = n["timeouts"]) read_upstream_timeouts(r, p, k + ".timeouts", c.timeouts);
   if (auto p = n["retries"]) read_retries(r, p, k + ".retries", c.retries, false);
+  if (auto p = n["limits"]) read_cluster_limits(r, p, k + ".limits", c.limits);
   return c;
 }
 
 route_config read_route(const reader& r, const YAML::Node& n, const std::string& k,
                         const std::vector<cluster_config>& clusters) {
-  r.only_keys(n, k, {"name", "match", "cluster", "timeouts", "retries"});
+  r.only_keys(n, k, {"name", "match", "cluster", "timeouts", "retries", "priority"});
   route_config rc;
   if (!n["cluster"]) r.fail(n, k + ".cluster", "missing (which cluster serves this route?)");
   rc.cluster = r.scalar(n["cluster"], k + ".cluster");
@@ -246,6 +247,18 @@ route_config read_route(const reader& r, const YAML::Node& n, const std::string&
   rc.retries = it->retries;
   if (auto p = n["timeouts"]) read_upstream_timeouts(r, p, k + ".timeouts", rc.timeouts);
   if (auto p = n["retries"]) read_retries(r, p, k + ".retries", rc.retries, true);
+  if (auto p = n["priority"]) {
+    auto s = r.scalar(p, k + ".priority");
+    if (s == "critical")
+      rc.priority = request_priority::critical;
+    else if (s == "standard")
+      rc.priority = request_priority::standard;
+    else if (s == "sheddable")
+      rc.priority = request_priority::sheddable;
+    else
+      r.fail(p, k + ".priority",
+             common::cat("unknown priority '", s, "' (expected critical, standard or sheddable)"));
+  }
   if (auto m = n["match"]) {
     auto mk = k + ".match";
     r.only_keys(m, mk, {"path_prefix", "path", "host", "method", "headers", "model"});

@@ -221,4 +221,15 @@ void read_retries(const reader& r, const YAML::Node& n, const std::string& k, re
   }
 }
 
+void read_cluster_limits(const reader& r, const YAML::Node& n, const std::string& k,
+                         cluster_limits& out) {
+  r.only_keys(n, k, {"max_inflight", "max_pending", "pending_timeout"});
+  if (n["max_inflight"])
+    out.max_inflight = r.count(n["max_inflight"], k + ".max_inflight", 1, 10000000);
+  if (n["max_pending"])
+    out.max_pending = r.count(n["max_pending"], k + ".max_pending", 0, 10000000);
+  if (n["pending_timeout"])
+    out.pending_timeout = positive(r, n["pending_timeout"], k + ".pending_timeout");
+}
+
 }  // namespace meridian::config

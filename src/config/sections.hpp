@@ -17,6 +17,8 @@ void read_outlier(const reader& r, const YAML::Node& n, const std::string& k, ou
 // A cluster's or a route's: keys given replace those already in `out`.
 void read_upstream_timeouts(const reader& r, const YAML::Node& n, const std::string& k,
                             upstream_timeouts& out);
+void read_cluster_limits(const reader& r, const YAML::Node& n, const std::string& k,
+                         cluster_limits& out);
 // `route`: a route's retries, which share their cluster's budget and so set none.
 void read_retries(const reader& r, const YAML::Node& n, const std::string& k, retry_config& out,
                   bool route);

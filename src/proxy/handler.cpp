@@ -10,6 +10,7 @@
 #include "meridian/proxy/retry_policy.hpp"
 #include "meridian/routing/prefix.hpp"
 #include "proxy/context.hpp"
+#include "proxy/model_routing.hpp"
 #include "proxy/relay.hpp"
 
 namespace meridian::proxy {
@@ -19,37 +20,6 @@ using common::error_kind;
 using common::outcome;
 using common::outcome_kind;
 using metrics::reject_reason;
-
-// ---- model_guard -------------------------------------------------------------------------------
-
-void model_guard::feed_peeked(std::string_view payload) {
-  scanner.feed(payload);
-  fed += payload.size();
-}
-
-bool model_guard::changed() const {
-  if (scanner.current() == routing::model_scanner::state::duplicate) return true;
-  if (scanner.has_model() != routed.has_value()) return true;
-  return routed && scanner.model() != *routed;
-}
-
-bool model_guard::observe(std::string_view payload) {
-  // Bytes fed while peeking come through again when the body streams: skip them.
-  if (seen + payload.size() <= fed) {
-    seen += payload.size();
-    return true;
-  }
-  auto skip = static_cast<std::size_t>(fed > seen ? fed - seen : 0);
-  payload.remove_prefix(skip);
-  seen += skip + payload.size();
-  fed = seen;
-  scanner.feed(payload);
-  if (!changed()) return true;
-  why_ = scanner.current() == routing::model_scanner::state::duplicate
-             ? "the JSON body names \"model\" more than once"
-             : "the JSON \"model\" must appear within the part of the body read for routing";
-  return false;
-}
 
 namespace {
 
@@ -72,163 +42,7 @@ metrics::decision decision_of(routing::pick_reason r) {
   }
 }
 
-routing::request_view view_of(const http::request_head& h) {
-  return {h.method, h.path, h.host, h.fields(), h.body != http::body_kind::none};
-}
-
-// Answers a body the client got wrong (or too slowly); the connection closes after it.
-asio::awaitable<void> reply_body_error(http::connection& c, worker_context& w,
-                                       http::body_result r) {
-  if (r == http::body_result::client_gone) co_return;
-  auto reason = r == http::body_result::timeout     ? reject_reason::body_timeout
-                : r == http::body_result::too_large ? reject_reason::body_too_large
-                                                    : reject_reason::bad_request;
-  w.metrics.rejected(reason).inc();
-  if (r == http::body_result::timeout) {
-    co_await c.reply_error(error_kind::request_timeout, "request body timeout");
-  } else if (r == http::body_result::too_large) {
-    co_await c.reply_error(error_kind::payload_too_large, "request body exceeds the size limit");
-  } else {
-    std::string msg = common::cat("invalid request body: ", c.body_error());
-    co_await c.reply_error(error_kind::bad_request, msg);
-  }
-}
-
-// Reads as much of the body as the peek allows and feeds it to the model scanner. Returns the
-// body result; the guard holds what was found.
-asio::awaitable<http::body_result> peek_model(http::connection& c, worker_context& w,
-                                              model_guard& g) {
-  g.reset();
-  auto r = co_await c.buffer_body(w.snap->cfg->limits.model_peek_bytes);
-  if (r != http::body_result::ok) co_return r;
-  std::string_view raw = c.buffered_body();
-  std::size_t cap = w.snap->cfg->limits.model_peek_bytes;
-  if (c.body().kind() == http::body_kind::chunked) {
-    http::for_each_chunk(raw, [&](std::string_view d) {
-      if (g.fed < cap) g.feed_peeked(d.substr(0, cap - g.fed));
-    });
-  } else {
-    g.feed_peeked(raw.substr(0, cap));
-  }
-  if (c.body().complete() && g.fed == c.body().payload_bytes()) g.scanner.finish();
-  if (g.scanner.has_model() && g.scanner.current() != routing::model_scanner::state::duplicate)
-    g.routed = std::string(g.scanner.model());
-  co_return r;
-}
-}  // namespace
-
 // ---- serve -------------------------------------------------------------------------------------
-
-namespace {
-// Reads the body's JSON "model" (as far as the peek allows); answers the client itself (and
-// returns false) when the body is bad. From here on the model guard holds the body to it.
-asio::awaitable<bool> read_model(http::connection& c, worker_context& w, conn_state& st) {
-  auto r = co_await peek_model(c, w, st.guard);
-  if (r != http::body_result::ok) {
-    co_await reply_body_error(c, w, r);
-    co_return false;
-  }
-  if (st.guard.scanner.current() == routing::model_scanner::state::duplicate) {
-    w.metrics.rejected(reject_reason::bad_request).inc();
-    co_await c.reply_error(error_kind::bad_request, "the JSON body names \"model\" more than once");
-    co_return false;
-  }
-  st.ctx.model_routed = true;
-  co_return true;
-}
-
-// Chooses the route once the body's JSON "model" is known (a route needs it).
-asio::awaitable<bool> route_by_model(http::connection& c, worker_context& w, conn_state& st,
-                                     routing::match_result& m) {
-  bool read = co_await read_model(c, w, st);
-  if (!read) co_return false;
-  std::string_view model = st.guard.routed ? std::string_view(*st.guard.routed) : "";
-  m = st.ctx.snap->routes.match(view_of(c.head()), model);
-  co_return true;
-}
-
-// Whether some endpoint of the cluster may serve `model`: one that lists it, or any while no
-// endpoint's list is known yet (discovery has not answered).
-bool cluster_serves(const upstream::cluster_state& cs, std::string_view model) {
-  bool any_known = false;
-  for (const auto* s : cs.stats_view) {
-    const auto* models = s->probe.models.get();
-    if (models == nullptr) continue;
-    any_known = true;
-    if (upstream::serves(models, model)) return true;
-  }
-  return !any_known;
-}
-
-// GET /v1/models answered from discovery: the union of what the healthy endpoints of every
-// cluster with discovery serve. Empty while nothing is known (the request is then proxied).
-std::string models_listing(const worker_context& w) {
-  std::vector<std::string_view> ids;
-  for (std::size_t c = 0; c < w.ups.size(); ++c) {
-    if (!w.snap->cfg->clusters[c].models.enabled) continue;
-    for (const auto* s : w.ups.cluster(c).stats_view)
-      if (s->healthy && s->probe.models)
-        for (const auto& id : *s->probe.models) ids.push_back(id);
-  }
-  if (ids.empty()) return {};
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  std::string out = R"({"object":"list","data":[)";
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    out += i ? R"(,{"id":")" : R"({"id":")";
-    common::json_escape_append(out, ids[i]);
-    out += R"(","object":"model","created":0,"owned_by":"meridian"})";
-  }
-  out += "]}\n";
-  return out;
-}
-
-// Model-aware routing for clusters with discovery: answers /v1/models itself, reads the model a
-// body names, and refuses one no endpoint serves. False when the client has been answered.
-asio::awaitable<bool> check_model(http::connection& c, worker_context& w, conn_state& st) {
-  const auto& head = c.head();
-  if (head.path == "/v1/models" && (head.method == "GET" || head.method == "HEAD")) {
-    auto listing = models_listing(w);
-    if (!listing.empty()) {
-      co_await c.reply(200, "application/json", listing);
-      co_return false;
-    }
-  }
-  if (!st.ctx.model_routed && head.body != http::body_kind::none) {
-    bool read = co_await read_model(c, w, st);
-    if (!read) co_return false;
-  }
-  if (st.guard.routed && !cluster_serves(w.ups.cluster(st.ctx.cluster), *st.guard.routed)) {
-    w.metrics.rejected(reject_reason::no_route).inc();
-    std::string msg = common::cat("The model `", *st.guard.routed, "` does not exist.");
-    co_await c.reply_error(error_kind::model_not_found, msg);
-    co_return false;
-  }
-  co_return true;
-}
-
-// Prefix affinity's inputs: the prompt's blocks from the body read for routing (as far as the
-// model peek reached) and the session header's hash.
-void prefix_input(const http::connection& c, worker_context& w, conn_state& st,
-                  const config::prefix_affinity_config& pa, routing::pick_input& in) {
-  st.blocks.clear();
-  std::size_t cap = w.snap->cfg->limits.model_peek_bytes;
-  std::string_view raw = c.buffered_body();
-  if (c.body().kind() == http::body_kind::chunked) {
-    st.scratch.clear();
-    http::for_each_chunk(raw, [&](std::string_view d) {
-      if (st.scratch.size() < cap) st.scratch.append(d.substr(0, cap - st.scratch.size()));
-    });
-    raw = st.scratch;
-  }
-  raw = raw.substr(0, cap);
-  routing::hash_blocks(routing::prompt_bytes(raw), pa.block_bytes, cap / pa.block_bytes, st.blocks);
-  in.blocks = st.blocks;
-  if (!pa.session_header.empty()) {
-    auto v = c.head().find(pa.session_header);
-    if (!v.empty()) in.session = routing::hash_key(v);
-  }
-}
 
 // "30s", "500ms", or a bare number of seconds ("2.5"); nullopt unless positive and finite.
 std::optional<common::duration> client_timeout(std::string_view v) {
@@ -258,6 +72,62 @@ asio::awaitable<bool> set_deadline(http::connection& c, worker_context& w, reque
     co_return false;
   }
   ctx.deadline = std::min(ctx.deadline, c.request_start() + *d);
+  co_return true;
+}
+
+// Waits for a slot of a full cluster, at priority `p`. False when the client has been answered
+// (shed) or has left.
+asio::awaitable<bool> await_admission(http::connection& c, worker_context& w,
+                                      const request_context& ctx, admission& adm, priority p) {
+  auto& cm = w.metrics.cluster(ctx.cluster);
+  admission::waiter waiter(w.io, p);
+  c.watch_client(&waiter);
+  cm.pending.add();
+  auto verdict = co_await adm.enter(waiter);
+  cm.pending.sub();
+  c.unwatch_client();
+  using v = admission::verdict;
+  if (verdict == v::admitted) co_return true;
+  if (verdict == v::cancelled) {
+    w.metrics.route(*ctx.route).cancelled_request.inc();
+    c.set_note("client went away while waiting for admission");
+    co_return false;
+  }
+  auto reason = verdict == v::queue_full  ? metrics::shed_reason::queue_full
+                : verdict == v::timed_out ? metrics::shed_reason::timeout
+                                          : metrics::shed_reason::displaced;
+  cm.shed[static_cast<int>(reason)].inc();
+  const char* why = verdict == v::queue_full  ? "its queue is full"
+                    : verdict == v::timed_out ? "the request waited too long for a slot"
+                                              : "a request of higher priority took the place";
+  co_await c.reply_error(
+      error_kind::overloaded,
+      common::cat("cluster ", ctx.snap->cfg->clusters[ctx.cluster].name, " is overloaded: ", why));
+  co_return false;
+}
+
+// Admission to the cluster: a slot at once, or a bounded wait by priority (x-priority, else the
+// route's). False when the client has been answered or has left; else `slot` holds the slot.
+asio::awaitable<bool> admit(http::connection& c, worker_context& w, const request_context& ctx,
+                            std::optional<admission_slot>& slot) {
+  auto prio = ctx.snap->cfg->routes[*ctx.route].priority;
+  if (auto v = c.head().find("x-priority"); !v.empty()) {
+    auto parsed = parse_priority(v);
+    if (!parsed) {
+      w.metrics.rejected(reject_reason::bad_request).inc();
+      co_await c.reply_error(error_kind::bad_request,
+                             common::cat("x-priority: unknown value '", v,
+                                         "' (expected critical, standard or sheddable)"));
+      co_return false;
+    }
+    prio = *parsed;
+  }
+  auto& adm = *w.admissions[ctx.cluster];
+  if (!adm.try_enter()) {
+    bool go = co_await await_admission(c, w, ctx, adm, prio);
+    if (!go) co_return false;
+  }
+  slot.emplace(adm);
   co_return true;
 }
 
@@ -389,6 +259,9 @@ asio::awaitable<void> handler::serve(http::connection& c) {
       co_return;
     }
   }
+  std::optional<admission_slot> slot;
+  bool admitted = co_await admit(c, w_, ctx, slot);
+  if (!admitted) co_return;
   c.watch_client(&st.at);
   st.at.set_route(&w_.metrics.route(m.route), c.request_start());
   auto o = co_await forward(c, w_, st);

@@ -1,5 +1,5 @@
-// The proxy's request handler: route -> pick -> attempts (with the retry policy) -> relay ->
-// count and log, over a per-request context value. Plugged into every client connection of a
+// The proxy's request handler: route -> deadline -> admission -> pick -> attempts (with the
+// retry policy and budget) -> relay -> count and log, over a per-request context value. Plugged into every client connection of a
 // worker; used by that worker's thread only.
 #pragma once
 

@@ -19,6 +19,7 @@
 #include "meridian/proxy/snapshot.hpp"
 #include "meridian/routing/balancer.hpp"
 #include "meridian/upstream/cluster.hpp"
+#include "proxy/admission.hpp"
 
 namespace meridian::proxy {
 
@@ -87,13 +88,22 @@ struct worker_context {
     make_balancers();
   }
 
-  // Per cluster: its balancer and its retry budget (this worker's share of the floor).
+  // Per cluster: its balancer, its retry budget and its admission (this worker's share of the
+  // gateway's figures). Only at start: waiters hold on to their admission.
   void make_balancers() {
     balancers.clear();
     budgets.clear();
+    admissions.clear();
+    const std::size_t n = snap->workers;
+    auto share = [n](std::size_t v) { return (v + n - 1) / n; };
     for (const auto& c : snap->cfg->clusters) {
       balancers.push_back(routing::make_balancer(c));
-      budgets.emplace_back(c.retries.budget_ratio, c.retries.budget_min_per_second / snap->workers);
+      budgets.emplace_back(c.retries.budget_ratio, c.retries.budget_min_per_second / n);
+      std::size_t inflight = c.limits.max_inflight
+                                 ? share(c.limits.max_inflight)
+                                 : c.endpoints.size() * c.pool.max_connections_per_endpoint;
+      admissions.push_back(std::make_unique<admission>(inflight, share(c.limits.max_pending),
+                                                       c.limits.pending_timeout));
     }
   }
 
@@ -102,6 +112,7 @@ struct worker_context {
   upstream::worker_upstreams ups;
   std::vector<std::unique_ptr<routing::balancer>> balancers;
   std::vector<retry_budget> budgets;
+  std::vector<std::unique_ptr<admission>> admissions;
   common::random_source rng;
   const common::clock* clock;
   metrics::worker_metrics& metrics;

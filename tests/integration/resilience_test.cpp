@@ -3,7 +3,9 @@
 // in front of scripted test backends, over loopback.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include "support/gateway_process.hpp"
@@ -171,4 +173,113 @@ TEST_CASE("retries stop when the cluster's retry budget is spent") {
     failed += r->status == 502;
   }
   CHECK(failed >= 1);
+}
+
+TEST_CASE("a client that leaves is seen by the backend within 100 ms, whatever it waited for") {
+  test_backend be;
+  gateway_process gw(simple_config({be.port()}));
+  int aborts = 0;
+  // Closes the client once `ready` holds, then checks how soon the backend saw its side close.
+  auto leave = [&](client& c, const std::function<bool()>& ready, std::atomic<int>& counter) {
+    REQUIRE(test_backend::eventually(ready, 3000ms));
+    auto left = steady::now();
+    c.close();
+    REQUIRE(test_backend::eventually([&] { return counter.load() > aborts; }, 3000ms));
+    aborts = counter.load();
+    auto seen = be.last_abort_at() - left;
+    double seen_ms = std::chrono::duration<double, std::milli>(seen).count();
+    CAPTURE(seen_ms);
+    CHECK(seen < 100ms);
+  };
+  auto received = [&](std::size_t n) { return [&be, n] { return be.requests().size() >= n; }; };
+  {  // a non-streaming request the backend has not answered
+    client c(gw.port());
+    c.send("GET /hang HTTP/1.1\r\nHost: t\r\n\r\n");
+    leave(c, received(1), be.aborted_streams);
+  }
+  {  // a stream before its first token
+    client c(gw.port());
+    c.send("GET /head-hang HTTP/1.1\r\nHost: t\r\n\r\n");
+    leave(c, received(2), be.aborted_streams);
+  }
+  {  // mid-stream, between two events
+    client c(gw.port());
+    c.send("GET /slow-sse HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::string got;
+    leave(
+        c,
+        [&] {
+          got += c.read_some(100ms);
+          return has(got, "data: {\"i\":1}");
+        },
+        be.aborted_streams);
+  }
+  {  // while the request body is still on its way (past the prebuffer, so it streams upstream)
+    client c(gw.port());
+    c.send("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n" +
+           std::string(256 * 1024, 'b'));
+    int truncated = be.truncated.load();
+    aborts = truncated;
+    leave(
+        c, [&] { return be.connections() >= 4; }, be.truncated);
+  }
+}
+
+TEST_CASE("a full cluster waits a bounded time by priority, then sheds with 503 at once") {
+  test_backend be;
+  std::string y =
+      "listeners: [ { name: public, address: 127.0.0.1:0 } ]\nworkers: 1\nclusters:\n"
+      "  - name: c\n    endpoints: [ 127.0.0.1:" +
+      std::to_string(be.port()) +
+      " ]\n    limits: { max_inflight: 1, max_pending: 1, pending_timeout: 1s }\n"
+      "routes: [ { name: all, match: { path_prefix: / }, cluster: c } ]\n";
+  gateway_process gw(y);
+  auto pending = [&](int n) {
+    return [&gw, n] {
+      return has(metrics(gw), "meridian_pending_requests{cluster=\"c\"} " + std::to_string(n));
+    };
+  };
+  client busy(gw.port());  // holds the one slot for 700 ms
+  busy.send("GET /delay HTTP/1.1\r\nHost: t\r\n\r\n");
+  REQUIRE(test_backend::eventually([&] { return be.requests().size() == 1; }, 3000ms));
+  client waiting(gw.port());
+  waiting.send("GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+  REQUIRE(test_backend::eventually(pending(1), 3000ms));
+  // The queue is full: a standard request is refused at once.
+  auto start = steady::now();
+  auto r = get(gw.port(), "/x");
+  REQUIRE(r);
+  CHECK(r->status == 503);
+  CHECK(steady::now() - start < 100ms);
+  CHECK(r->headers["retry-after"] == "1");
+  CHECK(has(r->body, "cluster c is overloaded: its queue is full"));
+  // A critical one takes the waiting request's place; it runs once the slot frees.
+  client vip(gw.port());
+  vip.send("GET /x HTTP/1.1\r\nHost: t\r\nx-priority: critical\r\n\r\n");
+  r = waiting.read();
+  REQUIRE(r);
+  CHECK(r->status == 503);
+  CHECK(has(r->body, "a request of higher priority took the place"));
+  r = busy.read();
+  REQUIRE(r);
+  CHECK(r->body == "delayed");
+  r = vip.read();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  // Waiting is bounded by pending_timeout (the slot is held by a request that never ends).
+  busy.send("GET /hang HTTP/1.1\r\nHost: t\r\n\r\n");
+  REQUIRE(test_backend::eventually([&] { return be.requests().size() == 3; }, 3000ms));
+  start = steady::now();
+  r = get(gw.port(), "/x");
+  REQUIRE(r);
+  CHECK(r->status == 503);
+  CHECK(steady::now() - start >= 900ms);
+  CHECK(has(r->body, "waited too long"));
+  r = get(gw.port(), "/x", "x-priority: urgent\r\n");
+  REQUIRE(r);
+  CHECK(r->status == 400);
+  auto m = metrics(gw);
+  CHECK(has(m, "meridian_requests_shed_total{cluster=\"c\",reason=\"queue_full\"} 1"));
+  CHECK(has(m, "meridian_requests_shed_total{cluster=\"c\",reason=\"displaced\"} 1"));
+  CHECK(has(m, "meridian_requests_shed_total{cluster=\"c\",reason=\"timeout\"} 1"));
 }

@@ -119,7 +119,7 @@ void test_backend::serve(int fd, int id) {
       while (buf.size() < n) {
         ssize_t got = ::recv(fd, tmp, sizeof tmp, 0);
         if (got <= 0) {
-          ++truncated;  // the request ended before its body did
+          note_abort(truncated);  // the request ended before its body did
           ::close(fd);
           return;
         }
@@ -133,7 +133,7 @@ void test_backend::serve(int fd, int id) {
              buf.rfind("0\r\n\r\n", 0) != 0) {
         ssize_t got = ::recv(fd, tmp, sizeof tmp, 0);
         if (got <= 0) {
-          ++truncated;  // no terminating chunk: the backend must not take it as whole
+          note_abort(truncated);  // no terminating chunk: the backend must not take it as whole
           ::close(fd);
           return;
         }
@@ -170,7 +170,7 @@ void test_backend::respond(int fd, const received& r, bool& keep_open) {
     for (int i = 0; i < events; ++i) {
       std::string ev = "data: {\"i\":" + std::to_string(i) + "}\n\n";
       if (!send_str(fd, chunk(ev)) || (slow && peer_closed_within(fd, 150))) {
-        ++aborted_streams;
+        note_abort(aborted_streams);
         keep_open = false;
         return;
       }
@@ -182,7 +182,7 @@ void test_backend::respond(int fd, const received& r, bool& keep_open) {
     send_str(fd,
              "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
              "Transfer-Encoding: chunked\r\n\r\n");
-    if (peer_closed_within(fd, 10000)) ++aborted_streams;
+    if (peer_closed_within(fd, 10000)) note_abort(aborted_streams);
     keep_open = false;
   } else if (path == "/sse-break" || path == "/sse-break-mid") {
     // Two events, then the backend dies: between events, or inside the third.
@@ -195,7 +195,7 @@ void test_backend::respond(int fd, const received& r, bool& keep_open) {
     keep_open = false;
   } else if (path == "/hang") {
     // Never answers; notices (bounded) when the gateway gives up on it.
-    if (peer_closed_within(fd, 10000)) ++aborted_streams;
+    if (peer_closed_within(fd, 10000)) note_abort(aborted_streams);
     keep_open = false;
   } else if (path == "/close") {
     keep_open = false;

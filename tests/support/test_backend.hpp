@@ -31,6 +31,11 @@ class test_backend {
   std::atomic<int> aborted_streams{0};
   // Requests whose connection closed before their body was complete (never recorded).
   std::atomic<int> truncated{0};
+  // When the last of either was noticed (steady clock).
+  std::atomic<std::chrono::steady_clock::rep> last_abort{0};
+  std::chrono::steady_clock::time_point last_abort_at() const {
+    return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(last_abort));
+  }
   // While set, the default path answers 503 (an overloaded model server).
   std::atomic<bool> unavailable{false};
   // Waits (bounded) for a condition that another thread makes true.
@@ -40,6 +45,10 @@ class test_backend {
   void accept_loop();
   void serve(int fd, int id);
   void respond(int fd, const received& r, bool& keep_open);
+  void note_abort(std::atomic<int>& counter) {
+    last_abort = std::chrono::steady_clock::now().time_since_epoch().count();
+    ++counter;
+  }
   int listen_fd_ = -1;
   std::uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};

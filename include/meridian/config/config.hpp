@@ -173,6 +173,18 @@ struct prefix_affinity_config {
   duration prefill_per_block = std::chrono::microseconds(500);  // prior until learned
 };
 
+// Admission under overload (per cluster; the gateway's figures, split over the workers): at
+// most max_inflight requests upstream at once (0: the endpoints' connection caps), the rest
+// wait by priority, at most max_pending of them and each at most pending_timeout; past that
+// they are shed with 503 and Retry-After.
+struct cluster_limits {
+  std::size_t max_inflight = 0;
+  std::size_t max_pending = 1024;
+  duration pending_timeout = std::chrono::seconds(5);
+};
+
+enum class request_priority { sheddable, standard, critical };
+
 struct cluster_config {
   std::string name;
   cluster_kind kind = cluster_kind::generic;
@@ -187,6 +199,7 @@ struct cluster_config {
   prefix_affinity_config prefix_affinity;
   upstream_timeouts timeouts;
   retry_config retries;
+  cluster_limits limits;
 };
 
 struct header_match {
@@ -210,6 +223,7 @@ struct route_config {
   std::size_t cluster_index = 0;  // resolved at load
   upstream_timeouts timeouts;     // the cluster's, with the route's own keys over them
   retry_config retries;           // likewise
+  request_priority priority = request_priority::standard;  // unless x-priority says otherwise
 };
 
 struct gateway_config {

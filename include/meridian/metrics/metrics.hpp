@@ -53,6 +53,8 @@ enum class retry_reason {
   count_
 };
 enum class interruption { upstream, deadline };
+// Why admission shed a request (meridian_requests_shed_total's reason).
+enum class shed_reason { queue_full, timeout, displaced };
 
 // Why a request went to an endpoint (routing_decisions_total's reason): the balancer's choice
 // by score or by its rule, panic mode (no healthy endpoint), or a retry to the next candidate.
@@ -201,6 +203,8 @@ struct alignas(cache_line) cluster_metrics {
   std::array<counter, static_cast<int>(retry_reason::count_)> retries;
   counter retry_budget_exhausted;
   std::array<counter, 2> streams_interrupted;  // by interruption
+  std::array<counter, 3> shed;                 // by shed_reason
+  gauge pending;                               // requests waiting for admission
   std::vector<endpoint_metrics> endpoints;     // sized once at construction, never resized
 };
 

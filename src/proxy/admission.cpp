@@ -1,0 +1,75 @@
+#include "proxy/admission.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace meridian::proxy {
+
+namespace asio = boost::asio;
+
+std::optional<priority> parse_priority(std::string_view s) {
+  if (s == "critical") return priority::critical;
+  if (s == "standard") return priority::standard;
+  if (s == "sheddable") return priority::sheddable;
+  return std::nullopt;
+}
+
+admission::waiter::~waiter() {
+  if (owner_) owner_->unlink(*this);
+}
+
+void admission::waiter::cancel() {
+  if (!owner_) return;
+  v_ = verdict::cancelled;
+  owner_->unlink(*this);
+  timer_.cancel();
+}
+
+void admission::unlink(waiter& w) {
+  queues_[static_cast<int>(w.p_)].erase(w.at_);
+  w.owner_ = nullptr;
+  --pending_;
+}
+
+admission::waiter* admission::lowest_newest() {
+  for (auto& q : queues_)
+    if (!q.empty()) return q.back();
+  return nullptr;
+}
+
+asio::awaitable<admission::verdict> admission::enter(waiter& w) {
+  if (try_enter()) co_return verdict::admitted;
+  if (pending_ >= max_pending_) {
+    // Full: the lowest priority goes, the newest of it first (it has waited least).
+    waiter* victim = lowest_newest();
+    if (victim == nullptr || victim->p_ >= w.p_) co_return verdict::queue_full;
+    victim->v_ = verdict::displaced;
+    unlink(*victim);
+    victim->timer_.cancel();
+  }
+  auto& q = queues_[static_cast<int>(w.p_)];
+  w.at_ = q.insert(q.end(), &w);
+  w.owner_ = this;
+  w.v_ = verdict::timed_out;
+  ++pending_;
+  w.timer_.expires_after(timeout_);
+  co_await w.timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+  // Whoever ended the wait set the verdict (admitted, displaced, cancelled); an expiry leaves
+  // timed_out and the waiter still queued.
+  if (w.owner_) unlink(w);
+  co_return w.v_;
+}
+
+void admission::leave() {
+  for (auto it = queues_.rbegin(); it != queues_.rend(); ++it) {
+    if (it->empty()) continue;
+    waiter* next = it->front();
+    next->v_ = verdict::admitted;
+    unlink(*next);
+    next->timer_.cancel();
+    return;  // the slot passes to it: in flight stays the same
+  }
+  --inflight_;
+}
+
+}  // namespace meridian::proxy
