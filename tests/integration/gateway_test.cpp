@@ -15,18 +15,6 @@ using namespace test;
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 
-namespace {
-std::string metrics(gateway_process& gw) {
-  auto r = get(gw.admin_port(), "/metrics");
-  REQUIRE(r);
-  return r->body;
-}
-
-bool has(const std::string& text, const std::string& needle) {
-  return text.find(needle) != std::string::npos;
-}
-}  // namespace
-
 TEST_CASE("requests are proxied with forwarding headers and without hop-by-hop ones") {
   test_backend be;
   gateway_process gw(simple_config({be.port()}));
@@ -80,7 +68,7 @@ TEST_CASE("keep-alive reuses one upstream connection and pipelined requests answ
     REQUIRE(r);
     CHECK(r->body.rfind(std::string("GET ") + p + " ", 0) == 0);
   }
-  CHECK(has(metrics(gw), "meridian_upstream_connections_reused_total{cluster=\"c\"} 7"));
+  CHECK(has(metrics_text(gw), "meridian_upstream_connections_reused_total{cluster=\"c\"} 7"));
 }
 
 TEST_CASE("Expect: 100-continue is answered by the gateway and not forwarded") {
@@ -212,7 +200,7 @@ TEST_CASE("a slow client hits the absolute header deadline") {
   CHECK(closed);
   auto took = steady::now() - start;
   CHECK(took < 1500ms);  // trickling bytes did not extend the deadline
-  CHECK(has(metrics(gw), "meridian_downstream_rejected_total{reason=\"header_timeout\"} 1"));
+  CHECK(has(metrics_text(gw), "meridian_downstream_rejected_total{reason=\"header_timeout\"} 1"));
   CHECK(be.requests().empty());
 }
 
@@ -256,7 +244,7 @@ TEST_CASE("a client that leaves mid-stream or mid-wait stops the backend's work"
     REQUIRE(test_backend::eventually([&] { return be.requests().size() == 2; }, 3000ms));
   }
   CHECK(test_backend::eventually([&] { return be.aborted_streams.load() == 2; }, 3000ms));
-  auto m = metrics(gw);
+  auto m = metrics_text(gw);
   CHECK(has(m, "meridian_cancelled_requests_total{phase=\"response\",route=\"all\"} 1"));
   CHECK(has(m, "meridian_cancelled_requests_total{phase=\"request\",route=\"all\"} 1"));
 }
@@ -274,7 +262,7 @@ TEST_CASE("refused upstream gives 502, a silent one 504, both OpenAI-shaped") {
     CHECK(r->status == 502);
     CHECK(has(r->body, "{\"error\":{\"message\":\"upstream 127.0.0.1:"));
     CHECK(has(r->body, "\"code\":\"upstream_unavailable\""));
-    CHECK(has(metrics(gw), "kind=\"connect\"} 1"));
+    CHECK(has(metrics_text(gw), "kind=\"connect\"} 1"));
   }
   test_backend be;
   gateway_process gw(simple_config({be.port()}, "timeouts: { upstream_response: 300ms }\n"));
@@ -334,7 +322,7 @@ TEST_CASE("io_uring refused by seccomp: the gateway runs on epoll and says so") 
   gateway_process gw(simple_config({be.port()}), {}, /*block_io_uring=*/true);
   CHECK(has(gw.log(), "io_uring refused by the kernel"));
   CHECK(has(gw.log(), "io backend epoll"));
-  CHECK(has(metrics(gw), "meridian_io_backend_info{backend=\"epoll\"} 1"));
+  CHECK(has(metrics_text(gw), "meridian_io_backend_info{backend=\"epoll\"} 1"));
   CHECK(get(gw.port(), "/x")->status == 200);
   auto ep = get(gw.admin_port(), "/admin/endpoints");
   CHECK(has(ep->body, "\"io_backend\":\"epoll\""));
@@ -348,13 +336,13 @@ TEST_CASE("where the kernel allows io_uring, auto runs on it") {
   test_backend be;
   gateway_process gw(simple_config({be.port()}));
 #ifdef MERIDIAN_EXPECT_IO_URING
-  CHECK(has(metrics(gw), "meridian_io_backend_info{backend=\"io_uring\"} 1"));
+  CHECK(has(metrics_text(gw), "meridian_io_backend_info{backend=\"io_uring\"} 1"));
 #endif
   auto r = get(gw.port(), "/echo");
   REQUIRE(r);
   CHECK(r->status == 200);
   gateway_process forced(simple_config({be.port()}), {"--io-backend", "epoll"});
-  CHECK(has(metrics(forced), "meridian_io_backend_info{backend=\"epoll\"} 1"));
+  CHECK(has(metrics_text(forced), "meridian_io_backend_info{backend=\"epoll\"} 1"));
 }
 
 TEST_CASE("the per-worker connection cap refuses extra clients with 503 and Retry-After") {

@@ -17,15 +17,6 @@ using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 
 namespace {
-bool has(const std::string& text, const std::string& needle) {
-  return text.find(needle) != std::string::npos;
-}
-
-std::string metrics(gateway_process& gw) {
-  auto r = get(gw.admin_port(), "/metrics");
-  REQUIRE(r);
-  return r->body;
-}
 
 std::optional<response> post(std::uint16_t port, const std::string& path, const std::string& body,
                              const std::string& extra = "") {
@@ -62,8 +53,9 @@ TEST_CASE("a 503 goes to another endpoint when the route retries 503, with the w
   CHECK(busy.requests().size() >= 3);  // round robin sent half of the first tries there
   for (const auto& q : ok.requests()) CHECK(q.body.rfind("{\"n\":", 0) == 0);
   CHECK(ok.requests().size() == 6);
-  CHECK(has(metrics(gw), "meridian_upstream_retries_total{cluster=\"c\",reason=\"503\"} "));
-  CHECK_FALSE(has(metrics(gw), "meridian_upstream_retries_total{cluster=\"c\",reason=\"503\"} 0"));
+  CHECK(has(metrics_text(gw), "meridian_upstream_retries_total{cluster=\"c\",reason=\"503\"} "));
+  CHECK_FALSE(
+      has(metrics_text(gw), "meridian_upstream_retries_total{cluster=\"c\",reason=\"503\"} 0"));
   // Without 503 among its conditions a route passes the backend's answer on.
   gateway_process plain(simple_config({busy.port(), ok.port()}));
   int unavailable = 0;
@@ -102,7 +94,7 @@ TEST_CASE("a stream cut between events ends with an SSE error event and no last 
   CHECK_FALSE(has(raw, "\r\n0\r\n\r\n"));
   CHECK(test_backend::eventually(
       [&] {
-        return has(metrics(gw),
+        return has(metrics_text(gw),
                    "meridian_streams_interrupted_total{cluster=\"c\",reason=\"upstream\"} 2");
       },
       2000ms));
@@ -123,8 +115,8 @@ TEST_CASE("the client's x-request-timeout: 504 before the response, an error eve
   CHECK(has(raw, "\"message\":\"the request's deadline passed during the response\""));
   CHECK(has(raw, "\"code\":\"upstream_timeout\""));
   CHECK_FALSE(has(raw, "\r\n0\r\n\r\n"));
-  CHECK(
-      has(metrics(gw), "meridian_streams_interrupted_total{cluster=\"c\",reason=\"deadline\"} 1"));
+  CHECK(has(metrics_text(gw),
+            "meridian_streams_interrupted_total{cluster=\"c\",reason=\"deadline\"} 1"));
   r = get(gw.port(), "/x", "x-request-timeout: soon\r\n");
   REQUIRE(r);
   CHECK(r->status == 400);
@@ -161,7 +153,7 @@ TEST_CASE("retries stop when the cluster's retry budget is spent") {
     failed += r->status == 502;
   }
   CHECK(failed == 1);
-  auto m = metrics(gw);
+  auto m = metrics_text(gw);
   CHECK(has(m, "meridian_upstream_retries_total{cluster=\"c\",reason=\"connect_failure\"} 1"));
   CHECK(has(m, "meridian_retry_budget_exhausted_total{cluster=\"c\"} 1"));
   // attempts: 1 turns retries off for a route.
@@ -236,7 +228,7 @@ TEST_CASE("a full cluster waits a bounded time by priority, then sheds with 503 
   gateway_process gw(y);
   auto pending = [&](int n) {
     return [&gw, n] {
-      return has(metrics(gw), "meridian_pending_requests{cluster=\"c\"} " + std::to_string(n));
+      return has(metrics_text(gw), "meridian_pending_requests{cluster=\"c\"} " + std::to_string(n));
     };
   };
   client busy(gw.port());  // holds the one slot for 700 ms
@@ -278,7 +270,7 @@ TEST_CASE("a full cluster waits a bounded time by priority, then sheds with 503 
   r = get(gw.port(), "/x", "x-priority: urgent\r\n");
   REQUIRE(r);
   CHECK(r->status == 400);
-  auto m = metrics(gw);
+  auto m = metrics_text(gw);
   CHECK(has(m, "meridian_requests_shed_total{cluster=\"c\",reason=\"queue_full\"} 1"));
   CHECK(has(m, "meridian_requests_shed_total{cluster=\"c\",reason=\"displaced\"} 1"));
   CHECK(has(m, "meridian_requests_shed_total{cluster=\"c\",reason=\"timeout\"} 1"));

@@ -1,5 +1,7 @@
 #include "support/gateway_process.hpp"
 
+#include "support/raw_client.hpp"
+
 #include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -148,6 +150,11 @@ int gateway_process::wait(int timeout_ms) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return -1;
+}
+
+std::string metrics_text(const gateway_process& gw) {
+  auto r = get(gw.admin_port(), "/metrics");
+  return r ? r->body : std::string();
 }
 
 }  // namespace test

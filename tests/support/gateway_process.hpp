@@ -44,4 +44,7 @@ class gateway_process {
 std::string simple_config(const std::vector<std::uint16_t>& backend_ports,
                           const std::string& extra = "");
 
+// The gateway's /metrics text (empty if the admin listener did not answer).
+std::string metrics_text(const gateway_process& gw);
+
 }  // namespace test

@@ -50,4 +50,9 @@ class client {
 std::optional<response> get(std::uint16_t port, const std::string& path,
                             const std::string& extra_headers = "");
 
+// Whether `text` contains `needle`.
+inline bool has(const std::string& text, const std::string& needle) {
+  return text.find(needle) != std::string::npos;
+}
+
 }  // namespace test
