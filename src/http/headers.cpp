@@ -172,4 +172,9 @@ void build_local_response(std::string& out, int status, std::string_view content
   out.append(body);
 }
 
+bool idempotent(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" ||
+         method == "PUT" || method == "DELETE";
+}
+
 }  // namespace meridian::http

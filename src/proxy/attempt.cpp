@@ -7,6 +7,7 @@
 #include <array>
 
 #include "meridian/common/log.hpp"
+#include "meridian/http/headers.hpp"
 #include "meridian/http/chunked.hpp"
 #include "meridian/routing/cost.hpp"
 #include "meridian/runtime/write.hpp"
@@ -397,7 +398,11 @@ asio::awaitable<outcome> attempt::read_head(bool replayable) {
         co_return fail(outcome_kind::response_timeout,
                        common::cat("upstream ", info.address, " did not respond in time"));
       }
-      if (got_nothing && reused_ && replayable)
+      // A pooled connection that closes after taking the whole request: the backend may have
+      // read it and died (pooled connections idle past a second are checked before reuse, so
+      // a keep-alive close is unlikely). Sent again only when repeating it is harmless by its
+      // method (RFC 9110 9.2.2); a POST is the route's call (retries.on: reset_before_response).
+      if (got_nothing && reused_ && replayable && http::idempotent(method_))
         co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed",
                        true);
       count(got_nothing ? metrics::upstream_error::reset : metrics::upstream_error::protocol);

@@ -275,3 +275,32 @@ TEST_CASE("a full cluster waits a bounded time by priority, then sheds with 503 
   CHECK(has(m, "meridian_requests_shed_total{cluster=\"c\",reason=\"displaced\"} 1"));
   CHECK(has(m, "meridian_requests_shed_total{cluster=\"c\",reason=\"timeout\"} 1"));
 }
+
+TEST_CASE("a pooled connection that dies after taking a POST does not get the POST twice") {
+  test_backend be;
+  gateway_process gw(simple_config({be.port()}));
+  // Warm the pool, then a request the backend reads and dies on, on that pooled connection.
+  client c(gw.port());
+  c.send("GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+  REQUIRE(c.read());
+  c.send("POST /die-after-read HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}");
+  auto r = c.read();
+  REQUIRE(r);
+  CHECK(r->status == 502);
+  auto posts = [&] {
+    int n = 0;
+    for (const auto& q : be.requests()) n += q.head.rfind("POST /die-after-read", 0) == 0;
+    return n;
+  };
+  CHECK(posts() == 1);
+  // A GET may be sent again (RFC 9110 9.2.2): once more, on a fresh connection.
+  c.send("GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+  REQUIRE(c.read());
+  c.send("GET /die-after-read HTTP/1.1\r\nHost: t\r\n\r\n");
+  r = c.read();
+  REQUIRE(r);
+  CHECK(r->status == 502);
+  int gets = 0;
+  for (const auto& q : be.requests()) gets += q.head.rfind("GET /die-after-read", 0) == 0;
+  CHECK(gets == 2);
+}

@@ -197,7 +197,7 @@ void test_backend::respond(int fd, const received& r, bool& keep_open) {
     // Never answers; notices (bounded) when the gateway gives up on it.
     if (peer_closed_within(fd, 10000)) note_abort(aborted_streams);
     keep_open = false;
-  } else if (path == "/close") {
+  } else if (path == "/close" || path == "/die-after-read") {
     keep_open = false;
   } else if (path.rfind("/delay", 0) == 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(700));

@@ -36,6 +36,8 @@ void build_local_response(std::string& out, int status, std::string_view content
                           int retry_after_s = 0);
 
 std::string_view reason_phrase(int status);
+// RFC 9110 9.2.2: GET, HEAD, OPTIONS, TRACE, PUT and DELETE may be sent again automatically.
+bool idempotent(std::string_view method);
 void append_uint(std::string& out, std::uint64_t v);
 
 }  // namespace meridian::http

@@ -77,3 +77,10 @@ TEST_CASE("an HTTP/1.0 request without Host is forwarded with an empty Host") {
   request_head again;
   CHECK(parse_request(out, {}, storage, again, err) == parse_status::complete);
 }
+
+TEST_CASE("idempotent methods are the ones RFC 9110 lets a client send again") {
+  for (const char* m : {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+    CHECK(meridian::http::idempotent(m));
+  for (const char* m : {"POST", "PATCH", "CONNECT", "get"})
+    CHECK_FALSE(meridian::http::idempotent(m));
+}
