@@ -184,6 +184,16 @@ response handle(const context& ctx, std::string_view method, std::string_view ta
     if (!get) return json_error(common::error_kind::bad_request, "use GET for /admin/endpoints");
     return {200, "application/json", endpoints_json(ctx)};
   }
+  if (path == "/admin/reload") {
+    if (method != "POST")
+      return json_error(common::error_kind::bad_request, "use POST for /admin/reload");
+    if (!ctx.on_reload) return json_error(common::error_kind::not_found, "reload is not available");
+    auto why = ctx.on_reload();
+    if (!why.empty())
+      return json_error(common::error_kind::bad_request,
+                        common::cat("config not reloaded, the running one is kept: ", why));
+    return {200, "application/json", "{\"reloaded\":true}\n"};
+  }
   if (path == "/admin/drain") {
     if (method != "POST")
       return json_error(common::error_kind::bad_request, "use POST for /admin/drain");
@@ -265,6 +275,10 @@ server::server(asio::io_context& io, const config::host_port& address, context c
 }
 
 server::~server() = default;
+
+void server::set_config(const config::gateway_config* cfg) {
+  impl_->ctx.cfg = cfg;
+}
 
 void server::start() {
   asio::co_spawn(impl_->io, admin_accept_loop(impl_.get()), asio::detached);

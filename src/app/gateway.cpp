@@ -39,7 +39,7 @@ struct gateway {
 }  // namespace
 
 int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_kind io,
-                const std::string& io_reason) {
+                const std::string& io_reason, config_source source) {
   unsigned n = cfg->workers ? cfg->workers : runtime::default_worker_count();
   gateway g(cfg, n);
   g.registry.set_io_backend(runtime::to_string(io));
@@ -93,7 +93,39 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
     const auto& pe = prober.errors(c, e);
     return std::array<std::string, 3>{pe.probe, pe.scrape, pe.models};
   };
+  // Reload (control thread): a config that parses, validates and changes nothing that needs a
+  // restart is published to the workers as a new snapshot; requests in flight finish on the one
+  // they started with. Anything else keeps the running config, says why, and counts a failure.
+  std::shared_ptr<const config::gateway_config> current = cfg;
+  admin::server* admin_ptr = nullptr;
+  auto reload = [&]() -> std::string {
+    std::shared_ptr<const config::gateway_config> next;
+    std::string why;
+    try {
+      next = source();
+      why = config::restart_needed(*current, *next);
+      if (!why.empty()) why = "needs a restart: " + why;
+    } catch (const std::exception& e) {
+      why = e.what();
+    }
+    g.registry.count_reload(why.empty());
+    if (!why.empty()) {
+      log(log_level::warn, "config", "reload failed, the running config is kept: ", why);
+      return why;
+    }
+    auto s =
+        std::make_shared<const proxy::snapshot>(next, upstream::resolve_topology(*next, g.ids), n);
+    runtime::publish<proxy::snapshot>(
+        contexts, s, [&g](std::size_t i, auto v) { g.workers[i]->apply(std::move(v)); });
+    current = next;
+    if (admin_ptr) admin_ptr->set_config(current.get());
+    log(log_level::info, "config", "reloaded ", current->source);
+    return {};
+  };
+  actx.on_reload = reload;
+  control.on_reload([&reload] { reload(); });
   admin::server admin_server(control.io(), cfg->admin.address, actx);
+  admin_ptr = &admin_server;
   control.on_stop([&] {
     prober.stop();
     admin_server.close();

@@ -164,7 +164,8 @@ int main(int argc, char** argv) {
   }
 
   try {
-    return app::run_gateway(cfg, choice.kind, choice.reason);
+    auto source = [path = config_path, sets = overrides] { return config::load_file(path, sets); };
+    return app::run_gateway(cfg, choice.kind, choice.reason, source);
   } catch (const std::exception& e) {
     common::log(common::log_level::error, "runtime", e.what());
     return 1;

@@ -330,6 +330,11 @@ std::string registry::serialize() const {
       out.emplace_back(family("meridian_draining", "1 while the gateway drains before shutdown",
                               MetricType::Gauge)),
       {}, draining_.load(std::memory_order_relaxed) ? 1 : 0);
+  auto& reloads = out.emplace_back(family("meridian_config_reloads_total",
+                                          "Config reloads (SIGHUP, POST /admin/reload) by result",
+                                          MetricType::Counter));
+  add_value(reloads, {{"result", "success"}}, static_cast<double>(reloads_ok_.value()));
+  add_value(reloads, {{"result", "failure"}}, static_cast<double>(reloads_failed_.value()));
   add_value(out.emplace_back(family("meridian_workers", "Worker threads serving the data path",
                                     MetricType::Gauge)),
             {}, static_cast<double>(workers_.size()));

@@ -60,16 +60,28 @@ asio::awaitable<admission::verdict> admission::enter(waiter& w) {
   co_return w.v_;
 }
 
-void admission::leave() {
+bool admission::wake_first() {
   for (auto it = queues_.rbegin(); it != queues_.rend(); ++it) {
     if (it->empty()) continue;
     waiter* next = it->front();
     next->v_ = verdict::admitted;
     unlink(*next);
     next->timer_.cancel();
-    return;  // the slot passes to it: in flight stays the same
+    return true;
   }
-  --inflight_;
+  return false;
+}
+
+void admission::leave() {
+  if (!wake_first()) --inflight_;  // else the slot passed on: in flight stays the same
+}
+
+void admission::configure(std::size_t max_inflight, std::size_t max_pending,
+                          std::chrono::steady_clock::duration pending_timeout) {
+  max_inflight_ = max_inflight;
+  max_pending_ = max_pending;
+  timeout_ = pending_timeout;
+  while ((max_inflight_ == 0 || inflight_ < max_inflight_) && wake_first()) ++inflight_;
 }
 
 }  // namespace meridian::proxy

@@ -59,6 +59,9 @@ class admission {
   boost::asio::awaitable<verdict> enter(waiter& w);
   // Gives a slot back: to the first waiter of the highest priority, if any.
   void leave();
+  // New limits (a config reload); a higher max_inflight admits waiters at once.
+  void configure(std::size_t max_inflight, std::size_t max_pending,
+                 std::chrono::steady_clock::duration pending_timeout);
 
   std::size_t inflight() const { return inflight_; }
   std::size_t pending() const { return pending_; }
@@ -66,6 +69,7 @@ class admission {
  private:
   void unlink(waiter& w);
   waiter* lowest_newest();
+  bool wake_first();  // hands a slot to the best waiter; false when none waits
 
   std::size_t max_inflight_, max_pending_;
   std::chrono::steady_clock::duration timeout_;

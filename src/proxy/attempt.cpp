@@ -7,8 +7,8 @@
 #include <array>
 
 #include "meridian/common/log.hpp"
-#include "meridian/http/headers.hpp"
 #include "meridian/http/chunked.hpp"
+#include "meridian/http/headers.hpp"
 #include "meridian/routing/cost.hpp"
 #include "meridian/runtime/write.hpp"
 

@@ -1,6 +1,6 @@
 // The proxy's request handler: route -> deadline -> admission -> pick -> attempts (with the
-// retry policy and budget) -> relay -> count and log, over a per-request context value. Plugged into every client connection of a
-// worker; used by that worker's thread only.
+// retry policy and budget) -> relay -> count and log, over a per-request context value. Plugged
+// into every client connection of a worker; used by that worker's thread only.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>

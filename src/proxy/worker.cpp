@@ -143,8 +143,9 @@ std::size_t worker::max_connections() const {
 void worker::apply(std::shared_ptr<const snapshot> snap) {
   auto& w = *impl_;
   w.ctx.ups.apply(snap->topo);
+  auto before = w.ctx.snap;  // the config replaced: the same clusters (config::restart_needed)
   w.ctx.snap = local_pin(std::move(snap));
-  w.ctx.make_balancers();
+  w.ctx.make_balancers(before->cfg.get() == w.ctx.snap->cfg.get() ? nullptr : before->cfg.get());
   w.env.settings = settings_of(*w.ctx.snap->cfg);
 }
 

@@ -89,21 +89,33 @@ struct worker_context {
   }
 
   // Per cluster: its balancer, its retry budget and its admission (this worker's share of the
-  // gateway's figures). Only at start: waiters hold on to their admission.
-  void make_balancers() {
-    balancers.clear();
-    budgets.clear();
-    admissions.clear();
+  // gateway's figures). After a reload (`before`: the config replaced, of the same clusters) a
+  // balancer is rebuilt only if its settings changed (it keeps its prefix index otherwise), and
+  // budgets and admissions take the new figures in place: waiters and slots hold on to them.
+  void make_balancers(const config::gateway_config* before = nullptr) {
     const std::size_t n = snap->workers;
     auto share = [n](std::size_t v) { return (v + n - 1) / n; };
-    for (const auto& c : snap->cfg->clusters) {
-      balancers.push_back(routing::make_balancer(c));
-      budgets.emplace_back(c.retries.budget_ratio, c.retries.budget_min_per_second / n);
+    const auto& clusters = snap->cfg->clusters;
+    if (!before) balancers.clear(), budgets.clear(), admissions.clear();
+    for (std::size_t i = 0; i < clusters.size(); ++i) {
+      const auto& c = clusters[i];
       std::size_t inflight = c.limits.max_inflight
                                  ? share(c.limits.max_inflight)
                                  : c.endpoints.size() * c.pool.max_connections_per_endpoint;
-      admissions.push_back(std::make_unique<admission>(inflight, share(c.limits.max_pending),
-                                                       c.limits.pending_timeout));
+      double floor = c.retries.budget_min_per_second / static_cast<double>(n);
+      if (!before) {
+        balancers.push_back(routing::make_balancer(c));
+        budgets.emplace_back(c.retries.budget_ratio, floor);
+        admissions.push_back(std::make_unique<admission>(inflight, share(c.limits.max_pending),
+                                                         c.limits.pending_timeout));
+        continue;
+      }
+      const auto& was = before->clusters[i];
+      if (was.balancer != c.balancer || was.latency != c.latency ||
+          was.prefix_affinity != c.prefix_affinity)
+        balancers[i] = routing::make_balancer(c);
+      budgets[i].configure(c.retries.budget_ratio, floor);
+      admissions[i]->configure(inflight, share(c.limits.max_pending), c.limits.pending_timeout);
     }
   }
 

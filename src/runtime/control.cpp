@@ -15,7 +15,7 @@ using common::log_level;
 
 struct control::impl {
   impl(config::drain_config d, drain_hooks h)
-      : drain(d), hooks(std::move(h)), timer(io), signals(io, SIGTERM, SIGINT) {}
+      : drain(d), hooks(std::move(h)), timer(io), signals(io, SIGTERM, SIGINT, SIGHUP) {}
 
   void finish() {
     hooks.abort_all();
@@ -60,6 +60,12 @@ struct control::impl {
   void wait_signal() {
     signals.async_wait([this](const boost::system::error_code& ec, int sig) {
       if (ec) return;
+      if (sig == SIGHUP) {  // logrotate, systemctl reload: re-read the config, never stop
+        log(log_level::info, "runtime", "SIGHUP received: reloading the config");
+        if (reload) reload();
+        wait_signal();
+        return;
+      }
       if (draining.load()) {
         log(log_level::warn, "runtime", "second signal: stopping now");
         finish();
@@ -74,6 +80,7 @@ struct control::impl {
   config::drain_config drain;
   drain_hooks hooks;
   std::function<void()> stop;
+  std::function<void()> reload;
   asio::io_context io{1};
   asio::steady_timer timer;
   asio::signal_set signals;
@@ -104,6 +111,10 @@ const std::atomic<bool>& control::draining_flag() const {
 
 void control::on_stop(std::function<void()> fn) {
   impl_->stop = std::move(fn);
+}
+
+void control::on_reload(std::function<void()> fn) {
+  impl_->reload = std::move(fn);
 }
 
 void control::settle() {

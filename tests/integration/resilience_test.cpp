@@ -1,6 +1,8 @@
 // Resilience end to end: deadlines (first byte, total, the client's x-request-timeout), retries
 // by condition and budget, and streams that break after the client got bytes. The real gateway
 // in front of scripted test backends, over loopback.
+#include <signal.h>
+
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -303,4 +305,61 @@ TEST_CASE("a pooled connection that dies after taking a POST does not get the PO
   int gets = 0;
   for (const auto& q : be.requests()) gets += q.head.rfind("GET /die-after-read", 0) == 0;
   CHECK(gets == 2);
+}
+
+TEST_CASE("reload: SIGHUP and POST /admin/reload apply a new config; a bad one is kept out") {
+  test_backend busy, ok;
+  busy.unavailable = true;
+  auto cfg = [&](const std::string& route_keys) {
+    return simple_config({busy.port(), ok.port()}, route_with(route_keys));
+  };
+  gateway_process gw(cfg("retries: { attempts: 1 }"));
+  auto statuses = [&] {
+    std::string s;
+    for (int i = 0; i < 4; ++i) {
+      auto r = post(gw.port(), "/v1/chat", "{}");
+      s += r ? std::to_string(r->status) + " " : "none ";
+    }
+    return s;
+  };
+  CHECK(has(statuses(), "503"));
+  // A stream open across the reload finishes on the config it started with.
+  client stream(gw.port());
+  stream.send("GET /sse HTTP/1.1\r\nHost: t\r\n\r\n");
+  gw.rewrite_config(cfg("retries: { on: [503] }"));
+  gw.signal(SIGHUP);
+  REQUIRE(test_backend::eventually(
+      [&] { return has(metrics_text(gw), "meridian_config_reloads_total{result=\"success\"} 1"); },
+      3000ms));
+  auto r = stream.read();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(has(r->body, "data: {\"i\":4}"));
+  CHECK(statuses() == "200 200 200 200 ");  // the new route retries 503 elsewhere
+  // A file that does not parse, or that needs a restart, leaves the running config in place.
+  gw.rewrite_config("clusters: [ oops\n");
+  client admin(gw.admin_port());
+  admin.send("POST /admin/reload HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+  r = admin.read();
+  REQUIRE(r);
+  CHECK(r->status == 400);
+  CHECK(has(r->body, "config not reloaded, the running one is kept"));
+  gw.rewrite_config(simple_config({busy.port(), ok.port(), ok.port() == 1 ? 2 : 1},
+                                  route_with("retries: { on: [503] }")));
+  admin.send("POST /admin/reload HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+  r = admin.read();
+  REQUIRE(r);
+  CHECK(r->status == 400);
+  CHECK(has(r->body, "needs a restart: clusters[0].endpoints changed"));
+  CHECK(has(metrics_text(gw), "meridian_config_reloads_total{result=\"failure\"} 2"));
+  CHECK(statuses() == "200 200 200 200 ");
+  // Back to the first config by POST: 503s pass through again.
+  gw.rewrite_config(cfg("retries: { attempts: 1 }"));
+  admin.send("POST /admin/reload HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+  r = admin.read();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(has(r->body, "\"reloaded\":true"));
+  CHECK(has(statuses(), "503"));
+  CHECK(gw.wait(0) == -1);  // still running
 }

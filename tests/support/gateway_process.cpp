@@ -152,6 +152,10 @@ int gateway_process::wait(int timeout_ms) {
   return -1;
 }
 
+void gateway_process::rewrite_config(const std::string& yaml) {
+  std::ofstream(config_path_, std::ios::trunc) << yaml;
+}
+
 std::string metrics_text(const gateway_process& gw) {
   auto r = get(gw.admin_port(), "/metrics");
   return r ? r->body : std::string();

@@ -26,6 +26,8 @@ class gateway_process {
   std::string log();         // stderr so far
   std::string access_log();  // stdout so far
   void signal(int sig);
+  // Replaces the config file the gateway was started with (for reloads).
+  void rewrite_config(const std::string& yaml);
   // Waits for exit; returns the exit status, or -1 on timeout.
   int wait(int timeout_ms);
 

@@ -25,6 +25,9 @@ struct context {
   const std::atomic<bool>* draining = nullptr;
   std::string io_backend;
   std::function<void()> on_drain;  // called on the control thread
+  // POST /admin/reload: re-reads the config; empty on success, else why it was kept. Control
+  // thread.
+  std::function<std::string()> on_reload;
   // The probes' last published signals and their last errors (probe, scrape, models); both
   // optional, called on the control thread.
   std::function<std::shared_ptr<const upstream::signals>()> signals;
@@ -48,6 +51,8 @@ class server {
   void start();
   // Stops accepting and closes open admin connections (control thread).
   void close();
+  // The config the pages describe, after a reload (control thread).
+  void set_config(const config::gateway_config* cfg);
   std::string bound() const;
 
   struct impl;

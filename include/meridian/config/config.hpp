@@ -19,15 +19,18 @@ struct host_port {
   std::string host;
   std::uint16_t port = 0;
   std::string to_string() const;
+  bool operator==(const host_port&) const = default;
 };
 
 struct listener_config {
   std::string name;
   host_port address;
+  bool operator==(const listener_config&) const = default;
 };
 
 struct admin_config {
   host_port address{"127.0.0.1", 9901};
+  bool operator==(const admin_config&) const = default;
 };
 
 enum class io_backend { auto_select, io_uring, epoll };
@@ -89,17 +92,20 @@ struct retry_config {
 struct drain_config {
   duration shutdown_delay = std::chrono::seconds(1);
   duration timeout = std::chrono::seconds(30);
+  bool operator==(const drain_config&) const = default;
 };
 
 struct endpoint_config {
   host_port address;
   std::string zone;
+  bool operator==(const endpoint_config&) const = default;
 };
 
 struct pool_config {
   std::size_t max_idle_per_endpoint = 64;           // per worker
   std::size_t max_connections_per_endpoint = 1024;  // per worker, idle + busy
   duration idle_timeout = std::chrono::seconds(30);
+  bool operator==(const pool_config&) const = default;
 };
 
 // Active health and RTT probes: one GET on a fresh connection per endpoint per interval
@@ -112,6 +118,7 @@ struct probe_config {
   duration timeout = std::chrono::milliseconds(500);
   unsigned rise = 2;
   unsigned fall = 3;
+  bool operator==(const probe_config&) const = default;
 };
 
 // Scrapes of the backend's own Prometheus metrics for queue depth, running requests and
@@ -125,6 +132,7 @@ struct load_metrics_config {
   // A reading older than this counts less, then not at all (at twice the age).
   duration stale_after = std::chrono::seconds(2);
   std::vector<std::string> waiting, running, kv_cache_usage;
+  bool operator==(const load_metrics_config&) const = default;
 };
 
 // Discovery of the models each endpoint serves from its own GET /v1/models. On by default for
@@ -134,6 +142,7 @@ struct models_config {
   std::string path = "/v1/models";
   duration interval = std::chrono::seconds(10);
   duration timeout = std::chrono::seconds(1);
+  bool operator==(const models_config&) const = default;
 };
 
 // The latency_aware and peak_ewma cost model.
@@ -145,6 +154,7 @@ struct latency_config {
   // teach the real figure.
   unsigned capacity = 8;
   duration cold_latency = std::chrono::milliseconds(100);  // an endpoint never measured
+  bool operator==(const latency_config&) const = default;
 };
 
 // Passive outlier ejection (per worker): consecutive 5xx responses or connect failures eject
@@ -156,6 +166,7 @@ struct outlier_config {
   duration base_ejection = std::chrono::seconds(10);
   duration max_ejection = std::chrono::minutes(5);
   double max_ejected_share = 0.5;
+  bool operator==(const outlier_config&) const = default;
 };
 
 // Prompt-prefix affinity (latency_aware on inference clusters, opt-in): the prompt is hashed in
@@ -171,6 +182,7 @@ struct prefix_affinity_config {
   double load_factor = 1.25;
   std::string session_header;                                   // lower-cased; empty: none
   duration prefill_per_block = std::chrono::microseconds(500);  // prior until learned
+  bool operator==(const prefix_affinity_config&) const = default;
 };
 
 // Admission under overload (per cluster; the gateway's figures, split over the workers): at
@@ -242,6 +254,13 @@ struct gateway_config {
 
   bool any_model_route() const;
 };
+
+// Why `next` cannot replace `current` without a restart (listeners, admin, workers, io backend,
+// zone, drain, access log; the clusters' names, kinds, endpoints, probes, load metrics and model
+// discovery; the routes' names and clusters), or empty when a reload can apply it: everything
+// else (balancers and their cost model, prefix affinity, outlier ejection, pools, timeouts,
+// retries, limits, route matches and priorities, the global limits and timeouts).
+std::string restart_needed(const gateway_config& current, const gateway_config& next);
 
 // Thrown at load time only: "file:line:col: key: why".
 class config_error : public std::runtime_error {

@@ -261,6 +261,7 @@ class registry {
 
   // Written by the control thread.
   void set_draining(bool on) { draining_.store(on, std::memory_order_relaxed); }
+  void count_reload(bool ok) { (ok ? reloads_ok_ : reloads_failed_).inc(); }
   void set_io_backend(std::string_view backend);
 
   // Prometheus text exposition format 0.0.4, every family summed over workers. Any thread.
@@ -275,6 +276,7 @@ class registry {
   std::vector<std::unique_ptr<worker_metrics>> workers_;
   std::vector<std::vector<endpoint_signal_metrics>> signals_;
   std::atomic<bool> draining_{false};
+  counter reloads_ok_, reloads_failed_;
   mutable std::mutex io_backend_mutex_;
   std::string io_backend_;  // empty until set: the info family is left out
 };

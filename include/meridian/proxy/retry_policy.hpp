@@ -19,6 +19,11 @@ class retry_budget {
  public:
   retry_budget(double ratio, double min_per_second, double window_s = 10)
       : ratio_(ratio), floor_(min_per_second * window_s), window_(window_s) {}
+  // New figures (a config reload); what was counted stays.
+  void configure(double ratio, double min_per_second) {
+    ratio_ = ratio;
+    floor_ = min_per_second * window_;
+  }
   // A request's first attempt.
   void on_request(common::time_point now);
   // Whether one more retry fits; if so it is counted.

@@ -1,5 +1,6 @@
 // The control thread: its own io_context, the signals, and the drain sequence (readiness fails at
 // once, listeners close after a delay, in-flight work gets a timeout, then everything stops).
+// SIGHUP asks for a config reload and never stops the gateway.
 // Created and run by the main thread; every method but draining() runs on the control thread.
 #pragma once
 
@@ -38,6 +39,8 @@ class control {
   const std::atomic<bool>& draining_flag() const;
   // Called once everything is closed, just before run() returns (stop the workers).
   void on_stop(std::function<void()> fn);
+  // Called on SIGHUP (re-read the config); the gateway keeps running whatever it does.
+  void on_reload(std::function<void()> fn);
   // Serves signals and the drain until the gateway stopped. Main thread.
   void run();
   // After run(): lets every operation still parked on the control context complete (they were

@@ -1,0 +1,40 @@
+// What a reload may change: the parts of a config the running gateway can adopt from a new
+// snapshot, and the parts (sockets, threads, the shape of clusters and routes that metrics and
+// probes are laid out by) that need a restart.
+#include "meridian/common/log.hpp"
+#include "meridian/config/config.hpp"
+
+namespace meridian::config {
+
+std::string restart_needed(const gateway_config& a, const gateway_config& b) {
+  if (a.listeners != b.listeners) return "listeners changed";
+  if (a.admin != b.admin) return "admin changed";
+  if (a.workers != b.workers) return "workers changed";
+  if (a.io != b.io) return "io_backend changed";
+  if (a.zone != b.zone) return "zone changed";
+  if (a.drain != b.drain) return "drain changed";
+  if (a.access_log != b.access_log) return "access_log changed";
+  if (a.clusters.size() != b.clusters.size()) return "clusters were added or removed";
+  for (std::size_t i = 0; i < a.clusters.size(); ++i) {
+    const auto& x = a.clusters[i];
+    const auto& y = b.clusters[i];
+    auto where = [&](const char* what) {
+      return common::cat("clusters[", i, "].", what, " changed");
+    };
+    if (x.name != y.name) return where("name");
+    if (x.kind != y.kind) return where("kind");
+    if (x.endpoints != y.endpoints) return where("endpoints");
+    if (x.probe != y.probe) return where("probe");
+    if (x.load_metrics != y.load_metrics) return where("load_metrics");
+    if (x.models != y.models) return where("models");
+  }
+  if (a.routes.size() != b.routes.size()) return "routes were added or removed";
+  for (std::size_t i = 0; i < a.routes.size(); ++i) {
+    if (a.routes[i].name != b.routes[i].name) return common::cat("routes[", i, "].name changed");
+    if (a.routes[i].cluster != b.routes[i].cluster)
+      return common::cat("routes[", i, "].cluster changed");
+  }
+  return {};
+}
+
+}  // namespace meridian::config
