@@ -157,6 +157,33 @@ std::string endpoints_json(const context& ctx) {
 }
 }  // namespace
 
+// Ready: the gateway is up (listeners bound, config loaded) and not draining. One dead cluster
+// must not take every replica out of a Service, so a cluster's health counts only when asked
+// for: /readyz?cluster=NAME (several allowed) also needs a healthy endpoint in each.
+response readyz(const context& ctx, std::string_view query) {
+  if (ctx.draining && ctx.draining->load())
+    return json_error(common::error_kind::draining, "draining");
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto param = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (!param.starts_with("cluster=")) continue;
+    auto name = param.substr(8);
+    std::size_t c = 0;
+    while (c < ctx.cfg->clusters.size() && ctx.cfg->clusters[c].name != name) ++c;
+    if (c == ctx.cfg->clusters.size())
+      return json_error(common::error_kind::not_found,
+                        common::cat("no cluster named '", name, "'"));
+    bool any = false;
+    for (std::size_t e = 0; e < ctx.cfg->clusters[c].endpoints.size() && !any; ++e)
+      any = endpoint_healthy(ctx, c, e);
+    if (!any)
+      return json_error(common::error_kind::no_healthy_upstream,
+                        common::cat("cluster '", name, "' has no healthy endpoint"));
+  }
+  return {200, "text/plain", "ready\n"};
+}
+
 response handle(const context& ctx, std::string_view method, std::string_view target) {
   auto q = target.find('?');
   std::string_view path = target.substr(0, q);
@@ -166,20 +193,8 @@ response handle(const context& ctx, std::string_view method, std::string_view ta
     return {200, "text/plain; version=0.0.4; charset=utf-8", ctx.metrics->serialize()};
   }
   if (path == "/livez") return {200, "text/plain", "ok\n"};
-  if (path == "/readyz") {
-    if (ctx.draining && ctx.draining->load())
-      return json_error(common::error_kind::draining, "draining");
-    for (std::size_t c = 0; c < ctx.cfg->clusters.size(); ++c) {
-      bool any = false;
-      for (std::size_t e = 0; e < ctx.cfg->clusters[c].endpoints.size() && !any; ++e)
-        any = endpoint_healthy(ctx, c, e);
-      if (!any)
-        return json_error(
-            common::error_kind::no_healthy_upstream,
-            common::cat("cluster '", ctx.cfg->clusters[c].name, "' has no healthy endpoint"));
-    }
-    return {200, "text/plain", "ready\n"};
-  }
+  if (path == "/readyz")
+    return readyz(ctx, q == std::string_view::npos ? "" : target.substr(q + 1));
   if (path == "/admin/endpoints") {
     if (!get) return json_error(common::error_kind::bad_request, "use GET for /admin/endpoints");
     return {200, "application/json", endpoints_json(ctx)};
