@@ -443,7 +443,9 @@ asio::awaitable<outcome> attempt::await_body() {
   const auto& info = *ep_->info;
   outcome o;
   o.status = resp_.status;
-  if (resp_.body == http::body_kind::none || !buffered().empty()) co_return o;
+  bool empty = resp_.body == http::body_kind::none ||
+               (resp_.body == http::body_kind::content_length && resp_.content_length == 0);
+  if (empty || !buffered().empty()) co_return o;
   if (co_await read_more(within_total(sent_at_ + timeouts_.first_byte)) > 0) co_return o;
   if (client_->client_gone())
     co_return fail(outcome_kind::client_gone, "client went away while waiting for the response");

@@ -363,3 +363,18 @@ TEST_CASE("reload: SIGHUP and POST /admin/reload apply a new config; a bad one i
   CHECK(has(statuses(), "503"));
   CHECK(gw.wait(0) == -1);  // still running
 }
+
+TEST_CASE("a response with an empty body is passed on at once, not held for a first byte") {
+  test_backend be;
+  gateway_process gw(simple_config({be.port()}, route_with("timeouts: { first_byte: 5s }")));
+  client c(gw.port());
+  for (int i = 0; i < 3; ++i) {  // keep-alive: each on the same connections
+    auto start = steady::now();
+    c.send("GET /empty HTTP/1.1\r\nHost: t\r\n\r\n");
+    auto r = c.read();
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body.empty());
+    CHECK(steady::now() - start < 1s);
+  }
+}

@@ -193,6 +193,8 @@ void test_backend::respond(int fd, const received& r, bool& keep_open) {
     if (path == "/sse-break-mid") send_str(fd, chunk("data: {\"i\":"));
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     keep_open = false;
+  } else if (path == "/empty") {
+    send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
   } else if (path == "/hang") {
     // Never answers; notices (bounded) when the gateway gives up on it.
     if (peer_closed_within(fd, 10000)) note_abort(aborted_streams);
