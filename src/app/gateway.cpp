@@ -35,7 +35,75 @@ struct gateway {
   void each_worker(void (proxy::worker::*fn)()) {
     for (auto& w : workers) asio::post(w->io(), [w = w.get(), fn] { (w->*fn)(); });
   }
+
+  // For reloads (control thread).
+  std::shared_ptr<const config::gateway_config> current;
+  std::vector<asio::io_context*> contexts;
+  admin::server* admin = nullptr;
 };
+
+// Reload (control thread): a config that parses, validates, resolves and changes nothing that
+// needs a restart is published to the workers as a new snapshot; requests in flight finish on
+// the one they started with. Anything else keeps the running config, says why (the returned
+// reason; empty on success), and counts a failure.
+std::string reload(gateway& g, const config_source& source) {
+  std::shared_ptr<const config::gateway_config> next;
+  std::shared_ptr<const upstream::topology> topo;
+  std::string why;
+  try {
+    next = source();
+    why = config::restart_needed(*g.current, *next);
+    if (why.empty())
+      topo = upstream::resolve_topology(*next, g.ids);
+    else
+      why = "needs a restart: " + why;
+  } catch (const std::exception& e) {
+    why = e.what();
+  }
+  g.registry.count_reload(why.empty());
+  if (!why.empty()) {
+    log(log_level::warn, "config", "reload failed, the running config is kept: ", why);
+    return why;
+  }
+  auto workers = static_cast<unsigned>(g.workers.size());
+  auto s = std::make_shared<const proxy::snapshot>(next, topo, workers);
+  runtime::publish<proxy::snapshot>(
+      g.contexts, s, [&g](std::size_t i, auto v) { g.workers[i]->apply(std::move(v)); });
+  g.current = next;
+  if (g.admin) g.admin->set_config(g.current.get());
+  log(log_level::info, "config", "reloaded ", g.current->source);
+  return {};
+}
+// Everything is closed; the operations that were pending complete (cancelled) before the
+// objects they belong to go: first on the control context, then on each worker's. Then
+// worker-owned I/O objects go before the io_contexts, and the io_contexts (and anything
+// still parked in them) before the workers they point to. Main thread, after control.run().
+void tear_down(gateway& g, runtime::control& control,
+               std::unique_ptr<frontend::listener_set>& listeners) {
+  control.settle();
+  listeners->close();
+  for (auto& w : g.workers) w->abort_all();
+  g.pool.settle(std::chrono::seconds(1));
+  listeners.reset();
+  for (auto& w : g.workers) w->release_io();
+  g.pool.destroy_contexts();
+  g.workers.clear();
+}
+
+// What the drain sequence does to this gateway (control thread).
+runtime::drain_hooks drain_hooks_of(gateway& g, frontend::listener_set& listeners) {
+  runtime::drain_hooks hooks;
+  hooks.on_draining = [&g] { g.registry.set_draining(true); };
+  hooks.stop_accepting = [&listeners] { listeners.close(); };
+  hooks.drain_workers = [&g] { g.each_worker(&proxy::worker::start_drain); };
+  hooks.open_connections = [&g] {
+    std::size_t open = 0;
+    for (auto& w : g.workers) open += w->connections();
+    return open;
+  };
+  hooks.abort_all = [&g] { g.each_worker(&proxy::worker::abort_all); };
+  return hooks;
+}
 }  // namespace
 
 int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_kind io,
@@ -46,12 +114,12 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   auto snap =
       std::make_shared<const proxy::snapshot>(cfg, upstream::resolve_topology(*cfg, g.ids), n);
   std::uint64_t seed = common::os_seed();
-  std::vector<asio::io_context*> contexts;
   for (unsigned i = 0; i < n; ++i) {
     g.workers.push_back(
         std::make_unique<proxy::worker>(g.pool.io(i), snap, g.registry.worker(i), seed + i));
-    contexts.push_back(&g.pool.io(i));
+    g.contexts.push_back(&g.pool.io(i));
   }
+  g.current = cfg;
   std::vector<proxy::worker*> raw;
   std::vector<const upstream::worker_upstreams*> ups;
   for (auto& w : g.workers) {
@@ -60,22 +128,12 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   }
   auto listeners = std::make_unique<frontend::listener_set>(*cfg, raw);
 
-  runtime::drain_hooks hooks;
-  hooks.on_draining = [&] { g.registry.set_draining(true); };
-  hooks.stop_accepting = [&] { listeners->close(); };
-  hooks.drain_workers = [&] { g.each_worker(&proxy::worker::start_drain); };
-  hooks.open_connections = [&] {
-    std::size_t open = 0;
-    for (auto& w : g.workers) open += w->connections();
-    return open;
-  };
-  hooks.abort_all = [&] { g.each_worker(&proxy::worker::abort_all); };
-  runtime::control control(cfg->drain, std::move(hooks));
+  runtime::control control(cfg->drain, drain_hooks_of(g, *listeners));
   // Probes run on the control thread and publish what they learn to every worker.
   probe::prober prober(
       control.io(), cfg, snap->topo, g.registry,
-      [&g, &contexts](std::shared_ptr<const upstream::signals> s) {
-        runtime::publish<upstream::signals>(contexts, std::move(s), [&g](std::size_t i, auto v) {
+      [&g](std::shared_ptr<const upstream::signals> s) {
+        runtime::publish<upstream::signals>(g.contexts, std::move(s), [&g](std::size_t i, auto v) {
           g.workers[i]->apply_signals(std::move(v));
         });
       },
@@ -93,39 +151,10 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
     const auto& pe = prober.errors(c, e);
     return std::array<std::string, 3>{pe.probe, pe.scrape, pe.models};
   };
-  // Reload (control thread): a config that parses, validates and changes nothing that needs a
-  // restart is published to the workers as a new snapshot; requests in flight finish on the one
-  // they started with. Anything else keeps the running config, says why, and counts a failure.
-  std::shared_ptr<const config::gateway_config> current = cfg;
-  admin::server* admin_ptr = nullptr;
-  auto reload = [&]() -> std::string {
-    std::shared_ptr<const config::gateway_config> next;
-    std::string why;
-    try {
-      next = source();
-      why = config::restart_needed(*current, *next);
-      if (!why.empty()) why = "needs a restart: " + why;
-    } catch (const std::exception& e) {
-      why = e.what();
-    }
-    g.registry.count_reload(why.empty());
-    if (!why.empty()) {
-      log(log_level::warn, "config", "reload failed, the running config is kept: ", why);
-      return why;
-    }
-    auto s =
-        std::make_shared<const proxy::snapshot>(next, upstream::resolve_topology(*next, g.ids), n);
-    runtime::publish<proxy::snapshot>(
-        contexts, s, [&g](std::size_t i, auto v) { g.workers[i]->apply(std::move(v)); });
-    current = next;
-    if (admin_ptr) admin_ptr->set_config(current.get());
-    log(log_level::info, "config", "reloaded ", current->source);
-    return {};
-  };
-  actx.on_reload = reload;
-  control.on_reload([&reload] { reload(); });
+  actx.on_reload = [&g, &source] { return reload(g, source); };
+  control.on_reload([&g, &source] { reload(g, source); });
   admin::server admin_server(control.io(), cfg->admin.address, actx);
-  admin_ptr = &admin_server;
+  g.admin = &admin_server;
   control.on_stop([&] {
     prober.stop();
     admin_server.close();
@@ -139,25 +168,14 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
 
   // Workers already hold the first snapshot; later ones (reload, DNS) travel the same way.
   runtime::publish<proxy::snapshot>(
-      contexts, snap, [&g](std::size_t i, auto s) { g.workers[i]->apply(std::move(s)); });
+      g.contexts, snap, [&g](std::size_t i, auto s) { g.workers[i]->apply(std::move(s)); });
   g.pool.start();
   prober.start();
   listeners->start();
   admin_server.start();
   control.run();
   g.pool.join();
-  // Everything is closed; the operations that were pending complete (cancelled) before the
-  // objects they belong to go: first on the control context, then on each worker's. Then
-  // worker-owned I/O objects go before the io_contexts, and the io_contexts (and anything
-  // still parked in them) before the workers they point to.
-  control.settle();
-  listeners->close();
-  for (auto& w : g.workers) w->abort_all();
-  g.pool.settle(std::chrono::seconds(1));
-  listeners.reset();
-  for (auto& w : g.workers) w->release_io();
-  g.pool.destroy_contexts();
-  g.workers.clear();
+  tear_down(g, control, listeners);
   log(log_level::info, "runtime", "stopped");
   return 0;
 }
