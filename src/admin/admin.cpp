@@ -8,6 +8,7 @@
 #include <boost/intrusive/list.hpp>
 #include <boost/json.hpp>
 #include <cmath>
+#include <optional>
 #include <stdexcept>
 
 #include "meridian/common/clock.hpp"
@@ -184,7 +185,35 @@ response readyz(const context& ctx, std::string_view query) {
   return {200, "text/plain", "ready\n"};
 }
 
-response handle(const context& ctx, std::string_view method, std::string_view target) {
+// Whether `host` is a loopback address (only this machine can reach a listener there).
+bool loopback(std::string_view host) {
+  return host == "localhost" || host == "::1" || host.starts_with("127.");
+}
+
+// Mutating admin requests: with a token configured, `Authorization: Bearer <token>` (compared
+// in constant time); without one, only on a loopback listener. Nullopt when allowed.
+std::optional<response> refuse_mutation(const context& ctx, std::string_view authorization) {
+  const auto& token = ctx.cfg->admin.token;
+  if (token.empty()) {
+    if (loopback(ctx.cfg->admin.address.host)) return std::nullopt;
+    return json_error(common::error_kind::forbidden,
+                      "the admin listener is not on loopback and admin.token_file is not set: "
+                      "mutating requests are refused");
+  }
+  constexpr std::string_view scheme = "Bearer ";
+  std::string_view given =
+      authorization.starts_with(scheme) ? authorization.substr(scheme.size()) : std::string_view{};
+  unsigned diff = given.size() == token.size() ? 0 : 1;
+  for (std::size_t i = 0; i < token.size(); ++i)
+    diff |= static_cast<unsigned char>(i < given.size() ? given[i] : 0) ^
+            static_cast<unsigned char>(token[i]);
+  if (diff == 0) return std::nullopt;
+  return json_error(common::error_kind::unauthorized,
+                    "send Authorization: Bearer <the token in admin.token_file>");
+}
+
+response handle(const context& ctx, std::string_view method, std::string_view target,
+                std::string_view authorization) {
   auto q = target.find('?');
   std::string_view path = target.substr(0, q);
   bool get = method == "GET" || method == "HEAD";
@@ -202,6 +231,7 @@ response handle(const context& ctx, std::string_view method, std::string_view ta
   if (path == "/admin/reload") {
     if (method != "POST")
       return json_error(common::error_kind::bad_request, "use POST for /admin/reload");
+    if (auto no = refuse_mutation(ctx, authorization)) return *no;
     if (!ctx.on_reload) return json_error(common::error_kind::not_found, "reload is not available");
     auto why = ctx.on_reload();
     if (!why.empty())
@@ -212,6 +242,7 @@ response handle(const context& ctx, std::string_view method, std::string_view ta
   if (path == "/admin/drain") {
     if (method != "POST")
       return json_error(common::error_kind::bad_request, "use POST for /admin/drain");
+    if (auto no = refuse_mutation(ctx, authorization)) return *no;
     if (ctx.on_drain) ctx.on_drain();
     return {202, "application/json", "{\"draining\":true}\n"};
   }
@@ -230,7 +261,7 @@ class admin_handler final : public http::handler {
       co_await c.reply_error(common::error_kind::bad_request, "admin requests take small bodies");
       co_return;
     }
-    response r = handle(ctx_, c.method(), c.path());
+    response r = handle(ctx_, c.method(), c.path(), c.head().find("authorization"));
     co_await c.reply(r.status, r.content_type, r.body);
   }
   void finished(http::connection&) override {}

@@ -6,6 +6,10 @@ int status_of(error_kind kind) {
   switch (kind) {
     case error_kind::bad_request:
       return 400;
+    case error_kind::unauthorized:
+      return 401;
+    case error_kind::forbidden:
+      return 403;
     case error_kind::not_found:
     case error_kind::model_not_found:
       return 404;
@@ -34,6 +38,8 @@ int status_of(error_kind kind) {
 error_source source_of(error_kind kind) {
   switch (kind) {
     case error_kind::bad_request:
+    case error_kind::unauthorized:
+    case error_kind::forbidden:
     case error_kind::not_found:
     case error_kind::model_not_found:
     case error_kind::request_timeout:
@@ -104,6 +110,10 @@ std::string_view code_of(error_kind kind) {
   switch (kind) {
     case error_kind::bad_request:
       return "bad_request";
+    case error_kind::unauthorized:
+      return "unauthorized";
+    case error_kind::forbidden:
+      return "forbidden";
     case error_kind::not_found:
       return "route_not_found";
     case error_kind::model_not_found:

@@ -329,6 +329,22 @@ std::vector<listener_config> read_listeners(const reader& r, const YAML::Node& r
   return out;
 }
 
+// A bearer token from its file: one line of printable characters, at least 16 of them.
+std::string read_token(const reader& r, const YAML::Node& n, const std::string& path) {
+  std::ifstream f(path);
+  if (!f) r.fail(n, "admin.token_file", common::cat("cannot read '", path, "'"));
+  std::string token((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
+    token.pop_back();
+  if (token.size() < 16)
+    r.fail(n, "admin.token_file",
+           common::cat("'", path, "' holds no token of 16 characters or more"));
+  for (char c : token)
+    if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f)
+      r.fail(n, "admin.token_file", common::cat("'", path, "' must hold one line without spaces"));
+  return token;
+}
+
 gateway_config read_root(const reader& r, const YAML::Node& root) {
   gateway_config cfg;
   cfg.source = r.source();
@@ -338,8 +354,12 @@ gateway_config read_root(const reader& r, const YAML::Node& root) {
                "limits", "timeouts", "drain", "access_log"});
   cfg.listeners = read_listeners(r, root);
   if (auto a = root["admin"]) {
-    r.only_keys(a, "admin", {"address"});
+    r.only_keys(a, "admin", {"address", "token_file"});
     if (a["address"]) cfg.admin.address = r.address(a["address"], "admin.address");
+    if (a["token_file"]) {
+      cfg.admin.token_file = r.scalar(a["token_file"], "admin.token_file");
+      cfg.admin.token = read_token(r, a["token_file"], cfg.admin.token_file);
+    }
   }
   if (auto w = root["workers"]) {
     if (r.scalar(w, "workers") == "auto")

@@ -41,7 +41,10 @@ struct response {
 };
 
 // The routing of admin requests, separate from sockets so it can be tested directly.
-response handle(const context& ctx, std::string_view method, std::string_view path);
+// `authorization`: the request's Authorization header (mutating requests need it when a token
+// is configured).
+response handle(const context& ctx, std::string_view method, std::string_view path,
+                std::string_view authorization = {});
 
 class server {
  public:

@@ -13,6 +13,8 @@ enum class error_source { downstream, upstream, internal };
 
 enum class error_kind {
   bad_request,           // 400: malformed or unsafe framing from the client
+  unauthorized,          // 401: an admin request without the right bearer token
+  forbidden,             // 403: an admin request the listener's exposure does not allow
   not_found,             // 404: no route
   model_not_found,       // 404: no endpoint serves the model the body names
   payload_too_large,     // 413

@@ -28,8 +28,13 @@ struct listener_config {
   bool operator==(const listener_config&) const = default;
 };
 
+// The admin listener. Mutating requests (drain, reload) need `Authorization: Bearer <token>`
+// with the token read from token_file; with none configured they are refused unless the
+// listener is on loopback.
 struct admin_config {
   host_port address{"127.0.0.1", 9901};
+  std::string token_file;
+  std::string token;  // the file's content, trailing whitespace removed; a secret
   bool operator==(const admin_config&) const = default;
 };
 

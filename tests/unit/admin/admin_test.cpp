@@ -1,6 +1,10 @@
 #include "meridian/admin/admin.hpp"
 
 #include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
 
 using namespace meridian;
 
@@ -70,4 +74,62 @@ TEST_CASE("admin endpoints sums workers and metrics has the io backend") {
   CHECK(r.status == 404);
   CHECK(r.body.find("\"error\"") != std::string::npos);
   CHECK(admin::handle(f.ctx, "GET", "/admin/drain").status == 400);
+}
+
+TEST_CASE("mutating admin requests need the bearer token, or a loopback listener without one") {
+  char path[] = "/tmp/meridian-token-XXXXXX";
+  int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  std::string token = "s3cret-token-0123456789\n";
+  REQUIRE(::write(fd, token.data(), token.size()) == static_cast<ssize_t>(token.size()));
+  ::close(fd);
+  const std::string base = R"(listeners: [ { address: 127.0.0.1:0 } ]
+clusters: [ { name: llama, endpoints: [ 127.0.0.1:9201 ] } ]
+routes: [ { match: { path_prefix: / }, cluster: llama } ]
+)";
+  fixture f;
+  int drains = 0, reloads = 0;
+  f.ctx.on_drain = [&] { ++drains; };
+  f.ctx.on_reload = [&] {
+    ++reloads;
+    return std::string();
+  };
+  // With a token: the right one only, whatever the listener's address.
+  auto with_token = config::load_string(
+      base + "admin: { address: 0.0.0.0:9901, token_file: " + path + " }\n", "t");
+  f.ctx.cfg = with_token.get();
+  CHECK(admin::handle(f.ctx, "POST", "/admin/drain").status == 401);
+  CHECK(admin::handle(f.ctx, "POST", "/admin/drain", "Bearer s3cret-token-012345678").status ==
+        401);
+  CHECK(admin::handle(f.ctx, "POST", "/admin/reload", "Basic s3cret-token-0123456789").status ==
+        401);
+  CHECK(drains + reloads == 0);
+  CHECK(admin::handle(f.ctx, "POST", "/admin/drain", "Bearer s3cret-token-0123456789").status ==
+        202);
+  CHECK(admin::handle(f.ctx, "POST", "/admin/reload", "Bearer s3cret-token-0123456789").status ==
+        200);
+  CHECK(drains == 1);
+  CHECK(reloads == 1);
+  // Reading pages needs nothing.
+  CHECK(admin::handle(f.ctx, "GET", "/admin/endpoints").status == 200);
+  // Without a token: refused on a listener others can reach, allowed on loopback.
+  auto open = config::load_string(base + "admin: { address: 0.0.0.0:9901 }\n", "t");
+  f.ctx.cfg = open.get();
+  auto r = admin::handle(f.ctx, "POST", "/admin/drain");
+  CHECK(r.status == 403);
+  CHECK(r.body.find("admin.token_file is not set") != std::string::npos);
+  auto local = config::load_string(base, "t");
+  f.ctx.cfg = local.get();
+  CHECK(admin::handle(f.ctx, "POST", "/admin/drain").status == 202);
+  CHECK(drains == 2);
+  // A token file that is missing or too short is a config error.
+  CHECK_THROWS_AS(config::load_string(base + "admin: { token_file: /nonexistent/token }\n", "t"),
+                  config::config_error);
+  std::string short_path = std::string(path) + ".short";
+  { std::ofstream(short_path) << "abc\n"; }
+  CHECK_THROWS_WITH_AS(
+      config::load_string(base + "admin: { token_file: " + short_path + " }\n", "t"),
+      doctest::Contains("no token of 16 characters or more"), config::config_error);
+  ::unlink(path);
+  ::unlink(short_path.c_str());
 }
