@@ -185,6 +185,14 @@ response readyz(const context& ctx, std::string_view query) {
   return {200, "text/plain", "ready\n"};
 }
 
+// 405 with the methods the page takes.
+response wrong_method(std::string_view allow, std::string_view path) {
+  auto r =
+      json_error(common::error_kind::method_not_allowed, common::cat("use ", allow, " for ", path));
+  r.allow = std::string(allow);
+  return r;
+}
+
 // Whether `host` is a loopback address (only this machine can reach a listener there).
 bool loopback(std::string_view host) {
   return host == "localhost" || host == "::1" || host.starts_with("127.");
@@ -218,19 +226,18 @@ response handle(const context& ctx, std::string_view method, std::string_view ta
   std::string_view path = target.substr(0, q);
   bool get = method == "GET" || method == "HEAD";
   if (path == "/metrics") {
-    if (!get) return json_error(common::error_kind::bad_request, "use GET for /metrics");
+    if (!get) return wrong_method("GET, HEAD", path);
     return {200, "text/plain; version=0.0.4; charset=utf-8", ctx.metrics->serialize()};
   }
   if (path == "/livez") return {200, "text/plain", "ok\n"};
   if (path == "/readyz")
     return readyz(ctx, q == std::string_view::npos ? "" : target.substr(q + 1));
   if (path == "/admin/endpoints") {
-    if (!get) return json_error(common::error_kind::bad_request, "use GET for /admin/endpoints");
+    if (!get) return wrong_method("GET, HEAD", path);
     return {200, "application/json", endpoints_json(ctx)};
   }
   if (path == "/admin/reload") {
-    if (method != "POST")
-      return json_error(common::error_kind::bad_request, "use POST for /admin/reload");
+    if (method != "POST") return wrong_method("POST", path);
     if (auto no = refuse_mutation(ctx, authorization)) return *no;
     if (!ctx.on_reload) return json_error(common::error_kind::not_found, "reload is not available");
     auto why = ctx.on_reload();
@@ -240,8 +247,7 @@ response handle(const context& ctx, std::string_view method, std::string_view ta
     return {200, "application/json", "{\"reloaded\":true}\n"};
   }
   if (path == "/admin/drain") {
-    if (method != "POST")
-      return json_error(common::error_kind::bad_request, "use POST for /admin/drain");
+    if (method != "POST") return wrong_method("POST", path);
     if (auto no = refuse_mutation(ctx, authorization)) return *no;
     if (ctx.on_drain) ctx.on_drain();
     return {202, "application/json", "{\"draining\":true}\n"};
@@ -262,7 +268,7 @@ class admin_handler final : public http::handler {
       co_return;
     }
     response r = handle(ctx_, c.method(), c.path(), c.head().find("authorization"));
-    co_await c.reply(r.status, r.content_type, r.body);
+    co_await c.reply(r.status, r.content_type, r.body, r.allow);
   }
   void finished(http::connection&) override {}
 

@@ -13,6 +13,8 @@ int status_of(error_kind kind) {
     case error_kind::not_found:
     case error_kind::model_not_found:
       return 404;
+    case error_kind::method_not_allowed:
+      return 405;
     case error_kind::request_timeout:
       return 408;
     case error_kind::payload_too_large:
@@ -40,6 +42,7 @@ error_source source_of(error_kind kind) {
     case error_kind::bad_request:
     case error_kind::unauthorized:
     case error_kind::forbidden:
+    case error_kind::method_not_allowed:
     case error_kind::not_found:
     case error_kind::model_not_found:
     case error_kind::request_timeout:
@@ -114,6 +117,8 @@ std::string_view code_of(error_kind kind) {
       return "unauthorized";
     case error_kind::forbidden:
       return "forbidden";
+    case error_kind::method_not_allowed:
+      return "method_not_allowed";
     case error_kind::not_found:
       return "route_not_found";
     case error_kind::model_not_found:

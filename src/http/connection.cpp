@@ -395,7 +395,7 @@ void connection::skip_buffered_body() {
 }
 
 asio::awaitable<void> connection::reply(int status, std::string_view content_type,
-                                        std::string_view body) {
+                                        std::string_view body, std::string_view allow) {
   skip_buffered_body();
   bool keep = keep_alive() && body_.finished();
   if (!keep) keep_alive_ = false;
@@ -404,7 +404,7 @@ asio::awaitable<void> connection::reply(int status, std::string_view content_typ
   response_started_ = true;
   bool head_only = method_ == "HEAD";
   build_local_response(out_, status, content_type, head_only ? std::string_view{} : body, keep,
-                       request_id_, 0);
+                       request_id_, 0, allow);
   std::array<asio::const_buffer, 1> b{asio::buffer(out_)};
   co_await write(b);
 }

@@ -150,7 +150,7 @@ void build_downstream_response(std::string& out, const response_head& resp,
 
 void build_local_response(std::string& out, int status, std::string_view content_type,
                           std::string_view body, bool keep_alive, std::string_view request_id,
-                          int retry_after_s) {
+                          int retry_after_s, std::string_view allow) {
   out.clear();
   out.append("HTTP/1.1 ");
   append_uint(out, static_cast<std::uint64_t>(status));
@@ -167,6 +167,7 @@ void build_local_response(std::string& out, int status, std::string_view content
     append_uint(out, static_cast<std::uint64_t>(retry_after_s));
     out.append("\r\n");
   }
+  if (!allow.empty()) append_header(out, "allow", allow);
   if (!keep_alive) out.append("connection: close\r\n");
   out.append("\r\n");
   out.append(body);

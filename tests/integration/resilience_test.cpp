@@ -378,3 +378,14 @@ TEST_CASE("a response with an empty body is passed on at once, not held for a fi
     CHECK(steady::now() - start < 1s);
   }
 }
+
+TEST_CASE("the admin listener answers a wrong method with 405 and Allow") {
+  test_backend be;
+  gateway_process gw(simple_config({be.port()}));
+  client admin(gw.admin_port());
+  admin.send("GET /admin/reload HTTP/1.1\r\nHost: t\r\n\r\n");
+  auto r = admin.read();
+  REQUIRE(r);
+  CHECK(r->status == 405);
+  CHECK(r->headers["allow"] == "POST");
+}

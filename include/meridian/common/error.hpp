@@ -16,6 +16,7 @@ enum class error_kind {
   unauthorized,          // 401: an admin request without the right bearer token
   forbidden,             // 403: an admin request the listener's exposure does not allow
   not_found,             // 404: no route
+  method_not_allowed,    // 405 (admin pages)
   model_not_found,       // 404: no endpoint serves the model the body names
   payload_too_large,     // 413
   header_too_large,      // 431

@@ -133,7 +133,9 @@ class connection : public list_hook {
   // body was not consumed (the next bytes could not be trusted to start a request).
   asio::awaitable<void> reply_error(common::error_kind kind, std::string_view message);
   // A complete local response (admin pages).
-  asio::awaitable<void> reply(int status, std::string_view content_type, std::string_view body);
+  // `allow`: the Allow header of a 405.
+  asio::awaitable<void> reply(int status, std::string_view content_type, std::string_view body,
+                              std::string_view allow = {});
 
   // ---- the client-gone watch ----
   // While a backend works on the request, `target` is cancelled if the client disconnects.

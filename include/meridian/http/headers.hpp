@@ -33,7 +33,7 @@ void build_downstream_response(std::string& out, const response_head& resp,
 // The gateway's own response (errors, admin pages).
 void build_local_response(std::string& out, int status, std::string_view content_type,
                           std::string_view body, bool keep_alive, std::string_view request_id = {},
-                          int retry_after_s = 0);
+                          int retry_after_s = 0, std::string_view allow = {});
 
 std::string_view reason_phrase(int status);
 // RFC 9110 9.2.2: GET, HEAD, OPTIONS, TRACE, PUT and DELETE may be sent again automatically.

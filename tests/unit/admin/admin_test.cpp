@@ -73,7 +73,14 @@ TEST_CASE("admin endpoints sums workers and metrics has the io backend") {
   r = admin::handle(f.ctx, "GET", "/nope");
   CHECK(r.status == 404);
   CHECK(r.body.find("\"error\"") != std::string::npos);
-  CHECK(admin::handle(f.ctx, "GET", "/admin/drain").status == 400);
+  // A wrong method is 405 with the methods the page takes.
+  r = admin::handle(f.ctx, "GET", "/admin/drain");
+  CHECK(r.status == 405);
+  CHECK(r.allow == "POST");
+  CHECK(r.body.find("\"code\":\"method_not_allowed\"") != std::string::npos);
+  r = admin::handle(f.ctx, "DELETE", "/metrics");
+  CHECK(r.status == 405);
+  CHECK(r.allow == "GET, HEAD");
 }
 
 TEST_CASE("mutating admin requests need the bearer token, or a loopback listener without one") {
