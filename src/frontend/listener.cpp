@@ -1,6 +1,7 @@
 #include "meridian/frontend/listener.hpp"
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -9,6 +10,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
 #include <stdexcept>
 
 #include "meridian/common/error.hpp"
@@ -75,6 +77,21 @@ void admit(proxy::worker& w, tcp::socket socket) {
   w.track(http::connection::start(w.io(), std::move(socket), env, w.handler()));
 }
 
+// SO_REUSEPORT would let this gateway share a port another process listens on, and split its
+// traffic silently: a port taken without it is an error at start.
+void refuse_taken(const tcp::endpoint& ep, const config::listener_config& l) {
+  if (ep.port() == 0) return;
+  int fd = ::socket(ep.protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  bool taken = ::bind(fd, ep.data(), static_cast<socklen_t>(ep.size())) != 0 && errno == EADDRINUSE;
+  ::close(fd);
+  if (taken)
+    throw std::runtime_error(common::cat("cannot listen on ", l.address.to_string(), " (", l.name,
+                                         "): the address is already in use by another process"));
+}
+
 struct listener_set::impl {
   std::vector<std::unique_ptr<acceptor_slot>> slots;
 };
@@ -83,6 +100,7 @@ listener_set::listener_set(const config::gateway_config& cfg, std::vector<proxy:
     : impl_(std::make_unique<impl>()) {
   for (const auto& l : cfg.listeners) {
     tcp::endpoint ep = resolve(l.address);
+    refuse_taken(ep, l);
     for (auto* w : workers) {
       auto slot = std::make_unique<acceptor_slot>(acceptor_slot{tcp::acceptor(w->io()), w, l.name});
       boost::system::error_code ec;

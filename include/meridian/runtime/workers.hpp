@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -38,7 +39,13 @@ class worker_pool {
   std::unique_ptr<guards> guards_;
 };
 
-// "auto" worker count: the CPUs this process may run on.
+// "auto" worker count: the CPUs this process may run on (its affinity mask), no more than its
+// cgroup's CPU quota allows (a container given 2 CPUs on a 64-core host gets 2 workers).
 unsigned default_worker_count();
+
+// The CPUs a quota allows, rounded up; 0 when unlimited or unreadable. cgroup v2 `cpu.max`
+// ("200000 100000", "max 100000"), and v1 cpu.cfs_quota_us / cpu.cfs_period_us (-1: none).
+unsigned cpus_of_cpu_max(std::string_view cpu_max);
+unsigned cpus_of_cfs(long long quota_us, long long period_us);
 
 }  // namespace meridian::runtime

@@ -1,6 +1,12 @@
 #include "meridian/frontend/listener.hpp"
 
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 
 #include <stdexcept>
 
@@ -48,4 +54,40 @@ TEST_CASE("each listener binds once per worker, port 0 resolved once and shared"
     });
   });
   CHECK(test::test_backend::eventually([&] { return gone.load(); }, std::chrono::seconds(2)));
+}
+
+TEST_CASE("a port another process listens on is refused, even when both ask for SO_REUSEPORT") {
+  // What a second gateway on the same port looks like: a listening socket with SO_REUSEPORT.
+  int other = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(other >= 0);
+  int one = 1;
+  ::setsockopt(other, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(other, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(other, 8) == 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(other, reinterpret_cast<sockaddr*>(&addr), &len);
+  auto port = std::to_string(ntohs(addr.sin_port));
+  auto cfg = config::load_string("listeners: [ { name: a, address: 127.0.0.1:" + port +
+                                     " } ]\n"
+                                     "clusters: [ { name: c, endpoints: [ 127.0.0.1:9 ] } ]\n"
+                                     "routes: [ { match: { path_prefix: / }, cluster: c } ]\n",
+                                 "t");
+  test::proxy_harness h(cfg);
+  std::string error;
+  std::atomic<bool> done{false};
+  asio::post(*h.io, [&] {
+    try {
+      frontend::listener_set ls(*cfg, std::vector<proxy::worker*>{h.w.get()});
+    } catch (const std::runtime_error& e) {
+      error = e.what();
+    }
+    done = true;
+  });
+  REQUIRE(test::test_backend::eventually([&] { return done.load(); }, std::chrono::seconds(2)));
+  CHECK(error == "cannot listen on 127.0.0.1:" + port +
+                     " (a): the address is already in use by another process");
+  ::close(other);
 }

@@ -29,3 +29,15 @@ TEST_CASE("each worker runs its own io_context on its own thread until stopped")
   pool.destroy_contexts();
   CHECK(runtime::default_worker_count() >= 1);
 }
+
+TEST_CASE("a cgroup CPU quota caps the worker count, rounded up") {
+  CHECK(runtime::cpus_of_cpu_max("200000 100000") == 2);
+  CHECK(runtime::cpus_of_cpu_max("150000 100000\n") == 2);
+  CHECK(runtime::cpus_of_cpu_max("50000 100000") == 1);
+  CHECK(runtime::cpus_of_cpu_max("max 100000") == 0);
+  CHECK(runtime::cpus_of_cpu_max("garbage") == 0);
+  CHECK(runtime::cpus_of_cpu_max("12x 100000") == 0);
+  CHECK(runtime::cpus_of_cfs(-1, 100000) == 0);
+  CHECK(runtime::cpus_of_cfs(400000, 100000) == 4);
+  CHECK(runtime::cpus_of_cfs(100000, 0) == 0);
+}
