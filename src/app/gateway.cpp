@@ -111,6 +111,7 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   unsigned n = cfg->workers ? cfg->workers : runtime::default_worker_count();
   gateway g(cfg, n);
   g.registry.set_io_backend(runtime::to_string(io));
+  g.registry.set_version(MERIDIAN_VERSION);
   auto snap =
       std::make_shared<const proxy::snapshot>(cfg, upstream::resolve_topology(*cfg, g.ids), n);
   std::uint64_t seed = common::os_seed();

@@ -346,6 +346,7 @@ std::string registry::serialize() const {
                                   "The I/O reactor the data path runs on", MetricType::Gauge)),
           {{"backend", io_backend_}}, 1);
   }
+  collect_process(version_, out);
   // A family without children prints nothing, as prometheus-cpp's registry did.
   std::erase_if(out, [](const MetricFamily& f) { return f.metric.empty(); });
   return prometheus::TextSerializer().Serialize(out);

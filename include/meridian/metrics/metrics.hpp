@@ -263,6 +263,8 @@ class registry {
   void set_draining(bool on) { draining_.store(on, std::memory_order_relaxed); }
   void count_reload(bool ok) { (ok ? reloads_ok_ : reloads_failed_).inc(); }
   void set_io_backend(std::string_view backend);
+  // The version meridian_build_info reports (before serving).
+  void set_version(std::string_view version) { version_ = version; }
 
   // Prometheus text exposition format 0.0.4, every family summed over workers. Any thread.
   std::string serialize() const;
@@ -279,6 +281,7 @@ class registry {
   counter reloads_ok_, reloads_failed_;
   mutable std::mutex io_backend_mutex_;
   std::string io_backend_;  // empty until set: the info family is left out
+  std::string version_;     // likewise, for meridian_build_info
 };
 
 // Index into route_metrics::requests for an HTTP status (0 = no response was sent).
