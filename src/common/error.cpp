@@ -59,6 +59,19 @@ error_source source_of(error_kind kind) {
   }
 }
 
+bool outcome::retry_safe() const {
+  switch (kind) {
+    case outcome_kind::pool_exhausted:
+    case outcome_kind::connect_failed:
+    case outcome_kind::connect_timeout:
+    case outcome_kind::stale_connection:
+    case outcome_kind::reset_before_request:
+      return true;
+    default:
+      return false;
+  }
+}
+
 error_source outcome::source() const {
   switch (kind) {
     case outcome_kind::ok:

@@ -58,11 +58,10 @@ void attempt::cancel() {
   if (socket_) socket_->close(ignored);
 }
 
-outcome attempt::fail(outcome_kind kind, std::string message, bool retry_safe) {
+outcome attempt::fail(outcome_kind kind, std::string message) {
   finish(false);
   outcome o;
   o.kind = kind;
-  o.retry_safe = retry_safe;
   o.message = std::move(message);
   return o;
 }
@@ -113,7 +112,7 @@ asio::awaitable<outcome> attempt::connect(const upstream::endpoint_ref& ep) {
   auto& cm = w_.metrics.cluster(info.cluster);
   if (!w_.ups.may_open(*ep)) {
     co_return fail(outcome_kind::pool_exhausted,
-                   common::cat("connection limit reached for endpoint ", info.address), true);
+                   common::cat("connection limit reached for endpoint ", info.address));
   }
   w_.ups.opened(*ep);
   socket_.emplace(w_.io);
@@ -131,9 +130,9 @@ asio::awaitable<outcome> attempt::connect(const upstream::endpoint_ref& ep) {
     if (timed_out)
       co_return fail(
           outcome_kind::connect_timeout,
-          common::cat("upstream ", info.address, " did not accept the connection in time"), true);
+          common::cat("upstream ", info.address, " did not accept the connection in time"));
     co_return fail(outcome_kind::connect_failed,
-                   common::cat("upstream ", info.address, " refused the connection"), true);
+                   common::cat("upstream ", info.address, " refused the connection"));
   }
   boost::system::error_code ignored;
   socket_->set_option(tcp::no_delay(true), ignored);
@@ -225,17 +224,17 @@ asio::awaitable<outcome> attempt::send(http::connection& client, std::string_vie
     bool ok = !ec;
     request_complete_ = ok;
     if (!ok && reused_)
-      co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed", true);
+      co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed");
     co_return outcome{};  // a failed write may still have a response to read (an early answer)
   }
   std::array<asio::const_buffer, 1> h{asio::buffer(head)};
   auto [ec, n] = co_await runtime::write_all(*socket_, h);
   if (ec) {
     if (reused_)
-      co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed", true);
+      co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed");
     if (n == 0)
       co_return fail(outcome_kind::reset_before_request,
-                     "upstream closed before receiving the request", true);
+                     "upstream closed before receiving the request");
     co_return fail(outcome_kind::reset_before_response,
                    "upstream closed while receiving the request");
   }
@@ -403,8 +402,7 @@ asio::awaitable<outcome> attempt::read_head(bool replayable) {
       // a keep-alive close is unlikely). Sent again only when repeating it is harmless by its
       // method (RFC 9110 9.2.2); a POST is the route's call (retries.on: reset_before_response).
       if (got_nothing && reused_ && replayable && http::idempotent(method_))
-        co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed",
-                       true);
+        co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed");
       count(got_nothing ? metrics::upstream_error::reset : metrics::upstream_error::protocol);
       if (got_nothing)
         co_return fail(

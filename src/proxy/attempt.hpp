@@ -121,7 +121,7 @@ class attempt final : public http::cancellable {
   boost::asio::awaitable<common::outcome> read_head(bool replayable);
   boost::asio::awaitable<common::outcome> await_body();
   common::time_point within_total(common::time_point t) const { return std::min(t, total_); }
-  common::outcome fail(common::outcome_kind kind, std::string message, bool retry_safe = false);
+  common::outcome fail(common::outcome_kind kind, std::string message);
   void observe(std::string_view payload);
   void head_arrived();
   // A stream whose events time the endpoint (first token, per-token time).

@@ -36,14 +36,11 @@ bool retry_budget::try_spend(common::time_point now) {
 // out and a 503 may be retried only while the gateway still holds the whole body to send again.
 std::optional<retry_condition> retry_policy::condition(const common::outcome& o,
                                                        bool body_held) const {
+  if (o.retry_safe())
+    return o.kind == outcome_kind::reset_before_request || o.kind == outcome_kind::stale_connection
+               ? retry_condition::reset_before_request
+               : retry_condition::connect_failure;
   switch (o.kind) {
-    case outcome_kind::connect_failed:
-    case outcome_kind::connect_timeout:
-    case outcome_kind::pool_exhausted:
-      return retry_condition::connect_failure;
-    case outcome_kind::reset_before_request:
-    case outcome_kind::stale_connection:
-      return retry_condition::reset_before_request;
     case outcome_kind::reset_before_response:
       if (body_held) return retry_condition::reset_before_response;
       return std::nullopt;

@@ -166,7 +166,7 @@ TEST_CASE("retries stop when the cluster's retry budget is spent") {
     REQUIRE(r);
     failed += r->status == 502;
   }
-  CHECK(failed >= 1);
+  CHECK(failed == 2);  // round robin sends two of the four to the dead endpoint
 }
 
 TEST_CASE("a client that leaves is seen by the backend within 100 ms, whatever it waited for") {

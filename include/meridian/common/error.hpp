@@ -51,14 +51,15 @@ enum class outcome_kind {
 
 struct outcome {
   outcome_kind kind = outcome_kind::ok;
-  // Nothing of this request reached a backend's application, so sending it again (elsewhere or
-  // on a fresh connection) cannot duplicate work (RFC 9110 §9.2.2 for non-idempotent methods).
-  bool retry_safe = false;
   std::uint64_t bytes_to_client = 0;  // response bytes already written downstream
   int status = 0;                     // the response status once a head arrived
   std::string message;                // for the client (when nothing was sent) and the log
 
   bool ok() const { return kind == outcome_kind::ok; }
+  // Nothing of this request reached a backend's application, so sending it again (elsewhere or
+  // on a fresh connection) cannot duplicate work (RFC 9110 §9.2.2 for non-idempotent methods):
+  // the connection failed, or failed before a request byte was written.
+  bool retry_safe() const;
   error_source source() const;
   // The gateway's answer when the attempt failed before anything reached the client.
   error_kind client_error() const;

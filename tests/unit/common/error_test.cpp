@@ -38,9 +38,28 @@ TEST_CASE("JSON escaping keeps plain runs and escapes quotes, backslashes and co
   json_escape_append(out, "plain text, caf\xc3\xa9");
   CHECK(out == "xplain text, caf\xc3\xa9");
   out.clear();
-  json_escape_append(out, std::string_view("a\"b\\c\td\x01" "e\x7f", 10));
+  json_escape_append(out, std::string_view("a\"b\\c\td\x01"
+                                           "e\x7f",
+                                           10));
   CHECK(out == R"(a\"b\\c\td\u0001e\u007f)");
   out.clear();
   json_escape_append(out, "");
   CHECK(out.empty());
+}
+
+TEST_CASE("an outcome is retry-safe only when nothing of the request reached a backend") {
+  for (auto k :
+       {outcome_kind::pool_exhausted, outcome_kind::connect_failed, outcome_kind::connect_timeout,
+        outcome_kind::stale_connection, outcome_kind::reset_before_request}) {
+    outcome o;
+    o.kind = k;
+    CHECK(o.retry_safe());
+  }
+  for (auto k : {outcome_kind::ok, outcome_kind::reset_before_response,
+                 outcome_kind::response_timeout, outcome_kind::bad_response,
+                 outcome_kind::reset_during_response, outcome_kind::client_gone}) {
+    outcome o;
+    o.kind = k;
+    CHECK_FALSE(o.retry_safe());
+  }
 }

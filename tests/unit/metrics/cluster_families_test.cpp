@@ -7,19 +7,12 @@
 #include <string>
 
 #include "meridian/metrics/metrics.hpp"
+#include "unit/metrics/sample.hpp"
 
 using namespace meridian;
+using test::sample;
 
 namespace {
-std::optional<double> sample(const std::string& text, const std::string& series) {
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
-        line[series.size()] == ' ')
-      return std::stod(line.substr(series.size() + 1));
-  return std::nullopt;
-}
-
 metrics::layout two_clusters() {
   metrics::layout l;
   l.routes = {"chat"};

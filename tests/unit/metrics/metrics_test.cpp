@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include "unit/metrics/sample.hpp"
+
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
@@ -17,6 +19,7 @@
 #include <thread>
 
 using namespace meridian;
+using test::sample;
 
 namespace {
 metrics::layout sample_layout() {
@@ -27,17 +30,6 @@ metrics::layout sample_layout() {
   l.endpoints = {{"127.0.0.1:9201", "127.0.0.1:9202"}, {"10.0.0.5:9000"}};
   l.listeners = {"public"};
   return l;
-}
-
-// The value of the sample whose name and labels are exactly `series`, if the text has one.
-std::optional<double> sample(const std::string& text, const std::string& series) {
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
-        line[series.size()] == ' ')
-      return std::stod(line.substr(series.size() + 1));
-  }
-  return std::nullopt;
 }
 
 // Samples of one family (its own name, or with _bucket/_sum/_count), comments excluded.

@@ -53,7 +53,7 @@ class probe final : public http::handler {
     at_.set_deadlines(w_.snap->cfg->routes[0].timeouts, common::time_point::max());
     auto o = co_await at_.run(w_.ups.cluster(0).endpoints[0], true, c, head_, nullptr);
     std::string report =
-        common::cat(name_of(o.kind), o.retry_safe ? " safe " : " unsafe ", o.status, ' ',
+        common::cat(name_of(o.kind), o.retry_safe() ? " safe " : " unsafe ", o.status, ' ',
                     w_.ups.cluster(0).endpoints[0]->stats.in_flight);
     if (o.ok()) at_.finish(false);
     co_await c.reply(200, "text/plain", report);

@@ -15,8 +15,6 @@ const common::time_point t0 = common::time_point{} + 1h;
 outcome failed(outcome_kind k, std::uint64_t sent = 0) {
   outcome o;
   o.kind = k;
-  o.retry_safe = k == outcome_kind::connect_failed || k == outcome_kind::connect_timeout ||
-                 k == outcome_kind::stale_connection || k == outcome_kind::reset_before_request;
   o.bytes_to_client = sent;
   return o;
 }
