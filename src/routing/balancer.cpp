@@ -147,12 +147,13 @@ class peak_ewma final : public two_choice_balancer {
 };
 
 // Expected time to first token. Small clusters are scanned whole (P2C's random pair would often
-// miss the one good endpoint among three); in-flight counts taken at the pick keep a burst from
-// herding onto the best one. Readings that have gone stale add randomness to the comparison.
-// With prefix affinity the cost adds the prefill of the prompt blocks an endpoint does not
-// hold, and larger clusters also score the prompt's rendezvous choice and the endpoint holding
-// most of it beside the random pair.
-class latency_aware final : public two_choice_balancer {
+// miss the one good endpoint among three); larger ones compare a random pair (power of two
+// choices), and with prefix affinity also the prompt's rendezvous choice and the endpoint holding
+// most of it. In-flight counts taken at the pick keep a burst from herding onto the best one, and
+// an endpoint not yet measured is taken to be like those it is compared with. Readings that have
+// gone stale add randomness to the comparison. With prefix affinity the cost adds the prefill of
+// the prompt blocks an endpoint does not hold.
+class latency_aware final : public balancer {
  public:
   explicit latency_aware(const config::cluster_config& c) : p_(cost_params::from(c)) {
     if (c.prefix_affinity.enabled) affinity_ = std::make_unique<prefix_affinity>(c);
@@ -165,59 +166,49 @@ class latency_aware final : public two_choice_balancer {
   }
 
  protected:
-  double cost_of(const upstream::endpoint_stats& s, pick_input& in) override {
-    auto c = expected_ttft(s, p_, in.now);
-    double stale = s.probe.load_known ? 1 - c.freshness : 0;
-    return stale > 0 ? c.total * (1 + 0.5 * stale * in.rng.unit()) : c.total;
-  }
   void order(view eps, pick_input& in, candidates& out) override {
     bool prefix = affinity_ && begin_prefix(eps, in, out);
-    if (!prefix && eps.size() > full_scan_max) return two_choice_balancer::order(eps, in, out);
     std::size_t n = eps.size(), m = 0;
-    std::array<std::pair<double, std::uint32_t>, full_scan_max> scored{};
-    std::array<std::int32_t, full_scan_max> uncached{};
-    auto consider = [&](std::size_t i) {
+    std::array<std::uint32_t, full_scan_max> pool{};
+    auto add = [&](std::size_t i) {
       if (i >= n || m == full_scan_max || !eligible(*eps[i], in)) return;
-      for (std::size_t k = 0; k < m; ++k)
-        if (scored[k].second == i) return;
-      double c = cost_of(*eps[i], in);
-      std::int32_t u = -1;
-      if (prefix) {
-        c += affinity_->extra(i, *eps[i], u);
-        // Never measured, an endpoint is free to try; but trying it costs this prompt's prefill,
-        // so here it is taken to be as fast as its measured peers, not free.
-        if (!measured(*eps[i])) c += peer_latency_;
-      }
-      uncached[m] = u;
-      scored[m++] = {c, static_cast<std::uint32_t>(i)};
+      if (std::find(pool.begin(), pool.begin() + static_cast<std::ptrdiff_t>(m), i) ==
+          pool.begin() + static_cast<std::ptrdiff_t>(m))
+        pool[m++] = static_cast<std::uint32_t>(i);
     };
     if (n <= full_scan_max) {
-      for (std::size_t i = 0; i < n; ++i) consider(i);
+      for (std::size_t i = 0; i < n; ++i) add(i);
     } else {
-      consider(affinity_->preferred());
-      consider(affinity_->best_held());
+      if (prefix) add(affinity_->preferred()), add(affinity_->best_held());
       auto [a, b] = two_choices(eps, in);
-      consider(a);
-      consider(b);
+      add(a);
+      add(b);
     }
     if (m == 0) return;
+    auto like = peers_of(eps, std::span(pool.data(), m), p_, in.now);
+    std::array<double, full_scan_max> cost{};
+    std::array<std::int32_t, full_scan_max> uncached{};
+    for (std::size_t k = 0; k < m; ++k) {
+      uncached[k] = -1;
+      cost[k] = cost_of(*eps[pool[k]], in, like);
+      if (prefix) cost[k] += affinity_->extra(pool[k], *eps[pool[k]], uncached[k]);
+    }
     std::array<std::size_t, full_scan_max> order{};
     for (std::size_t k = 0; k < m; ++k) order[k] = k;
     // Equal costs (nothing measured yet) must not all go to the lowest index.
     std::size_t rot = in.rng.below(m);
-    std::rotate(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(rot),
-                order.begin() + static_cast<std::ptrdiff_t>(m));
-    std::stable_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(m),
-                     [&](auto x, auto y) { return scored[x].first < scored[y].first; });
+    auto end = order.begin() + static_cast<std::ptrdiff_t>(m);
+    std::rotate(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(rot), end);
+    std::stable_sort(order.begin(), end, [&](auto x, auto y) { return cost[x] < cost[y]; });
     // A session sticks to its endpoint while that is healthy and within the load bound.
     if (prefix && affinity_->pinned() < n) {
-      auto at = std::find_if(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(m),
-                             [&](auto k) { return scored[k].second == affinity_->pinned(); });
+      auto at =
+          std::find_if(order.begin(), end, [&](auto k) { return pool[k] == affinity_->pinned(); });
       std::rotate(order.begin(), at, at + 1);
     }
-    out.score = scored[order[0]].first;
+    out.score = cost[order[0]];
     for (std::size_t k = 0; k < m; ++k) {
-      out.push(scored[order[k]].second);
+      out.push(pool[order[k]]);
       out.uncached[k] = uncached[order[k]];
     }
     if (n > full_scan_max) add_rest(eps, in, out);
@@ -225,19 +216,15 @@ class latency_aware final : public two_choice_balancer {
   }
 
  private:
+  double cost_of(const upstream::endpoint_stats& s, pick_input& in, const peers& like) const {
+    auto c = expected_ttft(s, p_, in.now, like);
+    double stale = s.probe.load_known ? 1 - c.freshness : 0;
+    return stale > 0 ? c.total * (1 + 0.5 * stale * in.rng.unit()) : c.total;
+  }
   bool begin_prefix(view eps, pick_input& in, candidates& out) {
     eligible_.resize(eps.size());
     for (std::size_t i = 0; i < eps.size(); ++i) eligible_[i] = eligible(*eps[i], in);
     if (!affinity_->begin(eps, in.blocks, in.session, eligible_)) return false;
-    double sum = 0;
-    std::size_t n = 0;
-    for (std::size_t i = 0; i < eps.size(); ++i) {
-      if (!eligible_[i] || !measured(*eps[i])) continue;
-      sum += eps[i]->ttft.known() ? eps[i]->ttft.value(in.now, p_.tau)
-                                  : eps[i]->response.value(in.now, p_.tau);
-      ++n;
-    }
-    peer_latency_ = n > 0 ? sum / static_cast<double>(n) : 0;
     out.prompt_blocks = static_cast<std::uint32_t>(affinity_->blocks());
     out.prefix_indexed = affinity_->indexed();
     return true;
@@ -248,13 +235,9 @@ class latency_aware final : public two_choice_balancer {
     if (out.empty() || fav >= n || out[0] == fav) return;
     out.prefix_spill = affinity_->over(fav) ? candidates::spill::load : candidates::spill::cost;
   }
-  static bool measured(const upstream::endpoint_stats& s) {
-    return s.ttft.known() || s.response.known();
-  }
   static constexpr std::size_t full_scan_max = 4;
   cost_params p_;
   std::unique_ptr<prefix_affinity> affinity_;
-  double peer_latency_ = 0;  // mean latency of the measured eligible endpoints, this pick
   std::vector<bool> eligible_;
 };
 }  // namespace

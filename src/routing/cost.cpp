@@ -42,13 +42,15 @@ cost_params cost_params::from(const config::cluster_config& c) {
   return p;
 }
 
-cost expected_ttft(const upstream::endpoint_stats& s, const cost_params& p,
-                   common::time_point now) {
+cost expected_ttft(const upstream::endpoint_stats& s, const cost_params& p, common::time_point now,
+                   const peers& like) {
   cost c;
   c.rtt = s.probe.rtt > 0 ? s.probe.rtt : 0;
   c.measured = observed_latency(s, p.tau, now, c.latency);
-  // Never measured: free to try while nothing is in flight, expensive once something is.
-  if (!c.measured) c.latency = s.in_flight > 0 ? p.cold_latency : 0;
+  // Never measured: like its measured peers; with none, free to try while nothing is in flight
+  // and expensive once something is.
+  if (!c.measured)
+    c.latency = like.latency >= 0 ? like.latency : s.in_flight > 0 ? p.cold_latency : 0;
   // Requests already waiting longer than the estimate say more than the estimate.
   if (s.awaiting_first > 0) {
     auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch());
@@ -70,7 +72,7 @@ cost expected_ttft(const upstream::endpoint_stats& s, const cost_params& p,
   double reported = std::max(waiting + running + since, local);
   c.outstanding = c.freshness * reported + (1 - c.freshness) * local;
 
-  double cap = std::max(p.capacity, s.capacity_seen);
+  double cap = std::max({p.capacity, s.capacity_seen, like.capacity});
   // Past its capacity a request waits for one to finish; below it, each co-running request
   // slows the batch a little (and ties go to the less loaded).
   c.queue = std::max(0.0, c.outstanding - cap) * service / cap + c.outstanding * c.latency / cap;
@@ -90,6 +92,20 @@ cost expected_ttft(const upstream::endpoint_stats& s, const cost_params& p,
   c.zone = s.local_zone ? 0 : p.zone_margin;
   c.total = c.rtt + c.latency + c.queue + c.kv + c.zone;
   return c;
+}
+
+peers peers_of(std::span<const upstream::endpoint_stats* const> eps,
+               std::span<const std::uint32_t> among, const cost_params& p, common::time_point now) {
+  peers out;
+  double sum = 0, lat = 0;
+  int measured = 0;
+  for (auto i : among) {
+    const auto& s = *eps[i];
+    out.capacity = std::max(out.capacity, s.capacity_seen);
+    if (observed_latency(s, p.tau, now, lat)) sum += lat, ++measured;
+  }
+  if (measured > 0) out.latency = sum / measured;
+  return out;
 }
 
 double peak_ewma_cost(const upstream::endpoint_stats& s, const cost_params& p,

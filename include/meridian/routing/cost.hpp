@@ -3,6 +3,9 @@
 // balancers on a worker thread and by /admin/endpoints on the control thread.
 #pragma once
 
+#include <cstdint>
+#include <span>
+
 #include "meridian/common/clock.hpp"
 #include "meridian/config/config.hpp"
 #include "meridian/upstream/stats.hpp"
@@ -33,7 +36,20 @@ struct cost {
   bool measured = false;   // it has latency history on this worker
 };
 
-cost expected_ttft(const upstream::endpoint_stats& s, const cost_params& p, common::time_point now);
+// What is known of the endpoints an endpoint is compared with. Until an endpoint has shown its
+// own latency or batch size it is taken to be like them: otherwise the first of equal endpoints
+// to answer, or to be scraped while busy, would look cheaper and draw a burst.
+struct peers {
+  double latency = -1;  // mean observed latency of the measured ones; -1 when none is
+  double capacity = 0;  // the most any of them was seen running at once
+};
+
+cost expected_ttft(const upstream::endpoint_stats& s, const cost_params& p, common::time_point now,
+                   const peers& like = {});
+
+// The peers of a comparison: the endpoints `among` of `eps`.
+peers peers_of(std::span<const upstream::endpoint_stats* const> eps,
+               std::span<const std::uint32_t> among, const cost_params& p, common::time_point now);
 
 // Linkerd's PeakEWMA cost: latency times (requests in flight + 1); a backend with no history
 // and requests in flight costs a large penalty, so it is not flooded before it answers.
