@@ -82,6 +82,7 @@ error_source outcome::source() const {
     case outcome_kind::request_body_timeout:
       return error_source::downstream;
     case outcome_kind::pool_exhausted:
+    case outcome_kind::abandoned:
       return error_source::internal;
     default:
       return error_source::upstream;
@@ -104,6 +105,7 @@ error_kind outcome::client_error() const {
       return error_kind::request_timeout;
     case outcome_kind::ok:
     case outcome_kind::client_gone:
+    case outcome_kind::abandoned:
       return error_kind::internal;
     default:
       return error_kind::upstream_unavailable;

@@ -233,7 +233,7 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
 
 route_config read_route(const reader& r, const YAML::Node& n, const std::string& k,
                         const std::vector<cluster_config>& clusters) {
-  r.only_keys(n, k, {"name", "match", "cluster", "timeouts", "retries", "priority"});
+  r.only_keys(n, k, {"name", "match", "cluster", "timeouts", "retries", "priority", "hedge"});
   route_config rc;
   if (!n["cluster"]) r.fail(n, k + ".cluster", "missing (which cluster serves this route?)");
   rc.cluster = r.scalar(n["cluster"], k + ".cluster");
@@ -247,18 +247,8 @@ route_config read_route(const reader& r, const YAML::Node& n, const std::string&
   rc.retries = it->retries;
   if (auto p = n["timeouts"]) read_upstream_timeouts(r, p, k + ".timeouts", rc.timeouts);
   if (auto p = n["retries"]) read_retries(r, p, k + ".retries", rc.retries, true);
-  if (auto p = n["priority"]) {
-    auto s = r.scalar(p, k + ".priority");
-    if (s == "critical")
-      rc.priority = request_priority::critical;
-    else if (s == "standard")
-      rc.priority = request_priority::standard;
-    else if (s == "sheddable")
-      rc.priority = request_priority::sheddable;
-    else
-      r.fail(p, k + ".priority",
-             common::cat("unknown priority '", s, "' (expected critical, standard or sheddable)"));
-  }
+  if (auto p = n["priority"]) rc.priority = read_priority(r, p, k + ".priority");
+  if (auto p = n["hedge"]) read_hedge(r, p, k + ".hedge", rc.hedge);
   if (auto m = n["match"]) {
     auto mk = k + ".match";
     r.only_keys(m, mk, {"path_prefix", "path", "host", "method", "headers", "model"});

@@ -232,4 +232,34 @@ void read_cluster_limits(const reader& r, const YAML::Node& n, const std::string
     out.pending_timeout = positive(r, n["pending_timeout"], k + ".pending_timeout");
 }
 
+request_priority read_priority(const reader& r, const YAML::Node& n, const std::string& k) {
+  auto s = r.scalar(n, k);
+  if (s == "critical") return request_priority::critical;
+  if (s == "standard") return request_priority::standard;
+  if (s == "sheddable") return request_priority::sheddable;
+  r.fail(n, k,
+         common::cat("unknown priority '", s, "' (expected critical, standard or sheddable)"));
+}
+
+// after: a duration (250ms) or a percentile of the route's observed time to first byte (p90,
+// p99.5); max_extra: the share of extra requests hedging may add.
+void read_hedge(const reader& r, const YAML::Node& n, const std::string& k, hedge_config& out) {
+  r.only_keys(n, k, {"after", "max_extra"});
+  if (!n["after"])
+    r.fail(n, k + ".after", "missing (a duration such as 200ms, or a percentile such as p90)");
+  out.enabled = true;
+  auto s = r.scalar(n["after"], k + ".after");
+  if (!s.empty() && s[0] == 'p') {
+    char* end = nullptr;
+    double q = std::strtod(s.c_str() + 1, &end);
+    if (s.size() < 2 || end != s.c_str() + s.size() || !(q >= 1 && q < 100))
+      r.fail(n["after"], k + ".after",
+             common::cat("invalid percentile '", s, "' (expected p1 to p99.9, e.g. p90)"));
+    out.quantile = q / 100;
+  } else {
+    out.after = positive(r, n["after"], k + ".after");
+  }
+  if (n["max_extra"]) out.max_extra = ratio(r, n["max_extra"], k + ".max_extra", 0.001, 1);
+}
+
 }  // namespace meridian::config

@@ -22,5 +22,7 @@ void read_cluster_limits(const reader& r, const YAML::Node& n, const std::string
 // `route`: a route's retries, which share their cluster's budget and so set none.
 void read_retries(const reader& r, const YAML::Node& n, const std::string& k, retry_config& out,
                   bool route);
+request_priority read_priority(const reader& r, const YAML::Node& n, const std::string& k);
+void read_hedge(const reader& r, const YAML::Node& n, const std::string& k, hedge_config& out);
 
 }  // namespace meridian::config

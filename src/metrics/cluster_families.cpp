@@ -1,5 +1,5 @@
 // The families by cluster that are not about connections: prefix affinity's look-ups, retries
-// and the retry budget, streams interrupted after the client got bytes.
+// and the retry budget, TTFT hedges, streams interrupted after the client got bytes, shedding.
 #include <prometheus/metric_family.h>
 
 #include "metrics/exposition.hpp"
@@ -11,6 +11,8 @@ inline constexpr const char* retry_reason_names[] = {"connect_failure", "reset_b
 static_assert(std::size(retry_reason_names) == static_cast<std::size_t>(retry_reason::count_));
 inline constexpr const char* interruption_names[] = {"upstream", "deadline"};
 inline constexpr const char* shed_names[] = {"queue_full", "timeout", "displaced"};
+inline constexpr const char* hedge_names[] = {"sent", "won", "cancelled"};
+static_assert(std::size(hedge_names) == static_cast<std::size_t>(hedge_event::count_));
 
 void collect_prefix(const detail::series_plan& p, const workers_t& workers,
                     std::vector<MetricFamily>& out) {
@@ -61,6 +63,35 @@ void collect_prefix(const detail::series_plan& p, const workers_t& workers,
     ratio.metric.push_back(std::move(m));
   }
   for (auto* f : {&look, &ratio, &spill}) out.push_back(std::move(*f));
+}
+
+void collect_hedges(const series_plan& p, const workers_t& workers,
+                    std::vector<MetricFamily>& out) {
+  const std::size_t n = p.clusters.size();
+  constexpr auto events = static_cast<std::size_t>(hedge_event::count_);
+  std::vector<std::array<std::uint64_t, events>> hedges(n);
+  std::vector<std::uint64_t> refused(n);
+  for (const auto& w : workers) {
+    for (std::size_t c = 0; c < n; ++c) {
+      for (std::size_t e = 0; e < events; ++e) hedges[c][e] += w->cluster(c).hedges[e].value();
+      refused[c] += w->cluster(c).hedge_budget_exhausted.value();
+    }
+  }
+  auto h = family("meridian_hedges_total",
+                  "TTFT hedging: hedges sent, hedges that answered first, and attempts cancelled "
+                  "because the other one answered first",
+                  MetricType::Counter);
+  auto b =
+      family("meridian_hedge_budget_exhausted_total",
+             "Hedges not sent because the route's max_extra share was spent", MetricType::Counter);
+  for (std::size_t c = 0; c < n; ++c) {
+    for (std::size_t e = 0; e < events; ++e)
+      add_value(h, {{"cluster", p.clusters[c]}, {"result", hedge_names[e]}},
+                static_cast<double>(hedges[c][e]));
+    add_value(b, {{"cluster", p.clusters[c]}}, static_cast<double>(refused[c]));
+  }
+  out.push_back(std::move(h));
+  out.push_back(std::move(b));
 }
 
 void collect_resilience(const series_plan& p, const workers_t& workers,
@@ -115,6 +146,7 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
     add_value(pe, {{"cluster", p.clusters[c]}}, static_cast<double>(pending[c]));
   }
   for (auto* f : {&ret, &bud, &cut, &sh, &pe}) out.push_back(std::move(*f));
+  collect_hedges(p, workers, out);
 }
 
 }  // namespace meridian::metrics::detail

@@ -216,7 +216,7 @@ void collect_endpoints(const detail::series_plan& p, const workers_t& workers,
 }
 
 constexpr const char* decision_names[] = {"score", "round_robin", "least_request", "panic",
-                                          "retry"};
+                                          "retry", "hedge"};
 static_assert(std::size(decision_names) == static_cast<std::size_t>(decision::count_));
 
 // The routing inputs and outputs per endpoint: the probes' figures (one writer, the control

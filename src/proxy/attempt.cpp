@@ -58,10 +58,15 @@ void attempt::cancel() {
   if (socket_) socket_->close(ignored);
 }
 
+bool attempt::check_whole_body(const http::connection& client, body_tap& tap) {
+  tap.rewind();
+  return observe_whole(client.buffered_body(), client.body().kind(), tap);
+}
+
 outcome attempt::fail(outcome_kind kind, std::string message) {
   finish(false);
   outcome o;
-  o.kind = kind;
+  o.kind = abandoned_ ? outcome_kind::abandoned : kind;
   o.message = std::move(message);
   return o;
 }
@@ -121,6 +126,7 @@ asio::awaitable<outcome> attempt::connect(const upstream::endpoint_ref& ep) {
   deadline_.set(within_total(start + timeouts_.connect));
   auto [ec] = co_await socket_->async_connect(info.resolved, use_tuple);
   bool timed_out = deadline_.expired();
+  if (abandoned_) co_return fail(outcome_kind::abandoned, "another attempt answered first");
   if (ec || timed_out) {
     w_.ups.record_connect_failure(*ep, w_.clock->now());
     auto err = timed_out ? metrics::upstream_error::timeout : metrics::upstream_error::connect;
@@ -148,7 +154,7 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
                                       http::connection& client, std::string_view head,
                                       body_tap* tap) {
   ep_ = std::move(ep);
-  reused_ = false;
+  reused_ = abandoned_ = false;
   request_complete_ = false;
   begin_ = end_ = 0;
   deadline_.reset();
@@ -389,6 +395,7 @@ asio::awaitable<outcome> attempt::read_head(bool replayable) {
     }
     if (head_len == 0) {
       bool got_nothing = end_ == 0;
+      if (abandoned_) co_return fail(outcome_kind::abandoned, "another attempt answered first");
       if (client_->client_gone())
         co_return fail(outcome_kind::client_gone,
                        "client went away while waiting for the response");
@@ -445,6 +452,7 @@ asio::awaitable<outcome> attempt::await_body() {
                (resp_.body == http::body_kind::content_length && resp_.content_length == 0);
   if (empty || !buffered().empty()) co_return o;
   if (co_await read_more(within_total(sent_at_ + timeouts_.first_byte)) > 0) co_return o;
+  if (abandoned_) co_return fail(outcome_kind::abandoned, "another attempt answered first");
   if (client_->client_gone())
     co_return fail(outcome_kind::client_gone, "client went away while waiting for the response");
   auto& em = w_.metrics.cluster(info.cluster).endpoints[info.slot];

@@ -112,6 +112,16 @@ class attempt final : public http::cancellable {
   // Ends the exchange: the connection goes back to the pool when reusable, else is closed.
   void finish(bool reusable);
   void cancel() override;
+  // Cancels a try another one of the same request beat (a hedge race): it ends with an
+  // abandoned outcome and teaches its endpoint nothing bad.
+  void abandon() {
+    abandoned_ = true;
+    cancel();
+  }
+  // When the try went out (its endpoint was picked).
+  common::time_point picked_at() const { return picked_at_; }
+  // Runs a body whole in `client`'s buffer through `tap`; false when the tap refuses it.
+  static bool check_whole_body(const http::connection& client, body_tap& tap);
 
  private:
   boost::asio::awaitable<common::outcome> connect(const upstream::endpoint_ref& ep);
@@ -159,6 +169,7 @@ class attempt final : public http::cancellable {
   bool observe_ = false;       // scan the body (inference clusters, successful responses)
   bool answered_ = false;      // the endpoint's first byte (first SSE event of a stream) came
   bool complete_ = false;
+  bool abandoned_ = false;
 };
 
 }  // namespace meridian::proxy

@@ -59,8 +59,11 @@ struct request_context {
 };
 
 struct conn_state final : http::connection_state {
-  explicit conn_state(worker_context& w) : at(w) { head_out.reserve(1024); }
-  attempt at;
+  explicit conn_state(worker_context& w) : at(std::make_unique<attempt>(w)) {
+    head_out.reserve(1024);
+  }
+  std::unique_ptr<attempt> at;     // the request's try (a hedge race's winner)
+  std::unique_ptr<attempt> spare;  // a hedge's, made on the connection's first hedge
   std::string head_out;
   request_context ctx;
   model_guard guard;

@@ -10,6 +10,7 @@
 #include "meridian/proxy/retry_policy.hpp"
 #include "meridian/routing/prefix.hpp"
 #include "proxy/context.hpp"
+#include "proxy/hedge.hpp"
 #include "proxy/model_routing.hpp"
 #include "proxy/relay.hpp"
 
@@ -40,6 +41,13 @@ metrics::decision decision_of(routing::pick_reason r) {
     default:
       return metrics::decision::score;
   }
+}
+
+outcome bad_body(std::string_view why) {
+  outcome o;
+  o.kind = outcome_kind::bad_request_body;
+  o.message = std::string(why);
+  return o;
 }
 
 // ---- serve -------------------------------------------------------------------------------------
@@ -131,8 +139,8 @@ asio::awaitable<bool> admit(http::connection& c, worker_context& w, const reques
   co_return true;
 }
 
-// Tries the candidates in order as the retry policy allows; an ok outcome leaves the attempt
-// ready for the relay.
+// Tries the candidates in order as the retry policy allows, the first one raced against a hedge
+// when the route hedges; an ok outcome leaves st.at ready for the relay.
 asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_state& st) {
   auto& ctx = st.ctx;
   auto& cs = w.ups.cluster(ctx.cluster);
@@ -152,32 +160,57 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
   auto& cm = w.metrics.cluster(ctx.cluster);
   auto& budget = w.budgets[ctx.cluster];
   budget.on_request(in.now);
+  auto& hedges = w.hedges[*ctx.route];
+  if (hedges.enabled()) hedges.on_request(in.now);
   retry_policy policy(route.retries, &budget);
   std::size_t k = 0;
   bool may_reuse = true;
   body_tap* tap = ctx.model_routed ? &st.guard : nullptr;
   ctx.upstream_start = w.clock->now();
-  while (true) {
-    ctx.endpoint = cs.endpoints[picks[k]];
-    auto why = k > 0 ? metrics::decision::retry : decision_of(picks.reason);
-    cm.endpoints[picks[k]].decisions[static_cast<int>(why)].inc();
-    bal.dispatched(picks[k], in);
-    st.at.set_prefix(picks.uncached[k], static_cast<std::int32_t>(picks.prompt_blocks));
-    st.at.set_deadlines(route.timeouts, ctx.deadline);
+  start_try start = [&](attempt& at, std::size_t i, bool hedge) {
+    auto why = hedge   ? metrics::decision::hedge
+               : i > 0 ? metrics::decision::retry
+                       : decision_of(picks.reason);
+    cm.endpoints[picks[i]].decisions[static_cast<int>(why)].inc();
+    bal.dispatched(picks[i], in);
+    at.set_prefix(picks.uncached[i], static_cast<std::int32_t>(picks.prompt_blocks));
+    at.set_deadlines(route.timeouts, ctx.deadline);
+    at.set_route(&w.metrics.route(*ctx.route), c.request_start());
     ++ctx.attempts;
-    auto o = co_await st.at.run(ctx.endpoint, may_reuse, c, st.head_out, tap);
+    return ctx.endpoint = cs.endpoints[picks[i]];
+  };
+  // Both tries of a race send the body from the buffer: it is checked once, before.
+  bool hedge = hedges.enabled() && picks.size() > 1 && c.body().complete();
+  if (hedge && tap) {
+    if (!attempt::check_whole_body(c, *tap)) co_return bad_body(tap->why());
+    tap = nullptr;
+  }
+  while (true) {
+    auto hedge_at = hedge && k == 0 ? hedges.hedge_at(w.clock->now()) : std::nullopt;
+    outcome o;
+    if (hedge_at && *hedge_at < ctx.deadline) {
+      auto r = co_await race(c, w, st, start, k, k + 1 < picks.size(), *hedge_at, hedges, cm);
+      o = std::move(r.outcome);
+      k = r.last;
+      ctx.endpoint = st.at->endpoint();
+    } else {
+      auto ep = start(*st.at, k, false);
+      o = co_await st.at->run(std::move(ep), may_reuse, c, st.head_out, tap);
+    }
+    if (hedges.enabled() && o.ok() && o.status < 500)
+      hedges.observe(common::seconds_between(st.at->picked_at(), w.clock->now()));
     // A response is kept unless it is a 503 the route retries elsewhere.
     auto action = o.ok() && o.status != 503
                       ? retry_action::finish
-                      : policy.next(o, k + 1 < picks.size(), st.at.body_held(), w.clock->now());
+                      : policy.next(o, k + 1 < picks.size(), st.at->body_held(), w.clock->now());
     if (action != retry_action::finish && w.clock->now() >= ctx.deadline)
       action = retry_action::finish;  // no time left for another try
     if (policy.budget_refused()) cm.retry_budget_exhausted.inc();
     if (action == retry_action::finish) {
-      if (o.ok() && st.at.body_held()) c.consume_body();
+      if (o.ok() && st.at->body_held()) c.consume_body();
       co_return o;
     }
-    if (o.ok()) st.at.finish(false);  // the 503 is dropped, its connection closed
+    if (o.ok()) st.at->finish(false);  // the 503 is dropped, its connection closed
     if (action == retry_action::same_endpoint_fresh) {
       may_reuse = false;
       continue;
@@ -262,8 +295,7 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   std::optional<admission_slot> slot;
   bool admitted = co_await admit(c, w_, ctx, slot);
   if (!admitted) co_return;
-  c.watch_client(&st.at);
-  st.at.set_route(&w_.metrics.route(m.route), c.request_start());
+  c.watch_client(st.at.get());
   auto o = co_await forward(c, w_, st);
   if (!o.ok()) {
     c.unwatch_client();
@@ -271,15 +303,15 @@ asio::awaitable<void> handler::serve(http::connection& c) {
     co_return;
   }
   ctx.first_byte = w_.clock->now();
-  o = co_await relay(st.at, c, st.head_out);
+  o = co_await relay(*st.at, c, st.head_out);
   c.unwatch_client();
   if (!o.ok()) {
     c.set_note(o.message);
     if (o.kind == outcome_kind::client_gone)
       w_.metrics.route(m.route).cancelled_response.inc();
     else
-      st.at.count_error(o.kind == outcome_kind::stalled_response ? metrics::upstream_error::timeout
-                                                                 : metrics::upstream_error::reset);
+      st.at->count_error(o.kind == outcome_kind::stalled_response ? metrics::upstream_error::timeout
+                                                                  : metrics::upstream_error::reset);
   }
 }
 

@@ -15,6 +15,7 @@
 #include "meridian/http/parser.hpp"
 #include "meridian/metrics/metrics.hpp"
 #include "meridian/proxy/access_log.hpp"
+#include "meridian/proxy/hedge_policy.hpp"
 #include "meridian/proxy/retry_policy.hpp"
 #include "meridian/proxy/snapshot.hpp"
 #include "meridian/routing/balancer.hpp"
@@ -89,14 +90,22 @@ struct worker_context {
   }
 
   // Per cluster: its balancer, its retry budget and its admission (this worker's share of the
-  // gateway's figures). After a reload (`before`: the config replaced, of the same clusters) a
-  // balancer is rebuilt only if its settings changed (it keeps its prefix index otherwise), and
-  // budgets and admissions take the new figures in place: waiters and slots hold on to them.
+  // gateway's figures); per route, its hedge policy. After a reload (`before`: the config
+  // replaced, of the same clusters and routes) a balancer is rebuilt only if its settings changed
+  // (it keeps its prefix index otherwise), and budgets, admissions and hedge policies take the
+  // new figures in place: waiters and slots hold on to them.
   void make_balancers(const config::gateway_config* before = nullptr) {
     const std::size_t n = snap->workers;
     auto share = [n](std::size_t v) { return (v + n - 1) / n; };
     const auto& clusters = snap->cfg->clusters;
-    if (!before) balancers.clear(), budgets.clear(), admissions.clear();
+    if (!before) balancers.clear(), budgets.clear(), admissions.clear(), hedges.clear();
+    const auto& routes = snap->cfg->routes;
+    for (std::size_t i = 0; i < routes.size(); ++i) {
+      if (before)
+        hedges[i].configure(routes[i].hedge);
+      else
+        hedges.emplace_back(routes[i].hedge);
+    }
     for (std::size_t i = 0; i < clusters.size(); ++i) {
       const auto& c = clusters[i];
       std::size_t inflight = c.limits.max_inflight
@@ -125,6 +134,7 @@ struct worker_context {
   std::vector<std::unique_ptr<routing::balancer>> balancers;
   std::vector<retry_budget> budgets;
   std::vector<std::unique_ptr<admission>> admissions;
+  std::vector<hedge_policy> hedges;  // per route
   common::random_source rng;
   const common::clock* clock;
   metrics::worker_metrics& metrics;

@@ -37,6 +37,13 @@ std::string raw_get(std::uint16_t port, const std::string& path, const std::stri
   return raw;
 }
 
+// The value of one sample in a metrics page (-1: absent).
+int counter_value(const std::string& m, const std::string& series) {
+  auto at = m.find(series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stoi(m.substr(at + series.size() + 1));
+}
+
 std::string route_with(const std::string& keys) {
   return "routes: [ { name: all, match: { path_prefix: / }, cluster: c, " + keys + " } ]\n";
 }
@@ -344,8 +351,9 @@ TEST_CASE("reload: SIGHUP and POST /admin/reload apply a new config; a bad one i
   REQUIRE(r);
   CHECK(r->status == 400);
   CHECK(has(r->body, "config not reloaded, the running one is kept"));
-  gw.rewrite_config(simple_config({busy.port(), ok.port(), ok.port() == 1 ? 2 : 1},
-                                  route_with("retries: { on: [503] }")));
+  gw.rewrite_config(
+      simple_config({busy.port(), ok.port(), static_cast<std::uint16_t>(ok.port() == 1 ? 2 : 1)},
+                    route_with("retries: { on: [503] }")));
   admin.send("POST /admin/reload HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
   r = admin.read();
   REQUIRE(r);
@@ -388,4 +396,81 @@ TEST_CASE("the admin listener answers a wrong method with 405 and Allow") {
   REQUIRE(r);
   CHECK(r->status == 405);
   CHECK(r->headers["allow"] == "POST");
+}
+
+TEST_CASE("a request with no first byte by the hedge delay is sent again; the first answer wins") {
+  test_backend slow, fast;
+  slow.stalled = true;
+  gateway_process gw(simple_config(
+      {slow.port(), fast.port()},
+      route_with("timeouts: { first_byte: 1s }, hedge: { after: 100ms, max_extra: 1 }")));
+  int ok = 0, timed_out = 0;
+  for (int i = 0; i < 8; ++i) {
+    auto start = steady::now();
+    auto r = post(gw.port(), "/v1/chat", "{\"n\":" + std::to_string(i) + "}");
+    REQUIRE(r);
+    if (r->status == 200) {
+      ++ok;
+      CHECK(r->body == "hello");
+      CHECK(steady::now() - start < 800ms);  // a hedged one did not wait for first_byte
+    }
+    timed_out += r->status == 504;
+  }
+  // Round robin sent 4 first tries to the stalled endpoint. Each was hedged to the fast one,
+  // which won, and the stalled try was cancelled at once; except that a hedge needs the budget
+  // (here one hedge per request), which the very first request may not have yet.
+  CHECK(slow.requests().size() == 4);
+  auto m = metrics_text(gw);
+  int sent = counter_value(m, "meridian_hedges_total{cluster=\"c\",result=\"sent\"}");
+  CHECK(sent >= 3);
+  CHECK(sent + counter_value(m, "meridian_hedge_budget_exhausted_total{cluster=\"c\"}") == 4);
+  CHECK(counter_value(m, "meridian_hedges_total{cluster=\"c\",result=\"won\"}") == sent);
+  CHECK(counter_value(m, "meridian_hedges_total{cluster=\"c\",result=\"cancelled\"}") == sent);
+  CHECK(ok == 4 + sent);
+  CHECK(timed_out == 4 - sent);
+  CHECK(fast.requests().size() == static_cast<std::size_t>(4 + sent));
+  for (const auto& q : fast.requests()) CHECK(q.body.rfind("{\"n\":", 0) == 0);
+  CHECK(test_backend::eventually([&] { return slow.aborted_streams.load() == 4; }, 2000ms));
+  // A stalled try that lost teaches its endpoint no error.
+  CHECK_FALSE(has(m, "meridian_upstream_errors_total{cluster=\"c\",endpoint=\"127.0.0.1:" +
+                         std::to_string(slow.port()) + "\",kind=\"reset\"} 1"));
+}
+
+TEST_CASE("hedges stay within max_extra; a route without hedge waits for its one try") {
+  test_backend slow, fast;
+  slow.stalled = true;
+  // 20% extra: the first request has no budget yet; the rest of the budget goes as they come.
+  gateway_process gw(simple_config(
+      {slow.port(), fast.port()},
+      "routes: [ { name: h, match: { path_prefix: /v1/ }, cluster: c, timeouts: { first_byte: "
+      "500ms }, hedge: { after: 50ms, max_extra: 0.2 } },\n"
+      "          { name: all, match: { path_prefix: / }, cluster: c, timeouts: { first_byte: "
+      "300ms } } ]\n"));
+  int ok = 0, timed_out = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto r = post(gw.port(), "/v1/chat", "{}");
+    REQUIRE(r);
+    ok += r->status == 200;
+    timed_out += r->status == 504;
+  }
+  // Round robin put 5 first tries on the stalled endpoint; 0.2 x 10 requests allow at most 2
+  // hedges, and those refused wait out first_byte.
+  auto m = metrics_text(gw);
+  int sent = counter_value(m, "meridian_hedges_total{cluster=\"c\",result=\"sent\"}");
+  int refused = counter_value(m, "meridian_hedge_budget_exhausted_total{cluster=\"c\"}");
+  CHECK(sent >= 1);
+  CHECK(sent <= 2);
+  CHECK(sent + refused == 5);
+  CHECK(ok == 5 + sent);
+  CHECK(timed_out == 5 - sent);
+  // Without hedge, the try on the stalled endpoint is the only one.
+  int plain_ok = 0, plain_timed_out = 0;
+  for (int i = 0; i < 2; ++i) {
+    auto r = post(gw.port(), "/plain", "{}");
+    REQUIRE(r);
+    plain_ok += r->status == 200;
+    plain_timed_out += r->status == 504;
+  }
+  CHECK(plain_ok == 1);
+  CHECK(plain_timed_out == 1);
 }

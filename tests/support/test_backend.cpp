@@ -209,6 +209,10 @@ void test_backend::respond(int fd, const received& r, bool& keep_open) {
     keep_open = false;
   } else if (unavailable) {
     send_str(fd, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy");
+  } else if (stalled) {
+    send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");  // and never the body
+    if (peer_closed_within(fd, 10000)) note_abort(aborted_streams);
+    keep_open = false;
   } else {
     send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
   }

@@ -38,6 +38,9 @@ class test_backend {
   }
   // While set, the default path answers 503 (an overloaded model server).
   std::atomic<bool> unavailable{false};
+  // While set, the default path sends its head and no first byte (a stalled model server) until
+  // the gateway gives up, which counts as an abort.
+  std::atomic<bool> stalled{false};
   // Waits (bounded) for a condition that another thread makes true.
   static bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
 

@@ -38,7 +38,7 @@ struct response {
   int status = 200;
   std::string content_type;
   std::string body;
-  std::string allow;  // a 405's Allow header
+  std::string allow = {};  // a 405's Allow header
 };
 
 // The routing of admin requests, separate from sockets so it can be tested directly.

@@ -44,6 +44,7 @@ enum class outcome_kind {
   reset_during_response,  // the backend failed after the response started
   stalled_response,       // the backend went quiet mid-response past the idle timeout
   client_gone,            // the client left; nothing more is owed to it
+  abandoned,              // another attempt of the same request (a hedge) answered first
   bad_request_body,       // the client's body is malformed (framing)
   request_body_too_large,
   request_body_timeout,

@@ -94,6 +94,17 @@ struct retry_config {
   unsigned on = retry_connect_failure | retry_reset_before_request;
 };
 
+// TTFT hedging (a route's opt-in): a request with no response byte (a stream's first token) by
+// `after` (or the route's observed `quantile` of it) goes also to the next candidate; the first
+// to answer wins and the other is cancelled. Hedges stay under `max_extra` times the requests.
+struct hedge_config {
+  bool enabled = false;
+  duration after{};     // a fixed delay, when quantile is 0
+  double quantile = 0;  // e.g. 0.9: the route's observed p90 time to first byte
+  double max_extra = 0.05;
+  bool operator==(const hedge_config&) const = default;
+};
+
 struct drain_config {
   duration shutdown_delay = std::chrono::seconds(1);
   duration timeout = std::chrono::seconds(30);
@@ -240,6 +251,7 @@ struct route_config {
   std::size_t cluster_index = 0;  // resolved at load
   upstream_timeouts timeouts;     // the cluster's, with the route's own keys over them
   retry_config retries;           // likewise
+  hedge_config hedge;
   request_priority priority = request_priority::standard;  // unless x-priority says otherwise
 };
 

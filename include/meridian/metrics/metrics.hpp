@@ -58,7 +58,11 @@ enum class shed_reason { queue_full, timeout, displaced };
 
 // Why a request went to an endpoint (routing_decisions_total's reason): the balancer's choice
 // by score or by its rule, panic mode (no healthy endpoint), or a retry to the next candidate.
-enum class decision { score, round_robin, least_request, panic, retry, count_ };
+enum class decision { score, round_robin, least_request, panic, retry, hedge, count_ };
+
+// meridian_hedges_total's result: a hedge went out; it answered first; an attempt (the hedge
+// or the one it raced) was cancelled because the other answered first.
+enum class hedge_event { sent, won, cancelled, count_ };
 
 namespace detail {
 struct series_plan;  // the series of every family, their labels, and which children feed each
@@ -202,6 +206,8 @@ struct alignas(cache_line) cluster_metrics {
   prefix_metrics prefix;
   std::array<counter, static_cast<int>(retry_reason::count_)> retries;
   counter retry_budget_exhausted;
+  std::array<counter, static_cast<int>(hedge_event::count_)> hedges;
+  counter hedge_budget_exhausted;
   std::array<counter, 2> streams_interrupted;  // by interruption
   std::array<counter, 3> shed;                 // by shed_reason
   gauge pending;                               // requests waiting for admission

@@ -270,7 +270,7 @@ TEST_CASE("families keep their names, help, types and label sets") {
   CHECK(has(m, "meridian_upstream_requests_total{cluster=\"c\",endpoint=\"10.0.0.5:9000\"} 0\n"));
   CHECK(samples_of(m, "meridian_endpoint_inflight") == 3);
   CHECK(samples_of(m, "meridian_upstream_errors_total") == 12);
-  CHECK(samples_of(m, "meridian_routing_decisions_total") == 15);  // 3 endpoints x 5 reasons
+  CHECK(samples_of(m, "meridian_routing_decisions_total") == 18);  // 3 endpoints x 6 reasons
   CHECK(samples_of(m, "meridian_endpoint_healthy") == 3);
   // Estimates nobody has made yet are left out rather than shown as 0.
   CHECK(samples_of(m, "meridian_endpoint_score_seconds") == 0);
