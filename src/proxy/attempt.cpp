@@ -53,9 +53,13 @@ void attempt::on_expire(void* self) {
   static_cast<attempt*>(self)->cancel();
 }
 
+// Shut down, not closed: the pending read, write or connect then ends by itself (EOF, EPIPE,
+// a connect that reports done) and the try notices why. Closing a socket under a pending
+// operation cancels it, which on Asio 1.81's io_uring backend let a later completion corrupt
+// other requests (seen with hedging: streams cut and a 10 s stall in 900 requests).
 void attempt::cancel() {
   boost::system::error_code ignored;
-  if (socket_) socket_->close(ignored);
+  if (socket_) socket_->shutdown(tcp::socket::shutdown_both, ignored);
 }
 
 bool attempt::check_whole_body(const http::connection& client, body_tap& tap) {
@@ -341,6 +345,15 @@ void attempt::observe(std::string_view payload) {
 void attempt::report_done() {
   auto now = w_.clock->now();
   if (!answered_) w_.ups.answered(*ep_, picked_at_);
+  // A try that lost a hedge race with no first byte was at least this slow: only a lower bound,
+  // but without it an endpoint whose tries keep losing would never look slow.
+  if (abandoned_ && !answered_) {
+    double s = common::seconds_between(picked_at_, now);
+    if (ep_->stats.ttft.known())
+      w_.ups.observe_ttft(*ep_, s, now, queued_);
+    else
+      w_.ups.observe_response(*ep_, s, now, queued_);
+  }
   bool measured = complete_ && resp_.status >= 200 && resp_.status < 300;
   const double uncached = uncached_blocks();
   if (measured && timed_stream()) {

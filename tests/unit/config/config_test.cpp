@@ -279,3 +279,29 @@ TEST_CASE("timeouts and retries: cluster values from the global defaults, routes
   auto none = load_string(base, "test.yaml", {"routes[0].timeouts.total=none"});
   CHECK(none->routes[0].timeouts.total == duration::zero());
 }
+
+TEST_CASE("a route's hedge: a delay or a percentile, a budget; mistakes are named") {
+  auto off = load_string(base, "test.yaml");
+  CHECK_FALSE(off->routes[0].hedge.enabled);
+  auto fixed = load_string(base, "test.yaml", {"routes[0].hedge.after=150ms"});
+  CHECK(fixed->routes[0].hedge.enabled);
+  CHECK(fixed->routes[0].hedge.after == std::chrono::milliseconds(150));
+  CHECK(fixed->routes[0].hedge.quantile == 0);
+  CHECK(fixed->routes[0].hedge.max_extra == doctest::Approx(0.05));
+  auto pct = load_string(base, "test.yaml",
+                         {"routes[0].hedge.after=p99.5", "routes[0].hedge.max_extra=0.1"});
+  CHECK(pct->routes[0].hedge.quantile == doctest::Approx(0.995));
+  CHECK(pct->routes[0].hedge.max_extra == doctest::Approx(0.1));
+  CHECK(error_of(base, {"routes[0].hedge.max_extra=0.1"}).find("routes[0].hedge.after: missing") !=
+        std::string::npos);
+  CHECK(error_of(base, {"routes[0].hedge.after=p100"})
+            .find("routes[0].hedge.after: invalid percentile 'p100'") != std::string::npos);
+  CHECK(error_of(base, {"routes[0].hedge.after=pfast"}).find("invalid percentile") !=
+        std::string::npos);
+  CHECK(error_of(base, {"routes[0].hedge.after=0s"})
+            .find("routes[0].hedge.after: must be positive") != std::string::npos);
+  CHECK(error_of(base, {"routes[0].hedge.after=1s", "routes[0].hedge.max_extra=2"})
+            .find("routes[0].hedge.max_extra: must be between") != std::string::npos);
+  CHECK(error_of(base, {"routes[0].hedge.after=1s", "routes[0].hedge.delay=1s"})
+            .find("routes[0].hedge.delay: unknown key") != std::string::npos);
+}
