@@ -33,14 +33,15 @@ struct guarded_socket {
   bool expired = false;
 };
 
-// One deadline for the whole exchange: closing the socket ends whichever operation is pending.
+// One deadline for the whole exchange: shutting the socket down ends whichever operation is
+// pending (by itself: closing under it would cancel it, unsafe on Asio 1.81's io_uring backend).
 void arm(const std::shared_ptr<guarded_socket>& g, std::chrono::nanoseconds timeout) {
   g->timer.expires_after(timeout);
   g->timer.async_wait([g](boost::system::error_code ec) {
     if (ec) return;
     g->expired = true;
     boost::system::error_code ignored;
-    g->socket.close(ignored);
+    g->socket.shutdown(tcp::socket::shutdown_both, ignored);
   });
 }
 
