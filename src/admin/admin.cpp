@@ -246,11 +246,23 @@ response handle(const context& ctx, std::string_view method, std::string_view ta
                         common::cat("config not reloaded, the running one is kept: ", why));
     return {200, "application/json", "{\"reloaded\":true}\n"};
   }
-  if (path == "/admin/drain") {
+  if (path == "/admin/config") {
+    if (!get) return wrong_method("GET, HEAD", path);
+    return {200, "application/yaml",
+            common::cat("# effective config: ", ctx.cfg->source,
+                        " with --set overrides, secrets redacted; keys not shown take their "
+                        "defaults\n",
+                        ctx.cfg->effective_yaml)};
+  }
+  if (path == "/admin/drain" || path == "/admin/quit") {
     if (method != "POST") return wrong_method("POST", path);
     if (auto no = refuse_mutation(ctx, authorization)) return *no;
-    if (ctx.on_drain) ctx.on_drain();
-    return {202, "application/json", "{\"draining\":true}\n"};
+    bool quit = path == "/admin/quit";
+    const auto& fn = quit ? ctx.on_quit : ctx.on_drain;
+    if (fn) fn();
+    return {202, "application/json",
+            quit ? "{\"draining\":true,\"stopping\":true}\n"
+                 : "{\"draining\":true,\"stopping\":false}\n"};
   }
   return json_error(common::error_kind::not_found, common::cat("no admin page at ", path));
 }

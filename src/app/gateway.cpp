@@ -146,7 +146,8 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   actx.workers = ups;
   actx.draining = &control.draining_flag();
   actx.io_backend = std::string(runtime::to_string(io));
-  actx.on_drain = [&control] { control.begin_drain(); };
+  actx.on_drain = [&control] { control.fail_readiness(); };
+  actx.on_quit = [&control] { control.begin_drain(); };
   actx.signals = [&prober] { return prober.current(); };
   actx.probe_errors = [&prober](std::size_t c, std::size_t e) {
     const auto& pe = prober.errors(c, e);

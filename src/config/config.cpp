@@ -458,7 +458,9 @@ std::shared_ptr<const gateway_config> load_node(YAML::Node root, const std::stri
                                                 const std::vector<std::string>& overrides) {
   for (const auto& o : overrides) apply_override(root, o);
   reader r(source);
-  return std::make_shared<const gateway_config>(read_root(r, root));
+  auto cfg = read_root(r, root);
+  cfg.effective_yaml = redacted_yaml(root);
+  return std::make_shared<const gateway_config>(std::move(cfg));
 }
 
 }  // namespace

@@ -22,6 +22,10 @@ void read_cluster_limits(const reader& r, const YAML::Node& n, const std::string
 // `route`: a route's retries, which share their cluster's budget and so set none.
 void read_retries(const reader& r, const YAML::Node& n, const std::string& k, retry_config& out,
                   bool route);
+// `root` emitted as YAML with the values of secret-looking keys (token, secret, password,
+// api_key, authorization; a *_file key is a path and stays) replaced by "<redacted>".
+std::string redacted_yaml(const YAML::Node& root);
+
 request_priority read_priority(const reader& r, const YAML::Node& n, const std::string& k);
 void read_hedge(const reader& r, const YAML::Node& n, const std::string& k, hedge_config& out);
 

@@ -42,10 +42,19 @@ struct control::impl {
     });
   }
 
-  void begin() {
+  // Readiness fails; nothing else changes (POST /admin/drain).
+  void fail_readiness() {
     if (draining.exchange(true)) return;
     hooks.on_draining();
-    log(log_level::info, "runtime", "draining: readiness now fails; listeners close in ",
+    log(log_level::info, "runtime",
+        "drain requested: readiness now fails; requests keep being served and the process keeps "
+        "running (SIGTERM or POST /admin/quit stops it)");
+  }
+
+  void begin() {
+    if (stopping.exchange(true)) return;
+    if (!draining.exchange(true)) hooks.on_draining();
+    log(log_level::info, "runtime", "draining to stop: readiness now fails; listeners close in ",
         std::chrono::duration<double>(drain.shutdown_delay).count(), "s");
     timer.expires_after(drain.shutdown_delay);
     timer.async_wait([this](boost::system::error_code ec) {
@@ -66,7 +75,7 @@ struct control::impl {
         wait_signal();
         return;
       }
-      if (draining.load()) {
+      if (stopping.load()) {
         log(log_level::warn, "runtime", "second signal: stopping now");
         finish();
         return;
@@ -84,7 +93,8 @@ struct control::impl {
   asio::io_context io{1};
   asio::steady_timer timer;
   asio::signal_set signals;
-  std::atomic<bool> draining{false};
+  std::atomic<bool> draining{false};  // readiness fails
+  std::atomic<bool> stopping{false};  // the stop sequence has begun
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
 
@@ -99,6 +109,10 @@ asio::io_context& control::io() {
 
 void control::begin_drain() {
   impl_->begin();
+}
+
+void control::fail_readiness() {
+  impl_->fail_readiness();
 }
 
 bool control::draining() const {

@@ -370,12 +370,29 @@ TEST_CASE("the per-worker connection cap refuses extra clients with 503 and Retr
       2000ms));
 }
 
-TEST_CASE("POST /admin/drain starts the same drain as SIGTERM") {
+TEST_CASE("POST /admin/drain fails readiness and keeps serving; POST /admin/quit stops it") {
   test_backend be;
   gateway_process gw(simple_config({be.port()}, "drain: { shutdown_delay: 100ms, timeout: 2s }\n"));
-  client c(gw.admin_port());
-  c.send("POST /admin/drain HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
-  auto r = c.read();
+  auto admin_post = [&](const std::string& path) {
+    client c(gw.admin_port());
+    c.send("POST " + path + " HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    return c.read();
+  };
+  auto r = admin_post("/admin/drain");
+  REQUIRE(r);
+  CHECK(r->status == 202);
+  CHECK(r->body == "{\"draining\":true,\"stopping\":false}\n");
+  auto ready = get(gw.admin_port(), "/readyz");
+  REQUIRE(ready);
+  CHECK(ready->status == 503);
+  // Still serving, new connections included, and still running.
+  for (int i = 0; i < 3; ++i) {
+    auto ok = get(gw.port(), "/x");
+    REQUIRE(ok);
+    CHECK(ok->status == 200);
+  }
+  CHECK(gw.wait(500) == -1);  // no exit: the stop sequence would have ended within ~150 ms
+  r = admin_post("/admin/quit");
   REQUIRE(r);
   CHECK(r->status == 202);
   CHECK(gw.wait(5000) == 0);

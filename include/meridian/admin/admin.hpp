@@ -1,4 +1,5 @@
-// The admin listener: /metrics, /livez, /readyz, /admin/endpoints, /admin/drain. Runs on the
+// The admin listener: /metrics, /livez, /readyz, /admin/endpoints, /admin/config, and the
+// mutating /admin/drain, /admin/quit and /admin/reload. Runs on the
 // control thread's io_context; it only reads the workers' atomics and the metrics registry.
 #pragma once
 
@@ -24,7 +25,8 @@ struct context {
   std::vector<const upstream::worker_upstreams*> workers;
   const std::atomic<bool>* draining = nullptr;
   std::string io_backend;
-  std::function<void()> on_drain;  // called on the control thread
+  std::function<void()> on_drain;  // readiness fails, nothing stops; control thread
+  std::function<void()> on_quit;   // the stop sequence (drain, then exit); control thread
   // POST /admin/reload: re-reads the config; empty on success, else why it was kept. Control
   // thread.
   std::function<std::string()> on_reload;

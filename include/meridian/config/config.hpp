@@ -268,6 +268,9 @@ struct gateway_config {
   drain_config drain;
   bool access_log = true;
   std::string source;  // file name for messages
+  // The YAML as loaded, --set overrides applied and secret values redacted (GET /admin/config);
+  // keys left out take their defaults.
+  std::string effective_yaml;
 
   bool any_model_route() const;
 };

@@ -32,8 +32,12 @@ class control {
   control& operator=(const control&) = delete;
 
   boost::asio::io_context& io();
-  // Starts the drain sequence (SIGTERM, SIGINT, POST /admin/drain); a second call is ignored.
+  // Starts the stop sequence (SIGTERM, SIGINT, POST /admin/quit): readiness fails, listeners
+  // close after drain.shutdown_delay, in-flight work gets drain.timeout; a second call is ignored.
   void begin_drain();
+  // Readiness fails and stays failed; requests keep being served and nothing stops (a load
+  // balancer takes the gateway out; begin_drain() stops it later). Control thread.
+  void fail_readiness();
   // Readable from any thread.
   bool draining() const;
   const std::atomic<bool>& draining_flag() const;

@@ -117,6 +117,22 @@ routes: [ { match: { path_prefix: / }, cluster: llama } ]
         200);
   CHECK(drains == 1);
   CHECK(reloads == 1);
+  int quits = 0;
+  f.ctx.on_quit = [&] { ++quits; };
+  CHECK(admin::handle(f.ctx, "POST", "/admin/quit").status == 401);
+  auto q = admin::handle(f.ctx, "POST", "/admin/quit", "Bearer s3cret-token-0123456789");
+  CHECK(q.status == 202);
+  CHECK(q.body == "{\"draining\":true,\"stopping\":true}\n");
+  CHECK(quits == 1);
+  CHECK(drains == 1);
+  // The effective config is readable without a token; it names the token's file, not the token.
+  auto shown = admin::handle(f.ctx, "GET", "/admin/config");
+  CHECK(shown.status == 200);
+  CHECK(shown.content_type == "application/yaml");
+  CHECK(shown.body.find(std::string("token_file: ") + path) != std::string::npos);
+  CHECK(shown.body.find("s3cret") == std::string::npos);
+  CHECK(shown.body.find("name: llama") != std::string::npos);
+  CHECK(admin::handle(f.ctx, "POST", "/admin/config").status == 405);
   // Reading pages needs nothing.
   CHECK(admin::handle(f.ctx, "GET", "/admin/endpoints").status == 200);
   // Without a token: refused on a listener others can reach, allowed on loopback.

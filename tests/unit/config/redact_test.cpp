@@ -1,0 +1,23 @@
+#include <doctest/doctest.h>
+#include <yaml-cpp/yaml.h>
+
+#include "config/sections.hpp"
+
+TEST_CASE("the effective config hides secret values, keeps paths to them and everything else") {
+  auto root = YAML::Load(R"(
+admin: { address: 127.0.0.1:9901, token_file: /run/secrets/admin }
+clusters:
+  - name: openai
+    headers: { Authorization: Bearer sk-123, x-api-key: k-456 }
+    auth: { api_key: k-789, client_secret: s-1, password: p-2, Token: t-3 }
+)");
+  auto y = meridian::config::redacted_yaml(root);
+  for (const char* gone : {"sk-123", "k-456", "k-789", "s-1", "p-2", "t-3"}) {
+    CAPTURE(gone);
+    CHECK(y.find(gone) == std::string::npos);
+  }
+  CHECK(y.find("token_file: /run/secrets/admin") != std::string::npos);
+  CHECK(y.find("Authorization: <redacted>") != std::string::npos);
+  CHECK(y.find("name: openai") != std::string::npos);
+  CHECK(y.find("address: 127.0.0.1:9901") != std::string::npos);
+}
