@@ -23,6 +23,17 @@ void append_str(std::string& out, std::string_view key, std::string_view value) 
   common::json_escape_append(out, value);
   out.push_back('"');
 }
+void append_count(std::string& out, std::string_view key, std::int64_t v) {
+  out.append(",\"");
+  out.append(key);
+  out.append("\":");
+  if (v < 0)
+    out.append("null");
+  else
+    http::append_uint(out, static_cast<std::uint64_t>(v));
+}
+constexpr const char* flag_names[] = {"NR", "UF", "UO", "UT", "UC", "SI", "DC", "DPE", "RT", "HW"};
+static_assert(std::size(flag_names) == response_flag_count);
 }  // namespace
 
 void access_log::record(const access_record& r) {
@@ -69,6 +80,24 @@ void access_log::record(const access_record& r) {
     append_ms(buf_, r.ttfb_s);
   else
     buf_.append("null");
+  append_str(buf_, "client", r.client);
+  append_str(buf_, "host", r.host);
+  append_str(buf_, "user_agent", r.user_agent);
+  append_str(buf_, "cluster", r.cluster);
+  if (!r.model.empty()) append_str(buf_, "model", r.model);
+  append_count(buf_, "prompt_tokens", r.prompt_tokens);
+  append_count(buf_, "completion_tokens", r.completion_tokens);
+  append_count(buf_, "attempts", r.attempts);
+  buf_.append(",\"flags\":\"");
+  bool any = false;
+  for (std::size_t i = 0; i < response_flag_count; ++i) {
+    if (!(r.flags & (1u << i))) continue;
+    if (any) buf_.push_back(',');
+    buf_.append(flag_names[i]);
+    any = true;
+  }
+  if (!any) buf_.push_back('-');
+  buf_.push_back('"');
   if (!r.error.empty()) append_str(buf_, "error", r.error);
   buf_.append("}\n");
   if (buf_.size() >= 32 * 1024) flush();

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "meridian/http/connection.hpp"
+#include "meridian/proxy/access_log.hpp"
 #include "meridian/routing/model_scanner.hpp"
 #include "proxy/attempt.hpp"
 
@@ -44,8 +45,12 @@ struct request_context {
   common::time_point upstream_start{}, first_byte{};
   // The route's total timeout, shortened by the client's x-request-timeout (max(): none).
   common::time_point deadline = common::time_point::max();
-  int attempts = 0;  // upstream tries, retries included
+  int attempts = 0;  // upstream tries, retries and hedges included
   bool model_routed = false;
+  // For the access log (filled only while it is on).
+  std::uint16_t flags = 0;  // response_flag bits
+  std::string user_agent, host, model;
+  std::int64_t prompt_tokens = -1, completion_tokens = -1;
 
   void reset() {
     snap.reset();
@@ -55,6 +60,11 @@ struct request_context {
     deadline = common::time_point::max();
     attempts = 0;
     model_routed = false;
+    flags = 0;
+    user_agent.clear();
+    host.clear();
+    model.clear();
+    prompt_tokens = completion_tokens = -1;
   }
 };
 

@@ -43,6 +43,27 @@ metrics::decision decision_of(routing::pick_reason r) {
   }
 }
 
+// The access log's flag for a forward that failed before the response.
+std::uint16_t flag_of(outcome_kind k) {
+  switch (k) {
+    case outcome_kind::client_gone:
+      return flag_client_gone;
+    case outcome_kind::bad_request_body:
+    case outcome_kind::request_body_too_large:
+    case outcome_kind::request_body_timeout:
+      return flag_bad_request;
+    case outcome_kind::connect_failed:
+    case outcome_kind::connect_timeout:
+      return flag_connect_failure;
+    case outcome_kind::pool_exhausted:
+      return flag_overflow;
+    case outcome_kind::response_timeout:
+      return flag_upstream_timeout;
+    default:
+      return flag_upstream_reset;
+  }
+}
+
 outcome bad_body(std::string_view why) {
   outcome o;
   o.kind = outcome_kind::bad_request_body;
@@ -85,8 +106,8 @@ asio::awaitable<bool> set_deadline(http::connection& c, worker_context& w, reque
 
 // Waits for a slot of a full cluster, at priority `p`. False when the client has been answered
 // (shed) or has left.
-asio::awaitable<bool> await_admission(http::connection& c, worker_context& w,
-                                      const request_context& ctx, admission& adm, priority p) {
+asio::awaitable<bool> await_admission(http::connection& c, worker_context& w, request_context& ctx,
+                                      admission& adm, priority p) {
   auto& cm = w.metrics.cluster(ctx.cluster);
   admission::waiter waiter(w.io, p);
   c.watch_client(&waiter);
@@ -97,6 +118,7 @@ asio::awaitable<bool> await_admission(http::connection& c, worker_context& w,
   using v = admission::verdict;
   if (verdict == v::admitted) co_return true;
   if (verdict == v::cancelled) {
+    ctx.flags |= flag_client_gone;
     w.metrics.route(*ctx.route).cancelled_request.inc();
     c.set_note("client went away while waiting for admission");
     co_return false;
@@ -105,6 +127,7 @@ asio::awaitable<bool> await_admission(http::connection& c, worker_context& w,
                 : verdict == v::timed_out ? metrics::shed_reason::timeout
                                           : metrics::shed_reason::displaced;
   cm.shed[static_cast<int>(reason)].inc();
+  ctx.flags |= flag_overflow;
   const char* why = verdict == v::queue_full  ? "its queue is full"
                     : verdict == v::timed_out ? "the request waited too long for a slot"
                                               : "a request of higher priority took the place";
@@ -116,7 +139,7 @@ asio::awaitable<bool> await_admission(http::connection& c, worker_context& w,
 
 // Admission to the cluster: a slot at once, or a bounded wait by priority (x-priority, else the
 // route's). False when the client has been answered or has left; else `slot` holds the slot.
-asio::awaitable<bool> admit(http::connection& c, worker_context& w, const request_context& ctx,
+asio::awaitable<bool> admit(http::connection& c, worker_context& w, request_context& ctx,
                             std::optional<admission_slot>& slot) {
   auto prio = ctx.snap->cfg->routes[*ctx.route].priority;
   if (auto v = c.head().find("x-priority"); !v.empty()) {
@@ -192,6 +215,7 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
       auto r = co_await race(c, w, st, start, k, k + 1 < picks.size(), *hedge_at, hedges, cm);
       o = std::move(r.outcome);
       k = r.last;
+      if (r.hedge_won) ctx.flags |= flag_hedge_won;
       ctx.endpoint = st.at->endpoint();
     } else {
       auto ep = start(*st.at, k, false);
@@ -222,9 +246,10 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
 }
 
 // What the client sees of a failed forward.
-asio::awaitable<void> report(http::connection& c, worker_context& w, const request_context& ctx,
+asio::awaitable<void> report(http::connection& c, worker_context& w, request_context& ctx,
                              const outcome& o) {
   auto& rm = ctx.route ? w.metrics.route(*ctx.route) : w.metrics.unrouted();
+  ctx.flags |= flag_of(o.kind);
   switch (o.kind) {
     case outcome_kind::client_gone:
       rm.cancelled_request.inc();
@@ -252,6 +277,10 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   ctx.reset();
   st.guard.reset();
   ctx.snap = w_.snap;
+  if (w_.log.enabled()) {
+    ctx.user_agent.assign(c.head().find("user-agent"));
+    ctx.host.assign(c.head().find("host"));
+  }
   auto m = ctx.snap->routes.match(view_of(c.head()), std::nullopt);
   if (m.outcome == routing::match_outcome::need_model) {
     bool read = co_await route_by_model(c, w_, st, m);
@@ -259,6 +288,7 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   }
   if (m.outcome != routing::match_outcome::matched) {
     w_.metrics.rejected(reject_reason::no_route).inc();
+    ctx.flags |= flag_no_route;
     std::string msg = common::cat("no route for ", c.method(), ' ', c.path());
     co_await c.reply_error(error_kind::not_found, msg);
     co_return;
@@ -272,6 +302,7 @@ asio::awaitable<void> handler::serve(http::connection& c) {
     bool go_on = co_await check_model(c, w_, st);
     if (!go_on) co_return;
   }
+  if (st.guard.routed && w_.log.enabled()) ctx.model = *st.guard.routed;
   const auto& head = c.head();
   http::out_framing framing = http::out_framing::none;
   if (head.body == http::body_kind::content_length)
@@ -288,6 +319,7 @@ asio::awaitable<void> handler::serve(http::connection& c) {
     auto r = co_await c.buffer_body(prebuffer);
     if (r != http::body_result::ok) {
       if (r == http::body_result::client_gone) w_.metrics.route(m.route).cancelled_request.inc();
+      ctx.flags |= r == http::body_result::client_gone ? flag_client_gone : flag_bad_request;
       co_await reply_body_error(c, w_, r);
       co_return;
     }
@@ -305,8 +337,12 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   ctx.first_byte = w_.clock->now();
   o = co_await relay(*st.at, c, st.head_out);
   c.unwatch_client();
+  if (auto p = st.at->stream().prompt_tokens()) ctx.prompt_tokens = static_cast<std::int64_t>(*p);
+  if (auto n = st.at->stream().completion_tokens())
+    ctx.completion_tokens = static_cast<std::int64_t>(*n);
   if (!o.ok()) {
     c.set_note(o.message);
+    ctx.flags |= o.kind == outcome_kind::client_gone ? flag_client_gone : flag_stream_broken;
     if (o.kind == outcome_kind::client_gone)
       w_.metrics.route(m.route).cancelled_response.inc();
     else
@@ -346,6 +382,16 @@ void handler::finished(http::connection& c) {
                    ? common::seconds_between(c.request_start(), ctx.first_byte)
                    : -1;
     r.error = c.note();
+    r.client = c.client_ip();
+    r.user_agent = ctx.user_agent;
+    r.host = ctx.host;
+    r.cluster = ctx.route ? std::string_view(ctx.snap->cfg->routes[*ctx.route].cluster)
+                          : std::string_view{};
+    r.model = ctx.model;
+    r.prompt_tokens = ctx.prompt_tokens;
+    r.completion_tokens = ctx.completion_tokens;
+    r.attempts = ctx.attempts;
+    r.flags = ctx.flags | (ctx.attempts > 1 ? flag_retried : 0);
     w_.log.record(r);
   }
   if (st) st->ctx.reset();

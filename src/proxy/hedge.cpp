@@ -96,7 +96,10 @@ asio::awaitable<race_result> race(http::connection& c, worker_context& w, conn_s
       if (lanes[other].result && lanes[other].result->ok()) watch.tries[other]->finish(false);
       if (winner == 1) {
         std::swap(st.at, st.spare);
-        if (decisive(*lanes[1].result)) cm.hedges[static_cast<int>(hedge_event::won)].inc();
+        if (decisive(*lanes[1].result)) {
+          cm.hedges[static_cast<int>(hedge_event::won)].inc();
+          r.hedge_won = true;
+        }
       }
       r.outcome = std::move(*lanes[winner].result);
       break;

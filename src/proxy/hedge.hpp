@@ -16,7 +16,8 @@ using start_try = std::function<upstream::endpoint_ref(attempt& at, std::size_t 
 
 struct race_result {
   common::outcome outcome;
-  std::size_t last = 0;  // the last candidate tried
+  std::size_t last = 0;    // the last candidate tried
+  bool hedge_won = false;  // the hedge answered before the first try
 };
 
 // Runs candidate `k` in st.at and, if it has not answered by `hedge_at` and the route's budget

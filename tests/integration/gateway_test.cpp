@@ -47,6 +47,28 @@ TEST_CASE("requests are proxied with forwarding headers and without hop-by-hop o
   CHECK(has(line, "\"method\":\"GET\""));
   CHECK(has(line, "\"status\":200"));
   CHECK(has(line, "\"upstream\":\"127.0.0.1:"));
+  CHECK(has(line, "\"client\":\"127.0.0.1\""));
+  CHECK(has(line, "\"host\":\"test\""));
+  CHECK(has(line, "\"cluster\":\"c\""));
+  CHECK(has(line, "\"flags\":\"-\""));
+  CHECK(has(line, "\"attempts\":1"));
+}
+
+TEST_CASE("the access log flags a request no route takes") {
+  test_backend be;
+  gateway_process gw(simple_config(
+      {be.port()}, "routes: [ { name: api, match: { path_prefix: /v1/ }, cluster: c } ]\n"));
+  auto r = get(gw.port(), "/x", "User-Agent: probe/1.0\r\n");
+  REQUIRE(r);
+  CHECK(r->status == 404);
+  CHECK(test_backend::eventually([&] { return has(gw.access_log(), "\"status\":404"); }, 2000ms));
+  auto line = gw.access_log();
+  CHECK(has(line, "\"user_agent\":\"probe/1.0\""));
+  CHECK(has(line, "\"route\":\"\""));
+  CHECK(has(line, "\"cluster\":\"\""));
+  CHECK(has(line, "\"upstream\":\"\""));
+  CHECK(has(line, "\"attempts\":0"));
+  CHECK(has(line, "\"flags\":\"NR\""));
 }
 
 TEST_CASE("keep-alive reuses one upstream connection and pipelined requests answer in order") {
@@ -263,6 +285,12 @@ TEST_CASE("refused upstream gives 502, a silent one 504, both OpenAI-shaped") {
     CHECK(has(r->body, "{\"error\":{\"message\":\"upstream 127.0.0.1:"));
     CHECK(has(r->body, "\"code\":\"upstream_unavailable\""));
     CHECK(has(metrics_text(gw), "kind=\"connect\"} 1"));
+    // The access log names the endpoint that refused, and why in a flag.
+    CHECK(test_backend::eventually([&] { return has(gw.access_log(), "\"status\":502"); }, 2000ms));
+    auto line = gw.access_log();
+    CHECK(has(line, "\"upstream\":\"127.0.0.1:" + std::to_string(dead_port) + "\""));
+    CHECK(has(line, "\"flags\":\"UF\""));
+    CHECK(has(line, "\"attempts\":1"));
   }
   test_backend be;
   gateway_process gw(simple_config({be.port()}, "timeouts: { upstream_response: 300ms }\n"));

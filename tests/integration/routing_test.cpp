@@ -360,3 +360,26 @@ TEST_CASE("prefix affinity learns prefill from the cached tokens the engine repo
   CHECK(rate > 2.0);
   CHECK(rate < 5.0);
 }
+
+TEST_CASE("the access log has the model and the tokens of an inference request") {
+  mock_process a({"--name", "a"});
+  std::string y = inference_config({a.port()});
+  y.replace(y.find("access_log: false\n"), 18, "");
+  gateway_process gw(y);
+  REQUIRE(ready(gw, 1));
+  auto r =
+      http_request(gw.port(), "POST", "/v1/chat/completions",
+                   R"({"model":"mock-llm","stream":true,"stream_options":{"include_usage":true},)"
+                   R"("max_tokens":4,"messages":[{"role":"user","content":"hi"}]})");
+  REQUIRE(r.status == 200);
+  REQUIRE(test_backend::eventually(
+      [&] { return has(gw.access_log(), "\"path\":\"/v1/chat/completions\""); }, 2000ms));
+  auto log = gw.access_log();
+  auto line = log.substr(log.find("\"path\":\"/v1/chat/completions\""));
+  line = line.substr(0, line.find('\n'));
+  CHECK(has(line, "\"cluster\":\"llm\""));
+  CHECK(has(line, "\"model\":\"mock-llm\""));
+  CHECK(has(line, "\"completion_tokens\":4"));
+  CHECK_FALSE(has(line, "\"prompt_tokens\":null"));
+  CHECK(has(line, "\"flags\":\"-\""));
+}

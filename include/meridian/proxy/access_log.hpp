@@ -9,6 +9,21 @@
 
 namespace meridian::proxy {
 
+// Why a request did not end as a plain proxied response (Envoy's response flags, a fixed set).
+enum response_flag : std::uint16_t {
+  flag_no_route = 1 << 0,          // NR: no route matched
+  flag_connect_failure = 1 << 1,   // UF: no upstream connection could be made
+  flag_overflow = 1 << 2,          // UO: shed by admission, or every connection cap reached
+  flag_upstream_timeout = 1 << 3,  // UT: no response in time (first byte, or the total deadline)
+  flag_upstream_reset = 1 << 4,    // UC: the upstream closed or answered garbage before a response
+  flag_stream_broken = 1 << 5,     // SI: the response broke off after the client got bytes
+  flag_client_gone = 1 << 6,       // DC: the client left before the response was done
+  flag_bad_request = 1 << 7,       // DPE: the client's request was malformed, too large or late
+  flag_retried = 1 << 8,           // RT: more than one upstream try (retries, hedges)
+  flag_hedge_won = 1 << 9,         // HW: a hedge answered before the first try
+};
+inline constexpr std::size_t response_flag_count = 10;
+
 struct access_record {
   std::string_view request_id;
   std::string_view method;
@@ -19,9 +34,18 @@ struct access_record {
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
   double duration_s = 0;
-  double upstream_s = -1;  // request sent -> response done; -1 if none
-  double ttfb_s = -1;      // request start -> response head sent to client; -1 if none
-  std::string_view error;  // why the gateway answered or aborted, if it did
+  double upstream_s = -1;       // request sent -> response done; -1 if none
+  double ttfb_s = -1;           // request start -> response head sent to client; -1 if none
+  std::string_view error;       // why the gateway answered or aborted, if it did
+  std::string_view client;      // client IP address
+  std::string_view user_agent;  // empty: none sent, or not known
+  std::string_view host;
+  std::string_view cluster;
+  std::string_view model;           // the request's JSON "model", where the gateway read it
+  std::int64_t prompt_tokens = -1;  // from the response's usage; -1: not reported
+  std::int64_t completion_tokens = -1;
+  int attempts = 0;         // upstream tries, retries and hedges included
+  std::uint16_t flags = 0;  // response_flag bits
 };
 
 class access_log {
