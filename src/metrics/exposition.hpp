@@ -24,6 +24,15 @@ using prometheus::MetricType;
 using labels = std::vector<ClientMetric::Label>;
 
 inline constexpr const char* code_classes[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+// The `code` and `code_class` labels of a status_index() slot.
+inline std::pair<std::string, const char*> status_labels(std::size_t slot) {
+  if (slot == 0) return {"none", "none"};
+  if (slot <= known_status_codes.size()) {
+    int code = known_status_codes[slot - 1];
+    return {std::to_string(code), code_classes[code / 100]};
+  }
+  return {"other", code_classes[slot - known_status_codes.size()]};
+}
 inline constexpr const char* reject_names[] = {"bad_request",    "head_too_large", "body_too_large",
                                                "header_timeout", "body_timeout",   "overloaded",
                                                "no_route"};

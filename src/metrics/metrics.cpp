@@ -76,7 +76,7 @@ namespace {
 // Requests by (route, cluster, code class); duration and cancellations by route.
 void collect_routes(const detail::series_plan& p, const workers_t& workers,
                     std::vector<MetricFamily>& out) {
-  std::vector<std::array<std::uint64_t, 6>> requests(p.route_clusters.keys().size());
+  std::vector<std::array<std::uint64_t, status_slots>> requests(p.route_clusters.keys().size());
   std::vector<histogram_sum> duration(p.route_names.keys().size());
   std::vector<std::array<std::uint64_t, 2>> cancelled(p.route_names.keys().size());
   std::vector<histogram_sum> ttft(p.route_clusters.keys().size()), itl(ttft.size());
@@ -97,12 +97,18 @@ void collect_routes(const detail::series_plan& p, const workers_t& workers,
     }
   }
   auto req = family("meridian_requests_total",
-                    "Requests answered, by route, cluster and status class", MetricType::Counter);
+                    "Requests answered, by route, cluster and status (code: none when no "
+                    "response was sent, other for a status outside the known set)",
+                    MetricType::Counter);
   for (std::size_t s = 0; s < requests.size(); ++s) {
     const auto& [route, cluster] = p.route_clusters.keys()[s];
-    for (std::size_t c = 0; c < requests[s].size(); ++c)
-      add_value(req, {{"route", route}, {"cluster", cluster}, {"code_class", code_classes[c]}},
-                static_cast<double>(requests[s][c]));
+    for (std::size_t c = 0; c < requests[s].size(); ++c) {
+      if (requests[s][c] == 0) continue;  // a series appears with its first request
+      auto [code, code_class] = status_labels(c);
+      add_value(
+          req, {{"route", route}, {"cluster", cluster}, {"code", code}, {"code_class", code_class}},
+          static_cast<double>(requests[s][c]));
+    }
   }
   auto dur = family("meridian_request_duration_seconds",
                     "Time from a request's first byte to the last byte of its response",
@@ -215,8 +221,8 @@ void collect_endpoints(const detail::series_plan& p, const workers_t& workers,
   for (auto* f : {&req, &inf, &err}) out.push_back(std::move(*f));
 }
 
-constexpr const char* decision_names[] = {"score", "round_robin", "least_request", "panic",
-                                          "retry", "hedge"};
+constexpr const char* decision_names[] = {"score", "round_robin", "least_request",
+                                          "panic", "retry",       "hedge"};
 static_assert(std::size(decision_names) == static_cast<std::size_t>(decision::count_));
 
 // The routing inputs and outputs per endpoint: the probes' figures (one writer, the control

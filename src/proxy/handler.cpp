@@ -360,7 +360,7 @@ void handler::finished(http::connection& c) {
   const auto& ctx = st ? st->ctx : empty;
   double dur = common::seconds_between(c.request_start(), now);
   auto& rm = ctx.route ? w_.metrics.route(*ctx.route) : w_.metrics.unrouted();
-  rm.requests[metrics::code_class_index(c.status())].inc();
+  rm.requests[metrics::status_index(c.status())].inc();
   rm.duration.observe(dur);
   w_.metrics.bytes_in().inc(c.bytes_in());
   w_.metrics.bytes_out().inc(c.bytes_out());

@@ -41,6 +41,23 @@ enum class reject_reason {
   count_
 };
 
+// The status codes meridian_requests_total counts under their own `code` label (a bounded set:
+// what the gateway sends and what model servers and object stores commonly answer); any other
+// is code="other" within its class.
+inline constexpr std::array<int, 30> known_status_codes{
+    200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404,
+    405, 408, 409, 410, 413, 415, 422, 429, 431, 499, 500, 501, 502, 503, 504};
+// Slots of route_metrics::requests: [0] no response was sent, then the known codes, then
+// "other" for each class 1xx .. 5xx.
+inline constexpr std::size_t status_slots = 1 + known_status_codes.size() + 5;
+inline std::size_t status_index(int status) {
+  if (status < 100 || status >= 600) return 0;
+  auto it = std::lower_bound(known_status_codes.begin(), known_status_codes.end(), status);
+  if (it != known_status_codes.end() && *it == status)
+    return 1 + static_cast<std::size_t>(it - known_status_codes.begin());
+  return 1 + known_status_codes.size() + static_cast<std::size_t>(status / 100 - 1);
+}
+
 enum class upstream_error { connect, reset, timeout, protocol, count_ };
 
 // What failed before a retry (meridian_upstream_retries_total's reason), and why a response
@@ -145,7 +162,7 @@ class histogram {
 // The element types hold atomics and so never move: containers of them are sized once, at
 // construction. Each is aligned to its own cache lines, so no heap neighbour shares them.
 struct alignas(cache_line) route_metrics {
-  std::array<counter, 6> requests;  // by code class: [0] = no response, then 1xx..5xx
+  std::array<counter, status_slots> requests;  // by status_index()
   histogram duration;
   counter cancelled_request;   // client left while sending / waiting
   counter cancelled_response;  // client left while a response streamed
@@ -289,10 +306,5 @@ class registry {
   std::string io_backend_;  // empty until set: the info family is left out
   std::string version_;     // likewise, for meridian_build_info
 };
-
-// Index into route_metrics::requests for an HTTP status (0 = no response was sent).
-inline std::size_t code_class_index(int status) {
-  return status >= 100 && status < 600 ? static_cast<std::size_t>(status / 100) : 0;
-}
 
 }  // namespace meridian::metrics

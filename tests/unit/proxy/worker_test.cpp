@@ -30,7 +30,7 @@ TEST_CASE("a request goes through route, attempt and relay, and is counted") {
   CHECK(r->body.rfind("GET /echo/one HTTP/1.1\r\n", 0) == 0);
   CHECK(test::test_backend::eventually(
       [&] {
-        return h.has(R"(meridian_requests_total{cluster="c",code_class="2xx",route="all"} 1)");
+        return h.has(R"(meridian_requests_total{cluster="c",code="200",code_class="2xx",route="all"} 1)");
       },
       2000ms));
   CHECK(h.reg.endpoint_requests(0, 0) == 1);
