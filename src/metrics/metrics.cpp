@@ -181,7 +181,7 @@ void collect_clusters(const detail::series_plan& p, const workers_t& workers,
   collect_resilience(p, workers, out);
 }
 
-// Requests, in flight and errors by (cluster, endpoint).
+// Requests, in flight, errors and first-byte latency by (cluster, endpoint).
 void collect_endpoints(const detail::series_plan& p, const workers_t& workers,
                        std::vector<MetricFamily>& out) {
   constexpr auto kinds = static_cast<std::size_t>(upstream_error::count_);
@@ -189,6 +189,7 @@ void collect_endpoints(const detail::series_plan& p, const workers_t& workers,
   std::vector<std::uint64_t> requests(n);
   std::vector<std::int64_t> in_flight(n);
   std::vector<std::array<std::uint64_t, kinds>> errors(n);
+  std::vector<histogram_sum> first_byte(n);
   for (const auto& w : workers) {
     for (std::size_t c = 0; c < p.clusters.size(); ++c) {
       for (std::size_t e = 0; e < p.endpoints[c]; ++e) {
@@ -197,6 +198,7 @@ void collect_endpoints(const detail::series_plan& p, const workers_t& workers,
         requests[s] += em.requests.value();
         in_flight[s] += em.in_flight.value();
         for (std::size_t k = 0; k < kinds; ++k) errors[s][k] += em.errors[k].value();
+        first_byte[s].add(em.first_byte);
       }
     }
   }
@@ -207,10 +209,15 @@ void collect_endpoints(const detail::series_plan& p, const workers_t& workers,
                     MetricType::Gauge);
   auto err =
       family("meridian_upstream_errors_total", "Upstream failures by kind", MetricType::Counter);
+  auto fb = family("meridian_endpoint_first_byte_seconds",
+                   "Time from the request sent to an endpoint to the first byte of its response "
+                   "body (a stream's first token)",
+                   MetricType::Histogram);
   for (std::size_t s = 0; s < n; ++s) {
     const auto& [cluster, endpoint] = p.cluster_endpoints.keys()[s];
     add_value(req, {{"cluster", cluster}, {"endpoint", endpoint}},
               static_cast<double>(requests[s]));
+    add_histogram(fb, {{"cluster", cluster}, {"endpoint", endpoint}}, first_byte[s]);
     add_value(inf, {{"cluster", cluster}, {"endpoint", endpoint}},
               static_cast<double>(in_flight[s]));
     for (std::size_t k = 0; k < kinds; ++k)
@@ -218,7 +225,7 @@ void collect_endpoints(const detail::series_plan& p, const workers_t& workers,
                 {{"cluster", cluster}, {"endpoint", endpoint}, {"kind", upstream_error_names[k]}},
                 static_cast<double>(errors[s][k]));
   }
-  for (auto* f : {&req, &inf, &err}) out.push_back(std::move(*f));
+  for (auto* f : {&req, &inf, &err, &fb}) out.push_back(std::move(*f));
 }
 
 constexpr const char* decision_names[] = {"score", "round_robin", "least_request",

@@ -194,6 +194,7 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
   if (!o.ok()) co_return o;
   o = co_await read_head(replayable);
   if (o.ok()) o = co_await await_body();
+  if (o.ok()) em.first_byte.observe(common::seconds_between(sent_at_, w_.clock->now()));
   body_held_ = replayable;
   co_return o;
 }

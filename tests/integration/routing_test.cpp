@@ -382,4 +382,8 @@ TEST_CASE("the access log has the model and the tokens of an inference request")
   CHECK(has(line, "\"completion_tokens\":4"));
   CHECK_FALSE(has(line, "\"prompt_tokens\":null"));
   CHECK(has(line, "\"flags\":\"-\""));
+  // The endpoint's own first-byte histogram counted it.
+  CHECK(has(metrics_text(gw),
+            "meridian_endpoint_first_byte_seconds_count{cluster=\"llm\",endpoint=\"127.0.0.1:" +
+                std::to_string(a.port()) + "\"} 1\n"));
 }

@@ -121,9 +121,9 @@ TEST_CASE("serialize sums every family over the workers") {
         2);
   CHECK_FALSE(has(m, R"(meridian_requests_total{cluster="c")"));
   // A status outside the known set counts as other, in its class.
-  CHECK(sample(m,
-               R"(meridian_requests_total{cluster="",code="other",code_class="4xx",route=""})") ==
-        1);
+  CHECK(
+      sample(m, R"(meridian_requests_total{cluster="",code="other",code_class="4xx",route=""})") ==
+      1);
   CHECK(has(m, "meridian_cancelled_requests_total{phase=\"response\",route=\"all\"} 1\n"));
   CHECK(has(m, "meridian_cancelled_requests_total{phase=\"request\",route=\"all\"} 2\n"));
   CHECK(has(m, "meridian_upstream_connections_reused_total{cluster=\"c\"} 7\n"));
@@ -244,6 +244,9 @@ TEST_CASE("families keep their names, help, types and label sets") {
       {"meridian_upstream_connections_reused_total", "counter",
        "Requests sent on a pooled keep-alive upstream connection"},
       {"meridian_upstream_requests_total", "counter", "Requests sent to an endpoint"},
+      {"meridian_endpoint_first_byte_seconds", "histogram",
+       "Time from the request sent to an endpoint to the first byte of its response body (a "
+       "stream's first token)"},
       {"meridian_endpoint_inflight", "gauge",
        "Requests in flight to an endpoint (counted from the pick), all workers"},
       {"meridian_time_to_first_token_seconds", "histogram",
