@@ -1,5 +1,7 @@
 #include "config/sections.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 
 namespace meridian::config {
@@ -223,13 +225,34 @@ void read_retries(const reader& r, const YAML::Node& n, const std::string& k, re
 
 void read_cluster_limits(const reader& r, const YAML::Node& n, const std::string& k,
                          cluster_limits& out) {
-  r.only_keys(n, k, {"max_inflight", "max_pending", "pending_timeout"});
+  r.only_keys(n, k,
+              {"max_inflight", "max_pending", "pending_timeout", "client_key", "client_share"});
   if (n["max_inflight"])
     out.max_inflight = r.count(n["max_inflight"], k + ".max_inflight", 1, 10000000);
   if (n["max_pending"])
     out.max_pending = r.count(n["max_pending"], k + ".max_pending", 0, 10000000);
   if (n["pending_timeout"])
     out.pending_timeout = positive(r, n["pending_timeout"], k + ".pending_timeout");
+  if (auto ck = n["client_key"]) {
+    auto v = r.scalar(ck, k + ".client_key");
+    std::transform(v.begin(), v.end(), v.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    bool token = !v.empty();
+    for (unsigned char c : v)
+      token = token &&
+              (std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+                                      std::string_view::npos);
+    if (!token)
+      r.fail(
+          ck, k + ".client_key",
+          common::cat("'", v, "' is neither ip nor a header name (e.g. authorization, x-api-key)"));
+    out.client_key = v;
+  }
+  if (n["client_share"]) {
+    if (out.client_key.empty())
+      r.fail(n["client_share"], k + ".client_share", "needs client_key (ip or a header name)");
+    out.client_share = ratio(r, n["client_share"], k + ".client_share", 0.01, 1);
+  }
 }
 
 request_priority read_priority(const reader& r, const YAML::Node& n, const std::string& k) {

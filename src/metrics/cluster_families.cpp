@@ -10,7 +10,8 @@ inline constexpr const char* retry_reason_names[] = {"connect_failure", "reset_b
                                                      "reset_before_response", "503"};
 static_assert(std::size(retry_reason_names) == static_cast<std::size_t>(retry_reason::count_));
 inline constexpr const char* interruption_names[] = {"upstream", "deadline"};
-inline constexpr const char* shed_names[] = {"queue_full", "timeout", "displaced"};
+inline constexpr const char* shed_names[] = {"queue_full", "timeout", "displaced", "client_share"};
+static_assert(std::size(shed_names) == static_cast<std::size_t>(shed_reason::count_));
 inline constexpr const char* hedge_names[] = {"sent", "won", "cancelled"};
 static_assert(std::size(hedge_names) == static_cast<std::size_t>(hedge_event::count_));
 
@@ -101,12 +102,13 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
   std::vector<std::array<std::uint64_t, reasons>> retries(n);
   std::vector<std::array<std::uint64_t, 2>> interrupted(n);
   std::vector<std::uint64_t> refused(n);
-  std::vector<std::array<std::uint64_t, 3>> shed(n);
+  constexpr auto shed_reasons = static_cast<std::size_t>(shed_reason::count_);
+  std::vector<std::array<std::uint64_t, shed_reasons>> shed(n);
   std::vector<std::int64_t> pending(n);
   for (const auto& w : workers) {
     for (std::size_t c = 0; c < n; ++c) {
       const auto& cm = w->cluster(c);
-      for (std::size_t r = 0; r < 3; ++r) shed[c][r] += cm.shed[r].value();
+      for (std::size_t r = 0; r < shed_reasons; ++r) shed[c][r] += cm.shed[r].value();
       pending[c] += cm.pending.value();
       for (std::size_t r = 0; r < reasons; ++r) retries[c][r] += cm.retries[r].value();
       for (std::size_t r = 0; r < 2; ++r) interrupted[c][r] += cm.streams_interrupted[r].value();
@@ -134,13 +136,13 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
                 static_cast<double>(interrupted[c][r]));
   }
   auto sh = family("meridian_requests_shed_total",
-                   "Requests answered 503 by admission: queue full, waited too long, or displaced "
-                   "by a higher priority",
+                   "Requests refused by admission: 503 for a full queue, a wait too long or a "
+                   "place taken by a higher priority; 429 for a client over its share",
                    MetricType::Counter);
   auto pe = family("meridian_pending_requests", "Requests waiting for admission to a cluster",
                    MetricType::Gauge);
   for (std::size_t c = 0; c < n; ++c) {
-    for (std::size_t r = 0; r < 3; ++r)
+    for (std::size_t r = 0; r < shed_reasons; ++r)
       add_value(sh, {{"cluster", p.clusters[c]}, {"reason", shed_names[r]}},
                 static_cast<double>(shed[c][r]));
     add_value(pe, {{"cluster", p.clusters[c]}}, static_cast<double>(pending[c]));

@@ -3,6 +3,8 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
+
 namespace meridian::proxy {
 
 namespace asio = boost::asio;
@@ -37,8 +39,21 @@ admission::waiter* admission::lowest_newest() {
   return nullptr;
 }
 
+bool admission::over_share(std::uint64_t client) const {
+  if (client == 0 || share_ <= 0 || max_inflight_ == 0) return false;
+  auto it = held_.find(client);
+  auto cap = std::max<double>(1, share_ * static_cast<double>(max_inflight_));
+  return it != held_.end() && it->second >= cap;
+}
+
+void admission::release(std::uint64_t client) {
+  if (client == 0 || share_ <= 0) return;
+  auto it = held_.find(client);
+  if (it != held_.end() && --it->second == 0) held_.erase(it);
+}
+
 asio::awaitable<admission::verdict> admission::enter(waiter& w) {
-  if (try_enter()) co_return verdict::admitted;
+  if (try_enter(w.client_)) co_return verdict::admitted;
   if (pending_ >= max_pending_) {
     // Full: the lowest priority goes, the newest of it first (it has waited least).
     waiter* victim = lowest_newest();
@@ -65,6 +80,7 @@ bool admission::wake_first() {
     if (it->empty()) continue;
     waiter* next = it->front();
     next->v_ = verdict::admitted;
+    hold(next->client_);
     unlink(*next);
     next->timer_.cancel();
     return true;
@@ -72,12 +88,15 @@ bool admission::wake_first() {
   return false;
 }
 
-void admission::leave() {
+void admission::leave(std::uint64_t client) {
+  release(client);
   if (!wake_first()) --inflight_;  // else the slot passed on: in flight stays the same
 }
 
 void admission::configure(std::size_t max_inflight, std::size_t max_pending,
-                          std::chrono::steady_clock::duration pending_timeout) {
+                          std::chrono::steady_clock::duration pending_timeout, double share) {
+  if (share <= 0) held_.clear();
+  share_ = share;
   max_inflight_ = max_inflight;
   max_pending_ = max_pending;
   timeout_ = pending_timeout;

@@ -2,7 +2,10 @@
 // `max_inflight` requests go upstream at once; the rest wait, by priority then in arrival
 // order, at most `max_pending` of them and each at most `pending_timeout`. A full queue sheds
 // its lowest priority: the newcomer if it is no higher, else the newest waiter of the lowest
-// priority. Never an unbounded queue, and a shed request is answered at once. Worker thread only.
+// priority. Never an unbounded queue, and a shed request is answered at once. With a client
+// share, a client (a key the handler derives: its address or an API key) that already holds that
+// share of max_inflight is told so when the cluster is full (429), instead of queueing ahead of
+// others. Worker thread only.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -14,6 +17,7 @@
 #include <cstdint>
 #include <list>
 #include <string_view>
+#include <unordered_map>
 
 #include "meridian/config/config.hpp"
 #include "meridian/http/connection.hpp"
@@ -31,7 +35,8 @@ class admission {
   // One request waiting for a slot; cancel() (the client left) ends the wait.
   class waiter final : public http::cancellable {
    public:
-    waiter(boost::asio::io_context& io, priority p) : timer_(io), p_(p) {}
+    waiter(boost::asio::io_context& io, priority p, std::uint64_t client = 0)
+        : timer_(io), p_(p), client_(client) {}
     ~waiter();
     void cancel() override;
 
@@ -39,6 +44,7 @@ class admission {
     friend class admission;
     boost::asio::steady_timer timer_;
     priority p_;
+    std::uint64_t client_;
     verdict v_ = verdict::timed_out;
     admission* owner_ = nullptr;  // set while queued
     std::list<waiter*>::iterator at_;
@@ -49,19 +55,24 @@ class admission {
             std::chrono::steady_clock::duration pending_timeout)
       : max_inflight_(max_inflight), max_pending_(max_pending), timeout_(pending_timeout) {}
 
-  // A slot now, without waiting (the common case: no timer, no allocation).
-  bool try_enter() {
+  // A slot now, without waiting (the common case: no timer, no allocation). `client`: the
+  // requester's key, 0 for none.
+  bool try_enter(std::uint64_t client = 0) {
     if (max_inflight_ != 0 && inflight_ >= max_inflight_) return false;
     ++inflight_;
+    hold(client);
     return true;
   }
+  // Whether `client` already holds its share of the slots (never without a share or a key).
+  bool over_share(std::uint64_t client) const;
   // Waits for a slot; admitted means the caller holds one and must leave().
   boost::asio::awaitable<verdict> enter(waiter& w);
-  // Gives a slot back: to the first waiter of the highest priority, if any.
-  void leave();
-  // New limits (a config reload); a higher max_inflight admits waiters at once.
+  // Gives `client`'s slot back: to the first waiter of the highest priority, if any.
+  void leave(std::uint64_t client = 0);
+  // New limits (a config reload); a higher max_inflight admits waiters at once. share: the
+  // part of max_inflight one client may hold (0: no per-client limit).
   void configure(std::size_t max_inflight, std::size_t max_pending,
-                 std::chrono::steady_clock::duration pending_timeout);
+                 std::chrono::steady_clock::duration pending_timeout, double share = 0);
 
   std::size_t inflight() const { return inflight_; }
   std::size_t pending() const { return pending_; }
@@ -70,8 +81,14 @@ class admission {
   void unlink(waiter& w);
   waiter* lowest_newest();
   bool wake_first();  // hands a slot to the best waiter; false when none waits
+  void hold(std::uint64_t client) {
+    if (client != 0 && share_ > 0) ++held_[client];
+  }
+  void release(std::uint64_t client);
 
   std::size_t max_inflight_, max_pending_;
+  double share_ = 0;
+  std::unordered_map<std::uint64_t, std::uint32_t> held_;  // slots per client, with a share
   std::chrono::steady_clock::duration timeout_;
   std::size_t inflight_ = 0, pending_ = 0;
   std::array<std::list<waiter*>, 3> queues_;  // by priority
@@ -81,15 +98,16 @@ class admission {
 class admission_slot {
  public:
   admission_slot() = default;
-  explicit admission_slot(admission& a) : a_(&a) {}
+  explicit admission_slot(admission& a, std::uint64_t client = 0) : a_(&a), client_(client) {}
   admission_slot(const admission_slot&) = delete;
   admission_slot& operator=(const admission_slot&) = delete;
   ~admission_slot() {
-    if (a_) a_->leave();
+    if (a_) a_->leave(client_);
   }
 
  private:
   admission* a_ = nullptr;
+  std::uint64_t client_ = 0;
 };
 
 }  // namespace meridian::proxy

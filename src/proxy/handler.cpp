@@ -107,9 +107,9 @@ asio::awaitable<bool> set_deadline(http::connection& c, worker_context& w, reque
 // Waits for a slot of a full cluster, at priority `p`. False when the client has been answered
 // (shed) or has left.
 asio::awaitable<bool> await_admission(http::connection& c, worker_context& w, request_context& ctx,
-                                      admission& adm, priority p) {
+                                      admission& adm, priority p, std::uint64_t client) {
   auto& cm = w.metrics.cluster(ctx.cluster);
-  admission::waiter waiter(w.io, p);
+  admission::waiter waiter(w.io, p, client);
   c.watch_client(&waiter);
   cm.pending.add();
   auto verdict = co_await adm.enter(waiter);
@@ -137,6 +137,16 @@ asio::awaitable<bool> await_admission(http::connection& c, worker_context& w, re
   co_return false;
 }
 
+// Who the client is for a cluster's per-client share: a hash of its address or of a header
+// (client_key); 0 when the cluster has no share or the request lacks the header.
+std::uint64_t client_of(const http::connection& c, const std::string& key) {
+  if (key.empty()) return 0;
+  std::string_view v = key == "ip" ? c.client_ip() : c.head().find(key);
+  if (v.empty()) return 0;
+  auto h = static_cast<std::uint64_t>(std::hash<std::string_view>{}(v));
+  return h == 0 ? 1 : h;
+}
+
 // Admission to the cluster: a slot at once, or a bounded wait by priority (x-priority, else the
 // route's). False when the client has been answered or has left; else `slot` holds the slot.
 asio::awaitable<bool> admit(http::connection& c, worker_context& w, request_context& ctx,
@@ -154,11 +164,25 @@ asio::awaitable<bool> admit(http::connection& c, worker_context& w, request_cont
     prio = *parsed;
   }
   auto& adm = *w.admissions[ctx.cluster];
-  if (!adm.try_enter()) {
-    bool go = co_await await_admission(c, w, ctx, adm, prio);
+  auto client = client_of(c, ctx.snap->cfg->clusters[ctx.cluster].limits.client_key);
+  if (!adm.try_enter(client)) {
+    if (adm.over_share(client)) {
+      // The cluster is full and this client holds its share: it waits for its own requests, not
+      // in front of everyone else's.
+      w.metrics.cluster(ctx.cluster)
+          .shed[static_cast<int>(metrics::shed_reason::client_share)]
+          .inc();
+      ctx.flags |= flag_overflow;
+      co_await c.reply_error(
+          error_kind::too_many_requests,
+          common::cat("cluster ", ctx.snap->cfg->clusters[ctx.cluster].name,
+                      " is full and this client already has its share of it in flight"));
+      co_return false;
+    }
+    bool go = co_await await_admission(c, w, ctx, adm, prio, client);
     if (!go) co_return false;
   }
-  slot.emplace(adm);
+  slot.emplace(adm, client);
   co_return true;
 }
 

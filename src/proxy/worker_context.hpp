@@ -112,11 +112,14 @@ struct worker_context {
                                  ? share(c.limits.max_inflight)
                                  : c.endpoints.size() * c.pool.max_connections_per_endpoint;
       double floor = c.retries.budget_min_per_second / static_cast<double>(n);
+      double client_share = c.limits.client_key.empty() ? 0 : c.limits.client_share;
       if (!before) {
         balancers.push_back(routing::make_balancer(c));
         budgets.emplace_back(c.retries.budget_ratio, floor);
         admissions.push_back(std::make_unique<admission>(inflight, share(c.limits.max_pending),
                                                          c.limits.pending_timeout));
+        admissions.back()->configure(inflight, share(c.limits.max_pending),
+                                     c.limits.pending_timeout, client_share);
         continue;
       }
       const auto& was = before->clusters[i];
@@ -124,7 +127,8 @@ struct worker_context {
           was.prefix_affinity != c.prefix_affinity)
         balancers[i] = routing::make_balancer(c);
       budgets[i].configure(c.retries.budget_ratio, floor);
-      admissions[i]->configure(inflight, share(c.limits.max_pending), c.limits.pending_timeout);
+      admissions[i]->configure(inflight, share(c.limits.max_pending), c.limits.pending_timeout,
+                               client_share);
     }
   }
 

@@ -474,3 +474,43 @@ TEST_CASE("hedges stay within max_extra; a route without hedge waits for its one
   CHECK(plain_ok == 1);
   CHECK(plain_timed_out == 1);
 }
+
+TEST_CASE("a client over its share of a full cluster gets 429 at once; another client waits") {
+  test_backend be;
+  std::string y =
+      "listeners: [ { name: public, address: 127.0.0.1:0 } ]\nworkers: 1\nclusters:\n"
+      "  - name: c\n    endpoints: [ 127.0.0.1:" +
+      std::to_string(be.port()) +
+      " ]\n    limits: { max_inflight: 2, pending_timeout: 2s, client_key: x-api-key, "
+      "client_share: 0.5 }\n"
+      "routes: [ { name: all, match: { path_prefix: / }, cluster: c } ]\n";
+  gateway_process gw(y);
+  // Client A holds one slot (its share), client B the other.
+  client a1(gw.port()), b1(gw.port());
+  a1.send("GET /delay HTTP/1.1\r\nHost: t\r\nx-api-key: A\r\n\r\n");
+  b1.send("GET /delay HTTP/1.1\r\nHost: t\r\nx-api-key: B\r\n\r\n");
+  REQUIRE(test_backend::eventually([&] { return be.requests().size() == 2; }, 3000ms));
+  // Full: A's next request is refused at once with 429; C, holding nothing, waits for a slot.
+  auto start = steady::now();
+  auto r = get(gw.port(), "/x", "x-api-key: A\r\n");
+  REQUIRE(r);
+  CHECK(r->status == 429);
+  CHECK(steady::now() - start < 100ms);
+  CHECK(r->headers["retry-after"] == "1");
+  CHECK(has(r->body, "\"code\":\"rate_limited\""));
+  CHECK(has(r->body, "already has its share"));
+  r = get(gw.port(), "/x", "x-api-key: C\r\n");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  for (auto* c : {&a1, &b1}) {
+    auto d = c->read();
+    REQUIRE(d);
+    CHECK(d->body == "delayed");
+  }
+  CHECK(has(metrics_text(gw),
+            "meridian_requests_shed_total{cluster=\"c\",reason=\"client_share\"} 1"));
+  // With the cluster free again, A is served.
+  r = get(gw.port(), "/x", "x-api-key: A\r\n");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+}

@@ -209,6 +209,11 @@ struct cluster_limits {
   std::size_t max_inflight = 0;
   std::size_t max_pending = 1024;
   duration pending_timeout = std::chrono::seconds(5);
+  // Per-client fairness when full: who a client is ("ip", or a request header such as
+  // authorization or x-api-key; empty: off), and the share of max_inflight one client may hold
+  // before its next request gets 429 instead of a place in the queue.
+  std::string client_key;
+  double client_share = 0.5;
 };
 
 enum class request_priority { sheddable, standard, critical };

@@ -71,7 +71,7 @@ enum class retry_reason {
 };
 enum class interruption { upstream, deadline };
 // Why admission shed a request (meridian_requests_shed_total's reason).
-enum class shed_reason { queue_full, timeout, displaced };
+enum class shed_reason { queue_full, timeout, displaced, client_share, count_ };
 
 // Why a request went to an endpoint (routing_decisions_total's reason): the balancer's choice
 // by score or by its rule, panic mode (no healthy endpoint), or a retry to the next candidate.
@@ -227,9 +227,9 @@ struct alignas(cache_line) cluster_metrics {
   std::array<counter, static_cast<int>(hedge_event::count_)> hedges;
   counter hedge_budget_exhausted;
   std::array<counter, 2> streams_interrupted;  // by interruption
-  std::array<counter, 3> shed;                 // by shed_reason
-  gauge pending;                               // requests waiting for admission
-  std::vector<endpoint_metrics> endpoints;     // sized once at construction, never resized
+  std::array<counter, static_cast<int>(shed_reason::count_)> shed;
+  gauge pending;                            // requests waiting for admission
+  std::vector<endpoint_metrics> endpoints;  // sized once at construction, never resized
 };
 
 // Everything one worker writes. Only that worker may call the mutating members of what these

@@ -305,3 +305,20 @@ TEST_CASE("a route's hedge: a delay or a percentile, a budget; mistakes are name
   CHECK(error_of(base, {"routes[0].hedge.after=1s", "routes[0].hedge.delay=1s"})
             .find("routes[0].hedge.delay: unknown key") != std::string::npos);
 }
+
+TEST_CASE("a cluster's client share: ip or a header name, a share in (0, 1]") {
+  auto cfg = load_string(
+      base, "test.yaml",
+      {"clusters[0].limits.client_key=X-API-Key", "clusters[0].limits.client_share=0.25"});
+  CHECK(cfg->clusters[0].limits.client_key == "x-api-key");
+  CHECK(cfg->clusters[0].limits.client_share == doctest::Approx(0.25));
+  CHECK(load_string(base, "test.yaml", {"clusters[0].limits.client_key=ip"})
+            ->clusters[0]
+            .limits.client_share == doctest::Approx(0.5));
+  CHECK(error_of(base, {"clusters[0].limits.client_share=0.3"})
+            .find("clusters[0].limits.client_share: needs client_key") != std::string::npos);
+  CHECK(error_of(base, {"clusters[0].limits.client_key='a b'"})
+            .find("is neither ip nor a header name") != std::string::npos);
+  CHECK(error_of(base, {"clusters[0].limits.client_key=ip", "clusters[0].limits.client_share=2"})
+            .find("clusters[0].limits.client_share: must be between") != std::string::npos);
+}

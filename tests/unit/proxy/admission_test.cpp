@@ -140,3 +140,32 @@ TEST_CASE("priorities parse from their names") {
   CHECK(proxy::parse_priority("sheddable") == priority::sheddable);
   CHECK_FALSE(proxy::parse_priority("urgent"));
 }
+
+TEST_CASE("a client holding its share of a full cluster is told so; others still queue") {
+  asio::io_context io;
+  admission a(4, 8, 1s);
+  a.configure(4, 8, 1s, 0.5);  // one client: at most 2 of the 4 slots
+  const std::uint64_t heavy = 7, light = 9;
+  CHECK(a.try_enter(heavy));
+  CHECK(a.try_enter(heavy));
+  CHECK(a.try_enter(light));
+  CHECK(a.try_enter(0));  // a request without a key counts for the cluster only
+  CHECK_FALSE(a.try_enter(heavy));
+  CHECK(a.over_share(heavy));
+  CHECK_FALSE(a.over_share(light));
+  CHECK_FALSE(a.over_share(0));
+  // A slot handed to a waiting client counts for it; one given back stops counting.
+  std::vector<std::string> log;
+  auto r = request{"light", std::make_unique<admission::waiter>(io, priority::standard, light),
+                   std::nullopt};
+  start(io, a, r, log);
+  io.run_for(20ms);
+  a.leave(heavy);
+  io.run_for(20ms);
+  CHECK(log == std::vector<std::string>{"light:admitted"});
+  CHECK_FALSE(a.over_share(heavy));
+  CHECK(a.over_share(light));
+  // Without a share nobody is over it.
+  a.configure(4, 8, 1s, 0);
+  CHECK_FALSE(a.over_share(light));
+}
