@@ -1,0 +1,104 @@
+// The deploy files as shipped: the config each one gives the gateway passes `meridian --check`
+// with the arguments it passes, and the pieces that must fit together do.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+const std::string source = MERIDIAN_SOURCE_DIR;
+
+std::string quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// `meridian --check` with these arguments, the image's config path replaced by `config`.
+int check(std::vector<std::string> args, const std::string& config) {
+  for (std::size_t i = 0; i + 1 < args.size(); ++i)
+    if (args[i] == "--config") args[i + 1] = config;
+  std::string cmd = quoted(std::string(MERIDIAN_BIN_DIR) + "/meridian") + " --check";
+  for (const auto& a : args) cmd += " " + quoted(a);
+  int st = std::system((cmd + " >/dev/null 2>&1").c_str());
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+}  // namespace
+
+TEST_CASE("the Kubernetes manifests: their ConfigMap passes --check with the Deployment's args") {
+  auto docs = YAML::LoadAllFromFile(source + "/docker/kubernetes.yaml");
+  YAML::Node config_map, deployment;
+  std::vector<std::string> kinds;
+  for (const auto& d : docs) {
+    kinds.push_back(d["kind"].as<std::string>());
+    if (kinds.back() == "ConfigMap") config_map = d;
+    if (kinds.back() == "Deployment") deployment = d;
+  }
+  for (const char* k : {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget",
+                        "HorizontalPodAutoscaler", "NetworkPolicy"}) {
+    CAPTURE(k);
+    CHECK(std::find(kinds.begin(), kinds.end(), k) != kinds.end());
+  }
+  REQUIRE(config_map);
+  REQUIRE(deployment);
+  auto spec = deployment["spec"]["template"]["spec"];
+  // The volume mounts the ConfigMap the file defines.
+  CHECK(spec["volumes"][0]["configMap"]["name"].as<std::string>() ==
+        config_map["metadata"]["name"].as<std::string>());
+  std::string path = "/tmp/meridian-k8s-config.yaml";
+  std::ofstream(path) << config_map["data"]["meridian.yaml"].as<std::string>();
+  auto container = spec["containers"][0];
+  CHECK(check(container["args"].as<std::vector<std::string>>(), path) == 0);
+  // The drain fits in the grace period: readiness fails, listeners close after the delay,
+  // in-flight work gets the timeout.
+  auto cfg = YAML::LoadFile(path);
+  auto secs = [](const std::string& d) { return std::stod(d.substr(0, d.size() - 1)); };
+  double drain = secs(cfg["drain"]["shutdown_delay"].as<std::string>()) +
+                 secs(cfg["drain"]["timeout"].as<std::string>());
+  CHECK(spec["terminationGracePeriodSeconds"].as<double>() > drain);
+  // A restricted pod: not root, nothing to escalate, a read-only root filesystem.
+  CHECK(spec["securityContext"]["runAsNonRoot"].as<bool>());
+  CHECK(container["securityContext"]["readOnlyRootFilesystem"].as<bool>());
+  CHECK(container["securityContext"]["capabilities"]["drop"][0].as<std::string>() == "ALL");
+  CHECK(container["resources"]["limits"]["cpu"]);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("the compose file: the gateway's arguments pass --check on the image's config") {
+  auto compose = YAML::LoadFile(source + "/docker/compose.yaml");
+  auto gw = compose["services"]["meridian"];
+  REQUIRE(gw);
+  // The image puts the example config where the command points.
+  CHECK(slurp(source + "/docker/Dockerfile")
+            .find("COPY config/meridian.example.yaml /etc/meridian/meridian.yaml") !=
+        std::string::npos);
+  CHECK(check(gw["command"].as<std::vector<std::string>>(),
+              source + "/config/meridian.example.yaml") == 0);
+  // The admin port is published on the host's loopback only.
+  bool admin_local = false;
+  for (const auto& p : gw["ports"]) admin_local |= p.as<std::string>() == "127.0.0.1:9901:9901";
+  CHECK(admin_local);
+  // The engines check their own port, not the gateway's admin port the image's check uses.
+  for (const char* engine : {"engine-edge", "engine-cloud"}) {
+    CAPTURE(engine);
+    auto test = compose["services"][engine]["healthcheck"]["test"];
+    REQUIRE(test);
+    CHECK(test[test.size() - 1].as<std::string>().find(":9201/") != std::string::npos);
+  }
+  // A build tree from the quick start never reaches the image's build context.
+  auto ignore = slurp(source + "/.dockerignore");
+  CHECK(ignore.find("\nbuild\n") != std::string::npos);
+}
