@@ -90,6 +90,19 @@ void tear_down(gateway& g, runtime::control& control,
   g.workers.clear();
 }
 
+// "config meridian.yaml: 2 clusters (llama: 2 endpoints, latency_aware; ...), 3 routes".
+std::string config_summary(const config::gateway_config& cfg) {
+  std::string s =
+      common::cat(cfg.source.empty() ? "(inline)" : cfg.source, ": ", cfg.clusters.size(),
+                  " cluster", cfg.clusters.size() == 1 ? "" : "s", " (");
+  for (std::size_t i = 0; i < cfg.clusters.size(); ++i) {
+    const auto& c = cfg.clusters[i];
+    s += common::cat(i ? "; " : "", c.name, ": ", c.endpoints.size(), " endpoint",
+                     c.endpoints.size() == 1 ? "" : "s", ", ", config::to_string(c.balancer));
+  }
+  return s + common::cat("), ", cfg.routes.size(), " route", cfg.routes.size() == 1 ? "" : "s");
+}
+
 // What the drain sequence does to this gateway (control thread).
 runtime::drain_hooks drain_hooks_of(gateway& g, frontend::listener_set& listeners) {
   runtime::drain_hooks hooks;
@@ -165,6 +178,7 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
 
   log(log_level::info, "runtime", "meridian ", MERIDIAN_VERSION, " starting: io backend ",
       runtime::to_string(io), " (", io_reason, "), ", n, " worker", n == 1 ? "" : "s");
+  log(log_level::info, "config", config_summary(*cfg));
   for (const auto& b : listeners->bound()) log(log_level::info, "frontend", "listener ", b);
   log(log_level::info, "admin", "admin listener ", admin_server.bound());
 

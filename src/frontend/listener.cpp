@@ -32,13 +32,16 @@ struct acceptor_slot {
 
 asio::awaitable<void> accept_loop(acceptor_slot* slot) {
   asio::steady_timer backoff(slot->acceptor.get_executor());
+  common::log_limiter warnings;
   while (slot->acceptor.is_open()) {
     auto [ec, socket] = co_await slot->acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
     if (ec) {
       if (ec == asio::error::operation_aborted || !slot->acceptor.is_open()) co_return;
       // EMFILE and friends: back off briefly instead of spinning on a full descriptor table.
-      common::log(common::log_level::warn, "frontend", "accept on ", slot->name,
-                  " failed: ", ec.message());
+      std::uint64_t left = 0;
+      if (warnings.allow(std::chrono::steady_clock::now(), left))
+        common::log(common::log_level::warn, "frontend", "accept on ", slot->name,
+                    " failed: ", ec.message(), common::left_out(left));
       backoff.expires_after(std::chrono::milliseconds(50));
       co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
       continue;

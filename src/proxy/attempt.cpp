@@ -135,8 +135,11 @@ asio::awaitable<outcome> attempt::connect(const upstream::endpoint_ref& ep) {
     w_.ups.record_connect_failure(*ep, w_.clock->now());
     auto err = timed_out ? metrics::upstream_error::timeout : metrics::upstream_error::connect;
     cm.endpoints[info.slot].errors[static_cast<int>(err)].inc();
-    common::log(common::log_level::warn, "proxy", "connect to ", info.address,
-                timed_out ? " timed out" : " failed: ", timed_out ? "" : ec.message());
+    std::uint64_t left = 0;
+    if (ep->connect_warnings.allow(std::chrono::steady_clock::now(), left))
+      common::log(common::log_level::warn, "proxy", "connect to ", info.address,
+                  timed_out ? " timed out" : " failed: ", timed_out ? "" : ec.message(),
+                  common::left_out(left));
     if (timed_out)
       co_return fail(
           outcome_kind::connect_timeout,

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <charconv>
+#include <chrono>
 #include <concepts>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -58,6 +60,43 @@ template <class... Args>
 void log(log_level level, std::string_view component, const Args&... args) {
   if (level < current_log_level()) return;
   log_line(level, component, cat(args...));
+}
+
+// Keeps one repeated warning (an endpoint refusing every request, a full descriptor table) from
+// flooding the log: at most `burst` lines per `window`, then silence until the window turns,
+// when the next line says how many were left out. One per kind of event and owner thread.
+class log_limiter {
+ public:
+  explicit log_limiter(int burst = 5,
+                       std::chrono::steady_clock::duration window = std::chrono::seconds(10))
+      : burst_(burst), window_(window) {}
+  // Whether to log this occurrence; if so, `suppressed` is how many were left out before it.
+  bool allow(std::chrono::steady_clock::time_point now, std::uint64_t& suppressed) {
+    if (now - start_ >= window_) {
+      start_ = now;
+      used_ = 0;
+    }
+    if (used_ >= burst_) {
+      ++suppressed_;
+      return false;
+    }
+    ++used_;
+    suppressed = suppressed_;
+    suppressed_ = 0;
+    return true;
+  }
+
+ private:
+  int burst_;
+  std::chrono::steady_clock::duration window_;
+  std::chrono::steady_clock::time_point start_{};
+  int used_ = 0;
+  std::uint64_t suppressed_ = 0;
+};
+
+// " (N similar lines left out)" when N > 0, else nothing.
+inline std::string left_out(std::uint64_t n) {
+  return n == 0 ? std::string() : cat(" (", n, " similar lines left out)");
 }
 
 }  // namespace meridian::common

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "meridian/common/clock.hpp"
+#include "meridian/common/log.hpp"
 #include "meridian/config/config.hpp"
 #include "meridian/upstream/stats.hpp"
 
@@ -73,8 +74,9 @@ struct endpoint_state {
   config::pool_config pool;  // the caps of its cluster
   bool retired = false;      // left the topology; closes connections as they return
   endpoint_stats stats;
-  std::vector<pooled_connection> idle;  // most recently used at the back
-  std::size_t open = 0;                 // idle + busy connections of this worker
+  std::vector<pooled_connection> idle;   // most recently used at the back
+  std::size_t open = 0;                  // idle + busy connections of this worker
+  common::log_limiter connect_warnings;  // "connect to X failed", at most a few per 10 s
 };
 
 struct cluster_state {
