@@ -54,7 +54,9 @@ struct load_config {
   std::string model = "mock-llm";
 
   std::string method = "GET";
-  std::string body;  // plain HTTP mode
+  std::string body;                  // plain HTTP mode
+  std::vector<std::string> headers;  // --header "Name: value", on every request
+  bool allow_remote = false;         // --allow-remote: a target off this machine
 
   bool storage = false;  // object-store mix against url's path prefix
   int objects = 64;

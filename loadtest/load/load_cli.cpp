@@ -15,9 +15,14 @@ namespace meridian::loadtest {
 
 namespace {
 const char* help_text =
-    R"(meridian-load: open/closed-loop HTTP and OpenAI load generator (loopback targets only)
+    R"(meridian-load: open/closed-loop HTTP and OpenAI load generator
 
 usage: meridian-load --url http://127.0.0.1:PORT/PATH (--rate R | --closed) [options]
+
+target
+  --url URL                http://IP:PORT/PATH; loopback (127.0.0.0/8, ::1) unless --allow-remote
+  --allow-remote           allow a target off this machine (you are about to load someone's server)
+  --header "Name: value"   an extra header on every request, e.g. an API key (repeatable)
 
 load shape
   --rate R                 target requests/s (open loop)
@@ -56,15 +61,22 @@ gates and output
   --json F  --csv F  --html F   result files (vLLM-style JSON, per-request CSV, HTML with SVG charts)
   --scenario FILE.yaml     take the `load:` section of a scenario (flags given too override it)
   --scenario-json FILE     print a scenario file as JSON and exit (used by run-scenario)
-  --label NAME  --seed N  --progress on|off  --quiet
+  --label NAME  --seed N  --progress on|off  --quiet  --version
+figures
+  e2el: end-to-end latency, from the request's intended send time to its last byte; ttft: time
+  to first token (first SSE data event); tpot: time per output token after the first; itl:
+  inter-token latency (gaps between SSE events); send lag: how late requests went out. All in
+  milliseconds; rates as percentages; throughputs in requests or tokens per second.
 exit codes
   0  finished and every SLO met (or none given)
   2  bad usage or configuration
   3  finished but an SLO was missed
+  4  finished but every request failed (whether or not an SLO was given)
 )";
 
 bool flag_takes_value(const std::string& f) {
-  static const char* no_value[] = {"--closed", "--stream", "--storage", "--quiet", "--help", "-h"};
+  static const char* no_value[] = {"--closed", "--stream", "--storage", "--quiet",
+                                   "--help",   "-h",       "--version", "--allow-remote"};
   for (auto* n : no_value)
     if (f == n) return false;
   return true;
@@ -72,17 +84,17 @@ bool flag_takes_value(const std::string& f) {
 
 bool known_flag(const std::string& f) {
   static const char* known[] = {
-      "--url",        "--rate",           "--duration",     "--warmup",
-      "--arrival",    "--burstiness",     "--connections",  "--threads",
-      "--closed",     "--requests",       "--max-pending",  "--timeout",
-      "--drain",      "--late-threshold", "--expected-itl", "--method",
-      "--body",       "--openai",         "--stream",       "--prompt-tokens",
-      "--max-tokens", "--shared-prefix",  "--model",        "--storage",
+      "--url",           "--rate",           "--duration",      "--warmup",
+      "--arrival",       "--burstiness",     "--connections",   "--threads",
+      "--closed",        "--requests",       "--max-pending",   "--timeout",
+      "--drain",         "--late-threshold", "--expected-itl",  "--method",
+      "--body",          "--openai",         "--stream",        "--prompt-tokens",
+      "--max-tokens",    "--shared-prefix",  "--model",         "--storage",
       "--conversations", "--system-prompts", "--system-tokens", "--turns",
-      "--objects",    "--object-size",    "--put-ratio",    "--range-ratio",
-      "--slo",        "--json",           "--csv",          "--html",
-      "--label",      "--seed",           "--progress",     "--quiet",
-      "--scenario"};
+      "--objects",       "--object-size",    "--put-ratio",     "--range-ratio",
+      "--slo",           "--json",           "--csv",           "--html",
+      "--label",         "--seed",           "--progress",      "--quiet",
+      "--scenario",      "--header",         "--allow-remote",  "--version"};
   for (auto* k : known)
     if (f == k) return true;
   return false;
@@ -226,6 +238,10 @@ bool apply_output_flag(const flag& x, load_config& cfg) {
     cfg.progress = v == "on" ? 1 : v == "off" ? 0 : -1;
   else if (f == "--quiet")
     cfg.quiet = true;
+  else if (f == "--allow-remote")
+    cfg.allow_remote = true;
+  else if (f == "--header")
+    cfg.headers.push_back(v);
   else
     return false;
   return true;
@@ -237,6 +253,10 @@ std::optional<int> prescan(const std::vector<std::string>& a, load_config& cfg) 
   for (std::size_t i = 0; i < a.size(); ++i) {
     if (a[i] == "--help" || a[i] == "-h") {
       std::cout << help_text;
+      return exit_ok;
+    }
+    if (a[i] == "--version") {
+      std::cout << "meridian-load " << MERIDIAN_VERSION << "\n";
       return exit_ok;
     }
     if (a[i] == "--scenario-json") {
@@ -295,6 +315,7 @@ int run_and_report(const load_config& cfg) {
   if (!cfg.html_path.empty() && !write_file(cfg.html_path, render_html(s, cfg), err))
     return usage_error(err);
   std::fflush(stdout);
+  if (s.completed == 0 && s.failed > 0) return exit_all_failed;
   return s.slo_pass ? exit_ok : exit_slo_missed;
 }
 

@@ -27,7 +27,15 @@ std::string load_config::finalize() {
   error_code ec;
   auto addr = asio::ip::make_address(host, ec);
   if (ec) return "--url host must be an IP literal such as 127.0.0.1";
-  if (!addr.is_loopback()) return "--url must point at a loopback address (127.0.0.0/8 or ::1)";
+  if (!addr.is_loopback() && !allow_remote)
+    return "--url must point at a loopback address (127.0.0.0/8 or ::1); add --allow-remote to "
+           "load a server off this machine";
+  for (const auto& h : headers) {
+    auto colon = h.find(':');
+    bool ok = colon != std::string::npos && colon > 0 &&
+              h.find_first_of("\r\n") == std::string::npos && h.find_first_of(" \t") > colon;
+    if (!ok) return "--header wants \"Name: value\" (got '" + h + "')";
+  }
   if (api != openai_api::none && path == "/")
     path = api == openai_api::chat          ? "/v1/chat/completions"
            : api == openai_api::completions ? "/v1/completions"

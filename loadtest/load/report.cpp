@@ -57,6 +57,25 @@ std::string esc(const std::string& s) {
 }
 }  // namespace
 
+std::string verdict(const run_summary& s) {
+  auto total = s.completed + s.failed;
+  if (total > 0 && s.completed == 0)
+    return "verdict: FAIL, every request failed (" + std::to_string(s.failed) + " of " +
+           std::to_string(total) + ")";
+  std::string counts =
+      std::to_string(s.completed) + " of " + std::to_string(total) + " requests succeeded";
+  if (!s.slo_pass) {
+    std::string missed;
+    for (const auto& r : s.slo_results)
+      if (!r.pass)
+        missed += (missed.empty() ? "" : ", ") + r.text + " (observed " +
+                  with_unit(r.metric, r.observed) + ")";
+    return "verdict: FAIL, SLO missed: " + missed + "; " + counts;
+  }
+  if (s.slo_results.empty()) return "verdict: DONE, no SLO given; " + counts;
+  return "verdict: PASS, all " + std::to_string(s.slo_results.size()) + " SLOs met; " + counts;
+}
+
 void print_table(const run_summary& s, const load_config& cfg, std::FILE* out) {
   std::fprintf(out, "============ meridian-load result%s%s ============\n",
                s.label.empty() ? "" : ": ", s.label.c_str());
@@ -107,9 +126,10 @@ void print_table(const run_summary& s, const load_config& cfg, std::FILE* out) {
                    tot ? 100.0 * static_cast<double>(c) / static_cast<double>(tot) : 0);
   }
   for (auto& r : s.slo_results)
-    std::fprintf(out, "SLO %-30s observed %-12.4g %s\n", r.text.c_str(), r.observed,
-                 r.pass ? "PASS" : "MISS");
+    std::fprintf(out, "SLO %-30s observed %-14s %s\n", r.text.c_str(),
+                 with_unit(r.metric, r.observed).c_str(), r.pass ? "PASS" : "MISS");
   std::fprintf(out, "==================================================\n");
+  std::fprintf(out, "%s\n", verdict(s).c_str());
 }
 
 std::string summary_json(const run_summary& s, const load_config& cfg) {
@@ -316,8 +336,8 @@ std::string render_html(const run_summary& s, const load_config& cfg) {
   if (!s.slo_results.empty()) {
     o << "<h2>SLOs</h2><table><tr><th>SLO</th><th>observed</th><th>result</th></tr>";
     for (auto& r : s.slo_results)
-      o << "<tr><td>" << esc(r.text) << "</td><td>" << r.observed << "</td><td class='"
-        << (r.pass ? "pass'>PASS" : "miss'>MISS") << "</td></tr>";
+      o << "<tr><td>" << esc(r.text) << "</td><td>" << esc(with_unit(r.metric, r.observed))
+        << "</td><td class='" << (r.pass ? "pass'>PASS" : "miss'>MISS") << "</td></tr>";
     o << "</table>";
   }
   if (!s.per_backend.empty()) {

@@ -9,6 +9,8 @@
 namespace meridian::loadtest {
 
 void print_table(const run_summary& s, const load_config& cfg, std::FILE* out);
+// The one-line verdict printed last: PASS, DONE (no SLO given), or FAIL and why.
+std::string verdict(const run_summary& s);
 std::string summary_json(const run_summary& s, const load_config& cfg);
 bool write_file(const std::string& path, const std::string& content, std::string& err);
 std::string render_csv(const run_summary& s);

@@ -19,6 +19,7 @@ request_builder::request_builder(const load_config& cfg, std::uint64_t seed)
   }
   std::string path = cfg.path;
   host_header_ = "Host: " + cfg.host + ":" + std::to_string(cfg.port) + "\r\n";
+  for (const auto& h : cfg.headers) host_header_ += h + "\r\n";  // --header: on every request
   if (cfg.api == openai_api::none && !cfg.storage) {
     fixed_ = cfg.method + " " + path + " HTTP/1.1\r\n" + host_header_;
     if (!cfg.body.empty())

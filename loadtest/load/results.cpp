@@ -236,7 +236,7 @@ void evaluate_slos(const load_config& cfg, run_summary& s) {
     }
     // A latency gate with no successful requests cannot be met.
     const bool pass = !empty && slo.holds(v);
-    s.slo_results.push_back({slo.text, v, pass});
+    s.slo_results.push_back({slo.text, v, pass, slo.metric});
     if (!pass) s.slo_pass = false;
   }
 }

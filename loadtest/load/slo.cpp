@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 
 #include "common/parse.hpp"
 
@@ -19,6 +20,23 @@ bool slo::holds(double v) const {
       return v > threshold;
   }
   return false;
+}
+
+std::string with_unit(slo_metric m, double v) {
+  char buf[64];
+  switch (m) {
+    case slo_metric::error_rate:
+    case slo_metric::late_rate:
+      std::snprintf(buf, sizeof buf, "%.3g%%", v * 100);
+      break;
+    case slo_metric::request_throughput:
+    case slo_metric::goodput:
+      std::snprintf(buf, sizeof buf, "%.2f req/s", v);
+      break;
+    default:
+      std::snprintf(buf, sizeof buf, "%.1f ms", v);
+  }
+  return buf;
 }
 
 double stat_percentile(slo_stat s) {

@@ -12,6 +12,7 @@ namespace meridian::loadtest {
 inline constexpr int exit_ok = 0;
 inline constexpr int exit_usage = 2;
 inline constexpr int exit_slo_missed = 3;
+inline constexpr int exit_all_failed = 4;
 
 enum class slo_metric { ttft, tpot, itl, e2el, error_rate, request_throughput, goodput, late_rate };
 enum class slo_stat { none, mean, p50, p90, p95, p99, p999, p9999, max };
@@ -43,9 +44,13 @@ double stat_percentile(slo_stat s);  // -1 for mean, 100 for max
 
 struct slo_result {
   std::string text;
-  double observed;
+  double observed;  // in the SLO's own unit: ms, a fraction, req/s
   bool pass;
+  slo_metric metric = slo_metric::e2el;
 };
+
+// An observed value with its unit, as an SLO states it: "1170.0 ms", "0.67%", "29.30 req/s".
+std::string with_unit(slo_metric m, double v);
 
 // Per-request thresholds in ns (0 = none) derived from the SLO list for goodput counting.
 struct request_slo {

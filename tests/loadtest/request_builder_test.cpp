@@ -70,3 +70,17 @@ TEST_CASE("conversations share the system prompts; the option is checked") {
   bad.api = openai_api::completions;
   CHECK(bad.finalize().find("--conversations needs --openai chat") != std::string::npos);
 }
+
+TEST_CASE("--header goes on every request") {
+  load_config c = chat_config(0);
+  c.headers = {"Authorization: Bearer sk-test", "x-priority: critical"};
+  REQUIRE(c.finalize().empty());
+  runner::request_builder b(c, 1);
+  std::string req;
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    b.build(req, i);
+    auto head = req.substr(0, req.find("\r\n\r\n") + 2);
+    CHECK(head.find("\r\nAuthorization: Bearer sk-test\r\n") != std::string::npos);
+    CHECK(head.find("\r\nx-priority: critical\r\n") != std::string::npos);
+  }
+}

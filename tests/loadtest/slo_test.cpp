@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "load/report.hpp"
+
 #include <string>
 #include <vector>
 
@@ -70,7 +72,45 @@ TEST_CASE("meridian-load exit codes: 2 for bad usage, 0 when SLOs hold, 3 when o
                  "--quiet", "--slo", "e2el_p50<=1us"}) == exit_slo_missed);
   CHECK(run_cli({"--url", url, "--rate", "200", "--duration", "0.5s", "--connections", "4",
                  "--quiet", "--slo", "request_throughput>=100000"}) == exit_slo_missed);
-  // Every request fails against a closed port: error_rate gate misses.
+  // Every request fails against a closed port: 4, with an SLO or without one.
   CHECK(run_cli({"--url", "http://127.0.0.1:1/", "--rate", "50", "--duration", "0.3s",
-                 "--connections", "2", "--quiet", "--slo", "error_rate<=1%"}) == exit_slo_missed);
+                 "--connections", "2", "--quiet", "--slo", "error_rate<=1%"}) == exit_all_failed);
+  CHECK(run_cli({"--url", "http://127.0.0.1:1/", "--rate", "50", "--duration", "0.3s",
+                 "--connections", "2", "--quiet"}) == exit_all_failed);
+  CHECK(run_cli({"--version"}) == exit_ok);
+}
+
+TEST_CASE("figures carry their units and the run ends with one verdict line") {
+  CHECK(with_unit(slo_metric::ttft, 1170) == "1170.0 ms");
+  CHECK(with_unit(slo_metric::error_rate, 0.006656) == "0.666%");
+  CHECK(with_unit(slo_metric::goodput, 29.3) == "29.30 req/s");
+  run_summary s;
+  s.completed = 0;
+  s.failed = 5;
+  CHECK(verdict(s) == "verdict: FAIL, every request failed (5 of 5)");
+  s.completed = 95;
+  CHECK(verdict(s) == "verdict: DONE, no SLO given; 95 of 100 requests succeeded");
+  s.slo_results.push_back({"ttft_p99<=300ms", 1170, false, slo_metric::ttft});
+  s.slo_pass = false;
+  CHECK(verdict(s) ==
+        "verdict: FAIL, SLO missed: ttft_p99<=300ms (observed 1170.0 ms); 95 of 100 requests "
+        "succeeded");
+  s.slo_results[0] = {"ttft_p99<=300ms", 120, true, slo_metric::ttft};
+  s.slo_pass = true;
+  CHECK(verdict(s) == "verdict: PASS, all 1 SLOs met; 95 of 100 requests succeeded");
+}
+
+TEST_CASE("a remote target needs --allow-remote; --header must be a header") {
+  load_config c;
+  c.url = "http://10.1.2.3:80/";
+  c.rate = 1;
+  CHECK(c.finalize().find("add --allow-remote") != std::string::npos);
+  c.allow_remote = true;
+  CHECK(c.finalize().empty());
+  c.headers = {"Authorization Bearer x"};
+  CHECK(c.finalize().find("--header wants") != std::string::npos);
+  c.headers = {"Authorization: Bearer x\r\nX-Evil: 1"};
+  CHECK(c.finalize().find("--header wants") != std::string::npos);
+  c.headers = {"Authorization: Bearer sk-1"};
+  CHECK(c.finalize().empty());
 }
