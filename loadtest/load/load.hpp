@@ -104,7 +104,7 @@ const char* error_kind_name(error_kind e);
 struct interval_stats {
   double start_s = 0;
   std::uint64_t completed = 0, failed = 0, output_tokens = 0;
-  std::unique_ptr<histogram> e2el, ttft;  // by intended send time
+  std::unique_ptr<histogram> e2el, ttft, tpot;  // by intended send time
 };
 
 struct run_summary {

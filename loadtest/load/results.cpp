@@ -71,6 +71,8 @@ void record(worker* w, connection*, steady::time_point intended, steady::time_po
       if (o.tokens > 1 && streamed) {
         tpot_ns = (e2e - std::min(e2e, ttft_ns)) / (o.tokens - 1);
         w->tpot.record(tpot_ns);
+        if (!tl.tpot) tl.tpot = std::make_unique<histogram>();
+        tl.tpot->record(tpot_ns);
       }
       if (streamed &&
           std::max<double>(static_cast<double>(tpot_ns), w->cfg.expected_itl_ms * 1e6) > 1e6)
@@ -153,6 +155,10 @@ void add_timeline(run_summary& s, const worker& w) {
     if (x.ttft) {
       if (!d.ttft) d.ttft = std::make_unique<histogram>();
       d.ttft->merge(*x.ttft);
+    }
+    if (x.tpot) {
+      if (!d.tpot) d.tpot = std::make_unique<histogram>();
+      d.tpot->merge(*x.tpot);
     }
   }
 }

@@ -2,6 +2,10 @@
 
 #include "load/report.hpp"
 
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -113,4 +117,48 @@ TEST_CASE("a remote target needs --allow-remote; --header must be a header") {
   CHECK(c.finalize().find("--header wants") != std::string::npos);
   c.headers = {"Authorization: Bearer sk-1"};
   CHECK(c.finalize().empty());
+}
+
+// The HTML report as a browser shows it: headless Chromium loads it, logs no console error,
+// and its DOM holds the charts (with the SLO lines), the errors table and the run details.
+TEST_CASE("the HTML report renders in headless Chromium with its charts") {
+  if (std::system("command -v chromium >/dev/null 2>&1") != 0) {
+    MESSAGE("chromium not installed: skipped (apt-get install chromium provides it)");
+    return;
+  }
+  llm_options o;
+  o.listen = "127.0.0.1:0";
+  llm_mock m(o);
+  const auto port = m.start();
+  const std::string html = "/tmp/meridian-load-report-test.html";
+  CHECK(run_cli({"--url", "http://127.0.0.1:" + std::to_string(port) + "/v1/chat/completions",
+                 "--openai", "chat", "--stream", "--rate", "40", "--duration", "1s", "--quiet",
+                 "--slo", "ttft_p99<=10s,e2el_p99<=10s", "--html", html}) == exit_ok);
+  const std::string dom = "/tmp/meridian-load-report-test.dom", err = dom + ".err";
+  std::string cmd =
+      "timeout 60 chromium --headless --no-sandbox --disable-gpu "
+      "--enable-logging=stderr --v=0 --dump-dom file://" +
+      html + " > " + dom + " 2> " + err;
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  auto read = [](const std::string& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  auto count = [](const std::string& text, const std::string& what) {
+    std::size_t n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  auto page = read(dom), log = read(err);
+  CAPTURE(log);
+  CHECK(count(log, "CONSOLE") == 0);  // Chromium logs every console message this way
+  CHECK(count(page, "<svg") >= 5);    // latency, first token, throughput, tokens, distribution
+  CHECK(count(page, "<polyline") >= 8);
+  CHECK(count(page, "class=\"slo\"") >= 3);
+  CHECK(page.find("verdict: PASS") != std::string::npos);
+  CHECK(page.find("<h2>Errors</h2>") != std::string::npos);
+  CHECK(page.find("<h2>Run details</h2>") != std::string::npos);
+  std::remove(html.c_str());
+  std::remove(dom.c_str());
+  std::remove(err.c_str());
 }
