@@ -29,9 +29,11 @@ response json_error(common::error_kind kind, std::string_view message) {
 
 // An endpoint is healthy if any worker still sends it traffic.
 bool endpoint_healthy(const context& ctx, std::size_t c, std::size_t e) {
-  for (const auto* w : ctx.workers)
+  for (const auto* w : ctx.workers) {
+    auto structure = w->lock_structure();
     if (w->cluster(c).endpoints[e]->stats.healthy_shared.load(std::memory_order_relaxed))
       return true;
+  }
   return false;
 }
 
@@ -88,6 +90,7 @@ boost::json::array workers_json(const context& ctx, std::size_t c, std::size_t e
   json::array out;
   auto ld = [](const std::atomic<double>& a) { return a.load(std::memory_order_relaxed); };
   for (const auto* w : ctx.workers) {
+    auto structure = w->lock_structure();
     const auto& st = w->cluster(c).endpoints[e]->stats;
     json::object o;
     o["in_flight"] = st.in_flight_shared.load(std::memory_order_relaxed);
@@ -129,6 +132,7 @@ std::string endpoints_json(const context& ctx) {
       std::uint64_t in_flight = 0, requests = 0, failures = 0;
       double score = -1;
       for (const auto* w : ctx.workers) {
+        auto structure = w->lock_structure();
         const auto& st = w->cluster(c).endpoints[e]->stats;
         in_flight += st.in_flight_shared.load(std::memory_order_relaxed);
         requests += st.requests_total.load(std::memory_order_relaxed);

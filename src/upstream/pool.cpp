@@ -32,6 +32,7 @@ worker_upstreams::worker_upstreams(std::shared_ptr<const topology> topo) {
 }
 
 void worker_upstreams::apply(std::shared_ptr<const topology> topo) {
+  std::lock_guard structure(structure_mu_);
   std::unordered_map<endpoint_id, std::shared_ptr<endpoint_state>> old;
   for (auto& cs : clusters_)
     for (auto& ep : cs.endpoints) old.emplace(ep->info->id, std::move(ep));

@@ -40,15 +40,19 @@ std::string inference_config(const std::vector<std::uint16_t>& ports,
 
 // Waits until every endpoint has been probed healthy and has reported its load.
 bool ready(gateway_process& gw, std::size_t endpoints) {
-  return test_backend::eventually(
+  std::string last;
+  bool ok = test_backend::eventually(
       [&] {
         auto r = http_request(gw.admin_port(), "GET", "/admin/endpoints");
+        last = r.body;
         std::size_t probed = 0, pos = 0;
         while ((pos = r.body.find("\"kv_cache_usage\":0", pos)) != std::string::npos)
           ++probed, ++pos;
         return probed >= endpoints;
       },
       15000ms);  // returns as soon as they are; slow only under sanitizers on a busy machine
+  if (!ok) MESSAGE("not ready: " << last << "\n" << gw.log());
+  return ok;
 }
 
 struct sample {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -95,8 +96,13 @@ class worker_upstreams {
   explicit worker_upstreams(std::shared_ptr<const topology> topo);
 
   // Adopts a new topology: endpoints whose id survives keep their stats and pools; removed
-  // ones have their idle connections closed.
+  // ones have their idle connections closed. Holds the structure lock while it rebuilds.
   void apply(std::shared_ptr<const topology> topo);
+  // Another thread (the admin pages) walking the clusters and endpoints holds this meanwhile, so
+  // apply() cannot rebuild them under it. The worker itself reads them without it.
+  std::unique_lock<std::mutex> lock_structure() const {
+    return std::unique_lock<std::mutex>(structure_mu_);
+  }
   const topology& current() const { return *topo_; }
 
   cluster_state& cluster(std::size_t i) { return clusters_[i]; }
@@ -156,6 +162,7 @@ class worker_upstreams {
   cluster_state& cluster_of(const endpoint_state& ep) { return clusters_[ep.info->cluster]; }
   std::shared_ptr<const topology> topo_;
   std::vector<cluster_state> clusters_;
+  mutable std::mutex structure_mu_;  // apply() against other threads' walks (lock_structure)
 };
 
 }  // namespace meridian::upstream
