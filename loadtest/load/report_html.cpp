@@ -156,19 +156,10 @@ std::string run_details(const run_summary& s, const load_config& cfg) {
   o << "</table>";
   return o.str();
 }
-}  // namespace
 
-std::string render_html(const run_summary& s, const load_config& cfg) {
+// The results, SLOs, errors, status codes and backends, as tables.
+std::string tables(const run_summary& s) {
   std::ostringstream o;
-  o << "<!doctype html><html><head><meta charset='utf-8'><title>meridian-load report</title>"
-       "<style>body{font-family:sans-serif;margin:20px;color:#222}table{border-collapse:collapse}"
-       "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}"
-       "table.details td{text-align:left}"
-       ".miss{color:#b00;font-weight:bold}.pass{color:#070}</style></head><body>";
-  o << "<h1>meridian-load report" << (s.label.empty() ? "" : ": " + esc(s.label)) << "</h1>";
-  o << "<p class='verdict'><b>" << esc(verdict(s)) << "</b></p>";
-  o << "<p>Latencies are in milliseconds, measured from each request's intended send time (so a "
-       "server that falls behind shows it, not the load tool).</p>";
   o << "<table><tr><th>succeeded</th><th>failed</th><th>duration (s)</th><th>requests/s</th>"
        "<th>goodput (req/s)</th><th>output tokens/s</th><th>sent late</th><th>never "
        "sent</th></tr><tr><td>"
@@ -217,6 +208,13 @@ std::string render_html(const run_summary& s, const load_config& cfg) {
       o << "<tr><td>" << esc(n) << "</td><td>" << c << "</td></tr>";
     o << "</table>";
   }
+  return o.str();
+}
+
+// Latency, first-token and per-token time, requests and tokens over time, and the latency
+// distribution, with the latency SLOs drawn on them.
+std::string charts(const run_summary& s, const load_config& cfg) {
+  std::ostringstream o;
   series p50{"p50", "#1f77b4", {}}, p99{"p99", "#d62728", {}}, mx{"max", "#999", {}};
   series t50{"ttft p50", "#1f77b4", {}}, t99{"ttft p99", "#d62728", {}},
       o50{"tpot p50", "#2ca02c", {}}, o99{"tpot p99", "#9467bd", {}};
@@ -262,6 +260,22 @@ std::string render_html(const run_summary& s, const load_config& cfg) {
            "end-to-end latency by percentile (x: 1/(1-p), log scale: 10 = p90, 100 = p99, 1000 = "
            "p99.9)",
            "1/(1-p)", "ms", {dist}, bounds_of(cfg, {slo_metric::e2el}), true);
+  return o.str();
+}
+}  // namespace
+
+std::string render_html(const run_summary& s, const load_config& cfg) {
+  std::ostringstream o;
+  o << "<!doctype html><html><head><meta charset='utf-8'><title>meridian-load report</title>"
+       "<style>body{font-family:sans-serif;margin:20px;color:#222}table{border-collapse:collapse}"
+       "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}"
+       "table.details td{text-align:left}"
+       ".miss{color:#b00;font-weight:bold}.pass{color:#070}</style></head><body>";
+  o << "<h1>meridian-load report" << (s.label.empty() ? "" : ": " + esc(s.label)) << "</h1>";
+  o << "<p class='verdict'><b>" << esc(verdict(s)) << "</b></p>";
+  o << "<p>Latencies are in milliseconds, measured from each request's intended send time (so a "
+       "server that falls behind shows it, not the load tool).</p>";
+  o << tables(s) << charts(s, cfg);
   o << run_details(s, cfg);
   o << "</body></html>\n";
   return o.str();

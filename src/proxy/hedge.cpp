@@ -21,11 +21,54 @@ bool decisive(const outcome& o) {
   return o.ok() && o.status < 500;
 }
 
-// The client leaving cancels both tries.
-struct both final : http::cancellable {
-  std::array<attempt*, 2> tries{};
+// The two tries of one race and how they ended. Each try runs as its own coroutine and, when it
+// ends, records its outcome and cancels `wake`, on which race() waits; race() returns only once
+// both have ended, since they refer to this object in its frame. The client leaving cancels both.
+struct race_state final : http::cancellable {
+  race_state(worker_context& w, std::array<attempt*, 2> t)
+      : tries(t), wake(w.io), clock(*w.clock) {}
+
+  std::array<attempt*, 2> tries;
+  std::array<std::optional<outcome>, 2> result;
+  std::array<bool, 2> running{};
+  std::array<int, 2> ended{};  // tries in the order they ended
+  int n_ended = 0;
+  asio::steady_timer wake;
+  const common::clock& clock;
+
   void cancel() override {
     for (auto* a : tries) a->cancel();
+  }
+  void launch(const asio::any_io_executor& ex, int i, upstream::endpoint_ref ep,
+              http::connection& c, std::string_view head) {
+    running[i] = true;
+    asio::co_spawn(ex, tries[i]->run(std::move(ep), true, c, head, nullptr),
+                   [this, i](std::exception_ptr e, outcome o) {
+                     if (e) o.kind = common::outcome_kind::reset_before_response;
+                     result[i] = std::move(o);
+                     running[i] = false;
+                     ended[n_ended++] = i;
+                     wake.cancel();
+                   });
+  }
+  // Until `t` (max(): until a try ends).
+  asio::awaitable<void> sleep_until(common::time_point t) {
+    auto now = clock.now();
+    if (t == common::time_point::max())
+      wake.expires_at(asio::steady_timer::time_point::max());
+    else
+      wake.expires_after(t > now ? t - now : common::duration::zero());
+    co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  // The next try to end that settles the race, or -1: an answer wins, and so does the last
+  // try left; a failure or a 5xx while the other still runs gives way to it.
+  int settled(int& handled) {
+    for (; handled < n_ended; ++handled) {
+      int i = ended[handled];
+      if (decisive(*result[i]) || !running[1 - i]) return ended[handled++];
+      if (result[i]->ok()) tries[i]->finish(false);
+    }
+    return -1;
   }
 };
 }  // namespace
@@ -35,75 +78,15 @@ asio::awaitable<race_result> race(http::connection& c, worker_context& w, conn_s
                                   common::time_point hedge_at, hedge_policy& policy,
                                   metrics::cluster_metrics& cm) {
   if (!st.spare) st.spare = std::make_unique<attempt>(w);
-  both watch;
-  watch.tries = {st.at.get(), st.spare.get()};
-  struct lane {
-    std::optional<outcome> result;
-    bool running = false;
-  };
-  std::array<lane, 2> lanes;
-  std::array<int, 2> ended{};  // lanes in the order they ended
-  int n_ended = 0;
-  asio::steady_timer wake(w.io);
+  race_state rs(w, {st.at.get(), st.spare.get()});
   auto ex = co_await asio::this_coro::executor;
-  // Each try runs as its own coroutine; this one waits on `wake`, which an ending try cancels.
-  // It returns only once both have ended: they refer to its frame.
-  auto launch = [&](int i, std::size_t cand) {
-    auto& at = *watch.tries[i];
-    auto ep = start(at, cand, i == 1);
-    lanes[i].running = true;
-    asio::co_spawn(ex, at.run(std::move(ep), true, c, st.head_out, nullptr),
-                   [&, i](std::exception_ptr e, outcome o) {
-                     if (e) o.kind = common::outcome_kind::reset_before_response;
-                     lanes[i].result = std::move(o);
-                     lanes[i].running = false;
-                     ended[n_ended++] = i;
-                     wake.cancel();
-                   });
-  };
-  // Until `t` (max(): until a try ends).
-  auto sleep_until = [&](common::time_point t) -> asio::awaitable<void> {
-    auto now = w.clock->now();
-    if (t == common::time_point::max())
-      wake.expires_at(asio::steady_timer::time_point::max());
-    else
-      wake.expires_after(t > now ? t - now : common::duration::zero());
-    co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
-  };
-  c.watch_client(&watch);
-  launch(0, k);
+  c.watch_client(&rs);
+  rs.launch(ex, 0, start(*rs.tries[0], k, false), c, st.head_out);
   bool hedge_due = has_next;  // a hedge may still be sent
-  int handled = 0;
+  int handled = 0, winner = -1;
   race_result r;
   r.last = k;
-  while (true) {
-    int winner = -1;
-    for (; handled < n_ended && winner < 0; ++handled) {
-      int i = ended[handled];
-      // An answer wins; a failure or a 5xx while the other try runs gives way to it.
-      if (decisive(*lanes[i].result) || !lanes[1 - i].running)
-        winner = i;
-      else if (lanes[i].result->ok())
-        watch.tries[i]->finish(false);
-    }
-    if (winner >= 0) {
-      int other = 1 - winner;
-      if (lanes[other].running) {
-        watch.tries[other]->abandon();
-        cm.hedges[static_cast<int>(hedge_event::cancelled)].inc();
-        while (lanes[other].running) co_await sleep_until(common::time_point::max());
-      }
-      if (lanes[other].result && lanes[other].result->ok()) watch.tries[other]->finish(false);
-      if (winner == 1) {
-        std::swap(st.at, st.spare);
-        if (decisive(*lanes[1].result)) {
-          cm.hedges[static_cast<int>(hedge_event::won)].inc();
-          r.hedge_won = true;
-        }
-      }
-      r.outcome = std::move(*lanes[winner].result);
-      break;
-    }
+  while ((winner = rs.settled(handled)) < 0) {
     auto now = w.clock->now();
     if (hedge_due && now >= hedge_at) {
       hedge_due = false;
@@ -113,12 +96,27 @@ asio::awaitable<race_result> race(http::connection& c, worker_context& w, conn_s
         cm.hedge_budget_exhausted.inc();
       } else {
         cm.hedges[static_cast<int>(hedge_event::sent)].inc();
-        launch(1, k + 1);
+        rs.launch(ex, 1, start(*rs.tries[1], k + 1, true), c, st.head_out);
         r.last = k + 1;
       }
     }
-    co_await sleep_until(hedge_due ? hedge_at : common::time_point::max());
+    co_await rs.sleep_until(hedge_due ? hedge_at : common::time_point::max());
   }
+  int other = 1 - winner;
+  if (rs.running[other]) {
+    rs.tries[other]->abandon();
+    cm.hedges[static_cast<int>(hedge_event::cancelled)].inc();
+    while (rs.running[other]) co_await rs.sleep_until(common::time_point::max());
+  }
+  if (rs.result[other] && rs.result[other]->ok()) rs.tries[other]->finish(false);
+  if (winner == 1) {
+    std::swap(st.at, st.spare);
+    if (decisive(*rs.result[1])) {
+      cm.hedges[static_cast<int>(hedge_event::won)].inc();
+      r.hedge_won = true;
+    }
+  }
+  r.outcome = std::move(*rs.result[winner]);
   c.watch_client(st.at.get());
   co_return r;
 }
