@@ -50,10 +50,13 @@ class admission {
     std::list<waiter*>::iterator at_;
   };
 
-  // max_inflight 0: no limit (every request is admitted at once).
+  // max_inflight 0: no limit (every request is admitted at once); share as in configure().
   admission(std::size_t max_inflight, std::size_t max_pending,
-            std::chrono::steady_clock::duration pending_timeout)
-      : max_inflight_(max_inflight), max_pending_(max_pending), timeout_(pending_timeout) {}
+            std::chrono::steady_clock::duration pending_timeout, double share = 0)
+      : max_inflight_(max_inflight),
+        max_pending_(max_pending),
+        share_(share),
+        timeout_(pending_timeout) {}
 
   // A slot now, without waiting (the common case: no timer, no allocation). `client`: the
   // requester's key, 0 for none.

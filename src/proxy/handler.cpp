@@ -214,7 +214,8 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
   bool may_reuse = true;
   body_tap* tap = ctx.model_routed ? &st.guard : nullptr;
   ctx.upstream_start = w.clock->now();
-  start_try start = [&](attempt& at, std::size_t i, bool hedge) {
+  // A plain lambda: only a hedge race wraps it in a std::function (an allocation).
+  auto start = [&](attempt& at, std::size_t i, bool hedge) {
     auto why = hedge   ? metrics::decision::hedge
                : i > 0 ? metrics::decision::retry
                        : decision_of(picks.reason);
@@ -236,7 +237,8 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
     auto hedge_at = hedge && k == 0 ? hedges.hedge_at(w.clock->now()) : std::nullopt;
     outcome o;
     if (hedge_at && *hedge_at < ctx.deadline) {
-      auto r = co_await race(c, w, st, start, k, k + 1 < picks.size(), *hedge_at, hedges, cm);
+      start_try starter(start);
+      auto r = co_await race(c, w, st, starter, k, k + 1 < picks.size(), *hedge_at, hedges, cm);
       o = std::move(r.outcome);
       k = r.last;
       if (r.hedge_won) ctx.flags |= flag_hedge_won;

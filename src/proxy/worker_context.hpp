@@ -117,9 +117,7 @@ struct worker_context {
         balancers.push_back(routing::make_balancer(c));
         budgets.emplace_back(c.retries.budget_ratio, floor);
         admissions.push_back(std::make_unique<admission>(inflight, share(c.limits.max_pending),
-                                                         c.limits.pending_timeout));
-        admissions.back()->configure(inflight, share(c.limits.max_pending),
-                                     c.limits.pending_timeout, client_share);
+                                                         c.limits.pending_timeout, client_share));
         continue;
       }
       const auto& was = before->clusters[i];
