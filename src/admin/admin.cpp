@@ -27,12 +27,23 @@ response json_error(common::error_kind kind, std::string_view message) {
   return {common::status_of(kind), "application/json", common::error_body(kind, message)};
 }
 
-// An endpoint is healthy if any worker still sends it traffic.
-bool endpoint_healthy(const context& ctx, std::size_t c, std::size_t e) {
+// A worker's state of endpoint `id` of cluster c (null while that worker has not adopted the
+// topology that added it, or has dropped it). The caller holds the worker's structure lock.
+const upstream::endpoint_state* find_endpoint(const upstream::worker_upstreams& w, std::size_t c,
+                                              upstream::endpoint_id id) {
+  if (c >= w.size()) return nullptr;
+  for (const auto& ep : w.cluster(c).endpoints)
+    if (ep->info->id == id) return ep.get();
+  return nullptr;
+}
+
+// A cluster is healthy if any worker still sends traffic to one of its endpoints.
+bool cluster_healthy(const context& ctx, std::size_t c) {
   for (const auto* w : ctx.workers) {
     auto structure = w->lock_structure();
-    if (w->cluster(c).endpoints[e]->stats.healthy_shared.load(std::memory_order_relaxed))
-      return true;
+    if (c >= w->size()) continue;
+    for (const auto& ep : w->cluster(c).endpoints)
+      if (ep->stats.healthy_shared.load(std::memory_order_relaxed)) return true;
   }
   return false;
 }
@@ -85,13 +96,18 @@ boost::json::object probe_json(const upstream::probe_signals& p, common::time_po
 }
 
 // Each worker's own estimates and the cost it gives the endpoint (as of its last 100 ms tick).
-boost::json::array workers_json(const context& ctx, std::size_t c, std::size_t e) {
+boost::json::array workers_json(const context& ctx, std::size_t c, upstream::endpoint_id id) {
   namespace json = boost::json;
   json::array out;
   auto ld = [](const std::atomic<double>& a) { return a.load(std::memory_order_relaxed); };
   for (const auto* w : ctx.workers) {
     auto structure = w->lock_structure();
-    const auto& st = w->cluster(c).endpoints[e]->stats;
+    const auto* ep = find_endpoint(*w, c, id);
+    if (!ep) {
+      out.push_back(nullptr);  // this worker has not taken the endpoint on yet
+      continue;
+    }
+    const auto& st = ep->stats;
     json::object o;
     o["in_flight"] = st.in_flight_shared.load(std::memory_order_relaxed);
     o["healthy"] = st.healthy_shared.load(std::memory_order_relaxed);
@@ -128,30 +144,38 @@ std::string endpoints_json(const context& ctx) {
     co["kind"] = std::string(config::to_string(cc.kind));
     co["balancer"] = std::string(config::to_string(cc.balancer));
     json::array eps;
-    for (std::size_t e = 0; e < cc.endpoints.size(); ++e) {
+    const auto* ci =
+        sig && sig->topo && c < sig->topo->clusters.size() ? &sig->topo->clusters[c] : nullptr;
+    for (std::size_t e = 0; ci && e < ci->endpoints.size(); ++e) {
+      const auto& info = ci->endpoints[e];
       std::uint64_t in_flight = 0, requests = 0, failures = 0;
       double score = -1;
+      bool healthy = false;
       for (const auto* w : ctx.workers) {
         auto structure = w->lock_structure();
-        const auto& st = w->cluster(c).endpoints[e]->stats;
+        const auto* ep = find_endpoint(*w, c, info.id);
+        if (!ep) continue;
+        const auto& st = ep->stats;
         in_flight += st.in_flight_shared.load(std::memory_order_relaxed);
         requests += st.requests_total.load(std::memory_order_relaxed);
         failures += st.failures_total.load(std::memory_order_relaxed);
         score = std::max(score, st.score_shared.load(std::memory_order_relaxed));
+        healthy = healthy || st.healthy_shared.load(std::memory_order_relaxed);
       }
       json::object eo;
-      eo["address"] = cc.endpoints[e].address.to_string();
-      eo["zone"] = cc.endpoints[e].zone;
-      eo["healthy"] = endpoint_healthy(ctx, c, e);
+      eo["address"] = info.address;
+      if (!info.host.empty()) eo["host"] = info.host;
+      eo["zone"] = info.zone;
+      eo["healthy"] = healthy;
       eo["in_flight"] = in_flight;
       eo["requests_total"] = requests;
       eo["connect_failures_total"] = failures;
       eo["score_ms"] = ms(score);  // the highest over workers
       std::array<std::string, 3> errors;
       if (ctx.probe_errors) errors = ctx.probe_errors(c, e);
-      if (sig && c < sig->clusters.size() && e < sig->clusters[c].size())
+      if (c < sig->clusters.size() && e < sig->clusters[c].size())
         eo["probe"] = probe_json(sig->clusters[c][e], now, errors);
-      eo["per_worker"] = workers_json(ctx, c, e);
+      eo["per_worker"] = workers_json(ctx, c, info.id);
       eps.push_back(std::move(eo));
     }
     co["endpoints"] = std::move(eps);
@@ -179,10 +203,7 @@ response readyz(const context& ctx, std::string_view query) {
     if (c == ctx.cfg->clusters.size())
       return json_error(common::error_kind::not_found,
                         common::cat("no cluster named '", name, "'"));
-    bool any = false;
-    for (std::size_t e = 0; e < ctx.cfg->clusters[c].endpoints.size() && !any; ++e)
-      any = endpoint_healthy(ctx, c, e);
-    if (!any)
+    if (!cluster_healthy(ctx, c))
       return json_error(common::error_kind::no_healthy_upstream,
                         common::cat("cluster '", name, "' has no healthy endpoint"));
   }

@@ -8,6 +8,7 @@
 #include "meridian/common/random.hpp"
 #include "meridian/frontend/listener.hpp"
 #include "meridian/metrics/metrics.hpp"
+#include "meridian/probe/dns.hpp"
 #include "meridian/probe/prober.hpp"
 #include "meridian/proxy/worker.hpp"
 #include "meridian/runtime/control.hpp"
@@ -36,25 +37,46 @@ struct gateway {
     for (auto& w : workers) asio::post(w->io(), [w = w.get(), fn] { (w->*fn)(); });
   }
 
-  // For reloads (control thread).
+  // For reloads and DNS changes (control thread).
   std::shared_ptr<const config::gateway_config> current;
+  upstream::name_table names;  // what the endpoints' hostnames last resolved to
   std::vector<asio::io_context*> contexts;
   admin::server* admin = nullptr;
+  probe::prober* prober = nullptr;
+  probe::dns_refresh* dns = nullptr;
 };
 
-// Reload (control thread): a config that parses, validates, resolves and changes nothing that
-// needs a restart is published to the workers as a new snapshot; requests in flight finish on
-// the one they started with. Anything else keeps the running config, says why (the returned
-// reason; empty on success), and counts a failure.
+// Puts `cfg`, with the endpoints `names` give, in force (control thread): a new snapshot to
+// every worker (requests in flight finish on the one they started with; endpoints that left
+// finish theirs and close their pools), then the probes' endpoints and the exported metrics.
+void adopt(gateway& g, std::shared_ptr<const config::gateway_config> cfg,
+           upstream::name_table names) {
+  auto topo = upstream::build_topology(*cfg, names, g.ids, g.registry);
+  auto workers = static_cast<unsigned>(g.workers.size());
+  auto s = std::make_shared<const proxy::snapshot>(cfg, topo, workers);
+  runtime::publish<proxy::snapshot>(
+      g.contexts, s, [&g](std::size_t i, auto v) { g.workers[i]->apply(std::move(v)); });
+  g.registry.set_endpoints(upstream::series_of(*topo));
+  if (g.prober) g.prober->set_topology(cfg, topo);
+  if (g.dns) g.dns->set_config(cfg);
+  if (g.admin && g.current != cfg) g.admin->set_config(cfg.get());
+  g.current = std::move(cfg);
+  g.names = std::move(names);
+}
+
+// Reload (control thread): a config that parses, validates and changes nothing that needs a
+// restart is put in force, its hostnames resolved now (a name that does not resolve keeps the
+// addresses it had). Anything else keeps the running config, says why (the returned reason;
+// empty on success), and counts a failure.
 std::string reload(gateway& g, const config_source& source) {
   std::shared_ptr<const config::gateway_config> next;
-  std::shared_ptr<const upstream::topology> topo;
+  upstream::name_table names;
   std::string why;
   try {
     next = source();
     why = config::restart_needed(*g.current, *next);
     if (why.empty())
-      topo = upstream::resolve_topology(*next, g.ids);
+      names = upstream::resolve_names(*next);
     else
       why = "needs a restart: " + why;
   } catch (const std::exception& e) {
@@ -65,14 +87,16 @@ std::string reload(gateway& g, const config_source& source) {
     log(log_level::warn, "config", "reload failed, the running config is kept: ", why);
     return why;
   }
-  auto workers = static_cast<unsigned>(g.workers.size());
-  auto s = std::make_shared<const proxy::snapshot>(next, topo, workers);
-  runtime::publish<proxy::snapshot>(
-      g.contexts, s, [&g](std::size_t i, auto v) { g.workers[i]->apply(std::move(v)); });
-  g.current = next;
-  if (g.admin) g.admin->set_config(g.current.get());
+  probe::merge_names(g.names, names);
+  adopt(g, next, std::move(names));
   log(log_level::info, "config", "reloaded ", g.current->source);
   return {};
+}
+
+// A DNS round's results (control thread): a change in any name's addresses puts the running
+// config in force again with them.
+void dns_changed(gateway& g, upstream::name_table names) {
+  if (probe::merge_names(g.names, names)) adopt(g, g.current, std::move(names));
 }
 // Everything is closed; the operations that were pending complete (cancelled) before the
 // objects they belong to go: first on the control context, then on each worker's. Then
@@ -125,8 +149,11 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   gateway g(cfg, n);
   g.registry.set_io_backend(runtime::to_string(io));
   g.registry.set_version(MERIDIAN_VERSION);
-  auto snap =
-      std::make_shared<const proxy::snapshot>(cfg, upstream::resolve_topology(*cfg, g.ids), n);
+  g.names = upstream::resolve_names(*cfg);
+  probe::merge_names({}, g.names);  // says which names do not resolve yet
+  auto topo = upstream::build_topology(*cfg, g.names, g.ids, g.registry);
+  g.registry.set_endpoints(upstream::series_of(*topo));
+  auto snap = std::make_shared<const proxy::snapshot>(cfg, topo, n);
   std::uint64_t seed = common::os_seed();
   for (unsigned i = 0; i < n; ++i) {
     g.workers.push_back(
@@ -152,6 +179,10 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
         });
       },
       seed ^ 0x9e3779b97f4a7c15ULL);
+  g.prober = &prober;
+  probe::dns_refresh dns(control.io(), cfg,
+                         [&g](upstream::name_table names) { dns_changed(g, std::move(names)); });
+  g.dns = &dns;
 
   admin::context actx;
   actx.cfg = cfg.get();
@@ -172,6 +203,7 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   g.admin = &admin_server;
   control.on_stop([&] {
     prober.stop();
+    dns.stop();
     admin_server.close();
     g.pool.stop();
   });
@@ -187,6 +219,7 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
       g.contexts, snap, [&g](std::size_t i, auto s) { g.workers[i]->apply(std::move(s)); });
   g.pool.start();
   prober.start();
+  dns.start();
   listeners->start();
   admin_server.start();
   control.run();

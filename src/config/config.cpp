@@ -341,7 +341,7 @@ gateway_config read_root(const reader& r, const YAML::Node& root) {
   if (!root.IsMap()) r.fail(root, "", "the config must be a mapping");
   r.only_keys(root, "",
               {"listeners", "admin", "workers", "io_backend", "zone", "clusters", "routes",
-               "limits", "timeouts", "drain", "access_log"});
+               "limits", "timeouts", "drain", "dns", "access_log"});
   cfg.listeners = read_listeners(r, root);
   if (auto a = root["admin"]) {
     r.only_keys(a, "admin", {"address", "token_file"});
@@ -389,12 +389,8 @@ gateway_config read_root(const reader& r, const YAML::Node& root) {
   for (std::size_t i = 0; i < rs.size(); ++i)
     cfg.routes.push_back(read_route(r, rs[i], common::cat("routes[", i, ']'), cfg.clusters));
   if (auto l = root["limits"]) read_limits(r, l, cfg.limits);
-  if (auto d = root["drain"]) {
-    r.only_keys(d, "drain", {"shutdown_delay", "timeout"});
-    if (d["shutdown_delay"])
-      cfg.drain.shutdown_delay = r.dur(d["shutdown_delay"], "drain.shutdown_delay");
-    if (d["timeout"]) cfg.drain.timeout = r.dur(d["timeout"], "drain.timeout");
-  }
+  if (auto d = root["drain"]) read_drain(r, d, cfg.drain);
+  if (auto d = root["dns"]) read_dns(r, d, cfg.dns);
   if (auto a = root["access_log"]) {
     if (a.IsMap()) {
       r.only_keys(a, "access_log", {"enabled"});

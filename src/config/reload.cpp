@@ -1,6 +1,7 @@
 // What a reload may change: the parts of a config the running gateway can adopt from a new
-// snapshot, and the parts (sockets, threads, the shape of clusters and routes that metrics and
-// probes are laid out by) that need a restart.
+// snapshot (endpoints included: they come and go as with DNS), and the parts (sockets, threads,
+// the clusters and routes that metrics are laid out by, the probe loops' settings) that need a
+// restart.
 #include "meridian/common/log.hpp"
 #include "meridian/config/config.hpp"
 
@@ -14,6 +15,7 @@ std::string restart_needed(const gateway_config& a, const gateway_config& b) {
   if (a.zone != b.zone) return "zone changed";
   if (a.drain != b.drain) return "drain changed";
   if (a.access_log != b.access_log) return "access_log changed";
+  if (a.dns != b.dns) return "dns changed";
   if (a.clusters.size() != b.clusters.size()) return "clusters were added or removed";
   for (std::size_t i = 0; i < a.clusters.size(); ++i) {
     const auto& x = a.clusters[i];
@@ -23,7 +25,6 @@ std::string restart_needed(const gateway_config& a, const gateway_config& b) {
     };
     if (x.name != y.name) return where("name");
     if (x.kind != y.kind) return where("kind");
-    if (x.endpoints != y.endpoints) return where("endpoints");
     if (x.probe != y.probe) return where("probe");
     if (x.load_metrics != y.load_metrics) return where("load_metrics");
     if (x.models != y.models) return where("models");

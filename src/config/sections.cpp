@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <fstream>
 
 namespace meridian::config {
 
@@ -283,6 +284,27 @@ void read_hedge(const reader& r, const YAML::Node& n, const std::string& k, hedg
     out.after = positive(r, n["after"], k + ".after");
   }
   if (n["max_extra"]) out.max_extra = ratio(r, n["max_extra"], k + ".max_extra", 0.001, 1);
+}
+
+void read_drain(const reader& r, const YAML::Node& n, drain_config& out) {
+  r.only_keys(n, "drain", {"shutdown_delay", "timeout"});
+  if (n["shutdown_delay"]) out.shutdown_delay = r.dur(n["shutdown_delay"], "drain.shutdown_delay");
+  if (n["timeout"]) out.timeout = r.dur(n["timeout"], "drain.timeout");
+}
+
+void read_dns(const reader& r, const YAML::Node& n, dns_config& out) {
+  r.only_keys(n, "dns", {"refresh", "hosts_file"});
+  if (n["refresh"]) {
+    out.refresh = positive(r, n["refresh"], "dns.refresh");
+    if (out.refresh < std::chrono::milliseconds(100))
+      r.fail(n["refresh"], "dns.refresh", "must be at least 100ms");
+  }
+  if (n["hosts_file"]) {
+    out.hosts_file = r.scalar(n["hosts_file"], "dns.hosts_file");
+    std::ifstream in(out.hosts_file);
+    if (out.hosts_file.empty() || !in)
+      r.fail(n["hosts_file"], "dns.hosts_file", common::cat("cannot read '", out.hosts_file, "'"));
+  }
 }
 
 }  // namespace meridian::config

@@ -104,16 +104,13 @@ inline MetricFamily family(const char* name, const char* help, MetricType type) 
 }
 
 struct series_plan {
-  std::size_t routes = 0;              // route index `routes` stands for unrouted()
-  std::vector<std::size_t> endpoints;  // per cluster
+  std::size_t routes = 0;  // route index `routes` stands for unrouted()
   // Per route (unrouted last): its series in requests_total, and in the families labelled by
   // route alone (duration, cancelled).
   std::vector<std::size_t> route_cluster_slot, route_slot;
   series_set<std::pair<std::string, std::string>> route_clusters;  // (route, cluster)
   series_set<std::string> route_names;
   std::vector<std::string> clusters;
-  std::vector<std::vector<std::size_t>> endpoint_slot;                // per cluster, per endpoint
-  series_set<std::pair<std::string, std::string>> cluster_endpoints;  // (cluster, endpoint)
 };
 
 using workers_t = std::vector<std::unique_ptr<worker_metrics>>;

@@ -2,6 +2,7 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <iterator>
 #include <limits>
 #include <map>
@@ -16,11 +17,19 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-worker_metrics::worker_metrics(const layout& l)
-    : routes_(l.routes.size()), clusters_(l.clusters.size()) {
-  // Assigning a freshly sized vector moves its buffer, never its elements.
-  for (std::size_t c = 0; c < clusters_.size(); ++c)
-    clusters_[c].endpoints = std::vector<endpoint_metrics>(l.endpoints[c].size());
+worker_metrics::worker_metrics(const layout& l, unsigned index)
+    : index_(index), routes_(l.routes.size()), clusters_(l.clusters.size()) {}
+
+std::int64_t endpoint_series::in_flight() const {
+  std::int64_t n = 0;
+  for (unsigned i = 0; i < n_; ++i) n += workers_[i].in_flight.value();
+  return n;
+}
+
+std::uint64_t endpoint_series::requests() const {
+  std::uint64_t n = 0;
+  for (unsigned i = 0; i < n_; ++i) n += workers_[i].requests.value();
+  return n;
 }
 
 registry::registry(const layout& l, unsigned workers) {
@@ -38,18 +47,13 @@ registry::registry(const layout& l, unsigned workers) {
     p->route_slot.push_back(p->route_names.slot(name));
   }
   p->clusters = l.clusters;
-  for (std::size_t c = 0; c < l.clusters.size(); ++c) {
-    p->endpoints.push_back(l.endpoints[c].size());
-    auto& slots = p->endpoint_slot.emplace_back();
-    for (const auto& ep : l.endpoints[c])
-      slots.push_back(p->cluster_endpoints.slot({l.clusters[c], ep}));
-  }
   plan_ = std::move(p);
-  signals_.reserve(l.clusters.size());
-  for (const auto& eps : l.endpoints)
-    signals_.push_back(std::vector<endpoint_signal_metrics>(eps.size()));
   workers_.reserve(workers);
-  for (unsigned i = 0; i < workers; ++i) workers_.push_back(std::make_unique<worker_metrics>(l));
+  for (unsigned i = 0; i < workers; ++i) workers_.push_back(std::make_unique<worker_metrics>(l, i));
+  endpoint_set first(l.clusters.size());
+  for (std::size_t c = 0; c < l.clusters.size(); ++c)
+    for (const auto& address : l.endpoints[c]) first[c].push_back(endpoint(c, address));
+  set_endpoints(std::move(first));
 }
 
 registry::~registry() = default;
@@ -59,16 +63,33 @@ void registry::set_io_backend(std::string_view backend) {
   io_backend_ = backend;
 }
 
-std::int64_t registry::endpoint_in_flight(std::size_t cluster, std::size_t endpoint) const {
-  std::int64_t n = 0;
-  for (const auto& w : workers_) n += w->cluster(cluster).endpoints[endpoint].in_flight.value();
-  return n;
+std::shared_ptr<endpoint_series> registry::endpoint(std::size_t cluster,
+                                                    const std::string& address) {
+  std::lock_guard lock(endpoints_mutex_);
+  auto& slot = alive_[{cluster, address}];
+  if (auto s = slot.lock()) return s;
+  auto s = std::make_shared<endpoint_series>(cluster, address, workers());
+  slot = s;
+  return s;
 }
 
-std::uint64_t registry::endpoint_requests(std::size_t cluster, std::size_t endpoint) const {
-  std::uint64_t n = 0;
-  for (const auto& w : workers_) n += w->cluster(cluster).endpoints[endpoint].requests.value();
-  return n;
+void registry::set_endpoints(endpoint_set eps) {
+  eps.resize(plan_->clusters.size());
+  // One series per label set: an endpoint listed twice is exported once.
+  for (auto& list : eps) {
+    std::vector<std::shared_ptr<endpoint_series>> unique;
+    for (auto& s : list)
+      if (std::find(unique.begin(), unique.end(), s) == unique.end()) unique.push_back(s);
+    list = std::move(unique);
+  }
+  std::lock_guard lock(endpoints_mutex_);
+  exported_ = std::move(eps);
+  std::erase_if(alive_, [](const auto& kv) { return kv.second.expired(); });
+}
+
+endpoint_set registry::endpoints() const {
+  std::lock_guard lock(endpoints_mutex_);
+  return exported_;
 }
 
 namespace {
@@ -182,26 +203,9 @@ void collect_clusters(const detail::series_plan& p, const workers_t& workers,
 }
 
 // Requests, in flight, errors and first-byte latency by (cluster, endpoint).
-void collect_endpoints(const detail::series_plan& p, const workers_t& workers,
+void collect_endpoints(const detail::series_plan& p, const endpoint_set& eps,
                        std::vector<MetricFamily>& out) {
   constexpr auto kinds = static_cast<std::size_t>(upstream_error::count_);
-  const std::size_t n = p.cluster_endpoints.keys().size();
-  std::vector<std::uint64_t> requests(n);
-  std::vector<std::int64_t> in_flight(n);
-  std::vector<std::array<std::uint64_t, kinds>> errors(n);
-  std::vector<histogram_sum> first_byte(n);
-  for (const auto& w : workers) {
-    for (std::size_t c = 0; c < p.clusters.size(); ++c) {
-      for (std::size_t e = 0; e < p.endpoints[c]; ++e) {
-        const auto& em = w->cluster(c).endpoints[e];
-        const auto s = p.endpoint_slot[c][e];
-        requests[s] += em.requests.value();
-        in_flight[s] += em.in_flight.value();
-        for (std::size_t k = 0; k < kinds; ++k) errors[s][k] += em.errors[k].value();
-        first_byte[s].add(em.first_byte);
-      }
-    }
-  }
   auto req = family("meridian_upstream_requests_total", "Requests sent to an endpoint",
                     MetricType::Counter);
   auto inf = family("meridian_endpoint_inflight",
@@ -213,17 +217,29 @@ void collect_endpoints(const detail::series_plan& p, const workers_t& workers,
                    "Time from the request sent to an endpoint to the first byte of its response "
                    "body (a stream's first token)",
                    MetricType::Histogram);
-  for (std::size_t s = 0; s < n; ++s) {
-    const auto& [cluster, endpoint] = p.cluster_endpoints.keys()[s];
-    add_value(req, {{"cluster", cluster}, {"endpoint", endpoint}},
-              static_cast<double>(requests[s]));
-    add_histogram(fb, {{"cluster", cluster}, {"endpoint", endpoint}}, first_byte[s]);
-    add_value(inf, {{"cluster", cluster}, {"endpoint", endpoint}},
-              static_cast<double>(in_flight[s]));
-    for (std::size_t k = 0; k < kinds; ++k)
-      add_value(err,
-                {{"cluster", cluster}, {"endpoint", endpoint}, {"kind", upstream_error_names[k]}},
-                static_cast<double>(errors[s][k]));
+  for (std::size_t c = 0; c < eps.size(); ++c) {
+    for (const auto& es : eps[c]) {
+      std::uint64_t requests = 0;
+      std::int64_t in_flight = 0;
+      std::array<std::uint64_t, kinds> errors{};
+      histogram_sum first_byte;
+      for (unsigned w = 0; w < es->workers(); ++w) {
+        const auto& em = es->worker(w);
+        requests += em.requests.value();
+        in_flight += em.in_flight.value();
+        for (std::size_t k = 0; k < kinds; ++k) errors[k] += em.errors[k].value();
+        first_byte.add(em.first_byte);
+      }
+      labels l{{"cluster", p.clusters[c]}, {"endpoint", es->address()}};
+      add_value(req, l, static_cast<double>(requests));
+      add_histogram(fb, l, first_byte);
+      add_value(inf, l, static_cast<double>(in_flight));
+      for (std::size_t k = 0; k < kinds; ++k) {
+        auto lk = l;
+        lk.push_back({"kind", upstream_error_names[k]});
+        add_value(err, std::move(lk), static_cast<double>(errors[k]));
+      }
+    }
   }
   for (auto* f : {&req, &inf, &err, &fb}) out.push_back(std::move(*f));
 }
@@ -234,8 +250,7 @@ static_assert(std::size(decision_names) == static_cast<std::size_t>(decision::co
 
 // The routing inputs and outputs per endpoint: the probes' figures (one writer, the control
 // thread), each worker's estimates (the highest shown: the cautious reading) and decisions.
-void collect_signals(const detail::series_plan& p, const workers_t& workers,
-                     const std::vector<std::vector<endpoint_signal_metrics>>& sig,
+void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
                      std::vector<MetricFamily>& out) {
   constexpr auto reasons = static_cast<std::size_t>(decision::count_);
   auto fam = [](const char* name, const char* help, MetricType t = MetricType::Gauge) {
@@ -261,11 +276,10 @@ void collect_signals(const detail::series_plan& p, const workers_t& workers,
   auto maybe = [](MetricFamily& f, labels l, double v) {
     if (!std::isnan(v)) add_value(f, std::move(l), v);
   };
-  for (std::size_t c = 0; c < p.clusters.size(); ++c) {
-    for (std::size_t e = 0; e < p.endpoints[c]; ++e) {
-      const auto& [cluster, endpoint] = p.cluster_endpoints.keys()[p.endpoint_slot[c][e]];
-      labels l{{"cluster", cluster}, {"endpoint", endpoint}};
-      const auto& s = sig[c][e];
+  for (std::size_t c = 0; c < eps.size(); ++c) {
+    for (const auto& es : eps[c]) {
+      labels l{{"cluster", p.clusters[c]}, {"endpoint", es->address()}};
+      const auto& s = es->signals();
       maybe(rtt, l, s.rtt.get());
       maybe(queue, l, s.queue_depth.get());
       maybe(running, l, s.running.get());
@@ -275,8 +289,8 @@ void collect_signals(const detail::series_plan& p, const workers_t& workers,
       add_value(sfail, l, static_cast<double>(s.scrape_failures.value()));
       double t = std::numeric_limits<double>::quiet_NaN(), tp = t, sc = t;
       std::array<std::uint64_t, reasons> d{};
-      for (const auto& w : workers) {
-        const auto& em = w->cluster(c).endpoints[e];
+      for (unsigned w = 0; w < es->workers(); ++w) {
+        const auto& em = es->worker(w);
         auto hi = [](double& acc, double v) {
           if (!std::isnan(v) && (std::isnan(acc) || v > acc)) acc = v;
         };
@@ -336,8 +350,9 @@ std::string registry::serialize() const {
   std::vector<MetricFamily> out;
   collect_routes(*plan_, workers_, out);
   collect_clusters(*plan_, workers_, out);
-  collect_endpoints(*plan_, workers_, out);
-  collect_signals(*plan_, workers_, signals_, out);
+  auto eps = endpoints();
+  collect_endpoints(*plan_, eps, out);
+  collect_signals(*plan_, eps, out);
   collect_downstream(workers_, out);
   add_value(
       out.emplace_back(family("meridian_draining", "1 while the gateway drains before shutdown",

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <unordered_map>
 
 #include "meridian/common/log.hpp"
 #include "meridian/common/random.hpp"
@@ -30,14 +31,22 @@ double secs(config::duration d) {
   return std::chrono::duration<double>(d).count();
 }
 
-// What the control thread keeps per endpoint besides the published signals.
+// What the control thread keeps per endpoint: what it publishes, how it got there, and the
+// timers of the endpoint's loops. An endpoint that leaves the topology is `removed`: its loops
+// end, and a result still in flight is dropped.
 struct endpoint_track {
+  upstream::endpoint_info info;
+  upstream::probe_signals s;
   unsigned ok_run = 0, fail_run = 0;  // consecutive probe results
   upstream::peak_ewma rtt;
   std::array<double, 16> recent_rtt{};  // for the windowed minimum
   std::size_t rtt_samples = 0;
   endpoint_errors errors;
+  std::vector<std::unique_ptr<asio::steady_timer>> timers;
+  bool removed = false;
+  metrics::endpoint_signal_metrics& m() { return info.series->signals(); }
 };
+using track_ptr = std::shared_ptr<endpoint_track>;
 
 load_mapping mapping_of(const config::load_metrics_config& c) {
   auto m = load_mapping::defaults();
@@ -70,24 +79,10 @@ struct prober::impl : std::enable_shared_from_this<prober::impl> {
   impl(asio::io_context& io_, std::shared_ptr<const config::gateway_config> c,
        std::shared_ptr<const upstream::topology> t, metrics::registry& r, publisher p,
        std::uint64_t seed, const common::clock& clk)
-      : io(io_),
-        cfg(std::move(c)),
-        topo(std::move(t)),
-        reg(r),
-        pub(std::move(p)),
-        rng(seed),
-        clock(clk) {
-    auto s = std::make_shared<upstream::signals>();
-    s->topo = topo;
-    for (const auto& ci : topo->clusters) {
-      s->clusters.emplace_back(ci.endpoints.size());
-      tracks.emplace_back(ci.endpoints.size());
-      mappings.push_back(mapping_of(cfg->clusters[s->clusters.size() - 1].load_metrics));
-      for (std::size_t e = 0; e < ci.endpoints.size(); ++e)
-        reg.signals(s->clusters.size() - 1, e).healthy.set(1);
-    }
-    working = *s;
-    published = std::move(s);
+      : io(io_), cfg(std::move(c)), reg(r), pub(std::move(p)), rng(seed), clock(clk) {
+    for (const auto& cc : cfg->clusters) mappings.push_back(mapping_of(cc.load_metrics));
+    adopt(std::move(t));
+    published = snapshot();
   }
 
   asio::io_context& io;
@@ -97,13 +92,22 @@ struct prober::impl : std::enable_shared_from_this<prober::impl> {
   publisher pub;
   common::random_source rng;
   const common::clock& clock;
-  upstream::signals working;  // the next snapshot, edited in place
   std::shared_ptr<const upstream::signals> published;
-  std::vector<std::vector<endpoint_track>> tracks;
+  std::vector<std::vector<track_ptr>> tracks;  // per cluster, in topology order
   std::vector<load_mapping> mappings;
-  std::vector<std::unique_ptr<asio::steady_timer>> timers;
   bool publish_queued = false;
+  bool started = false;
   bool stopped = false;
+
+  std::shared_ptr<const upstream::signals> snapshot() const {
+    auto s = std::make_shared<upstream::signals>();
+    s->topo = topo;
+    for (const auto& eps : tracks) {
+      auto& out = s->clusters.emplace_back();
+      for (const auto& t : eps) out.push_back(t->s);
+    }
+    return s;
+  }
 
   // Results that land together go out as one snapshot.
   void changed() {
@@ -111,22 +115,53 @@ struct prober::impl : std::enable_shared_from_this<prober::impl> {
     publish_queued = true;
     asio::post(io, [self = shared_from_this()] {
       self->publish_queued = false;
-      self->published = std::make_shared<const upstream::signals>(self->working);
+      self->published = self->snapshot();
       if (self->pub && !self->stopped) self->pub(self->published);
     });
   }
 
-  void probed(std::size_t c, std::size_t e, const fetch_result& r, config::duration timeout);
-  void scraped(std::size_t c, std::size_t e, const fetch_result& r);
-  void discovered(std::size_t c, std::size_t e, const fetch_result& r);
+  // Takes `t` on: endpoints that stay keep what was learned about them, new ones start healthy
+  // with their loops (once started), the ones that left stop theirs.
+  void adopt(std::shared_ptr<const upstream::topology> t) {
+    std::unordered_map<upstream::endpoint_id, track_ptr> old;
+    for (auto& eps : tracks)
+      for (auto& tr : eps) old.emplace(tr->info.id, std::move(tr));
+    std::vector<std::vector<track_ptr>> fresh(t->clusters.size());
+    for (std::size_t c = 0; c < t->clusters.size(); ++c) {
+      for (const auto& info : t->clusters[c].endpoints) {
+        track_ptr tr;
+        if (auto it = old.find(info.id); it != old.end()) {
+          tr = std::move(it->second);
+          old.erase(it);
+          tr->info = info;
+        } else {
+          tr = std::make_shared<endpoint_track>();
+          tr->info = info;
+          tr->m().healthy.set(1);
+          if (started) spawn(c, tr);
+        }
+        fresh[c].push_back(std::move(tr));
+      }
+    }
+    for (auto& [id, tr] : old) {
+      tr->removed = true;
+      for (auto& timer : tr->timers) timer->cancel();
+    }
+    tracks = std::move(fresh);
+    topo = std::move(t);
+  }
+
+  void spawn(std::size_t c, const track_ptr& t);
+  void probed(std::size_t c, endpoint_track& t, const fetch_result& r, config::duration timeout);
+  void scraped(std::size_t c, endpoint_track& t, const fetch_result& r);
+  void discovered(endpoint_track& t, const fetch_result& r);
 };
 
-void prober::impl::probed(std::size_t c, std::size_t e, const fetch_result& r,
+void prober::impl::probed(std::size_t c, endpoint_track& t, const fetch_result& r,
                           config::duration timeout) {
   const auto& pc = cfg->clusters[c].probe;
-  auto& s = working.clusters[c][e];
-  auto& t = tracks[c][e];
-  auto& m = reg.signals(c, e);
+  auto& s = t.s;
+  auto& m = t.m();
   auto now = clock.now();
   bool ok = r.ok && r.status >= 200 && r.status < 300;
   double sample = r.response_seconds;
@@ -157,16 +192,15 @@ void prober::impl::probed(std::size_t c, std::size_t e, const fetch_result& r,
   }
   m.healthy.set(s.healthy ? 1 : 0);
   if (was != s.healthy)
-    log(s.healthy ? log_level::info : log_level::warn, "probe", "endpoint ",
-        topo->clusters[c].endpoints[e].address, " of cluster ", topo->clusters[c].name, " is ",
-        s.healthy ? "healthy" : "unhealthy", s.healthy ? "" : ": ", t.errors.probe);
+    log(s.healthy ? log_level::info : log_level::warn, "probe", "endpoint ", t.info.address,
+        " of cluster ", cfg->clusters[c].name, " is ", s.healthy ? "healthy" : "unhealthy",
+        s.healthy ? "" : ": ", t.errors.probe);
   changed();
 }
 
-void prober::impl::scraped(std::size_t c, std::size_t e, const fetch_result& r) {
-  auto& s = working.clusters[c][e];
-  auto& t = tracks[c][e];
-  auto& m = reg.signals(c, e);
+void prober::impl::scraped(std::size_t c, endpoint_track& t, const fetch_result& r) {
+  auto& s = t.s;
+  auto& m = t.m();
   std::string why;
   if (!r.ok)
     why = r.error;
@@ -180,8 +214,7 @@ void prober::impl::scraped(std::size_t c, std::size_t e, const fetch_result& r) 
   if (!why.empty()) {
     // The last good reading stays and ages; the cost model fades it out.
     if (t.errors.scrape != why)
-      log(log_level::warn, "probe", "load scrape of ", topo->clusters[c].endpoints[e].address,
-          " failed: ", why);
+      log(log_level::warn, "probe", "load scrape of ", t.info.address, " failed: ", why);
     t.errors.scrape = why;
     s.scrape_failed = true;
     m.scrape_failures.inc();
@@ -201,8 +234,7 @@ void prober::impl::scraped(std::size_t c, std::size_t e, const fetch_result& r) 
   changed();
 }
 
-void prober::impl::discovered(std::size_t c, std::size_t e, const fetch_result& r) {
-  auto& t = tracks[c][e];
+void prober::impl::discovered(endpoint_track& t, const fetch_result& r) {
   std::optional<std::vector<std::string>> ids;
   if (r.ok && r.status == 200) ids = model_ids(r.body);
   if (!ids) {
@@ -211,7 +243,7 @@ void prober::impl::discovered(std::size_t c, std::size_t e, const fetch_result& 
     return;
   }
   t.errors.models.clear();
-  auto& s = working.clusters[c][e];
+  auto& s = t.s;
   if (s.models && *s.models == *ids) return;
   s.models = std::make_shared<const std::vector<std::string>>(std::move(*ids));
   changed();
@@ -237,31 +269,45 @@ loop_spec spec_of(const config::cluster_config& c, task what) {
 }
 
 // One endpoint's probe, scrape or discovery, every interval (jittered by up to a tenth, and
-// the first one spread over the whole interval so endpoints are not probed in lockstep).
-asio::awaitable<void> run_loop(std::shared_ptr<prober::impl> p, asio::steady_timer* timer,
-                               std::size_t c, std::size_t e, loop_spec spec) {
-  const auto& info = p->topo->clusters[c].endpoints[e];
+// the first one spread over the whole interval so endpoints are not probed in lockstep), until
+// the prober stops or the endpoint leaves.
+asio::awaitable<void> run_loop(std::shared_ptr<prober::impl> p, track_ptr t,
+                               asio::steady_timer* timer, std::size_t c, loop_spec spec) {
   auto wait = std::chrono::duration_cast<config::duration>(spec.interval * p->rng.unit());
-  while (!p->stopped) {
+  while (!p->stopped && !t->removed) {
     timer->expires_after(wait);
     auto [ec] = co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
-    if (ec || p->stopped) co_return;
+    if (ec || p->stopped || t->removed) co_return;
     fetch_request req{
-        info.resolved, info.address, spec.path, spec.timeout,
+        t->info.resolved, t->info.address, spec.path, spec.timeout,
         spec.what == task::probe ? std::size_t{64 * 1024} : std::size_t{8 * 1024 * 1024}};
     auto r = co_await fetch(std::move(req), p->clock);
-    if (p->stopped) co_return;
+    if (p->stopped || t->removed) co_return;
     if (spec.what == task::probe)
-      p->probed(c, e, r, spec.timeout);
+      p->probed(c, *t, r, spec.timeout);
     else if (spec.what == task::scrape)
-      p->scraped(c, e, r);
+      p->scraped(c, *t, r);
     else
-      p->discovered(c, e, r);
+      p->discovered(*t, r);
     double jitter = 0.9 + 0.2 * p->rng.unit();
     wait = std::chrono::duration_cast<config::duration>(spec.interval * jitter);
   }
 }
 }  // namespace
+
+void prober::impl::spawn(std::size_t c, const track_ptr& t) {
+  const auto& cc = cfg->clusters[c];
+  for (task what : {task::probe, task::scrape, task::models}) {
+    bool on = what == task::probe    ? cc.probe.enabled
+              : what == task::scrape ? cc.load_metrics.enabled
+                                     : cc.models.enabled;
+    if (!on) continue;
+    t->timers.push_back(std::make_unique<asio::steady_timer>(io));
+    asio::co_spawn(io,
+                   run_loop(shared_from_this(), t, t->timers.back().get(), c, spec_of(cc, what)),
+                   asio::detached);
+  }
+}
 
 prober::prober(asio::io_context& io, std::shared_ptr<const config::gateway_config> cfg,
                std::shared_ptr<const upstream::topology> topo, metrics::registry& reg,
@@ -275,25 +321,26 @@ prober::~prober() {
 
 void prober::start() {
   auto& p = *impl_;
-  for (std::size_t c = 0; c < p.topo->clusters.size(); ++c) {
-    const auto& cc = p.cfg->clusters[c];
-    for (task what : {task::probe, task::scrape, task::models}) {
-      bool on = what == task::probe    ? cc.probe.enabled
-                : what == task::scrape ? cc.load_metrics.enabled
-                                       : cc.models.enabled;
-      if (!on) continue;
-      for (std::size_t e = 0; e < p.topo->clusters[c].endpoints.size(); ++e) {
-        p.timers.push_back(std::make_unique<asio::steady_timer>(p.io));
-        asio::co_spawn(p.io, run_loop(impl_, p.timers.back().get(), c, e, spec_of(cc, what)),
-                       asio::detached);
-      }
-    }
-  }
+  p.started = true;
+  for (std::size_t c = 0; c < p.tracks.size(); ++c)
+    for (const auto& t : p.tracks[c]) p.spawn(c, t);
+}
+
+void prober::set_topology(std::shared_ptr<const config::gateway_config> cfg,
+                          std::shared_ptr<const upstream::topology> topo) {
+  // Probe, scrape and discovery settings need a restart (config::restart_needed); names and
+  // latency settings follow the config.
+  impl_->cfg = std::move(cfg);
+  impl_->adopt(std::move(topo));
+  impl_->published = impl_->snapshot();
+  impl_->changed();
 }
 
 void prober::stop() {
   impl_->stopped = true;
-  for (auto& t : impl_->timers) t->cancel();
+  for (auto& eps : impl_->tracks)
+    for (auto& t : eps)
+      for (auto& timer : t->timers) timer->cancel();
 }
 
 std::shared_ptr<const upstream::signals> prober::current() const {
@@ -301,7 +348,7 @@ std::shared_ptr<const upstream::signals> prober::current() const {
 }
 
 const endpoint_errors& prober::errors(std::size_t cluster, std::size_t endpoint) const {
-  return impl_->tracks[cluster][endpoint].errors;
+  return impl_->tracks[cluster][endpoint]->errors;
 }
 
 }  // namespace meridian::probe

@@ -90,7 +90,7 @@ void attempt::finish(bool reusable) {
   if (in_flight_) {
     in_flight_ = false;
     report_done();
-    w_.metrics.cluster(ep_->info->cluster).endpoints[ep_->info->slot].in_flight.sub();
+    ep_->metrics->in_flight.sub();
   }
   if (buf_) w_.buffers.give(std::move(buf_));
 }
@@ -134,7 +134,7 @@ asio::awaitable<outcome> attempt::connect(const upstream::endpoint_ref& ep) {
   if (ec || timed_out) {
     w_.ups.record_connect_failure(*ep, w_.clock->now());
     auto err = timed_out ? metrics::upstream_error::timeout : metrics::upstream_error::connect;
-    cm.endpoints[info.slot].errors[static_cast<int>(err)].inc();
+    ep->metrics->errors[static_cast<int>(err)].inc();
     std::uint64_t left = 0;
     if (ep->connect_warnings.allow(std::chrono::steady_clock::now(), left))
       common::log(common::log_level::warn, "proxy", "connect to ", info.address,
@@ -166,7 +166,7 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
   begin_ = end_ = 0;
   deadline_.reset();
   const auto& info = *ep_->info;
-  auto& em = w_.metrics.cluster(info.cluster).endpoints[info.slot];
+  auto& em = *ep_->metrics;
   // Counted from the pick, so a burst of requests sees each other's choices.
   in_flight_ = true;
   answered_ = complete_ = observe_ = false;
@@ -396,7 +396,7 @@ double attempt::uncached_blocks() {
 asio::awaitable<outcome> attempt::read_head(bool replayable) {
   const auto& cfg = *w_.snap->cfg;
   const auto& info = *ep_->info;
-  auto& em = w_.metrics.cluster(info.cluster).endpoints[info.slot];
+  auto& em = *ep_->metrics;
   auto count = [&](metrics::upstream_error e) { em.errors[static_cast<int>(e)].inc(); };
   http::head_limits limits{cfg.limits.max_header_bytes, cfg.limits.max_headers};
   while (true) {
@@ -472,7 +472,7 @@ asio::awaitable<outcome> attempt::await_body() {
   if (abandoned_) co_return fail(outcome_kind::abandoned, "another attempt answered first");
   if (client_->client_gone())
     co_return fail(outcome_kind::client_gone, "client went away while waiting for the response");
-  auto& em = w_.metrics.cluster(info.cluster).endpoints[info.slot];
+  auto& em = *ep_->metrics;
   if (deadline_.expired()) {
     em.errors[static_cast<int>(metrics::upstream_error::timeout)].inc();
     co_return fail(outcome_kind::response_timeout,

@@ -83,12 +83,7 @@ class attempt final : public http::cancellable {
   void count_interruption(metrics::interruption why) {
     w_.metrics.cluster(ep_->info->cluster).streams_interrupted[static_cast<int>(why)].inc();
   }
-  void count_error(metrics::upstream_error e) {
-    w_.metrics.cluster(ep_->info->cluster)
-        .endpoints[ep_->info->slot]
-        .errors[static_cast<int>(e)]
-        .inc();
-  }
+  void count_error(metrics::upstream_error e) { ep_->metrics->errors[static_cast<int>(e)].inc(); }
   // Where the request's latency and token figures go (its route's metrics), and when the
   // client's request began (time to first token is counted from there). Set before run().
   // With prefix affinity: the prompt's blocks, and how many of them the endpoint was not known

@@ -219,7 +219,7 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
     auto why = hedge   ? metrics::decision::hedge
                : i > 0 ? metrics::decision::retry
                        : decision_of(picks.reason);
-    cm.endpoints[picks[i]].decisions[static_cast<int>(why)].inc();
+    cs.endpoints[picks[i]]->metrics->decisions[static_cast<int>(why)].inc();
     bal.dispatched(picks[i], in);
     at.set_prefix(picks.uncached[i], static_cast<std::int32_t>(picks.prompt_blocks));
     at.set_deadlines(route.timeouts, ctx.deadline);

@@ -73,7 +73,7 @@ void publish_estimates(worker_context& w, common::time_point now) {
     for (std::size_t e = 0; e < cs.endpoints.size(); ++e) {
       auto& st = cs.endpoints[e]->stats;
       auto cost = routing::expected_ttft(st, p, now);
-      auto& em = w.metrics.cluster(c).endpoints[e];
+      auto& em = *cs.endpoints[e]->metrics;
       em.score.set(cost.total);
       if (cost.measured) em.ttft.set(cost.latency);
       if (st.tpot.known()) em.tpot.set(st.tpot.value());
@@ -142,10 +142,10 @@ std::size_t worker::max_connections() const {
 
 void worker::apply(std::shared_ptr<const snapshot> snap) {
   auto& w = *impl_;
-  w.ctx.ups.apply(snap->topo);
+  auto moves = w.ctx.ups.apply(snap->topo);
   auto before = w.ctx.snap;  // the config replaced: the same clusters (config::restart_needed)
   w.ctx.snap = local_pin(std::move(snap));
-  w.ctx.make_balancers(before->cfg.get() == w.ctx.snap->cfg.get() ? nullptr : before->cfg.get());
+  w.ctx.make_balancers(before->cfg.get(), &moves);
   w.env.settings = settings_of(*w.ctx.snap->cfg);
 }
 

@@ -80,7 +80,7 @@ struct worker_context {
                  metrics::worker_metrics& m, std::uint64_t seed, const common::clock& clk)
       : io(io_),
         snap(std::move(snap_)),
-        ups(snap->topo),
+        ups(snap->topo, m.index()),
         rng(seed),
         clock(&clk),
         metrics(m),
@@ -90,11 +90,13 @@ struct worker_context {
   }
 
   // Per cluster: its balancer, its retry budget and its admission (this worker's share of the
-  // gateway's figures); per route, its hedge policy. After a reload (`before`: the config
-  // replaced, of the same clusters and routes) a balancer is rebuilt only if its settings changed
-  // (it keeps its prefix index otherwise), and budgets, admissions and hedge policies take the
-  // new figures in place: waiters and slots hold on to them.
-  void make_balancers(const config::gateway_config* before = nullptr) {
+  // gateway's figures); per route, its hedge policy. After a reload or a DNS change (`before`:
+  // the config replaced, of the same clusters and routes; `moves`: where endpoints went) a
+  // balancer is rebuilt only if its settings changed (it keeps its prefix index otherwise,
+  // renumbered), and budgets, admissions and hedge policies take the new figures in place:
+  // waiters and slots hold on to them.
+  void make_balancers(const config::gateway_config* before = nullptr,
+                      const upstream::endpoint_moves* moves = nullptr) {
     const std::size_t n = snap->workers;
     auto share = [n](std::size_t v) { return (v + n - 1) / n; };
     const auto& clusters = snap->cfg->clusters;
@@ -108,13 +110,17 @@ struct worker_context {
     }
     for (std::size_t i = 0; i < clusters.size(); ++i) {
       const auto& c = clusters[i];
-      std::size_t inflight = c.limits.max_inflight
-                                 ? share(c.limits.max_inflight)
-                                 : c.endpoints.size() * c.pool.max_connections_per_endpoint;
+      const auto& eps = snap->topo->clusters[i].endpoints;
+      std::size_t inflight = c.limits.max_inflight ? share(c.limits.max_inflight)
+                                                   : std::max<std::size_t>(eps.size(), 1) *
+                                                         c.pool.max_connections_per_endpoint;
       double floor = c.retries.budget_min_per_second / static_cast<double>(n);
       double client_share = c.limits.client_key.empty() ? 0 : c.limits.client_share;
+      std::vector<std::string> addresses;
+      for (const auto& e : eps) addresses.push_back(e.address);
       if (!before) {
         balancers.push_back(routing::make_balancer(c));
+        balancers.back()->endpoints_changed(addresses, {});
         budgets.emplace_back(c.retries.budget_ratio, floor);
         admissions.push_back(std::make_unique<admission>(inflight, share(c.limits.max_pending),
                                                          c.limits.pending_timeout, client_share));
@@ -122,8 +128,12 @@ struct worker_context {
       }
       const auto& was = before->clusters[i];
       if (was.balancer != c.balancer || was.latency != c.latency ||
-          was.prefix_affinity != c.prefix_affinity)
+          was.prefix_affinity != c.prefix_affinity) {
         balancers[i] = routing::make_balancer(c);
+        balancers[i]->endpoints_changed(addresses, {});
+      } else if (moves && moves->changed(i)) {
+        balancers[i]->endpoints_changed(addresses, moves->new_of_old[i]);
+      }
       budgets[i].configure(c.retries.budget_ratio, floor);
       admissions[i]->configure(inflight, share(c.limits.max_pending), c.limits.pending_timeout,
                                client_share);

@@ -161,6 +161,10 @@ class latency_aware final : public balancer {
   void dispatched(std::uint32_t index, const pick_input& in) override {
     if (affinity_) affinity_->dispatched(index, in.blocks);
   }
+  void endpoints_changed(std::span<const std::string> addresses,
+                         std::span<const std::uint32_t> new_of_old) override {
+    if (affinity_) affinity_->endpoints_changed(addresses, new_of_old);
+  }
   std::size_t indexed_blocks(std::uint32_t index) const override {
     return affinity_ ? affinity_->indexed_blocks(index) : 0;
   }

@@ -212,6 +212,24 @@ void prefix_index::forget(std::uint32_t endpoint) {
   if (endpoint < held_.size()) held_[endpoint] = 0;
 }
 
+void prefix_index::renumber(std::span<const std::uint32_t> new_of_old) {
+  auto to = [&](std::uint32_t e) { return e < new_of_old.size() ? new_of_old[e] : none; };
+  std::vector<std::size_t> held(held_.size());
+  for (std::size_t e = 0; e < held_.size(); ++e) {
+    auto n = to(static_cast<std::uint32_t>(e));
+    if (n == none) continue;
+    if (n >= held.size()) held.resize(n + 1, 0);
+    held[n] = held_[e];
+  }
+  held_ = std::move(held);
+  for (auto& s : slots_) {
+    for (auto& e : s.endpoints)
+      if (e != none) e = to(e);
+    auto* end = std::remove(std::begin(s.endpoints), std::end(s.endpoints), none);
+    std::fill(end, std::end(s.endpoints), none);
+  }
+}
+
 std::size_t prefix_index::blocks_of(std::uint32_t endpoint) const {
   return endpoint < held_.size() ? held_[endpoint] : 0;
 }

@@ -13,6 +13,13 @@ prefix_affinity::prefix_affinity(const config::cluster_config& c)
   for (const auto& e : c.endpoints) ids_.push_back(hash_key(e.address.to_string()));
 }
 
+void prefix_affinity::endpoints_changed(std::span<const std::string> addresses,
+                                        std::span<const std::uint32_t> new_of_old) {
+  ids_.clear();
+  for (const auto& a : addresses) ids_.push_back(hash_key(a));
+  index_.renumber(new_of_old);
+}
+
 bool prefix_affinity::begin(std::span<const upstream::endpoint_stats* const> eps,
                             std::span<const std::uint64_t> blocks, std::uint64_t session,
                             const std::vector<bool>& eligible) {

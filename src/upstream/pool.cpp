@@ -27,23 +27,40 @@ void close_idle(endpoint_state& ep) {
 }
 }  // namespace
 
-worker_upstreams::worker_upstreams(std::shared_ptr<const topology> topo) {
+worker_upstreams::worker_upstreams(std::shared_ptr<const topology> topo, unsigned worker)
+    : worker_(worker) {
   apply(std::move(topo));
 }
 
-void worker_upstreams::apply(std::shared_ptr<const topology> topo) {
+endpoint_moves worker_upstreams::apply(std::shared_ptr<const topology> topo) {
   std::lock_guard structure(structure_mu_);
-  std::unordered_map<endpoint_id, std::shared_ptr<endpoint_state>> old;
-  for (auto& cs : clusters_)
-    for (auto& ep : cs.endpoints) old.emplace(ep->info->id, std::move(ep));
+  struct was {
+    std::shared_ptr<endpoint_state> ep;
+    std::size_t cluster, position;
+  };
+  std::unordered_map<endpoint_id, was> old;
+  endpoint_moves moves;
+  moves.new_of_old.resize(topo->clusters.size());
+  for (std::size_t c = 0; c < clusters_.size(); ++c) {
+    auto& eps = clusters_[c].endpoints;
+    if (c < moves.new_of_old.size()) moves.new_of_old[c].assign(eps.size(), endpoint_moves::gone);
+    for (std::size_t e = 0; e < eps.size(); ++e) {
+      auto id = eps[e]->info->id;  // before the move: argument order is unspecified
+      old.emplace(id, was{std::move(eps[e]), c, e});
+    }
+  }
   std::vector<cluster_state> fresh(topo->clusters.size());
   for (std::size_t c = 0; c < topo->clusters.size(); ++c) {
     auto& cs = fresh[c];
     cs.info = &topo->clusters[c];
+    if (c < clusters_.size()) cs.prefill = clusters_[c].prefill;
     for (const auto& info : cs.info->endpoints) {
       std::shared_ptr<endpoint_state> ep;
       if (auto it = old.find(info.id); it != old.end()) {
-        ep = std::move(it->second);
+        ep = std::move(it->second.ep);
+        if (it->second.cluster == c)
+          moves.new_of_old[c][it->second.position] =
+              static_cast<std::uint32_t>(cs.endpoints.size());
         old.erase(it);
         // Same endpoint, new address (DNS): pooled connections lead to the old one.
         if (ep->info->resolved != info.resolved) close_idle(*ep);
@@ -52,6 +69,7 @@ void worker_upstreams::apply(std::shared_ptr<const topology> topo) {
       }
       ep->owner = topo;
       ep->info = &info;
+      ep->metrics = &info.series->worker(worker_);
       ep->pool = cs.info->pool;
       ep->stats.local_zone = info.local_zone;
       cs.stats_view.push_back(&ep->stats);
@@ -59,12 +77,21 @@ void worker_upstreams::apply(std::shared_ptr<const topology> topo) {
     }
   }
   // Endpoints that left: their busy connections close when they come back.
-  for (auto& [id, ep] : old) {
-    close_idle(*ep);
-    ep->retired = true;
+  for (auto& [id, w] : old) {
+    close_idle(*w.ep);
+    w.ep->retired = true;
+  }
+  // A cluster whose endpoints are the same ones in the same order has not moved.
+  moves.moved.assign(fresh.size(), true);
+  for (std::size_t c = 0; c < fresh.size(); ++c) {
+    const auto& m = moves.new_of_old[c];
+    bool same = c < clusters_.size() && m.size() == fresh[c].endpoints.size();
+    for (std::size_t e = 0; same && e < m.size(); ++e) same = m[e] == e;
+    moves.moved[c] = !same;
   }
   clusters_ = std::move(fresh);
   topo_ = std::move(topo);
+  return moves;
 }
 
 std::optional<boost::asio::ip::tcp::socket> worker_upstreams::take_idle(

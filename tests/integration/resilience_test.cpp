@@ -351,14 +351,12 @@ TEST_CASE("reload: SIGHUP and POST /admin/reload apply a new config; a bad one i
   REQUIRE(r);
   CHECK(r->status == 400);
   CHECK(has(r->body, "config not reloaded, the running one is kept"));
-  gw.rewrite_config(
-      simple_config({busy.port(), ok.port(), static_cast<std::uint16_t>(ok.port() == 1 ? 2 : 1)},
-                    route_with("retries: { on: [503] }")));
+  gw.rewrite_config(cfg("retries: { on: [503] }") + "drain: { timeout: 5s }\n");
   admin.send("POST /admin/reload HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
   r = admin.read();
   REQUIRE(r);
   CHECK(r->status == 400);
-  CHECK(has(r->body, "needs a restart: clusters[0].endpoints changed"));
+  CHECK(has(r->body, "needs a restart: drain changed"));
   CHECK(has(metrics_text(gw), "meridian_config_reloads_total{result=\"failure\"} 2"));
   CHECK(statuses() == "200 200 200 200 ");
   // Back to the first config by POST: 503s pass through again.

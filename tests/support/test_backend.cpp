@@ -41,14 +41,21 @@ std::string chunk(const std::string& data) {
 }
 }  // namespace
 
-test_backend::test_backend() {
+test_backend::test_backend() : test_backend("127.0.0.1", 0) {}
+
+test_backend::test_backend(const char* address, std::uint16_t port) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
   ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  a.sin_port = htons(port);
+  ::inet_pton(AF_INET, address, &a.sin_addr);
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    port_ = 0;
+    acceptor_ = std::thread([] {});
+    return;
+  }
   ::listen(listen_fd_, 128);
   socklen_t len = sizeof a;
   ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);

@@ -23,7 +23,10 @@ struct received {
 class test_backend {
  public:
   test_backend();
+  // Listening on a given loopback address and port (several backends behind one name and port).
+  test_backend(const char* address, std::uint16_t port);
   ~test_backend();
+  bool listening() const { return port_ != 0; }
   std::uint16_t port() const { return port_; }
   std::vector<received> requests();
   int connections() const { return connections_.load(); }

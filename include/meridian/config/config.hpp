@@ -111,6 +111,15 @@ struct drain_config {
   bool operator==(const drain_config&) const = default;
 };
 
+// How hostnames among the endpoints are found: re-resolved every `refresh` (each address a name
+// has becomes an endpoint), from `hosts_file` ("address name..." lines, as /etc/hosts) when set,
+// else the system resolver.
+struct dns_config {
+  duration refresh = std::chrono::seconds(10);
+  std::string hosts_file;
+  bool operator==(const dns_config&) const = default;
+};
+
 struct endpoint_config {
   host_port address;
   std::string zone;
@@ -271,6 +280,7 @@ struct gateway_config {
   limits_config limits;
   timeouts_config timeouts;
   drain_config drain;
+  dns_config dns;
   bool access_log = true;
   std::string source;  // file name for messages
   // The YAML as loaded, --set overrides applied and secret values redacted (GET /admin/config);
@@ -281,10 +291,11 @@ struct gateway_config {
 };
 
 // Why `next` cannot replace `current` without a restart (listeners, admin, workers, io backend,
-// zone, drain, access log; the clusters' names, kinds, endpoints, probes, load metrics and model
+// zone, drain, access log, dns; the clusters' names, kinds, probes, load metrics and model
 // discovery; the routes' names and clusters), or empty when a reload can apply it: everything
-// else (balancers and their cost model, prefix affinity, outlier ejection, pools, timeouts,
-// retries, limits, route matches and priorities, the global limits and timeouts).
+// else (endpoints added or removed, balancers and their cost model, prefix affinity, outlier
+// ejection, pools, timeouts, retries, limits, route matches and priorities, the global limits
+// and timeouts).
 std::string restart_needed(const gateway_config& current, const gateway_config& next);
 
 // Thrown at load time only: "file:line:col: key: why".

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,7 +22,8 @@ namespace meridian::metrics {
 // Blocks written by different workers never share a cache line (no false sharing).
 inline constexpr std::size_t cache_line = 64;
 
-// The bounded label sets are known at startup: routes, clusters, endpoints, listeners.
+// The bounded label sets known at startup: routes, clusters, listeners, and the first set of
+// endpoints (a reload or DNS may change which endpoints a cluster has: registry::endpoint()).
 struct layout {
   std::vector<std::string> routes;
   std::vector<std::string> route_clusters;  // cluster of each route
@@ -228,15 +230,48 @@ struct alignas(cache_line) cluster_metrics {
   counter hedge_budget_exhausted;
   std::array<counter, 2> streams_interrupted;  // by interruption
   std::array<counter, static_cast<int>(shed_reason::count_)> shed;
-  gauge pending;                            // requests waiting for admission
-  std::vector<endpoint_metrics> endpoints;  // sized once at construction, never resized
+  gauge pending;  // requests waiting for admission
 };
+
+// One endpoint's series: a block per worker (each written by its worker alone) and the probes'
+// block (written by the control thread). Made by the registry when an endpoint joins a cluster,
+// held by every topology that lists it (so a request still in flight on an endpoint that left
+// writes somewhere valid), exported while it is in the registry's current set.
+class endpoint_series {
+ public:
+  endpoint_series(std::size_t cluster, std::string address, unsigned workers)
+      : cluster_(cluster),
+        address_(std::move(address)),
+        workers_(std::make_unique<endpoint_metrics[]>(workers ? workers : 1)),
+        n_(workers ? workers : 1) {}
+  endpoint_series(const endpoint_series&) = delete;
+  endpoint_series& operator=(const endpoint_series&) = delete;
+
+  endpoint_metrics& worker(unsigned i) { return workers_[i]; }
+  const endpoint_metrics& worker(unsigned i) const { return workers_[i]; }
+  unsigned workers() const { return n_; }
+  endpoint_signal_metrics& signals() { return signals_; }
+  const endpoint_signal_metrics& signals() const { return signals_; }
+  std::size_t cluster() const { return cluster_; }
+  const std::string& address() const { return address_; }  // the `endpoint` label
+  // Sums over workers (admin JSON). Any thread.
+  std::int64_t in_flight() const;
+  std::uint64_t requests() const;
+
+ private:
+  std::size_t cluster_;
+  std::string address_;
+  std::unique_ptr<endpoint_metrics[]> workers_;
+  unsigned n_;
+  endpoint_signal_metrics signals_;
+};
+using endpoint_set = std::vector<std::vector<std::shared_ptr<endpoint_series>>>;  // per cluster
 
 // Everything one worker writes. Only that worker may call the mutating members of what these
 // accessors return; any thread may read.
 class alignas(cache_line) worker_metrics {
  public:
-  explicit worker_metrics(const layout& l);
+  worker_metrics(const layout& l, unsigned index);
   worker_metrics(const worker_metrics&) = delete;
   worker_metrics& operator=(const worker_metrics&) = delete;
 
@@ -256,8 +291,11 @@ class alignas(cache_line) worker_metrics {
   const counter& bytes_out() const { return bytes_out_; }
   counter& rejected(reject_reason r) { return rejected_[static_cast<int>(r)]; }
   const counter& rejected(reject_reason r) const { return rejected_[static_cast<int>(r)]; }
+  // Which block of every endpoint_series this worker writes.
+  unsigned index() const { return index_; }
 
  private:
+  unsigned index_;
   gauge active_connections_;
   counter accepted_connections_;
   counter bytes_in_;
@@ -278,9 +316,17 @@ class registry {
 
   worker_metrics& worker(unsigned i) { return *workers_[i]; }
   unsigned workers() const { return static_cast<unsigned>(workers_.size()); }
-  // Written by the control thread (probes); any thread may read.
+
+  // The series of endpoint `address` of cluster `cluster`: the one still alive for that pair
+  // (its counters go on), or a new one. Not exported until set_endpoints() lists it. Any thread.
+  std::shared_ptr<endpoint_series> endpoint(std::size_t cluster, const std::string& address);
+  // The endpoints exported from now on, per cluster in topology order (a reload or DNS change
+  // publishes a new set; series left out stop appearing). Any thread.
+  void set_endpoints(endpoint_set eps);
+  endpoint_set endpoints() const;
+  // The probes' block of the e-th exported endpoint of a cluster.
   endpoint_signal_metrics& signals(std::size_t cluster, std::size_t endpoint) {
-    return signals_[cluster][endpoint];
+    return endpoints()[cluster][endpoint]->signals();
   }
 
   // Written by the control thread.
@@ -293,14 +339,20 @@ class registry {
   // Prometheus text exposition format 0.0.4, every family summed over workers. Any thread.
   std::string serialize() const;
 
-  // Sums for other readers (admin JSON), over all workers. Any thread.
-  std::int64_t endpoint_in_flight(std::size_t cluster, std::size_t endpoint) const;
-  std::uint64_t endpoint_requests(std::size_t cluster, std::size_t endpoint) const;
+  // Sums over workers of the e-th exported endpoint of a cluster. Any thread.
+  std::int64_t endpoint_in_flight(std::size_t cluster, std::size_t endpoint) const {
+    return endpoints()[cluster][endpoint]->in_flight();
+  }
+  std::uint64_t endpoint_requests(std::size_t cluster, std::size_t endpoint) const {
+    return endpoints()[cluster][endpoint]->requests();
+  }
 
  private:
   std::unique_ptr<const detail::series_plan> plan_;
   std::vector<std::unique_ptr<worker_metrics>> workers_;
-  std::vector<std::vector<endpoint_signal_metrics>> signals_;
+  mutable std::mutex endpoints_mutex_;
+  endpoint_set exported_;
+  std::map<std::pair<std::size_t, std::string>, std::weak_ptr<endpoint_series>> alive_;
   std::atomic<bool> draining_{false};
   counter reloads_ok_, reloads_failed_;
   mutable std::mutex io_backend_mutex_;

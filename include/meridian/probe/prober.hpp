@@ -36,10 +36,16 @@ class prober {
 
   // Starts every enabled probe, scrape and discovery loop, spread over their first interval.
   void start();
+  // The endpoints are now those of `topo` (a reload, with its config, or a DNS change): the ones
+  // that stay keep their readings, new ones are probed (healthy until found otherwise), the others'
+  // loops end. What current() returns follows at once, and a snapshot is published.
+  void set_topology(std::shared_ptr<const config::gateway_config> cfg,
+                    std::shared_ptr<const upstream::topology> topo);
   // Cancels the loops' timers; calls in flight end at their own timeouts.
   void stop();
   // What was last published (never null).
   std::shared_ptr<const upstream::signals> current() const;
+  // The last errors of the e-th endpoint of a cluster, in current()'s topology.
   const endpoint_errors& errors(std::size_t cluster, std::size_t endpoint) const;
 
   struct impl;

@@ -77,6 +77,13 @@ class balancer {
     (void)index;
     (void)in;
   }
+  // The cluster's endpoints changed (a reload or DNS): now `addresses`, in order; old endpoint
+  // e is new_of_old[e] (0xffffffff: it left).
+  virtual void endpoints_changed(std::span<const std::string> addresses,
+                                 std::span<const std::uint32_t> new_of_old) {
+    (void)addresses;
+    (void)new_of_old;
+  }
   // Blocks of the prefix index held per endpoint (0 without prefix affinity).
   virtual std::size_t indexed_blocks(std::uint32_t index) const {
     (void)index;

@@ -42,6 +42,9 @@ class prefix_index {
   void insert(std::span<const std::uint64_t> blocks, std::uint32_t endpoint);
   // The endpoint went away or lost its cache (restart): it holds nothing any more.
   void forget(std::uint32_t endpoint);
+  // The cluster's endpoints were renumbered (a reload or DNS change): endpoint e is now
+  // new_of_old[e], or gone when that is 0xffffffff (or e is past its end).
+  void renumber(std::span<const std::uint32_t> new_of_old);
   // Blocks held per endpoint (for /admin/endpoints).
   std::size_t blocks_of(std::uint32_t endpoint) const;
   std::size_t size() const { return slots_.size(); }

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "meridian/config/config.hpp"
@@ -52,6 +53,9 @@ class prefix_affinity {
     if (!blocks.empty()) index_.insert(blocks, i);
   }
   std::size_t indexed_blocks(std::uint32_t i) const { return index_.blocks_of(i); }
+  // The cluster's endpoints are now `addresses` (endpoint e was new_of_old[e] before).
+  void endpoints_changed(std::span<const std::string> addresses,
+                         std::span<const std::uint32_t> new_of_old);
 
  private:
   std::uint32_t in_flight(std::size_t i) const { return eps_[i]->in_flight; }

@@ -19,6 +19,7 @@
 #include "meridian/common/clock.hpp"
 #include "meridian/common/log.hpp"
 #include "meridian/config/config.hpp"
+#include "meridian/metrics/metrics.hpp"
 #include "meridian/upstream/stats.hpp"
 
 namespace meridian::upstream {
@@ -27,12 +28,13 @@ using endpoint_id = std::uint32_t;
 
 struct endpoint_info {
   endpoint_id id = 0;
-  std::size_t cluster = 0;  // where it sits in the startup layout: the metrics children it
-  std::size_t slot = 0;     // writes (cluster index, endpoint index)
-  std::string address;      // as configured, "host:port"; also the metrics label
+  std::size_t cluster = 0;  // index in the config's clusters (fixed while the gateway runs)
+  std::string address;      // "ip:port" ("[v6]:port"); the metrics label
+  std::string host;         // the configured name it was resolved from ("" for an IP literal)
   std::string zone;
   bool local_zone = true;  // the gateway's own zone, or either has none
   boost::asio::ip::tcp::endpoint resolved;
+  std::shared_ptr<metrics::endpoint_series> series;  // where its metrics go
 };
 
 struct cluster_info {
@@ -59,10 +61,35 @@ class identity_table {
   endpoint_id next_ = 1;
 };
 
-// Resolves every endpoint (control thread); throws std::runtime_error naming the endpoint that
-// does not resolve.
+// What the configured hostnames resolve to now: every address of each name (sorted, so a
+// resolver's rotation does not reorder endpoints), or why it did not resolve. IP literals are
+// never looked up.
+struct resolution {
+  std::vector<boost::asio::ip::address> addresses;
+  std::string error;  // set when the name did not resolve
+};
+using name_table = std::map<std::string, resolution>;
+
+// The hostnames a config's endpoints name (IP literals left out).
+std::vector<std::string> hostnames(const config::gateway_config& cfg);
+// Looks `host` up in a hosts file ("address name [alias...]" lines, # comments): every address
+// listed for it, in file order; an error when the file cannot be read or lists no address.
+resolution lookup_hosts_file(const std::string& path, const std::string& host);
+// Resolves every hostname now, blocking (start-up and reload; the DNS refresh resolves
+// asynchronously): from cfg.dns.hosts_file when set, else the system resolver.
+name_table resolve_names(const config::gateway_config& cfg);
+
+// The topology of `cfg` given what its hostnames resolve to (control thread): an endpoint per
+// address of each configured endpoint; a name that does not resolve adds none. Each endpoint's
+// metrics series comes from `reg`.
+std::shared_ptr<const topology> build_topology(const config::gateway_config& cfg,
+                                               const name_table& names, identity_table& ids,
+                                               metrics::registry& reg);
+// resolve_names() then build_topology(), logging a warning for each name that did not resolve.
 std::shared_ptr<const topology> resolve_topology(const config::gateway_config& cfg,
-                                                 identity_table& ids);
+                                                 identity_table& ids, metrics::registry& reg);
+// The metrics series of a topology's endpoints, for registry::set_endpoints().
+metrics::endpoint_set series_of(const topology& t);
 
 struct pooled_connection {
   boost::asio::ip::tcp::socket socket;
@@ -72,8 +99,9 @@ struct pooled_connection {
 struct endpoint_state {
   std::shared_ptr<const topology> owner;  // keeps `info` alive, even after a reload
   const endpoint_info* info = nullptr;
-  config::pool_config pool;  // the caps of its cluster
-  bool retired = false;      // left the topology; closes connections as they return
+  metrics::endpoint_metrics* metrics = nullptr;  // this worker's block of info->series
+  config::pool_config pool;                      // the caps of its cluster
+  bool retired = false;  // left the topology; closes connections as they return
   endpoint_stats stats;
   std::vector<pooled_connection> idle;   // most recently used at the back
   std::size_t open = 0;                  // idle + busy connections of this worker
@@ -91,13 +119,24 @@ struct cluster_state {
 // endpoint's state lives on until its last connection is returned).
 using endpoint_ref = std::shared_ptr<endpoint_state>;
 
+// How each cluster's endpoints moved in a new topology: for each old position, the new one (or
+// `gone`); `changed` is false for a cluster whose endpoints are the same, in the same order.
+struct endpoint_moves {
+  static constexpr std::uint32_t gone = 0xffffffffu;
+  std::vector<std::vector<std::uint32_t>> new_of_old;  // per cluster
+  std::vector<bool> moved;                             // per cluster
+  bool changed(std::size_t c) const { return c < moved.size() && moved[c]; }
+};
+
 class worker_upstreams {
  public:
-  explicit worker_upstreams(std::shared_ptr<const topology> topo);
+  // `worker`: which block of each endpoint's metrics series this worker writes.
+  worker_upstreams(std::shared_ptr<const topology> topo, unsigned worker);
 
   // Adopts a new topology: endpoints whose id survives keep their stats and pools; removed
-  // ones have their idle connections closed. Holds the structure lock while it rebuilds.
-  void apply(std::shared_ptr<const topology> topo);
+  // ones have their idle connections closed, and their requests in flight finish. Holds the
+  // structure lock while it rebuilds. Says where each cluster's endpoints went.
+  endpoint_moves apply(std::shared_ptr<const topology> topo);
   // Another thread (the admin pages) walking the clusters and endpoints holds this meanwhile, so
   // apply() cannot rebuild them under it. The worker itself reads them without it.
   std::unique_lock<std::mutex> lock_structure() const {
@@ -162,6 +201,7 @@ class worker_upstreams {
   cluster_state& cluster_of(const endpoint_state& ep) { return clusters_[ep.info->cluster]; }
   std::shared_ptr<const topology> topo_;
   std::vector<cluster_state> clusters_;
+  unsigned worker_;
   mutable std::mutex structure_mu_;  // apply() against other threads' walks (lock_structure)
 };
 

@@ -17,12 +17,12 @@ routes: [ { match: { path_prefix: / }, cluster: llama } ]
 )",
                                                                           "t");
   upstream::identity_table ids;
-  std::shared_ptr<const upstream::topology> topo = upstream::resolve_topology(*cfg, ids);
   metrics::registry reg{
       metrics::layout{
           {"r"}, {"llama"}, {"llama"}, {{"127.0.0.1:9201", "127.0.0.1:9202"}}, {"public"}},
       2};
-  upstream::worker_upstreams w1{topo}, w2{topo};
+  std::shared_ptr<const upstream::topology> topo = upstream::resolve_topology(*cfg, ids, reg);
+  upstream::worker_upstreams w1{topo, 0}, w2{topo, 1};
   std::atomic<bool> draining{false};
   admin::context ctx;
   fixture() {
@@ -31,6 +31,13 @@ routes: [ { match: { path_prefix: / }, cluster: llama } ]
     ctx.workers = {&w1, &w2};
     ctx.draining = &draining;
     ctx.io_backend = "epoll";
+    // What the probes published: the endpoints /admin/endpoints lists.
+    ctx.signals = [this] {
+      auto s = std::make_shared<upstream::signals>();
+      s->topo = topo;
+      s->clusters.emplace_back(topo->clusters[0].endpoints.size());
+      return std::shared_ptr<const upstream::signals>(std::move(s));
+    };
   }
 };
 }  // namespace

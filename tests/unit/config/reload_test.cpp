@@ -29,8 +29,9 @@ TEST_CASE("a reload may change how requests are routed, timed and admitted") {
   CHECK(why({"clusters[0].balancer=least_request", "clusters[0].latency.decay=2s",
              "clusters[0].timeouts.first_byte=5s", "clusters[0].retries.attempts=1",
              "clusters[0].limits.max_inflight=10", "clusters[0].outlier.consecutive_5xx=9",
-             "clusters[0].pool.idle_timeout=5s", "routes[0].match.path_prefix=/v2/",
-             "routes[0].priority=critical", "limits.max_body_bytes=1MiB", "timeouts.idle=5s"})
+             "clusters[0].pool.idle_timeout=5s", "clusters[0].endpoints[1]=127.0.0.1:9203",
+             "routes[0].match.path_prefix=/v2/", "routes[0].priority=critical",
+             "limits.max_body_bytes=1MiB", "timeouts.idle=5s"})
             .empty());
 }
 
@@ -43,7 +44,7 @@ TEST_CASE("sockets, threads and the shape of clusters and routes need a restart"
   CHECK(why({"drain.timeout=5s"}) == "drain changed");
   CHECK(why({"access_log=false"}) == "access_log changed");
   CHECK(why({"clusters[0].name=other", "routes[0].cluster=other"}) == "clusters[0].name changed");
-  CHECK(why({"clusters[0].endpoints[1]=127.0.0.1:9203"}) == "clusters[0].endpoints changed");
+  CHECK(why({"dns.refresh=1s"}) == "dns changed");
   CHECK(why({"clusters[0].probe.interval=2s"}) == "clusters[0].probe changed");
   CHECK(why({"clusters[0].models.interval=20s"}) == "clusters[0].models changed");
   CHECK(why({"routes[0].name=completions"}) == "routes[0].name changed");

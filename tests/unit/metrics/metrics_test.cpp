@@ -53,6 +53,12 @@ auto& code(metrics::route_metrics& rm, int status) {
 }
 }  // namespace
 
+// Worker w's block of the e-th exported endpoint of cluster c.
+static metrics::endpoint_metrics& em(metrics::registry& reg, unsigned w, std::size_t c,
+                                     std::size_t e) {
+  return reg.endpoints()[c][e]->worker(w);
+}
+
 TEST_CASE("each worker's block is its own, on its own cache lines") {
   static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
   static_assert(std::atomic<double>::is_always_lock_free);
@@ -69,10 +75,10 @@ TEST_CASE("each worker's block is its own, on its own cache lines") {
     CHECK(reinterpret_cast<std::uintptr_t>(w) % metrics::cache_line == 0);
     CHECK(reinterpret_cast<std::uintptr_t>(&w->route(1)) % metrics::cache_line == 0);
     CHECK(reinterpret_cast<std::uintptr_t>(&w->cluster(1)) % metrics::cache_line == 0);
-    CHECK(reinterpret_cast<std::uintptr_t>(&w->cluster(0).endpoints[1]) % metrics::cache_line == 0);
+    CHECK(reinterpret_cast<std::uintptr_t>(&em(reg, w->index(), 0, 1)) % metrics::cache_line == 0);
   }
-  CHECK(w0.cluster(0).endpoints.size() == 2);
-  CHECK(w0.cluster(1).endpoints.size() == 1);
+  CHECK(reg.endpoints()[0].size() == 2);
+  CHECK(reg.endpoints()[1].size() == 1);
 }
 
 TEST_CASE("serialize sums every family over the workers") {
@@ -89,9 +95,9 @@ TEST_CASE("serialize sums every family over the workers") {
   w0.cluster(1).connections_reused.inc(3);
   w1.cluster(1).connections_reused.inc(4);
   w0.cluster(0).connections_opened.inc();
-  w0.cluster(0).endpoints[1].requests.inc(5);
-  w1.cluster(0).endpoints[1].requests.inc(6);
-  w1.cluster(0).endpoints[0].errors[static_cast<int>(metrics::upstream_error::connect)].inc();
+  em(reg, 0, 0, 1).requests.inc(5);
+  em(reg, 1, 0, 1).requests.inc(6);
+  em(reg, 1, 0, 0).errors[static_cast<int>(metrics::upstream_error::connect)].inc();
   w0.accepted_connections().inc(10);
   w1.accepted_connections().inc(20);
   w0.bytes_in().inc(100);
@@ -201,8 +207,8 @@ TEST_CASE("gauges are summed over workers") {
   metrics::registry reg(sample_layout(), 2);
   auto& w0 = reg.worker(0);
   auto& w1 = reg.worker(1);
-  auto& e0 = w0.cluster(0).endpoints[0].in_flight;
-  auto& e1 = w1.cluster(0).endpoints[0].in_flight;
+  auto& e0 = em(reg, 0, 0, 0).in_flight;
+  auto& e1 = em(reg, 1, 0, 0).in_flight;
   e0.add(3);
   e1.add();
   e1.add();
@@ -331,8 +337,10 @@ TEST_CASE("children with equal labels are one series") {
   reg.worker(0).route(0).duration.observe(1);
   reg.worker(1).route(1).duration.observe(2);
   reg.worker(0).route(2).duration.observe(3);  // route="" like the unrouted one
-  reg.worker(1).cluster(0).endpoints[0].requests.inc();
-  reg.worker(1).cluster(0).endpoints[1].requests.inc();
+  // An endpoint listed twice is one endpoint, exported once.
+  REQUIRE(reg.endpoints()[0].size() == 1);
+  em(reg, 1, 0, 0).requests.inc();
+  em(reg, 0, 0, 0).requests.inc();
   auto m = reg.serialize();
   // (llama, llama) and ("", llama) share their labels: one series.
   CHECK(samples_of(m, "meridian_requests_total") == 1);
@@ -346,7 +354,7 @@ TEST_CASE("children with equal labels are one series") {
   CHECK(sample(m, R"(meridian_request_duration_seconds_count{route=""})") == 1);
   CHECK(samples_of(m, "meridian_upstream_requests_total") == 1);
   CHECK(sample(m, R"(meridian_upstream_requests_total{cluster="llama",endpoint="a:1"})") == 2);
-  CHECK(reg.endpoint_requests(0, 0) == 1);  // the admin view stays per endpoint
+  CHECK(reg.endpoint_requests(0, 0) == 2);
 }
 
 TEST_CASE("a layout whose lists disagree is refused") {
@@ -368,10 +376,11 @@ TEST_CASE("two writers and a scraper: every increment is counted") {
   std::atomic<int> finished{0};
   auto writer = [&](unsigned i) {
     auto& w = reg.worker(i);
+    auto& ep = em(reg, i, 0, 0);
     start.arrive_and_wait();
     for (std::uint64_t n = 0; n < per_worker; ++n) {
       w.accepted_connections().inc();
-      w.cluster(0).endpoints[0].requests.inc();
+      ep.requests.inc();
       w.route(0).duration.observe(static_cast<double>(n % 7) / 10);
     }
     finished.fetch_add(1);
@@ -408,7 +417,7 @@ TEST_CASE("promtool accepts the exposition") {
   code(reg.worker(0).route(0), 200).inc();
   reg.worker(1).route(1).duration.observe(0.3);
   reg.worker(0).cluster(0).first_byte.observe(12);
-  reg.worker(1).cluster(0).endpoints[1].in_flight.add();
+  em(reg, 1, 0, 1).in_flight.add();
   reg.set_io_backend("epoll");
   reg.set_draining(true);
   char path[] = "/tmp/meridian-metrics-XXXXXX";
@@ -435,9 +444,9 @@ TEST_CASE(
   reg.signals(0, 0).rtt.set(0.012);
   reg.signals(0, 0).kv_usage.set(0.5);
   reg.signals(0, 0).healthy.set(1);
-  reg.worker(0).cluster(0).endpoints[0].score.set(0.2);
-  reg.worker(1).cluster(0).endpoints[0].score.set(0.3);
-  reg.worker(1).cluster(0).endpoints[0].decisions[static_cast<int>(metrics::decision::retry)].inc();
+  em(reg, 0, 0, 0).score.set(0.2);
+  em(reg, 1, 0, 0).score.set(0.3);
+  em(reg, 1, 0, 0).decisions[static_cast<int>(metrics::decision::retry)].inc();
   reg.worker(0).route(0).ttft.observe(0.05);
   reg.worker(0).route(0).prompt_tokens.inc(12);
   auto m = reg.serialize();
@@ -453,4 +462,33 @@ TEST_CASE(
       1);
   CHECK(has(m, "meridian_time_to_first_token_seconds_count{"));
   CHECK(has(m, "kind=\"prompt\""));
+}
+
+TEST_CASE("endpoints come and go: only the exported set appears, a live series keeps counting") {
+  metrics::registry reg(sample_layout(), 2);
+  auto first = reg.endpoints();
+  REQUIRE(first[0].size() == 2);
+  first[0][1]->worker(1).requests.inc(3);
+  // 9201 leaves, 9203 joins; 9202 is the same series as before.
+  auto stays = reg.endpoint(0, "127.0.0.1:9202");
+  CHECK(stays == first[0][1]);
+  auto joins = reg.endpoint(0, "127.0.0.1:9203");
+  CHECK(joins->workers() == 2);
+  joins->worker(0).requests.inc();
+  joins->signals().rtt.set(0.004);
+  reg.set_endpoints({{joins, stays}, first[1]});
+  auto text = reg.serialize();
+  CHECK(has(text,
+            R"(meridian_upstream_requests_total{cluster="llama",endpoint="127.0.0.1:9202"} 3)"));
+  CHECK(has(text,
+            R"(meridian_upstream_requests_total{cluster="llama",endpoint="127.0.0.1:9203"} 1)"));
+  CHECK(has(text, R"(meridian_endpoint_rtt_seconds{cluster="llama",endpoint="127.0.0.1:9203"})"));
+  CHECK_FALSE(has(text, "127.0.0.1:9201"));
+  CHECK(reg.endpoint_requests(0, 1) == 3);
+  // Once nothing holds the series of an endpoint that left, it coming back starts afresh.
+  first[0][0]->worker(0).requests.inc(9);
+  first.clear();
+  CHECK(reg.endpoint(0, "127.0.0.1:9201")->requests() == 0);
+  // ... while one still held (a request in flight on it) counts on.
+  CHECK(reg.endpoint(0, "127.0.0.1:9202")->requests() == 3);
 }

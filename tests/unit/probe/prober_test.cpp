@@ -123,6 +123,8 @@ struct rig {
   asio::io_context io{1};
   tcp::acceptor acc{io, {asio::ip::make_address("127.0.0.1"), 0}};
   std::vector<record> records;
+  std::shared_ptr<const config::gateway_config> cfg;
+  std::shared_ptr<const upstream::topology> topo;
   std::unique_ptr<probe::prober> prober;
 
   // One cluster whose endpoints listen on `ports`; 0 stands for this rig's own server.
@@ -138,14 +140,17 @@ struct rig {
       auto port = ports[i] != 0 ? ports[i] : acc.local_endpoint().port();
       upstream::endpoint_info e;
       e.id = static_cast<upstream::endpoint_id>(i + 1);
-      e.slot = i;
       e.address = "127.0.0.1:" + std::to_string(port);
       e.resolved = {asio::ip::make_address("127.0.0.1"), port};
+      e.series = reg.endpoint(0, e.address);
       ci.endpoints.push_back(e);
       cc.endpoints.push_back({{"127.0.0.1", port}, ""});
     }
+    reg.set_endpoints(upstream::series_of(*topo));
     auto cfg = std::make_shared<config::gateway_config>();
     cfg->clusters.push_back(std::move(cc));
+    this->cfg = cfg;
+    this->topo = topo;
     prober = std::make_unique<probe::prober>(
         io, cfg, topo, reg,
         [this](std::shared_ptr<const upstream::signals> s) {
@@ -439,4 +444,53 @@ TEST_CASE("prober: after stop() nothing is published and the loops end") {
   CHECK(r.run_until([&] { return r.io.stopped(); }));
   CHECK(std::chrono::steady_clock::now() - start < 2s);
   CHECK(r.records.size() == published);
+}
+
+TEST_CASE("prober: a new topology probes new endpoints, keeps what it knew, stops the ones gone") {
+  auto cc = quiet();
+  cc.probe.enabled = true;
+  cc.probe.path = "/ready";
+  rig r(cc);
+  r.sc.by_path["/ready"] = {reply(200, "ok")};
+  r.prober->start();
+  REQUIRE(r.run_until([&] { return r.now().successes >= 2; }));
+  // A port nothing listens on.
+  unsigned short dead;
+  {
+    tcp::acceptor a(r.io, {asio::ip::make_address("127.0.0.1"), 0});
+    dead = a.local_endpoint().port();
+  }
+  auto with = [&](bool keep_first) {
+    auto t = std::make_shared<upstream::topology>(*r.topo);
+    auto& eps = t->clusters[0].endpoints;
+    upstream::endpoint_info e;
+    e.id = 2;
+    e.address = "127.0.0.1:" + std::to_string(dead);
+    e.resolved = {asio::ip::make_address("127.0.0.1"), dead};
+    e.series = r.reg.endpoint(0, e.address);
+    eps.insert(eps.begin(), e);
+    if (!keep_first) eps.pop_back();
+    return t;
+  };
+  auto t2 = with(true);
+  r.prober->set_topology(r.cfg, t2);
+  auto cur = r.prober->current();
+  CHECK(cur->topo == t2);
+  REQUIRE(cur->clusters[0].size() == 2);
+  CHECK_FALSE(cur->clusters[0][0].probed);  // new: healthy until probes say otherwise
+  CHECK(cur->clusters[0][0].healthy);
+  CHECK(cur->clusters[0][1].successes >= 2);  // kept
+  CHECK(t2->clusters[0].endpoints[0].series->signals().healthy.value() == 1);
+  REQUIRE(r.run_until([&] { return !r.now(0).healthy; }));  // the new one is probed: dead
+  CHECK(r.errors(0).probe != "");
+  CHECK(r.now(1).healthy);
+
+  // The live endpoint leaves: it is not probed any more.
+  r.prober->set_topology(r.cfg, with(false));
+  REQUIRE(r.prober->current()->clusters[0].size() == 1);
+  auto hits = r.sc.hits["/ready"];
+  auto& still = t2->clusters[0].endpoints[0].series->signals();
+  auto fails = still.probe_failures.value();
+  REQUIRE(r.run_until([&] { return still.probe_failures.value() >= fails + 5; }));
+  CHECK(r.sc.hits["/ready"] <= hits + 1);  // at most the probe already in flight
 }

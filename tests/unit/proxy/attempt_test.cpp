@@ -80,7 +80,9 @@ struct attempt_server {
   explicit attempt_server(std::shared_ptr<const config::gateway_config> c)
       : cfg(std::move(c)),
         reg(proxy::metrics_layout(*cfg), 1),
-        ctx(io, std::make_shared<const proxy::snapshot>(cfg, upstream::resolve_topology(*cfg, ids)),
+        ctx(io,
+            std::make_shared<const proxy::snapshot>(cfg,
+                                                    upstream::resolve_topology(*cfg, ids, reg)),
             reg.worker(0), 5, common::steady()) {
     env.rng = &rng;
     srv.emplace(io, env, h);

@@ -50,7 +50,8 @@ struct proxy_harness {
 
   explicit proxy_harness(std::shared_ptr<const config::gateway_config> c)
       : cfg(std::move(c)), reg(proxy::metrics_layout(*cfg), 1) {
-    auto snap = std::make_shared<const proxy::snapshot>(cfg, upstream::resolve_topology(*cfg, ids));
+    auto snap =
+        std::make_shared<const proxy::snapshot>(cfg, upstream::resolve_topology(*cfg, ids, reg));
     w = std::make_unique<proxy::worker>(*io, snap, reg.worker(0), 42);
     asio::co_spawn(*io, accept(), asio::detached);
     thread = std::thread([this] { io->run(); });

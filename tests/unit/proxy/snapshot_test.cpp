@@ -23,7 +23,8 @@ routes:
   CHECK(l.endpoints[0] == std::vector<std::string>{"127.0.0.1:1", "127.0.0.1:2"});
   CHECK(l.listeners == std::vector<std::string>{"pub"});
   upstream::identity_table ids;
-  proxy::snapshot s(cfg, upstream::resolve_topology(*cfg, ids));
+  metrics::registry reg(l, 1);
+  proxy::snapshot s(cfg, upstream::resolve_topology(*cfg, ids, reg));
   CHECK(s.routes.size() == 2);
   CHECK(s.topo->clusters[1].endpoints[0].address == "127.0.0.1:3");
 }

@@ -30,7 +30,8 @@ TEST_CASE("a request goes through route, attempt and relay, and is counted") {
   CHECK(r->body.rfind("GET /echo/one HTTP/1.1\r\n", 0) == 0);
   CHECK(test::test_backend::eventually(
       [&] {
-        return h.has(R"(meridian_requests_total{cluster="c",code="200",code_class="2xx",route="all"} 1)");
+        return h.has(
+            R"(meridian_requests_total{cluster="c",code="200",code_class="2xx",route="all"} 1)");
       },
       2000ms));
   CHECK(h.reg.endpoint_requests(0, 0) == 1);
@@ -59,8 +60,8 @@ TEST_CASE("a new snapshot takes effect for the next request") {
   test::proxy_harness h(test::proxy_config({a.port()}));
   REQUIRE(test::get(h.port(), "/x")->status == 200);
   auto cfg2 = test::proxy_config({b.port()});
-  h.publish(
-      std::make_shared<const proxy::snapshot>(cfg2, upstream::resolve_topology(*cfg2, h.ids)));
+  h.publish(std::make_shared<const proxy::snapshot>(
+      cfg2, upstream::resolve_topology(*cfg2, h.ids, h.reg)));
   CHECK(test::test_backend::eventually(
       [&] {
         auto r = test::get(h.port(), "/x");

@@ -79,6 +79,31 @@ TEST_CASE("the index tells how many leading blocks each endpoint holds") {
   CHECK(small[1] == 0);
 }
 
+TEST_CASE("renumbering endpoints keeps what each holds under its new number; one gone holds none") {
+  routing::prefix_index idx(100);
+  auto p = blocks(repeat("shared system p.", 6) + repeat("conversation one", 2));
+  auto q = blocks(repeat("shared system p.", 6) + repeat("conversation two", 2));
+  idx.insert(p, 0);
+  idx.insert(q, 2);
+  // Endpoint 0 is now 1, 1 left (nothing held), 2 left too.
+  constexpr auto gone = 0xffffffffu;
+  std::array<std::uint32_t, 3> moves{1, gone, gone};
+  idx.renumber(moves);
+  std::array<std::uint32_t, 3> m{};
+  idx.match(p, m);
+  CHECK(m[0] == 0);
+  CHECK(m[1] == 8);
+  CHECK(m[2] == 0);
+  CHECK(idx.blocks_of(1) == 8);
+  CHECK(idx.blocks_of(2) == 0);
+  idx.match(q, m);
+  CHECK(m[1] == 6);  // the shared part, through endpoint 1 alone now
+  // A new endpoint 2 learns afresh.
+  idx.insert(q, 2);
+  idx.match(q, m);
+  CHECK(m[2] == 8);
+}
+
 TEST_CASE("memory is bounded: the least recently used blocks go first, a prompt's start last") {
   routing::prefix_index idx(10);
   auto hot = blocks(repeat("hot system promp", 4));

@@ -19,8 +19,8 @@ std::shared_ptr<upstream::topology> topo_of(std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) {
     upstream::endpoint_info e;
     e.id = static_cast<upstream::endpoint_id>(i + 1);
-    e.slot = i;
     e.address = "127.0.0.1:" + std::to_string(1000 + i);
+    e.series = std::make_shared<metrics::endpoint_series>(0, e.address, 1);
     c.endpoints.push_back(e);
   }
   return t;
@@ -31,7 +31,7 @@ common::time_point t0() {
 }  // namespace
 
 TEST_CASE("consecutive 5xx eject an endpoint; 4xx never do") {
-  upstream::worker_upstreams ups(topo_of(4));
+  upstream::worker_upstreams ups(topo_of(4), 0);
   auto& ep = *ups.cluster(0).endpoints[0];
   for (int i = 0; i < 50; ++i) ups.record_status(ep, 400, t0());  // the client's mistakes
   CHECK(ep.stats.healthy);
@@ -47,7 +47,7 @@ TEST_CASE("consecutive 5xx eject an endpoint; 4xx never do") {
 }
 
 TEST_CASE("ejections grow with each one, up to the maximum, and time lifts them") {
-  upstream::worker_upstreams ups(topo_of(2));
+  upstream::worker_upstreams ups(topo_of(2), 0);
   auto& ep = *ups.cluster(0).endpoints[0];
   auto eject_at = [&](common::time_point t) {
     ups.record_connect_failure(ep, t);
@@ -71,7 +71,7 @@ TEST_CASE("ejections grow with each one, up to the maximum, and time lifts them"
 }
 
 TEST_CASE("never more than the configured share of a cluster is ejected") {
-  upstream::worker_upstreams ups(topo_of(4));
+  upstream::worker_upstreams ups(topo_of(4), 0);
   for (std::size_t i = 0; i < 4; ++i)
     for (int k = 0; k < 3; ++k) ups.record_status(*ups.cluster(0).endpoints[i], 503, t0());
   int healthy = 0;
@@ -81,7 +81,7 @@ TEST_CASE("never more than the configured share of a cluster is ejected") {
 
 TEST_CASE("a passing probe lifts an ejection; a failing probe verdict marks it unhealthy") {
   auto topo = topo_of(2);
-  upstream::worker_upstreams ups(topo);
+  upstream::worker_upstreams ups(topo, 0);
   auto& ep = *ups.cluster(0).endpoints[0];
   for (int k = 0; k < 3; ++k) ups.record_status(ep, 503, t0());
   CHECK_FALSE(ep.stats.healthy);
@@ -107,7 +107,7 @@ TEST_CASE("a passing probe lifts an ejection; a failing probe verdict marks it u
 
 TEST_CASE("a new load reading records this worker's counts for dead reckoning") {
   auto topo = topo_of(1);
-  upstream::worker_upstreams ups(topo);
+  upstream::worker_upstreams ups(topo, 0);
   auto& ep = *ups.cluster(0).endpoints[0];
   ups.request_started(ep, t0());
   ups.request_started(ep, t0());
@@ -128,7 +128,7 @@ TEST_CASE("a new load reading records this worker's counts for dead reckoning") 
 
 TEST_CASE("latency samples lose the probe RTT and the queueing expected at the pick") {
   auto topo = topo_of(1);
-  upstream::worker_upstreams ups(topo);
+  upstream::worker_upstreams ups(topo, 0);
   auto& ep = *ups.cluster(0).endpoints[0];
   ep.stats.probe.rtt = 0.020;
   ups.observe_ttft(ep, 0.100, t0(), 0.050);
@@ -136,7 +136,7 @@ TEST_CASE("latency samples lose the probe RTT and the queueing expected at the p
   ups.observe_response(ep, 0.500, t0(), 0.100);
   CHECK(ep.stats.response.value(t0(), 10) == doctest::Approx(0.380));
   // A wait longer than the whole sample leaves nothing, never a negative latency.
-  upstream::worker_upstreams fresh(topo);
+  upstream::worker_upstreams fresh(topo, 0);
   auto& ep2 = *fresh.cluster(0).endpoints[0];
   fresh.observe_ttft(ep2, 0.100, t0(), 0.200);
   CHECK(ep2.stats.ttft.value(t0(), 10) == 0);
@@ -145,7 +145,7 @@ TEST_CASE("latency samples lose the probe RTT and the queueing expected at the p
 TEST_CASE("prefix affinity: prefill rates are learned per endpoint and pooled per cluster") {
   auto topo = topo_of(2);
   topo->clusters[0].prefix.enabled = true;
-  upstream::worker_upstreams ups(topo);
+  upstream::worker_upstreams ups(topo, 0);
   auto& a = *ups.cluster(0).endpoints[0];
   auto& b = *ups.cluster(0).endpoints[1];
   // Before any rate is learned, a cold sample (uncached blocks) teaches no latency: a guessed

@@ -21,6 +21,7 @@ std::shared_ptr<upstream::topology> topo_of(std::vector<std::pair<upstream::endp
     e.id = id;
     e.address = "127.0.0.1:" + std::to_string(port);
     e.resolved = {boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)};
+    e.series = std::make_shared<metrics::endpoint_series>(0, e.address, 1);
     c.endpoints.push_back(e);
   }
   return t;
@@ -35,13 +36,15 @@ tcp::socket open_socket(boost::asio::io_context& io) {
 
 TEST_CASE("a new topology keeps the stats and pools of endpoints whose id survives") {
   boost::asio::io_context io;
-  upstream::worker_upstreams ups(topo_of({{1, 1001}, {2, 1002}}));
+  upstream::worker_upstreams ups(topo_of({{1, 1001}, {2, 1002}}), 0);
   auto kept = ups.cluster(0).endpoints[1];
   kept->stats.in_flight = 7;
   ups.opened(*kept);
   ups.release(*kept, open_socket(io), std::chrono::steady_clock::now());
   // Endpoint 2 moves to the front, 1 leaves, 3 arrives.
-  ups.apply(topo_of({{2, 1002}, {3, 1003}}));
+  auto moves = ups.apply(topo_of({{2, 1002}, {3, 1003}}));
+  CHECK(moves.changed(0));
+  CHECK(moves.new_of_old[0] == std::vector<std::uint32_t>{upstream::endpoint_moves::gone, 0});
   auto& c = ups.cluster(0);
   REQUIRE(c.endpoints.size() == 2);
   CHECK(c.endpoints[0] == kept);
@@ -50,11 +53,15 @@ TEST_CASE("a new topology keeps the stats and pools of endpoints whose id surviv
   CHECK(c.endpoints[1]->stats.in_flight == 0);
   CHECK(c.stats_view[0] == &kept->stats);
   CHECK(c.endpoints[0]->info->address == "127.0.0.1:1002");
+  // Each endpoint writes this worker's block of its own series.
+  CHECK(c.endpoints[1]->metrics == &c.endpoints[1]->info->series->worker(0));
+  // The same endpoints again, in the same order: nothing moved.
+  CHECK_FALSE(ups.apply(topo_of({{2, 1002}, {3, 1003}})).changed(0));
 }
 
 TEST_CASE("a connection returned to an endpoint that left the topology is closed") {
   boost::asio::io_context io;
-  upstream::worker_upstreams ups(topo_of({{1, 1001}}));
+  upstream::worker_upstreams ups(topo_of({{1, 1001}}), 0);
   upstream::endpoint_ref held = ups.cluster(0).endpoints[0];  // a request in flight holds it
   ups.opened(*held);
   ups.apply(topo_of({{2, 1002}}));
@@ -67,7 +74,7 @@ TEST_CASE("a connection returned to an endpoint that left the topology is closed
 
 TEST_CASE("pools cap idle and open connections and hand back the most recent") {
   boost::asio::io_context io;
-  upstream::worker_upstreams ups(topo_of({{1, 1001}}));
+  upstream::worker_upstreams ups(topo_of({{1, 1001}}), 0);
   auto& ep = *ups.cluster(0).endpoints[0];
   auto now = std::chrono::steady_clock::now();
   for (int i = 0; i < 3; ++i) {
@@ -87,7 +94,7 @@ TEST_CASE("pools cap idle and open connections and hand back the most recent") {
 
 TEST_CASE("an endpoint whose address changes keeps its stats but not its pooled connections") {
   boost::asio::io_context io;
-  upstream::worker_upstreams ups(topo_of({{1, 1001}}));
+  upstream::worker_upstreams ups(topo_of({{1, 1001}}), 0);
   auto ep = ups.cluster(0).endpoints[0];
   ep->stats.in_flight = 3;
   ups.opened(*ep);
