@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -37,6 +38,7 @@ void watch_for_hangup(std::shared_ptr<timed_socket> ts, std::shared_ptr<gen_requ
 struct generation {
   std::shared_ptr<gen_request> r;
   parsed_request pr;
+  std::optional<text_generator> text;  // from the prompt, once parsed
   api kind{};
   faults fs{};
   chunk_writer cw;
@@ -140,7 +142,8 @@ void append_ready_tokens(generation* g, std::string& out) {
   while (g->sent < g->r->tokens_ready) {
     const int sent = ++g->sent;
     const bool last = sent == g->output_tokens;
-    g->cw.token(ev, token_text(sent), last ? g->finish : nullptr);
+    if (!g->text) g->text.emplace(g->pr.prompt);
+    g->cw.token(ev, g->text->next(), last ? g->finish : nullptr);
     if (last && g->pr.include_usage)
       g->cw.usage(ev, g->prompt_tokens, g->output_tokens, g->r->cached_tokens);
     if (last) ev.append("data: [DONE]\n\n");
@@ -200,7 +203,8 @@ asio::awaitable<bool> reply_unstreamed(impl_t* self, std::shared_ptr<timed_socke
   if (g->kind == api::embeddings)
     b = embeddings_body(g->cw, g->pr.inputs, self->opt.embedding_dim, g->prompt_tokens);
   else
-    b = completion_body(g->cw, g->prompt_tokens, g->output_tokens, g->r->cached_tokens, g->finish);
+    b = completion_body(g->cw, g->pr.prompt, g->prompt_tokens, g->output_tokens,
+                        g->r->cached_tokens, g->finish);
   std::string out;
   append_response(out, 200, "application/json", b, self->backend_header, g->keep_alive);
   ts->arm(std::chrono::seconds(30));

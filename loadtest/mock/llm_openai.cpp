@@ -20,8 +20,11 @@ std::string json_quote(std::string_view s) {
   return json::serialize(json::string(s));
 }
 
-std::string_view token_text(int i) {
-  return vocab[static_cast<std::size_t>(i) % std::size(vocab)];
+std::string_view text_generator::next() {
+  // The high bits: FNV's low bits mix poorly.
+  auto t = vocab[(h_ >> 40) % std::size(vocab)];
+  mix(t);
+  return t;
 }
 
 void append_error_json(std::string& out, int status, std::string_view message,
@@ -105,12 +108,13 @@ bool parse_generation(std::string_view body, api kind, parsed_request& pr, std::
   return true;
 }
 
-std::string completion_body(const chunk_writer& cw, int prompt_tokens, int output_tokens,
-                            int cached_tokens, const char* finish) {
+std::string completion_body(const chunk_writer& cw, std::string_view prompt, int prompt_tokens,
+                            int output_tokens, int cached_tokens, const char* finish) {
   const api kind = cw.kind;
   std::string b;
   std::string text;
-  for (int i = 1; i <= output_tokens; ++i) text.append(token_text(i));
+  text_generator gen(prompt);
+  for (int i = 1; i <= output_tokens; ++i) text.append(gen.next());
   b = "{\"id\":" + cw.id_json + ",\"object\":\"" +
       (kind == api::chat ? "chat.completion" : "text_completion") + "\",\"created\":" + cw.created +
       ",\"model\":" + cw.model_json + ",\"choices\":[{\"index\":0,";

@@ -1,6 +1,7 @@
 // The OpenAI wire format as the LLM mock speaks it: request parsing, streamed chunks, whole bodies
 // and error objects. Pure functions of their arguments; no I/O, callable from any thread.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -9,8 +10,23 @@ namespace meridian::loadtest::llm {
 enum class api { chat, completions, embeddings };
 
 std::string json_quote(std::string_view s);
-// The text of the mock's i-th generated token.
-std::string_view token_text(int i);
+// The mock's generated text, a pure function of the context: each token is picked by a hash of
+// the prompt and every token before it. So a generation continued from a partial answer (chat:
+// the answer as a final assistant message with continue_final_message; completions: the prompt
+// with the answer appended) goes on exactly as the unbroken one would have: the same context
+// bytes give the same next token. (The prompt is the message contents concatenated, as
+// parse_generation() reads them.)
+class text_generator {
+ public:
+  explicit text_generator(std::string_view prompt) { mix(prompt); }
+  std::string_view next();
+
+ private:
+  void mix(std::string_view bytes) {
+    for (unsigned char c : bytes) h_ = (h_ ^ c) * 0x100000001b3ULL;
+  }
+  std::uint64_t h_ = 0xcbf29ce484222325ULL;  // FNV-1a
+};
 
 void append_error_json(std::string& out, int status, std::string_view message,
                        std::string_view type, std::string_view extra_headers, bool keep_alive);
@@ -75,8 +91,8 @@ struct chunk_writer {
 };
 
 // The body of a non-streamed chat or text completion.
-std::string completion_body(const chunk_writer& cw, int prompt_tokens, int output_tokens,
-                            int cached_tokens, const char* finish);
+std::string completion_body(const chunk_writer& cw, std::string_view prompt, int prompt_tokens,
+                            int output_tokens, int cached_tokens, const char* finish);
 // The body of an embeddings response with `inputs` vectors of `dim` numbers.
 std::string embeddings_body(const chunk_writer& cw, int inputs, int dim, int prompt_tokens);
 // The body of GET /v1/models.

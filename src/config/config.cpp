@@ -233,7 +233,8 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
 
 route_config read_route(const reader& r, const YAML::Node& n, const std::string& k,
                         const std::vector<cluster_config>& clusters) {
-  r.only_keys(n, k, {"name", "match", "cluster", "timeouts", "retries", "priority", "hedge"});
+  r.only_keys(n, k,
+              {"name", "match", "cluster", "timeouts", "retries", "priority", "hedge", "resume"});
   route_config rc;
   if (!n["cluster"]) r.fail(n, k + ".cluster", "missing (which cluster serves this route?)");
   rc.cluster = r.scalar(n["cluster"], k + ".cluster");
@@ -249,6 +250,7 @@ route_config read_route(const reader& r, const YAML::Node& n, const std::string&
   if (auto p = n["retries"]) read_retries(r, p, k + ".retries", rc.retries, true);
   if (auto p = n["priority"]) rc.priority = read_priority(r, p, k + ".priority");
   if (auto p = n["hedge"]) read_hedge(r, p, k + ".hedge", rc.hedge);
+  if (auto p = n["resume"]) read_resume(r, p, k + ".resume", it->kind, rc.resume);
   if (auto m = n["match"]) {
     auto mk = k + ".match";
     r.only_keys(m, mk, {"path_prefix", "path", "host", "method", "headers", "model"});

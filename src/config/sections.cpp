@@ -286,6 +286,20 @@ void read_hedge(const reader& r, const YAML::Node& n, const std::string& k, hedg
   if (n["max_extra"]) out.max_extra = ratio(r, n["max_extra"], k + ".max_extra", 0.001, 1);
 }
 
+// `resume: true` (one continuation), `false`, or `{ attempts: N }`; OpenAI streams only.
+void read_resume(const reader& r, const YAML::Node& n, const std::string& k, cluster_kind kind,
+                 resume_config& out) {
+  if (n.IsScalar()) {
+    out.attempts = r.boolean(n, k) ? 1 : 0;
+  } else {
+    r.only_keys(n, k, {"attempts"});
+    out.attempts =
+        n["attempts"] ? static_cast<unsigned>(r.count(n["attempts"], k + ".attempts", 1, 8)) : 1;
+  }
+  if (out.attempts > 0 && kind != cluster_kind::inference)
+    r.fail(n, k, "resumes OpenAI streams: the route's cluster must be kind: inference");
+}
+
 void read_drain(const reader& r, const YAML::Node& n, drain_config& out) {
   r.only_keys(n, "drain", {"shutdown_delay", "timeout"});
   if (n["shutdown_delay"]) out.shutdown_delay = r.dur(n["shutdown_delay"], "drain.shutdown_delay");

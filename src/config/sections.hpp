@@ -27,6 +27,8 @@ void read_retries(const reader& r, const YAML::Node& n, const std::string& k, re
 std::string redacted_yaml(const YAML::Node& root);
 
 request_priority read_priority(const reader& r, const YAML::Node& n, const std::string& k);
+void read_resume(const reader& r, const YAML::Node& n, const std::string& k, cluster_kind kind,
+                 resume_config& out);
 void read_drain(const reader& r, const YAML::Node& n, drain_config& out);
 void read_dns(const reader& r, const YAML::Node& n, dns_config& out);
 void read_hedge(const reader& r, const YAML::Node& n, const std::string& k, hedge_config& out);

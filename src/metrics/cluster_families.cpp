@@ -100,7 +100,7 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
   const std::size_t n = p.clusters.size();
   constexpr auto reasons = static_cast<std::size_t>(retry_reason::count_);
   std::vector<std::array<std::uint64_t, reasons>> retries(n);
-  std::vector<std::array<std::uint64_t, 2>> interrupted(n);
+  std::vector<std::array<std::uint64_t, 2>> interrupted(n), resumes(n);
   std::vector<std::uint64_t> refused(n);
   constexpr auto shed_reasons = static_cast<std::size_t>(shed_reason::count_);
   std::vector<std::array<std::uint64_t, shed_reasons>> shed(n);
@@ -112,6 +112,7 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
       pending[c] += cm.pending.value();
       for (std::size_t r = 0; r < reasons; ++r) retries[c][r] += cm.retries[r].value();
       for (std::size_t r = 0; r < 2; ++r) interrupted[c][r] += cm.streams_interrupted[r].value();
+      for (std::size_t r = 0; r < 2; ++r) resumes[c][r] += cm.resumes[r].value();
       refused[c] += cm.retry_budget_exhausted.value();
     }
   }
@@ -125,8 +126,14 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
                     "Responses ended abnormally after the client got bytes: the upstream failed, "
                     "or the request's deadline passed",
                     MetricType::Counter);
+  auto res = family("meridian_stream_resumes_total",
+                    "Streams cut by their backend that were continued on another endpoint with "
+                    "the text so far (route resume), by whether the continuation answered",
+                    MetricType::Counter);
   for (std::size_t c = 0; c < n; ++c) {
     const auto& cl = p.clusters[c];
+    add_value(res, {{"cluster", cl}, {"result", "ok"}}, static_cast<double>(resumes[c][0]));
+    add_value(res, {{"cluster", cl}, {"result", "failed"}}, static_cast<double>(resumes[c][1]));
     for (std::size_t r = 0; r < reasons; ++r)
       add_value(ret, {{"cluster", cl}, {"reason", retry_reason_names[r]}},
                 static_cast<double>(retries[c][r]));
@@ -147,7 +154,7 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
                 static_cast<double>(shed[c][r]));
     add_value(pe, {{"cluster", p.clusters[c]}}, static_cast<double>(pending[c]));
   }
-  for (auto* f : {&ret, &bud, &cut, &sh, &pe}) out.push_back(std::move(*f));
+  for (auto* f : {&ret, &bud, &cut, &res, &sh, &pe}) out.push_back(std::move(*f));
   collect_hedges(p, workers, out);
 }
 

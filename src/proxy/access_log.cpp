@@ -32,7 +32,8 @@ void append_count(std::string& out, std::string_view key, std::int64_t v) {
   else
     http::append_uint(out, static_cast<std::uint64_t>(v));
 }
-constexpr const char* flag_names[] = {"NR", "UF", "UO", "UT", "UC", "SI", "DC", "DPE", "RT", "HW"};
+constexpr const char* flag_names[] = {"NR", "UF",  "UO", "UT", "UC", "SI",
+                                      "DC", "DPE", "RT", "HW", "SR"};
 static_assert(std::size(flag_names) == response_flag_count);
 }  // namespace
 

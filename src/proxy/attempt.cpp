@@ -209,16 +209,19 @@ asio::awaitable<outcome> attempt::send(http::connection& client, std::string_vie
   deadline_.set(within_total(w_.clock->now() + timeouts_.idle));
   const auto& body = client.body();
   // A body whole in the buffer goes with the head and is consumed only once a response head
-  // arrives, so a stale pooled connection can be retried with the same bytes.
-  replayable = body.complete();
+  // arrives, so a stale pooled connection can be retried with the same bytes. So does a body
+  // given in place of the client's (a continuation's, Content-Length framed).
+  replayable = body.complete() || body_override_;
   if (tap) tap->rewind();
   if (replayable) {
-    std::string_view raw = client.buffered_body();
-    if (tap && !observe_whole(raw, body.kind(), *tap))
+    std::string_view raw = body_override_ ? *body_override_ : client.buffered_body();
+    auto kind = body_override_ ? http::body_kind::content_length : body.kind();
+    body_override_.reset();
+    if (tap && !observe_whole(raw, kind, *tap))
       co_return fail(outcome_kind::bad_request_body, std::string(tap->why()));
     out_.clear();
     out_.push_back(asio::buffer(head));
-    if (body.kind() == http::body_kind::chunked) {
+    if (kind == http::body_kind::chunked) {
       chunk_heads_.clear();
       std::size_t chunks = 0;
       http::for_each_chunk(raw, [&](std::string_view) { ++chunks; });

@@ -18,6 +18,7 @@
 #include "meridian/http/connection.hpp"
 #include "meridian/runtime/watchdog.hpp"
 #include "meridian/upstream/stream_observer.hpp"
+#include "proxy/resume.hpp"
 #include "proxy/worker_context.hpp"
 
 namespace meridian::proxy {
@@ -100,7 +101,13 @@ class attempt final : public http::cancellable {
   // give time to first token and per-token time, `usage` the token counts.
   void on_payload(std::string_view payload) {
     if (observe_ || obs_.sse()) observe(payload);
+    if (resume_) resume_->observe(payload);
   }
+  // What the stream has said, for resuming it elsewhere (null: not resumable). Set before run().
+  void set_resume(stream_resume* r) { resume_ = r; }
+  // The next run() sends `body` (which must outlive it) with `head` instead of the client's
+  // body: a stream's continuation.
+  void set_body(std::string_view body) { body_override_ = body; }
   const upstream::stream_observer& stream() const { return obs_; }
   // The whole response reached the client (call before finish()).
   void mark_complete() { complete_ = true; }
@@ -165,6 +172,8 @@ class attempt final : public http::cancellable {
   bool answered_ = false;      // the endpoint's first byte (first SSE event of a stream) came
   bool complete_ = false;
   bool abandoned_ = false;
+  stream_resume* resume_ = nullptr;
+  std::optional<std::string_view> body_override_;
 };
 
 }  // namespace meridian::proxy

@@ -80,6 +80,9 @@ struct conn_state final : http::connection_state {
   // Prefix affinity: the prompt's block hashes, and a de-chunked copy of a chunked body's peek.
   std::vector<std::uint64_t> blocks;
   std::string scratch;
+  // Stream resume: what the answer has said, and the continuation's request.
+  stream_resume resume;
+  std::string resume_body, resume_head;
 };
 
 }  // namespace meridian::proxy

@@ -10,6 +10,7 @@
 #include "meridian/proxy/retry_policy.hpp"
 #include "meridian/routing/prefix.hpp"
 #include "proxy/context.hpp"
+#include "proxy/continuation.hpp"
 #include "proxy/hedge.hpp"
 #include "proxy/model_routing.hpp"
 #include "proxy/relay.hpp"
@@ -353,6 +354,7 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   std::optional<admission_slot> slot;
   bool admitted = co_await admit(c, w_, ctx, slot);
   if (!admitted) co_return;
+  bool resumable = prepare_resume(c, w_, st);
   c.watch_client(st.at.get());
   auto o = co_await forward(c, w_, st);
   if (!o.ok()) {
@@ -361,7 +363,9 @@ asio::awaitable<void> handler::serve(http::connection& c) {
     co_return;
   }
   ctx.first_byte = w_.clock->now();
+  st.at->set_resume(resumable ? &st.resume : nullptr);
   o = co_await relay(*st.at, c, st.head_out);
+  o = co_await after_relay(c, w_, st, std::move(o));
   c.unwatch_client();
   if (auto p = st.at->stream().prompt_tokens()) ctx.prompt_tokens = static_cast<std::int64_t>(*p);
   if (auto n = st.at->stream().completion_tokens())

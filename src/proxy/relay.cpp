@@ -59,24 +59,6 @@ struct relay_state {
   }
 };
 
-// A stream that breaks after the client got bytes ends with an SSE error event (when the cut
-// fell between events: inside one, the event could only arrive truncated) and then without its
-// terminating chunk, so no client takes it for a complete answer.
-asio::awaitable<void> tell_stream_broken(relay_state& s, bool deadline, std::string_view why) {
-  if (!s.at.stream().sse() || !s.at.stream().at_event_boundary()) co_return;
-  auto kind =
-      deadline ? common::error_kind::upstream_timeout : common::error_kind::upstream_unavailable;
-  std::string& event = s.chunk_heads;
-  event.clear();
-  std::string data = common::cat("data: ", common::error_body(kind, why), "\n\n");
-  if (s.client_chunked) http::append_chunk_header(event, data.size());
-  event += data;
-  if (s.client_chunked) event += http::chunk_crlf;
-  s.out.clear();
-  s.out.push_back(asio::buffer(event));
-  co_await s.flush();
-}
-
 // Content-Length body: forwards exactly that many bytes.
 asio::awaitable<bool> relay_sized(relay_state& s, std::uint64_t left, bool& reusable) {
   while (true) {
@@ -124,6 +106,43 @@ asio::awaitable<bool> relay_stream(relay_state& s, bool chunked_in, bool& reusab
   if (!s.at.buffered().empty()) reusable = false;
   if (!chunked_in) reusable = false;
   co_return true;
+}
+// Why the backend broke off a response.
+void broken(attempt& at, outcome& o) {
+  bool deadline = at.timed_out() && at.past_total();
+  if (at.timed_out()) {
+    o.kind = outcome_kind::stalled_response;
+    o.message = deadline ? "the request's deadline passed during the response"
+                         : "upstream stalled during the response";
+  } else {
+    o.kind = outcome_kind::reset_during_response;
+    o.message = "upstream failed during the response";
+  }
+}
+
+// A continuation sized by Content-Length goes on inside the client's chunked (or
+// close-delimited) response: its bytes are framed as chunks.
+asio::awaitable<bool> relay_sized_as_stream(relay_state& s, std::uint64_t left, bool& reusable) {
+  while (true) {
+    auto n = static_cast<std::size_t>(std::min<std::uint64_t>(s.at.buffered().size(), left));
+    if (n) {
+      auto v = s.at.buffered().substr(0, n);
+      s.at.on_payload(v);
+      s.chunk_heads.clear();
+      if (s.client_chunked) http::append_chunk_header(s.chunk_heads, n);
+      if (s.client_chunked) s.out.push_back(asio::buffer(s.chunk_heads));
+      s.out.push_back(asio::buffer(v));
+      if (s.client_chunked) s.out.push_back(asio::buffer(http::chunk_crlf));
+      s.at.consume(n);
+      left -= n;
+    }
+    if (!co_await s.flush()) co_return false;
+    if (left == 0) break;
+    if (co_await s.read() == 0) co_return false;
+  }
+  if (s.client_chunked) s.out.push_back(asio::buffer(http::last_chunk));
+  if (!s.at.buffered().empty()) reusable = false;
+  co_return co_await s.flush();
 }
 }  // namespace
 
@@ -180,23 +199,67 @@ asio::awaitable<outcome> relay(attempt& at, http::connection& client, std::strin
       o.kind = outcome_kind::client_gone;
       o.message = "client went away during the response";
     } else {
-      bool deadline = at.timed_out() && at.past_total();
-      if (at.timed_out()) {
-        o.kind = outcome_kind::stalled_response;
-        o.message = deadline ? "the request's deadline passed during the response"
-                             : "upstream stalled during the response";
-      } else {
-        o.kind = outcome_kind::reset_during_response;
-        o.message = "upstream failed during the response";
-      }
-      co_await tell_stream_broken(s, deadline, o.message);
-      at.count_interruption(deadline ? metrics::interruption::deadline
-                                     : metrics::interruption::upstream);
+      broken(at, o);
     }
   }
   if (ok) at.mark_complete();
   at.finish(ok && reusable);
   co_return o;
+}
+
+asio::awaitable<outcome> relay_continuation(attempt& at, http::connection& client) {
+  bool client_chunked = client.client_minor() == 1;
+  relay_state s{at, client, at.scratch_buffers(), at.scratch_text(), client_chunked};
+  s.out.clear();
+  bool reusable = at.response().keep_alive && at.request_complete();
+  bool ok;
+  if (at.response().body == http::body_kind::content_length)
+    ok = co_await relay_sized_as_stream(s, at.response().content_length, reusable);
+  else
+    ok = co_await relay_stream(s, at.response().body == http::body_kind::chunked, reusable);
+  outcome o;
+  o.status = at.response().status;
+  o.bytes_to_client = client.bytes_out();
+  if (!ok) {
+    client.close_after_response();
+    if (client.client_gone()) {
+      o.kind = outcome_kind::client_gone;
+      o.message = "client went away during the response";
+    } else {
+      broken(at, o);
+    }
+  }
+  if (ok) at.mark_complete();
+  at.finish(ok && reusable);
+  co_return o;
+}
+
+bool error_event_fits(const attempt& at) {
+  // Inside an event, the error could only arrive truncated; a Content-Length body has no room.
+  auto body = at.response().body;
+  bool framed = body == http::body_kind::chunked || body == http::body_kind::until_close;
+  return framed && at.stream().sse() && at.stream().at_event_boundary();
+}
+
+asio::awaitable<void> end_broken_stream(attempt& at, http::connection& client, const outcome& o,
+                                        bool tell) {
+  bool deadline = at.timed_out() && at.past_total();
+  at.count_interruption(deadline ? metrics::interruption::deadline
+                                 : metrics::interruption::upstream);
+  if (!tell) co_return;
+  auto kind =
+      deadline ? common::error_kind::upstream_timeout : common::error_kind::upstream_unavailable;
+  std::string& event = at.scratch_text();
+  event.clear();
+  std::string data = common::cat("data: ", common::error_body(kind, o.message), "\n\n");
+  bool chunked = client.client_minor() == 1;
+  if (chunked) http::append_chunk_header(event, data.size());
+  event += data;
+  if (chunked) event += http::chunk_crlf;
+  auto& out = at.scratch_buffers();
+  out.clear();
+  out.push_back(asio::buffer(event));
+  co_await client.write(out);
 }
 
 }  // namespace meridian::proxy

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -74,7 +75,44 @@ TEST_CASE("the Kubernetes manifests: their ConfigMap passes --check with the Dep
   CHECK(container["securityContext"]["readOnlyRootFilesystem"].as<bool>());
   CHECK(container["securityContext"]["capabilities"]["drop"][0].as<std::string>() == "ALL");
   CHECK(container["resources"]["limits"]["cpu"]);
+  // io_uring allowed through the shipped profile, installed on the node.
+  auto seccomp = spec["securityContext"]["seccompProfile"];
+  CHECK(seccomp["type"].as<std::string>() == "Localhost");
+  CHECK(seccomp["localhostProfile"].as<std::string>().ends_with("meridian-io_uring.json"));
+  // The model servers are found through a headless Service the config names.
+  bool headless = false;
+  for (const auto& d : docs) {
+    if (d["kind"].as<std::string>() != "Service" || !d["spec"]["clusterIP"]) continue;
+    auto name = d["metadata"]["name"].as<std::string>();
+    headless = d["spec"]["clusterIP"].as<std::string>() == "None" &&
+               cfg["clusters"][0]["endpoints"][0].as<std::string>().starts_with(name + ".");
+  }
+  CHECK(headless);
   std::remove(path.c_str());
+}
+
+TEST_CASE("the seccomp profile allows io_uring and nothing that reaches beyond the container") {
+  auto profile = YAML::LoadFile(source + "/docker/seccomp-io_uring.json");  // JSON is YAML
+  CHECK(profile["defaultAction"].as<std::string>() == "SCMP_ACT_ERRNO");
+  std::set<std::string> allowed;
+  for (const auto& rule : profile["syscalls"])
+    if (rule["action"].as<std::string>() == "SCMP_ACT_ALLOW" && !rule["args"])
+      for (const auto& n : rule["names"]) allowed.insert(n.as<std::string>());
+  for (const char* call : {"io_uring_setup", "io_uring_enter", "io_uring_register", "read", "write",
+                           "epoll_wait", "accept4", "futex", "mmap", "execve"}) {
+    CAPTURE(call);
+    CHECK(allowed.count(call) == 1);
+  }
+  for (const char* call : {"mount", "unshare", "setns", "bpf", "ptrace", "init_module",
+                           "kexec_load", "perf_event_open", "keyctl", "clone", "clone3"}) {
+    CAPTURE(call);
+    CHECK(allowed.count(call) == 0);
+  }
+  // The compose file runs the gateway under it.
+  auto compose = YAML::LoadFile(source + "/docker/compose.yaml");
+  auto opts = compose["services"]["meridian"]["security_opt"];
+  REQUIRE(opts);
+  CHECK(opts[0].as<std::string>() == "seccomp=./seccomp-io_uring.json");
 }
 
 TEST_CASE("the compose file: the gateway's arguments pass --check on the image's config") {

@@ -6,6 +6,7 @@
 
 #include "load/load.hpp"
 #include "load/sse.hpp"
+#include "mock/llm_openai.hpp"
 #include "mock/mock.hpp"
 #include "test_util.hpp"
 
@@ -184,4 +185,25 @@ TEST_CASE("control endpoint injects errors and stalls; abandoned requests stop g
           std::chrono::milliseconds(10));  // polling another thread's counters
   }
   CHECK(seen);
+}
+
+TEST_CASE("the mock's text is a function of its context: a continuation goes on the same way") {
+  using meridian::loadtest::llm::text_generator;
+  const std::string prompt = "tell me a story";
+  text_generator whole(prompt);
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 40; ++i) tokens.emplace_back(whole.next());
+  // Not a fixed cycle: the words depend on the prompt.
+  text_generator other("another prompt");
+  std::string a, b;
+  for (int i = 0; i < 16; ++i) a += tokens[static_cast<std::size_t>(i)], b += other.next();
+  CHECK(a != b);
+  // Continued after any prefix of its own answer (the prompt with that prefix appended), the
+  // rest comes out token for token.
+  for (std::size_t k : {1u, 7u, 23u}) {
+    std::string context = prompt;
+    for (std::size_t i = 0; i < k; ++i) context += tokens[i];
+    text_generator rest(context);
+    for (std::size_t i = k; i < tokens.size(); ++i) CHECK(std::string(rest.next()) == tokens[i]);
+  }
 }

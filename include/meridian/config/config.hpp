@@ -105,6 +105,13 @@ struct hedge_config {
   bool operator==(const hedge_config&) const = default;
 };
 
+// A stream cut by its backend after the client got tokens is continued on another endpoint
+// with the text so far (at most `attempts` times per request); 0: off.
+struct resume_config {
+  unsigned attempts = 0;
+  bool operator==(const resume_config&) const = default;
+};
+
 struct drain_config {
   duration shutdown_delay = std::chrono::seconds(1);
   duration timeout = std::chrono::seconds(30);
@@ -266,6 +273,7 @@ struct route_config {
   upstream_timeouts timeouts;     // the cluster's, with the route's own keys over them
   retry_config retries;           // likewise
   hedge_config hedge;
+  resume_config resume;
   request_priority priority = request_priority::standard;  // unless x-priority says otherwise
 };
 

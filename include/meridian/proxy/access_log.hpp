@@ -21,8 +21,9 @@ enum response_flag : std::uint16_t {
   flag_bad_request = 1 << 7,       // DPE: the client's request was malformed, too large or late
   flag_retried = 1 << 8,           // RT: more than one upstream try (retries, hedges)
   flag_hedge_won = 1 << 9,         // HW: a hedge answered before the first try
+  flag_resumed = 1 << 10,          // SR: a cut stream was continued on another endpoint
 };
-inline constexpr std::size_t response_flag_count = 10;
+inline constexpr std::size_t response_flag_count = 11;
 
 struct access_record {
   std::string_view request_id;

@@ -1,0 +1,24 @@
+// What happens after the relay when the backend cut a stream: on a route with `resume`, the
+// answer is continued on another endpoint (the same request with the text so far) inside the
+// same client response, as often as the route allows; otherwise, or when that fails, the
+// stream is ended as broken. Worker thread only.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include "meridian/common/error.hpp"
+#include "meridian/http/connection.hpp"
+#include "proxy/context.hpp"
+#include "proxy/worker_context.hpp"
+
+namespace meridian::proxy {
+
+// Prepares a request for resume (before it is forwarded): true when its route resumes and its
+// body (whole in the buffer, Content-Length) is a streamed chat or text completion.
+bool prepare_resume(http::connection& c, const worker_context& w, conn_state& st);
+
+// `o`: the relay's outcome. Returns the request's final one.
+boost::asio::awaitable<common::outcome> after_relay(http::connection& c, worker_context& w,
+                                                    conn_state& st, common::outcome o);
+
+}  // namespace meridian::proxy
