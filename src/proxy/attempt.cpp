@@ -367,7 +367,8 @@ void attempt::report_done() {
     auto n = obs_.events();
     if (n >= 2 && obs_.first_event() && obs_.last_event())
       w_.ups.observe_tpot(
-          *ep_, common::seconds_between(*obs_.first_event(), *obs_.last_event()) / (n - 1), now);
+          *ep_, common::seconds_between(*obs_.first_event(), *obs_.last_event()) / (n - 1), now,
+          n);
   } else if (measured) {
     w_.ups.observe_response(*ep_, common::seconds_between(picked_at_, now), now, queued_, uncached);
   }

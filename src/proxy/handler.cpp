@@ -194,6 +194,7 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
   auto& cs = w.ups.cluster(ctx.cluster);
   routing::pick_input in{w.rng, w.clock->now(),
                          st.guard.routed ? std::string_view(*st.guard.routed) : ""};
+  in.answer_tokens = cs.answer_tokens;
   const auto& pa = w.snap->cfg->clusters[ctx.cluster].prefix_affinity;
   if (pa.enabled) prefix_input(c, w, st, pa, in);
   auto& bal = *w.balancers[ctx.cluster];

@@ -189,7 +189,7 @@ class latency_aware final : public balancer {
       add(b);
     }
     if (m == 0) return;
-    auto like = peers_of(eps, std::span(pool.data(), m), p_, in.now);
+    auto like = peers_of(eps, std::span(pool.data(), m), p_, in.now, in.answer_tokens);
     std::array<double, full_scan_max> cost{};
     std::array<std::int32_t, full_scan_max> uncached{};
     for (std::size_t k = 0; k < m; ++k) {

@@ -1,6 +1,8 @@
 #include "meridian/routing/cost.hpp"
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 
 namespace meridian::routing {
 namespace {
@@ -90,19 +92,37 @@ cost expected_ttft(const upstream::endpoint_stats& s, const cost_params& p, comm
   if (c.freshness > 0 && s.probe.kv_usage > p.kv_threshold)
     c.kv = c.freshness * (s.probe.kv_usage - p.kv_threshold) / (1 - p.kv_threshold) * service;
   c.zone = s.local_zone ? 0 : p.zone_margin;
-  c.total = c.rtt + c.latency + c.queue + c.kv + c.zone;
+  // The penalty fades as its reading ages (the latency decay), so an engine it keeps from
+  // traffic is tried again and re-measured once it may have recovered.
+  if (like.answer_tokens > 0 && like.tpot > 0 && s.tpot.known()) {
+    double age = std::max(0.0, common::seconds_between(s.tpot.stamp(), now));
+    c.decode =
+        like.answer_tokens * std::max(0.0, s.tpot.value() - 2 * like.tpot) * std::exp(-age / p.tau);
+  }
+  c.total = c.rtt + c.latency + c.queue + c.kv + c.zone + c.decode;
   return c;
 }
 
 peers peers_of(std::span<const upstream::endpoint_stats* const> eps,
-               std::span<const std::uint32_t> among, const cost_params& p, common::time_point now) {
+               std::span<const std::uint32_t> among, const cost_params& p, common::time_point now,
+               double answer_tokens) {
   peers out;
+  out.answer_tokens = answer_tokens;
   double sum = 0, lat = 0;
   int measured = 0;
+  std::array<double, 16> tpots{};
+  std::size_t n_tpot = 0;
   for (auto i : among) {
     const auto& s = *eps[i];
     out.capacity = std::max(out.capacity, s.capacity_seen);
     if (observed_latency(s, p.tau, now, lat)) sum += lat, ++measured;
+    if (s.tpot.known() && n_tpot < tpots.size()) tpots[n_tpot++] = s.tpot.value();
+  }
+  if (n_tpot > 0) {
+    // The median (the lower one of an even count): one straggler among few moves it little.
+    auto mid = tpots.begin() + static_cast<std::ptrdiff_t>((n_tpot - 1) / 2);
+    std::nth_element(tpots.begin(), mid, tpots.begin() + static_cast<std::ptrdiff_t>(n_tpot));
+    out.tpot = *mid;
   }
   if (measured > 0) out.latency = sum / measured;
   return out;

@@ -99,7 +99,13 @@ void worker_upstreams::observe_response(endpoint_state& ep, double s, common::ti
   st.response_shared.store(st.response.value(now, tau), std::memory_order_relaxed);
 }
 
-void worker_upstreams::observe_tpot(endpoint_state& ep, double s, common::time_point now) {
+void worker_upstreams::observe_tpot(endpoint_state& ep, double s, common::time_point now,
+                                    std::size_t tokens) {
+  auto& cs = cluster_of(ep);
+  if (tokens > 0) {
+    auto t = static_cast<double>(tokens);
+    cs.answer_tokens = cs.answer_tokens > 0 ? 0.9 * cs.answer_tokens + 0.1 * t : t;
+  }
   auto& st = ep.stats;
   st.tpot.observe(s, now, seconds(cluster_of(ep).info->latency.decay));
   st.tpot_shared.store(st.tpot.value(), std::memory_order_relaxed);

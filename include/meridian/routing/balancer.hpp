@@ -63,6 +63,8 @@ struct pick_input {
   // none), which then chooses the endpoint a conversation sticks to.
   std::span<const std::uint64_t> blocks{};
   std::uint64_t session = 0;
+  // Output tokens of a typical streamed answer in the cluster (0: none seen yet).
+  double answer_tokens = 0;
 };
 
 class balancer {

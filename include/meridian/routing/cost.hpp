@@ -30,6 +30,7 @@ struct cost {
   double queue = 0;    // waiting behind the requests it holds
   double kv = 0;       // KV-cache pressure near full
   double zone = 0;     // outside the gateway's zone
+  double decode = 0;   // a decode far slower than its peers', over an answer's tokens
   double total = 0;
   double outstanding = 0;  // requests it is estimated to hold (dead-reckoned between scrapes)
   double freshness = 0;    // weight of the scraped reading: 1 fresh, 0 stale or none
@@ -42,14 +43,22 @@ struct cost {
 struct peers {
   double latency = -1;  // mean observed latency of the measured ones; -1 when none is
   double capacity = 0;  // the most any of them was seen running at once
+  double tpot = -1;     // their median time per output token; -1 when none is known
+  // Output tokens of a typical answer (0: unknown). With it, an endpoint that decodes more than
+  // twice as slowly as the median is charged the time its answer loses beyond that, fading as
+  // its reading ages: a warm cache or a short queue must not draw requests to a straggler that
+  // then streams them slowly, while ordinary variation (a batch slowed by a long prefill) costs
+  // nothing.
+  double answer_tokens = 0;
 };
 
 cost expected_ttft(const upstream::endpoint_stats& s, const cost_params& p, common::time_point now,
                    const peers& like = {});
 
-// The peers of a comparison: the endpoints `among` of `eps`.
+// The peers of a comparison: the endpoints `among` of `eps`, for answers of `answer_tokens`.
 peers peers_of(std::span<const upstream::endpoint_stats* const> eps,
-               std::span<const std::uint32_t> among, const cost_params& p, common::time_point now);
+               std::span<const std::uint32_t> among, const cost_params& p, common::time_point now,
+               double answer_tokens = 0);
 
 // Linkerd's PeakEWMA cost: latency times (requests in flight + 1); a backend with no history
 // and requests in flight costs a large penalty, so it is not flooded before it answers.

@@ -112,7 +112,8 @@ struct cluster_state {
   const cluster_info* info = nullptr;
   std::vector<std::shared_ptr<endpoint_state>> endpoints;
   std::vector<const endpoint_stats*> stats_view;  // what balancers read
-  prefill_rate prefill;  // pooled over its endpoints: the rate of one not yet learned
+  prefill_rate prefill;      // pooled over its endpoints: the rate of one not yet learned
+  double answer_tokens = 0;  // EWMA of the output tokens of its streamed answers (0: none yet)
 };
 
 // Where a request's upstream connection belongs; stays valid across apply() (a removed
@@ -182,7 +183,9 @@ class worker_upstreams {
                     double uncached = -1);
   void observe_response(endpoint_state& ep, double seconds, common::time_point now,
                         double queued = 0, double uncached = -1);
-  void observe_tpot(endpoint_state& ep, double seconds_per_token, common::time_point now);
+  // A stream's time per output token, over `tokens` of them.
+  void observe_tpot(endpoint_state& ep, double seconds_per_token, common::time_point now,
+                    std::size_t tokens = 0);
 
   // Passive health (outlier ejection, per worker): connect failures and 5xx responses in a row
   // eject an endpoint for a time that grows with each ejection, never more than the cluster's

@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <array>
+#include <cmath>
+
 using namespace meridian;
 using namespace std::chrono_literals;
 
@@ -127,4 +130,39 @@ TEST_CASE("peak_ewma cost is latency times in flight plus one, with a penalty fo
   CHECK(routing::peak_ewma_cost(s, p, t0()) > 1);
   s.response.observe(0.1, t0(), p.tau);
   CHECK(routing::peak_ewma_cost(s, p, t0()) == doctest::Approx(0.2));
+}
+
+TEST_CASE("an engine that decodes markedly slower than its peers is charged its answer's delay") {
+  routing::cost_params p;
+  upstream::endpoint_stats fast, near, slow;
+  for (auto* s : {&fast, &near, &slow}) s->ttft.observe(0.020, t0(), p.tau);
+  fast.tpot.observe(0.008, t0(), p.tau);
+  near.tpot.observe(0.015, t0(), p.tau);  // within twice the median: variation, not a straggler
+  slow.tpot.observe(0.040, t0(), p.tau);  // 5x
+  std::array<const upstream::endpoint_stats*, 3> eps{&fast, &near, &slow};
+  std::array<std::uint32_t, 3> all{0, 1, 2};
+  auto like = routing::peers_of(eps, all, p, t0(), 32);
+  CHECK(like.tpot == doctest::Approx(0.015));  // the median
+  CHECK(routing::expected_ttft(fast, p, t0(), like).decode == 0);
+  CHECK(routing::expected_ttft(near, p, t0(), like).decode == 0);
+  auto c = routing::expected_ttft(slow, p, t0(), like);
+  CHECK(c.decode == doctest::Approx(32 * (0.040 - 2 * 0.015)));
+  CHECK(c.total == doctest::Approx(0.020 + c.decode));
+  // Without a typical answer length, no decode term: the cost is the time to first token.
+  CHECK(routing::expected_ttft(slow, p, t0(), routing::peers_of(eps, all, p, t0())).decode == 0);
+}
+
+TEST_CASE("the slow-decode charge fades as its reading ages, so the engine is tried again") {
+  routing::cost_params p;
+  upstream::endpoint_stats fast, slow;
+  fast.tpot.observe(0.008, t0() + 30s, p.tau);
+  slow.tpot.observe(0.040, t0(), p.tau);
+  std::array<const upstream::endpoint_stats*, 2> eps{&fast, &slow};
+  std::array<std::uint32_t, 2> all{0, 1};
+  auto like = routing::peers_of(eps, all, p, t0(), 32);
+  double full = routing::expected_ttft(slow, p, t0(), like).decode;
+  CHECK(full == doctest::Approx(32 * (0.040 - 2 * 0.008)));
+  CHECK(routing::expected_ttft(slow, p, t0() + std::chrono::seconds(static_cast<int>(p.tau)), like)
+            .decode == doctest::Approx(full / std::exp(1.0)));
+  CHECK(routing::expected_ttft(slow, p, t0() + 60s, like).decode < full * 0.01);
 }
