@@ -118,8 +118,10 @@ peers peers_of(std::span<const upstream::endpoint_stats* const> eps,
     if (observed_latency(s, p.tau, now, lat)) sum += lat, ++measured;
     if (s.tpot.known() && n_tpot < tpots.size()) tpots[n_tpot++] = s.tpot.value();
   }
-  if (n_tpot > 0) {
-    // The median (the lower one of an even count): one straggler among few moves it little.
+  if (n_tpot >= 3) {
+    // The median (the lower one of an even count): one straggler moves it little. Of fewer than
+    // three readings, which one is the odd one out is anyone's guess (early in a burst, one
+    // stream each).
     auto mid = tpots.begin() + static_cast<std::ptrdiff_t>((n_tpot - 1) / 2);
     std::nth_element(tpots.begin(), mid, tpots.begin() + static_cast<std::ptrdiff_t>(n_tpot));
     out.tpot = *mid;

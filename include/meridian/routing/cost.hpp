@@ -43,7 +43,7 @@ struct cost {
 struct peers {
   double latency = -1;  // mean observed latency of the measured ones; -1 when none is
   double capacity = 0;  // the most any of them was seen running at once
-  double tpot = -1;     // their median time per output token; -1 when none is known
+  double tpot = -1;     // their median time per output token; -1 while fewer than three are known
   // Output tokens of a typical answer (0: unknown). With it, an endpoint that decodes more than
   // twice as slowly as the median is charged the time its answer loses beyond that, fading as
   // its reading ages: a warm cache or a short queue must not draw requests to a straggler that

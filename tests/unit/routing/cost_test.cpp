@@ -150,15 +150,19 @@ TEST_CASE("an engine that decodes markedly slower than its peers is charged its 
   CHECK(c.total == doctest::Approx(0.020 + c.decode));
   // Without a typical answer length, no decode term: the cost is the time to first token.
   CHECK(routing::expected_ttft(slow, p, t0(), routing::peers_of(eps, all, p, t0())).decode == 0);
+  // Nor with fewer than three readings: which of two is the odd one is not known.
+  std::array<std::uint32_t, 2> two{0, 2};
+  CHECK(routing::peers_of(eps, two, p, t0(), 32).tpot < 0);
 }
 
 TEST_CASE("the slow-decode charge fades as its reading ages, so the engine is tried again") {
   routing::cost_params p;
-  upstream::endpoint_stats fast, slow;
+  upstream::endpoint_stats fast, fast2, slow;
   fast.tpot.observe(0.008, t0() + 30s, p.tau);
+  fast2.tpot.observe(0.008, t0() + 30s, p.tau);
   slow.tpot.observe(0.040, t0(), p.tau);
-  std::array<const upstream::endpoint_stats*, 2> eps{&fast, &slow};
-  std::array<std::uint32_t, 2> all{0, 1};
+  std::array<const upstream::endpoint_stats*, 3> eps{&fast, &fast2, &slow};
+  std::array<std::uint32_t, 3> all{0, 1, 2};
   auto like = routing::peers_of(eps, all, p, t0(), 32);
   double full = routing::expected_ttft(slow, p, t0(), like).decode;
   CHECK(full == doctest::Approx(32 * (0.040 - 2 * 0.008)));
