@@ -213,25 +213,31 @@ void collect_endpoints(const detail::series_plan& p, const endpoint_set& eps,
                     MetricType::Gauge);
   auto err =
       family("meridian_upstream_errors_total", "Upstream failures by kind", MetricType::Counter);
+  auto ej = family("meridian_endpoint_ejections_total",
+                   "Outlier ejections of an endpoint (consecutive 5xx or connect failures), "
+                   "summed over the workers that each eject on their own",
+                   MetricType::Counter);
   auto fb = family("meridian_endpoint_first_byte_seconds",
                    "Time from the request sent to an endpoint to the first byte of its response "
                    "body (a stream's first token)",
                    MetricType::Histogram);
   for (std::size_t c = 0; c < eps.size(); ++c) {
     for (const auto& es : eps[c]) {
-      std::uint64_t requests = 0;
+      std::uint64_t requests = 0, ejections = 0;
       std::int64_t in_flight = 0;
       std::array<std::uint64_t, kinds> errors{};
       histogram_sum first_byte;
       for (unsigned w = 0; w < es->workers(); ++w) {
         const auto& em = es->worker(w);
         requests += em.requests.value();
+        ejections += em.ejections.value();
         in_flight += em.in_flight.value();
         for (std::size_t k = 0; k < kinds; ++k) errors[k] += em.errors[k].value();
         first_byte.add(em.first_byte);
       }
       labels l{{"cluster", p.clusters[c]}, {"endpoint", es->address()}};
       add_value(req, l, static_cast<double>(requests));
+      add_value(ej, l, static_cast<double>(ejections));
       add_histogram(fb, l, first_byte);
       add_value(inf, l, static_cast<double>(in_flight));
       for (std::size_t k = 0; k < kinds; ++k) {
@@ -241,7 +247,7 @@ void collect_endpoints(const detail::series_plan& p, const endpoint_set& eps,
       }
     }
   }
-  for (auto* f : {&req, &inf, &err, &fb}) out.push_back(std::move(*f));
+  for (auto* f : {&req, &inf, &err, &ej, &fb}) out.push_back(std::move(*f));
 }
 
 constexpr const char* decision_names[] = {"score", "round_robin", "least_request",

@@ -123,6 +123,7 @@ void worker_upstreams::eject(cluster_state& cs, endpoint_state& ep, common::time
   auto allowed = static_cast<std::size_t>(std::floor(o.max_ejected_share * static_cast<double>(n)));
   if (ejected >= std::max<std::size_t>(allowed, 1)) return;
   ++st.ejections;
+  if (ep.metrics) ep.metrics->ejections.inc();
   auto span = std::min(o.base_ejection * st.ejections, o.max_ejection);
   st.ejected = true;
   st.ejected_until_ns = to_ns(now + span);

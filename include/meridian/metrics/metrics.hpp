@@ -180,6 +180,7 @@ struct alignas(cache_line) endpoint_metrics {
   gauge in_flight;
   std::array<counter, static_cast<int>(upstream_error::count_)> errors;
   std::array<counter, static_cast<int>(decision::count_)> decisions;
+  counter ejections;  // outlier ejections by this worker
   // This worker's estimates (the exposition shows the highest over workers).
   value ttft;   // PeakEWMA time to first token (or response time), backend side
   value tpot;   // seconds per output token

@@ -485,6 +485,9 @@ TEST_CASE("endpoints come and go: only the exported set appears, a live series k
   CHECK(has(text, R"(meridian_endpoint_rtt_seconds{cluster="llama",endpoint="127.0.0.1:9203"})"));
   CHECK_FALSE(has(text, "127.0.0.1:9201"));
   CHECK(reg.endpoint_requests(0, 1) == 3);
+  stays->worker(0).ejections.inc();
+  CHECK(has(reg.serialize(),
+            R"(meridian_endpoint_ejections_total{cluster="llama",endpoint="127.0.0.1:9202"} 1)"));
   // Once nothing holds the series of an endpoint that left, it coming back starts afresh.
   first[0][0]->worker(0).requests.inc(9);
   first.clear();

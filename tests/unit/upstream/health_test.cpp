@@ -41,9 +41,11 @@ TEST_CASE("consecutive 5xx eject an endpoint; 4xx never do") {
   ups.record_status(ep, 500, t0());
   ups.record_status(ep, 500, t0());
   CHECK(ep.stats.healthy);
+  CHECK(ep.metrics->ejections.value() == 0);
   ups.record_status(ep, 500, t0());
   CHECK_FALSE(ep.stats.healthy);
   CHECK_FALSE(ep.stats.healthy_shared.load());
+  CHECK(ep.metrics->ejections.value() == 1);  // meridian_endpoint_ejections_total
 }
 
 TEST_CASE("ejections grow with each one, up to the maximum, and time lifts them") {
