@@ -120,6 +120,26 @@ void broken(attempt& at, outcome& o) {
   }
 }
 
+// The relay's outcome: ok when the whole body went through, else who broke off; ends the
+// attempt (its connection pooled when reusable).
+outcome settle(attempt& at, http::connection& client, bool ok, bool reusable) {
+  outcome o;
+  o.status = at.response().status;
+  o.bytes_to_client = client.bytes_out();
+  if (!ok) {
+    client.close_after_response();
+    if (client.client_gone()) {
+      o.kind = outcome_kind::client_gone;
+      o.message = "client went away during the response";
+    } else {
+      broken(at, o);
+    }
+  }
+  if (ok) at.mark_complete();
+  at.finish(ok && reusable);
+  return o;
+}
+
 // A continuation sized by Content-Length goes on inside the client's chunked (or
 // close-delimited) response: its bytes are framed as chunks.
 asio::awaitable<bool> relay_sized_as_stream(relay_state& s, std::uint64_t left, bool& reusable) {
@@ -190,21 +210,7 @@ asio::awaitable<outcome> relay(attempt& at, http::connection& client, std::strin
   } else {
     ok = co_await relay_stream(s, resp.body == http::body_kind::chunked, reusable);
   }
-  outcome o;
-  o.status = resp.status;
-  o.bytes_to_client = client.bytes_out();
-  if (!ok) {
-    client.close_after_response();
-    if (client.client_gone()) {
-      o.kind = outcome_kind::client_gone;
-      o.message = "client went away during the response";
-    } else {
-      broken(at, o);
-    }
-  }
-  if (ok) at.mark_complete();
-  at.finish(ok && reusable);
-  co_return o;
+  co_return settle(at, client, ok, reusable);
 }
 
 asio::awaitable<outcome> relay_continuation(attempt& at, http::connection& client) {
@@ -217,21 +223,7 @@ asio::awaitable<outcome> relay_continuation(attempt& at, http::connection& clien
     ok = co_await relay_sized_as_stream(s, at.response().content_length, reusable);
   else
     ok = co_await relay_stream(s, at.response().body == http::body_kind::chunked, reusable);
-  outcome o;
-  o.status = at.response().status;
-  o.bytes_to_client = client.bytes_out();
-  if (!ok) {
-    client.close_after_response();
-    if (client.client_gone()) {
-      o.kind = outcome_kind::client_gone;
-      o.message = "client went away during the response";
-    } else {
-      broken(at, o);
-    }
-  }
-  if (ok) at.mark_complete();
-  at.finish(ok && reusable);
-  co_return o;
+  co_return settle(at, client, ok, reusable);
 }
 
 bool error_event_fits(const attempt& at) {
