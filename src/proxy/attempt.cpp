@@ -32,6 +32,20 @@ bool observe_whole(std::string_view raw, http::body_kind kind, body_tap& tap) {
 
 // The wait latency_aware's cost model expects on the endpoint at the pick, taken off the
 // latency it then observes; 0 for the other balancers, whose estimates include queueing.
+// Moves the views of `h` from the `n` bytes at `from` to the same bytes at `to` (the buffer
+// they point into grew).
+void rebase(http::response_head& h, const char* from, std::size_t n, const char* to) {
+  auto move = [&](std::string_view& v) {
+    if (v.data() >= from && v.data() < from + n) v = {to + (v.data() - from), v.size()};
+  };
+  move(h.reason);
+  for (auto& f : h.headers.first(h.header_count)) {
+    move(f.name);
+    move(f.value);
+  }
+  for (std::size_t i = 0; i < h.connection_token_count; ++i) move(h.connection_tokens[i]);
+}
+
 double expected_queue(const config::gateway_config& cfg, std::size_t cluster,
                       const upstream::endpoint_stats& s, common::time_point now) {
   const auto& c = cfg.clusters[cluster];
@@ -97,14 +111,20 @@ void attempt::finish(bool reusable) {
 
 asio::awaitable<std::size_t> attempt::read_more(common::time_point deadline) {
   auto& b = *buf_;
-  if (begin_ == end_) begin_ = end_ = 0;
+  // The response head's bytes, [0, pinned_), stay where they are until the relay has
+  // serialized it: resp_ points into them.
+  if (begin_ == end_) begin_ = end_ = pinned_;
   if (b.size - end_ < 4096) {
-    if (begin_ > 0) {
-      std::memmove(b.bytes.get(), b.bytes.get() + begin_, end_ - begin_);
-      end_ -= begin_;
-      begin_ = 0;
+    if (begin_ > pinned_) {
+      std::memmove(b.bytes.get() + pinned_, b.bytes.get() + begin_, end_ - begin_);
+      end_ -= begin_ - pinned_;
+      begin_ = pinned_;
     }
-    if (b.size - end_ < 4096) b.grow(end_);
+    if (b.size - end_ < 4096) {
+      const char* old = b.bytes.get();
+      b.grow(end_);
+      if (pinned_ > 0) rebase(resp_, old, pinned_, b.bytes.get());
+    }
   }
   deadline_.set(deadline);
   auto [ec, n] = co_await socket_->async_read_some(
@@ -163,7 +183,7 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
   ep_ = std::move(ep);
   reused_ = abandoned_ = false;
   request_complete_ = false;
-  begin_ = end_ = 0;
+  begin_ = end_ = pinned_ = 0;
   deadline_.reset();
   const auto& info = *ep_->info;
   auto& em = *ep_->metrics;
@@ -311,90 +331,6 @@ asio::awaitable<outcome> attempt::stream_body(http::connection& client, body_tap
   co_return outcome{};
 }
 
-// ---- what the response teaches ----------------------------------------------------------------
-
-void attempt::head_arrived() {
-  auto now = w_.clock->now();
-  w_.ups.record_status(*ep_, resp_.status, now);
-  bool sse = resp_.find("content-type").starts_with("text/event-stream");
-  // Only successful answers say how fast the endpoint is: a quick 503 is not speed.
-  observe_ = resp_.status >= 200 && resp_.status < 300 &&
-             w_.snap->cfg->clusters[ep_->info->cluster].kind == config::cluster_kind::inference;
-  // Every event stream is framed, whatever the cluster: one that breaks ends with an error
-  // event, which must not land inside a half-relayed event.
-  obs_.reset(sse);
-  if (!timed_stream()) {
-    answered_ = true;
-    w_.ups.answered(*ep_, picked_at_);
-  }
-}
-
-void attempt::observe(std::string_view payload) {
-  auto now = w_.clock->now();
-  auto r = obs_.feed(payload, now);
-  if (!observe_) return;
-  if (r.first) {
-    answered_ = true;
-    w_.ups.answered(*ep_, picked_at_);
-    double s = common::seconds_between(picked_at_, now);
-    // An engine that reports its prefix-cache hits tells at the end what this prompt cost in
-    // prefill; the index only knows what this gateway sent where.
-    if (uncached_ >= 0 && ep_->stats.reports_cached)
-      deferred_ttft_ = s;
-    else
-      w_.ups.observe_ttft(*ep_, s, now, queued_, uncached_);
-    if (rm_) rm_->ttft.observe(common::seconds_between(request_start_, now));
-  }
-  if (r.gap && rm_) rm_->itl.observe(std::chrono::duration<double>(*r.gap).count());
-}
-
-// The request is over on this endpoint: its in-flight count, and what it measured.
-void attempt::report_done() {
-  auto now = w_.clock->now();
-  if (!answered_) w_.ups.answered(*ep_, picked_at_);
-  // A try that lost a hedge race with no first byte was at least this slow: only a lower bound,
-  // but without it an endpoint whose tries keep losing would never look slow.
-  if (abandoned_ && !answered_) {
-    double s = common::seconds_between(picked_at_, now);
-    if (ep_->stats.ttft.known())
-      w_.ups.observe_ttft(*ep_, s, now, queued_);
-    else
-      w_.ups.observe_response(*ep_, s, now, queued_);
-  }
-  bool measured = complete_ && resp_.status >= 200 && resp_.status < 300;
-  const double uncached = uncached_blocks();
-  if (measured && timed_stream()) {
-    auto n = obs_.events();
-    if (n >= 2 && obs_.first_event() && obs_.last_event())
-      w_.ups.observe_tpot(
-          *ep_, common::seconds_between(*obs_.first_event(), *obs_.last_event()) / (n - 1), now,
-          n);
-  } else if (measured) {
-    w_.ups.observe_response(*ep_, common::seconds_between(picked_at_, now), now, queued_, uncached);
-  }
-  if (deferred_ttft_ >= 0) w_.ups.observe_ttft(*ep_, deferred_ttft_, now, queued_, uncached);
-  deferred_ttft_ = -1;
-  if (rm_ && observe_) {
-    if (auto p = obs_.prompt_tokens()) rm_->prompt_tokens.inc(*p);
-    if (auto c = obs_.completion_tokens()) rm_->completion_tokens.inc(*c);
-  }
-  w_.ups.request_finished(*ep_, picked_at_, now, measured);
-}
-
-// The prompt blocks the endpoint had to prefill: from the usage's cached_tokens when the
-// engine reports them (from then on its TTFT samples wait for the usage) (vLLM with
-// --enable-prompt-tokens-details, SGLang), as a share of the prompt, else what the index did not
-// know it to hold. Several gateway replicas each know only what they sent; the engine knows what it
-// held.
-double attempt::uncached_blocks() {
-  auto prompt = obs_.prompt_tokens();
-  auto cached = obs_.cached_tokens();
-  if (uncached_ < 0 || !prompt || !cached || *prompt == 0) return uncached_;
-  ep_->stats.reports_cached = true;
-  double cold = static_cast<double>(*prompt - std::min(*cached, *prompt)) / *prompt;
-  return cold * prompt_blocks_;
-}
-
 // ---- the response head -------------------------------------------------------------------------
 
 asio::awaitable<outcome> attempt::read_head(bool replayable) {
@@ -450,6 +386,7 @@ asio::awaitable<outcome> attempt::read_head(bool replayable) {
     }
     if (resp_.status >= 200) {
       consume(head_len);
+      pinned_ = begin_;  // what resp_ points into: kept until release_head()
       break;
     }
     consume(head_len);  // interim 1xx (100 Continue was answered by the gateway): not forwarded

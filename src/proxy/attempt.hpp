@@ -73,6 +73,8 @@ class attempt final : public http::cancellable {
   // For the relay: response bytes read and not yet consumed, more of them under the idle
   // deadline (0 on EOF, error or deadline), and why a read failed.
   std::string_view buffered() const { return {buf_->bytes.get() + begin_, end_ - begin_}; }
+  // The relay has serialized response(): its bytes may be overwritten from now on.
+  void release_head() { pinned_ = 0; }
   void consume(std::size_t n) { begin_ += n; }
   boost::asio::awaitable<std::size_t> read_more(common::time_point deadline);
   bool timed_out() const { return deadline_.expired(); }
@@ -148,6 +150,7 @@ class attempt final : public http::cancellable {
   upstream::endpoint_ref ep_;
   std::unique_ptr<upstream_buffers> buf_;
   std::size_t begin_ = 0, end_ = 0;
+  std::size_t pinned_ = 0;  // bytes at the buffer's start resp_ points into
   http::response_head resp_;
   std::string chunk_heads_;
   std::vector<boost::asio::const_buffer> out_;

@@ -189,6 +189,7 @@ asio::awaitable<outcome> relay(attempt& at, http::connection& client, std::strin
   if (!keep) client.close_after_response();
   http::build_downstream_response(head_out, resp, client.request_id(), framing, cl, keep,
                                   client.client_minor());
+  at.release_head();
   client.response_started(resp.status);
   relay_state s{at, client, at.scratch_buffers(), at.scratch_text(), client_chunked};
   s.out.clear();

@@ -200,6 +200,14 @@ void test_backend::respond(int fd, const received& r, bool& keep_open) {
     if (path == "/sse-break-mid") send_str(fd, chunk("data: {\"i\":"));
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     keep_open = false;
+  } else if (path == "/split" || path == "/split-big") {
+    // The head, then a pause, then the body in a write of its own: the gateway holds the head
+    // while it waits for the first body byte. /split-big's head is near the gateway's buffer.
+    std::string big = path == "/split-big" ? std::string(30000, 'v') : "kept-intact";
+    send_str(fd, "HTTP/1.1 200 Fine Thanks\r\nX-Custom-Header: " + big +
+                     "\r\nContent-Length: 64\r\n\r\n");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    send_str(fd, std::string(64, 'b'));
   } else if (path == "/empty") {
     send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
   } else if (path == "/hang") {

@@ -1,0 +1,91 @@
+// What an attempt's response teaches: the endpoint's time to first token, per-token time and
+// response time, the route's TTFT and inter-token histograms, the token counts. Part of attempt
+// (proxy/attempt.hpp); the I/O is in attempt.cpp.
+#include "proxy/attempt.hpp"
+
+namespace meridian::proxy {
+
+// ---- what the response teaches ----------------------------------------------------------------
+
+void attempt::head_arrived() {
+  auto now = w_.clock->now();
+  w_.ups.record_status(*ep_, resp_.status, now);
+  bool sse = resp_.find("content-type").starts_with("text/event-stream");
+  // Only successful answers say how fast the endpoint is: a quick 503 is not speed.
+  observe_ = resp_.status >= 200 && resp_.status < 300 &&
+             w_.snap->cfg->clusters[ep_->info->cluster].kind == config::cluster_kind::inference;
+  // Every event stream is framed, whatever the cluster: one that breaks ends with an error
+  // event, which must not land inside a half-relayed event.
+  obs_.reset(sse);
+  if (!timed_stream()) {
+    answered_ = true;
+    w_.ups.answered(*ep_, picked_at_);
+  }
+}
+
+void attempt::observe(std::string_view payload) {
+  auto now = w_.clock->now();
+  auto r = obs_.feed(payload, now);
+  if (!observe_) return;
+  if (r.first) {
+    answered_ = true;
+    w_.ups.answered(*ep_, picked_at_);
+    double s = common::seconds_between(picked_at_, now);
+    // An engine that reports its prefix-cache hits tells at the end what this prompt cost in
+    // prefill; the index only knows what this gateway sent where.
+    if (uncached_ >= 0 && ep_->stats.reports_cached)
+      deferred_ttft_ = s;
+    else
+      w_.ups.observe_ttft(*ep_, s, now, queued_, uncached_);
+    if (rm_) rm_->ttft.observe(common::seconds_between(request_start_, now));
+  }
+  if (r.gap && rm_) rm_->itl.observe(std::chrono::duration<double>(*r.gap).count());
+}
+
+// The request is over on this endpoint: its in-flight count, and what it measured.
+void attempt::report_done() {
+  auto now = w_.clock->now();
+  if (!answered_) w_.ups.answered(*ep_, picked_at_);
+  // A try that lost a hedge race with no first byte was at least this slow: only a lower bound,
+  // but without it an endpoint whose tries keep losing would never look slow.
+  if (abandoned_ && !answered_) {
+    double s = common::seconds_between(picked_at_, now);
+    if (ep_->stats.ttft.known())
+      w_.ups.observe_ttft(*ep_, s, now, queued_);
+    else
+      w_.ups.observe_response(*ep_, s, now, queued_);
+  }
+  bool measured = complete_ && resp_.status >= 200 && resp_.status < 300;
+  const double uncached = uncached_blocks();
+  if (measured && timed_stream()) {
+    auto n = obs_.events();
+    if (n >= 2 && obs_.first_event() && obs_.last_event())
+      w_.ups.observe_tpot(
+          *ep_, common::seconds_between(*obs_.first_event(), *obs_.last_event()) / (n - 1), now, n);
+  } else if (measured) {
+    w_.ups.observe_response(*ep_, common::seconds_between(picked_at_, now), now, queued_, uncached);
+  }
+  if (deferred_ttft_ >= 0) w_.ups.observe_ttft(*ep_, deferred_ttft_, now, queued_, uncached);
+  deferred_ttft_ = -1;
+  if (rm_ && observe_) {
+    if (auto p = obs_.prompt_tokens()) rm_->prompt_tokens.inc(*p);
+    if (auto c = obs_.completion_tokens()) rm_->completion_tokens.inc(*c);
+  }
+  w_.ups.request_finished(*ep_, picked_at_, now, measured);
+}
+
+// The prompt blocks the endpoint had to prefill: from the usage's cached_tokens when the
+// engine reports them (from then on its TTFT samples wait for the usage) (vLLM with
+// --enable-prompt-tokens-details, SGLang), as a share of the prompt, else what the index did not
+// know it to hold. Several gateway replicas each know only what they sent; the engine knows what it
+// held.
+double attempt::uncached_blocks() {
+  auto prompt = obs_.prompt_tokens();
+  auto cached = obs_.cached_tokens();
+  if (uncached_ < 0 || !prompt || !cached || *prompt == 0) return uncached_;
+  ep_->stats.reports_cached = true;
+  double cold = static_cast<double>(*prompt - std::min(*cached, *prompt)) / *prompt;
+  return cold * prompt_blocks_;
+}
+
+}  // namespace meridian::proxy
