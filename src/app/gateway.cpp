@@ -94,8 +94,11 @@ std::string reload(gateway& g, const config_source& source) {
 }
 
 // A DNS round's results (control thread): a change in any name's addresses puts the running
-// config in force again with them.
-void dns_changed(gateway& g, upstream::name_table names) {
+// config in force again with them. A round that began before a reload resolved the old
+// config's names: the reload resolved the new ones itself, and the next round follows them.
+void dns_changed(gateway& g, const std::shared_ptr<const config::gateway_config>& cfg,
+                 upstream::name_table names) {
+  if (cfg != g.current) return;
   if (probe::merge_names(g.names, names)) adopt(g, g.current, std::move(names));
 }
 // Everything is closed; the operations that were pending complete (cancelled) before the
@@ -180,8 +183,11 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
       },
       seed ^ 0x9e3779b97f4a7c15ULL);
   g.prober = &prober;
-  probe::dns_refresh dns(control.io(), cfg,
-                         [&g](upstream::name_table names) { dns_changed(g, std::move(names)); });
+  probe::dns_refresh dns(
+      control.io(), cfg,
+      [&g](std::shared_ptr<const config::gateway_config> used, upstream::name_table names) {
+        dns_changed(g, used, std::move(names));
+      });
   g.dns = &dns;
 
   admin::context actx;

@@ -57,7 +57,7 @@ asio::awaitable<void> run(std::shared_ptr<dns_refresh::impl> p) {
       if (p->stopped) co_return;
       table[host] = std::move(r);
     }
-    p->on_result(std::move(table));
+    p->on_result(std::move(cfg), std::move(table));
   }
 }
 }  // namespace

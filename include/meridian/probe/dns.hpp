@@ -16,7 +16,10 @@ namespace meridian::probe {
 
 class dns_refresh {
  public:
-  using handler = std::function<void(upstream::name_table)>;
+  // A round's results, with the config whose names they are (a reload during the round makes
+  // them stale: the caller drops them).
+  using handler =
+      std::function<void(std::shared_ptr<const config::gateway_config>, upstream::name_table)>;
   dns_refresh(boost::asio::io_context& io, std::shared_ptr<const config::gateway_config> cfg,
               handler on_result);
   ~dns_refresh();

@@ -55,7 +55,9 @@ routes: [ { match: { path_prefix: / }, cluster: c } ]
                                  "t");
   boost::asio::io_context io;
   std::vector<upstream::name_table> rounds;
-  probe::dns_refresh dns(io, cfg, [&](upstream::name_table t) {
+  std::shared_ptr<const config::gateway_config> used;
+  probe::dns_refresh dns(io, cfg, [&](auto c, upstream::name_table t) {
+    used = std::move(c);
     rounds.push_back(std::move(t));
     if (rounds.size() == 2) io.stop();
   });
@@ -64,6 +66,7 @@ routes: [ { match: { path_prefix: / }, cluster: c } ]
   dns.stop();
   std::remove(path.c_str());
   REQUIRE(rounds.size() == 2);
+  CHECK(used == cfg);              // the results say whose names they are
   REQUIRE(rounds[0].size() == 1);  // the literal is never looked up
   CHECK(rounds[0]["engine.test"].addresses.size() == 2);
   CHECK(rounds[0]["engine.test"].error.empty());
