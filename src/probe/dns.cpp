@@ -31,16 +31,9 @@ asio::awaitable<upstream::resolution> lookup(std::shared_ptr<dns_refresh::impl> 
                                              const config::gateway_config& cfg,
                                              const std::string& host) {
   if (!cfg.dns.hosts_file.empty()) co_return upstream::lookup_hosts_file(cfg.dns.hosts_file, host);
-  upstream::resolution r;
   auto [ec, results] =
       co_await p->resolver.async_resolve(host, "", asio::as_tuple(asio::use_awaitable));
-  if (ec) {
-    r.error = ec.message();
-    co_return r;
-  }
-  for (const auto& e : results) r.addresses.push_back(e.endpoint().address());
-  if (r.addresses.empty()) r.error = "no address";
-  co_return r;
+  co_return upstream::resolution_of(ec, results);
 }
 
 asio::awaitable<void> run(std::shared_ptr<dns_refresh::impl> p) {

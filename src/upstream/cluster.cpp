@@ -31,6 +31,12 @@ resolution system_lookup(const std::string& host) {
   ip::tcp::resolver resolver(io);
   boost::system::error_code ec;
   auto results = resolver.resolve(host, "", ec);
+  return resolution_of(ec, results);
+}
+}  // namespace
+
+resolution resolution_of(const boost::system::error_code& ec,
+                         const ip::tcp::resolver::results_type& results) {
   resolution r;
   if (ec) {
     r.error = ec.message();
@@ -40,7 +46,6 @@ resolution system_lookup(const std::string& host) {
   if (r.addresses.empty()) r.error = "no address";
   return r;
 }
-}  // namespace
 
 endpoint_id identity_table::id_for(const std::string& cluster, const std::string& address) {
   auto [it, inserted] = ids_.try_emplace({cluster, address}, next_);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/system/error_code.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -70,6 +71,9 @@ struct resolution {
 };
 using name_table = std::map<std::string, resolution>;
 
+// What a resolver's answer says: its addresses, or why there are none.
+resolution resolution_of(const boost::system::error_code& ec,
+                         const boost::asio::ip::tcp::resolver::results_type& results);
 // The hostnames a config's endpoints name (IP literals left out).
 std::vector<std::string> hostnames(const config::gateway_config& cfg);
 // Looks `host` up in a hosts file ("address name [alias...]" lines, # comments): every address
