@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "mock/engine_model.hpp"
 
@@ -49,9 +51,20 @@ class llm_mock {
 struct storage_options {
   std::string listen = "127.0.0.1:9301";
   int threads = 1;
-  std::uint64_t bandwidth = 0;  // bytes/s for response bodies, 0 = unlimited
+  std::uint64_t bandwidth = 0;       // bytes/s for response bodies, server-wide, 0 = unlimited
+  std::uint64_t conn_bandwidth = 0;  // bytes/s for response bodies, per connection
   std::uint64_t max_object = 256ull << 20;
   std::string name;
+  // Read-only objects of any size made up on the fly (no memory per object): key -> size. Byte
+  // i of each is a function of (seed, i), so replicas with the same seed hold the same objects
+  // and one with another seed holds another version (another ETag).
+  std::vector<std::pair<std::string, std::uint64_t>> synthetic;
+  std::uint64_t seed = 1;
+  // Fault injection on GET bodies: after `fail_after` body bytes of a response, reset the
+  // connection or stall (send nothing more); only the first `fail_count` responses (0: all).
+  std::uint64_t fail_after = UINT64_MAX;
+  bool fail_stall = false;
+  std::uint64_t fail_count = 0;
 };
 
 class storage_mock {

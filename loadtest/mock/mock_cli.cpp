@@ -30,6 +30,12 @@ const char* usage_text = R"(usage:
       --keep-generating         do not cancel generation when the client goes away
       --seed N
   meridian-mock storage --listen ADDR [--bandwidth 100MiB] [--threads N] [--max-object 256MiB] [--name ID]
+      --conn-bandwidth SIZE     per-connection cap on response bodies, bytes/s (default none)
+      --object KEY=SIZE         a read-only synthetic object (repeatable), e.g. /models/w=4GiB
+      --seed N                  the synthetic objects' content and ETag (default 1)
+      --fail-after SIZE         after this many body bytes of a GET response, fail it ...
+      --fail-mode reset|stall   ... by resetting the connection (default) or sending nothing more
+      --fail-count N            only the first N responses fail (default: every one)
   meridian-mock relay --listen ADDR --to ADDR [--delay 20ms] [--jitter 5ms] [--bandwidth 10MiB] [--control ADDR]
 Runtime control: POST /control with a JSON object (llm: on its own port; relay: on --control).
 )";
@@ -133,7 +139,26 @@ storage_options storage_flags(args& a) {
       o.max_object = size(f, a.value(f));
     else if (f == "--name")
       o.name = a.value(f);
-    else
+    else if (f == "--conn-bandwidth")
+      o.conn_bandwidth = size(f, a.value(f));
+    else if (f == "--object") {
+      auto v = a.value(f);
+      auto eq = v.find('=');
+      if (eq == std::string::npos || eq == 0 || v[0] != '/')
+        throw std::invalid_argument("--object: expected /KEY=SIZE, got '" + v + "'");
+      o.synthetic.emplace_back(v.substr(0, eq), size(f, v.substr(eq + 1)));
+    } else if (f == "--seed")
+      o.seed = static_cast<std::uint64_t>(num(f, a.value(f)));
+    else if (f == "--fail-after")
+      o.fail_after = size(f, a.value(f));
+    else if (f == "--fail-count")
+      o.fail_count = static_cast<std::uint64_t>(num(f, a.value(f)));
+    else if (f == "--fail-mode") {
+      auto v = a.value(f);
+      if (v != "reset" && v != "stall")
+        throw std::invalid_argument("--fail-mode: expected reset or stall, got '" + v + "'");
+      o.fail_stall = v == "stall";
+    } else
       throw std::invalid_argument("unknown flag " + f);
   }
   return o;

@@ -1,5 +1,6 @@
 // In-memory object store speaking the small S3-like subset the gateway's storage clusters use:
-// GET/PUT/HEAD/DELETE, single Range, ETag/If-None-Match, and a server-wide bandwidth cap.
+// GET/PUT/HEAD/DELETE, single Range, ETag/If-None-Match/If-Range, synthetic objects of any size,
+// bandwidth caps (server-wide and per connection), and GET bodies that fail after N bytes.
 #include <boost/json.hpp>
 #include <map>
 #include <mutex>
@@ -11,10 +12,32 @@
 namespace meridian::loadtest {
 
 namespace {
+// A stored object (data) or a synthetic one (data null: `size` bytes of the pattern).
 struct object {
   std::shared_ptr<const std::string> data;
   std::string etag;
+  std::uint64_t size = 0;
 };
+
+// Synthetic content: byte i is pattern[i % period], the period prime so that no two ranges at
+// different offsets look alike; the pattern is followed by a copy of its start so any slice of
+// up to `slice_max` bytes is contiguous.
+constexpr std::uint64_t period = 1048573;
+constexpr std::size_t slice_max = 64 * 1024;
+
+std::shared_ptr<const std::string> make_pattern(std::uint64_t seed) {
+  auto p = std::make_shared<std::string>(period + slice_max, '\0');
+  std::uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (std::size_t i = 0; i < period; ++i) {
+    x += 0x9e3779b97f4a7c15ull;
+    std::uint64_t z = x;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    (*p)[i] = static_cast<char>((z ^ (z >> 31)) & 0xff);
+  }
+  std::copy_n(p->begin(), slice_max, p->begin() + period);
+  return p;
+}
 
 std::string make_etag(std::string_view d) {
   std::uint64_t h = 1469598103934665603ull;
@@ -69,6 +92,8 @@ struct storage_mock::impl {
   std::map<std::string, object, std::less<>> objects;
   std::mutex bw_mu;
   steady::time_point bw_next{};
+  std::shared_ptr<const std::string> pattern;  // synthetic objects' content
+  std::atomic<std::uint64_t> failures{0};      // responses failed by fault injection
 
   // Reserves n bytes of the shared bandwidth and returns when they may be sent.
   steady::time_point reserve(std::size_t n) {
@@ -86,39 +111,64 @@ struct storage_mock::impl {
 namespace {
 using simpl = storage_mock::impl;
 
+// Sends [off, off + len) of an object (data, or the synthetic pattern when data is null) under
+// the bandwidth caps; false when the connection failed or fault injection ended it.
 asio::awaitable<bool> send_body(simpl* self, std::shared_ptr<timed_socket> ts,
-                                std::shared_ptr<const std::string> d, std::size_t off,
-                                std::size_t len) {
+                                std::shared_ptr<const std::string> d, std::uint64_t off,
+                                std::uint64_t len) {
   asio::steady_timer t(ts->sock.get_executor());
-  constexpr std::size_t slice = 64 * 1024;
+  const auto& o = self->opt;
+  std::uint64_t sent = 0;
+  steady::time_point conn_next = steady::now();
+  // Only responses that reach fail_after count towards fail_count.
+  bool fails = o.fail_after != UINT64_MAX && len > o.fail_after &&
+               (o.fail_count == 0 || self->failures.fetch_add(1) < o.fail_count);
   while (len > 0) {
-    std::size_t n = std::min(len, slice);
-    auto at = self->reserve(n);
+    std::uint64_t n = std::min<std::uint64_t>(len, slice_max);
+    if (fails) n = std::min(n, o.fail_after - sent);
+    if (n == 0) {
+      if (o.fail_stall) {
+        t.expires_after(std::chrono::seconds(120));
+        co_await t.async_wait(use_nothrow);
+      }
+      ts->close_hard();
+      co_return false;
+    }
+    auto at = self->reserve(static_cast<std::size_t>(n));
+    if (o.conn_bandwidth) {
+      at = std::max(at, conn_next);
+      conn_next = std::max(conn_next, steady::now()) +
+                  std::chrono::nanoseconds(static_cast<std::int64_t>(
+                      static_cast<double>(n) * 1e9 / static_cast<double>(o.conn_bandwidth)));
+    }
     if (at > steady::now()) {
       t.expires_at(at);
       co_await t.async_wait(use_nothrow);
     }
     ts->arm(std::chrono::seconds(30));
-    auto [ec, w] =
-        co_await asio::async_write(ts->sock, asio::buffer(d->data() + off, n), use_nothrow);
+    const char* p = d ? d->data() + off : self->pattern->data() + off % period;
+    auto [ec, w] = co_await asio::async_write(ts->sock, asio::buffer(p, static_cast<std::size_t>(n)),
+                                              use_nothrow);
     if (ec) co_return false;
     off += n;
     len -= n;
+    sent += n;
   }
   co_return true;
 }
 
 // An object slice to send after the head.
 struct body_slice {
-  std::shared_ptr<const std::string> data;
-  std::size_t off = 0, len = 0;
+  std::shared_ptr<const std::string> data;  // null: synthetic
+  std::uint64_t off = 0, len = 0;
+  bool send = false;
 };
 
 // GET and HEAD: writes the head (or a whole 304/404/416 reply) into out and, for a GET that
 // finds the object, the slice to send after it.
 void answer_read(simpl* self, const std::string& method, const std::string& key,
-                 const std::string& range, const std::string& inm, bool keep, std::string& out,
-                 body_slice& slice) {
+                 std::string range, const std::string& inm, const std::string& if_range,
+                 bool keep, std::string& out, body_slice& slice) {
   object obj;
   bool found = false;
   {
@@ -132,7 +182,9 @@ void answer_read(simpl* self, const std::string& method, const std::string& key,
   } else if (!inm.empty() && (inm == obj.etag || inm == "*")) {
     out = "HTTP/1.1 304 Not Modified\r\netag: " + obj.etag + "\r\n" + self->hdr + "\r\n";
   } else {
-    const std::uint64_t size = obj.data->size();
+    // If-Range: the range applies only while the object is the version the client names.
+    if (!if_range.empty() && if_range != obj.etag) range.clear();
+    const std::uint64_t size = obj.size;
     std::uint64_t first = 0, last = size ? size - 1 : 0;
     int rs = range.empty() ? 2 : parse_range(range, size, first, last);
     int status = 200;
@@ -149,16 +201,14 @@ void answer_read(simpl* self, const std::string& method, const std::string& key,
         first = 0;
         last = size ? size - 1 : 0;
       }
-      slice.len = size ? static_cast<std::size_t>(last - first + 1) : 0;
-      slice.off = static_cast<std::size_t>(first);
+      slice.len = size ? last - first + 1 : 0;
+      slice.off = first;
       out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason_phrase(status)) +
             "\r\ncontent-length: " + std::to_string(slice.len) +
             "\r\ncontent-type: application/octet-stream\r\n" + extra +
             (keep ? "" : "connection: close\r\n") + "\r\n";
-      if (method == "GET")
-        slice.data = obj.data;
-      else
-        slice.len = 0;
+      slice.data = obj.data;
+      slice.send = method == "GET" && slice.len > 0;
     }
   }
 }
@@ -180,6 +230,7 @@ asio::awaitable<void> storage_conn(simpl* self, std::shared_ptr<timed_socket> ts
     const std::string method(head.method);
     const std::string range(head.find("range"));
     const std::string inm(head.find("if-none-match"));
+    const std::string if_range(head.find("if-range"));
     rb.consume(head_len);
     out.clear();
     body_slice slice;
@@ -189,7 +240,9 @@ asio::awaitable<void> storage_conn(simpl* self, std::shared_ptr<timed_socket> ts
       auto etag = make_etag(body);
       {
         std::unique_lock lk(self->mu);
-        self->objects[key] = object{std::make_shared<const std::string>(std::move(body)), etag};
+        auto n = body.size();
+        self->objects[key] =
+            object{std::make_shared<const std::string>(std::move(body)), etag, n};
       }
       body = std::string();
       append_response(out, 200, {}, {}, self->hdr + "etag: " + etag + "\r\n", keep);
@@ -201,14 +254,14 @@ asio::awaitable<void> storage_conn(simpl* self, std::shared_ptr<timed_socket> ts
       }
       append_response(out, n ? 204 : 404, {}, {}, self->hdr, keep);
     } else if (method == "GET" || method == "HEAD") {
-      answer_read(self, method, key, range, inm, keep, out, slice);
+      answer_read(self, method, key, range, inm, if_range, keep, out, slice);
     } else {
       append_response(out, 405, "text/plain", "method not allowed\n", self->hdr, keep);
     }
     ts->arm(std::chrono::seconds(30));
     auto [ec, n] = co_await asio::async_write(ts->sock, asio::buffer(out), use_nothrow);
     if (ec) break;
-    if (slice.data && slice.len > 0) {
+    if (slice.send) {
       const bool body_sent = co_await send_body(self, ts, slice.data, slice.off, slice.len);
       if (!body_sent) break;
     }
@@ -243,6 +296,14 @@ std::uint16_t storage_mock::start() {
   auto& s = *impl_;
   s.acceptors = open_acceptors(s.pool, parse_endpoint(s.opt.listen));
   auto port = s.acceptors.front()->local_endpoint().port();
+  if (!s.opt.synthetic.empty()) {
+    s.pattern = make_pattern(s.opt.seed);
+    char seed[24];
+    std::snprintf(seed, sizeof seed, "%llx", static_cast<unsigned long long>(s.opt.seed));
+    for (const auto& [key, size] : s.opt.synthetic)
+      s.objects[key] = object{nullptr, "\"syn-" + std::string(seed) + "-" + std::to_string(size) + "\"",
+                              size};
+  }
   s.hdr =
       "x-mock-backend: " + (s.opt.name.empty() ? "storage-" + std::to_string(port) : s.opt.name) +
       "\r\n";
