@@ -250,6 +250,8 @@ route_config read_route(const reader& r, const YAML::Node& n, const std::string&
   if (auto p = n["retries"]) read_retries(r, p, k + ".retries", rc.retries, true);
   if (auto p = n["priority"]) rc.priority = read_priority(r, p, k + ".priority");
   if (auto p = n["hedge"]) read_hedge(r, p, k + ".hedge", rc.hedge);
+  // An object GET cut mid-body is continued from another replica unless the route says no.
+  if (it->kind == cluster_kind::storage) rc.resume.attempts = 2;
   if (auto p = n["resume"]) read_resume(r, p, k + ".resume", it->kind, rc.resume);
   if (auto m = n["match"]) {
     auto mk = k + ".match";

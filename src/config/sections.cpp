@@ -286,7 +286,8 @@ void read_hedge(const reader& r, const YAML::Node& n, const std::string& k, hedg
   if (n["max_extra"]) out.max_extra = ratio(r, n["max_extra"], k + ".max_extra", 0.001, 1);
 }
 
-// `resume: true` (one continuation), `false`, or `{ attempts: N }`; OpenAI streams only.
+// `resume: true` (one continuation), `false`, or `{ attempts: N }`: OpenAI streams (inference
+// clusters) and object GETs (storage clusters, where it is on by default).
 void read_resume(const reader& r, const YAML::Node& n, const std::string& k, cluster_kind kind,
                  resume_config& out) {
   if (n.IsScalar()) {
@@ -296,8 +297,10 @@ void read_resume(const reader& r, const YAML::Node& n, const std::string& k, clu
     out.attempts =
         n["attempts"] ? static_cast<unsigned>(r.count(n["attempts"], k + ".attempts", 1, 8)) : 1;
   }
-  if (out.attempts > 0 && kind != cluster_kind::inference)
-    r.fail(n, k, "resumes OpenAI streams: the route's cluster must be kind: inference");
+  if (out.attempts > 0 && kind == cluster_kind::generic)
+    r.fail(n, k,
+           "resumes OpenAI streams or object GETs: the route's cluster must be kind: inference "
+           "or storage");
 }
 
 void read_drain(const reader& r, const YAML::Node& n, drain_config& out) {

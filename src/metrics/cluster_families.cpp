@@ -100,7 +100,7 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
   const std::size_t n = p.clusters.size();
   constexpr auto reasons = static_cast<std::size_t>(retry_reason::count_);
   std::vector<std::array<std::uint64_t, reasons>> retries(n);
-  std::vector<std::array<std::uint64_t, 2>> interrupted(n), resumes(n);
+  std::vector<std::array<std::uint64_t, 2>> interrupted(n), resumes(n), object_resumes(n);
   std::vector<std::uint64_t> refused(n);
   constexpr auto shed_reasons = static_cast<std::size_t>(shed_reason::count_);
   std::vector<std::array<std::uint64_t, shed_reasons>> shed(n);
@@ -113,6 +113,7 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
       for (std::size_t r = 0; r < reasons; ++r) retries[c][r] += cm.retries[r].value();
       for (std::size_t r = 0; r < 2; ++r) interrupted[c][r] += cm.streams_interrupted[r].value();
       for (std::size_t r = 0; r < 2; ++r) resumes[c][r] += cm.resumes[r].value();
+      for (std::size_t r = 0; r < 2; ++r) object_resumes[c][r] += cm.object_resumes[r].value();
       refused[c] += cm.retry_budget_exhausted.value();
     }
   }
@@ -130,8 +131,15 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
                     "Streams cut by their backend that were continued on another endpoint with "
                     "the text so far (route resume), by whether the continuation answered",
                     MetricType::Counter);
+  auto ores = family("meridian_storage_resumes_total",
+                     "Object GETs cut by their replica that another replica was asked to continue "
+                     "(a Range from the next byte, If-Range its ETag), by whether it did",
+                     MetricType::Counter);
   for (std::size_t c = 0; c < n; ++c) {
     const auto& cl = p.clusters[c];
+    add_value(ores, {{"cluster", cl}, {"result", "ok"}}, static_cast<double>(object_resumes[c][0]));
+    add_value(ores, {{"cluster", cl}, {"result", "failed"}},
+              static_cast<double>(object_resumes[c][1]));
     add_value(res, {{"cluster", cl}, {"result", "ok"}}, static_cast<double>(resumes[c][0]));
     add_value(res, {{"cluster", cl}, {"result", "failed"}}, static_cast<double>(resumes[c][1]));
     for (std::size_t r = 0; r < reasons; ++r)
@@ -154,7 +162,7 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
                 static_cast<double>(shed[c][r]));
     add_value(pe, {{"cluster", p.clusters[c]}}, static_cast<double>(pending[c]));
   }
-  for (auto* f : {&ret, &bud, &cut, &res, &sh, &pe}) out.push_back(std::move(*f));
+  for (auto* f : {&ret, &bud, &cut, &res, &ores, &sh, &pe}) out.push_back(std::move(*f));
   collect_hedges(p, workers, out);
 }
 

@@ -18,6 +18,7 @@
 #include "meridian/http/connection.hpp"
 #include "meridian/runtime/watchdog.hpp"
 #include "meridian/upstream/stream_observer.hpp"
+#include "proxy/object_resume.hpp"
 #include "proxy/resume.hpp"
 #include "proxy/worker_context.hpp"
 
@@ -104,9 +105,12 @@ class attempt final : public http::cancellable {
   void on_payload(std::string_view payload) {
     if (observe_ || obs_.sse()) observe(payload);
     if (resume_) resume_->observe(payload);
+    if (object_) object_->delivered(payload.size());
   }
   // What the stream has said, for resuming it elsewhere (null: not resumable). Set before run().
   void set_resume(stream_resume* r) { resume_ = r; }
+  // Where an object's GET stands, for continuing it on another replica (null: not resumable).
+  void set_object(object_resume* o) { object_ = o; }
   // The next run() sends `body` (which must outlive it) with `head` instead of the client's
   // body: a stream's continuation.
   void set_body(std::string_view body) { body_override_ = body; }
@@ -176,6 +180,7 @@ class attempt final : public http::cancellable {
   bool complete_ = false;
   bool abandoned_ = false;
   stream_resume* resume_ = nullptr;
+  object_resume* object_ = nullptr;
   std::optional<std::string_view> body_override_;
 };
 

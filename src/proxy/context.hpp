@@ -83,6 +83,8 @@ struct conn_state final : http::connection_state {
   // Stream resume: what the answer has said, and the continuation's request.
   stream_resume resume;
   std::string resume_body, resume_head;
+  // Object resume (storage GETs): where the body stands.
+  object_resume object;
 };
 
 }  // namespace meridian::proxy

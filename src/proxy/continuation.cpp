@@ -1,5 +1,8 @@
 #include "proxy/continuation.hpp"
 
+#include <algorithm>
+#include <array>
+
 #include "meridian/common/log.hpp"
 #include "meridian/http/headers.hpp"
 #include "proxy/relay.hpp"
@@ -22,6 +25,8 @@ bool prepare_resume(http::connection& c, const worker_context& w, conn_state& st
 }
 
 namespace {
+constexpr std::size_t candidates_max = routing::candidates::capacity;
+
 bool cut(const outcome& o) {
   return o.kind == outcome_kind::reset_during_response || o.kind == outcome_kind::stalled_response;
 }
@@ -65,13 +70,139 @@ asio::awaitable<outcome> continue_stream(http::connection& c, worker_context& w,
                             at.stream().sse() ? "" : " without an event stream");
     co_return o;
   }
-  co_return co_await relay_continuation(at, c);
+  co_return co_await relay_continuation(at, c, c.client_minor() == 1);
+}
+
+// The replicas an object's continuation went to: one that failed it before relaying a byte or
+// holds another version is not asked again; one that relayed some of it before failing is asked
+// again only when no replica is left that has not been tried (its failure may have passed).
+class tried {
+ public:
+  // Kept in the order of their last try.
+  void add(upstream::endpoint_ref e, bool usable) {
+    if (auto k = find(e); k < n_) {
+      std::rotate(eps_.begin() + static_cast<std::ptrdiff_t>(k),
+                  eps_.begin() + static_cast<std::ptrdiff_t>(k + 1),
+                  eps_.begin() + static_cast<std::ptrdiff_t>(n_));
+      std::rotate(usable_.begin() + static_cast<std::ptrdiff_t>(k),
+                  usable_.begin() + static_cast<std::ptrdiff_t>(k + 1),
+                  usable_.begin() + static_cast<std::ptrdiff_t>(n_));
+      --n_;
+    }
+    if (n_ == eps_.size()) return;
+    eps_[n_] = std::move(e);
+    usable_[n_++] = usable;
+  }
+  // The first of `picks` not tried yet, else the usable one tried longest ago; null: none.
+  upstream::endpoint_ref choose(const routing::candidates& picks,
+                                const upstream::cluster_state& cs) const {
+    for (auto i : picks)
+      if (find(cs.endpoints[i]) == n_) return cs.endpoints[i];
+    for (std::size_t k = 0; k < n_; ++k)
+      if (usable_[k] && std::find_if(picks.begin(), picks.end(), [&](auto i) {
+                          return cs.endpoints[i] == eps_[k];
+                        }) != picks.end())
+        return eps_[k];
+    return nullptr;
+  }
+
+ private:
+  std::size_t find(const upstream::endpoint_ref& e) const {
+    for (std::size_t i = 0; i < n_; ++i)
+      if (eps_[i] == e) return i;
+    return n_;
+  }
+  std::array<upstream::endpoint_ref, candidates_max> eps_;
+  std::array<bool, candidates_max> usable_{};
+  std::size_t n_ = 0;
+};
+
+// One try at continuing an object's body on `ep`: a Range from the next byte owed, If-Range its
+// ETag. Not ok, or ok with `why` set (not a continuation: its response was dropped), or ok and
+// relayed (then the outcome is the relay's).
+asio::awaitable<outcome> continue_object(http::connection& c, worker_context& w, conn_state& st,
+                                         upstream::endpoint_ref ep, std::string& why) {
+  auto& ctx = st.ctx;
+  ep->metrics->decisions[static_cast<int>(metrics::decision::retry)].inc();
+  http::build_upstream_request(st.resume_body, c.head(), {c.client_ip(), "http", c.request_id()},
+                               http::out_framing::none, 0);
+  st.resume_head = st.object.continuation_head(st.resume_body);
+  auto& at = *st.at;
+  at.set_prefix(-1, 0);
+  at.set_deadlines(ctx.snap->cfg->routes[*ctx.route].timeouts, ctx.deadline);
+  at.set_route(nullptr, c.request_start());
+  at.set_body({});
+  ++ctx.attempts;
+  ctx.endpoint = ep;
+  auto o = co_await at.run(std::move(ep), true, c, st.resume_head, nullptr);
+  if (!o.ok()) co_return o;
+  if (!st.object.continues(at.response(), why)) {
+    at.finish(false);
+    co_return o;
+  }
+  co_return co_await relay_continuation(at, c, false);
+}
+
+// An object's GET cut by its replica: continued from the next byte on another replica holding
+// the same version, as often as the route allows. When none can, the response ends abnormally
+// (its connection closes short of the Content-Length), never as a clean short body.
+asio::awaitable<outcome> resume_object(http::connection& c, worker_context& w, conn_state& st,
+                                       outcome o) {
+  auto& ctx = st.ctx;
+  auto& cm = w.metrics.cluster(ctx.cluster);
+  auto& cs = w.ups.cluster(ctx.cluster);
+  unsigned left = ctx.snap->cfg->routes[*ctx.route].resume.attempts;
+  tried done;
+  done.add(st.at->endpoint(), true);
+  while (left > 0 && !st.at->past_total() && !c.client_gone()) {
+    --left;
+    routing::pick_input in{w.rng, w.clock->now()};
+    in.bytes = st.object.last() - st.object.next() + 1;
+    auto picks = w.balancers[ctx.cluster]->pick(cs.stats_view, in);
+    auto ep = done.choose(picks, cs);
+    if (!ep) break;
+    auto from = st.object.next();
+    std::string why;
+    auto address = ep->info->address;
+    auto next = co_await continue_object(c, w, st, ep, why);
+    bool relayed = st.object.next() > from;
+    done.add(std::move(ep), relayed);
+    bool answered = relayed || (next.ok() && why.empty());
+    cm.object_resumes[answered ? 0 : 1].inc();
+    if (relayed) ctx.flags |= flag_resumed;
+    bool finished = next.ok() && why.empty();
+    if (!why.empty()) next.message = std::move(why);
+    common::log(common::log_level::info, "proxy", "request ", c.request_id(),
+                ": object body cut at byte ", from, "; replica ", address,
+                finished ? " continued it to the end" : " did not finish it: ",
+                finished ? "" : next.message);
+    if (finished || next.kind == outcome_kind::client_gone) co_return next;
+    if (relayed)
+      o = std::move(next);
+    else
+      o.message = common::cat(o.message, "; ", next.message);
+  }
+  st.at->count_interruption(st.at->timed_out() && st.at->past_total()
+                                ? metrics::interruption::deadline
+                                : metrics::interruption::upstream);
+  c.close_after_response();
+  co_return o;
 }
 }  // namespace
+
+bool prepare_object_resume(const worker_context& w, conn_state& st, std::string_view method) {
+  st.object.reset();
+  const auto& ctx = st.ctx;
+  if (method != "GET" || w.snap->cfg->clusters[ctx.cluster].kind != config::cluster_kind::storage)
+    return false;
+  if (!ctx.route || ctx.snap->cfg->routes[*ctx.route].resume.attempts == 0) return false;
+  return st.object.begin(st.at->response());
+}
 
 asio::awaitable<outcome> after_relay(http::connection& c, worker_context& w, conn_state& st,
                                      outcome o) {
   if (!cut(o)) co_return o;
+  if (st.object.active()) co_return co_await resume_object(c, w, st, std::move(o));
   auto& ctx = st.ctx;
   auto& cm = w.metrics.cluster(ctx.cluster);
   unsigned left = st.resume.active() ? ctx.snap->cfg->routes[*ctx.route].resume.attempts : 0;

@@ -365,6 +365,7 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   }
   ctx.first_byte = w_.clock->now();
   st.at->set_resume(resumable ? &st.resume : nullptr);
+  st.at->set_object(prepare_object_resume(w_, st, c.method()) ? &st.object : nullptr);
   o = co_await relay(*st.at, c, st.head_out);
   o = co_await after_relay(c, w_, st, std::move(o));
   c.unwatch_client();

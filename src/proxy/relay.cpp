@@ -214,13 +214,15 @@ asio::awaitable<outcome> relay(attempt& at, http::connection& client, std::strin
   co_return settle(at, client, ok, reusable);
 }
 
-asio::awaitable<outcome> relay_continuation(attempt& at, http::connection& client) {
-  bool client_chunked = client.client_minor() == 1;
+asio::awaitable<outcome> relay_continuation(attempt& at, http::connection& client,
+                                            bool client_chunked) {
   relay_state s{at, client, at.scratch_buffers(), at.scratch_text(), client_chunked};
   s.out.clear();
   bool reusable = at.response().keep_alive && at.request_complete();
   bool ok;
-  if (at.response().body == http::body_kind::content_length)
+  if (at.response().body == http::body_kind::content_length && !client_chunked)
+    ok = co_await relay_sized(s, at.response().content_length, reusable);
+  else if (at.response().body == http::body_kind::content_length)
     ok = co_await relay_sized_as_stream(s, at.response().content_length, reusable);
   else
     ok = co_await relay_stream(s, at.response().body == http::body_kind::chunked, reusable);

@@ -17,9 +17,12 @@ namespace meridian::proxy {
 // caller either continues it (relay_continuation) or ends it (end_broken_stream).
 boost::asio::awaitable<common::outcome> relay(attempt& at, http::connection& client,
                                               std::string& head_out);
-// Relays the body of `at`, a continuation of a stream `relay` left open, into the same response
-// (its head is not sent); ends the attempt. The outcome as relay's.
-boost::asio::awaitable<common::outcome> relay_continuation(attempt& at, http::connection& client);
+// Relays the body of `at`, a continuation of a body `relay` left open, into the same response
+// (its head is not sent); ends the attempt. `client_chunked`: the client's response is chunked
+// (its bytes go out as chunks, and a terminating chunk when done), else they go out as they are
+// (a Content-Length or close-delimited response). The outcome as relay's.
+boost::asio::awaitable<common::outcome> relay_continuation(attempt& at, http::connection& client,
+                                                           bool client_chunked);
 // Whether a response `at` was relaying, cut now, can take an SSE error event: an event stream
 // cut between events, framed so that more bytes fit (chunked, or close-delimited).
 bool error_event_fits(const attempt& at);

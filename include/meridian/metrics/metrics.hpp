@@ -231,6 +231,7 @@ struct alignas(cache_line) cluster_metrics {
   counter hedge_budget_exhausted;
   std::array<counter, 2> streams_interrupted;  // by interruption
   std::array<counter, 2> resumes;              // streams continued elsewhere: [0] ok, [1] failed
+  std::array<counter, 2> object_resumes;       // object GETs continued on another replica, alike
   std::array<counter, static_cast<int>(shed_reason::count_)> shed;
   gauge pending;  // requests waiting for admission
 };

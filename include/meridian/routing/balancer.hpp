@@ -65,6 +65,8 @@ struct pick_input {
   std::uint64_t session = 0;
   // Output tokens of a typical streamed answer in the cluster (0: none seen yet).
   double answer_tokens = 0;
+  // Storage: the bytes the transfer is expected to move (0: none, e.g. HEAD or DELETE).
+  double bytes = 0;
 };
 
 class balancer {

@@ -1,0 +1,111 @@
+#include "proxy/object_resume.hpp"
+
+#include <charconv>
+
+#include "meridian/common/log.hpp"
+
+namespace meridian::proxy {
+
+namespace {
+bool number(std::string_view s, std::uint64_t& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return !s.empty() && ec == std::errc{} && p == s.data() + s.size();
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] + 32) : a[i];
+    if (x != b[i]) return false;
+  }
+  return true;
+}
+
+// Headers the continuation replaces: the client's range and preconditions were settled by the
+// first response; the continuation's only condition is the version it must match.
+bool replaced(std::string_view name) {
+  for (std::string_view n : {"range", "if-range", "if-match", "if-none-match", "if-modified-since",
+                             "if-unmodified-since"})
+    if (iequals(name, n)) return true;
+  return false;
+}
+}  // namespace
+
+bool parse_content_range(std::string_view v, std::uint64_t& first, std::uint64_t& last) {
+  if (!v.starts_with("bytes ")) return false;
+  v.remove_prefix(6);
+  auto dash = v.find('-'), slash = v.find('/');
+  if (dash == std::string_view::npos || slash == std::string_view::npos || slash < dash)
+    return false;
+  std::uint64_t total = 0;
+  auto t = v.substr(slash + 1);
+  if (t != "*" && !number(t, total)) return false;
+  if (!number(v.substr(0, dash), first) || !number(v.substr(dash + 1, slash - dash - 1), last))
+    return false;
+  return first <= last && (t == "*" || last < total);
+}
+
+bool object_resume::begin(const http::response_head& r) {
+  reset();
+  if (r.body != http::body_kind::content_length || r.content_length == 0) return false;
+  auto etag = r.find("etag");
+  if (etag.size() < 2 || etag.front() != '"' || etag.back() != '"') return false;  // weak or none
+  if (r.status == 200) {
+    first_ = 0;
+  } else if (r.status == 206) {
+    std::uint64_t last = 0;
+    if (!parse_content_range(r.find("content-range"), first_, last)) return false;
+    if (last - first_ + 1 != r.content_length) return false;
+  } else {
+    return false;
+  }
+  last_ = first_ + r.content_length - 1;
+  etag_.assign(etag);
+  active_ = true;
+  return true;
+}
+
+std::string object_resume::continuation_head(std::string_view head) const {
+  std::string out;
+  out.reserve(head.size() + 64 + etag_.size());
+  // The request line, then header lines up to the blank line that ends the head.
+  auto eol = head.find("\r\n");
+  out.append(head.substr(0, eol + 2));
+  std::size_t pos = eol + 2;
+  while (pos < head.size()) {
+    auto end = head.find("\r\n", pos);
+    if (end == std::string_view::npos || end == pos) break;
+    auto line = head.substr(pos, end + 2 - pos);
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos || !replaced(line.substr(0, colon))) out.append(line);
+    pos = end + 2;
+  }
+  out.append(common::cat("range: bytes=", next(), '-', last_, "\r\nif-range: ", etag_,
+                         "\r\n\r\n"));
+  return out;
+}
+
+bool object_resume::continues(const http::response_head& r, std::string& why) const {
+  auto etag = r.find("etag");
+  if (r.status != 206) {
+    why = r.status == 200 ? common::cat("it holds another version (ETag ", etag.empty() ? "none" : etag,
+                                        ", expected ", etag_, ")")
+                          : common::cat("it answered ", r.status);
+    return false;
+  }
+  std::uint64_t first = 0, last = 0;
+  if (!parse_content_range(r.find("content-range"), first, last) || first != next() ||
+      last != last_ || r.body != http::body_kind::content_length ||
+      r.content_length != last - first + 1) {
+    why = common::cat("its 206 covers '", r.find("content-range"), "', not bytes ", next(), '-',
+                      last_);
+    return false;
+  }
+  if (etag != etag_) {
+    why = common::cat("it holds another version (ETag ", etag, ", expected ", etag_, ")");
+    return false;
+  }
+  return true;
+}
+
+}  // namespace meridian::proxy
