@@ -122,6 +122,10 @@ boost::json::array workers_json(const context& ctx, std::size_t c, upstream::end
     // the prompt blocks this worker's index credits the endpoint with.
     o["prefill_ms_per_block"] = ms(ld(st.prefill_shared));
     o["indexed_blocks"] = st.indexed_blocks_shared.load(std::memory_order_relaxed);
+    // Storage: the delivery rate estimate (null until measured) and the bytes in flight.
+    double rate = ld(st.throughput_shared);
+    o["throughput_bytes_per_second"] = rate >= 0 ? json::value(rate) : json::value(nullptr);
+    o["transfer_bytes_in_flight"] = ld(st.transfer_bytes_shared);
     out.push_back(std::move(o));
   }
   return out;

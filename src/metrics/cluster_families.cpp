@@ -100,7 +100,7 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
   const std::size_t n = p.clusters.size();
   constexpr auto reasons = static_cast<std::size_t>(retry_reason::count_);
   std::vector<std::array<std::uint64_t, reasons>> retries(n);
-  std::vector<std::array<std::uint64_t, 2>> interrupted(n), resumes(n), object_resumes(n);
+  std::vector<std::array<std::uint64_t, 2>> interrupted(n), resumes(n), object_resumes(n), bytes(n);
   std::vector<std::uint64_t> refused(n);
   constexpr auto shed_reasons = static_cast<std::size_t>(shed_reason::count_);
   std::vector<std::array<std::uint64_t, shed_reasons>> shed(n);
@@ -114,6 +114,7 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
       for (std::size_t r = 0; r < 2; ++r) interrupted[c][r] += cm.streams_interrupted[r].value();
       for (std::size_t r = 0; r < 2; ++r) resumes[c][r] += cm.resumes[r].value();
       for (std::size_t r = 0; r < 2; ++r) object_resumes[c][r] += cm.object_resumes[r].value();
+      for (std::size_t r = 0; r < 2; ++r) bytes[c][r] += cm.bytes[r].value();
       refused[c] += cm.retry_budget_exhausted.value();
     }
   }
@@ -135,8 +136,14 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
                      "Object GETs cut by their replica that another replica was asked to continue "
                      "(a Range from the next byte, If-Range its ETag), by whether it did",
                      MetricType::Counter);
+  auto by = family("meridian_cluster_bytes_total",
+                   "Bytes of a cluster's requests and responses on client connections, heads "
+                   "included: from_client (requests, uploads) and to_client (responses, downloads)",
+                   MetricType::Counter);
   for (std::size_t c = 0; c < n; ++c) {
     const auto& cl = p.clusters[c];
+    add_value(by, {{"cluster", cl}, {"direction", "from_client"}}, static_cast<double>(bytes[c][0]));
+    add_value(by, {{"cluster", cl}, {"direction", "to_client"}}, static_cast<double>(bytes[c][1]));
     add_value(ores, {{"cluster", cl}, {"result", "ok"}}, static_cast<double>(object_resumes[c][0]));
     add_value(ores, {{"cluster", cl}, {"result", "failed"}},
               static_cast<double>(object_resumes[c][1]));
@@ -162,7 +169,7 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
                 static_cast<double>(shed[c][r]));
     add_value(pe, {{"cluster", p.clusters[c]}}, static_cast<double>(pending[c]));
   }
-  for (auto* f : {&ret, &bud, &cut, &res, &ores, &sh, &pe}) out.push_back(std::move(*f));
+  for (auto* f : {&ret, &bud, &cut, &res, &ores, &by, &sh, &pe}) out.push_back(std::move(*f));
   collect_hedges(p, workers, out);
 }
 

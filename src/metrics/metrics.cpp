@@ -277,6 +277,11 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
       fam("meridian_endpoint_probe_failures_total", "Failed health probes", MetricType::Counter);
   auto sfail = fam("meridian_endpoint_scrape_failures_total", "Failed load-metric scrapes",
                    MetricType::Counter);
+  auto thr = fam("meridian_endpoint_throughput_bytes_per_second",
+                 "Storage: the rate an endpoint delivers object bytes at (a transfer's rate times "
+                 "the transfers sharing the endpoint, EWMA over transfers of 256 KiB or more)");
+  auto tb = fam("meridian_endpoint_transfer_bytes_in_flight",
+                "Storage: bytes the transfers in flight to an endpoint are expected to move");
   auto dec = fam("meridian_routing_decisions_total",
                  "Requests sent to an endpoint, by why it was chosen", MetricType::Counter);
   auto maybe = [](MetricFamily& f, labels l, double v) {
@@ -293,7 +298,7 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
       add_value(healthy, l, static_cast<double>(s.healthy.value()));
       add_value(pfail, l, static_cast<double>(s.probe_failures.value()));
       add_value(sfail, l, static_cast<double>(s.scrape_failures.value()));
-      double t = std::numeric_limits<double>::quiet_NaN(), tp = t, sc = t;
+      double t = std::numeric_limits<double>::quiet_NaN(), tp = t, sc = t, th = t, tbytes = t;
       std::array<std::uint64_t, reasons> d{};
       for (unsigned w = 0; w < es->workers(); ++w) {
         const auto& em = es->worker(w);
@@ -303,11 +308,16 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
         hi(t, em.ttft.get());
         hi(tp, em.tpot.get());
         hi(sc, em.score.get());
+        hi(th, em.throughput.get());
+        if (double v = em.transfer_bytes.get(); !std::isnan(v))
+          tbytes = std::isnan(tbytes) ? v : tbytes + v;
         for (std::size_t r = 0; r < reasons; ++r) d[r] += em.decisions[r].value();
       }
       maybe(ttft, l, t);
       maybe(tpot, l, tp);
       maybe(score, l, sc);
+      maybe(thr, l, th);
+      maybe(tb, l, tbytes);
       for (std::size_t r = 0; r < reasons; ++r) {
         auto lr = l;
         lr.push_back({"reason", decision_names[r]});
@@ -316,7 +326,8 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
     }
   }
   for (auto* f :
-       {&rtt, &ttft, &tpot, &queue, &running, &kv, &score, &healthy, &pfail, &sfail, &dec})
+       {&rtt, &ttft, &tpot, &queue, &running, &kv, &score, &thr, &tb, &healthy, &pfail, &sfail,
+        &dec})
     out.push_back(std::move(*f));
 }
 

@@ -194,6 +194,10 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
   picked_at_ = w_.clock->now();
   queued_ = expected_queue(*w_.snap->cfg, info.cluster, ep_->stats, picked_at_);
   w_.ups.request_started(*ep_, picked_at_);
+  relayed_ = 0;
+  in_flight_at_pick_ = ep_->stats.in_flight;
+  counted_transfer_ = std::exchange(transfer_, 0.0);
+  ep_->stats.transfer_bytes += counted_transfer_;
   em.in_flight.add();
   em.requests.inc();
   if (may_reuse) {

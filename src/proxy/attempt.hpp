@@ -103,12 +103,16 @@ class attempt final : public http::cancellable {
   // The relay hands over each piece of decoded response payload as it forwards it: SSE events
   // give time to first token and per-token time, `usage` the token counts.
   void on_payload(std::string_view payload) {
+    relayed_ += payload.size();
     if (observe_ || obs_.sse()) observe(payload);
     if (resume_) resume_->observe(payload);
     if (object_) object_->delivered(payload.size());
   }
   // What the stream has said, for resuming it elsewhere (null: not resumable). Set before run().
   void set_resume(stream_resume* r) { resume_ = r; }
+  // Storage: the bytes the next run() is expected to move, counted in its endpoint's transfer
+  // bytes while it is in flight.
+  void set_transfer(double bytes) { transfer_ = bytes; }
   // Where an object's GET stands, for continuing it on another replica (null: not resumable).
   void set_object(object_resume* o) { object_ = o; }
   // The next run() sends `body` (which must outlive it) with `head` instead of the client's
@@ -145,6 +149,7 @@ class attempt final : public http::cancellable {
   // A stream whose events time the endpoint (first token, per-token time).
   bool timed_stream() const { return observe_ && obs_.sse(); }
   void report_done();
+  void learn_transfer(common::time_point now);
   double uncached_blocks();
   static void on_expire(void* self);
 
@@ -179,6 +184,12 @@ class attempt final : public http::cancellable {
   bool answered_ = false;      // the endpoint's first byte (first SSE event of a stream) came
   bool complete_ = false;
   bool abandoned_ = false;
+  // Storage transfers: the bytes expected (set_transfer) and counted at the endpoint, body bytes
+  // relayed, when the head arrived, and the endpoint's transfers in flight at the pick.
+  double transfer_ = 0, counted_transfer_ = 0;
+  std::uint64_t relayed_ = 0;
+  common::time_point head_at_{};
+  std::uint32_t in_flight_at_pick_ = 0;
   stream_resume* resume_ = nullptr;
   object_resume* object_ = nullptr;
   std::optional<std::string_view> body_override_;

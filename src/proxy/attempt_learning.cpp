@@ -9,6 +9,7 @@ namespace meridian::proxy {
 
 void attempt::head_arrived() {
   auto now = w_.clock->now();
+  head_at_ = now;
   w_.ups.record_status(*ep_, resp_.status, now);
   bool sse = resp_.find("content-type").starts_with("text/event-stream");
   // Only successful answers say how fast the endpoint is: a quick 503 is not speed.
@@ -71,7 +72,27 @@ void attempt::report_done() {
     if (auto p = obs_.prompt_tokens()) rm_->prompt_tokens.inc(*p);
     if (auto c = obs_.completion_tokens()) rm_->completion_tokens.inc(*c);
   }
+  learn_transfer(now);
   w_.ups.request_finished(*ep_, picked_at_, now, measured);
+}
+
+// Storage: the transfer leaves its endpoint's bytes in flight, and a complete one large enough to
+// time teaches the endpoint's rate: its own rate times the transfers it shared the endpoint with
+// (the mean of their number at its start and end, itself included).
+void attempt::learn_transfer(common::time_point now) {
+  auto& st = ep_->stats;
+  st.transfer_bytes = std::max(0.0, st.transfer_bytes - counted_transfer_);
+  counted_transfer_ = 0;
+  const auto& cluster = w_.snap->cfg->clusters[ep_->info->cluster];
+  if (cluster.kind != config::cluster_kind::storage) return;
+  constexpr std::uint64_t min_bytes = 256 * 1024;
+  double secs = common::seconds_between(head_at_, now);
+  if (!complete_ || resp_.status < 200 || resp_.status >= 300 || relayed_ < min_bytes ||
+      secs < 0.002)
+    return;
+  double sharing = std::max(1.0, (in_flight_at_pick_ + st.in_flight) / 2.0);
+  double tau = std::chrono::duration<double>(cluster.latency.decay).count();
+  st.throughput.observe(static_cast<double>(relayed_) / secs * sharing, now, tau);
 }
 
 // The prompt blocks the endpoint had to prefill: from the usage's cached_tokens when the

@@ -132,6 +132,7 @@ asio::awaitable<outcome> continue_object(http::connection& c, worker_context& w,
   at.set_deadlines(ctx.snap->cfg->routes[*ctx.route].timeouts, ctx.deadline);
   at.set_route(nullptr, c.request_start());
   at.set_body({});
+  at.set_transfer(static_cast<double>(st.object.last() - st.object.next() + 1));
   ++ctx.attempts;
   ctx.endpoint = ep;
   auto o = co_await at.run(std::move(ep), true, c, st.resume_head, nullptr);

@@ -187,6 +187,18 @@ asio::awaitable<bool> admit(http::connection& c, worker_context& w, request_cont
   co_return true;
 }
 
+// Storage: what the pick weighs, the bytes the request is expected to move, and whether it writes.
+void storage_input(const http::connection& c, worker_context& w, const request_context& ctx,
+                   routing::pick_input& in) {
+  const auto& head = c.head();
+  auto known = w.sizes.find(object_sizes::key_of(ctx.cluster, head.host, c.path()));
+  std::optional<std::uint64_t> body;
+  if (head.body == http::body_kind::content_length) body = head.content_length;
+  if (head.body == http::body_kind::none) body = 0;
+  in.bytes = expected_bytes(c.method(), head.find("range"), body, known);
+  in.write = c.method() == "PUT" || c.method() == "POST";
+}
+
 // Tries the candidates in order as the retry policy allows, the first one raced against a hedge
 // when the route hedges; an ok outcome leaves st.at ready for the relay.
 asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_state& st) {
@@ -197,6 +209,9 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
   in.answer_tokens = cs.answer_tokens;
   const auto& pa = w.snap->cfg->clusters[ctx.cluster].prefix_affinity;
   if (pa.enabled) prefix_input(c, w, st, pa, in);
+  const bool storage =
+      w.snap->cfg->clusters[ctx.cluster].kind == config::cluster_kind::storage;
+  if (storage) storage_input(c, w, ctx, in);
   auto& bal = *w.balancers[ctx.cluster];
   auto picks = bal.pick(cs.stats_view, in);
   if (picks.prompt_blocks > 0 && !picks.empty()) {
@@ -226,6 +241,7 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
     at.set_prefix(picks.uncached[i], static_cast<std::int32_t>(picks.prompt_blocks));
     at.set_deadlines(route.timeouts, ctx.deadline);
     at.set_route(&w.metrics.route(*ctx.route), c.request_start());
+    at.set_transfer(in.bytes);
     ++ctx.attempts;
     return ctx.endpoint = cs.endpoints[picks[i]];
   };
@@ -251,15 +267,20 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
     }
     if (hedges.enabled() && o.ok() && o.status < 500)
       hedges.observe(common::seconds_between(st.at->picked_at(), w.clock->now()));
-    // A response is kept unless it is a 503 the route retries elsewhere.
+    // A response is kept unless it is a 503 the route retries elsewhere. A write to storage is
+    // tried again only when it provably never reached its endpoint: its outcome is the backend's.
+    bool resendable = st.at->body_held() && !in.write;
     auto action = o.ok() && o.status != 503
                       ? retry_action::finish
-                      : policy.next(o, k + 1 < picks.size(), st.at->body_held(), w.clock->now());
+                      : policy.next(o, k + 1 < picks.size(), resendable, w.clock->now());
     if (action != retry_action::finish && w.clock->now() >= ctx.deadline)
       action = retry_action::finish;  // no time left for another try
     if (policy.budget_refused()) cm.retry_budget_exhausted.inc();
     if (action == retry_action::finish) {
       if (o.ok() && st.at->body_held()) c.consume_body();
+      if (o.ok() && storage)
+        w.sizes.learn(object_sizes::key_of(ctx.cluster, c.head().host, c.path()), c.method(),
+                      st.at->response());
       co_return o;
     }
     if (o.ok()) st.at->finish(false);  // the 503 is dropped, its connection closed
@@ -396,6 +417,11 @@ void handler::finished(http::connection& c) {
   rm.duration.observe(dur);
   w_.metrics.bytes_in().inc(c.bytes_in());
   w_.metrics.bytes_out().inc(c.bytes_out());
+  if (ctx.route) {
+    auto& cm = w_.metrics.cluster(ctx.cluster);
+    cm.bytes[0].inc(c.bytes_in());
+    cm.bytes[1].inc(c.bytes_out());
+  }
   if (w_.log.enabled()) {
     bool upstream = ctx.endpoint != nullptr;
     access_record r;

@@ -83,6 +83,13 @@ void publish_estimates(worker_context& w, common::time_point now) {
       st.outstanding_shared.store(cost.outstanding, std::memory_order_relaxed);
       st.indexed_blocks_shared.store(w.balancers[c]->indexed_blocks(static_cast<std::uint32_t>(e)),
                                      std::memory_order_relaxed);
+      if (cfg.kind == config::cluster_kind::storage) {
+        double rate = st.throughput.known() ? st.throughput.value() : -1;
+        if (rate >= 0) em.throughput.set(rate);
+        em.transfer_bytes.set(st.transfer_bytes);
+        st.throughput_shared.store(rate, std::memory_order_relaxed);
+        st.transfer_bytes_shared.store(st.transfer_bytes, std::memory_order_relaxed);
+      }
     }
   }
 }

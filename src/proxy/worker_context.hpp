@@ -20,6 +20,7 @@
 #include "meridian/proxy/snapshot.hpp"
 #include "meridian/routing/balancer.hpp"
 #include "meridian/upstream/cluster.hpp"
+#include "proxy/object_size.hpp"
 #include "proxy/admission.hpp"
 
 namespace meridian::proxy {
@@ -152,6 +153,7 @@ struct worker_context {
   metrics::worker_metrics& metrics;
   access_log log;
   buffer_pool buffers;
+  object_sizes sizes;  // storage: objects' sizes seen in responses
 };
 
 }  // namespace meridian::proxy

@@ -3,6 +3,7 @@
 #include "meridian/routing/prefix_affinity.hpp"
 
 #include <algorithm>
+#include <vector>
 
 namespace meridian::routing {
 
@@ -244,6 +245,51 @@ class latency_aware final : public balancer {
   std::unique_ptr<prefix_affinity> affinity_;
   std::vector<bool> eligible_;
 };
+// Storage: the expected time to the transfer's last byte (expected_completion), over every
+// eligible endpoint (replica sets are small), fewer transfers in flight first among equals. A
+// write goes to the first healthy endpoint in the configured order (write_to: first_healthy),
+// or in the gateway's zone first (zone_local): writes stay where the operator put them.
+class bandwidth_aware final : public balancer {
+ public:
+  explicit bandwidth_aware(const config::cluster_config& c)
+      : p_(cost_params::from(c)), zone_local_(c.write_to == config::write_target::zone_local) {}
+
+ protected:
+  void order(view eps, pick_input& in, candidates& out) override {
+    const std::size_t n = eps.size();
+    if (in.write) {
+      for (int pass = zone_local_ ? 0 : 1; pass < 2 && !out.full(); ++pass)
+        for (std::size_t i = 0; i < n && !out.full(); ++i)
+          if (eligible(*eps[i], in) && (pass == 1 || eps[i]->local_zone))
+            out.push(static_cast<std::uint32_t>(i));
+      return;
+    }
+    pool_.clear();
+    for (std::size_t i = 0; i < n; ++i)
+      if (eligible(*eps[i], in)) pool_.push_back(static_cast<std::uint32_t>(i));
+    if (pool_.empty()) return;
+    // Equal costs (nothing measured yet) must not all go to the lowest index.
+    std::rotate(pool_.begin(), pool_.begin() + static_cast<std::ptrdiff_t>(in.rng.below(pool_.size())),
+                pool_.end());
+    double like = peer_rate(eps, pool_);
+    cost_.resize(n);
+    for (auto i : pool_) cost_[i] = expected_completion(*eps[i], p_, in.now, in.bytes, like).total;
+    std::stable_sort(pool_.begin(), pool_.end(), [&](auto a, auto b) {
+      return cost_[a] != cost_[b] ? cost_[a] < cost_[b] : eps[a]->in_flight < eps[b]->in_flight;
+    });
+    out.score = cost_[pool_[0]];
+    for (auto i : pool_) {
+      if (out.full()) break;
+      out.push(i);
+    }
+  }
+
+ private:
+  cost_params p_;
+  bool zone_local_;
+  std::vector<std::uint32_t> pool_;
+  std::vector<double> cost_;
+};
 }  // namespace
 
 std::unique_ptr<balancer> make_balancer(const config::cluster_config& c) {
@@ -256,6 +302,8 @@ std::unique_ptr<balancer> make_balancer(const config::cluster_config& c) {
       return std::make_unique<peak_ewma>(cost_params::from(c));
     case config::balancer_kind::latency_aware:
       return std::make_unique<latency_aware>(c);
+    case config::balancer_kind::bandwidth_aware:
+      return std::make_unique<bandwidth_aware>(c);
   }
   return std::make_unique<least_request>();
 }

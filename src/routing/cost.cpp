@@ -139,4 +139,37 @@ double peak_ewma_cost(const upstream::endpoint_stats& s, const cost_params& p,
   return (lat + rtt) * (s.in_flight + 1);
 }
 
+transfer_cost expected_completion(const upstream::endpoint_stats& s, const cost_params& p,
+                                  common::time_point now, double bytes, double peer_rate) {
+  // An assumed rate while nothing is measured anywhere: only ratios between endpoints matter.
+  constexpr double cold_rate = 100e6;
+  transfer_cost c;
+  c.rtt = s.probe.rtt > 0 ? s.probe.rtt : 0;
+  double like = peer_rate > 0 ? peer_rate : cold_rate;
+  c.measured = s.throughput.known() && s.throughput.value() > 0;
+  if (c.measured) {
+    double age = std::max(0.0, common::seconds_between(s.throughput.stamp(), now));
+    double w = std::exp(-age / p.tau);
+    c.rate = s.throughput.value() * w + like * (1 - w);
+  } else {
+    c.rate = like;
+  }
+  double ahead = std::min(s.transfer_bytes, static_cast<double>(s.in_flight) * bytes);
+  c.transfer = (std::max(0.0, ahead) + bytes) / c.rate;
+  c.total = c.rtt + c.transfer;
+  return c;
+}
+
+double peer_rate(std::span<const upstream::endpoint_stats* const> eps,
+                 std::span<const std::uint32_t> among) {
+  double sum = 0;
+  int n = 0;
+  for (auto i : among)
+    if (eps[i]->throughput.known() && eps[i]->throughput.value() > 0) {
+      sum += eps[i]->throughput.value();
+      ++n;
+    }
+  return n ? sum / n : 0;
+}
+
 }  // namespace meridian::routing

@@ -40,7 +40,10 @@ struct admin_config {
 
 enum class io_backend { auto_select, io_uring, epoll };
 enum class cluster_kind { inference, storage, generic };
-enum class balancer_kind { round_robin, least_request, peak_ewma, latency_aware };
+enum class balancer_kind { round_robin, least_request, peak_ewma, latency_aware, bandwidth_aware };
+// Where a storage cluster sends writes (PUT): the first healthy endpoint in the configured
+// order, or the first in the gateway's zone (then the others in order).
+enum class write_target { first_healthy, zone_local };
 
 struct limits_config {
   std::size_t max_header_bytes = 64 * 1024;
@@ -238,6 +241,7 @@ struct cluster_config {
   std::string name;
   cluster_kind kind = cluster_kind::generic;
   balancer_kind balancer = balancer_kind::least_request;
+  write_target write_to = write_target::first_healthy;  // storage with bandwidth_aware
   std::vector<endpoint_config> endpoints;
   pool_config pool;
   probe_config probe;

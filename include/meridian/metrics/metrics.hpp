@@ -185,6 +185,9 @@ struct alignas(cache_line) endpoint_metrics {
   value ttft;   // PeakEWMA time to first token (or response time), backend side
   value tpot;   // seconds per output token
   value score;  // expected time to first token for a new request: the picker's cost
+  // Storage: the delivery rate estimate (bytes/s), and the bytes of transfers in flight.
+  value throughput;
+  value transfer_bytes;
 };
 
 // What the control thread's probes measure about one endpoint; it is their only writer.
@@ -232,6 +235,7 @@ struct alignas(cache_line) cluster_metrics {
   std::array<counter, 2> streams_interrupted;  // by interruption
   std::array<counter, 2> resumes;              // streams continued elsewhere: [0] ok, [1] failed
   std::array<counter, 2> object_resumes;       // object GETs continued on another replica, alike
+  std::array<counter, 2> bytes;                // of the cluster's requests: [0] from, [1] to clients
   std::array<counter, static_cast<int>(shed_reason::count_)> shed;
   gauge pending;  // requests waiting for admission
 };

@@ -65,8 +65,10 @@ struct pick_input {
   std::uint64_t session = 0;
   // Output tokens of a typical streamed answer in the cluster (0: none seen yet).
   double answer_tokens = 0;
-  // Storage: the bytes the transfer is expected to move (0: none, e.g. HEAD or DELETE).
+  // Storage: the bytes the transfer is expected to move (0: none, e.g. HEAD or DELETE), and
+  // whether it writes (PUT): a write goes to the endpoint the cluster's write_to names.
   double bytes = 0;
+  bool write = false;
 };
 
 class balancer {

@@ -60,6 +60,26 @@ peers peers_of(std::span<const upstream::endpoint_stats* const> eps,
                std::span<const std::uint32_t> among, const cost_params& p, common::time_point now,
                double answer_tokens = 0);
 
+// Storage: the expected time to an object transfer's last byte on an endpoint, in seconds.
+struct transfer_cost {
+  double rtt = 0;
+  double transfer = 0;  // the bytes it waits behind and its own, over the endpoint's rate
+  double rate = 0;      // bytes/s in force: its own reading, fading to its peers' as it ages
+  double total = 0;
+  bool measured = false;
+};
+
+// `bytes`: the transfer's expected size; `peer_rate`: the mean rate of the endpoints it is
+// compared with that have one (<= 0: none). Transfers share an endpoint's rate: one of s bytes
+// waits for the in-flight transfers' bytes, each up to s (processor sharing), then its own. A
+// reading fades toward the peers' rate with time constant tau, so an endpoint once measured slow
+// is tried again after a while and measured afresh.
+transfer_cost expected_completion(const upstream::endpoint_stats& s, const cost_params& p,
+                                  common::time_point now, double bytes, double peer_rate);
+// The mean measured rate of the endpoints `among` of `eps` (0: none measured).
+double peer_rate(std::span<const upstream::endpoint_stats* const> eps,
+                 std::span<const std::uint32_t> among);
+
 // Linkerd's PeakEWMA cost: latency times (requests in flight + 1); a backend with no history
 // and requests in flight costs a large penalty, so it is not flooded before it answers.
 double peak_ewma_cost(const upstream::endpoint_stats& s, const cost_params& p,

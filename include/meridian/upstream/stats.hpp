@@ -32,6 +32,11 @@ struct endpoint_stats {
   double prefill_per_block = -1;  // the rate in force: its own, else the cluster's; -1: neither
   bool reports_cached = false;    // its responses carry usage.prompt_tokens_details.cached_tokens
   std::uint64_t dispatched = 0, completed = 0;
+  // Storage transfers: the bytes this worker's transfers in flight are expected to move, and the
+  // rate the endpoint delivers (bytes/s: a transfer's rate times the transfers it shared the
+  // endpoint with, over transfers large enough to time).
+  double transfer_bytes = 0;
+  time_ewma throughput;
   // Requests still waiting for their first byte: how many and the sum of their pick times (ns),
   // so a backend that stalls looks slow before any of them answers.
   std::uint32_t awaiting_first = 0;
@@ -51,6 +56,8 @@ struct endpoint_stats {
   std::atomic<double> ttft_shared{-1}, tpot_shared{-1}, response_shared{-1};
   std::atomic<double> prefill_shared{-1};               // seconds per block, -1 until learned
   std::atomic<std::uint64_t> indexed_blocks_shared{0};  // in this worker's prefix index
+  std::atomic<double> throughput_shared{-1};            // bytes/s, -1 until measured
+  std::atomic<double> transfer_bytes_shared{0};
   // The cost model's terms as of this worker's last housekeeping tick.
   std::atomic<double> score_shared{-1}, latency_shared{-1}, queue_shared{-1}, outstanding_shared{0};
 };

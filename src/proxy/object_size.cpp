@@ -1,0 +1,92 @@
+#include "proxy/object_size.hpp"
+
+#include <charconv>
+#include <functional>
+
+#include "proxy/object_resume.hpp"
+
+namespace meridian::proxy {
+
+namespace {
+bool number(std::string_view s, std::uint64_t& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return !s.empty() && ec == std::errc{} && p == s.data() + s.size();
+}
+
+// A single byte range's length: "bytes=a-b", "bytes=a-" (needs the size), "bytes=-n".
+std::optional<double> range_bytes(std::string_view v, std::optional<std::uint64_t> known) {
+  if (!v.starts_with("bytes=") || v.find(',') != std::string_view::npos) return std::nullopt;
+  v.remove_prefix(6);
+  auto dash = v.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  std::uint64_t a = 0, b = 0;
+  auto first = v.substr(0, dash), last = v.substr(dash + 1);
+  if (first.empty()) {
+    if (!number(last, b)) return std::nullopt;
+    return known ? static_cast<double>(std::min(b, *known)) : static_cast<double>(b);
+  }
+  if (!number(first, a)) return std::nullopt;
+  if (last.empty()) {
+    if (!known) return std::nullopt;
+    return *known > a ? static_cast<double>(*known - a) : 0.0;
+  }
+  if (!number(last, b) || b < a) return std::nullopt;
+  if (known && b >= *known) b = *known ? *known - 1 : 0;
+  return b >= a ? static_cast<double>(b - a + 1) : 0.0;
+}
+}  // namespace
+
+std::uint64_t object_sizes::key_of(std::size_t cluster, std::string_view host,
+                                   std::string_view path) {
+  std::hash<std::string_view> h;
+  std::uint64_t k = h(host) * 0x9e3779b97f4a7c15ull ^ h(path);
+  return k ^ (static_cast<std::uint64_t>(cluster) << 56);
+}
+
+std::optional<std::uint64_t> object_sizes::find(std::uint64_t key) const {
+  auto it = map_.find(key);
+  if (it == map_.end()) return std::nullopt;
+  return it->second;
+}
+
+void object_sizes::put(std::uint64_t key, std::uint64_t size) {
+  if (ring_.empty()) return;
+  auto [it, added] = map_.try_emplace(key, size);
+  if (!added) {
+    it->second = size;
+    return;
+  }
+  if (map_.size() > ring_.size()) map_.erase(ring_[next_]);
+  ring_[next_] = key;
+  next_ = (next_ + 1) % ring_.size();
+}
+
+void object_sizes::learn(std::uint64_t key, std::string_view method,
+                         const http::response_head& r) {
+  if (method != "GET" && method != "HEAD") return;
+  if (r.status == 200 && r.body == http::body_kind::content_length) {
+    put(key, r.content_length);
+  } else if (r.status == 200 && method == "HEAD") {
+    std::uint64_t n = 0;
+    if (number(r.find("content-length"), n)) put(key, n);
+  } else if (r.status == 206) {
+    auto v = r.find("content-range");
+    auto slash = v.rfind('/');
+    std::uint64_t total = 0, first = 0, last = 0;
+    if (slash != std::string_view::npos && parse_content_range(v, first, last) &&
+        number(v.substr(slash + 1), total))
+      put(key, total);
+  }
+}
+
+double expected_bytes(std::string_view method, std::string_view range,
+                      std::optional<std::uint64_t> body, std::optional<std::uint64_t> known) {
+  if (method == "PUT" || method == "POST")
+    return body ? static_cast<double>(*body) : unknown_object_bytes;
+  if (method != "GET") return 0;
+  if (!range.empty())
+    if (auto n = range_bytes(range, known)) return *n;
+  return known ? static_cast<double>(*known) : unknown_object_bytes;
+}
+
+}  // namespace meridian::proxy
