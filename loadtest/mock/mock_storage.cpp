@@ -236,6 +236,8 @@ asio::awaitable<void> storage_conn(simpl* self, std::shared_ptr<timed_socket> ts
     body_slice slice;
     if (key.size() < 2 || key[0] != '/') {
       append_response(out, 400, "text/plain", "bad key\n", self->hdr, keep);
+    } else if (key == "/health" && (method == "GET" || method == "HEAD")) {
+      append_response(out, 200, "text/plain", method == "GET" ? "ok\n" : "", self->hdr, keep);
     } else if (method == "PUT") {
       auto etag = make_etag(body);
       {

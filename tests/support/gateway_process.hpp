@@ -23,6 +23,7 @@ class gateway_process {
 
   std::uint16_t port() const { return port_; }
   std::uint16_t admin_port() const { return admin_port_; }
+  pid_t pid() const { return pid_; }
   std::string log();         // stderr so far
   std::string access_log();  // stdout so far
   void signal(int sig);

@@ -14,10 +14,10 @@
 
 namespace test {
 
-mock_process::mock_process(std::vector<std::string> args) {
+mock_process::mock_process(std::vector<std::string> args, const std::string& kind) {
   int pipefd[2];
   ::pipe2(pipefd, O_CLOEXEC);
-  std::vector<std::string> argv_s{MERIDIAN_MOCK_PATH, "llm", "--listen", "127.0.0.1:0"};
+  std::vector<std::string> argv_s{MERIDIAN_MOCK_PATH, kind, "--listen", "127.0.0.1:0"};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   pid_ = ::fork();
   if (pid_ == 0) {
@@ -29,7 +29,7 @@ mock_process::mock_process(std::vector<std::string> args) {
     ::_exit(127);
   }
   ::close(pipefd[1]);
-  // The mock prints "meridian-mock llm listening on port N" once bound.
+  // The mock prints "meridian-mock KIND listening on port N" once bound.
   std::string log;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   const std::string marker = "listening on port ";

@@ -13,8 +13,8 @@ namespace test {
 
 class mock_process {
  public:
-  // `args` follow `meridian-mock llm --listen 127.0.0.1:0`.
-  explicit mock_process(std::vector<std::string> args);
+  // `args` follow `meridian-mock KIND --listen 127.0.0.1:0` (llm or storage).
+  explicit mock_process(std::vector<std::string> args, const std::string& kind = "llm");
   ~mock_process();
   mock_process(const mock_process&) = delete;
   mock_process& operator=(const mock_process&) = delete;
