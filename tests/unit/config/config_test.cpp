@@ -322,3 +322,35 @@ TEST_CASE("a cluster's client share: ip or a header name, a share in (0, 1]") {
   CHECK(error_of(base, {"clusters[0].limits.client_key=ip", "clusters[0].limits.client_share=2"})
             .find("clusters[0].limits.client_share: must be between") != std::string::npos);
 }
+
+TEST_CASE("storage clusters: bandwidth_aware by default, write_to, and resume on by default") {
+  const std::string storage = R"(listeners:
+  - { name: public, address: 127.0.0.1:0 }
+clusters:
+  - name: objects
+    kind: storage
+    endpoints: [ 127.0.0.1:9301, 127.0.0.1:9302 ]
+routes:
+  - { name: get, match: { path_prefix: /a/ }, cluster: objects }
+  - { name: off, match: { path_prefix: /b/ }, cluster: objects, resume: false }
+  - { name: more, match: { path_prefix: /c/ }, cluster: objects, resume: { attempts: 4 } }
+)";
+  auto cfg = load_string(storage, "test.yaml", {});
+  CHECK(cfg->clusters[0].balancer == balancer_kind::bandwidth_aware);
+  CHECK(cfg->clusters[0].write_to == write_target::first_healthy);
+  CHECK(cfg->routes[0].resume.attempts == 2);
+  CHECK(cfg->routes[1].resume.attempts == 0);
+  CHECK(cfg->routes[2].resume.attempts == 4);
+  cfg = load_string(storage, "test.yaml", {"clusters[0].write_to=zone_local"});
+  CHECK(cfg->clusters[0].write_to == write_target::zone_local);
+
+  auto e = error_of(storage, {"clusters[0].write_to=nearest"});
+  CHECK(e.find("unknown value 'nearest' (expected first_healthy or zone_local)") !=
+        std::string::npos);
+  e = error_of(storage, {"clusters[0].balancer=round_robin", "clusters[0].write_to=zone_local"});
+  CHECK(e.find("write_to: is read by the bandwidth_aware balancer") != std::string::npos);
+  e = error_of(base, {"clusters[0].balancer=bandwidth_aware"});
+  CHECK(e.find("the cluster must be kind: storage") != std::string::npos);
+  e = error_of(base, {"routes[0].resume=true"});
+  CHECK(e.find("resumes OpenAI streams or object GETs") != std::string::npos);
+}

@@ -300,3 +300,59 @@ TEST_CASE("peak_ewma prefers the faster endpoint and spreads by requests in flig
   CHECK(sim.picks[3] < 8000 / 20);
   CHECK(sim.picks[0] > 8000 / 5);
 }
+
+TEST_CASE("bandwidth-aware: the endpoint that finishes the transfer soonest comes first") {
+  auto c = cluster(config::balancer_kind::bandwidth_aware);
+  c.kind = config::cluster_kind::storage;
+  auto b = routing::make_balancer(c);
+  endpoints e(3);
+  double tau = 10;
+  e.stats[0].throughput.observe(100e6, t0(), tau);
+  e.stats[1].throughput.observe(10e6, t0(), tau);
+  e.stats[2].throughput.observe(100e6, t0(), tau);
+  // Endpoint 2 is as fast as 0 but has 80 MB in flight on two transfers.
+  e.stats[2].in_flight = 2;
+  e.stats[2].transfer_bytes = 80e6;
+  common::random_source rng{1};
+  routing::pick_input in{rng, t0()};
+  in.bytes = 20e6;
+  for (int i = 0; i < 20; ++i) {
+    auto p = b->pick(e.view, in);
+    REQUIRE(p.size() == 3);
+    CHECK(p[0] == 0);  // 0.2 s
+    CHECK(p[1] == 2);  // (40 + 20) MB / 100 MB/s = 0.6 s
+    CHECK(p[2] == 1);  // 2 s
+    CHECK(p.score == doctest::Approx(0.2));
+  }
+  // A small transfer shares a busy endpoint with each transfer there (processor sharing): with
+  // 20 and 30 of them on the fast ones, the idle slow one finishes it first.
+  in.bytes = 1e5;
+  e.stats[0].in_flight = 30;
+  e.stats[0].transfer_bytes = 300e6;
+  e.stats[2].in_flight = 20;
+  auto p = b->pick(e.view, in);
+  CHECK(p[0] == 1);  // 1e5 / 10 MB/s = 10 ms
+  CHECK(p[1] == 2);  // (20 * 1e5 + 1e5) / 100 MB/s = 21 ms
+  CHECK(p[2] == 0);  // 31 ms
+}
+
+TEST_CASE("bandwidth-aware: writes go to the first healthy endpoint, or the local zone's") {
+  auto c = cluster(config::balancer_kind::bandwidth_aware);
+  c.kind = config::cluster_kind::storage;
+  endpoints e(3);
+  e.stats[0].healthy = false;
+  e.stats[1].local_zone = false;
+  common::random_source rng{1};
+  routing::pick_input in{rng, t0()};
+  in.write = true;
+  in.bytes = 1e6;
+  auto p = routing::make_balancer(c)->pick(e.view, in);
+  REQUIRE(p.size() == 2);
+  CHECK(p[0] == 1);
+  CHECK(p[1] == 2);
+  c.write_to = config::write_target::zone_local;
+  p = routing::make_balancer(c)->pick(e.view, in);
+  REQUIRE(p.size() == 2);
+  CHECK(p[0] == 2);
+  CHECK(p[1] == 1);
+}

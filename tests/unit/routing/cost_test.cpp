@@ -170,3 +170,42 @@ TEST_CASE("the slow-decode charge fades as its reading ages, so the engine is tr
             .decode == doctest::Approx(full / std::exp(1.0)));
   CHECK(routing::expected_ttft(slow, p, t0() + 60s, like).decode < full * 0.01);
 }
+
+TEST_CASE("storage: the expected completion is RTT plus the bytes ahead and its own over the rate") {
+  upstream::endpoint_stats s;
+  routing::cost_params p;
+  s.probe.rtt = 0.01;
+  s.throughput.observe(100e6, t0(), p.tau);
+  auto c = routing::expected_completion(s, p, t0(), 50e6, 0);
+  CHECK(c.measured);
+  CHECK(c.rate == doctest::Approx(100e6));
+  CHECK(c.total == doctest::Approx(0.01 + 0.5));
+  // Two transfers in flight with 300 MB between them: a 50 MB one waits for 50 MB of each
+  // (processor sharing), then its own.
+  s.in_flight = 2;
+  s.transfer_bytes = 300e6;
+  CHECK(routing::expected_completion(s, p, t0(), 50e6, 0).transfer == doctest::Approx(1.5));
+  // Small transfers ahead count whole.
+  s.transfer_bytes = 20e6;
+  CHECK(routing::expected_completion(s, p, t0(), 50e6, 0).transfer == doctest::Approx(0.7));
+}
+
+TEST_CASE("storage: an unmeasured endpoint is like its peers, and a reading fades toward them") {
+  upstream::endpoint_stats s;
+  routing::cost_params p;  // tau 10 s
+  auto c = routing::expected_completion(s, p, t0(), 10e6, 50e6);
+  CHECK_FALSE(c.measured);
+  CHECK(c.rate == doctest::Approx(50e6));
+  s.throughput.observe(5e6, t0(), p.tau);
+  CHECK(routing::expected_completion(s, p, t0(), 10e6, 50e6).rate == doctest::Approx(5e6));
+  // One time constant later the slow reading counts e^-1.
+  auto later = routing::expected_completion(s, p, t0() + 10s, 10e6, 50e6);
+  CHECK(later.rate == doctest::Approx(5e6 * std::exp(-1.0) + 50e6 * (1 - std::exp(-1.0))));
+  std::array<upstream::endpoint_stats, 3> eps;
+  eps[0].throughput.observe(10e6, t0(), p.tau);
+  eps[2].throughput.observe(30e6, t0(), p.tau);
+  std::array<const upstream::endpoint_stats*, 3> view{&eps[0], &eps[1], &eps[2]};
+  std::array<std::uint32_t, 3> all{0, 1, 2};
+  CHECK(routing::peer_rate(view, all) == doctest::Approx(20e6));
+  CHECK(routing::peer_rate(view, std::span(all).subspan(1, 1)) == 0);
+}
