@@ -143,7 +143,7 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
   r.only_keys(n, k,
               {"name", "kind", "balancer", "endpoints", "pool", "probe", "load_metrics", "models",
                "latency", "outlier", "prefix_affinity", "timeouts", "retries", "limits",
-               "write_to"});
+               "write_to", "stripe"});
   cluster_config c;
   c.timeouts = timeouts;
   if (!n["name"]) r.fail(n, k + ".name", "missing (every cluster needs a name)");
@@ -248,6 +248,11 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
         (c.kind != cluster_kind::inference || c.balancer != balancer_kind::latency_aware))
       r.fail(p, k + ".prefix_affinity",
              "needs kind: inference and balancer: latency_aware (it is a term of that cost)");
+  }
+  if (auto p = n["stripe"]) {
+    read_stripe(r, p, k + ".stripe", c.stripe);
+    if (c.stripe.enabled && c.kind != cluster_kind::storage)
+      r.fail(p, k + ".stripe", "stripes object GETs: the cluster must be kind: storage");
   }
   if (auto p = n["timeouts"]) read_upstream_timeouts(r, p, k + ".timeouts", c.timeouts);
   if (auto p = n["retries"]) read_retries(r, p, k + ".retries", c.retries, false);

@@ -224,6 +224,25 @@ void read_retries(const reader& r, const YAML::Node& n, const std::string& k, re
   }
 }
 
+void read_stripe(const reader& r, const YAML::Node& n, const std::string& k, stripe_config& out) {
+  out.enabled = true;
+  if (n.IsScalar()) {
+    out.enabled = r.boolean(n, k);
+    return;
+  }
+  r.only_keys(n, k, {"min_size", "part_size", "max_parallel"});
+  if (n["min_size"]) out.min_size = r.size(n["min_size"], k + ".min_size");
+  if (n["part_size"]) out.part_size = r.size(n["part_size"], k + ".part_size");
+  if (n["max_parallel"])
+    out.max_parallel = static_cast<unsigned>(r.count(n["max_parallel"], k + ".max_parallel", 2, 16));
+  if (out.part_size < (64u << 10) || out.part_size > (256u << 20))
+    r.fail(n["part_size"] ? n["part_size"] : n, k + ".part_size",
+           "must be between 64KiB and 256MiB (each part in flight is held in memory)");
+  if (out.min_size < out.part_size * 2)
+    r.fail(n["min_size"] ? n["min_size"] : n, k + ".min_size",
+           "must be at least twice part_size (a smaller object has nothing to stripe)");
+}
+
 void read_cluster_limits(const reader& r, const YAML::Node& n, const std::string& k,
                          cluster_limits& out) {
   r.only_keys(n, k,

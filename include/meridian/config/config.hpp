@@ -220,6 +220,17 @@ struct prefix_affinity_config {
   bool operator==(const prefix_affinity_config&) const = default;
 };
 
+// Storage striping (opt-in): a GET of a whole object known to be at least min_size is fetched
+// as Range parts of part_size, up to max_parallel at once over the replicas, and delivered in
+// order; a part that lags is asked of another replica too.
+struct stripe_config {
+  bool enabled = false;
+  std::uint64_t min_size = 64ull << 20;
+  std::uint64_t part_size = 8ull << 20;
+  unsigned max_parallel = 4;
+  bool operator==(const stripe_config&) const = default;
+};
+
 // Admission under overload (per cluster; the gateway's figures, split over the workers): at
 // most max_inflight requests upstream at once (0: the endpoints' connection caps), the rest
 // wait by priority, at most max_pending of them and each at most pending_timeout; past that
@@ -250,6 +261,7 @@ struct cluster_config {
   latency_config latency;
   outlier_config outlier;
   prefix_affinity_config prefix_affinity;
+  stripe_config stripe;
   upstream_timeouts timeouts;
   retry_config retries;
   cluster_limits limits;
