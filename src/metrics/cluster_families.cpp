@@ -71,7 +71,8 @@ void collect_hedges(const series_plan& p, const workers_t& workers,
   const std::size_t n = p.clusters.size();
   constexpr auto events = static_cast<std::size_t>(hedge_event::count_);
   std::vector<std::array<std::uint64_t, events>> hedges(n);
-  std::vector<std::uint64_t> refused(n);
+  std::vector<std::uint64_t> refused(n), stripes(n);
+  std::vector<std::array<std::uint64_t, 3>> parts(n);
   for (const auto& w : workers) {
     for (std::size_t c = 0; c < n; ++c) {
       for (std::size_t e = 0; e < events; ++e) hedges[c][e] += w->cluster(c).hedges[e].value();
@@ -101,7 +102,8 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
   constexpr auto reasons = static_cast<std::size_t>(retry_reason::count_);
   std::vector<std::array<std::uint64_t, reasons>> retries(n);
   std::vector<std::array<std::uint64_t, 2>> interrupted(n), resumes(n), object_resumes(n), bytes(n);
-  std::vector<std::uint64_t> refused(n);
+  std::vector<std::uint64_t> refused(n), stripes(n);
+  std::vector<std::array<std::uint64_t, 3>> parts(n);
   constexpr auto shed_reasons = static_cast<std::size_t>(shed_reason::count_);
   std::vector<std::array<std::uint64_t, shed_reasons>> shed(n);
   std::vector<std::int64_t> pending(n);
@@ -115,6 +117,8 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
       for (std::size_t r = 0; r < 2; ++r) resumes[c][r] += cm.resumes[r].value();
       for (std::size_t r = 0; r < 2; ++r) object_resumes[c][r] += cm.object_resumes[r].value();
       for (std::size_t r = 0; r < 2; ++r) bytes[c][r] += cm.bytes[r].value();
+      stripes[c] += cm.stripes.value();
+      for (std::size_t r = 0; r < 3; ++r) parts[c][r] += cm.parts[r].value();
       refused[c] += cm.retry_budget_exhausted.value();
     }
   }
@@ -140,8 +144,19 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
                    "Bytes of a cluster's requests and responses on client connections, heads "
                    "included: from_client (requests, uploads) and to_client (responses, downloads)",
                    MetricType::Counter);
+  auto st = family("meridian_storage_stripes_total",
+                   "Object GETs served by striping: Range parts from several replicas at once",
+                   MetricType::Counter);
+  auto pa = family("meridian_storage_parts_total",
+                   "Part fetches of striped GETs: ok, reissued (a lagging part asked of a second "
+                   "replica), failed (asked again elsewhere, or the download cut)",
+                   MetricType::Counter);
+  constexpr const char* part_results[] = {"ok", "reissued", "failed"};
   for (std::size_t c = 0; c < n; ++c) {
     const auto& cl = p.clusters[c];
+    add_value(st, {{"cluster", cl}}, static_cast<double>(stripes[c]));
+    for (std::size_t r = 0; r < 3; ++r)
+      add_value(pa, {{"cluster", cl}, {"result", part_results[r]}}, static_cast<double>(parts[c][r]));
     add_value(by, {{"cluster", cl}, {"direction", "from_client"}}, static_cast<double>(bytes[c][0]));
     add_value(by, {{"cluster", cl}, {"direction", "to_client"}}, static_cast<double>(bytes[c][1]));
     add_value(ores, {{"cluster", cl}, {"result", "ok"}}, static_cast<double>(object_resumes[c][0]));
@@ -169,7 +184,8 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
                 static_cast<double>(shed[c][r]));
     add_value(pe, {{"cluster", p.clusters[c]}}, static_cast<double>(pending[c]));
   }
-  for (auto* f : {&ret, &bud, &cut, &res, &ores, &by, &sh, &pe}) out.push_back(std::move(*f));
+  for (auto* f : {&ret, &bud, &cut, &res, &ores, &by, &st, &pa, &sh, &pe})
+    out.push_back(std::move(*f));
   collect_hedges(p, workers, out);
 }
 

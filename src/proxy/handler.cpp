@@ -14,6 +14,7 @@
 #include "proxy/hedge.hpp"
 #include "proxy/model_routing.hpp"
 #include "proxy/relay.hpp"
+#include "proxy/stripe.hpp"
 
 namespace meridian::proxy {
 
@@ -376,6 +377,17 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   std::optional<admission_slot> slot;
   bool admitted = co_await admit(c, w_, ctx, slot);
   if (!admitted) co_return;
+  if (stripes(c, w_, ctx)) {
+    auto so = co_await stripe_get(c, w_, st);
+    if (so.ok()) co_return;
+    if (so.bytes_to_client > 0 || so.kind == outcome_kind::client_gone) {
+      c.set_note(so.message);
+      ctx.flags |= so.kind == outcome_kind::client_gone ? flag_client_gone : flag_stream_broken;
+      co_return;
+    }
+    common::log(common::log_level::info, "proxy", "request ", c.request_id(),
+                ": not striped (", so.message, "); fetched whole");
+  }
   bool resumable = prepare_resume(c, w_, st);
   c.watch_client(st.at.get());
   auto o = co_await forward(c, w_, st);

@@ -66,8 +66,13 @@ bool object_resume::begin(const http::response_head& r) {
 }
 
 std::string object_resume::continuation_head(std::string_view head) const {
+  return ranged_head(head, next(), last_, etag_);
+}
+
+std::string ranged_head(std::string_view head, std::uint64_t first, std::uint64_t last,
+                        std::string_view if_range) {
   std::string out;
-  out.reserve(head.size() + 64 + etag_.size());
+  out.reserve(head.size() + 64 + if_range.size());
   // The request line, then header lines up to the blank line that ends the head.
   auto eol = head.find("\r\n");
   out.append(head.substr(0, eol + 2));
@@ -80,8 +85,9 @@ std::string object_resume::continuation_head(std::string_view head) const {
     if (colon == std::string_view::npos || !replaced(line.substr(0, colon))) out.append(line);
     pos = end + 2;
   }
-  out.append(common::cat("range: bytes=", next(), '-', last_, "\r\nif-range: ", etag_,
-                         "\r\n\r\n"));
+  out.append(common::cat("range: bytes=", first, '-', last, "\r\n"));
+  if (!if_range.empty()) out.append(common::cat("if-range: ", if_range, "\r\n"));
+  out.append("\r\n");
   return out;
 }
 

@@ -40,6 +40,11 @@ class object_resume {
   std::string etag_;
 };
 
+// `head` (a request head as built for the backend) without its Range and conditional headers,
+// asking for bytes first-last instead, with If-Range `if_range` unless that is empty.
+std::string ranged_head(std::string_view head, std::uint64_t first, std::uint64_t last,
+                        std::string_view if_range);
+
 // "bytes FIRST-LAST/TOTAL" (TOTAL may be "*"); false when malformed.
 bool parse_content_range(std::string_view v, std::uint64_t& first, std::uint64_t& last);
 

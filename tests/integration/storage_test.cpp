@@ -271,3 +271,75 @@ TEST_CASE("storage: memory stays flat while a 4 GiB object streams to a slow rea
   CHECK(got >= 8u << 20);
   CHECK(peak < before + 16 * 1024);
 }
+
+namespace {
+const std::string stripe_cluster =
+    "    stripe: { min_size: 4MiB, part_size: 1MiB, max_parallel: 4 }\n";
+
+// A HEAD through the gateway tells it the object's size (as download tools do first).
+void head_first(std::uint16_t port, const std::string& path) {
+  client hc(port);
+  hc.send("HEAD " + path + " HTTP/1.1\r\nHost: t\r\n\r\n");
+  auto r = hc.read(5000ms, true);
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+}
+}  // namespace
+
+TEST_CASE("storage: a striped GET comes from several replicas at once, byte-exact, as one 200") {
+  // Each replica capped, so that parts in flight weigh on the pick and spread.
+  auto a = store({"--name", "a", "--object", "/w=24MiB", "--bandwidth", "40MiB"});
+  auto b = store({"--name", "b", "--object", "/w=24MiB", "--bandwidth", "40MiB"});
+  auto c = store({"--name", "c", "--object", "/w=24MiB", "--bandwidth", "40MiB"});
+  gateway_process gw(storage_config({a.port(), b.port(), c.port()}, stripe_cluster));
+  REQUIRE(healthy(gw, 3));
+  head_first(gw.port(), "/w");
+  auto through = get_to_close(gw.port(), "/w");
+  auto direct = get(a.port(), "/w");
+  REQUIRE(direct);
+  CHECK(through.status == 200);
+  CHECK(through.content_length == 24u << 20);
+  CHECK(through.body == direct->body);
+  auto m = metrics_text(gw);
+  CHECK(metric(m, R"(meridian_storage_stripes_total{cluster="objects"})") == 1);
+  CHECK(metric(m, R"(meridian_storage_parts_total{cluster="objects",result="ok"})") >= 24);
+  for (auto p : {a.port(), b.port(), c.port()})
+    CHECK(metric(m, "meridian_upstream_requests_total{cluster=\"objects\",endpoint=\"127.0.0.1:" +
+                        std::to_string(p) + "\"}") >= 2);
+  // A Range request is not striped: it passes through as it is.
+  auto ranged = get(gw.port(), "/w", "Range: bytes=100-199\r\n");
+  REQUIRE(ranged);
+  CHECK(ranged->status == 206);
+  CHECK(ranged->body == direct->body.substr(100, 100));
+}
+
+TEST_CASE("storage: a part whose replica fails is fetched again elsewhere") {
+  auto a = store({"--name", "a", "--object", "/w=12MiB"});
+  auto b = store({"--name", "b", "--object", "/w=12MiB", "--fail-after", "256KiB"});
+  gateway_process gw(storage_config({a.port(), b.port()}, stripe_cluster));
+  REQUIRE(healthy(gw, 2));
+  head_first(gw.port(), "/w");
+  auto through = get_to_close(gw.port(), "/w");
+  auto direct = get(a.port(), "/w");
+  REQUIRE(direct);
+  CHECK(through.status == 200);
+  CHECK(through.body == direct->body);
+  auto m = metrics_text(gw);
+  // b cuts every part it is given; a delivers them instead (or the first part fell back whole).
+  CHECK(metric(m, R"(meridian_storage_parts_total{cluster="objects",result="failed"})") >= 1);
+}
+
+TEST_CASE("storage: a part lagging on a slow replica is asked of another one too") {
+  auto fast = store({"--name", "fast", "--object", "/w=16MiB"});
+  auto slow = store({"--name", "slow", "--object", "/w=16MiB", "--bandwidth", "1MiB"});
+  gateway_process gw(storage_config({fast.port(), slow.port()}, stripe_cluster));
+  REQUIRE(healthy(gw, 2));
+  head_first(gw.port(), "/w");
+  auto through = get_to_close(gw.port(), "/w");
+  auto direct = get(fast.port(), "/w");
+  REQUIRE(direct);
+  CHECK(through.status == 200);
+  CHECK(through.body == direct->body);
+  auto m = metrics_text(gw);
+  CHECK(metric(m, R"(meridian_storage_parts_total{cluster="objects",result="reissued"})") >= 1);
+}

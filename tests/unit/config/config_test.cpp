@@ -353,4 +353,22 @@ routes:
   CHECK(e.find("the cluster must be kind: storage") != std::string::npos);
   e = error_of(base, {"routes[0].resume=true"});
   CHECK(e.find("resumes OpenAI streams or object GETs") != std::string::npos);
+
+  CHECK_FALSE(cfg->clusters[0].stripe.enabled);
+  cfg = load_string(storage, "test.yaml", {"clusters[0].stripe=true"});
+  CHECK(cfg->clusters[0].stripe.enabled);
+  CHECK(cfg->clusters[0].stripe.part_size == 8u << 20);
+  cfg = load_string(storage, "test.yaml",
+                    {"clusters[0].stripe.min_size=1GiB", "clusters[0].stripe.part_size=16MiB",
+                     "clusters[0].stripe.max_parallel=6"});
+  CHECK(cfg->clusters[0].stripe.min_size == 1u << 30);
+  CHECK(cfg->clusters[0].stripe.max_parallel == 6);
+  e = error_of(storage, {"clusters[0].stripe.part_size=1KiB"});
+  CHECK(e.find("must be between 64KiB and 256MiB") != std::string::npos);
+  e = error_of(storage, {"clusters[0].stripe.min_size=8MiB"});
+  CHECK(e.find("at least twice part_size") != std::string::npos);
+  e = error_of(storage, {"clusters[0].stripe.max_parallel=1"});
+  CHECK(e.find("max_parallel") != std::string::npos);
+  e = error_of(base, {"clusters[0].stripe=true"});
+  CHECK(e.find("the cluster must be kind: storage") != std::string::npos);
 }

@@ -1,0 +1,368 @@
+#include "proxy/stripe.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <utility>
+#include <deque>
+#include <vector>
+
+#include "meridian/common/log.hpp"
+#include "meridian/http/headers.hpp"
+#include "proxy/object_resume.hpp"
+
+namespace meridian::proxy {
+
+namespace asio = boost::asio;
+using common::outcome;
+using common::outcome_kind;
+
+namespace {
+constexpr std::size_t none = static_cast<std::size_t>(-1);
+constexpr int max_tries = 3;  // fetches of one part that fail before the download is cut
+
+struct part {
+  std::uint64_t first = 0, last = 0;
+  std::string data;
+  bool done = false;
+  bool reissued = false;
+  int tries = 0;    // fetches started
+  int running = 0;  // fetches under way
+  std::uint64_t size() const { return last - first + 1; }
+};
+
+// One fetch of one part: its own attempt (connection, buffer, deadlines) and the bytes it read.
+struct fetcher {
+  std::unique_ptr<attempt> at;
+  std::size_t part = none;
+  upstream::endpoint_ref ep;
+  bool running = false;
+  bool reported = true;  // its end has been handled by the download
+  bool ok = false;
+  std::string head, data, why;
+  common::time_point started{};
+};
+
+// A striped download. Each fetch runs as its own coroutine and, when it ends, cancels `wake`, on
+// which the download waits; the download returns only once no fetch runs, since they refer to
+// this object in its frame. The client leaving cancels them all.
+struct stripe_state final : http::cancellable {
+  stripe_state(worker_context& w, http::connection& c, conn_state& st)
+      : w(w), c(c), st(st), wake(w.io) {}
+  worker_context& w;
+  http::connection& c;
+  conn_state& st;
+  asio::steady_timer wake;
+  std::deque<part> parts;  // a deque: fetches hold references while later parts are added
+  std::deque<fetcher> fetchers;  // a deque: running fetches refer to their element
+  std::string etag, client_head, base_head;
+  std::uint64_t total = 0;
+  bool version_known = false;  // part 0 named the object's version and size
+  double best_rate = 0;        // bytes/s of the fastest part so far
+
+  void cancel() override {
+    for (auto& f : fetchers)
+      if (f.running) f.at->cancel();
+  }
+  std::size_t in_flight() const {
+    std::size_t n = 0;
+    for (const auto& p : parts) n += !p.done && p.running > 0 ? 1 : 0;
+    return n;
+  }
+  bool any_running() const {
+    return std::any_of(fetchers.begin(), fetchers.end(), [](const auto& f) { return f.running; });
+  }
+  asio::awaitable<void> sleep_for(common::duration d) {
+    wake.expires_after(d);
+    co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+};
+
+// Part 0's answer names the object: a 206 with a strong ETag and the object's size. Builds the
+// client's 200 head from it (its headers, less Content-Range, with the whole length).
+bool learn_version(stripe_state& s, fetcher& f, part& p) {
+  const auto& r = f.at->response();
+  std::uint64_t first = 0, last = 0;
+  auto cr = r.find("content-range");
+  auto slash = cr.rfind('/');
+  auto etag = r.find("etag");
+  if (r.status != 206 || !parse_content_range(cr, first, last) || first != 0 ||
+      slash == std::string_view::npos || etag.size() < 2 || etag.front() != '"') {
+    f.why = common::cat("its first part was answered ", r.status, " '", cr, "' ", etag);
+    return false;
+  }
+  std::uint64_t total = 0;
+  auto t = cr.substr(slash + 1);
+  if (std::from_chars(t.data(), t.data() + t.size(), total).ec != std::errc{} ||
+      last != std::min(p.last, total - 1)) {
+    f.why = common::cat("its first part covers '", cr, "'");
+    return false;
+  }
+  p.last = last;
+  s.total = total;
+  s.etag.assign(etag);
+  http::response_head h = r;
+  std::vector<http::header> kept;
+  for (const auto& field : r.fields())
+    if (!http::iequals(field.name, "content-range")) kept.push_back(field);
+  h.headers = kept;
+  h.header_count = kept.size();
+  h.status = 200;
+  h.reason = "OK";
+  http::build_downstream_response(s.client_head, h, s.c.request_id(),
+                                  http::out_framing::content_length, total, s.c.keep_alive(),
+                                  s.c.client_minor());
+  s.version_known = true;
+  return true;
+}
+
+// The answer to a later part: exactly its bytes, of part 0's version.
+bool same_version(fetcher& f, const part& p, const stripe_state& s) {
+  const auto& r = f.at->response();
+  std::uint64_t first = 0, last = 0;
+  if (r.status == 206 && parse_content_range(r.find("content-range"), first, last) &&
+      first == p.first && last == p.last && r.find("etag") == s.etag &&
+      r.body == http::body_kind::content_length && r.content_length == p.size())
+    return true;
+  f.why = common::cat("part ", p.first, '-', p.last, " was answered ", r.status, " '",
+                      r.find("content-range"), "' ", r.find("etag"));
+  return false;
+}
+
+asio::awaitable<void> fetch(stripe_state& s, fetcher& f) {
+  auto& p = s.parts[f.part];
+  auto& at = *f.at;
+  const auto& ctx = s.st.ctx;
+  at.set_prefix(-1, 0);
+  at.set_deadlines(ctx.snap->cfg->routes[*ctx.route].timeouts, ctx.deadline);
+  at.set_route(nullptr, s.c.request_start());
+  at.set_transfer(static_cast<double>(p.size()));
+  auto o = co_await at.run(f.ep, true, s.c, f.head, nullptr);
+  if (!o.ok()) {
+    f.why = o.message;
+    co_return;
+  }
+  bool usable = f.part == 0 && !s.version_known ? learn_version(s, f, p) : same_version(f, p, s);
+  if (!usable) {
+    at.finish(false);
+    co_return;
+  }
+  const std::uint64_t len = p.size();
+  f.data.reserve(static_cast<std::size_t>(len));
+  while (true) {
+    auto b = at.buffered();
+    auto n = static_cast<std::size_t>(std::min<std::uint64_t>(b.size(), len - f.data.size()));
+    if (n) {
+      at.on_payload(b.substr(0, n));
+      f.data.append(b.data(), n);
+      at.consume(n);
+    }
+    if (f.data.size() == len) break;
+    if (co_await at.read_more(at.next_read_deadline()) == 0) {
+      f.why = at.timed_out() ? "the replica stalled during a part" : "the replica failed during a part";
+      at.finish(false);
+      co_return;
+    }
+  }
+  at.mark_complete();
+  at.finish(at.buffered().empty() && at.response().keep_alive);
+  f.ok = true;
+}
+
+// Starts a fetch of part `i` on the best endpoint other than `avoid` (when there is one).
+void launch(stripe_state& s, std::size_t i, const upstream::endpoint_ref& avoid) {
+  auto it = std::find_if(s.fetchers.begin(), s.fetchers.end(),
+                         [](const auto& f) { return !f.running && f.reported; });
+  if (it == s.fetchers.end()) {
+    s.fetchers.emplace_back();
+    it = std::prev(s.fetchers.end());
+    it->at = std::make_unique<attempt>(s.w);
+  }
+  auto& f = *it;
+  auto& p = s.parts[i];
+  auto& ctx = s.st.ctx;
+  auto& cs = s.w.ups.cluster(ctx.cluster);
+  routing::pick_input in{s.w.rng, s.w.clock->now()};
+  in.bytes = static_cast<double>(p.size());
+  auto picks = s.w.balancers[ctx.cluster]->pick(cs.stats_view, in);
+  f.part = i;
+  f.ok = false;
+  f.data.clear();
+  ++p.tries;
+  ++p.running;
+  if (picks.empty()) {  // the cluster has no endpoint now: a failed fetch
+    f.why = "the cluster has no endpoint";
+    f.reported = false;
+    s.wake.cancel();
+    return;
+  }
+  f.ep = cs.endpoints[picks[0]];
+  for (auto k : picks)
+    if (cs.endpoints[k] != avoid) {
+      f.ep = cs.endpoints[k];
+      break;
+    }
+  f.ep->metrics->decisions[static_cast<int>(p.tries > 0 ? metrics::decision::retry
+                                                        : metrics::decision::score)]
+      .inc();
+  f.why.clear();
+  f.head = ranged_head(s.base_head, p.first, p.last, s.etag);
+  f.started = s.w.clock->now();
+  f.running = true;
+  f.reported = false;
+  ++ctx.attempts;
+  ctx.endpoint = f.ep;
+  asio::co_spawn(s.w.io, fetch(s, f), [&s, &f](std::exception_ptr e) {
+    if (e) f.ok = false;
+    f.running = false;
+    s.wake.cancel();
+  });
+}
+
+outcome failed(stripe_state& s, outcome_kind kind, std::string message) {
+  outcome o;
+  o.kind = kind;
+  o.message = std::move(message);
+  o.bytes_to_client = s.c.bytes_out();
+  if (o.bytes_to_client > 0) s.c.close_after_response();
+  return o;
+}
+
+// Handles the fetches that ended: a part done, asked again elsewhere, or the download failed
+// (an outcome). `cm`: the cluster's metrics.
+std::optional<outcome> settle_fetches(stripe_state& s, metrics::cluster_metrics& cm) {
+  for (auto& f : s.fetchers) {
+    if (f.running || f.reported) continue;
+    // The fetcher is free from here on: a relaunch below may reuse it.
+    f.reported = true;
+    const std::size_t i = std::exchange(f.part, none);
+    const upstream::endpoint_ref ep = f.ep;
+    auto& p = s.parts[i];
+    --p.running;
+    if (f.ok && !p.done) {
+      double secs = common::seconds_between(f.started, s.w.clock->now());
+      if (secs > 0) s.best_rate = std::max(s.best_rate, static_cast<double>(p.size()) / secs);
+      p.data = std::move(f.data);
+      p.done = true;
+      cm.parts[0].inc();
+      for (auto& other : s.fetchers)
+        if (other.running && other.part == i) other.at->abandon();
+    } else if (!f.ok && !p.done) {
+      cm.parts[2].inc();
+      if (!s.version_known) return failed(s, outcome_kind::bad_response, f.why);
+      common::log(common::log_level::info, "proxy", "request ", s.c.request_id(), ": part ",
+                  p.first, '-', p.last, " from ", ep ? ep->info->address : std::string("-"),
+                  " failed: ", f.why);
+      if (p.running == 0 && p.tries >= max_tries)
+        return failed(s, outcome_kind::reset_during_response,
+                      common::cat("no replica delivered part ", p.first, '-', p.last, ": ", f.why));
+      if (p.running == 0) launch(s, i, ep);
+    }
+  }
+  return std::nullopt;
+}
+
+// The parts of the object after part 0, once its size is known.
+void plan_parts(stripe_state& s, std::uint64_t part_size) {
+  for (std::uint64_t first = s.parts[0].last + 1; first < s.total; first += part_size) {
+    part p;
+    p.first = first;
+    p.last = std::min(s.total, first + part_size) - 1;
+    s.parts.push_back(std::move(p));
+  }
+}
+
+// Part i, which the client waits for, has run far longer than parts take: a second replica is
+// asked for it too.
+void reissue_if_lagging(stripe_state& s, std::size_t i, metrics::cluster_metrics& cm) {
+  auto& p = s.parts[i];
+  if (p.done || p.reissued || p.running != 1 || s.best_rate <= 0) return;
+  auto f = std::find_if(s.fetchers.begin(), s.fetchers.end(),
+                        [&](const auto& x) { return x.running && x.part == i; });
+  if (f == s.fetchers.end()) return;
+  double expected = static_cast<double>(p.size()) / s.best_rate;
+  double ran = common::seconds_between(f->started, s.w.clock->now());
+  if (ran < std::max(0.05, 3 * expected)) return;
+  p.reissued = true;
+  cm.parts[1].inc();
+  const upstream::endpoint_ref lagging = f->ep;
+  launch(s, i, lagging);
+}
+
+asio::awaitable<outcome> drive(stripe_state& s, const config::stripe_config& sc) {
+  auto& cm = s.w.metrics.cluster(s.st.ctx.cluster);
+  std::size_t deliver = 0, next = 1;
+  bool head_sent = false;
+  std::vector<asio::const_buffer> out;
+  while (true) {
+    if (s.c.client_gone())
+      co_return failed(s, outcome_kind::client_gone, "client went away during the response");
+    if (auto o = settle_fetches(s, cm)) co_return std::move(*o);
+    if (s.version_known && !head_sent) {
+      plan_parts(s, sc.part_size);
+      s.st.ctx.first_byte = s.w.clock->now();
+      s.c.response_started(200);
+      out.assign({asio::buffer(s.client_head)});
+      if (!co_await s.c.write(out))
+        co_return failed(s, outcome_kind::client_gone, "client went away during the response");
+      head_sent = true;
+      cm.stripes.inc();
+    }
+    while (head_sent && next < s.parts.size() && s.in_flight() < sc.max_parallel &&
+           next < deliver + 2 * sc.max_parallel)
+      launch(s, next++, nullptr);
+    while (head_sent && deliver < s.parts.size() && s.parts[deliver].done) {
+      out.assign({asio::buffer(s.parts[deliver].data)});
+      if (!co_await s.c.write(out))
+        co_return failed(s, outcome_kind::client_gone, "client went away during the response");
+      std::string().swap(s.parts[deliver].data);
+      ++deliver;
+    }
+    if (head_sent && deliver == s.parts.size()) {
+      outcome o;
+      o.status = 200;
+      o.bytes_to_client = s.c.bytes_out();
+      co_return o;
+    }
+    if (head_sent) reissue_if_lagging(s, deliver, cm);
+    co_await s.sleep_for(std::chrono::milliseconds(20));
+  }
+}
+}  // namespace
+
+bool stripes(const http::connection& c, const worker_context& w, const request_context& ctx) {
+  const auto& cluster = w.snap->cfg->clusters[ctx.cluster];
+  if (!cluster.stripe.enabled || cluster.kind != config::cluster_kind::storage) return false;
+  if (c.method() != "GET" || !c.head().find("range").empty()) return false;
+  auto size = w.sizes.find(object_sizes::key_of(ctx.cluster, c.head().host, c.path()));
+  return size && *size >= cluster.stripe.min_size;
+}
+
+asio::awaitable<outcome> stripe_get(http::connection& c, worker_context& w, conn_state& st) {
+  const auto& sc = w.snap->cfg->clusters[st.ctx.cluster].stripe;
+  stripe_state s(w, c, st);
+  http::build_upstream_request(s.base_head, c.head(), {c.client_ip(), "http", c.request_id()},
+                               http::out_framing::none, 0);
+  part first;
+  first.last = sc.part_size - 1;
+  s.parts.push_back(std::move(first));
+  st.ctx.upstream_start = w.clock->now();
+  c.watch_client(&s);
+  launch(s, 0, nullptr);
+  auto o = co_await drive(s, sc);
+  for (auto& f : s.fetchers)
+    if (f.running) f.at->abandon();
+  while (s.any_running()) co_await s.sleep_for(std::chrono::seconds(60));
+  c.unwatch_client();
+  if (!o.ok() && o.bytes_to_client > 0 && o.kind != outcome_kind::client_gone)
+    w.metrics.cluster(st.ctx.cluster)
+        .streams_interrupted[static_cast<int>(metrics::interruption::upstream)]
+        .inc();
+  co_return o;
+}
+
+}  // namespace meridian::proxy
