@@ -147,8 +147,8 @@ asio::awaitable<bool> send_body(simpl* self, std::shared_ptr<timed_socket> ts,
     }
     ts->arm(std::chrono::seconds(30));
     const char* p = d ? d->data() + off : self->pattern->data() + off % period;
-    auto [ec, w] = co_await asio::async_write(ts->sock, asio::buffer(p, static_cast<std::size_t>(n)),
-                                              use_nothrow);
+    auto [ec, w] = co_await asio::async_write(
+        ts->sock, asio::buffer(p, static_cast<std::size_t>(n)), use_nothrow);
     if (ec) co_return false;
     off += n;
     len -= n;
@@ -166,9 +166,9 @@ struct body_slice {
 
 // GET and HEAD: writes the head (or a whole 304/404/416 reply) into out and, for a GET that
 // finds the object, the slice to send after it.
-void answer_read(simpl* self, const std::string& method, const std::string& key,
-                 std::string range, const std::string& inm, const std::string& if_range,
-                 bool keep, std::string& out, body_slice& slice) {
+void answer_read(simpl* self, const std::string& method, const std::string& key, std::string range,
+                 const std::string& inm, const std::string& if_range, bool keep, std::string& out,
+                 body_slice& slice) {
   object obj;
   bool found = false;
   {
@@ -243,8 +243,7 @@ asio::awaitable<void> storage_conn(simpl* self, std::shared_ptr<timed_socket> ts
       {
         std::unique_lock lk(self->mu);
         auto n = body.size();
-        self->objects[key] =
-            object{std::make_shared<const std::string>(std::move(body)), etag, n};
+        self->objects[key] = object{std::make_shared<const std::string>(std::move(body)), etag, n};
       }
       body = std::string();
       append_response(out, 200, {}, {}, self->hdr + "etag: " + etag + "\r\n", keep);
@@ -303,8 +302,8 @@ std::uint16_t storage_mock::start() {
     char seed[24];
     std::snprintf(seed, sizeof seed, "%llx", static_cast<unsigned long long>(s.opt.seed));
     for (const auto& [key, size] : s.opt.synthetic)
-      s.objects[key] = object{nullptr, "\"syn-" + std::string(seed) + "-" + std::to_string(size) + "\"",
-                              size};
+      s.objects[key] =
+          object{nullptr, "\"syn-" + std::string(seed) + "-" + std::to_string(size) + "\"", size};
   }
   s.hdr =
       "x-mock-backend: " + (s.opt.name.empty() ? "storage-" + std::to_string(port) : s.opt.name) +

@@ -142,8 +142,8 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
                             const upstream_timeouts& timeouts) {
   r.only_keys(n, k,
               {"name", "kind", "balancer", "endpoints", "pool", "probe", "load_metrics", "models",
-               "latency", "outlier", "prefix_affinity", "timeouts", "retries", "limits",
-               "write_to", "stripe"});
+               "latency", "outlier", "prefix_affinity", "timeouts", "retries", "limits", "write_to",
+               "stripe"});
   cluster_config c;
   c.timeouts = timeouts;
   if (!n["name"]) r.fail(n, k + ".name", "missing (every cluster needs a name)");
@@ -165,45 +165,7 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
   if (c.kind == cluster_kind::inference) c.balancer = balancer_kind::latency_aware;
   // Object stores get the bandwidth-aware picker: time to the last byte, not the first.
   if (c.kind == cluster_kind::storage) c.balancer = balancer_kind::bandwidth_aware;
-  if (n["balancer"]) {
-    auto s = r.scalar(n["balancer"], k + ".balancer");
-    if (s == "round_robin")
-      c.balancer = balancer_kind::round_robin;
-    else if (s == "least_request")
-      c.balancer = balancer_kind::least_request;
-    else if (s == "peak_ewma")
-      c.balancer = balancer_kind::peak_ewma;
-    else if (s == "latency_aware")
-      c.balancer = balancer_kind::latency_aware;
-    else if (s == "bandwidth_aware")
-      c.balancer = balancer_kind::bandwidth_aware;
-    else if (s == "consistent_hash")
-      r.fail(n["balancer"], k + ".balancer",
-             common::cat("balancer '", s,
-                         "' is not available in this version (use latency_aware, "
-                         "bandwidth_aware, peak_ewma, least_request or round_robin)"));
-    else
-      r.fail(n["balancer"], k + ".balancer",
-             common::cat("unknown balancer '", s,
-                         "' (expected latency_aware, bandwidth_aware, peak_ewma, least_request or "
-                         "round_robin)"));
-    if (c.balancer == balancer_kind::bandwidth_aware && c.kind != cluster_kind::storage)
-      r.fail(n["balancer"], k + ".balancer",
-             "bandwidth_aware weighs object transfers: the cluster must be kind: storage");
-  }
-  if (n["write_to"]) {
-    auto s = r.scalar(n["write_to"], k + ".write_to");
-    if (s == "first_healthy")
-      c.write_to = write_target::first_healthy;
-    else if (s == "zone_local")
-      c.write_to = write_target::zone_local;
-    else
-      r.fail(n["write_to"], k + ".write_to",
-             common::cat("unknown value '", s, "' (expected first_healthy or zone_local)"));
-    if (c.balancer != balancer_kind::bandwidth_aware)
-      r.fail(n["write_to"], k + ".write_to",
-             "is read by the bandwidth_aware balancer (kind: storage) only");
-  }
+  read_balancer(r, n, k, c);
   auto eps = n["endpoints"];
   if (!eps || !eps.IsSequence() || eps.size() == 0)
     r.fail(eps ? eps : n, k + ".endpoints", "expected a non-empty list of endpoints");

@@ -224,6 +224,49 @@ void read_retries(const reader& r, const YAML::Node& n, const std::string& k, re
   }
 }
 
+// `balancer` and `write_to`, over the defaults the cluster's kind gave.
+void read_balancer(const reader& r, const YAML::Node& n, const std::string& k, cluster_config& c) {
+  if (n["balancer"]) {
+    auto s = r.scalar(n["balancer"], k + ".balancer");
+    if (s == "round_robin")
+      c.balancer = balancer_kind::round_robin;
+    else if (s == "least_request")
+      c.balancer = balancer_kind::least_request;
+    else if (s == "peak_ewma")
+      c.balancer = balancer_kind::peak_ewma;
+    else if (s == "latency_aware")
+      c.balancer = balancer_kind::latency_aware;
+    else if (s == "bandwidth_aware")
+      c.balancer = balancer_kind::bandwidth_aware;
+    else if (s == "consistent_hash")
+      r.fail(n["balancer"], k + ".balancer",
+             common::cat("balancer '", s,
+                         "' is not available in this version (use latency_aware, "
+                         "bandwidth_aware, peak_ewma, least_request or round_robin)"));
+    else
+      r.fail(n["balancer"], k + ".balancer",
+             common::cat("unknown balancer '", s,
+                         "' (expected latency_aware, bandwidth_aware, peak_ewma, least_request or "
+                         "round_robin)"));
+    if (c.balancer == balancer_kind::bandwidth_aware && c.kind != cluster_kind::storage)
+      r.fail(n["balancer"], k + ".balancer",
+             "bandwidth_aware weighs object transfers: the cluster must be kind: storage");
+  }
+  if (n["write_to"]) {
+    auto s = r.scalar(n["write_to"], k + ".write_to");
+    if (s == "first_healthy")
+      c.write_to = write_target::first_healthy;
+    else if (s == "zone_local")
+      c.write_to = write_target::zone_local;
+    else
+      r.fail(n["write_to"], k + ".write_to",
+             common::cat("unknown value '", s, "' (expected first_healthy or zone_local)"));
+    if (c.balancer != balancer_kind::bandwidth_aware)
+      r.fail(n["write_to"], k + ".write_to",
+             "is read by the bandwidth_aware balancer (kind: storage) only");
+  }
+}
+
 void read_stripe(const reader& r, const YAML::Node& n, const std::string& k, stripe_config& out) {
   out.enabled = true;
   if (n.IsScalar()) {
@@ -234,7 +277,8 @@ void read_stripe(const reader& r, const YAML::Node& n, const std::string& k, str
   if (n["min_size"]) out.min_size = r.size(n["min_size"], k + ".min_size");
   if (n["part_size"]) out.part_size = r.size(n["part_size"], k + ".part_size");
   if (n["max_parallel"])
-    out.max_parallel = static_cast<unsigned>(r.count(n["max_parallel"], k + ".max_parallel", 2, 16));
+    out.max_parallel =
+        static_cast<unsigned>(r.count(n["max_parallel"], k + ".max_parallel", 2, 16));
   if (out.part_size < (64u << 10) || out.part_size > (256u << 20))
     r.fail(n["part_size"] ? n["part_size"] : n, k + ".part_size",
            "must be between 64KiB and 256MiB (each part in flight is held in memory)");

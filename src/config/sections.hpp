@@ -19,6 +19,7 @@ void read_upstream_timeouts(const reader& r, const YAML::Node& n, const std::str
                             upstream_timeouts& out);
 void read_cluster_limits(const reader& r, const YAML::Node& n, const std::string& k,
                          cluster_limits& out);
+void read_balancer(const reader& r, const YAML::Node& n, const std::string& k, cluster_config& c);
 void read_stripe(const reader& r, const YAML::Node& n, const std::string& k, stripe_config& out);
 // `route`: a route's retries, which share their cluster's budget and so set none.
 void read_retries(const reader& r, const YAML::Node& n, const std::string& k, retry_config& out,

@@ -156,8 +156,10 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
     const auto& cl = p.clusters[c];
     add_value(st, {{"cluster", cl}}, static_cast<double>(stripes[c]));
     for (std::size_t r = 0; r < 3; ++r)
-      add_value(pa, {{"cluster", cl}, {"result", part_results[r]}}, static_cast<double>(parts[c][r]));
-    add_value(by, {{"cluster", cl}, {"direction", "from_client"}}, static_cast<double>(bytes[c][0]));
+      add_value(pa, {{"cluster", cl}, {"result", part_results[r]}},
+                static_cast<double>(parts[c][r]));
+    add_value(by, {{"cluster", cl}, {"direction", "from_client"}},
+              static_cast<double>(bytes[c][0]));
     add_value(by, {{"cluster", cl}, {"direction", "to_client"}}, static_cast<double>(bytes[c][1]));
     add_value(ores, {{"cluster", cl}, {"result", "ok"}}, static_cast<double>(object_resumes[c][0]));
     add_value(ores, {{"cluster", cl}, {"result", "failed"}},

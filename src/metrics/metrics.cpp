@@ -325,9 +325,8 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
       }
     }
   }
-  for (auto* f :
-       {&rtt, &ttft, &tpot, &queue, &running, &kv, &score, &thr, &tb, &healthy, &pfail, &sfail,
-        &dec})
+  for (auto* f : {&rtt, &ttft, &tpot, &queue, &running, &kv, &score, &thr, &tb, &healthy, &pfail,
+                  &sfail, &dec})
     out.push_back(std::move(*f));
 }
 

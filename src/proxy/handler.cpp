@@ -200,6 +200,31 @@ void storage_input(const http::connection& c, worker_context& w, const request_c
   in.write = c.method() == "PUT" || c.method() == "POST";
 }
 
+// Storage: what the response says of the object's size.
+void learn_size(const http::connection& c, worker_context& w, const conn_state& st) {
+  w.sizes.learn(object_sizes::key_of(st.ctx.cluster, c.head().host, c.path()), c.method(),
+                st.at->response());
+}
+
+// The request's candidates, best first, from what the pick weighs of it (filled into `in`).
+routing::candidates pick_for(const http::connection& c, worker_context& w, conn_state& st,
+                             routing::pick_input& in) {
+  auto& ctx = st.ctx;
+  auto& cs = w.ups.cluster(ctx.cluster);
+  const auto& cluster = w.snap->cfg->clusters[ctx.cluster];
+  in.answer_tokens = cs.answer_tokens;
+  if (cluster.prefix_affinity.enabled) prefix_input(c, w, st, cluster.prefix_affinity, in);
+  if (cluster.kind == config::cluster_kind::storage) storage_input(c, w, ctx, in);
+  auto picks = w.balancers[ctx.cluster]->pick(cs.stats_view, in);
+  if (picks.prompt_blocks > 0 && !picks.empty()) {
+    double held = picks.uncached[0] < 0 ? 0 : picks.prompt_blocks - picks.uncached[0];
+    w.metrics.cluster(ctx.cluster)
+        .prefix.observe(picks.prefix_indexed, held / picks.prompt_blocks,
+                        static_cast<int>(picks.prefix_spill));
+  }
+  return picks;
+}
+
 // Tries the candidates in order as the retry policy allows, the first one raced against a hedge
 // when the route hedges; an ok outcome leaves st.at ready for the relay.
 asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_state& st) {
@@ -207,20 +232,9 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
   auto& cs = w.ups.cluster(ctx.cluster);
   routing::pick_input in{w.rng, w.clock->now(),
                          st.guard.routed ? std::string_view(*st.guard.routed) : ""};
-  in.answer_tokens = cs.answer_tokens;
-  const auto& pa = w.snap->cfg->clusters[ctx.cluster].prefix_affinity;
-  if (pa.enabled) prefix_input(c, w, st, pa, in);
-  const bool storage =
-      w.snap->cfg->clusters[ctx.cluster].kind == config::cluster_kind::storage;
-  if (storage) storage_input(c, w, ctx, in);
+  auto picks = pick_for(c, w, st, in);
   auto& bal = *w.balancers[ctx.cluster];
-  auto picks = bal.pick(cs.stats_view, in);
-  if (picks.prompt_blocks > 0 && !picks.empty()) {
-    double held = picks.uncached[0] < 0 ? 0 : picks.prompt_blocks - picks.uncached[0];
-    w.metrics.cluster(ctx.cluster)
-        .prefix.observe(picks.prefix_indexed, held / picks.prompt_blocks,
-                        static_cast<int>(picks.prefix_spill));
-  }
+  const bool storage = w.snap->cfg->clusters[ctx.cluster].kind == config::cluster_kind::storage;
   const auto& route = ctx.snap->cfg->routes[*ctx.route];
   auto& cm = w.metrics.cluster(ctx.cluster);
   auto& budget = w.budgets[ctx.cluster];
@@ -279,9 +293,7 @@ asio::awaitable<outcome> forward(http::connection& c, worker_context& w, conn_st
     if (policy.budget_refused()) cm.retry_budget_exhausted.inc();
     if (action == retry_action::finish) {
       if (o.ok() && st.at->body_held()) c.consume_body();
-      if (o.ok() && storage)
-        w.sizes.learn(object_sizes::key_of(ctx.cluster, c.head().host, c.path()), c.method(),
-                      st.at->response());
+      if (o.ok() && storage) learn_size(c, w, st);
       co_return o;
     }
     if (o.ok()) st.at->finish(false);  // the 503 is dropped, its connection closed
@@ -318,6 +330,37 @@ asio::awaitable<void> report(http::connection& c, worker_context& w, request_con
     default:
       co_await c.reply_error(o.client_error(), o.message);
   }
+}
+// Serves a GET the cluster stripes (stripe.hpp): true when the client has been served, cut short
+// or has left; false when it is to be served whole.
+asio::awaitable<bool> try_stripe(http::connection& c, worker_context& w, conn_state& st) {
+  if (!stripes(c, w, st.ctx)) co_return false;
+  auto o = co_await stripe_get(c, w, st);
+  if (o.ok()) co_return true;
+  if (o.bytes_to_client > 0 || o.kind == outcome_kind::client_gone) {
+    c.set_note(o.message);
+    st.ctx.flags |= o.kind == outcome_kind::client_gone ? flag_client_gone : flag_stream_broken;
+    co_return true;
+  }
+  common::log(common::log_level::info, "proxy", "request ", c.request_id(), ": not striped (",
+              o.message, "); fetched whole");
+  co_return false;
+}
+
+// After the response: its token counts for the log, and why it broke off, if it did.
+void conclude(http::connection& c, worker_context& w, conn_state& st, const outcome& o) {
+  auto& ctx = st.ctx;
+  if (auto p = st.at->stream().prompt_tokens()) ctx.prompt_tokens = static_cast<std::int64_t>(*p);
+  if (auto n = st.at->stream().completion_tokens())
+    ctx.completion_tokens = static_cast<std::int64_t>(*n);
+  if (o.ok()) return;
+  c.set_note(o.message);
+  ctx.flags |= o.kind == outcome_kind::client_gone ? flag_client_gone : flag_stream_broken;
+  if (o.kind == outcome_kind::client_gone)
+    w.metrics.route(*ctx.route).cancelled_response.inc();
+  else
+    st.at->count_error(o.kind == outcome_kind::stalled_response ? metrics::upstream_error::timeout
+                                                                : metrics::upstream_error::reset);
 }
 }  // namespace
 
@@ -377,17 +420,8 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   std::optional<admission_slot> slot;
   bool admitted = co_await admit(c, w_, ctx, slot);
   if (!admitted) co_return;
-  if (stripes(c, w_, ctx)) {
-    auto so = co_await stripe_get(c, w_, st);
-    if (so.ok()) co_return;
-    if (so.bytes_to_client > 0 || so.kind == outcome_kind::client_gone) {
-      c.set_note(so.message);
-      ctx.flags |= so.kind == outcome_kind::client_gone ? flag_client_gone : flag_stream_broken;
-      co_return;
-    }
-    common::log(common::log_level::info, "proxy", "request ", c.request_id(),
-                ": not striped (", so.message, "); fetched whole");
-  }
+  bool striped = co_await try_stripe(c, w_, st);
+  if (striped) co_return;
   bool resumable = prepare_resume(c, w_, st);
   c.watch_client(st.at.get());
   auto o = co_await forward(c, w_, st);
@@ -402,18 +436,7 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   o = co_await relay(*st.at, c, st.head_out);
   o = co_await after_relay(c, w_, st, std::move(o));
   c.unwatch_client();
-  if (auto p = st.at->stream().prompt_tokens()) ctx.prompt_tokens = static_cast<std::int64_t>(*p);
-  if (auto n = st.at->stream().completion_tokens())
-    ctx.completion_tokens = static_cast<std::int64_t>(*n);
-  if (!o.ok()) {
-    c.set_note(o.message);
-    ctx.flags |= o.kind == outcome_kind::client_gone ? flag_client_gone : flag_stream_broken;
-    if (o.kind == outcome_kind::client_gone)
-      w_.metrics.route(m.route).cancelled_response.inc();
-    else
-      st.at->count_error(o.kind == outcome_kind::stalled_response ? metrics::upstream_error::timeout
-                                                                  : metrics::upstream_error::reset);
-  }
+  conclude(c, w_, st, o);
 }
 
 // ---- finished ----------------------------------------------------------------------------------

@@ -94,8 +94,8 @@ std::string ranged_head(std::string_view head, std::uint64_t first, std::uint64_
 bool object_resume::continues(const http::response_head& r, std::string& why) const {
   auto etag = r.find("etag");
   if (r.status != 206) {
-    why = r.status == 200 ? common::cat("it holds another version (ETag ", etag.empty() ? "none" : etag,
-                                        ", expected ", etag_, ")")
+    why = r.status == 200 ? common::cat("it holds another version (ETag ",
+                                        etag.empty() ? "none" : etag, ", expected ", etag_, ")")
                           : common::cat("it answered ", r.status);
     return false;
   }

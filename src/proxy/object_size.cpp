@@ -61,8 +61,7 @@ void object_sizes::put(std::uint64_t key, std::uint64_t size) {
   next_ = (next_ + 1) % ring_.size();
 }
 
-void object_sizes::learn(std::uint64_t key, std::string_view method,
-                         const http::response_head& r) {
+void object_sizes::learn(std::uint64_t key, std::string_view method, const http::response_head& r) {
   if (method != "GET" && method != "HEAD") return;
   if (r.status == 200 && r.body == http::body_kind::content_length) {
     put(key, r.content_length);

@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <charconv>
-#include <utility>
 #include <deque>
+#include <utility>
 #include <vector>
 
 #include "meridian/common/log.hpp"
@@ -57,7 +57,7 @@ struct stripe_state final : http::cancellable {
   http::connection& c;
   conn_state& st;
   asio::steady_timer wake;
-  std::deque<part> parts;  // a deque: fetches hold references while later parts are added
+  std::deque<part> parts;        // a deque: fetches hold references while later parts are added
   std::deque<fetcher> fetchers;  // a deque: running fetches refer to their element
   std::string etag, client_head, base_head;
   std::uint64_t total = 0;
@@ -163,7 +163,8 @@ asio::awaitable<void> fetch(stripe_state& s, fetcher& f) {
     }
     if (f.data.size() == len) break;
     if (co_await at.read_more(at.next_read_deadline()) == 0) {
-      f.why = at.timed_out() ? "the replica stalled during a part" : "the replica failed during a part";
+      f.why =
+          at.timed_out() ? "the replica stalled during a part" : "the replica failed during a part";
       at.finish(false);
       co_return;
     }
@@ -206,8 +207,9 @@ void launch(stripe_state& s, std::size_t i, const upstream::endpoint_ref& avoid)
       f.ep = cs.endpoints[k];
       break;
     }
-  f.ep->metrics->decisions[static_cast<int>(p.tries > 0 ? metrics::decision::retry
-                                                        : metrics::decision::score)]
+  f.ep->metrics
+      ->decisions[static_cast<int>(p.tries > 0 ? metrics::decision::retry
+                                               : metrics::decision::score)]
       .inc();
   f.why.clear();
   f.head = ranged_head(s.base_head, p.first, p.last, s.etag);

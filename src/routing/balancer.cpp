@@ -269,7 +269,8 @@ class bandwidth_aware final : public balancer {
       if (eligible(*eps[i], in)) pool_.push_back(static_cast<std::uint32_t>(i));
     if (pool_.empty()) return;
     // Equal costs (nothing measured yet) must not all go to the lowest index.
-    std::rotate(pool_.begin(), pool_.begin() + static_cast<std::ptrdiff_t>(in.rng.below(pool_.size())),
+    std::rotate(pool_.begin(),
+                pool_.begin() + static_cast<std::ptrdiff_t>(in.rng.below(pool_.size())),
                 pool_.end());
     double like = peer_rate(eps, pool_);
     cost_.resize(n);

@@ -147,10 +147,10 @@ TEST_CASE("storage: Range, conditional requests, HEAD, PUT and DELETE pass throu
 TEST_CASE("storage: a replica that fails mid-GET is resumed byte-exact from another") {
   // Each replica cuts its first long response (a reset) at a different byte; whichever is tried
   // first, the body is continued on the other, and then on the first again.
-  auto a = store({"--name", "a", "--object", "/w=16MiB", "--fail-after", "3MiB", "--fail-count",
-                  "1"});
-  auto b = store({"--name", "b", "--object", "/w=16MiB", "--fail-after", "7MiB", "--fail-count",
-                  "1"});
+  auto a =
+      store({"--name", "a", "--object", "/w=16MiB", "--fail-after", "3MiB", "--fail-count", "1"});
+  auto b =
+      store({"--name", "b", "--object", "/w=16MiB", "--fail-after", "7MiB", "--fail-count", "1"});
   gateway_process gw(storage_config({a.port(), b.port()}, "", ", resume: { attempts: 3 }"));
   REQUIRE(healthy(gw, 2));
   auto through = get_to_close(gw.port(), "/w");

@@ -235,9 +235,9 @@ struct alignas(cache_line) cluster_metrics {
   std::array<counter, 2> streams_interrupted;  // by interruption
   std::array<counter, 2> resumes;              // streams continued elsewhere: [0] ok, [1] failed
   std::array<counter, 2> object_resumes;       // object GETs continued on another replica, alike
-  std::array<counter, 2> bytes;                // of the cluster's requests: [0] from, [1] to clients
-  counter stripes;                             // GETs served by striping
-  std::array<counter, 3> parts;                // their part fetches: [0] ok, [1] reissued, [2] failed
+  std::array<counter, 2> bytes;  // of the cluster's requests: [0] from, [1] to clients
+  counter stripes;               // GETs served by striping
+  std::array<counter, 3> parts;  // their part fetches: [0] ok, [1] reissued, [2] failed
   std::array<counter, static_cast<int>(shed_reason::count_)> shed;
   gauge pending;  // requests waiting for admission
 };

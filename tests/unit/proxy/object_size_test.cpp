@@ -36,13 +36,11 @@ TEST_CASE("object sizes are learnt from 200 and 206 answers and the oldest is fo
   http::parse_error err{};
   std::string ranged =
       "HTTP/1.1 206 Partial\r\nContent-Length: 10\r\nContent-Range: bytes 0-9/5000\r\n\r\n";
-  REQUIRE(http::parse_response(ranged, {}, h, "GET", r, err) ==
-          http::parse_status::complete);
+  REQUIRE(http::parse_response(ranged, {}, h, "GET", r, err) == http::parse_status::complete);
   sizes.learn(k1, "GET", r);
   CHECK(sizes.find(k1) == 5000u);
   std::string whole = "HTTP/1.1 200 OK\r\nContent-Length: 700\r\n\r\n";
-  REQUIRE(http::parse_response(whole, {}, h, "HEAD", r, err) ==
-          http::parse_status::complete);
+  REQUIRE(http::parse_response(whole, {}, h, "HEAD", r, err) == http::parse_status::complete);
   sizes.learn(k2, "HEAD", r);
   CHECK(sizes.find(k2) == 700u);
   sizes.learn(k3, "DELETE", r);

@@ -171,7 +171,8 @@ TEST_CASE("the slow-decode charge fades as its reading ages, so the engine is tr
   CHECK(routing::expected_ttft(slow, p, t0() + 60s, like).decode < full * 0.01);
 }
 
-TEST_CASE("storage: the expected completion is RTT plus the bytes ahead and its own over the rate") {
+TEST_CASE(
+    "storage: the expected completion is RTT plus the bytes ahead and its own over the rate") {
   upstream::endpoint_stats s;
   routing::cost_params p;
   s.probe.rtt = 0.01;
