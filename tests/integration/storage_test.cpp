@@ -311,9 +311,12 @@ TEST_CASE("storage: a striped GET comes from several replicas at once, byte-exac
   auto m = striped_download(gw, a.port(), "/w", 24u << 20);
   CHECK(metric(m, R"(meridian_storage_stripes_total{cluster="objects"})") == 1);
   CHECK(metric(m, R"(meridian_storage_parts_total{cluster="objects",result="ok"})") >= 24);
+  // Parts went to more than one replica (which ones is the bandwidth-aware pick's call).
+  int used = 0;
   for (auto p : {a.port(), b.port(), c.port()})
-    CHECK(metric(m, "meridian_upstream_requests_total{cluster=\"objects\",endpoint=\"127.0.0.1:" +
-                        std::to_string(p) + "\"}") >= 2);
+    used += metric(m, "meridian_upstream_requests_total{cluster=\"objects\",endpoint=\"127.0.0.1:" +
+                          std::to_string(p) + "\"}") >= 3;
+  CHECK(used >= 2);
   // A Range request is not striped: it passes through as it is.
   auto ranged = get(gw.port(), "/w", "Range: bytes=100-199\r\n");
   auto direct = get(a.port(), "/w", "Range: bytes=100-199\r\n");
