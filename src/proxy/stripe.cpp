@@ -339,7 +339,11 @@ asio::awaitable<outcome> drive(stripe_state& s, const config::stripe_config& sc)
 bool stripes(const http::connection& c, const worker_context& w, const request_context& ctx) {
   const auto& cluster = w.snap->cfg->clusters[ctx.cluster];
   if (!cluster.stripe.enabled || cluster.kind != config::cluster_kind::storage) return false;
-  if (c.method() != "GET" || !c.head().find("range").empty()) return false;
+  if (c.method() != "GET") return false;
+  // A Range, or a precondition (a 304 or 412 is the backend's to give), goes through whole.
+  for (std::string_view h : {"range", "if-range", "if-match", "if-none-match", "if-modified-since",
+                             "if-unmodified-since"})
+    if (!c.head().find(h).empty()) return false;
   auto size = w.sizes.find(object_sizes::key_of(ctx.cluster, c.head().host, c.path()));
   return size && *size >= cluster.stripe.min_size;
 }

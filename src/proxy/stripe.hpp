@@ -16,8 +16,9 @@
 
 namespace meridian::proxy {
 
-// Whether the request is a GET of a whole object (no Range) on a cluster that stripes, and the
-// object is known (a HEAD or GET answered earlier) to be at least the cluster's stripe.min_size.
+// Whether the request is a GET of a whole object (no Range, no precondition) on a cluster that
+// stripes, and the object is known (a HEAD or GET answered earlier) to be at least the cluster's
+// stripe.min_size.
 bool stripes(const http::connection& c, const worker_context& w, const request_context& ctx);
 
 // Serves the request by striping. Ok: the whole body was delivered. Otherwise, with nothing sent to

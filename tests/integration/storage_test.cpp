@@ -324,6 +324,11 @@ TEST_CASE("storage: a striped GET comes from several replicas at once, byte-exac
   REQUIRE(direct);
   CHECK(ranged->status == 206);
   CHECK(ranged->body == direct->body);
+  // Nor is a conditional one: the store answers the precondition.
+  auto etag = direct->headers["etag"];
+  auto unchanged = get(gw.port(), "/w", "If-None-Match: " + etag + "\r\n");
+  REQUIRE(unchanged);
+  CHECK(unchanged->status == 304);
   CHECK(metric(metrics_text(gw), R"(meridian_storage_stripes_total{cluster="objects"})") == 1);
 }
 
