@@ -271,7 +271,9 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
   auto running = fam("meridian_endpoint_running", "Requests running, as the endpoint reports");
   auto kv = fam("meridian_endpoint_kv_cache_usage_ratio", "KV-cache use the endpoint reports");
   auto score = fam("meridian_endpoint_score_seconds",
-                   "Expected time to first token of a new request: the latency-aware cost");
+                   "The picker's cost of an endpoint for a new request: the expected time to "
+                   "first token (latency-aware), or for storage to the last byte of an object "
+                   "of unknown size (bandwidth-aware)");
   auto healthy = fam("meridian_endpoint_healthy", "1 when active probes find the endpoint healthy");
   auto pfail =
       fam("meridian_endpoint_probe_failures_total", "Failed health probes", MetricType::Counter);
