@@ -7,31 +7,23 @@
 namespace meridian::proxy {
 
 namespace {
-bool number(std::string_view s, std::uint64_t& out) {
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return !s.empty() && ec == std::errc{} && p == s.data() + s.size();
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] + 32) : a[i];
-    if (x != b[i]) return false;
-  }
-  return true;
-}
-
 // Headers the continuation replaces: the client's range and preconditions were settled by the
 // first response; the continuation's only condition is the version it must match.
 bool replaced(std::string_view name) {
   for (std::string_view n : {"range", "if-range", "if-match", "if-none-match", "if-modified-since",
                              "if-unmodified-since"})
-    if (iequals(name, n)) return true;
+    if (http::iequals(name, n)) return true;
   return false;
 }
 }  // namespace
 
-bool parse_content_range(std::string_view v, std::uint64_t& first, std::uint64_t& last) {
+bool parse_uint(std::string_view s, std::uint64_t& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return !s.empty() && ec == std::errc{} && p == s.data() + s.size();
+}
+
+bool parse_content_range(std::string_view v, std::uint64_t& first, std::uint64_t& last,
+                         std::uint64_t* total_out) {
   if (!v.starts_with("bytes ")) return false;
   v.remove_prefix(6);
   auto dash = v.find('-'), slash = v.find('/');
@@ -39,17 +31,46 @@ bool parse_content_range(std::string_view v, std::uint64_t& first, std::uint64_t
     return false;
   std::uint64_t total = 0;
   auto t = v.substr(slash + 1);
-  if (t != "*" && !number(t, total)) return false;
-  if (!number(v.substr(0, dash), first) || !number(v.substr(dash + 1, slash - dash - 1), last))
+  if (t != "*" && !parse_uint(t, total)) return false;
+  if (!parse_uint(v.substr(0, dash), first) ||
+      !parse_uint(v.substr(dash + 1, slash - dash - 1), last))
     return false;
+  if (total_out) *total_out = total;
   return first <= last && (t == "*" || last < total);
+}
+
+bool strong_etag(std::string_view etag) {
+  return etag.size() >= 2 && etag.front() == '"' && etag.back() == '"';
+}
+
+bool answers_range(const http::response_head& r, std::uint64_t first, std::uint64_t last,
+                   std::string_view etag, std::string& why) {
+  auto got = r.find("etag");
+  if (r.status != 206) {
+    why = r.status == 200 ? common::cat("it holds another version (ETag ",
+                                        got.empty() ? "none" : got, ", expected ", etag, ")")
+                          : common::cat("it answered ", r.status);
+    return false;
+  }
+  std::uint64_t a = 0, b = 0;
+  if (!parse_content_range(r.find("content-range"), a, b) || a != first || b != last ||
+      r.body != http::body_kind::content_length || r.content_length != last - first + 1) {
+    why =
+        common::cat("its 206 covers '", r.find("content-range"), "', not bytes ", first, '-', last);
+    return false;
+  }
+  if (got != etag) {
+    why = common::cat("it holds another version (ETag ", got, ", expected ", etag, ")");
+    return false;
+  }
+  return true;
 }
 
 bool object_resume::begin(const http::response_head& r) {
   reset();
   if (r.body != http::body_kind::content_length || r.content_length == 0) return false;
   auto etag = r.find("etag");
-  if (etag.size() < 2 || etag.front() != '"' || etag.back() != '"') return false;  // weak or none
+  if (!strong_etag(etag)) return false;
   if (r.status == 200) {
     first_ = 0;
   } else if (r.status == 206) {
@@ -92,26 +113,7 @@ std::string ranged_head(std::string_view head, std::uint64_t first, std::uint64_
 }
 
 bool object_resume::continues(const http::response_head& r, std::string& why) const {
-  auto etag = r.find("etag");
-  if (r.status != 206) {
-    why = r.status == 200 ? common::cat("it holds another version (ETag ",
-                                        etag.empty() ? "none" : etag, ", expected ", etag_, ")")
-                          : common::cat("it answered ", r.status);
-    return false;
-  }
-  std::uint64_t first = 0, last = 0;
-  if (!parse_content_range(r.find("content-range"), first, last) || first != next() ||
-      last != last_ || r.body != http::body_kind::content_length ||
-      r.content_length != last - first + 1) {
-    why = common::cat("its 206 covers '", r.find("content-range"), "', not bytes ", next(), '-',
-                      last_);
-    return false;
-  }
-  if (etag != etag_) {
-    why = common::cat("it holds another version (ETag ", etag, ", expected ", etag_, ")");
-    return false;
-  }
-  return true;
+  return answers_range(r, next(), last_, etag_, why);
 }
 
 }  // namespace meridian::proxy

@@ -45,7 +45,17 @@ class object_resume {
 std::string ranged_head(std::string_view head, std::uint64_t first, std::uint64_t last,
                         std::string_view if_range);
 
-// "bytes FIRST-LAST/TOTAL" (TOTAL may be "*"); false when malformed.
-bool parse_content_range(std::string_view v, std::uint64_t& first, std::uint64_t& last);
+// A whole decimal number, nothing else.
+bool parse_uint(std::string_view s, std::uint64_t& out);
+// "bytes FIRST-LAST/TOTAL" (TOTAL may be "*"); false when malformed. `total`, when given, gets
+// TOTAL (0 for "*").
+bool parse_content_range(std::string_view v, std::uint64_t& first, std::uint64_t& last,
+                         std::uint64_t* total = nullptr);
+// A strong ETag (quoted, not W/): one that names a single version byte for byte.
+bool strong_etag(std::string_view etag);
+// Whether `r` answers a Range for bytes first-last of the version `etag`: a 206 with exactly
+// that Content-Range and Content-Length, and that ETag. Else `why` says what it was.
+bool answers_range(const http::response_head& r, std::uint64_t first, std::uint64_t last,
+                   std::string_view etag, std::string& why);
 
 }  // namespace meridian::proxy

@@ -1,6 +1,5 @@
 #include "proxy/object_size.hpp"
 
-#include <charconv>
 #include <functional>
 
 #include "proxy/object_resume.hpp"
@@ -8,11 +7,6 @@
 namespace meridian::proxy {
 
 namespace {
-bool number(std::string_view s, std::uint64_t& out) {
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return !s.empty() && ec == std::errc{} && p == s.data() + s.size();
-}
-
 // A single byte range's length: "bytes=a-b", "bytes=a-" (needs the size), "bytes=-n".
 std::optional<double> range_bytes(std::string_view v, std::optional<std::uint64_t> known) {
   if (!v.starts_with("bytes=") || v.find(',') != std::string_view::npos) return std::nullopt;
@@ -22,15 +16,15 @@ std::optional<double> range_bytes(std::string_view v, std::optional<std::uint64_
   std::uint64_t a = 0, b = 0;
   auto first = v.substr(0, dash), last = v.substr(dash + 1);
   if (first.empty()) {
-    if (!number(last, b)) return std::nullopt;
+    if (!parse_uint(last, b)) return std::nullopt;
     return known ? static_cast<double>(std::min(b, *known)) : static_cast<double>(b);
   }
-  if (!number(first, a)) return std::nullopt;
+  if (!parse_uint(first, a)) return std::nullopt;
   if (last.empty()) {
     if (!known) return std::nullopt;
     return *known > a ? static_cast<double>(*known - a) : 0.0;
   }
-  if (!number(last, b) || b < a) return std::nullopt;
+  if (!parse_uint(last, b) || b < a) return std::nullopt;
   if (known && b >= *known) b = *known ? *known - 1 : 0;
   return b >= a ? static_cast<double>(b - a + 1) : 0.0;
 }
@@ -67,13 +61,10 @@ void object_sizes::learn(std::uint64_t key, std::string_view method, const http:
     put(key, r.content_length);
   } else if (r.status == 200 && method == "HEAD") {
     std::uint64_t n = 0;
-    if (number(r.find("content-length"), n)) put(key, n);
+    if (parse_uint(r.find("content-length"), n)) put(key, n);
   } else if (r.status == 206) {
-    auto v = r.find("content-range");
-    auto slash = v.rfind('/');
     std::uint64_t total = 0, first = 0, last = 0;
-    if (slash != std::string_view::npos && parse_content_range(v, first, last) &&
-        number(v.substr(slash + 1), total))
+    if (parse_content_range(r.find("content-range"), first, last, &total) && total > 0)
       put(key, total);
   }
 }

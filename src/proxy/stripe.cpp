@@ -6,7 +6,6 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <deque>
 #include <utility>
 #include <vector>
@@ -86,20 +85,13 @@ struct stripe_state final : http::cancellable {
 // client's 200 head from it (its headers, less Content-Range, with the whole length).
 bool learn_version(stripe_state& s, fetcher& f, part& p) {
   const auto& r = f.at->response();
-  std::uint64_t first = 0, last = 0;
+  std::uint64_t first = 0, last = 0, total = 0;
   auto cr = r.find("content-range");
-  auto slash = cr.rfind('/');
   auto etag = r.find("etag");
-  if (r.status != 206 || !parse_content_range(cr, first, last) || first != 0 ||
-      slash == std::string_view::npos || etag.size() < 2 || etag.front() != '"') {
+  if (r.status != 206 || !parse_content_range(cr, first, last, &total) || first != 0 ||
+      total == 0 || last != std::min(p.last, total - 1) || !strong_etag(etag) ||
+      r.body != http::body_kind::content_length || r.content_length != last + 1) {
     f.why = common::cat("its first part was answered ", r.status, " '", cr, "' ", etag);
-    return false;
-  }
-  std::uint64_t total = 0;
-  auto t = cr.substr(slash + 1);
-  if (std::from_chars(t.data(), t.data() + t.size(), total).ec != std::errc{} ||
-      last != std::min(p.last, total - 1)) {
-    f.why = common::cat("its first part covers '", cr, "'");
     return false;
   }
   p.last = last;
@@ -122,14 +114,9 @@ bool learn_version(stripe_state& s, fetcher& f, part& p) {
 
 // The answer to a later part: exactly its bytes, of part 0's version.
 bool same_version(fetcher& f, const part& p, const stripe_state& s) {
-  const auto& r = f.at->response();
-  std::uint64_t first = 0, last = 0;
-  if (r.status == 206 && parse_content_range(r.find("content-range"), first, last) &&
-      first == p.first && last == p.last && r.find("etag") == s.etag &&
-      r.body == http::body_kind::content_length && r.content_length == p.size())
-    return true;
-  f.why = common::cat("part ", p.first, '-', p.last, " was answered ", r.status, " '",
-                      r.find("content-range"), "' ", r.find("etag"));
+  std::string why;
+  if (answers_range(f.at->response(), p.first, p.last, s.etag, why)) return true;
+  f.why = common::cat("part ", p.first, '-', p.last, ": ", why);
   return false;
 }
 

@@ -64,22 +64,13 @@ struct worker::impl {
 };
 
 namespace {
-// Every endpoint of a cluster, as indices (a small cluster: built per tick).
-std::vector<std::uint32_t> all_of(const upstream::cluster_state& cs) {
-  std::vector<std::uint32_t> v(cs.endpoints.size());
-  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<std::uint32_t>(i);
-  return v;
-}
-
 // What the picker would make of each endpoint now, for /metrics and /admin/endpoints.
 void publish_estimates(worker_context& w, common::time_point now) {
   for (std::size_t c = 0; c < w.ups.size(); ++c) {
     const auto& cfg = w.snap->cfg->clusters[c];
     auto p = routing::cost_params::from(cfg);
     auto& cs = w.ups.cluster(c);
-    double like = cfg.kind == config::cluster_kind::storage
-                      ? routing::peer_rate(cs.stats_view, all_of(cs))
-                      : 0;
+    double like = cfg.kind == config::cluster_kind::storage ? routing::peer_rate(cs.stats_view) : 0;
     for (std::size_t e = 0; e < cs.endpoints.size(); ++e) {
       auto& st = cs.endpoints[e]->stats;
       auto cost = routing::expected_ttft(st, p, now);

@@ -160,16 +160,32 @@ transfer_cost expected_completion(const upstream::endpoint_stats& s, const cost_
   return c;
 }
 
-double peer_rate(std::span<const upstream::endpoint_stats* const> eps,
-                 std::span<const std::uint32_t> among) {
+namespace {
+template <class Each>
+double mean_rate(Each&& each) {
   double sum = 0;
   int n = 0;
-  for (auto i : among)
-    if (eps[i]->throughput.known() && eps[i]->throughput.value() > 0) {
-      sum += eps[i]->throughput.value();
+  each([&](const upstream::endpoint_stats& s) {
+    if (s.throughput.known() && s.throughput.value() > 0) {
+      sum += s.throughput.value();
       ++n;
     }
+  });
   return n ? sum / n : 0;
+}
+}  // namespace
+
+double peer_rate(std::span<const upstream::endpoint_stats* const> eps,
+                 std::span<const std::uint32_t> among) {
+  return mean_rate([&](auto&& f) {
+    for (auto i : among) f(*eps[i]);
+  });
+}
+
+double peer_rate(std::span<const upstream::endpoint_stats* const> eps) {
+  return mean_rate([&](auto&& f) {
+    for (const auto* s : eps) f(*s);
+  });
 }
 
 }  // namespace meridian::routing

@@ -79,6 +79,8 @@ transfer_cost expected_completion(const upstream::endpoint_stats& s, const cost_
 // The mean measured rate of the endpoints `among` of `eps` (0: none measured).
 double peer_rate(std::span<const upstream::endpoint_stats* const> eps,
                  std::span<const std::uint32_t> among);
+// The same over every endpoint of `eps`.
+double peer_rate(std::span<const upstream::endpoint_stats* const> eps);
 
 // Linkerd's PeakEWMA cost: latency times (requests in flight + 1); a backend with no history
 // and requests in flight costs a large penalty, so it is not flooded before it answers.

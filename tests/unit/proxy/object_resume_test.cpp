@@ -94,7 +94,11 @@ TEST_CASE("Content-Range values parse strictly") {
   std::uint64_t a = 0, b = 0;
   CHECK(proxy::parse_content_range("bytes 0-9/10", a, b));
   CHECK((a == 0 && b == 9));
-  CHECK(proxy::parse_content_range("bytes 5-9/*", a, b));
+  std::uint64_t total = 7;
+  CHECK(proxy::parse_content_range("bytes 0-9/10", a, b, &total));
+  CHECK(total == 10);
+  CHECK(proxy::parse_content_range("bytes 5-9/*", a, b, &total));
+  CHECK(total == 0);
   CHECK_FALSE(proxy::parse_content_range("bytes 5-10/10", a, b));
   CHECK_FALSE(proxy::parse_content_range("bytes 9-5/10", a, b));
   CHECK_FALSE(proxy::parse_content_range("bytes */10", a, b));

@@ -209,4 +209,5 @@ TEST_CASE("storage: an unmeasured endpoint is like its peers, and a reading fade
   std::array<std::uint32_t, 3> all{0, 1, 2};
   CHECK(routing::peer_rate(view, all) == doctest::Approx(20e6));
   CHECK(routing::peer_rate(view, std::span(all).subspan(1, 1)) == 0);
+  CHECK(routing::peer_rate(view) == doctest::Approx(20e6));
 }
