@@ -157,14 +157,17 @@ void read_prefix_affinity(const reader& r, const YAML::Node& n, const std::strin
 
 void read_outlier(const reader& r, const YAML::Node& n, const std::string& k, outlier_config& out) {
   r.only_keys(n, k,
-              {"consecutive_5xx", "consecutive_connect_failures", "base_ejection", "max_ejection",
-               "max_ejected_share"});
+              {"consecutive_5xx", "consecutive_connect_failures", "consecutive_hedge_losses",
+               "base_ejection", "max_ejection", "max_ejected_share"});
   if (n["consecutive_5xx"])
     out.consecutive_5xx =
         static_cast<unsigned>(r.count(n["consecutive_5xx"], k + ".consecutive_5xx", 0, 1000));
   if (n["consecutive_connect_failures"])
     out.consecutive_connect_failures = static_cast<unsigned>(
         r.count(n["consecutive_connect_failures"], k + ".consecutive_connect_failures", 0, 1000));
+  if (n["consecutive_hedge_losses"])
+    out.consecutive_hedge_losses = static_cast<unsigned>(
+        r.count(n["consecutive_hedge_losses"], k + ".consecutive_hedge_losses", 0, 1000));
   if (n["base_ejection"]) out.base_ejection = positive(r, n["base_ejection"], k + ".base_ejection");
   if (n["max_ejection"]) out.max_ejection = positive(r, n["max_ejection"], k + ".max_ejection");
   if (out.max_ejection < out.base_ejection)

@@ -71,6 +71,23 @@ struct race_state final : http::cancellable {
     return -1;
   }
 };
+
+// What the race says of its tries' endpoints (outlier ejection for slowness): the first try
+// answered before the hedge deadline (`deadline_ahead`: not yet reached, else min()), or it was
+// still waiting when the hedge answered first; a winning hedge was in time.
+void record_race(worker_context& w, const race_state& rs, int winner,
+                 common::time_point deadline_ahead) {
+  using upstream::worker_upstreams;
+  if (!decisive(*rs.result[winner])) return;
+  auto now = w.clock->now();
+  if (winner == 0) {
+    if (now < deadline_ahead)
+      w.ups.record_race(*rs.tries[0]->endpoint(), worker_upstreams::race::on_time, now);
+    return;
+  }
+  w.ups.record_race(*rs.tries[1]->endpoint(), worker_upstreams::race::on_time, now);
+  if (rs.running[0]) w.ups.record_race(*rs.tries[0]->endpoint(), worker_upstreams::race::lost, now);
+}
 }  // namespace
 
 asio::awaitable<race_result> race(http::connection& c, worker_context& w, conn_state& st,
@@ -103,6 +120,7 @@ asio::awaitable<race_result> race(http::connection& c, worker_context& w, conn_s
     co_await rs.sleep_until(hedge_due ? hedge_at : common::time_point::max());
   }
   int other = 1 - winner;
+  record_race(w, rs, winner, hedge_due ? hedge_at : common::time_point::min());
   if (rs.running[other]) {
     rs.tries[other]->abandon();
     cm.hedges[static_cast<int>(hedge_event::cancelled)].inc();

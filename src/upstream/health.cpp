@@ -113,7 +113,8 @@ void worker_upstreams::observe_tpot(endpoint_state& ep, double s, common::time_p
 
 // ---- outlier ejection --------------------------------------------------------------------------
 
-void worker_upstreams::eject(cluster_state& cs, endpoint_state& ep, common::time_point now) {
+void worker_upstreams::eject(cluster_state& cs, endpoint_state& ep, common::time_point now,
+                             bool slow) {
   auto& st = ep.stats;
   if (st.ejected) return;
   const auto& o = cs.info->outlier;
@@ -126,6 +127,7 @@ void worker_upstreams::eject(cluster_state& cs, endpoint_state& ep, common::time
   if (ep.metrics) ep.metrics->ejections.inc();
   auto span = std::min(o.base_ejection * st.ejections, o.max_ejection);
   st.ejected = true;
+  st.ejected_slow = slow;
   st.ejected_until_ns = to_ns(now + span);
   st.successes_at_ejection = st.probe.successes;
   set_healthy(st);
@@ -142,7 +144,7 @@ void worker_upstreams::record_connect_failure(endpoint_state& ep, common::time_p
 void worker_upstreams::record_success(endpoint_state& ep) {
   auto& st = ep.stats;
   st.consecutive_failures = 0;
-  if (st.ejected) {  // reached in panic mode, and it answered
+  if (st.ejected && !st.ejected_slow) {  // reached in panic mode, and it answered
     st.ejected = false;
     set_healthy(st);
   }
@@ -158,6 +160,16 @@ void worker_upstreams::record_status(endpoint_state& ep, int status, common::tim
   if (++st.consecutive_5xx >= limit && limit > 0) eject(cluster_of(ep), ep, now);
 }
 
+void worker_upstreams::record_race(endpoint_state& ep, race r, common::time_point now) {
+  auto& st = ep.stats;
+  if (r == race::on_time) {
+    st.consecutive_hedge_losses = 0;
+    return;
+  }
+  unsigned limit = cluster_of(ep).info->outlier.consecutive_hedge_losses;
+  if (++st.consecutive_hedge_losses >= limit && limit > 0) eject(cluster_of(ep), ep, now, true);
+}
+
 void worker_upstreams::refresh_health(common::time_point now) {
   auto t = to_ns(now);
   for (auto& cs : clusters_) {
@@ -169,6 +181,8 @@ void worker_upstreams::refresh_health(common::time_point now) {
         st.ejected = false;
         st.consecutive_failures = st.consecutive_failures > 0 ? st.consecutive_failures - 1 : 0;
         st.consecutive_5xx = st.consecutive_5xx > 0 ? st.consecutive_5xx - 1 : 0;
+        if (st.consecutive_hedge_losses > 0) --st.consecutive_hedge_losses;
+        st.ejected_slow = false;
         set_healthy(st);
       } else if (!st.ejected && st.ejections > 0 &&
                  st.ejected_until_ns + to_ns(common::time_point{} + forget) <= t) {
@@ -194,7 +208,8 @@ void worker_upstreams::apply_signals(const signals& s) {
         if (in.running > st.capacity_seen) st.capacity_seen = in.running;
       }
       st.probe = in;
-      if (st.ejected && in.probed && in.healthy && in.successes > st.successes_at_ejection) {
+      if (st.ejected && !st.ejected_slow && in.probed && in.healthy &&
+          in.successes > st.successes_at_ejection) {
         st.ejected = false;
         st.consecutive_failures = st.consecutive_5xx = 0;
       }

@@ -473,6 +473,32 @@ TEST_CASE("hedges stay within max_extra; a route without hedge waits for its one
   CHECK(plain_timed_out == 1);
 }
 
+TEST_CASE("an endpoint whose tries keep losing hedge races is ejected for slowness") {
+  test_backend slow, fast;
+  slow.stalled = true;
+  gateway_process gw(simple_config(
+      {slow.port(), fast.port()},
+      "    outlier: { consecutive_hedge_losses: 2, base_ejection: 60s }\n" +
+          route_with("timeouts: { first_byte: 1s }, hedge: { after: 50ms, max_extra: 1 }")));
+  int ok = 0;
+  for (int i = 0; i < 12; ++i) {
+    auto r = post(gw.port(), "/v1/chat", "{}");
+    REQUIRE(r);
+    ok += r->status == 200;
+  }
+  // Round robin alternates until the stalled endpoint has lost two races in a row (the very
+  // first try may have had no hedge budget yet, and no loss); then it is out, and every request
+  // goes to the fast endpoint at once, with no hedge.
+  auto m = metrics_text(gw);
+  int sent = counter_value(m, "meridian_hedges_total{cluster=\"c\",result=\"sent\"}");
+  CHECK(sent == 2);
+  CHECK(counter_value(m, "meridian_hedges_total{cluster=\"c\",result=\"won\"}") == 2);
+  CHECK(slow.requests().size() <= 3);
+  CHECK(ok >= 11);
+  CHECK(has(m, "meridian_endpoint_ejections_total{cluster=\"c\",endpoint=\"127.0.0.1:" +
+                   std::to_string(slow.port()) + "\"} 1"));
+}
+
 TEST_CASE("a client over its share of a full cluster gets 429 at once; another client waits") {
   test_backend be;
   std::string y =

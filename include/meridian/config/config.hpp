@@ -194,10 +194,15 @@ struct latency_config {
 
 // Passive outlier ejection (per worker): consecutive 5xx responses or connect failures eject
 // an endpoint for base_ejection times the number of times it was ejected (capped), never more
-// than max_ejected_share of the cluster; a passing probe brings it back early.
+// than max_ejected_share of the cluster; a passing probe brings it back early. On routes that
+// hedge, a try still without a first byte at the hedge deadline whose hedge then answered first
+// is a per-try timeout (as Envoy counts them): consecutive_hedge_losses of those in a row, with
+// no try of the endpoint answering before the deadline in between, eject it for slowness, which
+// only time lifts (a probe proves it alive, not fast).
 struct outlier_config {
   unsigned consecutive_5xx = 5;
   unsigned consecutive_connect_failures = 3;
+  unsigned consecutive_hedge_losses = 5;
   duration base_ejection = std::chrono::seconds(10);
   duration max_ejection = std::chrono::minutes(5);
   double max_ejected_share = 0.5;

@@ -197,6 +197,10 @@ class worker_upstreams {
   void record_connect_failure(endpoint_state& ep, common::time_point now);
   void record_success(endpoint_state& ep);
   void record_status(endpoint_state& ep, int status, common::time_point now);
+  // A hedge race (routes that hedge): the endpoint's try answered before the hedge deadline
+  // (on_time), or was overdue and the hedge answered first (lost).
+  enum class race { on_time, lost };
+  void record_race(endpoint_state& ep, race r, common::time_point now);
   void refresh_health(common::time_point now);
   // Adopts the control thread's probe signals: health verdicts, RTT, scraped load (and this
   // worker's counts at that moment, for dead reckoning), models. A passing probe lifts an
@@ -204,7 +208,7 @@ class worker_upstreams {
   void apply_signals(const signals& s);
 
  private:
-  void eject(cluster_state& cs, endpoint_state& ep, common::time_point now);
+  void eject(cluster_state& cs, endpoint_state& ep, common::time_point now, bool slow = false);
   cluster_state& cluster_of(const endpoint_state& ep) { return clusters_[ep.info->cluster]; }
   std::shared_ptr<const topology> topo_;
   std::vector<cluster_state> clusters_;

@@ -306,6 +306,17 @@ TEST_CASE("a route's hedge: a delay or a percentile, a budget; mistakes are name
             .find("routes[0].hedge.delay: unknown key") != std::string::npos);
 }
 
+TEST_CASE("outlier ejection: hedge races lost in a row, 5 unless set, 0 turns it off") {
+  auto dflt = load_string(base, "test.yaml");
+  CHECK(dflt->clusters[0].outlier.consecutive_hedge_losses == 5);
+  auto off = load_string(base, "test.yaml", {"clusters[0].outlier.consecutive_hedge_losses=0"});
+  CHECK(off->clusters[0].outlier.consecutive_hedge_losses == 0);
+  CHECK(error_of(base, {"clusters[0].outlier.consecutive_hedge_losses=-1"})
+            .find("clusters[0].outlier.consecutive_hedge_losses") != std::string::npos);
+  CHECK(error_of(base, {"clusters[0].outlier.consecutive_hedge_lost=3"}).find("unknown key") !=
+        std::string::npos);
+}
+
 TEST_CASE("a cluster's client share: ip or a header name, a share in (0, 1]") {
   auto cfg = load_string(
       base, "test.yaml",

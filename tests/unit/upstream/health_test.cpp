@@ -13,6 +13,7 @@ std::shared_ptr<upstream::topology> topo_of(std::size_t n) {
   c.name = "c";
   c.outlier.consecutive_5xx = 3;
   c.outlier.consecutive_connect_failures = 2;
+  c.outlier.consecutive_hedge_losses = 3;
   c.outlier.base_ejection = 10s;
   c.outlier.max_ejection = 25s;
   c.outlier.max_ejected_share = 0.5;
@@ -105,6 +106,49 @@ TEST_CASE("a passing probe lifts an ejection; a failing probe verdict marks it u
   s.clusters[0][1].healthy = true;
   ups.apply_signals(s);
   CHECK_FALSE(ups.cluster(0).endpoints[1]->stats.healthy);
+}
+
+TEST_CASE("hedge races lost in a row eject for slowness, which a passing probe does not lift") {
+  using race = upstream::worker_upstreams::race;
+  auto topo = topo_of(4);
+  upstream::worker_upstreams ups(topo, 0);
+  auto& ep = *ups.cluster(0).endpoints[0];
+  ups.record_race(ep, race::lost, t0());
+  ups.record_race(ep, race::lost, t0());
+  ups.record_race(ep, race::on_time, t0());  // an answer before the deadline starts over
+  ups.record_race(ep, race::lost, t0());
+  ups.record_race(ep, race::lost, t0());
+  CHECK(ep.stats.healthy);
+  ups.record_status(ep, 200, t0());  // a late answer is no answer in time: the count stays
+  ups.record_race(ep, race::lost, t0());
+  CHECK_FALSE(ep.stats.healthy);
+  CHECK(ep.metrics->ejections.value() == 1);
+  // The probe finds it alive, and it is: but slow. Nor does a connection to it lift it.
+  upstream::signals s;
+  s.topo = topo;
+  s.clusters.assign(1, std::vector<upstream::probe_signals>(4));
+  s.clusters[0][0].probed = true;
+  s.clusters[0][0].successes = 5;
+  ups.apply_signals(s);
+  ups.record_success(ep);
+  CHECK_FALSE(ep.stats.healthy);
+  ups.refresh_health(t0() + 10s);  // time does
+  CHECK(ep.stats.healthy);
+  ups.record_race(ep, race::lost, t0() + 10s);  // back on probation: one more loss, 20 s
+  CHECK_FALSE(ep.stats.healthy);
+  ups.refresh_health(t0() + 29s);
+  CHECK_FALSE(ep.stats.healthy);
+  ups.refresh_health(t0() + 30s);
+  CHECK(ep.stats.healthy);
+}
+
+TEST_CASE("consecutive_hedge_losses 0 never ejects") {
+  auto topo = topo_of(2);
+  topo->clusters[0].outlier.consecutive_hedge_losses = 0;
+  upstream::worker_upstreams ups(topo, 0);
+  auto& ep = *ups.cluster(0).endpoints[0];
+  for (int i = 0; i < 20; ++i) ups.record_race(ep, upstream::worker_upstreams::race::lost, t0());
+  CHECK(ep.stats.healthy);
 }
 
 TEST_CASE("a new load reading records this worker's counts for dead reckoning") {
