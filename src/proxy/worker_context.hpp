@@ -20,8 +20,8 @@
 #include "meridian/proxy/snapshot.hpp"
 #include "meridian/routing/balancer.hpp"
 #include "meridian/upstream/cluster.hpp"
-#include "proxy/object_size.hpp"
 #include "proxy/admission.hpp"
+#include "proxy/object_size.hpp"
 
 namespace meridian::proxy {
 
@@ -112,6 +112,9 @@ struct worker_context {
     for (std::size_t i = 0; i < clusters.size(); ++i) {
       const auto& c = clusters[i];
       const auto& eps = snap->topo->clusters[i].endpoints;
+      const std::size_t pending = c.limits.max_pending
+                                      ? share(*c.limits.max_pending)
+                                      : snap->cfg->limits.max_connections_per_worker;
       std::size_t inflight = c.limits.max_inflight ? share(c.limits.max_inflight)
                                                    : std::max<std::size_t>(eps.size(), 1) *
                                                          c.pool.max_connections_per_endpoint;
@@ -123,8 +126,8 @@ struct worker_context {
         balancers.push_back(routing::make_balancer(c));
         balancers.back()->endpoints_changed(addresses, {});
         budgets.emplace_back(c.retries.budget_ratio, floor);
-        admissions.push_back(std::make_unique<admission>(inflight, share(c.limits.max_pending),
-                                                         c.limits.pending_timeout, client_share));
+        admissions.push_back(
+            std::make_unique<admission>(inflight, pending, c.limits.pending_timeout, client_share));
         continue;
       }
       const auto& was = before->clusters[i];
@@ -136,8 +139,7 @@ struct worker_context {
         balancers[i]->endpoints_changed(addresses, moves->new_of_old[i]);
       }
       budgets[i].configure(c.retries.budget_ratio, floor);
-      admissions[i]->configure(inflight, share(c.limits.max_pending), c.limits.pending_timeout,
-                               client_share);
+      admissions[i]->configure(inflight, pending, c.limits.pending_timeout, client_share);
     }
   }
 

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "support/gateway_process.hpp"
+#include "support/mock_process.hpp"
 #include "support/raw_client.hpp"
 #include "support/test_backend.hpp"
 
@@ -283,6 +284,28 @@ TEST_CASE("a full cluster waits a bounded time by priority, then sheds with 503 
   CHECK(has(m, "meridian_requests_shed_total{cluster=\"c\",reason=\"queue_full\"} 1"));
   CHECK(has(m, "meridian_requests_shed_total{cluster=\"c\",reason=\"displaced\"} 1"));
   CHECK(has(m, "meridian_requests_shed_total{cluster=\"c\",reason=\"timeout\"} 1"));
+}
+
+TEST_CASE("a burst beyond the connection cap waits for a connection instead of a 503") {
+  // 1,100 requests at once to an endpoint this worker may open 2 connections to: by default
+  // every request a client connection carries may wait (pending_timeout), so none is shed.
+  // (The queue used to hold 1,024: 10,000 requests at once got thousands of 503s.)
+  constexpr int n = 1100;
+  if (!raise_fd_limit(2 * n + 100)) {
+    MESSAGE("skipped: the open-file limit is too low for the burst");
+    return;
+  }
+  mock_process be({"--threads", "1"});
+  gateway_process gw(simple_config({be.port()}, "    pool: { max_connections_per_endpoint: 2 }\n" +
+                                                    route_with("priority: standard")));
+  int ok = 0;
+  for (const auto& raw :
+       burst(gw.port(), n, "GET /static HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 10s))
+    ok += raw.rfind("HTTP/1.1 200", 0) == 0;
+  CHECK(ok == n);
+  auto m = metrics_text(gw);
+  CHECK(has(m, "meridian_requests_shed_total{cluster=\"c\",reason=\"queue_full\"} 0\n"));
+  CHECK(has(m, "meridian_upstream_connections_opened_total{cluster=\"c\"} 2\n"));
 }
 
 TEST_CASE("a pooled connection that dies after taking a POST does not get the POST twice") {

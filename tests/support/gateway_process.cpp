@@ -109,7 +109,16 @@ gateway_process::gateway_process(const std::string& yaml, std::vector<std::strin
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  throw std::runtime_error("gateway did not start: " + log());
+  // No destructor runs after a constructor throws: stop the child and the reader here.
+  if (!exited_) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  reader_.join();
+  ::close(err_fd_);
+  ::unlink(config_path_.c_str());
+  ::unlink(stdout_path_.c_str());
+  throw std::runtime_error("gateway did not start: " + log_);
 }
 
 gateway_process::~gateway_process() {

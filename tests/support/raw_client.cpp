@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -71,6 +72,32 @@ bool wait_closed(int fd, std::chrono::milliseconds timeout) {
     if (n == 0) return true;
     if (n < 0) return false;
   }
+}
+
+bool raise_fd_limit(std::size_t want) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return false;
+  lim.rlim_cur = lim.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &lim);
+  return lim.rlim_cur >= want;
+}
+
+std::vector<std::string> burst(std::uint16_t port, int n, const std::string& request,
+                               std::chrono::milliseconds timeout) {
+  std::vector<int> fds;
+  for (int i = 0; i < n; ++i) {
+    fds.push_back(connect_to(port));
+    send_all(fds.back(), request);
+  }
+  std::vector<std::string> out;
+  auto until = std::chrono::steady_clock::now() + timeout;  // a stuck one costs it once, not each
+  for (int fd : fds) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    out.push_back(read_until_close(fd, std::max(left, std::chrono::milliseconds(1))));
+    ::close(fd);
+  }
+  return out;
 }
 
 client::client(std::uint16_t port) : fd_(connect_to(port)) {}

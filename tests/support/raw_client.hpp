@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace test {
 
@@ -18,6 +19,13 @@ void send_all(int fd, const std::string& data);
 std::string read_until_close(int fd, std::chrono::milliseconds timeout);
 // True when the peer closes (read returns 0 or reset) within `timeout`.
 bool wait_closed(int fd, std::chrono::milliseconds timeout);
+// Raises this process's open-file limit to its hard limit (a gateway started afterwards
+// inherits it); true when that allows `want` descriptors.
+bool raise_fd_limit(std::size_t want);
+// Sends `request` on `n` new connections at once, then reads each until the gateway closes it
+// (all within `timeout`); returns what each received.
+std::vector<std::string> burst(std::uint16_t port, int n, const std::string& request,
+                               std::chrono::milliseconds timeout);
 
 struct response {
   int status = 0;

@@ -238,11 +238,12 @@ struct stripe_config {
 
 // Admission under overload (per cluster; the gateway's figures, split over the workers): at
 // most max_inflight requests upstream at once (0: the endpoints' connection caps), the rest
-// wait by priority, at most max_pending of them and each at most pending_timeout; past that
+// wait by priority, at most max_pending of them (unset: as many as the workers hold client
+// connections, so every request accepted may wait) and each at most pending_timeout; past that
 // they are shed with 503 and Retry-After.
 struct cluster_limits {
   std::size_t max_inflight = 0;
-  std::size_t max_pending = 1024;
+  std::optional<std::size_t> max_pending;
   duration pending_timeout = std::chrono::seconds(5);
   // Per-client fairness when full: who a client is ("ip", or a request header such as
   // authorization or x-api-key; empty: off), and the share of max_inflight one client may hold

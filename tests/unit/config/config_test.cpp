@@ -306,6 +306,18 @@ TEST_CASE("a route's hedge: a delay or a percentile, a budget; mistakes are name
             .find("routes[0].hedge.delay: unknown key") != std::string::npos);
 }
 
+TEST_CASE("admission: no in-flight cap and a queue as deep as the connections unless set") {
+  auto dflt = load_string(base, "test.yaml");
+  CHECK(dflt->clusters[0].limits.max_inflight == 0);
+  CHECK_FALSE(dflt->clusters[0].limits.max_pending.has_value());
+  auto set = load_string(base, "test.yaml",
+                         {"clusters[0].limits.max_inflight=8", "clusters[0].limits.max_pending=0"});
+  CHECK(set->clusters[0].limits.max_inflight == 8);
+  CHECK(set->clusters[0].limits.max_pending == 0u);
+  CHECK(error_of(base, {"clusters[0].limits.max_pending=lots"})
+            .find("clusters[0].limits.max_pending") != std::string::npos);
+}
+
 TEST_CASE("outlier ejection: hedge races lost in a row, 5 unless set, 0 turns it off") {
   auto dflt = load_string(base, "test.yaml");
   CHECK(dflt->clusters[0].outlier.consecutive_hedge_losses == 5);
