@@ -114,7 +114,7 @@ void worker_upstreams::observe_tpot(endpoint_state& ep, double s, common::time_p
 // ---- outlier ejection --------------------------------------------------------------------------
 
 void worker_upstreams::eject(cluster_state& cs, endpoint_state& ep, common::time_point now,
-                             bool slow) {
+                             ejection_cause why) {
   auto& st = ep.stats;
   if (st.ejected) return;
   const auto& o = cs.info->outlier;
@@ -127,10 +127,21 @@ void worker_upstreams::eject(cluster_state& cs, endpoint_state& ep, common::time
   if (ep.metrics) ep.metrics->ejections.inc();
   auto span = std::min(o.base_ejection * st.ejections, o.max_ejection);
   st.ejected = true;
-  st.ejected_slow = slow;
+  st.ejected_slow = why == ejection_cause::hedge_losses;
   st.ejected_until_ns = to_ns(now + span);
   st.successes_at_ejection = st.probe.successes;
   set_healthy(st);
+  const char* what = why == ejection_cause::connect_failures ? " connect failures"
+                     : why == ejection_cause::responses_5xx  ? " 5xx responses"
+                                                             : " hedge races lost";
+  unsigned in_row = why == ejection_cause::connect_failures ? st.consecutive_failures
+                    : why == ejection_cause::responses_5xx  ? st.consecutive_5xx
+                                                            : st.consecutive_hedge_losses;
+  common::log(common::log_level::warn, "upstream",
+              common::cat("endpoint ", ep.info->address, " of cluster ", cs.info->name,
+                          " ejected by worker ", worker_, " for ",
+                          std::chrono::duration_cast<std::chrono::seconds>(span).count(),
+                          " s: ", in_row, what, " in a row"));
 }
 
 void worker_upstreams::record_connect_failure(endpoint_state& ep, common::time_point now) {
@@ -138,7 +149,8 @@ void worker_upstreams::record_connect_failure(endpoint_state& ep, common::time_p
   st.failures_total.store(st.failures_total.load(std::memory_order_relaxed) + 1,
                           std::memory_order_relaxed);
   unsigned limit = cluster_of(ep).info->outlier.consecutive_connect_failures;
-  if (++st.consecutive_failures >= limit && limit > 0) eject(cluster_of(ep), ep, now);
+  if (++st.consecutive_failures >= limit && limit > 0)
+    eject(cluster_of(ep), ep, now, ejection_cause::connect_failures);
 }
 
 void worker_upstreams::record_success(endpoint_state& ep) {
@@ -157,7 +169,8 @@ void worker_upstreams::record_status(endpoint_state& ep, int status, common::tim
     return;
   }
   unsigned limit = cluster_of(ep).info->outlier.consecutive_5xx;
-  if (++st.consecutive_5xx >= limit && limit > 0) eject(cluster_of(ep), ep, now);
+  if (++st.consecutive_5xx >= limit && limit > 0)
+    eject(cluster_of(ep), ep, now, ejection_cause::responses_5xx);
 }
 
 void worker_upstreams::record_race(endpoint_state& ep, race r, common::time_point now) {
@@ -167,7 +180,8 @@ void worker_upstreams::record_race(endpoint_state& ep, race r, common::time_poin
     return;
   }
   unsigned limit = cluster_of(ep).info->outlier.consecutive_hedge_losses;
-  if (++st.consecutive_hedge_losses >= limit && limit > 0) eject(cluster_of(ep), ep, now, true);
+  if (++st.consecutive_hedge_losses >= limit && limit > 0)
+    eject(cluster_of(ep), ep, now, ejection_cause::hedge_losses);
 }
 
 void worker_upstreams::refresh_health(common::time_point now) {

@@ -520,6 +520,9 @@ TEST_CASE("an endpoint whose tries keep losing hedge races is ejected for slowne
   CHECK(ok >= 11);
   CHECK(has(m, "meridian_endpoint_ejections_total{cluster=\"c\",endpoint=\"127.0.0.1:" +
                    std::to_string(slow.port()) + "\"} 1"));
+  CHECK(
+      has(gw.log(), "endpoint 127.0.0.1:" + std::to_string(slow.port()) +
+                        " of cluster c ejected by worker 0 for 60 s: 2 hedge races lost in a row"));
 }
 
 TEST_CASE("a client over its share of a full cluster gets 429 at once; another client waits") {

@@ -208,7 +208,9 @@ class worker_upstreams {
   void apply_signals(const signals& s);
 
  private:
-  void eject(cluster_state& cs, endpoint_state& ep, common::time_point now, bool slow = false);
+  // Why an endpoint is ejected (the log line says it; only slowness outlives a passing probe).
+  enum class ejection_cause { connect_failures, responses_5xx, hedge_losses };
+  void eject(cluster_state& cs, endpoint_state& ep, common::time_point now, ejection_cause why);
   cluster_state& cluster_of(const endpoint_state& ep) { return clusters_[ep.info->cluster]; }
   std::shared_ptr<const topology> topo_;
   std::vector<cluster_state> clusters_;
