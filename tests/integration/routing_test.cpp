@@ -358,7 +358,10 @@ TEST_CASE("prefix affinity learns prefill from the cached tokens the engine repo
   // Three prompts in four were already sent to the engine by someone else (another gateway
   // replica): this gateway's index has never seen any of them, the engine holds them.
   for (int i = 0; i < 32; ++i) {
-    if (i % 4 != 0)
+    // Warming the engine directly is set-up, not what is tested: under ASan one such direct
+    // request in a few full runs got no answer from the mock in 10 s (not understood yet), so
+    // a lost one is sent again once.
+    if (i % 4 != 0 && http_request(m.port(), "POST", "/v1/chat/completions", body(i)).status != 200)
       REQUIRE(http_request(m.port(), "POST", "/v1/chat/completions", body(i)).status == 200);
     REQUIRE(http_request(gw.port(), "POST", "/v1/chat/completions", body(i)).status == 200);
   }
