@@ -131,17 +131,23 @@ void worker_upstreams::eject(cluster_state& cs, endpoint_state& ep, common::time
   st.ejected_until_ns = to_ns(now + span);
   st.successes_at_ejection = st.probe.successes;
   set_healthy(st);
-  const char* what = why == ejection_cause::connect_failures ? " connect failures"
-                     : why == ejection_cause::responses_5xx  ? " 5xx responses"
-                                                             : " hedge races lost";
-  unsigned in_row = why == ejection_cause::connect_failures ? st.consecutive_failures
-                    : why == ejection_cause::responses_5xx  ? st.consecutive_5xx
-                                                            : st.consecutive_hedge_losses;
+  std::string cause;
+  switch (why) {
+    case ejection_cause::connect_failures:
+      cause = common::cat(st.consecutive_failures, " connect failures");
+      break;
+    case ejection_cause::responses_5xx:
+      cause = common::cat(st.consecutive_5xx, " 5xx responses");
+      break;
+    case ejection_cause::hedge_losses:
+      cause = common::cat(st.consecutive_hedge_losses, " hedge races lost");
+      break;
+  }
   common::log(common::log_level::warn, "upstream",
               common::cat("endpoint ", ep.info->address, " of cluster ", cs.info->name,
                           " ejected by worker ", worker_, " for ",
                           std::chrono::duration_cast<std::chrono::seconds>(span).count(),
-                          " s: ", in_row, what, " in a row"));
+                          " s: ", cause, " in a row"));
 }
 
 void worker_upstreams::record_connect_failure(endpoint_state& ep, common::time_point now) {
