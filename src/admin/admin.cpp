@@ -71,8 +71,8 @@ boost::json::object probe_json(const upstream::probe_signals& p, common::time_po
   json::object o;
   o["probed"] = p.probed;
   o["healthy"] = p.healthy;
-  o["rtt_ms"] = ms(p.rtt);
-  o["rtt_min_ms"] = ms(p.rtt_min);
+  o["rtt_ms"] = ms(p.rtt);  // the path: windowed minimum of probe times
+  o["wait_ms"] = ms(p.wait);  // the server's wait before answering a probe
   o["connect_ms"] = ms(p.connect);
   o["age_ms"] = age_ms(p.probed_at, now);
   o["error"] = errors[0].empty() ? json::value(nullptr) : json::value(errors[0]);
@@ -116,7 +116,12 @@ boost::json::array workers_json(const context& ctx, std::size_t c, upstream::end
     o["response_ewma_ms"] = ms(ld(st.response_shared));
     o["latency_ms"] = ms(ld(st.latency_shared));
     o["queue_ms"] = ms(ld(st.queue_shared));
+    o["decode_ms"] = ms(ld(st.decode_shared));
+    o["batch_ms"] = ms(ld(st.batch_shared));
+    o["noise_ms"] = ms(ld(st.noise_shared));
+    o["decode_slope_ms"] = ms(ld(st.decode_slope_shared));
     o["outstanding"] = ld(st.outstanding_shared);
+    o["load"] = ld(st.load_shared);
     o["score_ms"] = ms(ld(st.score_shared));
     // Prefix affinity: the learned prefill time per uncached block (null until learned) and
     // the prompt blocks this worker's index credits the endpoint with.

@@ -262,7 +262,17 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
   auto fam = [](const char* name, const char* help, MetricType t = MetricType::Gauge) {
     return family(name, help, t);
   };
-  auto rtt = fam("meridian_endpoint_rtt_seconds", "Probe round trip to an endpoint (PeakEWMA)");
+  auto rtt = fam("meridian_endpoint_rtt_seconds",
+                 "The network path's round trip to an endpoint: the minimum probe time over the "
+                 "recent window (a busy server sometimes answers at once, a long path never does)");
+  auto wait = fam("meridian_endpoint_probe_wait_seconds",
+                  "How long an endpoint's server waits before answering a probe: the smoothed "
+                  "probe time (PeakEWMA) less the path's round trip");
+  auto conn = fam("meridian_endpoint_connect_seconds",
+                  "TCP connect time of an endpoint's last probe (to whatever ends TCP first)");
+  auto slope = fam("meridian_endpoint_decode_slope_seconds",
+                   "What one more stream in an endpoint's batch adds to each output token's time "
+                   "(learned from per-token times against batch size)");
   auto ttft = fam("meridian_endpoint_ttft_seconds",
                   "Estimated time to first token of an endpoint, backend side (PeakEWMA)");
   auto tpot = fam("meridian_endpoint_time_per_output_token_seconds",
@@ -294,13 +304,16 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
       labels l{{"cluster", p.clusters[c]}, {"endpoint", es->address()}};
       const auto& s = es->signals();
       maybe(rtt, l, s.rtt.get());
+      maybe(wait, l, s.probe_wait.get());
+      maybe(conn, l, s.connect.get());
       maybe(queue, l, s.queue_depth.get());
       maybe(running, l, s.running.get());
       maybe(kv, l, s.kv_usage.get());
       add_value(healthy, l, static_cast<double>(s.healthy.value()));
       add_value(pfail, l, static_cast<double>(s.probe_failures.value()));
       add_value(sfail, l, static_cast<double>(s.scrape_failures.value()));
-      double t = std::numeric_limits<double>::quiet_NaN(), tp = t, sc = t, th = t, tbytes = t;
+      double t = std::numeric_limits<double>::quiet_NaN(), tp = t, sl = t, sc = t, th = t,
+             tbytes = t;
       std::array<std::uint64_t, reasons> d{};
       for (unsigned w = 0; w < es->workers(); ++w) {
         const auto& em = es->worker(w);
@@ -309,6 +322,7 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
         };
         hi(t, em.ttft.get());
         hi(tp, em.tpot.get());
+        hi(sl, em.decode_slope.get());
         hi(sc, em.score.get());
         hi(th, em.throughput.get());
         if (double v = em.transfer_bytes.get(); !std::isnan(v))
@@ -317,6 +331,7 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
       }
       maybe(ttft, l, t);
       maybe(tpot, l, tp);
+      maybe(slope, l, sl);
       maybe(score, l, sc);
       maybe(thr, l, th);
       maybe(tb, l, tbytes);
@@ -327,7 +342,7 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
       }
     }
   }
-  for (auto* f : {&rtt, &ttft, &tpot, &queue, &running, &kv, &score, &thr, &tb, &healthy, &pfail,
+  for (auto* f : {&rtt, &wait, &conn, &ttft, &tpot, &slope, &queue, &running, &kv, &score, &thr, &tb, &healthy, &pfail,
                   &sfail, &dec})
     out.push_back(std::move(*f));
 }

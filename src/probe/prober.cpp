@@ -171,11 +171,15 @@ void prober::impl::probed(std::size_t c, endpoint_track& t, const fetch_result& 
     t.rtt.observe(sample, now, secs(cfg->clusters[c].latency.decay));
     t.recent_rtt[t.rtt_samples++ % t.recent_rtt.size()] = sample;
     std::size_t n = std::min(t.rtt_samples, t.recent_rtt.size());
-    s.rtt = t.rtt.value(now, secs(cfg->clusters[c].latency.decay));
-    s.rtt_min = *std::min_element(t.recent_rtt.begin(), t.recent_rtt.begin() + n);
+    s.rtt = *std::min_element(t.recent_rtt.begin(), t.recent_rtt.begin() + n);
+    s.wait = std::max(0.0, t.rtt.value(now, secs(cfg->clusters[c].latency.decay)) - s.rtt);
     m.rtt.set(s.rtt);
+    m.probe_wait.set(s.wait);
   }
-  if (r.connect_seconds >= 0) s.connect = r.connect_seconds;
+  if (r.connect_seconds >= 0) {
+    s.connect = r.connect_seconds;
+    m.connect.set(s.connect);
+  }
   s.probed = true;
   s.probed_at = now;
   bool was = s.healthy;

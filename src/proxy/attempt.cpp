@@ -46,11 +46,14 @@ void rebase(http::response_head& h, const char* from, std::size_t n, const char*
   for (std::size_t i = 0; i < h.connection_token_count; ++i) move(h.connection_tokens[i]);
 }
 
-double expected_queue(const config::gateway_config& cfg, std::size_t cluster,
-                      const upstream::endpoint_stats& s, common::time_point now) {
+// What latency_aware's cost model makes of the endpoint now: the wait it expects (taken off the
+// latency the try then observes; 0 for the other balancers, whose estimates include queueing)
+// and the requests it holds (the batch the try joins).
+std::pair<double, double> expected_load(const config::gateway_config& cfg, std::size_t cluster,
+                                        const upstream::endpoint_stats& s, common::time_point now) {
   const auto& c = cfg.clusters[cluster];
-  if (c.balancer != config::balancer_kind::latency_aware) return 0;
-  return routing::expected_ttft(s, routing::cost_params::from(c), now).queue;
+  auto e = routing::expected_cost(s, routing::cost_params::from(c), now);
+  return {c.balancer == config::balancer_kind::latency_aware ? e.queue : 0, e.outstanding};
 }
 }  // namespace
 
@@ -192,7 +195,9 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
   answered_ = complete_ = observe_ = false;
   deferred_ttft_ = -1;
   picked_at_ = w_.clock->now();
-  queued_ = expected_queue(*w_.snap->cfg, info.cluster, ep_->stats, picked_at_);
+  std::tie(queued_, batch_at_pick_) =
+      expected_load(*w_.snap->cfg, info.cluster, ep_->stats, picked_at_);
+  batch_at_pick_ += 1;  // itself
   w_.ups.request_started(*ep_, picked_at_);
   relayed_ = 0;
   in_flight_at_pick_ = ep_->stats.in_flight;

@@ -177,6 +177,7 @@ class attempt final : public http::cancellable {
   metrics::route_metrics* rm_ = nullptr;
   common::time_point request_start_{}, picked_at_{};
   double queued_ = 0;  // the wait latency_aware expected from the endpoint's load at the pick
+  double batch_at_pick_ = 1;  // the requests the endpoint held at the pick, this one included
   std::int32_t uncached_ = -1;  // prompt blocks the endpoint was not credited with (-1: none)
   std::int32_t prompt_blocks_ = 0;
   double deferred_ttft_ = -1;  // seconds, held until the usage says what was cached

@@ -3,6 +3,8 @@
 // (proxy/attempt.hpp); the I/O is in attempt.cpp.
 #include "proxy/attempt.hpp"
 
+#include "meridian/routing/cost.hpp"
+
 namespace meridian::proxy {
 
 // ---- what the response teaches ----------------------------------------------------------------
@@ -60,9 +62,15 @@ void attempt::report_done() {
   const double uncached = uncached_blocks();
   if (measured && timed_stream()) {
     auto n = obs_.events();
-    if (n >= 2 && obs_.first_event() && obs_.last_event())
-      w_.ups.observe_tpot(
-          *ep_, common::seconds_between(*obs_.first_event(), *obs_.last_event()) / (n - 1), now, n);
+    if (n >= 2 && obs_.first_event() && obs_.last_event()) {
+      // The batch it ran in: the mean of what the endpoint held at its start and at its end.
+      const auto& c = w_.snap->cfg->clusters[ep_->info->cluster];
+      double at_end =
+          routing::expected_cost(ep_->stats, routing::cost_params::from(c), now).outstanding;
+      w_.ups.observe_tpot(*ep_,
+                          common::seconds_between(*obs_.first_event(), *obs_.last_event()) / (n - 1),
+                          now, n, (batch_at_pick_ + std::max(1.0, at_end)) / 2);
+    }
   } else if (measured) {
     w_.ups.observe_response(*ep_, common::seconds_between(picked_at_, now), now, queued_, uncached);
   }

@@ -70,21 +70,31 @@ void publish_estimates(worker_context& w, common::time_point now) {
     const auto& cfg = w.snap->cfg->clusters[c];
     auto p = routing::cost_params::from(cfg);
     auto& cs = w.ups.cluster(c);
-    double like = cfg.kind == config::cluster_kind::storage ? routing::peer_rate(cs.stats_view) : 0;
+    double peer_rate =
+        cfg.kind == config::cluster_kind::storage ? routing::peer_rate(cs.stats_view) : 0;
+    // The peers a pick compares each endpoint with: here, the whole cluster.
+    std::vector<std::uint32_t> all(cs.stats_view.size());
+    for (std::size_t e = 0; e < all.size(); ++e) all[e] = static_cast<std::uint32_t>(e);
+    auto like = routing::peers_of(cs.stats_view, all, p, now, cs.answer_tokens);
     for (std::size_t e = 0; e < cs.endpoints.size(); ++e) {
       auto& st = cs.endpoints[e]->stats;
-      auto cost = routing::expected_ttft(st, p, now);
+      auto cost = routing::expected_cost(st, p, now, like);
       auto& em = *cs.endpoints[e]->metrics;
       // Storage: the picker's cost is the time to the last byte of an object of unknown size.
       if (cfg.kind == config::cluster_kind::storage)
-        cost.total = routing::expected_completion(st, p, now, unknown_object_bytes, like).total;
+        cost.total = routing::expected_completion(st, p, now, unknown_object_bytes, peer_rate).total;
       em.score.set(cost.total);
       if (cost.measured) em.ttft.set(cost.latency);
       if (st.tpot.known()) em.tpot.set(st.tpot.value());
+      if (st.decode_slope >= 0) em.decode_slope.set(st.decode_slope);
       st.score_shared.store(cost.total, std::memory_order_relaxed);
       st.latency_shared.store(cost.measured ? cost.latency : -1, std::memory_order_relaxed);
       st.queue_shared.store(cost.queue, std::memory_order_relaxed);
       st.outstanding_shared.store(cost.outstanding, std::memory_order_relaxed);
+      st.decode_shared.store(cost.decode, std::memory_order_relaxed);
+      st.batch_shared.store(cost.batch, std::memory_order_relaxed);
+      st.noise_shared.store(cost.noise, std::memory_order_relaxed);
+      st.load_shared.store(cost.load, std::memory_order_relaxed);
       st.indexed_blocks_shared.store(w.balancers[c]->indexed_blocks(static_cast<std::uint32_t>(e)),
                                      std::memory_order_relaxed);
       if (cfg.kind == config::cluster_kind::storage) {

@@ -191,12 +191,21 @@ class latency_aware final : public balancer {
     }
     if (m == 0) return;
     auto like = peers_of(eps, std::span(pool.data(), m), p_, in.now, in.answer_tokens);
-    std::array<double, full_scan_max> cost{};
+    std::array<double, full_scan_max> cost{}, load{}, noise{};
     std::array<std::int32_t, full_scan_max> uncached{};
     for (std::size_t k = 0; k < m; ++k) {
       uncached[k] = -1;
-      cost[k] = cost_of(*eps[pool[k]], in, like);
-      if (prefix) cost[k] += affinity_->extra(pool[k], *eps[pool[k]], uncached[k]);
+      const auto& s = *eps[pool[k]];
+      auto c = expected_cost(s, p_, in.now, like);
+      double stale = s.probe.load_known ? 1 - c.freshness : 0;
+      cost[k] = stale > 0 ? c.total * (1 + 0.5 * stale * in.rng.unit()) : c.total;
+      load[k] = c.load;
+      noise[k] = c.noise;
+      // A cold prefill runs in the engine's step: every stream there waits for it too.
+      if (prefix) {
+        double prefill = affinity_->extra(pool[k], s, uncached[k]);
+        cost[k] += prefill * (1 + std::min(c.load, std::max(p_.capacity, s.capacity_seen)));
+      }
     }
     std::array<std::size_t, full_scan_max> order{};
     for (std::size_t k = 0; k < m; ++k) order[k] = k;
@@ -204,7 +213,19 @@ class latency_aware final : public balancer {
     std::size_t rot = in.rng.below(m);
     auto end = order.begin() + static_cast<std::ptrdiff_t>(m);
     std::rotate(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(rot), end);
-    std::stable_sort(order.begin(), end, [&](auto x, auto y) { return cost[x] < cost[y]; });
+    // Costs within their readings' noise of the cheapest are equal: among those the least loaded
+    // goes first, so equal endpoints share the work instead of herding on a few milliseconds of
+    // measurement noise; the rest follow by cost.
+    std::size_t best =
+        *std::min_element(order.begin(), end, [&](auto x, auto y) { return cost[x] < cost[y]; });
+    std::array<bool, full_scan_max> near{};
+    for (std::size_t k = 0; k < m; ++k)
+      near[k] = cost[k] <= cost[best] + std::max({min_margin, relative_margin * cost[best],
+                                                  noise[best] + noise[k]});
+    std::stable_sort(order.begin(), end, [&](auto x, auto y) {
+      if (near[x] != near[y]) return near[x];
+      return near[x] ? load[x] < load[y] : cost[x] < cost[y];
+    });
     // A session sticks to its endpoint while that is healthy and within the load bound.
     if (prefix && affinity_->pinned() < n) {
       auto at =
@@ -221,11 +242,6 @@ class latency_aware final : public balancer {
   }
 
  private:
-  double cost_of(const upstream::endpoint_stats& s, pick_input& in, const peers& like) const {
-    auto c = expected_ttft(s, p_, in.now, like);
-    double stale = s.probe.load_known ? 1 - c.freshness : 0;
-    return stale > 0 ? c.total * (1 + 0.5 * stale * in.rng.unit()) : c.total;
-  }
   bool begin_prefix(view eps, pick_input& in, candidates& out) {
     eligible_.resize(eps.size());
     for (std::size_t i = 0; i < eps.size(); ++i) eligible_[i] = eligible(*eps[i], in);
@@ -241,6 +257,8 @@ class latency_aware final : public balancer {
     out.prefix_spill = affinity_->over(fav) ? candidates::spill::load : candidates::spill::cost;
   }
   static constexpr std::size_t full_scan_max = 4;
+  // Costs closer than this to the cheapest count as equal even before any noise is measured.
+  static constexpr double min_margin = 0.001, relative_margin = 0.05;
   cost_params p_;
   std::unique_ptr<prefix_affinity> affinity_;
   std::vector<bool> eligible_;

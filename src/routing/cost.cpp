@@ -44,19 +44,49 @@ cost_params cost_params::from(const config::cluster_config& c) {
   return p;
 }
 
-cost expected_ttft(const upstream::endpoint_stats& s, const cost_params& p, common::time_point now,
+namespace {
+std::int64_t ns_of(common::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+// How far this worker's requests in flight are through their service, in requests: the sum of
+// their ages over the service time, at most their number.
+double progress(const upstream::endpoint_stats& s, double service, common::time_point now) {
+  if (s.in_flight == 0 || service <= 0) return 0;
+  double ages = (static_cast<double>(ns_of(now)) * s.in_flight -
+                 static_cast<double>(s.in_flight_since_sum_ns)) *
+                1e-9;
+  return std::clamp(ages / service, 0.0, static_cast<double>(s.in_flight));
+}
+
+// The per-token time an endpoint's streams showed, and the batch size they showed it at, fading
+// toward its peers' as the reading ages: an engine the decode term keeps from traffic is tried
+// again once it may have recovered. Level -1: nothing known.
+std::pair<double, double> tpot_level(const upstream::endpoint_stats& s, const cost_params& p,
+                                     common::time_point now, const peers& like) {
+  if (!s.tpot.known()) return {like.tpot, like.batch};
+  double own = s.tpot.value(), at = s.batch.known() ? s.batch.value() : like.batch;
+  if (like.tpot <= 0) return {own, at};
+  double age = std::max(0.0, common::seconds_between(s.tpot.stamp(), now));
+  double w = std::exp(-age / p.tau);
+  return {own * w + like.tpot * (1 - w), at * w + like.batch * (1 - w)};
+}
+}  // namespace
+
+cost expected_cost(const upstream::endpoint_stats& s, const cost_params& p, common::time_point now,
                    const peers& like) {
   cost c;
   c.rtt = s.probe.rtt > 0 ? s.probe.rtt : 0;
   c.measured = observed_latency(s, p.tau, now, c.latency);
   // Never measured: like its measured peers; with none, free to try while nothing is in flight
-  // and expensive once something is.
-  if (!c.measured)
+  // and expensive once something is. A server slow to answer its probes is at least that slow.
+  if (!c.measured) {
     c.latency = like.latency >= 0 ? like.latency : s.in_flight > 0 ? p.cold_latency : 0;
+    c.latency = std::max(c.latency, s.probe.wait > 0 ? s.probe.wait : 0);
+  }
   // Requests already waiting longer than the estimate say more than the estimate.
   if (s.awaiting_first > 0) {
-    auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch());
-    double mean_wait = (static_cast<double>(now_ns.count()) -
+    double mean_wait = (static_cast<double>(ns_of(now)) -
                         static_cast<double>(s.awaiting_since_sum_ns) / s.awaiting_first) *
                        1e-9;
     c.latency = std::max(c.latency, mean_wait - c.rtt);
@@ -73,11 +103,16 @@ cost expected_ttft(const upstream::endpoint_stats& s, const cost_params& p, comm
                  static_cast<double>(s.completed - s.completed_at_scrape);
   double reported = std::max(waiting + running + since, local);
   c.outstanding = c.freshness * reported + (1 - c.freshness) * local;
+  // Half of how far through its service this worker's requests are: a request past the
+  // expected service time is late, not done, and an estimate of service that lags a slowdown
+  // must not make a backlog look empty.
+  double done = progress(s, service, now);
+  c.load = std::max(0.0, c.outstanding - 0.5 * done);
+  c.left = std::max(0.0, c.outstanding - done);
 
   double cap = std::max({p.capacity, s.capacity_seen, like.capacity});
-  // Past its capacity a request waits for one to finish; below it, each co-running request
-  // slows the batch a little (and ties go to the less loaded).
-  c.queue = std::max(0.0, c.outstanding - cap) * service / cap + c.outstanding * c.latency / cap;
+  // Past its capacity a request waits for one to finish.
+  c.queue = std::max(0.0, c.outstanding - cap) * service / cap;
   // What the backend reported, moved on by what was dispatched and completed since: beyond
   // its capacity requests wait. A queue reported while it runs the most it has ever been seen
   // to run, or behind a KV cache past the threshold, means it is full at the count it runs.
@@ -92,14 +127,25 @@ cost expected_ttft(const upstream::endpoint_stats& s, const cost_params& p, comm
   if (c.freshness > 0 && s.probe.kv_usage > p.kv_threshold)
     c.kv = c.freshness * (s.probe.kv_usage - p.kv_threshold) / (1 - p.kv_threshold) * service;
   c.zone = s.local_zone ? 0 : p.zone_margin;
-  // The penalty fades as its reading ages (the latency decay), so an engine it keeps from
-  // traffic is tried again and re-measured once it may have recovered.
-  if (like.answer_tokens > 0 && like.tpot > 0 && s.tpot.known()) {
-    double age = std::max(0.0, common::seconds_between(s.tpot.stamp(), now));
-    c.decode =
-        like.answer_tokens * std::max(0.0, s.tpot.value() - 2 * like.tpot) * std::exp(-age / p.tau);
+
+  // Decode: an engine runs its streams in one batch, a token each per step, and a step takes
+  // longer the more streams it holds. The answer streams at the per-token time of the batch it
+  // joins, and each stream already there slows by the slope for as long as they share it.
+  auto [level, at] = tpot_level(s, p, now, like);
+  double slope = s.decode_slope >= 0 ? s.decode_slope : std::max(0.0, like.slope);
+  double tokens = like.answer_tokens;
+  if (tokens > 0 && level > 0) {
+    double shared = std::min(c.load, cap);
+    double per_token = std::max(0.1 * level, level + slope * (shared + 1 - at));
+    c.decode = tokens * per_token;
+    c.batch = tokens * slope * shared;
+  } else {
+    // No per-token figures (answers that do not stream): each request it holds slows the
+    // others a little, and ties go to the less loaded.
+    c.queue += c.outstanding * c.latency / cap;
   }
-  c.total = c.rtt + c.latency + c.queue + c.kv + c.zone + c.decode;
+  c.noise = s.latency_dev.value() + tokens * s.tpot_dev.value();
+  c.total = c.rtt + c.latency + c.queue + c.kv + c.zone + c.decode + c.batch;
   return c;
 }
 
@@ -108,24 +154,31 @@ peers peers_of(std::span<const upstream::endpoint_stats* const> eps,
                double answer_tokens) {
   peers out;
   out.answer_tokens = answer_tokens;
-  double sum = 0, lat = 0;
+  double sum = 0, lat = 0, batch = 0;
   int measured = 0;
-  std::array<double, 16> tpots{};
-  std::size_t n_tpot = 0;
+  std::array<double, 16> tpots{}, slopes{};
+  std::size_t n_tpot = 0, n_slope = 0;
   for (auto i : among) {
     const auto& s = *eps[i];
     out.capacity = std::max(out.capacity, s.capacity_seen);
     if (observed_latency(s, p.tau, now, lat)) sum += lat, ++measured;
-    if (s.tpot.known() && n_tpot < tpots.size()) tpots[n_tpot++] = s.tpot.value();
+    if (s.tpot.known() && n_tpot < tpots.size()) {
+      tpots[n_tpot++] = s.tpot.value();
+      batch += s.batch.known() ? s.batch.value() : 1;
+    }
+    if (s.decode_slope >= 0 && n_slope < slopes.size()) slopes[n_slope++] = s.decode_slope;
   }
-  if (n_tpot >= 3) {
-    // The median (the lower one of an even count): one straggler moves it little. Of fewer than
-    // three readings, which one is the odd one out is anyone's guess (early in a burst, one
-    // stream each).
-    auto mid = tpots.begin() + static_cast<std::ptrdiff_t>((n_tpot - 1) / 2);
-    std::nth_element(tpots.begin(), mid, tpots.begin() + static_cast<std::ptrdiff_t>(n_tpot));
-    out.tpot = *mid;
+  // Medians (the lower one of an even count): one straggler moves them little.
+  auto median = [](std::array<double, 16>& v, std::size_t n) {
+    auto mid = v.begin() + static_cast<std::ptrdiff_t>((n - 1) / 2);
+    std::nth_element(v.begin(), mid, v.begin() + static_cast<std::ptrdiff_t>(n));
+    return *mid;
+  };
+  if (n_tpot > 0) {
+    out.tpot = median(tpots, n_tpot);
+    out.batch = batch / static_cast<double>(n_tpot);
   }
+  if (n_slope > 0) out.slope = median(slopes, n_slope);
   if (measured > 0) out.latency = sum / measured;
   return out;
 }

@@ -26,6 +26,9 @@ void set_healthy(endpoint_stats& st) {
 // A sample with uncached blocks teaches latency only once some rate is learned: taking a
 // guessed prefill off it would leave the guess's error in the latency, for every later pick.
 constexpr double own_samples = 16, pooled_samples = 8;
+// Batch sizes must spread by half a stream (a variance of 0.25) before a slope against them
+// means anything.
+constexpr double min_batch_var = 0.25;
 
 std::optional<double> unloaded(endpoint_stats& st, cluster_state& cs, double s, double queued,
                                double uncached, common::time_point now) {
@@ -56,6 +59,7 @@ void worker_upstreams::request_started(endpoint_state& ep, common::time_point no
   ++st.dispatched;
   ++st.awaiting_first;
   st.awaiting_since_sum_ns += to_ns(now);
+  st.in_flight_since_sum_ns += to_ns(now);
   st.in_flight_shared.store(st.in_flight, std::memory_order_relaxed);
   st.requests_total.store(st.requests_total.load(std::memory_order_relaxed) + 1,
                           std::memory_order_relaxed);
@@ -73,6 +77,7 @@ void worker_upstreams::request_finished(endpoint_state& ep, common::time_point p
   auto& st = ep.stats;
   --st.in_flight;
   ++st.completed;
+  st.in_flight_since_sum_ns -= to_ns(picked);
   st.in_flight_shared.store(st.in_flight, std::memory_order_relaxed);
   if (complete)
     st.service.observe(common::seconds_between(picked, now), now,
@@ -84,8 +89,10 @@ void worker_upstreams::observe_ttft(endpoint_state& ep, double s, common::time_p
   auto& st = ep.stats;
   const auto& ci = *cluster_of(ep).info;
   double tau = seconds(ci.latency.decay);
-  if (auto v = unloaded(st, cluster_of(ep), s, queued, uncached, now))
+  if (auto v = unloaded(st, cluster_of(ep), s, queued, uncached, now)) {
+    if (st.ttft.known()) st.latency_dev.observe(*v - st.ttft.value(now, tau), now, tau);
     st.ttft.observe(*v, now, tau);
+  }
   st.ttft_shared.store(st.ttft.value(now, tau), std::memory_order_relaxed);
 }
 
@@ -94,20 +101,39 @@ void worker_upstreams::observe_response(endpoint_state& ep, double s, common::ti
   auto& st = ep.stats;
   const auto& ci = *cluster_of(ep).info;
   double tau = seconds(ci.latency.decay);
-  if (auto v = unloaded(st, cluster_of(ep), s, queued, uncached, now))
+  if (auto v = unloaded(st, cluster_of(ep), s, queued, uncached, now)) {
+    if (st.response.known()) st.latency_dev.observe(*v - st.response.value(now, tau), now, tau);
     st.response.observe(*v, now, tau);
+  }
   st.response_shared.store(st.response.value(now, tau), std::memory_order_relaxed);
 }
 
 void worker_upstreams::observe_tpot(endpoint_state& ep, double s, common::time_point now,
-                                    std::size_t tokens) {
+                                    std::size_t tokens, double batch) {
   auto& cs = cluster_of(ep);
   if (tokens > 0) {
     auto t = static_cast<double>(tokens);
     cs.answer_tokens = cs.answer_tokens > 0 ? 0.9 * cs.answer_tokens + 0.1 * t : t;
   }
   auto& st = ep.stats;
-  st.tpot.observe(s, now, seconds(cluster_of(ep).info->latency.decay));
+  double tau = seconds(cs.info->latency.decay);
+  if (batch > 0) {
+    if (st.tpot.known()) {
+      double expected = st.tpot.value() + std::max(0.0, st.decode_slope) * (batch - st.batch.value());
+      st.tpot_dev.observe(s - expected, now, tau);
+    }
+    // The slope is a property of the engine and its hardware: learned over a longer memory than
+    // the level, which follows a straggler at once.
+    st.batch_fit.observe(batch, s, now, 6 * tau);
+    cs.batch_fit.observe(batch, s, now, 6 * tau);
+    if (auto own = st.batch_fit.slope(own_samples, min_batch_var))
+      st.decode_slope = *own;
+    else if (auto pooled = cs.batch_fit.slope(pooled_samples, min_batch_var))
+      st.decode_slope = *pooled;
+    st.decode_slope_shared.store(st.decode_slope, std::memory_order_relaxed);
+    st.batch.observe(batch, now, tau);
+  }
+  st.tpot.observe(s, now, tau);
   st.tpot_shared.store(st.tpot.value(), std::memory_order_relaxed);
 }
 

@@ -53,7 +53,11 @@ endpoint_moves worker_upstreams::apply(std::shared_ptr<const topology> topo) {
   for (std::size_t c = 0; c < topo->clusters.size(); ++c) {
     auto& cs = fresh[c];
     cs.info = &topo->clusters[c];
-    if (c < clusters_.size()) cs.prefill = clusters_[c].prefill;
+    if (c < clusters_.size()) {
+      cs.prefill = clusters_[c].prefill;
+      cs.batch_fit = clusters_[c].batch_fit;
+      cs.answer_tokens = clusters_[c].answer_tokens;
+    }
     for (const auto& info : cs.info->endpoints) {
       std::shared_ptr<endpoint_state> ep;
       if (auto it = old.find(info.id); it != old.end()) {

@@ -81,7 +81,7 @@ struct fleet {
       p.healthy = true;
       p.successes = 100;
       p.rtt = 0.0005 + (s.local_zone ? 0.001 : 0.02) * r.unit();
-      p.rtt_min = p.rtt * 0.9;
+      p.wait = p.rtt * 0.1;
       p.connect = p.rtt * 0.5;
       p.probed_at = now - secs(r.unit());
       p.load_known = true;

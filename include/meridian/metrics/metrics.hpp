@@ -184,6 +184,7 @@ struct alignas(cache_line) endpoint_metrics {
   // This worker's estimates (the exposition shows the highest over workers).
   value ttft;   // PeakEWMA time to first token (or response time), backend side
   value tpot;   // seconds per output token
+  value decode_slope;  // seconds per output token that one more stream in the batch adds
   value score;  // expected time to first token for a new request: the picker's cost
   // Storage: the delivery rate estimate (bytes/s), and the bytes of transfers in flight.
   value throughput;
@@ -192,7 +193,9 @@ struct alignas(cache_line) endpoint_metrics {
 
 // What the control thread's probes measure about one endpoint; it is their only writer.
 struct alignas(cache_line) endpoint_signal_metrics {
-  value rtt;          // probe request time, PeakEWMA
+  value rtt;          // the path's round trip: windowed minimum of probe times
+  value probe_wait;   // the server's wait before answering a probe: PeakEWMA less the path
+  value connect;      // last TCP connect time of a probe
   value queue_depth;  // scraped requests waiting
   value running;      // scraped requests running
   value kv_usage;     // scraped KV-cache use, 0..1

@@ -23,36 +23,45 @@ struct cost_params {
   static cost_params from(const config::cluster_config& c);
 };
 
-// The terms of the expected time to first token; total is their sum.
+// The terms of an endpoint's cost for one more request, in seconds: its expected time to first
+// token (rtt + latency + queue + kv + zone), the time its answer then takes to stream (decode),
+// and what it costs the streams already there (batch); total is their sum.
 struct cost {
-  double rtt = 0;      // network round trip from the probes
+  double rtt = 0;      // the network path's round trip (probes' windowed minimum)
   double latency = 0;  // the backend's own time to first token (PeakEWMA), or its stall so far
   double queue = 0;    // waiting behind the requests it holds
   double kv = 0;       // KV-cache pressure near full
   double zone = 0;     // outside the gateway's zone
-  double decode = 0;   // a decode far slower than its peers', over an answer's tokens
+  // Streams: the answer's tokens at the per-token time of the batch it joins (its level read at
+  // the batch size it was measured at, moved along the learned slope to the batch it would run
+  // in), and the slope's toll on the streams it joins, which each decode that much slower.
+  double decode = 0;
+  double batch = 0;
   double total = 0;
   double outstanding = 0;  // requests it is estimated to hold (dead-reckoned between scrapes)
+  // The requests it holds less half of how far this worker's ones are through their service:
+  // the streams the new one will share the engine with, on average, over its own life.
+  double load = 0;
+  double left = 0;
+  double noise = 0;        // the spread of its readings: closer costs are not told apart
   double freshness = 0;    // weight of the scraped reading: 1 fresh, 0 stale or none
   bool measured = false;   // it has latency history on this worker
 };
 
 // What is known of the endpoints an endpoint is compared with. Until an endpoint has shown its
-// own latency or batch size it is taken to be like them: otherwise the first of equal endpoints
-// to answer, or to be scraped while busy, would look cheaper and draw a burst.
+// own latency, per-token time or batch size it is taken to be like them: otherwise the first of
+// equal endpoints to answer, or to be scraped while busy, would look cheaper and draw a burst.
 struct peers {
   double latency = -1;  // mean observed latency of the measured ones; -1 when none is
   double capacity = 0;  // the most any of them was seen running at once
-  double tpot = -1;     // their median time per output token; -1 while fewer than three are known
-  // Output tokens of a typical answer (0: unknown). With it, an endpoint that decodes more than
-  // twice as slowly as the median is charged the time its answer loses beyond that, fading as
-  // its reading ages: a warm cache or a short queue must not draw requests to a straggler that
-  // then streams them slowly, while ordinary variation (a batch slowed by a long prefill) costs
-  // nothing.
+  double tpot = -1;     // their median time per output token; -1 while none is known
+  double batch = 1;     // ... and the mean batch size it was measured at
+  double slope = -1;    // their median per-token cost of one more stream; -1: none learned
+  // Output tokens of a typical streamed answer (0: unknown): the decode and batch terms need it.
   double answer_tokens = 0;
 };
 
-cost expected_ttft(const upstream::endpoint_stats& s, const cost_params& p, common::time_point now,
+cost expected_cost(const upstream::endpoint_stats& s, const cost_params& p, common::time_point now,
                    const peers& like = {});
 
 // The peers of a comparison: the endpoints `among` of `eps`, for answers of `answer_tokens`.

@@ -117,6 +117,7 @@ struct cluster_state {
   std::vector<std::shared_ptr<endpoint_state>> endpoints;
   std::vector<const endpoint_stats*> stats_view;  // what balancers read
   prefill_rate prefill;      // pooled over its endpoints: the rate of one not yet learned
+  linear_fit batch_fit;      // pooled per-token time against batch size, likewise
   double answer_tokens = 0;  // EWMA of the output tokens of its streamed answers (0: none yet)
 };
 
@@ -187,9 +188,10 @@ class worker_upstreams {
                     double uncached = -1);
   void observe_response(endpoint_state& ep, double seconds, common::time_point now,
                         double queued = 0, double uncached = -1);
-  // A stream's time per output token, over `tokens` of them.
+  // A stream's time per output token, over `tokens` of them, while `batch` streams (itself
+  // included; 0: unknown) shared the endpoint on average.
   void observe_tpot(endpoint_state& ep, double seconds_per_token, common::time_point now,
-                    std::size_t tokens = 0);
+                    std::size_t tokens = 0, double batch = 0);
 
   // Passive health (outlier ejection, per worker): connect failures and 5xx responses in a row
   // eject an endpoint for a time that grows with each ejection, never more than the cluster's

@@ -75,13 +75,13 @@ class time_ewma {
   bool known_ = false;
 };
 
-// Seconds a backend spends per prompt block it does not hold, learned online as the slope of
-// latency samples against their uncached blocks (least squares, samples forgotten with time
-// constant tau), per endpoint, so mixed hardware learns its own rate. The prior holds until the
-// samples span enough sizes to tell a slope from noise.
-class prefill_rate {
+// A straight line y = a + b x through samples (x, y), by least squares, each sample forgotten
+// with time constant tau: the slope of latency against a load figure (prompt blocks to prefill,
+// streams sharing a batch), per endpoint and pooled over a cluster. A slope is given only once
+// the samples span enough of x to tell it from noise.
+class linear_fit {
  public:
-  void observe(double blocks, double seconds, common::time_point now, double tau_s) {
+  void observe(double x, double y, common::time_point now, double tau_s) {
     if (known_) {
       double dt = common::seconds_between(stamp_, now);
       double w = std::exp(-(dt > 0 ? dt : 0) / tau_s);
@@ -89,23 +89,53 @@ class prefill_rate {
     }
     known_ = true;
     stamp_ = now;
-    n_ += 1, x_ += blocks, y_ += seconds, xx_ += blocks * blocks, xy_ += blocks * seconds;
+    n_ += 1, x_ += x, y_ += y, xx_ += x * x, xy_ += x * y;
   }
-  // The slope (never negative) once at least `min_samples` samples' worth span a spread of 2
-  // blocks or more; nothing before. TTFT samples are noisy (a warm prompt batched with a cold
-  // one waits for its prefill), so a slope from a handful of them can be off by a factor.
-  std::optional<double> learned(double min_samples) const {
+  // The slope (never negative) once at least `min_samples` samples' worth have a variance of x
+  // of `min_var` or more; nothing before.
+  std::optional<double> slope(double min_samples, double min_var) const {
     if (n_ < min_samples) return std::nullopt;
     double var = xx_ / n_ - (x_ / n_) * (x_ / n_);
-    if (var < 4) return std::nullopt;
-    double slope = (xy_ / n_ - (x_ / n_) * (y_ / n_)) / var;
-    return slope > 0 ? slope : 0;
+    if (var < min_var) return std::nullopt;
+    double b = (xy_ / n_ - (x_ / n_) * (y_ / n_)) / var;
+    return b > 0 ? b : 0;
   }
+  double weight() const { return n_; }
 
  private:
   double n_ = 0, x_ = 0, y_ = 0, xx_ = 0, xy_ = 0;
   common::time_point stamp_{};
   bool known_ = false;
+};
+
+// Seconds a backend spends per prompt block it does not hold: the slope of latency samples
+// against their uncached blocks, per endpoint, so mixed hardware learns its own rate. The prior
+// holds until the samples span 2 blocks or more (a variance of 4).
+class prefill_rate {
+ public:
+  void observe(double blocks, double seconds, common::time_point now, double tau_s) {
+    fit_.observe(blocks, seconds, now, tau_s);
+  }
+  // TTFT samples are noisy (a warm prompt batched with a cold one waits for its prefill), so a
+  // slope from a handful of them can be off by a factor: `min_samples` are needed.
+  std::optional<double> learned(double min_samples) const { return fit_.slope(min_samples, 4); }
+
+ private:
+  linear_fit fit_;
+};
+
+// How far samples fall from what was expected of them: a time-weighted mean of the absolute
+// residuals, in the samples' unit. Costs closer than their readings' deviations are noise.
+class deviation {
+ public:
+  void observe(double residual, common::time_point now, double tau_s) {
+    e_.observe(residual < 0 ? -residual : residual, now, tau_s);
+  }
+  double value() const { return e_.known() ? e_.value() : 0; }
+  bool known() const { return e_.known(); }
+
+ private:
+  time_ewma e_;
 };
 
 }  // namespace meridian::upstream

@@ -20,9 +20,15 @@ struct probe_signals {
   bool probed = false;
   bool healthy = true;
   std::uint64_t successes = 0;  // a success after an ejection lifts it
-  double rtt = -1;              // PeakEWMA of the probe request's time
-  double rtt_min = -1;          // minimum over the recent window
-  double connect = -1;          // last TCP connect time
+  // A probe's time (request written -> response head) is the path's round trip plus the
+  // server's wait before answering. A busy server sometimes answers at once and a long path
+  // never does, so the path is the minimum over the recent window, and the server's wait the
+  // rest of the smoothed time. The TCP connect time is kept beside them but is no path figure:
+  // wherever TCP ends before the server (a sidecar, an L4 balancer, a relay) it times only the
+  // hop to that.
+  double rtt = -1;      // the path: windowed minimum of probe times
+  double wait = -1;     // the server: PeakEWMA of probe times less the path
+  double connect = -1;  // last TCP connect time
   common::time_point probed_at{};
   // Backend-reported load from its /metrics; -1 for a signal it does not export.
   bool load_known = false;     // a scrape succeeded at least once

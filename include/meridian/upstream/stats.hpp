@@ -29,7 +29,17 @@ struct endpoint_stats {
   peak_ewma ttft;                 // streams: first SSE data event, less the probe RTT
   peak_ewma response;             // non-streaming: the whole response, less the probe RTT
   time_ewma tpot;                 // streams: seconds per output token
-  time_ewma service;              // every request: picked -> last byte
+  // Batching: engines decode every running stream in one step, so the time per token grows with
+  // the streams sharing the batch. `batch` is the mean batch size of the samples `tpot` holds;
+  // `batch_fit` the time per token against batch size, whose slope (own, else the cluster's
+  // pooled one; -1: neither) is what one more stream costs each token.
+  time_ewma batch;
+  linear_fit batch_fit;
+  double decode_slope = -1;
+  // How far latency and per-token samples fall from their estimates: below this, cost
+  // differences between endpoints are noise.
+  deviation latency_dev, tpot_dev;
+  time_ewma service;  // every request: picked -> last byte
   prefill_rate prefill;           // seconds per uncached prompt block (prefix affinity)
   double prefill_per_block = -1;  // the rate in force: its own, else the cluster's; -1: neither
   bool reports_cached = false;    // its responses carry usage.prompt_tokens_details.cached_tokens
@@ -43,6 +53,10 @@ struct endpoint_stats {
   // so a backend that stalls looks slow before any of them answers.
   std::uint32_t awaiting_first = 0;
   std::int64_t awaiting_since_sum_ns = 0;
+  // The sum of the pick times of this worker's requests in flight (ns): how far through their
+  // service they are, so an endpoint about to finish its requests counts as less loaded than
+  // one that just took them.
+  std::int64_t in_flight_since_sum_ns = 0;
 
   // The control thread's last word on this endpoint, and this worker's counts when the load
   // reading was scraped (for dead reckoning between scrapes).
@@ -56,12 +70,14 @@ struct endpoint_stats {
   std::atomic<std::uint64_t> requests_total{0};
   std::atomic<std::uint64_t> failures_total{0};
   std::atomic<double> ttft_shared{-1}, tpot_shared{-1}, response_shared{-1};
+  std::atomic<double> decode_slope_shared{-1};  // seconds per token per extra stream
   std::atomic<double> prefill_shared{-1};               // seconds per block, -1 until learned
   std::atomic<std::uint64_t> indexed_blocks_shared{0};  // in this worker's prefix index
   std::atomic<double> throughput_shared{-1};            // bytes/s, -1 until measured
   std::atomic<double> transfer_bytes_shared{0};
   // The cost model's terms as of this worker's last housekeeping tick.
   std::atomic<double> score_shared{-1}, latency_shared{-1}, queue_shared{-1}, outstanding_shared{0};
+  std::atomic<double> decode_shared{0}, batch_shared{0}, noise_shared{0}, load_shared{0};
 };
 
 }  // namespace meridian::upstream

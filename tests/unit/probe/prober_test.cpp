@@ -229,8 +229,8 @@ TEST_CASE("prober: a healthy endpoint is published probed, healthy and with its 
   CHECK(s.healthy);
   CHECK(s.rtt >= 0);
   CHECK(s.rtt < 5);
-  CHECK(s.rtt_min >= 0);
-  CHECK(s.rtt_min < 5);
+  CHECK(s.wait >= 0);
+  CHECK(s.wait < 5);
   CHECK(s.connect >= 0);
   CHECK(s.probed_at != common::time_point{});
   CHECK(r.sc.hits["/ready"] >= 2);

@@ -22,22 +22,22 @@ TEST_CASE("the expected time to first token adds RTT, the backend's latency and 
   routing::cost_params p;
   s.probe.rtt = 0.010;
   s.ttft.observe(0.050, t0(), p.tau);
-  auto c = routing::expected_ttft(s, p, t0());
+  auto c = routing::expected_cost(s, p, t0());
   CHECK(c.measured);
   CHECK(c.rtt == doctest::Approx(0.010));
   CHECK(c.latency == doctest::Approx(0.050));
   CHECK(c.queue == 0);
   CHECK(c.total == doctest::Approx(0.060));
   s.local_zone = false;
-  CHECK(routing::expected_ttft(s, p, t0()).total == doctest::Approx(0.060 + p.zone_margin));
+  CHECK(routing::expected_cost(s, p, t0()).total == doctest::Approx(0.060 + p.zone_margin));
 }
 
 TEST_CASE("an endpoint with no history is free until it has requests in flight") {
   upstream::endpoint_stats s;
   routing::cost_params p;
-  CHECK(routing::expected_ttft(s, p, t0()).total == 0);
+  CHECK(routing::expected_cost(s, p, t0()).total == 0);
   s.in_flight = 2;
-  auto c = routing::expected_ttft(s, p, t0());
+  auto c = routing::expected_cost(s, p, t0());
   CHECK_FALSE(c.measured);
   CHECK(c.latency == doctest::Approx(p.cold_latency));
   CHECK(c.total > p.cold_latency);
@@ -49,7 +49,7 @@ TEST_CASE("requests waiting longer than the estimate raise it: a stalled backend
   s.ttft.observe(0.020, t0(), p.tau);
   s.in_flight = s.awaiting_first = 2;
   s.awaiting_since_sum_ns = 2 * ns(t0());
-  auto c = routing::expected_ttft(s, p, t0() + 3s);
+  auto c = routing::expected_cost(s, p, t0() + 3s);
   CHECK(c.latency >= 2.9);
 }
 
@@ -63,19 +63,19 @@ TEST_CASE("scraped load is dead-reckoned and fades as it ages") {
   s.probe.scraped_at = t0();
   s.probe.waiting = 10;
   s.probe.running = 8;
-  auto fresh = routing::expected_ttft(s, p, t0());
+  auto fresh = routing::expected_cost(s, p, t0());
   CHECK(fresh.freshness == 1);
   CHECK(fresh.outstanding == doctest::Approx(18));
   // 10 waiting behind 8 running that take ~1 s each: over a second of queueing.
   CHECK(fresh.queue >= 1.0);
   // Dispatched since the scrape: counted on top of the report.
   s.dispatched = 5;
-  CHECK(routing::expected_ttft(s, p, t0()).outstanding == doctest::Approx(23));
+  CHECK(routing::expected_cost(s, p, t0()).outstanding == doctest::Approx(23));
   // At 1.5x stale_after the report counts half; at 2x not at all (only local in flight).
   s.in_flight = 1;
-  auto half = routing::expected_ttft(s, p, t0() + 3s);
+  auto half = routing::expected_cost(s, p, t0() + 3s);
   CHECK(half.freshness == doctest::Approx(0.5));
-  auto stale = routing::expected_ttft(s, p, t0() + 4s);
+  auto stale = routing::expected_cost(s, p, t0() + 4s);
   CHECK(stale.freshness == 0);
   CHECK(stale.outstanding == doctest::Approx(1));
   CHECK(stale.queue < fresh.queue);
@@ -90,19 +90,19 @@ TEST_CASE("a queue reported below capacity is an arrival between steps, not a wa
   s.probe.scraped_at = t0();
   s.probe.running = 2;
   s.capacity_seen = 6;  // it has run six at once before
-  auto idle = routing::expected_ttft(s, p, t0());
+  auto idle = routing::expected_cost(s, p, t0());
   s.probe.waiting = 1;
-  auto arrival = routing::expected_ttft(s, p, t0());
+  auto arrival = routing::expected_cost(s, p, t0());
   // One more request outstanding, no service time of waiting: well under one service time.
   CHECK(arrival.outstanding == doctest::Approx(3));
   CHECK(arrival.queue - idle.queue < 0.35 / 8);
   // The same queue behind a KV cache past the threshold: full at the two it runs.
   s.probe.kv_usage = 0.95;
-  CHECK(routing::expected_ttft(s, p, t0()).queue >= 0.35 / 2);
+  CHECK(routing::expected_cost(s, p, t0()).queue >= 0.35 / 2);
   // Or while it runs the most it has ever run (a backend with fewer slots than `capacity`).
   s.probe.kv_usage = 0;
   s.capacity_seen = 2;
-  CHECK(routing::expected_ttft(s, p, t0()).queue >= 0.35 / 2);
+  CHECK(routing::expected_cost(s, p, t0()).queue >= 0.35 / 2);
 }
 
 TEST_CASE("KV-cache use above the threshold is a rising penalty") {
@@ -112,11 +112,11 @@ TEST_CASE("KV-cache use above the threshold is a rising penalty") {
   s.probe.load_known = true;
   s.probe.scraped_at = t0();
   s.probe.kv_usage = 0.5;
-  CHECK(routing::expected_ttft(s, p, t0()).kv == 0);
+  CHECK(routing::expected_cost(s, p, t0()).kv == 0);
   s.probe.kv_usage = 0.9;
-  double mid = routing::expected_ttft(s, p, t0()).kv;
+  double mid = routing::expected_cost(s, p, t0()).kv;
   s.probe.kv_usage = 1.0;
-  double full = routing::expected_ttft(s, p, t0()).kv;
+  double full = routing::expected_cost(s, p, t0()).kv;
   CHECK(mid > 0);
   CHECK(full > mid);
   CHECK(full == doctest::Approx(1.0));
@@ -132,30 +132,65 @@ TEST_CASE("peak_ewma cost is latency times in flight plus one, with a penalty fo
   CHECK(routing::peak_ewma_cost(s, p, t0()) == doctest::Approx(0.2));
 }
 
-TEST_CASE("an engine that decodes markedly slower than its peers is charged its answer's delay") {
+TEST_CASE("an answer is charged its tokens at the per-token time of the batch it joins") {
   routing::cost_params p;
-  upstream::endpoint_stats fast, near, slow;
-  for (auto* s : {&fast, &near, &slow}) s->ttft.observe(0.020, t0(), p.tau);
-  fast.tpot.observe(0.008, t0(), p.tau);
-  near.tpot.observe(0.015, t0(), p.tau);  // within twice the median: variation, not a straggler
-  slow.tpot.observe(0.040, t0(), p.tau);  // 5x
-  std::array<const upstream::endpoint_stats*, 3> eps{&fast, &near, &slow};
-  std::array<std::uint32_t, 3> all{0, 1, 2};
-  auto like = routing::peers_of(eps, all, p, t0(), 32);
-  CHECK(like.tpot == doctest::Approx(0.015));  // the median
-  CHECK(routing::expected_ttft(fast, p, t0(), like).decode == 0);
-  CHECK(routing::expected_ttft(near, p, t0(), like).decode == 0);
-  auto c = routing::expected_ttft(slow, p, t0(), like);
-  CHECK(c.decode == doctest::Approx(32 * (0.040 - 2 * 0.015)));
-  CHECK(c.total == doctest::Approx(0.020 + c.decode));
-  // Without a typical answer length, no decode term: the cost is the time to first token.
-  CHECK(routing::expected_ttft(slow, p, t0(), routing::peers_of(eps, all, p, t0())).decode == 0);
-  // Nor with fewer than three readings: which of two is the odd one is not known.
-  std::array<std::uint32_t, 2> two{0, 2};
-  CHECK(routing::peers_of(eps, two, p, t0(), 32).tpot < 0);
+  upstream::endpoint_stats s;
+  s.ttft.observe(0.020, t0(), p.tau);
+  s.service.observe(0.5, t0(), p.tau);
+  s.tpot.observe(0.010, t0(), p.tau);  // measured with two streams in the batch
+  s.batch.observe(2, t0(), p.tau);
+  s.decode_slope = 0.002;  // each stream more adds 2 ms to every token
+  routing::peers like;
+  like.answer_tokens = 40;
+  // Three requests just picked: it will share the engine with all three.
+  s.in_flight = 3;
+  s.in_flight_since_sum_ns = 3 * ns(t0());
+  auto c = routing::expected_cost(s, p, t0(), like);
+  CHECK(c.load == doctest::Approx(3));
+  CHECK(c.decode == doctest::Approx(40 * (0.010 + 0.002 * (4 - 2))));
+  // Each of the three decodes 2 ms a token slower while it shares the batch.
+  CHECK(c.batch == doctest::Approx(40 * 0.002 * 3));
+  CHECK(c.total == doctest::Approx(0.020 + c.queue + c.decode + c.batch));
+  // Half way through their service they will leave half way through its life; counted at half
+  // that, since a request past its expected service is late, not done.
+  auto later = routing::expected_cost(s, p, t0() + 250ms, like);
+  CHECK(later.load == doctest::Approx(3 - 0.5 * 1.5));
+  CHECK(routing::expected_cost(s, p, t0() + 5s, like).load == doctest::Approx(1.5));
+  CHECK(later.decode < c.decode);
+  // Idle, the answer decodes alone: the level less one stream's slope, and no toll.
+  s.in_flight = 0;
+  s.in_flight_since_sum_ns = 0;
+  auto idle = routing::expected_cost(s, p, t0(), like);
+  CHECK(idle.decode == doctest::Approx(40 * (0.010 - 0.002)));
+  CHECK(idle.batch == 0);
+  // Without a typical answer length there is no decode term: the cost is the time to first token.
+  CHECK(routing::expected_cost(s, p, t0()).decode == 0);
 }
 
-TEST_CASE("the slow-decode charge fades as its reading ages, so the engine is tried again") {
+TEST_CASE("an engine not yet measured decodes like its peers' median at their slope") {
+  routing::cost_params p;
+  upstream::endpoint_stats a, b, straggler, fresh;
+  a.tpot.observe(0.008, t0(), p.tau);
+  b.tpot.observe(0.010, t0(), p.tau);
+  straggler.tpot.observe(0.100, t0(), p.tau);
+  a.decode_slope = 0.001;
+  b.decode_slope = 0.003;
+  std::array<const upstream::endpoint_stats*, 4> eps{&a, &b, &straggler, &fresh};
+  std::array<std::uint32_t, 4> all{0, 1, 2, 3};
+  auto like = routing::peers_of(eps, all, p, t0(), 32);
+  CHECK(like.tpot == doctest::Approx(0.010));  // the median: the straggler moves it little
+  CHECK(like.slope == doctest::Approx(0.001));
+  fresh.in_flight = 2;
+  fresh.in_flight_since_sum_ns = 2 * ns(t0());
+  auto c = routing::expected_cost(fresh, p, t0(), like);
+  CHECK(c.decode == doctest::Approx(32 * (0.010 + 0.001 * 2)));
+  CHECK(routing::expected_cost(straggler, p, t0(), like).decode == doctest::Approx(32 * 0.100));
+  // One reading is its own median.
+  std::array<std::uint32_t, 1> one{2};
+  CHECK(routing::peers_of(eps, one, p, t0(), 32).tpot == doctest::Approx(0.100));
+}
+
+TEST_CASE("a slow engine's per-token time fades toward its peers' as it ages, so it is tried again") {
   routing::cost_params p;
   upstream::endpoint_stats fast, fast2, slow;
   fast.tpot.observe(0.008, t0() + 30s, p.tau);
@@ -164,11 +199,37 @@ TEST_CASE("the slow-decode charge fades as its reading ages, so the engine is tr
   std::array<const upstream::endpoint_stats*, 3> eps{&fast, &fast2, &slow};
   std::array<std::uint32_t, 3> all{0, 1, 2};
   auto like = routing::peers_of(eps, all, p, t0(), 32);
-  double full = routing::expected_ttft(slow, p, t0(), like).decode;
-  CHECK(full == doctest::Approx(32 * (0.040 - 2 * 0.008)));
-  CHECK(routing::expected_ttft(slow, p, t0() + std::chrono::seconds(static_cast<int>(p.tau)), like)
-            .decode == doctest::Approx(full / std::exp(1.0)));
-  CHECK(routing::expected_ttft(slow, p, t0() + 60s, like).decode < full * 0.01);
+  CHECK(routing::expected_cost(slow, p, t0(), like).decode == doctest::Approx(32 * 0.040));
+  double w = std::exp(-1.0);
+  CHECK(routing::expected_cost(slow, p, t0() + std::chrono::seconds(static_cast<int>(p.tau)), like)
+            .decode == doctest::Approx(32 * (0.040 * w + 0.008 * (1 - w))));
+  CHECK(routing::expected_cost(slow, p, t0() + 60s, like).decode ==
+        doctest::Approx(32 * 0.008).epsilon(0.01));
+}
+
+TEST_CASE("a cost's noise is the deviation of its latency samples plus that of its tokens") {
+  routing::cost_params p;
+  upstream::endpoint_stats s;
+  s.latency_dev.observe(-0.004, t0(), p.tau);
+  s.tpot_dev.observe(0.0005, t0(), p.tau);
+  routing::peers like;
+  like.answer_tokens = 20;
+  CHECK(routing::expected_cost(s, p, t0(), like).noise == doctest::Approx(0.004 + 20 * 0.0005));
+}
+
+TEST_CASE("a server slow to answer its probes is no further away: the wait is not path RTT") {
+  routing::cost_params p;
+  upstream::endpoint_stats s;
+  s.probe.rtt = 0.001;
+  s.probe.wait = 0.015;
+  auto c = routing::expected_cost(s, p, t0());
+  CHECK(c.rtt == doctest::Approx(0.001));
+  // Unmeasured, the wait is the least its latency can be; measured, its samples say it.
+  CHECK(c.latency == doctest::Approx(0.015));
+  s.ttft.observe(0.005, t0(), p.tau);
+  auto m = routing::expected_cost(s, p, t0());
+  CHECK(m.latency == doctest::Approx(0.005));
+  CHECK(m.total == doctest::Approx(0.006));
 }
 
 TEST_CASE(
