@@ -55,6 +55,17 @@ std::pair<double, double> expected_load(const config::gateway_config& cfg, std::
   auto e = routing::expected_cost(s, routing::cost_params::from(c), now);
   return {c.balancer == config::balancer_kind::latency_aware ? e.queue : 0, e.outstanding};
 }
+// Seconds of prefill the engine will spend on the prompt blocks it was not credited with, at its
+// learned rate (else the cluster's prior); 0 without prefix affinity.
+double expected_prefill(const config::gateway_config& cfg, std::size_t cluster,
+                        const upstream::endpoint_stats& s, std::int32_t uncached) {
+  const auto& pa = cfg.clusters[cluster].prefix_affinity;
+  if (!pa.enabled || uncached <= 0) return 0;
+  double rate = s.prefill_per_block >= 0
+                    ? s.prefill_per_block
+                    : std::chrono::duration<double>(pa.prefill_per_block).count();
+  return uncached * rate;
+}
 }  // namespace
 
 attempt::attempt(worker_context& w) : w_(w), deadline_(w.io, *w.clock, &attempt::on_expire, this) {
@@ -194,11 +205,14 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
   in_flight_ = true;
   answered_ = complete_ = observe_ = false;
   deferred_ttft_ = -1;
+  steady_seconds_ = 0;
+  steady_tokens_ = 0;
   picked_at_ = w_.clock->now();
   std::tie(queued_, batch_at_pick_) =
       expected_load(*w_.snap->cfg, info.cluster, ep_->stats, picked_at_);
   batch_at_pick_ += 1;  // itself
-  w_.ups.request_started(*ep_, picked_at_);
+  prefill_ = expected_prefill(*w_.snap->cfg, info.cluster, ep_->stats, uncached_);
+  w_.ups.request_started(*ep_, picked_at_, prefill_);
   relayed_ = 0;
   in_flight_at_pick_ = ep_->stats.in_flight;
   counted_transfer_ = std::exchange(transfer_, 0.0);

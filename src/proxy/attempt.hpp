@@ -178,6 +178,11 @@ class attempt final : public http::cancellable {
   common::time_point request_start_{}, picked_at_{};
   double queued_ = 0;  // the wait latency_aware expected from the endpoint's load at the pick
   double batch_at_pick_ = 1;  // the requests the endpoint held at the pick, this one included
+  double prefill_ = 0;        // the prefill it costs the engine, counted until its first byte
+  // The stream's per-token time without stalls: the gaps between its events and the tokens they
+  // brought, gaps over 2x the mean so far left out.
+  double steady_seconds_ = 0;
+  std::size_t steady_tokens_ = 0;
   std::int32_t uncached_ = -1;  // prompt blocks the endpoint was not credited with (-1: none)
   std::int32_t prompt_blocks_ = 0;
   double deferred_ttft_ = -1;  // seconds, held until the usage says what was cached

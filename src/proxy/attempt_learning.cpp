@@ -22,7 +22,7 @@ void attempt::head_arrived() {
   obs_.reset(sse);
   if (!timed_stream()) {
     answered_ = true;
-    w_.ups.answered(*ep_, picked_at_);
+    w_.ups.answered(*ep_, picked_at_, prefill_);
   }
 }
 
@@ -32,7 +32,7 @@ void attempt::observe(std::string_view payload) {
   if (!observe_) return;
   if (r.first) {
     answered_ = true;
-    w_.ups.answered(*ep_, picked_at_);
+    w_.ups.answered(*ep_, picked_at_, prefill_);
     double s = common::seconds_between(picked_at_, now);
     // An engine that reports its prefix-cache hits tells at the end what this prompt cost in
     // prefill; the index only knows what this gateway sent where.
@@ -42,13 +42,25 @@ void attempt::observe(std::string_view payload) {
       w_.ups.observe_ttft(*ep_, s, now, queued_, uncached_);
     if (rm_) rm_->ttft.observe(common::seconds_between(request_start_, now));
   }
-  if (r.gap && rm_) rm_->itl.observe(std::chrono::duration<double>(*r.gap).count());
+  if (r.first && r.events > 1) steady_tokens_ += r.events - 1;  // arrived with the first
+  if (r.gap) {
+    double g = std::chrono::duration<double>(*r.gap).count();
+    if (rm_) rm_->itl.observe(g);
+    // A gap far beyond the stream's usual step is another request's prefill stalling the batch
+    // (or a hiccup; a gap over twice the mean so far): charged to that request where it is known, not to the per-token time that
+    // the batch size explains.
+    bool stall = steady_tokens_ >= 3 && g / r.events > 2 * steady_seconds_ / steady_tokens_;
+    if (!stall) {
+      steady_seconds_ += g;
+      steady_tokens_ += r.events;
+    }
+  }
 }
 
 // The request is over on this endpoint: its in-flight count, and what it measured.
 void attempt::report_done() {
   auto now = w_.clock->now();
-  if (!answered_) w_.ups.answered(*ep_, picked_at_);
+  if (!answered_) w_.ups.answered(*ep_, picked_at_, prefill_);
   // A try that lost a hedge race with no first byte was at least this slow: only a lower bound,
   // but without it an endpoint whose tries keep losing would never look slow.
   if (abandoned_ && !answered_) {
@@ -62,14 +74,13 @@ void attempt::report_done() {
   const double uncached = uncached_blocks();
   if (measured && timed_stream()) {
     auto n = obs_.events();
-    if (n >= 2 && obs_.first_event() && obs_.last_event()) {
+    if (n >= 2 && steady_tokens_ > 0) {
       // The batch it ran in: the mean of what the endpoint held at its start and at its end.
       const auto& c = w_.snap->cfg->clusters[ep_->info->cluster];
       double at_end =
           routing::expected_cost(ep_->stats, routing::cost_params::from(c), now).outstanding;
-      w_.ups.observe_tpot(*ep_,
-                          common::seconds_between(*obs_.first_event(), *obs_.last_event()) / (n - 1),
-                          now, n, (batch_at_pick_ + std::max(1.0, at_end)) / 2);
+      w_.ups.observe_tpot(*ep_, steady_seconds_ / static_cast<double>(steady_tokens_), now, n,
+                          (batch_at_pick_ + std::max(1.0, at_end)) / 2);
     }
   } else if (measured) {
     w_.ups.observe_response(*ep_, common::seconds_between(picked_at_, now), now, queued_, uncached);

@@ -191,7 +191,9 @@ class latency_aware final : public balancer {
     }
     if (m == 0) return;
     auto like = peers_of(eps, std::span(pool.data(), m), p_, in.now, in.answer_tokens);
-    std::array<double, full_scan_max> cost{}, load{}, noise{};
+    // model: what the cost model adds to the readings for the load an endpoint holds; held: the
+    // requests it holds (what decides when the model adds nothing, e.g. no decode slope yet).
+    std::array<double, full_scan_max> cost{}, model{}, held{}, noise{};
     std::array<std::int32_t, full_scan_max> uncached{};
     for (std::size_t k = 0; k < m; ++k) {
       uncached[k] = -1;
@@ -199,12 +201,15 @@ class latency_aware final : public balancer {
       auto c = expected_cost(s, p_, in.now, like);
       double stale = s.probe.load_known ? 1 - c.freshness : 0;
       cost[k] = stale > 0 ? c.total * (1 + 0.5 * stale * in.rng.unit()) : c.total;
-      load[k] = c.load;
+      model[k] = cost[k] - c.readings;
+      held[k] = c.load;
       noise[k] = c.noise;
       // A cold prefill runs in the engine's step: every stream there waits for it too.
       if (prefix) {
         double prefill = affinity_->extra(pool[k], s, uncached[k]);
-        cost[k] += prefill * (1 + std::min(c.load, std::max(p_.capacity, s.capacity_seen)));
+        double stalled = std::min(c.load, std::max(p_.capacity, s.capacity_seen));
+        cost[k] += prefill * (1 + stalled);
+        model[k] += prefill * (1 + stalled);
       }
     }
     std::array<std::size_t, full_scan_max> order{};
@@ -213,9 +218,10 @@ class latency_aware final : public balancer {
     std::size_t rot = in.rng.below(m);
     auto end = order.begin() + static_cast<std::ptrdiff_t>(m);
     std::rotate(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(rot), end);
-    // Costs within their readings' noise of the cheapest are equal: among those the least loaded
-    // goes first, so equal endpoints share the work instead of herding on a few milliseconds of
-    // measurement noise; the rest follow by cost.
+    // Costs within their readings' noise of the cheapest are equal: among those, what the model
+    // adds to the readings for the load each holds (and the prefill it lacks) decides, so equal
+    // endpoints share the work instead of herding on a few milliseconds of measurement noise;
+    // the rest follow by cost.
     std::size_t best =
         *std::min_element(order.begin(), end, [&](auto x, auto y) { return cost[x] < cost[y]; });
     std::array<bool, full_scan_max> near{};
@@ -224,7 +230,8 @@ class latency_aware final : public balancer {
                                                   noise[best] + noise[k]});
     std::stable_sort(order.begin(), end, [&](auto x, auto y) {
       if (near[x] != near[y]) return near[x];
-      return near[x] ? load[x] < load[y] : cost[x] < cost[y];
+      if (!near[x]) return cost[x] < cost[y];
+      return model[x] != model[y] ? model[x] < model[y] : held[x] < held[y];
     });
     // A session sticks to its endpoint while that is healthy and within the load bound.
     if (prefix && affinity_->pinned() < n) {

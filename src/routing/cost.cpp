@@ -108,11 +108,11 @@ cost expected_cost(const upstream::endpoint_stats& s, const cost_params& p, comm
   // must not make a backlog look empty.
   double done = progress(s, service, now);
   c.load = std::max(0.0, c.outstanding - 0.5 * done);
-  c.left = std::max(0.0, c.outstanding - done);
 
   double cap = std::max({p.capacity, s.capacity_seen, like.capacity});
-  // Past its capacity a request waits for one to finish.
-  c.queue = std::max(0.0, c.outstanding - cap) * service / cap;
+  // Past its capacity a request waits for one to finish; and, whatever the load, for the
+  // prefill of the prompts sent there that have not reached their first token.
+  c.queue = std::max(0.0, c.outstanding - cap) * service / cap + s.prefill_ahead;
   // What the backend reported, moved on by what was dispatched and completed since: beyond
   // its capacity requests wait. A queue reported while it runs the most it has ever been seen
   // to run, or behind a KV cache past the threshold, means it is full at the count it runs.
@@ -136,14 +136,16 @@ cost expected_cost(const upstream::endpoint_stats& s, const cost_params& p, comm
   double tokens = like.answer_tokens;
   if (tokens > 0 && level > 0) {
     double shared = std::min(c.load, cap);
-    double per_token = std::max(0.1 * level, level + slope * (shared + 1 - at));
-    c.decode = tokens * per_token;
+    double alone = std::max(0.1 * level, level - slope * (at - 1));
+    c.decode = tokens * std::max(0.1 * level, level + slope * (shared + 1 - at));
     c.batch = tokens * slope * shared;
+    c.readings += tokens * alone;
   } else {
     // No per-token figures (answers that do not stream): each request it holds slows the
     // others a little, and ties go to the less loaded.
     c.queue += c.outstanding * c.latency / cap;
   }
+  c.readings += c.rtt + c.latency + c.zone;
   c.noise = s.latency_dev.value() + tokens * s.tpot_dev.value();
   c.total = c.rtt + c.latency + c.queue + c.kv + c.zone + c.decode + c.batch;
   return c;

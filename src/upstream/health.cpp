@@ -53,8 +53,10 @@ std::optional<double> unloaded(endpoint_stats& st, cluster_state& cs, double s, 
 }  // namespace
 
 // The mirrors have one writer (this worker): a relaxed load and store, no read-modify-write.
-void worker_upstreams::request_started(endpoint_state& ep, common::time_point now) {
+void worker_upstreams::request_started(endpoint_state& ep, common::time_point now,
+                                       double prefill) {
   auto& st = ep.stats;
+  st.prefill_ahead += prefill;
   ++st.in_flight;
   ++st.dispatched;
   ++st.awaiting_first;
@@ -65,8 +67,9 @@ void worker_upstreams::request_started(endpoint_state& ep, common::time_point no
                           std::memory_order_relaxed);
 }
 
-void worker_upstreams::answered(endpoint_state& ep, common::time_point picked) {
+void worker_upstreams::answered(endpoint_state& ep, common::time_point picked, double prefill) {
   auto& st = ep.stats;
+  st.prefill_ahead = std::max(0.0, st.prefill_ahead - prefill);
   if (st.awaiting_first == 0) return;
   --st.awaiting_first;
   st.awaiting_since_sum_ns -= to_ns(picked);

@@ -42,8 +42,11 @@ struct cost {
   // The requests it holds less half of how far this worker's ones are through their service:
   // the streams the new one will share the engine with, on average, over its own life.
   double load = 0;
-  double left = 0;
-  double noise = 0;        // the spread of its readings: closer costs are not told apart
+  // What of the total comes straight from its readings (rtt, latency, zone, the answer's
+  // decode were it alone): the part whose noise makes close costs equal. The rest follows from
+  // the load it holds, by the model.
+  double readings = 0;
+  double noise = 0;  // the spread of its readings: closer costs are not told apart
   double freshness = 0;    // weight of the scraped reading: 1 fresh, 0 stale or none
   bool measured = false;   // it has latency history on this worker
 };

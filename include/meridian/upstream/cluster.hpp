@@ -174,8 +174,10 @@ class worker_upstreams {
   // the pick, so a burst sees each other's choices. answered() is called once per request, at
   // its first byte (first SSE event for a stream) or at its end if none came. Only this worker
   // writes these; other threads read the mirrors.
-  void request_started(endpoint_state& ep, common::time_point now);
-  void answered(endpoint_state& ep, common::time_point picked);
+  // `prefill`: the seconds of prefill the request is expected to cost the engine (its uncached
+  // prompt blocks at the endpoint's rate; 0 when unknown), counted until its first byte.
+  void request_started(endpoint_state& ep, common::time_point now, double prefill = 0);
+  void answered(endpoint_state& ep, common::time_point picked, double prefill = 0);
   void request_finished(endpoint_state& ep, common::time_point picked, common::time_point now,
                         bool complete);
   // Latency samples in seconds, as measured from the gateway; the probe RTT is taken off so

@@ -28,7 +28,7 @@ struct endpoint_stats {
   // Observed on this worker.
   peak_ewma ttft;                 // streams: first SSE data event, less the probe RTT
   peak_ewma response;             // non-streaming: the whole response, less the probe RTT
-  time_ewma tpot;                 // streams: seconds per output token
+  time_ewma tpot;  // streams: seconds per output token (gaps over 2x a stream's usual left out)
   // Batching: engines decode every running stream in one step, so the time per token grows with
   // the streams sharing the batch. `batch` is the mean batch size of the samples `tpot` holds;
   // `batch_fit` the time per token against batch size, whose slope (own, else the cluster's
@@ -57,6 +57,9 @@ struct endpoint_stats {
   // service they are, so an endpoint about to finish its requests counts as less loaded than
   // one that just took them.
   std::int64_t in_flight_since_sum_ns = 0;
+  // Seconds of prefill this worker's requests still before their first token will cost the
+  // engine (prefix affinity): it runs them in its steps, so everything there waits for them.
+  double prefill_ahead = 0;
 
   // The control thread's last word on this endpoint, and this worker's counts when the load
   // reading was scraped (for dead reckoning between scrapes).
