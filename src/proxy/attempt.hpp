@@ -183,6 +183,7 @@ class attempt final : public http::cancellable {
   // brought, gaps over 2x the mean so far left out.
   double steady_seconds_ = 0;
   std::size_t steady_tokens_ = 0;
+  std::uint64_t streamed_ = 0;  // tokens counted at the endpoint as received
   std::int32_t uncached_ = -1;  // prompt blocks the endpoint was not credited with (-1: none)
   std::int32_t prompt_blocks_ = 0;
   double deferred_ttft_ = -1;  // seconds, held until the usage says what was cached

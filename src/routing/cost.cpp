@@ -95,19 +95,29 @@ cost expected_cost(const upstream::endpoint_stats& s, const cost_params& p, comm
 
   // Load: the backend's own report, moved on by what was dispatched and completed since,
   // fading into this worker's own in-flight count as the report ages.
+  // "Local" is this gateway's requests: this worker's and, from their load boards, the other
+  // workers' (each worker counts only its own, so without them two workers would each see an
+  // endpoint the other just filled as idle).
   c.freshness = freshness(s.probe, p.stale_after, now);
-  double local = s.in_flight;
+  auto [others, others_tokens] =
+      s.board ? s.board->others(s.worker) : std::pair<std::uint32_t, std::uint64_t>{0, 0};
+  double in_flight = static_cast<double>(s.in_flight) + others;
+  double tokens_in_flight = static_cast<double>(s.tokens_in_flight + others_tokens);
+  double local = in_flight;
   double waiting = s.probe.waiting > 0 ? s.probe.waiting : 0;
   double running = s.probe.running > 0 ? s.probe.running : 0;
   double since = static_cast<double>(s.dispatched - s.dispatched_at_scrape) -
-                 static_cast<double>(s.completed - s.completed_at_scrape);
+                 static_cast<double>(s.completed - s.completed_at_scrape) +
+                 (static_cast<double>(others) - s.others_at_scrape);
   double reported = std::max(waiting + running + since, local);
   c.outstanding = c.freshness * reported + (1 - c.freshness) * local;
-  // Half of how far through its service this worker's requests are: a request past the
-  // expected service time is late, not done, and an estimate of service that lags a slowdown
-  // must not make a backlog look empty.
-  double done = progress(s, service, now);
-  c.load = std::max(0.0, c.outstanding - 0.5 * done);
+  // How far this worker's requests are through their service, in requests. Streams: the tokens they have received of a typical answer's. Else half of how far through
+  // the service time they are: a request past it is late, not done, and a service estimate that
+  // lags a slowdown must not make a backlog look empty.
+  double done = like.answer_tokens > 0 && tokens_in_flight > 0
+                    ? std::min(in_flight, tokens_in_flight / like.answer_tokens)
+                    : 0.5 * progress(s, service, now);
+  c.load = std::max(0.0, c.outstanding - done);
 
   double cap = std::max({p.capacity, s.capacity_seen, like.capacity});
   // Past its capacity a request waits for one to finish; and, whatever the load, for the
@@ -146,7 +156,7 @@ cost expected_cost(const upstream::endpoint_stats& s, const cost_params& p, comm
     c.queue += c.outstanding * c.latency / cap;
   }
   c.readings += c.rtt + c.latency + c.zone;
-  c.noise = s.latency_dev.value() + tokens * s.tpot_dev.value();
+  c.noise = s.latency_dev.of(c.latency) + (level > 0 ? tokens * s.tpot_dev.of(level) : 0);
   c.total = c.rtt + c.latency + c.queue + c.kv + c.zone + c.decode + c.batch;
   return c;
 }

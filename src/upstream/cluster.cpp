@@ -47,6 +47,15 @@ resolution resolution_of(const boost::system::error_code& ec,
   return r;
 }
 
+std::shared_ptr<load_board> identity_table::board_for(endpoint_id id, unsigned workers) {
+  auto& slot = boards_[id];
+  if (auto b = slot.lock()) return b;
+  std::erase_if(boards_, [](const auto& kv) { return kv.second.expired(); });
+  auto b = std::make_shared<load_board>(workers);
+  boards_[id] = b;
+  return b;
+}
+
 endpoint_id identity_table::id_for(const std::string& cluster, const std::string& address) {
   auto [it, inserted] = ids_.try_emplace({cluster, address}, next_);
   if (inserted) ++next_;
@@ -126,6 +135,7 @@ std::shared_ptr<const topology> build_topology(const config::gateway_config& cfg
         info.local_zone = cfg.zone.empty() || e.zone.empty() || e.zone == cfg.zone;
         info.resolved = ip::tcp::endpoint(a, e.address.port);
         info.series = reg.endpoint(c, label);
+        info.board = ids.board_for(info.id, reg.workers());
         ci.endpoints.push_back(std::move(info));
       }
     }

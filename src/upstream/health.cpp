@@ -63,6 +63,7 @@ void worker_upstreams::request_started(endpoint_state& ep, common::time_point no
   st.awaiting_since_sum_ns += to_ns(now);
   st.in_flight_since_sum_ns += to_ns(now);
   st.in_flight_shared.store(st.in_flight, std::memory_order_relaxed);
+  if (st.board) st.board->publish(st.worker, st.in_flight, st.tokens_in_flight);
   st.requests_total.store(st.requests_total.load(std::memory_order_relaxed) + 1,
                           std::memory_order_relaxed);
 }
@@ -76,12 +77,15 @@ void worker_upstreams::answered(endpoint_state& ep, common::time_point picked, d
 }
 
 void worker_upstreams::request_finished(endpoint_state& ep, common::time_point picked,
-                                        common::time_point now, bool complete) {
+                                        common::time_point now, bool complete,
+                                        std::uint64_t streamed) {
   auto& st = ep.stats;
+  st.tokens_in_flight -= std::min(streamed, st.tokens_in_flight);
   --st.in_flight;
   ++st.completed;
   st.in_flight_since_sum_ns -= to_ns(picked);
   st.in_flight_shared.store(st.in_flight, std::memory_order_relaxed);
+  if (st.board) st.board->publish(st.worker, st.in_flight, st.tokens_in_flight);
   if (complete)
     st.service.observe(common::seconds_between(picked, now), now,
                        seconds(cluster_of(ep).info->latency.decay));
@@ -254,6 +258,7 @@ void worker_upstreams::apply_signals(const signals& s) {
       if (in.scraped_at != st.probe.scraped_at) {
         st.dispatched_at_scrape = st.dispatched;
         st.completed_at_scrape = st.completed;
+        st.others_at_scrape = st.board ? st.board->others(st.worker).first : 0;
         if (in.running > st.capacity_seen) st.capacity_seen = in.running;
       }
       st.probe = in;

@@ -76,6 +76,8 @@ endpoint_moves worker_upstreams::apply(std::shared_ptr<const topology> topo) {
       ep->metrics = &info.series->worker(worker_);
       ep->pool = cs.info->pool;
       ep->stats.local_zone = info.local_zone;
+      ep->stats.board = info.board.get();
+      ep->stats.worker = worker_;
       cs.stats_view.push_back(&ep->stats);
       cs.endpoints.push_back(std::move(ep));
     }

@@ -36,6 +36,7 @@ struct endpoint_info {
   bool local_zone = true;  // the gateway's own zone, or either has none
   boost::asio::ip::tcp::endpoint resolved;
   std::shared_ptr<metrics::endpoint_series> series;  // where its metrics go
+  std::shared_ptr<load_board> board;                 // its workers' requests in flight
 };
 
 struct cluster_info {
@@ -56,9 +57,12 @@ struct topology {
 class identity_table {
  public:
   endpoint_id id_for(const std::string& cluster, const std::string& address);
+  // The load board of an endpoint identity: the same one for as long as a topology lists it.
+  std::shared_ptr<load_board> board_for(endpoint_id id, unsigned workers);
 
  private:
   std::map<std::pair<std::string, std::string>, endpoint_id> ids_;
+  std::map<endpoint_id, std::weak_ptr<load_board>> boards_;
   endpoint_id next_ = 1;
 };
 
@@ -178,8 +182,15 @@ class worker_upstreams {
   // prompt blocks at the endpoint's rate; 0 when unknown), counted until its first byte.
   void request_started(endpoint_state& ep, common::time_point now, double prefill = 0);
   void answered(endpoint_state& ep, common::time_point picked, double prefill = 0);
+  // `streamed`: the tokens the request's stream counted in streamed() (0 for other answers).
   void request_finished(endpoint_state& ep, common::time_point picked, common::time_point now,
-                        bool complete);
+                        bool complete, std::uint64_t streamed = 0);
+  // A stream in flight received `tokens` more.
+  void streamed(endpoint_state& ep, std::uint64_t tokens) {
+    auto& st = ep.stats;
+    st.tokens_in_flight += tokens;
+    if (st.board) st.board->publish(st.worker, st.in_flight, st.tokens_in_flight);
+  }
   // Latency samples in seconds, as measured from the gateway; the probe RTT is taken off so
   // the cost model can add the current one, and so is `queued`, the wait the cost model
   // expected from the endpoint's load at the pick, which it adds again for the next pick

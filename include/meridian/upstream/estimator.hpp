@@ -130,12 +130,18 @@ class deviation {
  public:
   void observe(double residual, common::time_point now, double tau_s) {
     e_.observe(residual < 0 ? -residual : residual, now, tau_s);
+    if (samples_ < settled_after) ++samples_;
   }
   double value() const { return e_.known() ? e_.value() : 0; }
+  // The deviation, or `reading` itself (all of it is in doubt) until a few samples have shown
+  // how far they stray.
+  double of(double reading) const { return samples_ < settled_after ? reading : value(); }
   bool known() const { return e_.known(); }
 
  private:
+  static constexpr unsigned settled_after = 4;
   time_ewma e_;
+  unsigned samples_ = 0;
 };
 
 }  // namespace meridian::upstream

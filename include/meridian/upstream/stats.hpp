@@ -6,11 +6,46 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <utility>
 
 #include "meridian/upstream/estimator.hpp"
 #include "meridian/upstream/signals.hpp"
 
 namespace meridian::upstream {
+
+// What each worker has in flight on one endpoint, for the other workers' picks: a slot per worker,
+// each written by its worker alone (relaxed stores of its own counts) on a cache line of its own,
+// and read by the others. One board per endpoint identity, kept across reloads.
+class load_board {
+ public:
+  explicit load_board(unsigned workers) : slots_(std::make_unique<slot[]>(workers ? workers : 1)),
+                                          n_(workers ? workers : 1) {}
+  void publish(unsigned worker, std::uint32_t in_flight, std::uint64_t tokens) {
+    if (worker >= n_) return;
+    slots_[worker].in_flight.store(in_flight, std::memory_order_relaxed);
+    slots_[worker].tokens.store(tokens, std::memory_order_relaxed);
+  }
+  // The other workers' requests in flight and the tokens their streams have received.
+  std::pair<std::uint32_t, std::uint64_t> others(unsigned worker) const {
+    std::uint32_t n = 0;
+    std::uint64_t t = 0;
+    for (unsigned w = 0; w < n_; ++w) {
+      if (w == worker) continue;
+      n += slots_[w].in_flight.load(std::memory_order_relaxed);
+      t += slots_[w].tokens.load(std::memory_order_relaxed);
+    }
+    return {n, t};
+  }
+
+ private:
+  struct alignas(64) slot {
+    std::atomic<std::uint32_t> in_flight{0};
+    std::atomic<std::uint64_t> tokens{0};
+  };
+  std::unique_ptr<slot[]> slots_;
+  unsigned n_;
+};
 
 struct endpoint_stats {
   std::uint32_t in_flight = 0;  // requests picked and not yet finished, on this worker
@@ -57,14 +92,22 @@ struct endpoint_stats {
   // service they are, so an endpoint about to finish its requests counts as less loaded than
   // one that just took them.
   std::int64_t in_flight_since_sum_ns = 0;
+  // Tokens (stream events) this worker's streams in flight have received: with the typical
+  // answer's length, how much of their decode is done.
+  std::uint64_t tokens_in_flight = 0;
   // Seconds of prefill this worker's requests still before their first token will cost the
   // engine (prefix affinity): it runs them in its steps, so everything there waits for them.
   double prefill_ahead = 0;
 
-  // The control thread's last word on this endpoint, and this worker's counts when the load
-  // reading was scraped (for dead reckoning between scrapes).
+  // The gateway's other workers' requests on it (null: none to ask), and which slot is this one.
+  load_board* board = nullptr;
+  unsigned worker = 0;
+
+  // The control thread's last word on this endpoint, and this worker's counts (and the other
+  // workers' in flight) when the load reading was scraped (for dead reckoning between scrapes).
   probe_signals probe;
   std::uint64_t dispatched_at_scrape = 0, completed_at_scrape = 0;
+  std::uint32_t others_at_scrape = 0;
   double capacity_seen = 0;  // the most requests the backend reported running at once
 
   // Mirrors for readers on other threads (admin, metrics); relaxed stores by the owning worker.

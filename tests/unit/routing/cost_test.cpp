@@ -210,10 +210,16 @@ TEST_CASE("a slow engine's per-token time fades toward its peers' as it ages, so
 TEST_CASE("a cost's noise is the deviation of its latency samples plus that of its tokens") {
   routing::cost_params p;
   upstream::endpoint_stats s;
-  s.latency_dev.observe(-0.004, t0(), p.tau);
-  s.tpot_dev.observe(0.0005, t0(), p.tau);
+  s.ttft.observe(0.030, t0(), p.tau);
+  s.tpot.observe(0.002, t0(), p.tau);
   routing::peers like;
   like.answer_tokens = 20;
+  // Until a few samples have shown their spread, the whole reading is in doubt.
+  CHECK(routing::expected_cost(s, p, t0(), like).noise == doctest::Approx(0.030 + 20 * 0.002));
+  for (int i = 0; i < 4; ++i) {
+    s.latency_dev.observe(i % 2 ? -0.004 : 0.004, t0(), p.tau);
+    s.tpot_dev.observe(0.0005, t0(), p.tau);
+  }
   CHECK(routing::expected_cost(s, p, t0(), like).noise == doctest::Approx(0.004 + 20 * 0.0005));
 }
 
