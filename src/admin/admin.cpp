@@ -130,6 +130,8 @@ boost::json::array workers_json(const context& ctx, std::size_t c, upstream::end
     // Storage: the delivery rate estimate (null until measured) and the bytes in flight.
     double rate = ld(st.throughput_shared);
     o["throughput_bytes_per_second"] = rate >= 0 ? json::value(rate) : json::value(nullptr);
+    double flow = ld(st.flow_rate_shared);
+    o["flow_rate_bytes_per_second"] = flow >= 0 ? json::value(flow) : json::value(nullptr);
     o["transfer_bytes_in_flight"] = ld(st.transfer_bytes_shared);
     out.push_back(std::move(o));
   }

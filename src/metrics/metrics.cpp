@@ -290,8 +290,12 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
   auto sfail = fam("meridian_endpoint_scrape_failures_total", "Failed load-metric scrapes",
                    MetricType::Counter);
   auto thr = fam("meridian_endpoint_throughput_bytes_per_second",
-                 "Storage: the rate an endpoint delivers object bytes at (a transfer's rate times "
-                 "the transfers sharing the endpoint, EWMA over transfers of 256 KiB or more)");
+                 "Storage: the rate an endpoint delivers object bytes at over all its transfers "
+                 "(a transfer's rate times the transfers sharing the endpoint, EWMA over "
+                 "transfers of 256 KiB or more)");
+  auto flow = fam("meridian_endpoint_flow_rate_bytes_per_second",
+                  "Storage: the rate one transfer from an endpoint gets (EWMA of transfers that "
+                  "ran alone, or the most a shared one got)");
   auto tb = fam("meridian_endpoint_transfer_bytes_in_flight",
                 "Storage: bytes the transfers in flight to an endpoint are expected to move");
   auto dec = fam("meridian_routing_decisions_total",
@@ -313,7 +317,7 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
       add_value(pfail, l, static_cast<double>(s.probe_failures.value()));
       add_value(sfail, l, static_cast<double>(s.scrape_failures.value()));
       double t = std::numeric_limits<double>::quiet_NaN(), tp = t, sl = t, sc = t, th = t,
-             tbytes = t;
+             fl = t, tbytes = t;
       std::array<std::uint64_t, reasons> d{};
       for (unsigned w = 0; w < es->workers(); ++w) {
         const auto& em = es->worker(w);
@@ -325,6 +329,7 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
         hi(sl, em.decode_slope.get());
         hi(sc, em.score.get());
         hi(th, em.throughput.get());
+        hi(fl, em.flow_rate.get());
         if (double v = em.transfer_bytes.get(); !std::isnan(v))
           tbytes = std::isnan(tbytes) ? v : tbytes + v;
         for (std::size_t r = 0; r < reasons; ++r) d[r] += em.decisions[r].value();
@@ -334,6 +339,7 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
       maybe(slope, l, sl);
       maybe(score, l, sc);
       maybe(thr, l, th);
+      maybe(flow, l, fl);
       maybe(tb, l, tbytes);
       for (std::size_t r = 0; r < reasons; ++r) {
         auto lr = l;
@@ -342,7 +348,7 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
       }
     }
   }
-  for (auto* f : {&rtt, &wait, &conn, &ttft, &tpot, &slope, &queue, &running, &kv, &score, &thr, &tb, &healthy, &pfail,
+  for (auto* f : {&rtt, &wait, &conn, &ttft, &tpot, &slope, &queue, &running, &kv, &score, &thr, &flow, &tb, &healthy, &pfail,
                   &sfail, &dec})
     out.push_back(std::move(*f));
 }

@@ -214,7 +214,7 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
   prefill_ = expected_prefill(*w_.snap->cfg, info.cluster, ep_->stats, uncached_);
   w_.ups.request_started(*ep_, picked_at_, prefill_);
   relayed_ = 0;
-  in_flight_at_pick_ = ep_->stats.in_flight;
+  in_flight_at_pick_ = gateway_in_flight(ep_->stats);
   counted_transfer_ = std::exchange(transfer_, 0.0);
   ep_->stats.transfer_bytes += counted_transfer_;
   em.in_flight.add();

@@ -196,7 +196,11 @@ class attempt final : public http::cancellable {
   double transfer_ = 0, counted_transfer_ = 0;
   std::uint64_t relayed_ = 0;
   common::time_point head_at_{};
-  std::uint32_t in_flight_at_pick_ = 0;
+  double in_flight_at_pick_ = 0;
+  // This gateway's requests in flight on the endpoint: this worker's and the others'.
+  static double gateway_in_flight(const upstream::endpoint_stats& s) {
+    return s.in_flight + (s.board ? s.board->others(s.worker).first : 0);
+  }
   stream_resume* resume_ = nullptr;
   object_resume* object_ = nullptr;
   std::optional<std::string_view> body_override_;

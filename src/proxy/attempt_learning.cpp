@@ -100,8 +100,8 @@ void attempt::report_done() {
 }
 
 // Storage: the transfer leaves its endpoint's bytes in flight, and a complete one large enough to
-// time teaches the endpoint's rate: its own rate times the transfers it shared the endpoint with
-// (the mean of their number at its start and end, itself included).
+// time teaches the endpoint's rates: its own, and the transfers it shared the endpoint with (the
+// mean of the gateway's transfers there at its start and end, itself included).
 void attempt::learn_transfer(common::time_point now) {
   auto& st = ep_->stats;
   st.transfer_bytes = std::max(0.0, st.transfer_bytes - counted_transfer_);
@@ -113,9 +113,8 @@ void attempt::learn_transfer(common::time_point now) {
   if (!complete_ || resp_.status < 200 || resp_.status >= 300 || relayed_ < min_bytes ||
       secs < 0.002)
     return;
-  double sharing = std::max(1.0, (in_flight_at_pick_ + st.in_flight) / 2.0);
-  double tau = std::chrono::duration<double>(cluster.latency.decay).count();
-  st.throughput.observe(static_cast<double>(relayed_) / secs * sharing, now, tau);
+  double sharing = std::max(1.0, (in_flight_at_pick_ + gateway_in_flight(st)) / 2.0);
+  w_.ups.observe_transfer(*ep_, static_cast<double>(relayed_) / secs, sharing, now);
 }
 
 // The prompt blocks the endpoint had to prefill: from the usage's cached_tokens when the

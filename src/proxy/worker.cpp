@@ -70,8 +70,8 @@ void publish_estimates(worker_context& w, common::time_point now) {
     const auto& cfg = w.snap->cfg->clusters[c];
     auto p = routing::cost_params::from(cfg);
     auto& cs = w.ups.cluster(c);
-    double peer_rate =
-        cfg.kind == config::cluster_kind::storage ? routing::peer_rate(cs.stats_view) : 0;
+    auto peer_rate = cfg.kind == config::cluster_kind::storage ? routing::peer_rate(cs.stats_view)
+                                                               : routing::peer_rates{};
     // The peers a pick compares each endpoint with: here, the whole cluster.
     std::vector<std::uint32_t> all(cs.stats_view.size());
     for (std::size_t e = 0; e < all.size(); ++e) all[e] = static_cast<std::uint32_t>(e);
@@ -100,8 +100,8 @@ void publish_estimates(worker_context& w, common::time_point now) {
       if (cfg.kind == config::cluster_kind::storage) {
         double rate = st.throughput.known() ? st.throughput.value() : -1;
         if (rate >= 0) em.throughput.set(rate);
+        if (st.flow_rate.known()) em.flow_rate.set(st.flow_rate.value());
         em.transfer_bytes.set(st.transfer_bytes);
-        st.throughput_shared.store(rate, std::memory_order_relaxed);
         st.transfer_bytes_shared.store(st.transfer_bytes, std::memory_order_relaxed);
       }
     }

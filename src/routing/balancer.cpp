@@ -297,7 +297,7 @@ class bandwidth_aware final : public balancer {
     std::rotate(pool_.begin(),
                 pool_.begin() + static_cast<std::ptrdiff_t>(in.rng.below(pool_.size())),
                 pool_.end());
-    double like = peer_rate(eps, pool_);
+    auto like = peer_rate(eps, pool_);
     cost_.resize(n);
     for (auto i : pool_) cost_[i] = expected_completion(*eps[i], p_, in.now, in.bytes, like).total;
     std::stable_sort(pool_.begin(), pool_.end(), [&](auto a, auto b) {

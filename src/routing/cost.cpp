@@ -204,51 +204,72 @@ double peak_ewma_cost(const upstream::endpoint_stats& s, const cost_params& p,
   return (lat + rtt) * (s.in_flight + 1);
 }
 
+namespace {
+// A rate reading faded toward its peers' with its age, so an endpoint once measured slow is tried
+// again; the times they give are blended (a harmonic mean of the rates), since a slow reading
+// blended as a rate would look nearly as fast as its peers within a fraction of tau. Each reading
+// that found it still slow lengthens the fade (slow_streak), so a replica that stays slow is tried
+// ever more rarely.
+double faded(const upstream::time_ewma& e, double like, const cost_params& p, unsigned streak,
+             common::time_point now) {
+  double age = std::max(0.0, common::seconds_between(e.stamp(), now));
+  double w = std::exp(-age / (p.tau * static_cast<double>(1u << std::min(streak, 4u))));
+  return 1 / (w / e.value() + (1 - w) / like);
+}
+}  // namespace
+
 transfer_cost expected_completion(const upstream::endpoint_stats& s, const cost_params& p,
-                                  common::time_point now, double bytes, double peer_rate) {
+                                  common::time_point now, double bytes, const peer_rates& peers) {
   // An assumed rate while nothing is measured anywhere: only ratios between endpoints matter.
   constexpr double cold_rate = 100e6;
   transfer_cost c;
   c.rtt = s.probe.rtt > 0 ? s.probe.rtt : 0;
-  double like = peer_rate > 0 ? peer_rate : cold_rate;
+  double like_capacity = peers.capacity > 0 ? peers.capacity : cold_rate;
   c.measured = s.throughput.known() && s.throughput.value() > 0;
-  if (c.measured) {
-    double age = std::max(0.0, common::seconds_between(s.throughput.stamp(), now));
-    double w = std::exp(-age / p.tau);
-    c.rate = s.throughput.value() * w + like * (1 - w);
-  } else {
-    c.rate = like;
-  }
+  c.capacity =
+      c.measured ? faded(s.throughput, like_capacity, p, s.slow_streak, now) : like_capacity;
+  // With no flow reading of its own or its peers', nothing limits a flow but the capacity.
+  double like_flow = peers.flow > 0 ? peers.flow : c.capacity;
+  c.flow = s.flow_rate.known() && s.flow_rate.value() > 0
+               ? faded(s.flow_rate, like_flow, p, s.slow_streak, now)
+               : like_flow;
+  // Until transfers that shared it show more, one transfer is taken to fill it: the bytes
+  // ahead share its rate (processor sharing), each counted up to this one's size.
+  if (!s.aggregate_measured) c.capacity = std::min(c.capacity, c.flow);
   double ahead = std::min(s.transfer_bytes, static_cast<double>(s.in_flight) * bytes);
-  c.transfer = (std::max(0.0, ahead) + bytes) / c.rate;
+  // A transfer is done no sooner than its own flow allows, nor than the endpoint's capacity
+  // gets through what is ahead of it and its own bytes: the tighter of the two.
+  c.transfer = std::max(bytes / c.flow, (std::max(0.0, ahead) + bytes) / c.capacity);
+  c.rate = c.transfer > 0 ? bytes / c.transfer : c.flow;
   c.total = c.rtt + c.transfer;
   return c;
 }
 
 namespace {
 template <class Each>
-double mean_rate(Each&& each) {
-  double sum = 0;
-  int n = 0;
+peer_rates mean_rates(Each&& each) {
+  peer_rates out;
+  double cap = 0, flow = 0;
+  int n_cap = 0, n_flow = 0;
   each([&](const upstream::endpoint_stats& s) {
-    if (s.throughput.known() && s.throughput.value() > 0) {
-      sum += s.throughput.value();
-      ++n;
-    }
+    if (s.throughput.known() && s.throughput.value() > 0) cap += s.throughput.value(), ++n_cap;
+    if (s.flow_rate.known() && s.flow_rate.value() > 0) flow += s.flow_rate.value(), ++n_flow;
   });
-  return n ? sum / n : 0;
+  if (n_cap) out.capacity = cap / n_cap;
+  if (n_flow) out.flow = flow / n_flow;
+  return out;
 }
 }  // namespace
 
-double peer_rate(std::span<const upstream::endpoint_stats* const> eps,
-                 std::span<const std::uint32_t> among) {
-  return mean_rate([&](auto&& f) {
+peer_rates peer_rate(std::span<const upstream::endpoint_stats* const> eps,
+                     std::span<const std::uint32_t> among) {
+  return mean_rates([&](auto&& f) {
     for (auto i : among) f(*eps[i]);
   });
 }
 
-double peer_rate(std::span<const upstream::endpoint_stats* const> eps) {
-  return mean_rate([&](auto&& f) {
+peer_rates peer_rate(std::span<const upstream::endpoint_stats* const> eps) {
+  return mean_rates([&](auto&& f) {
     for (const auto* s : eps) f(*s);
   });
 }

@@ -144,6 +144,35 @@ void worker_upstreams::observe_tpot(endpoint_state& ep, double s, common::time_p
   st.tpot_shared.store(st.tpot.value(), std::memory_order_relaxed);
 }
 
+void worker_upstreams::observe_transfer(endpoint_state& ep, double rate, double sharing,
+                                        common::time_point now) {
+  auto& st = ep.stats;
+  auto& cs = cluster_of(ep);
+  double tau = seconds(cs.info->latency.decay);
+  // Measured slow again (under half of what its peers' flows get): it will be tried more rarely.
+  double peers = 0;
+  int n = 0;
+  for (const auto* s : cs.stats_view)
+    if (s != &st && s->flow_rate.known()) peers += s->flow_rate.value(), ++n;
+  if (n > 0 && rate < 0.5 * peers / n)
+    ++st.slow_streak;
+  else
+    st.slow_streak = 0;
+  if (sharing < 1.5) {
+    // Alone: what one flow gets. It shows the capacity only while no shared transfer has shown
+    // more (a flow-limited path hides the rest).
+    st.flow_rate.observe(rate, now, tau);
+    if (!st.aggregate_measured || rate >= st.throughput.value()) st.throughput.observe(rate, now, tau);
+  } else {
+    st.throughput.observe(rate * sharing, now, tau);
+    st.aggregate_measured = true;
+    // A flow that shared the endpoint got at least this much.
+    if (!st.flow_rate.known() || rate > st.flow_rate.value()) st.flow_rate.observe(rate, now, tau);
+  }
+  st.throughput_shared.store(st.throughput.value(), std::memory_order_relaxed);
+  st.flow_rate_shared.store(st.flow_rate.value(), std::memory_order_relaxed);
+}
+
 // ---- outlier ejection --------------------------------------------------------------------------
 
 void worker_upstreams::eject(cluster_state& cs, endpoint_state& ep, common::time_point now,

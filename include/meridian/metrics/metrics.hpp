@@ -186,8 +186,10 @@ struct alignas(cache_line) endpoint_metrics {
   value tpot;   // seconds per output token
   value decode_slope;  // seconds per output token that one more stream in the batch adds
   value score;  // expected time to first token for a new request: the picker's cost
-  // Storage: the delivery rate estimate (bytes/s), and the bytes of transfers in flight.
+  // Storage: the capacity and per-transfer rate estimates (bytes/s), and the bytes of transfers
+  // in flight.
   value throughput;
+  value flow_rate;
   value transfer_bytes;
 };
 

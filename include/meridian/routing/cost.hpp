@@ -73,26 +73,37 @@ peers peers_of(std::span<const upstream::endpoint_stats* const> eps,
                double answer_tokens = 0);
 
 // Storage: the expected time to an object transfer's last byte on an endpoint, in seconds.
+// An endpoint has two limits: what one transfer gets (a far or lossy path limits each TCP flow)
+// and what all of them together get (a shared link, disk or server); a transfer is done no
+// sooner than either allows.
 struct transfer_cost {
   double rtt = 0;
-  double transfer = 0;  // the bytes it waits behind and its own, over the endpoint's rate
-  double rate = 0;      // bytes/s in force: its own reading, fading to its peers' as it ages
+  double transfer = 0;  // its bytes over its flow's rate, or the bytes ahead and its own over
+                        // the endpoint's capacity, whichever is longer
+  double rate = 0;      // the rate it gets in effect (its bytes over `transfer`)
+  double flow = 0;      // bytes/s one transfer gets: its reading, fading to its peers' with age
+  double capacity = 0;  // bytes/s all transfers get together, likewise
   double total = 0;
   bool measured = false;
 };
 
-// `bytes`: the transfer's expected size; `peer_rate`: the mean rate of the endpoints it is
-// compared with that have one (<= 0: none). Transfers share an endpoint's rate: one of s bytes
+// The mean readings of the endpoints a transfer's endpoint is compared with (0: none measured).
+struct peer_rates {
+  double flow = 0;
+  double capacity = 0;
+};
+
+// `bytes`: the transfer's expected size. Transfers share an endpoint's capacity: one of s bytes
 // waits for the in-flight transfers' bytes, each up to s (processor sharing), then its own. A
-// reading fades toward the peers' rate with time constant tau, so an endpoint once measured slow
-// is tried again after a while and measured afresh.
+// reading fades toward the peers' with time constant tau, so an endpoint once measured slow is
+// tried again after a while and measured afresh.
 transfer_cost expected_completion(const upstream::endpoint_stats& s, const cost_params& p,
-                                  common::time_point now, double bytes, double peer_rate);
-// The mean measured rate of the endpoints `among` of `eps` (0: none measured).
-double peer_rate(std::span<const upstream::endpoint_stats* const> eps,
-                 std::span<const std::uint32_t> among);
+                                  common::time_point now, double bytes, const peer_rates& peers);
+// The mean readings of the endpoints `among` of `eps`.
+peer_rates peer_rate(std::span<const upstream::endpoint_stats* const> eps,
+                     std::span<const std::uint32_t> among);
 // The same over every endpoint of `eps`.
-double peer_rate(std::span<const upstream::endpoint_stats* const> eps);
+peer_rates peer_rate(std::span<const upstream::endpoint_stats* const> eps);
 
 // Linkerd's PeakEWMA cost: latency times (requests in flight + 1); a backend with no history
 // and requests in flight costs a large penalty, so it is not flooded before it answers.

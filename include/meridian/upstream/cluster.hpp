@@ -201,6 +201,9 @@ class worker_upstreams {
                     double uncached = -1);
   void observe_response(endpoint_state& ep, double seconds, common::time_point now,
                         double queued = 0, double uncached = -1);
+  // Storage: a complete transfer ran at `rate` bytes/s while `sharing` transfers (itself
+  // included, on average) shared the endpoint.
+  void observe_transfer(endpoint_state& ep, double rate, double sharing, common::time_point now);
   // A stream's time per output token, over `tokens` of them, while `batch` streams (itself
   // included; 0: unknown) shared the endpoint on average.
   void observe_tpot(endpoint_state& ep, double seconds_per_token, common::time_point now,

@@ -79,11 +79,17 @@ struct endpoint_stats {
   double prefill_per_block = -1;  // the rate in force: its own, else the cluster's; -1: neither
   bool reports_cached = false;    // its responses carry usage.prompt_tokens_details.cached_tokens
   std::uint64_t dispatched = 0, completed = 0;
-  // Storage transfers: the bytes this worker's transfers in flight are expected to move, and the
-  // rate the endpoint delivers (bytes/s: a transfer's rate times the transfers it shared the
-  // endpoint with, over transfers large enough to time).
+  // Storage transfers: the bytes this worker's transfers in flight are expected to move; the
+  // endpoint's capacity (bytes/s of all its transfers together: a transfer's rate times the
+  // transfers it shared the endpoint with) and its flow rate (bytes/s one transfer gets), over
+  // transfers large enough to time. A transfer alone shows both at once only if one flow fills the
+  // endpoint; transfers that shared it show the capacity (aggregate_measured) and a floor of the
+  // flow rate.
   double transfer_bytes = 0;
   time_ewma throughput;
+  time_ewma flow_rate;
+  bool aggregate_measured = false;
+  unsigned slow_streak = 0;  // transfers in a row whose flow ran under half its peers' rate
   // Requests still waiting for their first byte: how many and the sum of their pick times (ns),
   // so a backend that stalls looks slow before any of them answers.
   std::uint32_t awaiting_first = 0;
@@ -120,6 +126,7 @@ struct endpoint_stats {
   std::atomic<double> prefill_shared{-1};               // seconds per block, -1 until learned
   std::atomic<std::uint64_t> indexed_blocks_shared{0};  // in this worker's prefix index
   std::atomic<double> throughput_shared{-1};            // bytes/s, -1 until measured
+  std::atomic<double> flow_rate_shared{-1};             // bytes/s, -1 until measured
   std::atomic<double> transfer_bytes_shared{0};
   // The cost model's terms as of this worker's last housekeeping tick.
   std::atomic<double> score_shared{-1}, latency_shared{-1}, queue_shared{-1}, outstanding_shared{0};

@@ -244,7 +244,7 @@ TEST_CASE(
   routing::cost_params p;
   s.probe.rtt = 0.01;
   s.throughput.observe(100e6, t0(), p.tau);
-  auto c = routing::expected_completion(s, p, t0(), 50e6, 0);
+  auto c = routing::expected_completion(s, p, t0(), 50e6, {});
   CHECK(c.measured);
   CHECK(c.rate == doctest::Approx(100e6));
   CHECK(c.total == doctest::Approx(0.01 + 0.5));
@@ -252,29 +252,68 @@ TEST_CASE(
   // (processor sharing), then its own.
   s.in_flight = 2;
   s.transfer_bytes = 300e6;
-  CHECK(routing::expected_completion(s, p, t0(), 50e6, 0).transfer == doctest::Approx(1.5));
+  CHECK(routing::expected_completion(s, p, t0(), 50e6, {}).transfer == doctest::Approx(1.5));
   // Small transfers ahead count whole.
   s.transfer_bytes = 20e6;
-  CHECK(routing::expected_completion(s, p, t0(), 50e6, 0).transfer == doctest::Approx(0.7));
+  CHECK(routing::expected_completion(s, p, t0(), 50e6, {}).transfer == doctest::Approx(0.7));
 }
 
 TEST_CASE("storage: an unmeasured endpoint is like its peers, and a reading fades toward them") {
   upstream::endpoint_stats s;
   routing::cost_params p;  // tau 10 s
-  auto c = routing::expected_completion(s, p, t0(), 10e6, 50e6);
+  auto c = routing::expected_completion(s, p, t0(), 10e6, {0, 50e6});
   CHECK_FALSE(c.measured);
   CHECK(c.rate == doctest::Approx(50e6));
   s.throughput.observe(5e6, t0(), p.tau);
-  CHECK(routing::expected_completion(s, p, t0(), 10e6, 50e6).rate == doctest::Approx(5e6));
-  // One time constant later the slow reading counts e^-1.
-  auto later = routing::expected_completion(s, p, t0() + 10s, 10e6, 50e6);
-  CHECK(later.rate == doctest::Approx(5e6 * std::exp(-1.0) + 50e6 * (1 - std::exp(-1.0))));
+  CHECK(routing::expected_completion(s, p, t0(), 10e6, {0, 50e6}).rate == doctest::Approx(5e6));
+  // One time constant later the slow reading's time counts e^-1: a harmonic blend of the rates,
+  // still well under half the peers' rate.
+  auto later = routing::expected_completion(s, p, t0() + 10s, 10e6, {0, 50e6});
+  double w = std::exp(-1.0);
+  CHECK(later.rate == doctest::Approx(1 / (w / 5e6 + (1 - w) / 50e6)));
+  CHECK(later.rate < 25e6);
+  // Found slow again and again, it fades ever more slowly.
+  s.slow_streak = 2;
+  auto rarely = routing::expected_completion(s, p, t0() + 10s, 10e6, {0, 50e6});
+  double w4 = std::exp(-0.25);
+  CHECK(rarely.rate == doctest::Approx(1 / (w4 / 5e6 + (1 - w4) / 50e6)));
   std::array<upstream::endpoint_stats, 3> eps;
   eps[0].throughput.observe(10e6, t0(), p.tau);
   eps[2].throughput.observe(30e6, t0(), p.tau);
   std::array<const upstream::endpoint_stats*, 3> view{&eps[0], &eps[1], &eps[2]};
   std::array<std::uint32_t, 3> all{0, 1, 2};
-  CHECK(routing::peer_rate(view, all) == doctest::Approx(20e6));
-  CHECK(routing::peer_rate(view, std::span(all).subspan(1, 1)) == 0);
-  CHECK(routing::peer_rate(view) == doctest::Approx(20e6));
+  CHECK(routing::peer_rate(view, all).capacity == doctest::Approx(20e6));
+  CHECK(routing::peer_rate(view, std::span(all).subspan(1, 1)).capacity == 0);
+  CHECK(routing::peer_rate(view).capacity == doctest::Approx(20e6));
+}
+
+TEST_CASE("storage: a flow-limited endpoint is as slow for one transfer as for many") {
+  routing::cost_params p;
+  // A far replica: each transfer gets 10 MB/s, and four together got 40 MB/s.
+  upstream::endpoint_stats far;
+  far.flow_rate.observe(10e6, t0(), p.tau);
+  far.throughput.observe(40e6, t0(), p.tau);
+  far.aggregate_measured = true;
+  // A near one shared by every transfer: 100 MB/s in all, and one alone gets all of it.
+  upstream::endpoint_stats near;
+  near.flow_rate.observe(100e6, t0(), p.tau);
+  near.throughput.observe(100e6, t0(), p.tau);
+  near.aggregate_measured = true;
+  // Idle, the far one delivers 16 MB in 1.6 s: its flow's rate, not its capacity's 0.4 s.
+  auto f = routing::expected_completion(far, p, t0(), 16e6, {});
+  CHECK(f.transfer == doctest::Approx(1.6));
+  CHECK(f.rate == doctest::Approx(10e6));
+  // The near one with five 16 MB transfers in flight: 96 MB through 100 MB/s, under a second.
+  near.in_flight = 5;
+  near.transfer_bytes = 80e6;
+  auto n = routing::expected_completion(near, p, t0(), 16e6, {});
+  CHECK(n.transfer == doctest::Approx(0.96));
+  CHECK(n.total < f.total);
+  // Until shared transfers show its capacity, one transfer is taken to fill an endpoint.
+  upstream::endpoint_stats fresh;
+  fresh.flow_rate.observe(50e6, t0(), p.tau);
+  fresh.throughput.observe(50e6, t0(), p.tau);
+  fresh.in_flight = 1;
+  fresh.transfer_bytes = 50e6;
+  CHECK(routing::expected_completion(fresh, p, t0(), 50e6, {}).transfer == doctest::Approx(2.0));
 }
