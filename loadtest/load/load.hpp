@@ -59,6 +59,7 @@ struct load_config {
   bool allow_remote = false;         // --allow-remote: a target off this machine
 
   bool storage = false;  // object-store mix against url's path prefix
+  bool storage_setup = true;  // PUT the objects through the target before the run
   int objects = 64;
   std::uint64_t object_size = 64 * 1024;
   double put_ratio = 0.1;

@@ -53,6 +53,8 @@ requests
                            of --system-tokens T (default 1024); --turns M (default 8) then anew
   --model NAME             (default mock-llm)
   --storage                object-store mix: --objects N --object-size SIZE --put-ratio F --range-ratio F
+                           (the objects are PUT through the target first, unless --no-setup: the
+                           store already holds them)
 gates and output
   --slo LIST               e.g. "e2el_p99<=50ms,ttft_p99<=200ms,error_rate<=0.1%"
                            metrics: ttft_|tpot_|itl_|e2el_ + mean|p50|p90|p95|p99|p999|p9999|max,
@@ -75,8 +77,9 @@ exit codes
 )";
 
 bool flag_takes_value(const std::string& f) {
-  static const char* no_value[] = {"--closed", "--stream", "--storage", "--quiet",
-                                   "--help",   "-h",       "--version", "--allow-remote"};
+  static const char* no_value[] = {"--closed",  "--stream",       "--storage",
+                                   "--quiet",   "--help",         "-h",
+                                   "--version", "--allow-remote", "--no-setup"};
   for (auto* n : no_value)
     if (f == n) return false;
   return true;
@@ -94,7 +97,8 @@ bool known_flag(const std::string& f) {
       "--objects",       "--object-size",    "--put-ratio",     "--range-ratio",
       "--slo",           "--json",           "--csv",           "--html",
       "--label",         "--seed",           "--progress",      "--quiet",
-      "--scenario",      "--header",         "--allow-remote",  "--version"};
+      "--scenario",      "--header",         "--allow-remote",  "--version",
+      "--no-setup"};
   for (auto* k : known)
     if (f == k) return true;
   return false;
@@ -203,6 +207,8 @@ bool apply_request_flag(const flag& x, load_config& cfg) {
     cfg.model = v;
   else if (f == "--storage")
     cfg.storage = true;
+  else if (f == "--no-setup")
+    cfg.storage_setup = false;
   else if (f == "--objects")
     cfg.objects = static_cast<int>(x.num());
   else if (f == "--object-size") {

@@ -115,7 +115,7 @@ void run_threads(const workers& ws, steady::time_point start, bool progress) {
 }  // namespace
 
 run_summary run_load(const load_config& cfg) {
-  if (cfg.storage && cfg.put_ratio < 1.0) runner::storage_setup(cfg);
+  if (cfg.storage && cfg.storage_setup && cfg.put_ratio < 1.0) runner::storage_setup(cfg);
   runner::shared_state sh;
   const int n = cfg.threads;
   const auto start = steady::now() + std::chrono::milliseconds(20);

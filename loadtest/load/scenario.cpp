@@ -157,6 +157,8 @@ bool apply_request_key(const entry& e, load_config& cfg) {
     cfg.body = s;
   else if (k == "storage")
     cfg.storage = e.node.as<bool>();
+  else if (k == "setup")
+    cfg.storage_setup = e.node.as<bool>();
   else if (k == "objects")
     cfg.objects = static_cast<int>(e.num());
   else if (k == "object_size") {

@@ -31,7 +31,8 @@ const char* usage_text = R"(usage:
       --seed N
   meridian-mock storage --listen ADDR [--bandwidth 100MiB] [--threads N] [--max-object 256MiB] [--name ID]
       --conn-bandwidth SIZE     per-connection cap on response bodies, bytes/s (default none)
-      --object KEY=SIZE         a read-only synthetic object (repeatable), e.g. /models/w=4GiB
+      --object KEY=SIZE         a read-only synthetic object (repeatable), e.g. /models/w=4GiB;
+                                KEY ending in * names every key with that prefix (/cold/*=256MiB)
       --seed N                  the synthetic objects' content and ETag (default 1)
       --fail-after SIZE         after this many body bytes of a GET response, fail it ...
       --fail-mode reset|stall   ... by resetting the connection (default) or sending nothing more

@@ -93,6 +93,7 @@ struct storage_mock::impl {
   std::mutex bw_mu;
   steady::time_point bw_next{};
   std::shared_ptr<const std::string> pattern;  // synthetic objects' content
+  std::vector<std::pair<std::string, object>> prefixes;  // --object /PREFIX*=SIZE
   std::atomic<std::uint64_t> failures{0};      // responses failed by fault injection
 
   // Reserves n bytes of the shared bandwidth and returns when they may be sent.
@@ -176,6 +177,9 @@ void answer_read(simpl* self, const std::string& method, const std::string& key,
     auto it = self->objects.find(key);
     if (it != self->objects.end()) obj = it->second, found = true;
   }
+  // A key under a synthetic prefix (--object /PREFIX*=SIZE) that nothing was PUT at.
+  for (std::size_t i = 0; !found && i < self->prefixes.size(); ++i)
+    if (key.starts_with(self->prefixes[i].first)) obj = self->prefixes[i].second, found = true;
   if (!found) {
     append_response(out, 404, "text/plain", method == "HEAD" ? "" : "no such key\n", self->hdr,
                     keep);
@@ -301,9 +305,13 @@ std::uint16_t storage_mock::start() {
     s.pattern = make_pattern(s.opt.seed);
     char seed[24];
     std::snprintf(seed, sizeof seed, "%llx", static_cast<unsigned long long>(s.opt.seed));
-    for (const auto& [key, size] : s.opt.synthetic)
-      s.objects[key] =
-          object{nullptr, "\"syn-" + std::string(seed) + "-" + std::to_string(size) + "\"", size};
+    for (const auto& [key, size] : s.opt.synthetic) {
+      object o{nullptr, "\"syn-" + std::string(seed) + "-" + std::to_string(size) + "\"", size};
+      if (key.ends_with('*'))
+        s.prefixes.emplace_back(key.substr(0, key.size() - 1), o);
+      else
+        s.objects[key] = o;
+    }
   }
   s.hdr =
       "x-mock-backend: " + (s.opt.name.empty() ? "storage-" + std::to_string(port) : s.opt.name) +

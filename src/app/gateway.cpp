@@ -44,6 +44,7 @@ struct gateway {
   admin::server* admin = nullptr;
   probe::prober* prober = nullptr;
   probe::dns_refresh* dns = nullptr;
+  std::shared_ptr<proxy::object_sizes> sizes;  // kept across snapshots
 };
 
 // Puts `cfg`, with the endpoints `names` give, in force (control thread): a new snapshot to
@@ -53,7 +54,7 @@ void adopt(gateway& g, std::shared_ptr<const config::gateway_config> cfg,
            upstream::name_table names) {
   auto topo = upstream::build_topology(*cfg, names, g.ids, g.registry);
   auto workers = static_cast<unsigned>(g.workers.size());
-  auto s = std::make_shared<const proxy::snapshot>(cfg, topo, workers);
+  auto s = std::make_shared<const proxy::snapshot>(cfg, topo, workers, g.sizes);
   runtime::publish<proxy::snapshot>(
       g.contexts, s, [&g](std::size_t i, auto v) { g.workers[i]->apply(std::move(v)); });
   g.registry.set_endpoints(upstream::series_of(*topo));
@@ -157,6 +158,7 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   auto topo = upstream::build_topology(*cfg, g.names, g.ids, g.registry);
   g.registry.set_endpoints(upstream::series_of(*topo));
   auto snap = std::make_shared<const proxy::snapshot>(cfg, topo, n);
+  g.sizes = snap->sizes;
   std::uint64_t seed = common::os_seed();
   for (unsigned i = 0; i < n; ++i) {
     g.workers.push_back(

@@ -192,7 +192,7 @@ asio::awaitable<bool> admit(http::connection& c, worker_context& w, request_cont
 void storage_input(const http::connection& c, worker_context& w, const request_context& ctx,
                    routing::pick_input& in) {
   const auto& head = c.head();
-  auto known = w.sizes.find(object_sizes::key_of(ctx.cluster, head.host, c.path()));
+  auto known = w.sizes().find(object_sizes::key_of(ctx.cluster, head.host, c.path()));
   std::optional<std::uint64_t> body;
   if (head.body == http::body_kind::content_length) body = head.content_length;
   if (head.body == http::body_kind::none) body = 0;
@@ -202,7 +202,7 @@ void storage_input(const http::connection& c, worker_context& w, const request_c
 
 // Storage: what the response says of the object's size.
 void learn_size(const http::connection& c, worker_context& w, const conn_state& st) {
-  w.sizes.learn(object_sizes::key_of(st.ctx.cluster, c.head().host, c.path()), c.method(),
+  w.sizes().learn(object_sizes::key_of(st.ctx.cluster, c.head().host, c.path()), c.method(),
                 st.at->response());
 }
 
@@ -331,20 +331,30 @@ asio::awaitable<void> report(http::connection& c, worker_context& w, request_con
       co_await c.reply_error(o.client_error(), o.message);
   }
 }
-// Serves a GET the cluster stripes (stripe.hpp): true when the client has been served, cut short
-// or has left; false when it is to be served whole.
-asio::awaitable<bool> try_stripe(http::connection& c, worker_context& w, conn_state& st) {
-  if (!stripes(c, w, st.ctx)) co_return false;
-  auto o = co_await stripe_get(c, w, st);
-  if (o.ok()) co_return true;
-  if (o.bytes_to_client > 0 || o.kind == outcome_kind::client_gone) {
-    c.set_note(o.message);
-    st.ctx.flags |= o.kind == outcome_kind::client_gone ? flag_client_gone : flag_stream_broken;
-    co_return true;
+// Serves a GET the cluster stripes (stripe.hpp): served when the client has been served, cut short
+// or has left; answered when st.at holds the first part's answer to relay as it is; not_served when
+// it is to be served whole.
+asio::awaitable<stripe_result> try_stripe(http::connection& c, worker_context& w, conn_state& st) {
+  if (!stripes(c, w, st.ctx)) co_return stripe_result::not_served;
+  auto r = co_await stripe_get(c, w, st);
+  const auto& o = r.outcome;
+  switch (r.result) {
+    case stripe_result::served:
+      if (!o.ok()) {
+        c.set_note(o.message);
+        st.ctx.flags |=
+            o.kind == outcome_kind::client_gone ? flag_client_gone : flag_stream_broken;
+      }
+      break;
+    case stripe_result::answered:
+      learn_size(c, w, st);
+      break;
+    case stripe_result::not_served:
+      common::log(common::log_level::info, "proxy", "request ", c.request_id(), ": not striped (",
+                  o.message, "); fetched whole");
+      break;
   }
-  common::log(common::log_level::info, "proxy", "request ", c.request_id(), ": not striped (",
-              o.message, "); fetched whole");
-  co_return false;
+  co_return r.result;
 }
 
 // After the response: its token counts for the log, and why it broke off, if it did.
@@ -420,11 +430,15 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   std::optional<admission_slot> slot;
   bool admitted = co_await admit(c, w_, ctx, slot);
   if (!admitted) co_return;
-  bool striped = co_await try_stripe(c, w_, st);
-  if (striped) co_return;
+  auto striped = co_await try_stripe(c, w_, st);
+  if (striped == stripe_result::served) co_return;
   bool resumable = prepare_resume(c, w_, st);
   c.watch_client(st.at.get());
-  auto o = co_await forward(c, w_, st);
+  outcome o;
+  if (striped == stripe_result::answered)
+    o.status = st.at->response().status;
+  else
+    o = co_await forward(c, w_, st);
   if (!o.ok()) {
     c.unwatch_client();
     co_await report(c, w_, ctx, o);

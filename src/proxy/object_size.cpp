@@ -30,29 +30,42 @@ std::optional<double> range_bytes(std::string_view v, std::optional<std::uint64_
 }
 }  // namespace
 
+object_sizes::object_sizes(std::size_t capacity) {
+  std::size_t n = 1;
+  while (n < capacity) n <<= 1;
+  slots_ = std::make_unique<slot[]>(n);
+  mask_ = n - 1;
+}
+
 std::uint64_t object_sizes::key_of(std::size_t cluster, std::string_view host,
                                    std::string_view path) {
   std::hash<std::string_view> h;
   std::uint64_t k = h(host) * 0x9e3779b97f4a7c15ull ^ h(path);
-  return k ^ (static_cast<std::uint64_t>(cluster) << 56);
+  k ^= static_cast<std::uint64_t>(cluster) << 56;
+  return k ? k : 1;
 }
 
 std::optional<std::uint64_t> object_sizes::find(std::uint64_t key) const {
-  auto it = map_.find(key);
-  if (it == map_.end()) return std::nullopt;
-  return it->second;
+  const auto& s = slots_[key & mask_];
+  auto before = s.seq.load(std::memory_order_acquire);
+  if (before & 1) return std::nullopt;  // being written
+  auto k = s.key.load(std::memory_order_relaxed);
+  auto size = s.size.load(std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (s.seq.load(std::memory_order_relaxed) != before || k != key) return std::nullopt;
+  return size;
 }
 
 void object_sizes::put(std::uint64_t key, std::uint64_t size) {
-  if (ring_.empty()) return;
-  auto [it, added] = map_.try_emplace(key, size);
-  if (!added) {
-    it->second = size;
+  auto& s = slots_[key & mask_];
+  auto seq = s.seq.load(std::memory_order_relaxed);
+  // Another writer holds the slot: this size is dropped (only an estimate is lost).
+  if ((seq & 1) || !s.seq.compare_exchange_strong(seq, seq + 1, std::memory_order_acquire))
     return;
-  }
-  if (map_.size() > ring_.size()) map_.erase(ring_[next_]);
-  ring_[next_] = key;
-  next_ = (next_ + 1) % ring_.size();
+  std::atomic_thread_fence(std::memory_order_release);
+  s.key.store(key, std::memory_order_relaxed);
+  s.size.store(size, std::memory_order_relaxed);
+  s.seq.store(seq + 2, std::memory_order_release);
 }
 
 void object_sizes::learn(std::uint64_t key, std::string_view method, const http::response_head& r) {

@@ -42,6 +42,7 @@ struct fetcher {
   bool running = false;
   bool reported = true;  // its end has been handled by the download
   bool ok = false;
+  bool handover = false;  // its answer to a cold object's first part goes to the client as it is
   std::string head, data, why;
   common::time_point started{};
 };
@@ -61,6 +62,8 @@ struct stripe_state final : http::cancellable {
   std::string etag, client_head, base_head;
   std::uint64_t total = 0;
   bool version_known = false;  // part 0 named the object's version and size
+  bool cold = false;           // the object's size was not known: part 0 asks for it
+  fetcher* handed_over = nullptr;
   double best_rate = 0;        // bytes/s of the fastest part so far
 
   void cancel() override {
@@ -97,6 +100,8 @@ bool learn_version(stripe_state& s, fetcher& f, part& p) {
   p.last = last;
   s.total = total;
   s.etag.assign(etag);
+  const auto& ctx = s.st.ctx;
+  s.w.sizes().put(object_sizes::key_of(ctx.cluster, s.c.head().host, s.c.path()), total);
   http::response_head h = r;
   std::vector<http::header> kept;
   for (const auto& field : r.fields())
@@ -120,6 +125,15 @@ bool same_version(fetcher& f, const part& p, const stripe_state& s) {
   return false;
 }
 
+// A cold object's first part answered with something other than a usable 206 that is an answer
+// about the object, not about the Range: a 200 (the store ignores Range) or a client error other
+// than 416. That goes to the client as it is. A 5xx is served the ordinary way (with its retries);
+// a 206 the gateway cannot use, or a 416 (an empty object), is asked for whole.
+bool answer_stands(const http::response_head& r) {
+  return (r.status >= 200 && r.status < 300 && r.status != 206) ||
+         (r.status >= 300 && r.status < 500 && r.status != 416);
+}
+
 asio::awaitable<void> fetch(stripe_state& s, fetcher& f) {
   auto& p = s.parts[f.part];
   auto& at = *f.at;
@@ -135,6 +149,10 @@ asio::awaitable<void> fetch(stripe_state& s, fetcher& f) {
   }
   bool usable = f.part == 0 && !s.version_known ? learn_version(s, f, p) : same_version(f, p, s);
   if (!usable) {
+    if (f.part == 0 && s.cold && answer_stands(at.response())) {
+      f.handover = true;  // its connection stays open for the relay
+      co_return;
+    }
     at.finish(false);
     co_return;
   }
@@ -232,6 +250,12 @@ std::optional<outcome> settle_fetches(stripe_state& s, metrics::cluster_metrics&
     const upstream::endpoint_ref ep = f.ep;
     auto& p = s.parts[i];
     --p.running;
+    if (f.handover) {
+      s.handed_over = &f;
+      outcome o;
+      o.status = f.at->response().status;
+      return o;
+    }
     if (f.ok && !p.done) {
       double secs = common::seconds_between(f.started, s.w.clock->now());
       if (secs > 0) s.best_rate = std::max(s.best_rate, static_cast<double>(p.size()) / secs);
@@ -255,8 +279,10 @@ std::optional<outcome> settle_fetches(stripe_state& s, metrics::cluster_metrics&
   return std::nullopt;
 }
 
-// The parts of the object after part 0, once its size is known.
-void plan_parts(stripe_state& s, std::uint64_t part_size) {
+// The parts of the object after part 0, once its size is known: of part_size, or the rest as one
+// part when the object is smaller than min_size (a cold object found small is not striped).
+void plan_parts(stripe_state& s, const config::stripe_config& sc) {
+  std::uint64_t part_size = s.total < sc.min_size ? s.total : sc.part_size;
   for (std::uint64_t first = s.parts[0].last + 1; first < s.total; first += part_size) {
     part p;
     p.first = first;
@@ -292,14 +318,14 @@ asio::awaitable<outcome> drive(stripe_state& s, const config::stripe_config& sc)
       co_return failed(s, outcome_kind::client_gone, "client went away during the response");
     if (auto o = settle_fetches(s, cm)) co_return std::move(*o);
     if (s.version_known && !head_sent) {
-      plan_parts(s, sc.part_size);
+      plan_parts(s, sc);
       s.st.ctx.first_byte = s.w.clock->now();
       s.c.response_started(200);
       out.assign({asio::buffer(s.client_head)});
       if (!co_await s.c.write(out))
         co_return failed(s, outcome_kind::client_gone, "client went away during the response");
       head_sent = true;
-      cm.stripes.inc();
+      if (s.total >= sc.min_size) cm.stripes.inc();
     }
     while (head_sent && next < s.parts.size() && s.in_flight() < sc.max_parallel &&
            next < deliver + 2 * sc.max_parallel)
@@ -331,13 +357,14 @@ bool stripes(const http::connection& c, const worker_context& w, const request_c
   for (std::string_view h : {"range", "if-range", "if-match", "if-none-match", "if-modified-since",
                              "if-unmodified-since"})
     if (!c.head().find(h).empty()) return false;
-  auto size = w.sizes.find(object_sizes::key_of(ctx.cluster, c.head().host, c.path()));
-  return size && *size >= cluster.stripe.min_size;
+  auto size = w.sizes().find(object_sizes::key_of(ctx.cluster, c.head().host, c.path()));
+  return !size || *size >= cluster.stripe.min_size;
 }
 
-asio::awaitable<outcome> stripe_get(http::connection& c, worker_context& w, conn_state& st) {
+asio::awaitable<stripe_outcome> stripe_get(http::connection& c, worker_context& w, conn_state& st) {
   const auto& sc = w.snap->cfg->clusters[st.ctx.cluster].stripe;
   stripe_state s(w, c, st);
+  s.cold = !w.sizes().find(object_sizes::key_of(st.ctx.cluster, c.head().host, c.path()));
   http::build_upstream_request(s.base_head, c.head(), {c.client_ip(), "http", c.request_id()},
                                http::out_framing::none, 0);
   part first;
@@ -351,11 +378,23 @@ asio::awaitable<outcome> stripe_get(http::connection& c, worker_context& w, conn
     if (f.running) f.at->abandon();
   while (s.any_running()) co_await s.sleep_for(std::chrono::seconds(60));
   c.unwatch_client();
+  stripe_outcome r;
+  if (s.handed_over) {
+    // The first part's try, with its answer, becomes the request's.
+    std::swap(st.at, s.handed_over->at);
+    r.result = stripe_result::answered;
+    r.outcome = std::move(o);
+    co_return r;
+  }
   if (!o.ok() && o.bytes_to_client > 0 && o.kind != outcome_kind::client_gone)
     w.metrics.cluster(st.ctx.cluster)
         .streams_interrupted[static_cast<int>(metrics::interruption::upstream)]
         .inc();
-  co_return o;
+  r.result = o.ok() || o.bytes_to_client > 0 || o.kind == outcome_kind::client_gone
+                 ? stripe_result::served
+                 : stripe_result::not_served;
+  r.outcome = std::move(o);
+  co_return r;
 }
 
 }  // namespace meridian::proxy

@@ -17,14 +17,27 @@
 namespace meridian::proxy {
 
 // Whether the request is a GET of a whole object (no Range, no precondition) on a cluster that
-// stripes, and the object is known (a HEAD or GET answered earlier) to be at least the cluster's
-// stripe.min_size.
+// stripes, and the object is not known to be smaller than the cluster's stripe.min_size: known (a
+// HEAD or GET answered earlier, on any worker) to be at least that, or not known at all (a cold
+// object: its first part's answer tells its size).
 bool stripes(const http::connection& c, const worker_context& w, const request_context& ctx);
 
-// Serves the request by striping. Ok: the whole body was delivered. Otherwise, with nothing sent to
-// the client (bytes_to_client 0) the caller may serve it the ordinary way; with bytes sent, the
-// response has been cut short and its connection will close.
-boost::asio::awaitable<common::outcome> stripe_get(http::connection& c, worker_context& w,
-                                                   conn_state& st);
+// How a striped GET went: served (ok: the whole body was delivered; otherwise cut short, or the
+// client left); answered (nothing sent: the first part's answer is the client's to have as it is,
+// e.g. a store that ignores Range answered 200 with the whole object; st.at now holds it, ready for
+// the relay); or not served (nothing sent: the caller serves the request the ordinary way).
+enum class stripe_result { served, answered, not_served };
+
+struct stripe_outcome {
+  stripe_result result = stripe_result::not_served;
+  common::outcome outcome;
+};
+
+// Serves the request by striping. The first part is a Range request for part_size bytes; a 206
+// for them with a strong ETag gives the object's size and version: the client gets a 200 of the
+// whole length, and the rest of the object comes as further parts (one part, from one replica,
+// when the object is smaller than min_size).
+boost::asio::awaitable<stripe_outcome> stripe_get(http::connection& c, worker_context& w,
+                                                  conn_state& st);
 
 }  // namespace meridian::proxy

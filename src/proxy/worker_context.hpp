@@ -155,7 +155,8 @@ struct worker_context {
   metrics::worker_metrics& metrics;
   access_log log;
   buffer_pool buffers;
-  object_sizes sizes;  // storage: objects' sizes seen in responses
+  // Storage: objects' sizes seen in responses, shared by every worker (the snapshot's table).
+  object_sizes& sizes() const { return *snap->sizes; }
 };
 
 }  // namespace meridian::proxy

@@ -350,3 +350,56 @@ TEST_CASE("storage: a part lagging on a slow replica is asked of another one too
   auto m = striped_download(gw, fast.port(), "/w", 16u << 20);
   CHECK(metric(m, R"(meridian_storage_parts_total{cluster="objects",result="reissued"})") >= 1);
 }
+
+TEST_CASE("storage: a cold object's first GET, with no HEAD before it, is striped") {
+  auto a = store({"--name", "a", "--object", "/w=24MiB", "--bandwidth", "40MiB"});
+  auto b = store({"--name", "b", "--object", "/w=24MiB", "--bandwidth", "40MiB"});
+  auto c = store({"--name", "c", "--object", "/w=24MiB", "--bandwidth", "40MiB"});
+  gateway_process gw(storage_config({a.port(), b.port(), c.port()}, stripe_cluster));
+  REQUIRE(healthy(gw, 3));
+  auto through = get_to_close(gw.port(), "/w");
+  auto direct = get(a.port(), "/w");
+  REQUIRE(direct);
+  CHECK(through.status == 200);
+  CHECK(through.content_length == 24u << 20);
+  CHECK(through.body == direct->body);
+  auto m = metrics_text(gw);
+  CHECK(metric(m, R"(meridian_storage_stripes_total{cluster="objects"})") == 1);
+  int used = 0;
+  for (auto p : {a.port(), b.port(), c.port()})
+    used += metric(m, "meridian_upstream_requests_total{cluster=\"objects\",endpoint=\"127.0.0.1:" +
+                          std::to_string(p) + "\"}") >= 3;
+  CHECK(used >= 2);
+}
+
+TEST_CASE("storage: a cold object found smaller than min_size is fetched in two ranges, unstriped") {
+  auto a = store({"--name", "a", "--object", "/s=3MiB"});
+  auto b = store({"--name", "b", "--object", "/s=3MiB"});
+  gateway_process gw(storage_config({a.port(), b.port()}, stripe_cluster));
+  REQUIRE(healthy(gw, 2));
+  auto through = get_to_close(gw.port(), "/s");
+  auto direct = get(a.port(), "/s");
+  REQUIRE(direct);
+  CHECK(through.status == 200);
+  CHECK(through.body == direct->body);
+  auto m = metrics_text(gw);
+  CHECK(metric(m, R"(meridian_storage_stripes_total{cluster="objects"})") == 0);
+  CHECK(metric(m, R"(meridian_storage_parts_total{cluster="objects",result="ok"})") == 2);
+  // Now known to be small: the next GET goes through whole, as one request.
+  auto again = get_to_close(gw.port(), "/s");
+  CHECK(again.body == direct->body);
+  CHECK(metric(metrics_text(gw), R"(meridian_storage_parts_total{cluster="objects",result="ok"})") == 2);
+}
+
+TEST_CASE("storage: a store that ignores Range answers a cold GET once, relayed as it is") {
+  test_backend plain;  // answers 200 "hello" whatever the Range
+  gateway_process gw(storage_config({plain.port()}, stripe_cluster));
+  auto r = get(gw.port(), "/obj");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->body == "hello");
+  auto reqs = plain.requests();
+  REQUIRE(reqs.size() == 1);  // no second, unranged GET
+  CHECK(reqs[0].head.find("bytes=0-1048575") != std::string::npos);
+  CHECK(metric(metrics_text(gw), R"(meridian_storage_stripes_total{cluster="objects"})") == 0);
+}

@@ -12,15 +12,21 @@
 
 namespace meridian::proxy {
 
+class object_sizes;
+
 struct snapshot {
   std::shared_ptr<const config::gateway_config> cfg;
   routing::route_table routes;
   std::shared_ptr<const upstream::topology> topo;
   unsigned workers = 1;  // how many share the per-gateway figures (the retry budget's floor)
+  // Storage objects' sizes seen in responses, shared by every worker and kept across snapshots
+  // (the one thing here that changes: a table safe for any thread, see object_size.hpp).
+  std::shared_ptr<object_sizes> sizes;
 
+  // `known_sizes`: the table to keep using (null: a new one).
   snapshot(std::shared_ptr<const config::gateway_config> c,
-           std::shared_ptr<const upstream::topology> t, unsigned n_workers = 1)
-      : cfg(std::move(c)), routes(*cfg), topo(std::move(t)), workers(n_workers ? n_workers : 1) {}
+           std::shared_ptr<const upstream::topology> t, unsigned n_workers = 1,
+           std::shared_ptr<object_sizes> known_sizes = nullptr);
 };
 
 // The bounded label sets of the metrics a config's routes, clusters and endpoints produce.
