@@ -41,6 +41,11 @@ class engine_model {
 
   std::uint64_t submit(int prompt_tokens, int output_tokens,
                        std::vector<std::uint64_t> block_hashes);
+  // Forgets every cached prefix (a restarted engine).
+  void clear_cache() {
+    lru_.clear();
+    cache_.clear();
+  }
   // True if the request was still queued or running (and is now gone).
   bool cancel(std::uint64_t id);
   bool idle() const { return waiting_.empty() && running_.empty(); }

@@ -21,6 +21,11 @@ std::string metrics_text(const impl_t* self) {
   auto ld = [](const std::atomic<std::uint64_t>& a) {
     return static_cast<double>(a.load(std::memory_order_relaxed));
   };
+  char start[64];
+  std::snprintf(start, sizeof start, "%.3f", self->started_at.load());
+  o += "# HELP process_start_time_seconds Start time of the process since unix epoch in "
+       "seconds.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds " +
+       std::string(start) + "\n";
   line("Number of requests waiting to be processed.", "gauge", "vllm:num_requests_waiting",
        ld(self->g_waiting));
   line("Number of requests in model execution batches.", "gauge", "vllm:num_requests_running",
@@ -88,6 +93,7 @@ std::string control_text(const impl_t* self) {
                    {"header_delay_ms", fs.header_delay_ms},
                    {"reset_rate", fs.reset_rate},
                    {"stop_on_abandon", fs.stop_on_abandon},
+                   {"health_delay_ms", fs.health_delay_ms},
                    {"stall_remaining_ms", static_cast<double>(stall_left) / 1e6},
                    {"slots", ep.slots},
                    {"prefill_us_per_token", ep.prefill_us_per_token},
@@ -132,13 +138,16 @@ bool apply_control(impl_t* self, std::string_view body, std::string& err) {
     ep = self->opt.engine;
   }
   double stall_ms = -1;
-  bool engine_changed = false;
+  bool engine_changed = false, restart = false;
   for (auto& [k, x] : v.as_object()) {
     double d = 0;
     bool ok = true;
     if (k == "stop_on_abandon") {
       ok = x.is_bool();
       if (ok) nf.stop_on_abandon = x.as_bool();
+    } else if (k == "restart") {
+      ok = x.is_bool();
+      if (ok) restart = x.as_bool();
     } else if (!num(x, d)) {
       ok = false;
     } else if (k == "error_rate")
@@ -149,6 +158,8 @@ bool apply_control(impl_t* self, std::string_view body, std::string& err) {
       nf.spike_ms = d;
     else if (k == "header_delay_ms")
       nf.header_delay_ms = d;
+    else if (k == "health_delay_ms")
+      nf.health_delay_ms = d;
     else if (k == "reset_rate")
       nf.reset_rate = d;
     else if (k == "stall_ms")
@@ -180,9 +191,11 @@ bool apply_control(impl_t* self, std::string_view body, std::string& err) {
   if (stall_ms >= 0)
     self->stall_until.store(stall_ms > 0 ? now_ns() + static_cast<std::int64_t>(stall_ms * 1e6)
                                          : 0);
-  if (engine_changed || stall_ms >= 0)
-    asio::post(self->engine_ex(), [self, ep, engine_changed] {
+  if (restart) self->started_at.store(wall_seconds());
+  if (engine_changed || stall_ms >= 0 || restart)
+    asio::post(self->engine_ex(), [self, ep, engine_changed, restart] {
       if (engine_changed) self->model.set_params(ep);
+      if (restart) self->model.clear_cache();
       self->wake->cancel();
     });
   return true;

@@ -51,14 +51,15 @@ struct gen_request {
 struct faults {
   double error_rate, spike_rate, spike_ms, header_delay_ms, reset_rate;
   bool stop_on_abandon;
+  double health_delay_ms;
 };
 
 }  // namespace llm
 
 struct llm_mock::impl {
   explicit impl(llm_options o) : opt(std::move(o)), model(opt.engine), pool(opt.threads) {
-    f = {opt.error_rate,      opt.spike_rate, opt.spike_ms,
-         opt.header_delay_ms, opt.reset_rate, opt.stop_on_abandon};
+    f = {opt.error_rate, opt.spike_rate,      opt.spike_ms,       opt.header_delay_ms,
+         opt.reset_rate, opt.stop_on_abandon, opt.health_delay_ms};
   }
 
   llm_options opt;
@@ -76,6 +77,9 @@ struct llm_mock::impl {
   mutable std::mutex mu;  // guards f and engine param copy
   llm::faults f;
   std::atomic<std::int64_t> stall_until{0};
+  // Wall-clock seconds of the (emulated) process start: /metrics' process_start_time_seconds,
+  // set anew by a control "restart" (which also empties the prefix cache).
+  std::atomic<double> started_at{0};
 
   std::atomic<std::uint64_t> c_requests{0}, c_static{0}, c_abandoned{0}, c_gen_stopped{0},
       c_errors{0}, c_resets{0}, c_completed{0}, c_prompt_tokens{0}, c_gen_tokens{0};
@@ -109,6 +113,9 @@ struct llm_mock::impl {
 
 namespace llm {
 using impl_t = llm_mock::impl;
+inline double wall_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 }  // namespace llm
 
 }  // namespace meridian::loadtest

@@ -26,6 +26,7 @@ struct llm_options {
   double spike_rate = 0;  // fraction of requests delayed by spike_ms before queueing
   double spike_ms = 0;
   double header_delay_ms = 0;   // delay before the response head is written
+  double health_delay_ms = 0;   // /health answers after a random wait, uniform up to this
   double reset_rate = 0;        // fraction of requests reset (RST) mid-response
   bool stop_on_abandon = true;  // cancel generation when the client goes away
   std::uint64_t seed = 1;

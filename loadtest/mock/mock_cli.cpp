@@ -26,6 +26,7 @@ const char* usage_text = R"(usage:
       --error-rate F            fraction answered 500 (default 0)
       --spike-rate F --spike-ms F   latency spikes
       --header-delay-ms F       slow response heads
+      --health-delay-ms F       /health answers after a random wait, uniform up to F ms
       --reset-rate F            fraction reset mid-response
       --keep-generating         do not cancel generation when the client goes away
       --seed N
@@ -114,6 +115,8 @@ llm_options llm_flags(args& a) {
       o.spike_ms = ms(f, a.value(f));
     else if (f == "--header-delay-ms")
       o.header_delay_ms = ms(f, a.value(f));
+    else if (f == "--health-delay-ms")
+      o.health_delay_ms = ms(f, a.value(f));
     else if (f == "--reset-rate")
       o.reset_rate = num(f, a.value(f));
     else if (f == "--keep-generating")

@@ -3,6 +3,7 @@
 // llm_generation. The engine loop (llm_engine) runs on context 0 and owns the engine_model; the two
 // sides talk only by posting to each other's executor.
 #include <memory>
+#include <random>
 #include <string>
 #include <string_view>
 
@@ -32,6 +33,18 @@ bool generation_kind(std::string_view target, bool post, api& kind) {
   else
     return false;
   return true;
+}
+
+// A server busy with its engine answers its health check late: a wait uniform up to
+// health_delay_ms.
+asio::awaitable<void> health_delay(impl_t* self, const std::shared_ptr<timed_socket>& ts) {
+  double max_ms = self->snapshot().health_delay_ms;
+  if (max_ms <= 0) co_return;
+  thread_local std::mt19937_64 rng(self->opt.seed ^ 0x9e3779b97f4a7c15ull);
+  double ms = std::uniform_real_distribution<double>(0, max_ms)(rng);
+  asio::steady_timer t(ts->sock.get_executor());
+  t.expires_after(std::chrono::microseconds(static_cast<std::int64_t>(ms * 1000)));
+  co_await t.async_wait(use_nothrow);
 }
 
 // Builds the reply to every other endpoint (control, health, metrics, models, 404).
@@ -92,8 +105,10 @@ asio::awaitable<void> serve_conn(impl_t* self, std::shared_ptr<timed_socket> ts)
       body = std::string();
       continue;
     }
-    // Probes and scrapes wait out an injected stall like the engine does.
+    // Probes and scrapes wait out an injected stall like the engine does; a busy server's
+    // health check waits a while too.
     if (get && (target == "/health" || target == "/metrics")) co_await wait_stall(self);
+    if (get && target == "/health") co_await health_delay(self, ts);
     out.clear();
     answer(self, target, get, post, body, keep, out);
     rb.consume(head_len);
@@ -133,6 +148,7 @@ std::uint16_t llm_mock::start() {
   s.acceptors = open_acceptors(s.pool, parse_endpoint(s.opt.listen));
   const auto port = s.acceptors.front()->local_endpoint().port();
   s.name = s.opt.name.empty() ? "llm-" + std::to_string(port) : s.opt.name;
+  s.started_at.store(llm::wall_seconds());
   s.backend_header = "x-mock-backend: " + s.name + "\r\n";
   s.static_response.clear();
   append_response(s.static_response, 200, "text/plain", "Hello, World!", s.backend_header, true);

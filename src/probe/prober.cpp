@@ -229,6 +229,14 @@ void prober::impl::scraped(std::size_t c, endpoint_track& t, const fetch_result&
   s.load_known = true;
   s.scrape_failed = false;
   s.scraped_at = clock.now();
+  if (reading.started) {
+    if (s.started > 0 && *reading.started != s.started) {
+      ++s.restarts;
+      log(log_level::info, "probe", "endpoint ", t.info.address, " of cluster ",
+          cfg->clusters[c].name, " restarted (its process start time changed)");
+    }
+    s.started = *reading.started;
+  }
   s.waiting = reading.waiting.value_or(-1);
   s.running = reading.running.value_or(-1);
   s.kv_usage = reading.kv_usage.value_or(-1);

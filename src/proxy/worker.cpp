@@ -95,6 +95,10 @@ void publish_estimates(worker_context& w, common::time_point now) {
       st.batch_shared.store(cost.batch, std::memory_order_relaxed);
       st.noise_shared.store(cost.noise, std::memory_order_relaxed);
       st.load_shared.store(cost.load, std::memory_order_relaxed);
+      if (st.cache_epoch != st.cache_epoch_seen) {
+        w.balancers[c]->forget(static_cast<std::uint32_t>(e));
+        st.cache_epoch_seen = st.cache_epoch;
+      }
       st.indexed_blocks_shared.store(w.balancers[c]->indexed_blocks(static_cast<std::uint32_t>(e)),
                                      std::memory_order_relaxed);
       if (cfg.kind == config::cluster_kind::storage) {

@@ -169,6 +169,9 @@ class latency_aware final : public balancer {
   std::size_t indexed_blocks(std::uint32_t index) const override {
     return affinity_ ? affinity_->indexed_blocks(index) : 0;
   }
+  void forget(std::uint32_t index) override {
+    if (affinity_) affinity_->forget(index);
+  }
 
  protected:
   void order(view eps, pick_input& in, candidates& out) override {

@@ -14,8 +14,11 @@ double seconds(config::duration d) {
   return std::chrono::duration<double>(d).count();
 }
 
+// Coming back (from an ejection, or from probes that found it down), an endpoint may have
+// restarted: what it held is presumed lost.
 void set_healthy(endpoint_stats& st) {
   bool h = st.probe.healthy && !st.ejected;
+  if (h && !st.healthy) ++st.cache_epoch;
   st.healthy = h;
   st.healthy_shared.store(h, std::memory_order_relaxed);
 }
@@ -290,6 +293,7 @@ void worker_upstreams::apply_signals(const signals& s) {
         st.others_at_scrape = st.board ? st.board->others(st.worker).first : 0;
         if (in.running > st.capacity_seen) st.capacity_seen = in.running;
       }
+      if (in.restarts != st.probe.restarts) ++st.cache_epoch;
       st.probe = in;
       if (st.ejected && !st.ejected_slow && in.probed && in.healthy &&
           in.successes > st.successes_at_ejection) {

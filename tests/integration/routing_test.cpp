@@ -2,6 +2,8 @@
 // speed and queue change at run time, and test backends whose metrics scrape hangs or is garbage.
 #include <doctest/doctest.h>
 
+#include <cstring>
+
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -153,6 +155,42 @@ TEST_CASE("traffic leaves a backend that turns slow within 2 s and comes back on
   CHECK(back);
   MESSAGE("back after ", std::chrono::duration<double>(clk::now() - recovered).count(), " s");
   CHECK(l.failures() == 0);
+}
+
+TEST_CASE("probe RTT is the path's: a busy server's late health checks are its wait, not distance") {
+  // busy: next to the gateway, but its /health answers after up to 40 ms (a Python server
+  // under load); far: an idle server 15 ms away each way (the harness's delaying relay).
+  mock_process busy({"--name", "busy", "--health-delay-ms", "40"});
+  mock_process far_server({"--name", "far"});
+  mock_process far({"--to", "127.0.0.1:" + std::to_string(far_server.port()), "--delay", "15ms"},
+                   "relay");
+  gateway_process gw(inference_config({busy.port(), far.port()}));
+  REQUIRE(ready(gw, 2));
+  auto figure = [](const std::string& text, std::size_t from, const char* key) {
+    auto at = text.find(key, from);
+    return at == std::string::npos ? -1.0 : std::strtod(text.c_str() + at + std::strlen(key), nullptr);
+  };
+  double busy_rtt = -1, busy_wait = -1, far_rtt = -1;
+  // A dozen probes: the windowed minimum needs one quick answer among them.
+  CHECK(test_backend::eventually(
+      [&] {
+        auto admin = http_request(gw.admin_port(), "GET", "/admin/endpoints").body;
+        auto b = admin.find("127.0.0.1:" + std::to_string(busy.port()));
+        auto f = admin.find("127.0.0.1:" + std::to_string(far.port()));
+        if (b == std::string::npos || f == std::string::npos) return false;
+        busy_rtt = figure(admin, b, "\"rtt_ms\":");
+        busy_wait = figure(admin, b, "\"wait_ms\":");
+        far_rtt = figure(admin, f, "\"rtt_ms\":");
+        return busy_rtt >= 0 && busy_rtt < 8 && busy_wait > 4 && far_rtt >= 28;
+      },
+      8000ms));
+  CAPTURE(busy_rtt);
+  CAPTURE(busy_wait);
+  CAPTURE(far_rtt);
+  CHECK(far_rtt < 60);
+  auto m = metrics_text(gw);
+  CHECK(has(m, "meridian_endpoint_probe_wait_seconds{cluster=\"llm\""));
+  CHECK(has(m, "meridian_endpoint_connect_seconds{cluster=\"llm\""));
 }
 
 TEST_CASE("an endpoint reporting a deep queue is avoided") {
@@ -342,6 +380,27 @@ TEST_CASE(
         std::string::npos);
   auto admin = http_request(gw.admin_port(), "GET", "/admin/endpoints").body;
   CHECK(admin.find("\"indexed_blocks\":") != std::string::npos);
+}
+
+TEST_CASE("prefix affinity forgets what an engine held once it restarts") {
+  mock_process a({"--name", "a", "--prefill-us-per-token", "200"});
+  gateway_process gw(inference_config({a.port()}, "    prefix_affinity: { block_bytes: 64 }\n"));
+  REQUIRE(ready(gw, 1));
+  std::string b =
+      R"({"model":"mock-llm","stream":true,"max_tokens":2,"messages":[{"role":"user","content":")";
+  for (int k = 0; k < 100; ++k) b += "Fact " + std::to_string(k) + ". ";
+  b += R"("}]})";
+  REQUIRE(http_request(gw.port(), "POST", "/v1/chat/completions", b).status == 200);
+  auto blocks = [&] {
+    auto admin = http_request(gw.admin_port(), "GET", "/admin/endpoints").body;
+    auto at = admin.find("\"indexed_blocks\":");
+    return at == std::string::npos ? -1L : std::strtol(admin.c_str() + at + 17, nullptr, 10);
+  };
+  REQUIRE(test_backend::eventually([&] { return blocks() > 10; }, 2000ms));
+  // A restart: the engine's process start time changes and its cache is empty.
+  REQUIRE(a.control(R"({"restart":true})"));
+  CHECK(test_backend::eventually([&] { return blocks() == 0; }, 5000ms));
+  CHECK(has(gw.log(), "restarted (its process start time changed)"));
 }
 
 TEST_CASE("prefix affinity learns prefill from the cached tokens the engine reports") {

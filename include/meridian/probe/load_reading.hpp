@@ -28,6 +28,9 @@ struct load_reading {
   std::optional<double> waiting;
   std::optional<double> running;
   std::optional<double> kv_usage;
+  // process_start_time_seconds (Prometheus clients export it: vLLM, SGLang): when it changes the
+  // server restarted, and its caches are empty.
+  std::optional<double> started;
   std::size_t samples = 0;    // sample lines in the text, listed names or not
   std::size_t malformed = 0;  // lines that did not parse
 

@@ -90,6 +90,9 @@ class balancer {
     (void)addresses;
     (void)new_of_old;
   }
+  // Endpoint `index` lost its caches (it restarted, or came back): what it was credited with is
+  // gone.
+  virtual void forget(std::uint32_t index) { (void)index; }
   // Blocks of the prefix index held per endpoint (0 without prefix affinity).
   virtual std::size_t indexed_blocks(std::uint32_t index) const {
     (void)index;

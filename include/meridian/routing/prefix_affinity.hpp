@@ -53,6 +53,8 @@ class prefix_affinity {
     if (!blocks.empty()) index_.insert(blocks, i);
   }
   std::size_t indexed_blocks(std::uint32_t i) const { return index_.blocks_of(i); }
+  // Endpoint i holds nothing any more (it restarted).
+  void forget(std::uint32_t i) { index_.forget(i); }
   // The cluster's endpoints are now `addresses` (endpoint e was new_of_old[e] before).
   void endpoints_changed(std::span<const std::string> addresses,
                          std::span<const std::uint32_t> new_of_old);

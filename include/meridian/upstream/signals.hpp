@@ -35,6 +35,9 @@ struct probe_signals {
   bool scrape_failed = false;  // the last scrape failed (the reading below is the last good one)
   double waiting = -1, running = -1, kv_usage = -1;
   common::time_point scraped_at{};
+  // Restarts seen: its process start time changed between scrapes (its caches are gone).
+  double started = -1;
+  std::uint32_t restarts = 0;
   // Models it serves (sorted ids) from its /v1/models; null while unknown.
   std::shared_ptr<const std::vector<std::string>> models;
 };

@@ -59,6 +59,9 @@ struct endpoint_stats {
   std::uint32_t ejections = 0;  // how often; each ejection lasts longer
   std::int64_t ejected_until_ns = 0;  // steady clock
   std::uint64_t successes_at_ejection = 0;
+  // Bumped when the endpoint has lost its caches: it restarted, or came back after an ejection
+  // or after probes found it down. The worker tells its balancer once per change (seen).
+  std::uint32_t cache_epoch = 0, cache_epoch_seen = 0;
 
   // Observed on this worker.
   peak_ewma ttft;                 // streams: first SSE data event, less the probe RTT

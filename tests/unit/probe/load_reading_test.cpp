@@ -252,3 +252,15 @@ TEST_CASE("extract_load on garbage, empty and damaged bodies") {
   CHECK_FALSE(cut.kv_usage);
   CHECK(cut.malformed == 1);
 }
+
+TEST_CASE("extract_load reads the process start time, which tells a restart") {
+  auto r = extract_load(
+      "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds 1.7654321e+09\n"
+      "vllm:num_requests_running{model_name=\"m\"} 2\n",
+      load_mapping::defaults());
+  REQUIRE(r.started);
+  CHECK(*r.started == doctest::Approx(1.7654321e9));
+  CHECK(r.running == 2);
+  CHECK_FALSE(extract_load("vllm:num_requests_running 2\n", load_mapping::defaults())
+                  .started);
+}

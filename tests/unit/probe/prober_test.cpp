@@ -363,6 +363,23 @@ TEST_CASE("prober: a vLLM load scrape is published, kept through failures, and n
     CHECK(r.errors().scrape == "");
   }
 
+  SUBCASE("a changed process start time is a restart") {
+    auto page = [](const char* start) {
+      return reply(200, std::string("process_start_time_seconds ") + start +
+                            "\nvllm:num_requests_running 1\n");
+    };
+    r.sc.by_path["/metrics"] = {page("1000")};
+    REQUIRE(r.run_until([&] { return r.now().started == 1000; }));
+    CHECK(r.now().restarts == 0);
+    r.sc.by_path["/metrics"] = {page("2000")};
+    REQUIRE(r.run_until([&] { return r.now().started == 2000; }));
+    CHECK(r.now().restarts == 1);
+    // The same start time again is no restart.
+    auto at = r.now().scraped_at;
+    REQUIRE(r.run_until([&] { return r.now().scraped_at != at; }));
+    CHECK(r.now().restarts == 1);
+  }
+
   SUBCASE("an error status fails the scrape") {
     r.sc.by_path["/metrics"] = {reply(500, "oops")};
     REQUIRE(r.run_until([&] { return r.now().scrape_failed; }));

@@ -212,3 +212,96 @@ TEST_CASE("prefix affinity: prefill rates are learned per endpoint and pooled pe
   CHECK(b.stats.prefill_per_block == doctest::Approx(0.002).epsilon(0.1));
   CHECK(b.stats.ttft.value(t, 10) == doctest::Approx(0.030).epsilon(0.2));
 }
+
+TEST_CASE("batching: the per-token cost of one more stream is learned from tpot against batch size") {
+  auto topo = topo_of(2);
+  topo->clusters[0].latency.decay = 10s;
+  upstream::worker_upstreams ups(topo, 0);
+  auto& a = *ups.cluster(0).endpoints[0];
+  auto& b = *ups.cluster(0).endpoints[1];
+  // Engine a: 3 ms a token alone, 1.5 ms more for every other stream, seen at batches 1 to 5.
+  auto t = t0();
+  for (int i = 0; i < 300; ++i) {
+    double batch = 1 + i % 5;
+    ups.observe_tpot(a, 0.003 + 0.0015 * (batch - 1), t += 100ms, 40, batch);
+  }
+  CHECK(a.stats.decode_slope == doctest::Approx(0.0015).epsilon(0.01));
+  CHECK(a.stats.decode_slope_shared.load() == doctest::Approx(0.0015).epsilon(0.01));
+  CHECK(ups.cluster(0).answer_tokens == doctest::Approx(40));
+  // Its samples sit on the line: once it is learned, their deviation fades to nearly zero.
+  CHECK(a.stats.tpot_dev.value() < 0.0005);
+  // b has too few samples of its own: it takes the cluster's pooled slope.
+  ups.observe_tpot(b, 0.006, t += 100ms, 40, 3);
+  CHECK(b.stats.decode_slope == doctest::Approx(0.0015).epsilon(0.05));
+  // Samples all at one batch size tell no slope.
+  upstream::worker_upstreams flat(topo_of(1), 0);
+  auto& c = *flat.cluster(0).endpoints[0];
+  for (int i = 0; i < 40; ++i) flat.observe_tpot(c, 0.003, t += 100ms, 40, 2);
+  CHECK(c.stats.decode_slope < 0);
+}
+
+TEST_CASE("storage: a transfer alone teaches the flow rate, shared ones the capacity") {
+  auto topo = topo_of(2);
+  topo->clusters[0].latency.decay = 10s;
+  upstream::worker_upstreams ups(topo, 0);
+  auto& far = *ups.cluster(0).endpoints[0];
+  auto t = t0();
+  // Alone it got 10 MB/s: that is all one flow gets, and (as far as is known) all it has.
+  ups.observe_transfer(far, 10e6, 1, t);
+  CHECK(far.stats.flow_rate.value() == doctest::Approx(10e6));
+  CHECK(far.stats.throughput.value() == doctest::Approx(10e6));
+  CHECK_FALSE(far.stats.aggregate_measured);
+  // Four at once got 10 MB/s each: the path limits each flow, the endpoint has 40 and more.
+  ups.observe_transfer(far, 10e6, 4, t += 30s);
+  CHECK(far.stats.aggregate_measured);
+  CHECK(far.stats.throughput.value() > 30e6);
+  CHECK(far.stats.flow_rate.value() == doctest::Approx(10e6));
+  // A later transfer alone does not pull the capacity down to one flow's rate.
+  ups.observe_transfer(far, 10e6, 1, t += 1s);
+  CHECK(far.stats.throughput.value() > 30e6);
+}
+
+TEST_CASE("storage: a replica found slow again and again is faded toward its peers ever slower") {
+  upstream::worker_upstreams ups(topo_of(2), 0);
+  auto& fast = *ups.cluster(0).endpoints[0];
+  auto& slow = *ups.cluster(0).endpoints[1];
+  ups.observe_transfer(fast, 100e6, 1, t0());
+  ups.observe_transfer(slow, 10e6, 1, t0());
+  CHECK(slow.stats.slow_streak == 1);
+  ups.observe_transfer(slow, 10e6, 1, t0() + 1s);
+  CHECK(slow.stats.slow_streak == 2);
+  CHECK(fast.stats.slow_streak == 0);
+  ups.observe_transfer(slow, 90e6, 1, t0() + 2s);  // recovered
+  CHECK(slow.stats.slow_streak == 0);
+}
+
+TEST_CASE("an endpoint that restarted or came back has lost its caches") {
+  upstream::worker_upstreams ups(topo_of(2), 0);
+  auto& ep = *ups.cluster(0).endpoints[0];
+  auto signals_with = [&](std::uint32_t restarts, bool healthy) {
+    upstream::signals s;
+    s.topo = std::shared_ptr<const upstream::topology>(&ups.current(), [](auto*) {});
+    s.clusters.resize(1);
+    s.clusters[0].resize(2);
+    s.clusters[0][0].restarts = restarts;
+    s.clusters[0][0].healthy = healthy;
+    s.clusters[0][0].probed = true;
+    return s;
+  };
+  auto epoch = ep.stats.cache_epoch;
+  ups.apply_signals(signals_with(0, true));
+  CHECK(ep.stats.cache_epoch == epoch);
+  ups.apply_signals(signals_with(1, true));  // its process start time changed
+  CHECK(ep.stats.cache_epoch == epoch + 1);
+  ups.apply_signals(signals_with(1, false));  // probes found it down
+  CHECK(ep.stats.cache_epoch == epoch + 1);
+  ups.apply_signals(signals_with(1, true));  // and back
+  CHECK(ep.stats.cache_epoch == epoch + 2);
+  // Ejected, then let back in by time.
+  ups.record_connect_failure(ep, t0());
+  ups.record_connect_failure(ep, t0());
+  REQUIRE_FALSE(ep.stats.healthy);
+  ups.refresh_health(t0() + 11s);
+  CHECK(ep.stats.healthy);
+  CHECK(ep.stats.cache_epoch == epoch + 3);
+}
