@@ -44,9 +44,12 @@ struct simulation {
       while (!done.empty() && done.top().first <= now) {
         auto [at, i] = done.top();
         done.pop();
-        --e.stats[i].in_flight;
-        ++e.stats[i].completed;
-        e.stats[i].ttft.observe(latency[i], at, 10);
+        auto& st = e.stats[i];
+        --st.in_flight;
+        ++st.completed;
+        // As the worker learns it: the sample, and how far it strays from the estimate.
+        if (st.ttft.known()) st.latency_dev.observe(latency[i] - st.ttft.value(at, 10), at, 10);
+        st.ttft.observe(latency[i], at, 10);
       }
       routing::pick_input in{rng, now};
       auto c = b->pick(e.view, in);
