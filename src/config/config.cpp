@@ -204,6 +204,10 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
   if (auto p = n["models"]) read_models(r, p, k + ".models", c.models);
   if (auto p = n["latency"]) read_latency(r, p, k + ".latency", c.latency);
   if (auto p = n["outlier"]) read_outlier(r, p, k + ".outlier", c.outlier);
+  // On by default where it is a term of the cost (measured to cost nothing on loads without
+  // shared prefixes: loadtest/RESULTS.md); `prefix_affinity: false` turns it off.
+  c.prefix_affinity.enabled =
+      c.kind == cluster_kind::inference && c.balancer == balancer_kind::latency_aware;
   if (auto p = n["prefix_affinity"]) {
     read_prefix_affinity(r, p, k + ".prefix_affinity", c.prefix_affinity);
     if (c.prefix_affinity.enabled &&

@@ -19,14 +19,20 @@ double freshness(const upstream::probe_signals& p, double stale_after, common::t
 }
 
 // Latency history of this worker; a stream's first token when it has any, else responses.
+// How long a reading takes to fade: the latency decay, doubled for each time in a row the
+// endpoint was found slow again (at most 16x), so a straggler is re-tried ever more rarely.
+double fade_tau(const upstream::endpoint_stats& s, double tau) {
+  return tau * static_cast<double>(1u << std::min(s.slow_streak, 4u));
+}
+
 bool observed_latency(const upstream::endpoint_stats& s, double tau, common::time_point now,
                       double& out) {
   if (s.ttft.known()) {
-    out = s.ttft.value(now, tau);
+    out = s.ttft.value(now, fade_tau(s, tau));
     return true;
   }
   if (s.response.known()) {
-    out = s.response.value(now, tau);
+    out = s.response.value(now, fade_tau(s, tau));
     return true;
   }
   return false;
@@ -68,7 +74,7 @@ std::pair<double, double> tpot_level(const upstream::endpoint_stats& s, const co
   double own = s.tpot.value(), at = s.batch.known() ? s.batch.value() : like.batch;
   if (like.tpot <= 0) return {own, at};
   double age = std::max(0.0, common::seconds_between(s.tpot.stamp(), now));
-  double w = std::exp(-age / p.tau);
+  double w = std::exp(-age / fade_tau(s, p.tau));
   return {own * w + like.tpot * (1 - w), at * w + like.batch * (1 - w)};
 }
 }  // namespace
@@ -210,10 +216,10 @@ namespace {
 // blended as a rate would look nearly as fast as its peers within a fraction of tau. Each reading
 // that found it still slow lengthens the fade (slow_streak), so a replica that stays slow is tried
 // ever more rarely.
-double faded(const upstream::time_ewma& e, double like, const cost_params& p, unsigned streak,
-             common::time_point now) {
+double faded(const upstream::time_ewma& e, const upstream::endpoint_stats& s, double like,
+             const cost_params& p, common::time_point now) {
   double age = std::max(0.0, common::seconds_between(e.stamp(), now));
-  double w = std::exp(-age / (p.tau * static_cast<double>(1u << std::min(streak, 4u))));
+  double w = std::exp(-age / fade_tau(s, p.tau));
   return 1 / (w / e.value() + (1 - w) / like);
 }
 }  // namespace
@@ -227,11 +233,11 @@ transfer_cost expected_completion(const upstream::endpoint_stats& s, const cost_
   double like_capacity = peers.capacity > 0 ? peers.capacity : cold_rate;
   c.measured = s.throughput.known() && s.throughput.value() > 0;
   c.capacity =
-      c.measured ? faded(s.throughput, like_capacity, p, s.slow_streak, now) : like_capacity;
+      c.measured ? faded(s.throughput, s, like_capacity, p, now) : like_capacity;
   // With no flow reading of its own or its peers', nothing limits a flow but the capacity.
   double like_flow = peers.flow > 0 ? peers.flow : c.capacity;
   c.flow = s.flow_rate.known() && s.flow_rate.value() > 0
-               ? faded(s.flow_rate, like_flow, p, s.slow_streak, now)
+               ? faded(s.flow_rate, s, like_flow, p, now)
                : like_flow;
   // Until transfers that shared it show more, one transfer is taken to fill it: the bytes
   // ahead share its rate (processor sharing), each counted up to this one's size.

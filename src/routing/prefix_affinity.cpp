@@ -52,8 +52,11 @@ bool prefix_affinity::begin(std::span<const upstream::endpoint_stats* const> eps
   bound_ = std::max(floor_, std::ceil(load_factor_ * (static_cast<double>(total) + 1) / n));
   // The rendezvous choice is presumed to hold the whole prompt while no endpoint is known to
   // hold any of it, and otherwise as much as the best known holder: other replicas send it
-  // there too, so ties go to it and replicas whose indexes differ still converge on it.
-  presumed_ = indexed_ ? best_matched : n_blocks_;
+  // there too, so ties go to it and replicas whose indexes differ still converge on it. That bets
+  // on prompts coming back; where they seldom do (under one look-up in ten finds a block), the
+  // bet only biases the spread, and nothing is presumed.
+  reuse_ += ((indexed_ ? 1.0 : 0.0) - reuse_) / 256;
+  presumed_ = indexed_ ? best_matched : reuse_ >= 0.1 ? n_blocks_ : 0;
   std::size_t most = 0;
   for (std::size_t i = 0; i < n_eps_; ++i) {
     if (!eligible[i]) continue;

@@ -1,5 +1,6 @@
 // The per-request observations, outlier ejection and probe signals of worker_upstreams.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <optional>
 
@@ -26,9 +27,13 @@ void set_healthy(endpoint_stats& st) {
 // Latency as an idle backend would give it with the prompt cached: the probe RTT, the
 // expected queueing and the prefill of uncached blocks are separate terms of the cost. The
 // prefill rates (the endpoint's own and the cluster's pooled one) learn from the sample first.
-// A sample with uncached blocks teaches latency only once some rate is learned: taking a
-// guessed prefill off it would leave the guess's error in the latency, for every later pick.
+// Before some rate is learned, a sample with uncached blocks teaches latency only for a short
+// prompt (16 blocks at most) whose prior prefill is a small part of it (a quarter at most):
+// taking a guessed prefill off a long cold prompt's sample would leave the guess's error in the
+// latency (a peak, for the decay's time), while dropping every sample of short prompts (whose
+// blocks vary too little to learn a rate from) would leave an engine that turns slow unmeasured.
 constexpr double own_samples = 16, pooled_samples = 8;
+constexpr double short_prompt_blocks = 16;
 // Batch sizes must spread by half a stream (a variance of 0.25) before a slope against them
 // means anything.
 constexpr double min_batch_var = 0.25;
@@ -48,8 +53,13 @@ std::optional<double> unloaded(endpoint_stats& st, cluster_state& cs, double s, 
     else if (auto pooled = cs.prefill.learned(pooled_samples))
       st.prefill_per_block = *pooled;
     st.prefill_shared.store(st.prefill_per_block, std::memory_order_relaxed);
-    if (st.prefill_per_block < 0 && uncached > 0) return std::nullopt;
-    rest -= std::max(0.0, st.prefill_per_block) * uncached;
+    double rate = st.prefill_per_block;
+    if (rate < 0) {
+      rate = seconds(ci.prefix.prefill_per_block);
+      if (uncached > short_prompt_blocks || (uncached > 0 && rate * uncached > 0.25 * rest))
+        return std::nullopt;
+    }
+    rest -= rate * uncached;
   }
   return rest > 0 ? rest : 0;
 }
@@ -127,6 +137,19 @@ void worker_upstreams::observe_tpot(endpoint_state& ep, double s, common::time_p
   }
   auto& st = ep.stats;
   double tau = seconds(cs.info->latency.decay);
+  // Found decoding over twice as slowly as the median of its peers again: re-tried more rarely.
+  std::array<double, 16> others{};
+  std::size_t n = 0;
+  for (const auto* o : cs.stats_view)
+    if (o != &st && o->tpot.known() && n < others.size()) others[n++] = o->tpot.value();
+  if (n > 0) {
+    auto mid = others.begin() + static_cast<std::ptrdiff_t>((n - 1) / 2);
+    std::nth_element(others.begin(), mid, others.begin() + static_cast<std::ptrdiff_t>(n));
+    if (s > 2 * *mid)
+      ++st.slow_streak;
+    else
+      st.slow_streak = 0;
+  }
   if (batch > 0) {
     if (st.tpot.known()) {
       double expected = st.tpot.value() + std::max(0.0, st.decode_slope) * (batch - st.batch.value());

@@ -209,7 +209,8 @@ struct outlier_config {
   bool operator==(const outlier_config&) const = default;
 };
 
-// Prompt-prefix affinity (latency_aware on inference clusters, opt-in): the prompt is hashed in
+// Prompt-prefix affinity (latency_aware on inference clusters, where it is on unless turned off):
+// the prompt is hashed in
 // blocks of block_bytes; each worker remembers which endpoint got which blocks (at most
 // `capacity` blocks) and the cost gains the prefill of the part an endpoint does not hold.
 // No endpoint gets the benefit beyond load_factor times its fair share of requests in flight.

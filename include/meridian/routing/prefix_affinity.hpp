@@ -75,6 +75,7 @@ class prefix_affinity {
   std::size_t n_eps_ = 0, n_blocks_ = 0, top_ = 0, best_ = 0, favourite_ = 0;
   double bound_ = 0;
   std::size_t presumed_ = 0;  // blocks the rendezvous choice is presumed to hold
+  double reuse_ = 1;          // the share of recent look-ups that found a block (EWMA)
   bool session_ = false, indexed_ = false;
 };
 

@@ -92,7 +92,11 @@ struct endpoint_stats {
   time_ewma throughput;
   time_ewma flow_rate;
   bool aggregate_measured = false;
-  unsigned slow_streak = 0;  // transfers in a row whose flow ran under half its peers' rate
+  // Readings in a row that found it slow against its peers (storage: a flow under half their
+  // rate; streams: a per-token time over twice their median): each doubles the time its readings
+  // take to fade toward its peers', up to 16x, so a replica or engine that stays slow is re-tried
+  // ever more rarely.
+  unsigned slow_streak = 0;
   // Requests still waiting for their first byte: how many and the sum of their pick times (ns),
   // so a backend that stalls looks slow before any of them answers.
   std::uint32_t awaiting_first = 0;

@@ -211,9 +211,15 @@ TEST_CASE("routing sections: a default timeout fits a shorter interval; a given 
         std::string::npos);
 }
 
-TEST_CASE("prefix affinity: off unless set, validated, only on latency-aware inference clusters") {
-  auto off = load_string(base, "test.yaml", {"clusters[0].kind=inference"});
+TEST_CASE("prefix affinity: on for latency-aware inference clusters unless turned off") {
+  auto dflt = load_string(base, "test.yaml", {"clusters[0].kind=inference"});
+  CHECK(dflt->clusters[0].prefix_affinity.enabled);
+  auto off = load_string(base, "test.yaml",
+                         {"clusters[0].kind=inference", "clusters[0].prefix_affinity=false"});
   CHECK_FALSE(off->clusters[0].prefix_affinity.enabled);
+  auto rr = load_string(base, "test.yaml",
+                        {"clusters[0].kind=inference", "clusters[0].balancer=round_robin"});
+  CHECK_FALSE(rr->clusters[0].prefix_affinity.enabled);
   auto on =
       load_string(base, "test.yaml",
                   {"clusters[0].kind=inference", "clusters[0].prefix_affinity.block_bytes=128",

@@ -199,6 +199,14 @@ TEST_CASE("prefix affinity: prefill rates are learned per endpoint and pooled pe
   ups.observe_ttft(a, 0.250, t0(), 0, 100);
   CHECK_FALSE(a.stats.ttft.known());
   CHECK(a.stats.prefill_per_block < 0);
+  // A short prompt's sample does, less the prior's prefill (0.5 ms a block), where that is a
+  // small part of it: an engine serving short prompts is measured before any rate is learned.
+  upstream::worker_upstreams other(topo, 0);
+  auto& c = *other.cluster(0).endpoints[0];
+  other.observe_ttft(c, 0.100, t0(), 0, 8);
+  CHECK(c.stats.ttft.value(t0(), 10) == doctest::Approx(0.096));
+  other.observe_ttft(*other.cluster(0).endpoints[1], 0.010, t0(), 0, 8);  // 4 of 10 ms: no
+  CHECK_FALSE(other.cluster(0).endpoints[1]->stats.ttft.known());
   // Samples of 20 ms plus 2 ms per uncached block, on a: its own rate, then its latency.
   auto t = t0();
   for (int i = 0; i < 16; ++i) {
