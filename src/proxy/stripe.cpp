@@ -279,14 +279,12 @@ std::optional<outcome> settle_fetches(stripe_state& s, metrics::cluster_metrics&
   return std::nullopt;
 }
 
-// The parts of the object after part 0, once its size is known: of part_size, or the rest as one
-// part when the object is smaller than min_size (a cold object found small is not striped).
+// The parts of the object after part 0, once its size is known (stripe_plan).
 void plan_parts(stripe_state& s, const config::stripe_config& sc) {
-  std::uint64_t part_size = s.total < sc.min_size ? s.total : sc.part_size;
-  for (std::uint64_t first = s.parts[0].last + 1; first < s.total; first += part_size) {
+  for (auto [first, last] : stripe_plan(s.total, s.parts[0].last, sc)) {
     part p;
     p.first = first;
-    p.last = std::min(s.total, first + part_size) - 1;
+    p.last = last;
     s.parts.push_back(std::move(p));
   }
 }
@@ -348,6 +346,17 @@ asio::awaitable<outcome> drive(stripe_state& s, const config::stripe_config& sc)
   }
 }
 }  // namespace
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>> stripe_plan(std::uint64_t total,
+                                                                  std::uint64_t first_last,
+                                                                  const config::stripe_config& sc) {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  if (total == 0 || sc.part_size == 0) return out;
+  std::uint64_t part_size = total < sc.min_size ? total : sc.part_size;
+  for (std::uint64_t first = first_last + 1; first < total; first += part_size)
+    out.emplace_back(first, std::min(total, first + part_size) - 1);
+  return out;
+}
 
 bool stripes(const http::connection& c, const worker_context& w, const request_context& ctx) {
   const auto& cluster = w.snap->cfg->clusters[ctx.cluster];

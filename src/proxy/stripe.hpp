@@ -9,6 +9,10 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <cstdint>
+#include <utility>
+#include <vector>
+
 #include "meridian/common/error.hpp"
 #include "meridian/http/connection.hpp"
 #include "proxy/context.hpp"
@@ -21,6 +25,13 @@ namespace meridian::proxy {
 // HEAD or GET answered earlier, on any worker) to be at least that, or not known at all (a cold
 // object: its first part's answer tells its size).
 bool stripes(const http::connection& c, const worker_context& w, const request_context& ctx);
+
+// The byte ranges [first, last] of an object of `total` bytes after its first part, which ended at
+// `first_last`: parts of part_size, or the rest as one part when the object is smaller than
+// min_size (a cold object found small is not striped).
+std::vector<std::pair<std::uint64_t, std::uint64_t>> stripe_plan(std::uint64_t total,
+                                                                  std::uint64_t first_last,
+                                                                  const config::stripe_config& sc);
 
 // How a striped GET went: served (ok: the whole body was delivered; otherwise cut short, or the
 // client left); answered (nothing sent: the first part's answer is the client's to have as it is,
