@@ -183,7 +183,6 @@ class attempt final : public http::cancellable {
   // brought, gaps over 2x the mean so far left out.
   double steady_seconds_ = 0;
   std::size_t steady_tokens_ = 0;
-  std::uint64_t streamed_ = 0;  // tokens counted at the endpoint as received
   std::int32_t uncached_ = -1;  // prompt blocks the endpoint was not credited with (-1: none)
   std::int32_t prompt_blocks_ = 0;
   double deferred_ttft_ = -1;  // seconds, held until the usage says what was cached
@@ -199,7 +198,7 @@ class attempt final : public http::cancellable {
   double in_flight_at_pick_ = 0;
   // This gateway's requests in flight on the endpoint: this worker's and the others'.
   static double gateway_in_flight(const upstream::endpoint_stats& s) {
-    return s.in_flight + (s.board ? s.board->others(s.worker).first : 0);
+    return s.in_flight + (s.board ? s.board->others(s.worker) : 0);
   }
   stream_resume* resume_ = nullptr;
   object_resume* object_ = nullptr;

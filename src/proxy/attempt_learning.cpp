@@ -30,10 +30,6 @@ void attempt::observe(std::string_view payload) {
   auto now = w_.clock->now();
   auto r = obs_.feed(payload, now);
   if (!observe_) return;
-  if (r.events > 0) {
-    w_.ups.streamed(*ep_, r.events);
-    streamed_ += r.events;
-  }
   if (r.first) {
     answered_ = true;
     w_.ups.answered(*ep_, picked_at_, prefill_);
@@ -96,7 +92,7 @@ void attempt::report_done() {
     if (auto c = obs_.completion_tokens()) rm_->completion_tokens.inc(*c);
   }
   learn_transfer(now);
-  w_.ups.request_finished(*ep_, picked_at_, now, measured, std::exchange(streamed_, 0));
+  w_.ups.request_finished(*ep_, picked_at_, now, measured);
 }
 
 // Storage: the transfer leaves its endpoint's bytes in flight, and a complete one large enough to

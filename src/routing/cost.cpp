@@ -55,16 +55,6 @@ std::int64_t ns_of(common::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
-// How far this worker's requests in flight are through their service, in requests: the sum of
-// their ages over the service time, at most their number.
-double progress(const upstream::endpoint_stats& s, double service, common::time_point now) {
-  if (s.in_flight == 0 || service <= 0) return 0;
-  double ages = (static_cast<double>(ns_of(now)) * s.in_flight -
-                 static_cast<double>(s.in_flight_since_sum_ns)) *
-                1e-9;
-  return std::clamp(ages / service, 0.0, static_cast<double>(s.in_flight));
-}
-
 // The per-token time an endpoint's streams showed, and the batch size they showed it at, fading
 // toward its peers' as the reading ages: an engine the decode term keeps from traffic is tried
 // again once it may have recovered. Level -1: nothing known.
@@ -105,11 +95,8 @@ cost expected_cost(const upstream::endpoint_stats& s, const cost_params& p, comm
   // workers' (each worker counts only its own, so without them two workers would each see an
   // endpoint the other just filled as idle).
   c.freshness = freshness(s.probe, p.stale_after, now);
-  auto [others, others_tokens] =
-      s.board ? s.board->others(s.worker) : std::pair<std::uint32_t, std::uint64_t>{0, 0};
-  double in_flight = static_cast<double>(s.in_flight) + others;
-  double tokens_in_flight = static_cast<double>(s.tokens_in_flight + others_tokens);
-  double local = in_flight;
+  std::uint32_t others = s.board ? s.board->others(s.worker) : 0;
+  double local = static_cast<double>(s.in_flight) + others;
   double waiting = s.probe.waiting > 0 ? s.probe.waiting : 0;
   double running = s.probe.running > 0 ? s.probe.running : 0;
   double since = static_cast<double>(s.dispatched - s.dispatched_at_scrape) -
@@ -117,13 +104,10 @@ cost expected_cost(const upstream::endpoint_stats& s, const cost_params& p, comm
                  (static_cast<double>(others) - s.others_at_scrape);
   double reported = std::max(waiting + running + since, local);
   c.outstanding = c.freshness * reported + (1 - c.freshness) * local;
-  // How far this worker's requests are through their service, in requests. Streams: the tokens they have received of a typical answer's. Else half of how far through
-  // the service time they are: a request past it is late, not done, and a service estimate that
-  // lags a slowdown must not make a backlog look empty.
-  double done = like.answer_tokens > 0 && tokens_in_flight > 0
-                    ? std::min(in_flight, tokens_in_flight / like.answer_tokens)
-                    : 0.5 * progress(s, service, now);
-  c.load = std::max(0.0, c.outstanding - done);
+  // Requests it holds count whole however far along they are: a guess at how much of an answer
+  // is left (from the tokens streamed so far against a typical answer's) misleads with answers
+  // of varied lengths, where counting requests (join the shortest queue) does not.
+  c.load = c.outstanding;
 
   double cap = std::max({p.capacity, s.capacity_seen, like.capacity});
   // Past its capacity a request waits for one to finish; and, whatever the load, for the

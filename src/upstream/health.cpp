@@ -74,9 +74,8 @@ void worker_upstreams::request_started(endpoint_state& ep, common::time_point no
   ++st.dispatched;
   ++st.awaiting_first;
   st.awaiting_since_sum_ns += to_ns(now);
-  st.in_flight_since_sum_ns += to_ns(now);
   st.in_flight_shared.store(st.in_flight, std::memory_order_relaxed);
-  if (st.board) st.board->publish(st.worker, st.in_flight, st.tokens_in_flight);
+  if (st.board) st.board->publish(st.worker, st.in_flight);
   st.requests_total.store(st.requests_total.load(std::memory_order_relaxed) + 1,
                           std::memory_order_relaxed);
 }
@@ -90,15 +89,12 @@ void worker_upstreams::answered(endpoint_state& ep, common::time_point picked, d
 }
 
 void worker_upstreams::request_finished(endpoint_state& ep, common::time_point picked,
-                                        common::time_point now, bool complete,
-                                        std::uint64_t streamed) {
+                                        common::time_point now, bool complete) {
   auto& st = ep.stats;
-  st.tokens_in_flight -= std::min(streamed, st.tokens_in_flight);
   --st.in_flight;
   ++st.completed;
-  st.in_flight_since_sum_ns -= to_ns(picked);
   st.in_flight_shared.store(st.in_flight, std::memory_order_relaxed);
-  if (st.board) st.board->publish(st.worker, st.in_flight, st.tokens_in_flight);
+  if (st.board) st.board->publish(st.worker, st.in_flight);
   if (complete)
     st.service.observe(common::seconds_between(picked, now), now,
                        seconds(cluster_of(ep).info->latency.decay));
@@ -313,7 +309,7 @@ void worker_upstreams::apply_signals(const signals& s) {
       if (in.scraped_at != st.probe.scraped_at) {
         st.dispatched_at_scrape = st.dispatched;
         st.completed_at_scrape = st.completed;
-        st.others_at_scrape = st.board ? st.board->others(st.worker).first : 0;
+        st.others_at_scrape = st.board ? st.board->others(st.worker) : 0;
         if (in.running > st.capacity_seen) st.capacity_seen = in.running;
       }
       if (in.restarts != st.probe.restarts) ++st.cache_epoch;

@@ -39,8 +39,7 @@ struct cost {
   double batch = 0;
   double total = 0;
   double outstanding = 0;  // requests it is estimated to hold (dead-reckoned between scrapes)
-  // The requests it holds less half of how far this worker's ones are through their service:
-  // the streams the new one will share the engine with, on average, over its own life.
+  // The requests it holds, counted whole: the streams the new one will share the engine with.
   double load = 0;
   // What of the total comes straight from its readings (rtt, latency, zone, the answer's
   // decode were it alone): the part whose noise makes close costs equal. The rest follows from

@@ -182,15 +182,8 @@ class worker_upstreams {
   // prompt blocks at the endpoint's rate; 0 when unknown), counted until its first byte.
   void request_started(endpoint_state& ep, common::time_point now, double prefill = 0);
   void answered(endpoint_state& ep, common::time_point picked, double prefill = 0);
-  // `streamed`: the tokens the request's stream counted in streamed() (0 for other answers).
   void request_finished(endpoint_state& ep, common::time_point picked, common::time_point now,
-                        bool complete, std::uint64_t streamed = 0);
-  // A stream in flight received `tokens` more.
-  void streamed(endpoint_state& ep, std::uint64_t tokens) {
-    auto& st = ep.stats;
-    st.tokens_in_flight += tokens;
-    if (st.board) st.board->publish(st.worker, st.in_flight, st.tokens_in_flight);
-  }
+                        bool complete);
   // Latency samples in seconds, as measured from the gateway; the probe RTT is taken off so
   // the cost model can add the current one, and so is `queued`, the wait the cost model
   // expected from the endpoint's load at the pick, which it adds again for the next pick

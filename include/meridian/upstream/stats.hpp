@@ -21,27 +21,20 @@ class load_board {
  public:
   explicit load_board(unsigned workers) : slots_(std::make_unique<slot[]>(workers ? workers : 1)),
                                           n_(workers ? workers : 1) {}
-  void publish(unsigned worker, std::uint32_t in_flight, std::uint64_t tokens) {
-    if (worker >= n_) return;
-    slots_[worker].in_flight.store(in_flight, std::memory_order_relaxed);
-    slots_[worker].tokens.store(tokens, std::memory_order_relaxed);
+  void publish(unsigned worker, std::uint32_t in_flight) {
+    if (worker < n_) slots_[worker].in_flight.store(in_flight, std::memory_order_relaxed);
   }
-  // The other workers' requests in flight and the tokens their streams have received.
-  std::pair<std::uint32_t, std::uint64_t> others(unsigned worker) const {
+  // The other workers' requests in flight.
+  std::uint32_t others(unsigned worker) const {
     std::uint32_t n = 0;
-    std::uint64_t t = 0;
-    for (unsigned w = 0; w < n_; ++w) {
-      if (w == worker) continue;
-      n += slots_[w].in_flight.load(std::memory_order_relaxed);
-      t += slots_[w].tokens.load(std::memory_order_relaxed);
-    }
-    return {n, t};
+    for (unsigned w = 0; w < n_; ++w)
+      if (w != worker) n += slots_[w].in_flight.load(std::memory_order_relaxed);
+    return n;
   }
 
  private:
   struct alignas(64) slot {
     std::atomic<std::uint32_t> in_flight{0};
-    std::atomic<std::uint64_t> tokens{0};
   };
   std::unique_ptr<slot[]> slots_;
   unsigned n_;
@@ -101,13 +94,6 @@ struct endpoint_stats {
   // so a backend that stalls looks slow before any of them answers.
   std::uint32_t awaiting_first = 0;
   std::int64_t awaiting_since_sum_ns = 0;
-  // The sum of the pick times of this worker's requests in flight (ns): how far through their
-  // service they are, so an endpoint about to finish its requests counts as less loaded than
-  // one that just took them.
-  std::int64_t in_flight_since_sum_ns = 0;
-  // Tokens (stream events) this worker's streams in flight have received: with the typical
-  // answer's length, how much of their decode is done.
-  std::uint64_t tokens_in_flight = 0;
   // Seconds of prefill this worker's requests still before their first token will cost the
   // engine (prefix affinity): it runs them in its steps, so everything there waits for them.
   double prefill_ahead = 0;

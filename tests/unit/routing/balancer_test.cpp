@@ -386,8 +386,7 @@ namespace {
 // Engines that batch: every running stream gets a token per step, and a step takes `base` plus
 // `slope` for every other stream it runs. Streamed requests of 8 to 72 tokens arrive as a Poisson
 // process. The balancer learns as the proxy teaches it, through the worker's upstream state: in
-// flight from the pick, tokens as they arrive, time to first token, per-token time with the
-// batch each stream ran in. Returns each request's end-to-end time, sorted.
+// flight from the pick, time to first token, per-token time with the batch each stream ran in. Returns each request's end-to-end time, sorted.
 std::vector<double> batch_run(config::balancer_kind kind, std::vector<double> base, double slope,
                               double rate, int requests, std::size_t straggler = 99,
                               double straggler_from = 0) {
@@ -412,7 +411,6 @@ std::vector<double> batch_run(config::balancer_kind kind, std::vector<double> ba
     common::time_point picked;
     double done = 0, first_at = -1, batch_sum = 0;
     int steps = 0;
-    std::uint64_t streamed = 0;
     bool counted = true;
   };
   std::vector<std::vector<stream>> running(n);
@@ -447,8 +445,6 @@ std::vector<double> batch_run(config::balancer_kind kind, std::vector<double> ba
         ++s.steps;
         auto whole = static_cast<std::uint64_t>(std::floor(s.done) - std::floor(before));
         if (whole == 0) continue;
-        ups.streamed(ep, whole);
-        s.streamed += whole;
         if (s.first_at < 0) {
           s.first_at = t;
           ups.answered(ep, s.picked);
@@ -465,7 +461,7 @@ std::vector<double> batch_run(config::balancer_kind kind, std::vector<double> ba
         double tpot = (t - it->first_at) / std::max(1.0, it->tokens - 1);
         ups.observe_tpot(ep, tpot, now, static_cast<std::size_t>(it->tokens),
                          it->batch_sum / it->steps);
-        ups.request_finished(ep, it->picked, now, true, it->streamed);
+        ups.request_finished(ep, it->picked, now, true);
         it = rs.erase(it);
       }
     }

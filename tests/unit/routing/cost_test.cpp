@@ -142,24 +142,18 @@ TEST_CASE("an answer is charged its tokens at the per-token time of the batch it
   s.decode_slope = 0.002;  // each stream more adds 2 ms to every token
   routing::peers like;
   like.answer_tokens = 40;
-  // Three requests just picked: it will share the engine with all three.
+  // Three requests there: it will share the engine with all three.
   s.in_flight = 3;
-  s.in_flight_since_sum_ns = 3 * ns(t0());
   auto c = routing::expected_cost(s, p, t0(), like);
   CHECK(c.load == doctest::Approx(3));
   CHECK(c.decode == doctest::Approx(40 * (0.010 + 0.002 * (4 - 2))));
   // Each of the three decodes 2 ms a token slower while it shares the batch.
   CHECK(c.batch == doctest::Approx(40 * 0.002 * 3));
   CHECK(c.total == doctest::Approx(0.020 + c.queue + c.decode + c.batch));
-  // Half way through their service they will leave half way through its life; counted at half
-  // that, since a request past its expected service is late, not done.
-  auto later = routing::expected_cost(s, p, t0() + 250ms, like);
-  CHECK(later.load == doctest::Approx(3 - 0.5 * 1.5));
-  CHECK(routing::expected_cost(s, p, t0() + 5s, like).load == doctest::Approx(1.5));
-  CHECK(later.decode < c.decode);
+  // However far along they are, they count whole (how much of an answer is left is unknown).
+  CHECK(routing::expected_cost(s, p, t0() + 250ms, like).load == doctest::Approx(3));
   // Idle, the answer decodes alone: the level less one stream's slope, and no toll.
   s.in_flight = 0;
-  s.in_flight_since_sum_ns = 0;
   auto idle = routing::expected_cost(s, p, t0(), like);
   CHECK(idle.decode == doctest::Approx(40 * (0.010 - 0.002)));
   CHECK(idle.batch == 0);
@@ -181,7 +175,6 @@ TEST_CASE("an engine not yet measured decodes like its peers' median at their sl
   CHECK(like.tpot == doctest::Approx(0.010));  // the median: the straggler moves it little
   CHECK(like.slope == doctest::Approx(0.001));
   fresh.in_flight = 2;
-  fresh.in_flight_since_sum_ns = 2 * ns(t0());
   auto c = routing::expected_cost(fresh, p, t0(), like);
   CHECK(c.decode == doctest::Approx(32 * (0.010 + 0.001 * 2)));
   CHECK(routing::expected_cost(straggler, p, t0(), like).decode == doctest::Approx(32 * 0.100));
