@@ -92,6 +92,7 @@ std::string control_text(const impl_t* self) {
                    {"spike_ms", fs.spike_ms},
                    {"header_delay_ms", fs.header_delay_ms},
                    {"reset_rate", fs.reset_rate},
+                   {"cut_after", fs.cut_after},
                    {"stop_on_abandon", fs.stop_on_abandon},
                    {"health_delay_ms", fs.health_delay_ms},
                    {"stall_remaining_ms", static_cast<double>(stall_left) / 1e6},
@@ -162,6 +163,8 @@ bool apply_control(impl_t* self, std::string_view body, std::string& err) {
       nf.health_delay_ms = d;
     else if (k == "reset_rate")
       nf.reset_rate = d;
+    else if (k == "cut_after")
+      nf.cut_after = d;
     else if (k == "stall_ms")
       stall_ms = d;
     else if (k == "slots")

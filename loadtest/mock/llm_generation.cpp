@@ -93,6 +93,8 @@ void start_generation(impl_t* self, const std::shared_ptr<timed_socket>& ts, gen
 
   if (fs.reset_rate > 0 && u01(rng) < fs.reset_rate)
     g.reset_after = std::uniform_int_distribution<int>(0, std::max(0, g.output_tokens / 2))(rng);
+  if (fs.cut_after >= 0 && pr.stream && kind != api::embeddings && fs.cut_after < g.output_tokens)
+    g.reset_after = static_cast<int>(fs.cut_after);
 
   g.deadline = arrived + std::chrono::microseconds(
                              static_cast<std::int64_t>(self->opt.request_timeout_s * 1e6));

@@ -52,6 +52,7 @@ struct faults {
   double error_rate, spike_rate, spike_ms, header_delay_ms, reset_rate;
   bool stop_on_abandon;
   double health_delay_ms;
+  double cut_after;  // every stream reset after this many tokens; < 0: never
 };
 
 }  // namespace llm
@@ -59,7 +60,7 @@ struct faults {
 struct llm_mock::impl {
   explicit impl(llm_options o) : opt(std::move(o)), model(opt.engine), pool(opt.threads) {
     f = {opt.error_rate, opt.spike_rate,      opt.spike_ms,       opt.header_delay_ms,
-         opt.reset_rate, opt.stop_on_abandon, opt.health_delay_ms};
+         opt.reset_rate, opt.stop_on_abandon, opt.health_delay_ms, opt.cut_after};
   }
 
   llm_options opt;

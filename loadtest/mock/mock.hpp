@@ -28,6 +28,7 @@ struct llm_options {
   double header_delay_ms = 0;   // delay before the response head is written
   double health_delay_ms = 0;   // /health answers after a random wait, uniform up to this
   double reset_rate = 0;        // fraction of requests reset (RST) mid-response
+  double cut_after = -1;        // every stream reset after this many tokens (< 0: never)
   bool stop_on_abandon = true;  // cancel generation when the client goes away
   std::uint64_t seed = 1;
   double idle_timeout_s = 60;

@@ -28,6 +28,7 @@ const char* usage_text = R"(usage:
       --header-delay-ms F       slow response heads
       --health-delay-ms F       /health answers after a random wait, uniform up to F ms
       --reset-rate F            fraction reset mid-response
+      --cut-after N             every stream reset after N tokens (a backend that cuts)
       --keep-generating         do not cancel generation when the client goes away
       --seed N
   meridian-mock storage --listen ADDR [--bandwidth 100MiB] [--threads N] [--max-object 256MiB] [--name ID]
@@ -119,6 +120,8 @@ llm_options llm_flags(args& a) {
       o.health_delay_ms = ms(f, a.value(f));
     else if (f == "--reset-rate")
       o.reset_rate = num(f, a.value(f));
+    else if (f == "--cut-after")
+      o.cut_after = num(f, a.value(f));
     else if (f == "--keep-generating")
       o.stop_on_abandon = false;
     else if (f == "--seed")

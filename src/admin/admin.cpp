@@ -197,12 +197,19 @@ std::string endpoints_json(const context& ctx) {
 }
 }  // namespace
 
-// Ready: the gateway is up (listeners bound, config loaded) and not draining. One dead cluster
-// must not take every replica out of a Service, so a cluster's health counts only when asked
-// for: /readyz?cluster=NAME (several allowed) also needs a healthy endpoint in each.
+// Ready: the gateway is up (listeners bound, config loaded), not draining, and some cluster has
+// a healthy endpoint (with every engine frozen or gone there is nothing this replica could
+// serve). One dead cluster among others must not take every replica out of a Service, so a
+// given cluster's health counts only when asked for: /readyz?cluster=NAME (several allowed)
+// also needs a healthy endpoint in each.
 response readyz(const context& ctx, std::string_view query) {
   if (ctx.draining && ctx.draining->load())
     return json_error(common::error_kind::draining, "draining");
+  bool any = ctx.cfg->clusters.empty();
+  for (std::size_t c = 0; c < ctx.cfg->clusters.size() && !any; ++c) any = cluster_healthy(ctx, c);
+  if (!any)
+    return json_error(common::error_kind::no_healthy_upstream,
+                      "no cluster has a healthy endpoint");
   while (!query.empty()) {
     auto amp = query.find('&');
     auto param = query.substr(0, amp);
@@ -234,6 +241,8 @@ bool loopback(std::string_view host) {
   return host == "localhost" || host == "::1" || host.starts_with("127.");
 }
 
+std::optional<response> check_token(const std::string& token, std::string_view authorization);
+
 // Mutating admin requests: with a token configured, `Authorization: Bearer <token>` (compared
 // in constant time); without one, only on a loopback listener. Nullopt when allowed.
 std::optional<response> refuse_mutation(const context& ctx, std::string_view authorization) {
@@ -244,6 +253,17 @@ std::optional<response> refuse_mutation(const context& ctx, std::string_view aut
                       "the admin listener is not on loopback and admin.token_file is not set: "
                       "mutating requests are refused");
   }
+  return check_token(token, authorization);
+}
+
+// Pages that show the config (routes, header matches, endpoints): the token when one is set.
+std::optional<response> refuse_read(const context& ctx, std::string_view authorization) {
+  const auto& token = ctx.cfg->admin.token;
+  if (token.empty()) return std::nullopt;
+  return check_token(token, authorization);
+}
+
+std::optional<response> check_token(const std::string& token, std::string_view authorization) {
   constexpr std::string_view scheme = "Bearer ";
   std::string_view given =
       authorization.starts_with(scheme) ? authorization.substr(scheme.size()) : std::string_view{};
@@ -284,11 +304,20 @@ response handle(const context& ctx, std::string_view method, std::string_view ta
   }
   if (path == "/admin/config") {
     if (!get) return wrong_method("GET, HEAD", path);
+    if (auto no = refuse_read(ctx, authorization)) return *no;
     return {200, "application/yaml",
             common::cat("# effective config: ", ctx.cfg->source,
                         " with --set overrides, secrets redacted; keys not shown take their "
                         "defaults\n",
                         ctx.cfg->effective_yaml)};
+  }
+  if (path == "/admin/undrain") {
+    if (method != "POST") return wrong_method("POST", path);
+    if (auto no = refuse_mutation(ctx, authorization)) return *no;
+    if (ctx.on_undrain && !ctx.on_undrain())
+      return json_error(common::error_kind::conflict,
+                        "the gateway is stopping (SIGTERM or /admin/quit): it stays drained");
+    return {200, "application/json", "{\"draining\":false}\n"};
   }
   if (path == "/admin/drain" || path == "/admin/quit") {
     if (method != "POST") return wrong_method("POST", path);

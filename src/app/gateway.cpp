@@ -134,7 +134,7 @@ std::string config_summary(const config::gateway_config& cfg) {
 // What the drain sequence does to this gateway (control thread).
 runtime::drain_hooks drain_hooks_of(gateway& g, frontend::listener_set& listeners) {
   runtime::drain_hooks hooks;
-  hooks.on_draining = [&g] { g.registry.set_draining(true); };
+  hooks.on_draining = [&g](bool on) { g.registry.set_draining(on); };
   hooks.stop_accepting = [&listeners] { listeners.close(); };
   hooks.drain_workers = [&g] { g.each_worker(&proxy::worker::start_drain); };
   hooks.open_connections = [&g] {
@@ -199,6 +199,7 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   actx.draining = &control.draining_flag();
   actx.io_backend = std::string(runtime::to_string(io));
   actx.on_drain = [&control] { control.fail_readiness(); };
+  actx.on_undrain = [&control] { return control.restore_readiness(); };
   actx.on_quit = [&control] { control.begin_drain(); };
   actx.signals = [&prober] { return prober.current(); };
   actx.probe_errors = [&prober](std::size_t c, std::size_t e) {

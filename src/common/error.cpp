@@ -15,6 +15,8 @@ int status_of(error_kind kind) {
       return 404;
     case error_kind::method_not_allowed:
       return 405;
+    case error_kind::conflict:
+      return 409;
     case error_kind::request_timeout:
       return 408;
     case error_kind::payload_too_large:
@@ -43,6 +45,7 @@ error_source source_of(error_kind kind) {
     case error_kind::unauthorized:
     case error_kind::forbidden:
     case error_kind::method_not_allowed:
+    case error_kind::conflict:
     case error_kind::not_found:
     case error_kind::model_not_found:
     case error_kind::request_timeout:
@@ -93,6 +96,8 @@ error_kind outcome::client_error() const {
   switch (kind) {
     case outcome_kind::pool_exhausted:
       return error_kind::overloaded;
+    case outcome_kind::endpoint_down:
+      return error_kind::no_healthy_upstream;
     case outcome_kind::connect_timeout:
     case outcome_kind::response_timeout:
     case outcome_kind::stalled_response:
@@ -134,6 +139,8 @@ std::string_view code_of(error_kind kind) {
       return "forbidden";
     case error_kind::method_not_allowed:
       return "method_not_allowed";
+    case error_kind::conflict:
+      return "conflict";
     case error_kind::not_found:
       return "route_not_found";
     case error_kind::model_not_found:

@@ -98,7 +98,7 @@ void read_limits(const reader& r, const YAML::Node& n, limits_config& out) {
   const std::string k = "limits";
   r.only_keys(n, k,
               {"max_header_bytes", "max_headers", "max_body_bytes", "max_connections_per_worker",
-               "model_peek_bytes", "body_prebuffer_bytes"});
+               "model_peek_bytes", "body_prebuffer_bytes", "min_data_rate"});
   if (n["max_header_bytes"]) {
     out.max_header_bytes = r.size(n["max_header_bytes"], k + ".max_header_bytes");
     if (out.max_header_bytes < 1024 || out.max_header_bytes > 1024 * 1024)
@@ -114,6 +114,11 @@ void read_limits(const reader& r, const YAML::Node& n, limits_config& out) {
     if (out.model_peek_bytes > 16 * 1024 * 1024)
       r.fail(n["model_peek_bytes"], k + ".model_peek_bytes", "must be at most 16MiB");
   }
+  if (n["min_data_rate"]) {
+    out.min_data_rate = r.size(n["min_data_rate"], k + ".min_data_rate");
+    if (out.min_data_rate > 1024 * 1024 * 1024)
+      r.fail(n["min_data_rate"], k + ".min_data_rate", "must be at most 1GiB (bytes per second)");
+  }
   if (n["body_prebuffer_bytes"]) {
     out.body_prebuffer_bytes = r.size(n["body_prebuffer_bytes"], k + ".body_prebuffer_bytes");
     if (out.body_prebuffer_bytes > 16 * 1024 * 1024)
@@ -124,7 +129,8 @@ void read_limits(const reader& r, const YAML::Node& n, limits_config& out) {
 void read_timeouts(const reader& r, const YAML::Node& n, timeouts_config& out) {
   const std::string k = "timeouts";
   r.only_keys(n, k,
-              {"header", "body", "idle", "upstream_connect", "upstream_response", "upstream_idle"});
+              {"header", "body", "idle", "data_rate_window", "upstream_connect", "upstream_response",
+               "upstream_idle"});
   auto one = [&](const char* name, duration& field) {
     if (!n[name]) return;
     field = r.dur(n[name], reader::join(k, name));
@@ -133,6 +139,7 @@ void read_timeouts(const reader& r, const YAML::Node& n, timeouts_config& out) {
   one("header", out.header);
   one("body", out.body);
   one("idle", out.idle);
+  one("data_rate_window", out.data_rate_window);
   one("upstream_connect", out.upstream.connect);
   one("upstream_response", out.upstream.first_byte);
   one("upstream_idle", out.upstream.idle);

@@ -293,7 +293,8 @@ void read_stripe(const reader& r, const YAML::Node& n, const std::string& k, str
 void read_cluster_limits(const reader& r, const YAML::Node& n, const std::string& k,
                          cluster_limits& out) {
   r.only_keys(n, k,
-              {"max_inflight", "max_pending", "pending_timeout", "client_key", "client_share"});
+              {"max_inflight", "max_pending", "pending_timeout", "client_key", "client_share",
+               "client_cap"});
   if (n["max_inflight"])
     out.max_inflight = r.count(n["max_inflight"], k + ".max_inflight", 1, 10000000);
   if (n["max_pending"])
@@ -315,6 +316,7 @@ void read_cluster_limits(const reader& r, const YAML::Node& n, const std::string
           common::cat("'", v, "' is neither ip nor a header name (e.g. authorization, x-api-key)"));
     out.client_key = v;
   }
+  if (n["client_cap"]) out.client_cap = ratio(r, n["client_cap"], k + ".client_cap", 0.01, 1);
   if (n["client_share"]) {
     if (out.client_key.empty())
       r.fail(n["client_share"], k + ".client_share", "needs client_key (ip or a header name)");

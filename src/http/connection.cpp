@@ -235,6 +235,7 @@ asio::awaitable<bool> connection::read_head() {
   body_.start(head_.body, head_.content_length, s.max_body_bytes);
   // The whole body, however slowly it comes, must arrive within the body timeout.
   body_deadline_ = env_.clock->now() + s.body_timeout;
+  pace_budget_s_ = std::chrono::duration<double>(s.rate_window).count();
   deadline_.clear();
   co_return true;
 }
@@ -304,20 +305,38 @@ asio::awaitable<bool> connection::send_continue() {
   co_return co_await write(b);
 }
 
-// Reads more body bytes under the body deadline.
+common::duration connection::pace_left() const {
+  return std::chrono::duration_cast<common::duration>(
+      std::chrono::duration<double>(std::max(0.0, pace_budget_s_)));
+}
+
+void connection::paced(common::duration waited, std::size_t bytes) {
+  const auto& s = env_.settings;
+  if (s.min_rate == 0) return;
+  double window = std::chrono::duration<double>(s.rate_window).count();
+  pace_budget_s_ = std::min(window, pace_budget_s_ - std::chrono::duration<double>(waited).count() +
+                                        static_cast<double>(bytes) / static_cast<double>(s.min_rate));
+}
+
+// Reads more body bytes under the body deadline, and the client's pace (settings.min_rate).
 asio::awaitable<body_result> connection::read_body_bytes() {
   if (expect_continue_) {
     bool sent = co_await send_continue();
     if (!sent) co_return body_result::client_gone;
   }
-  deadline_.set(body_deadline_);
+  const auto& s = env_.settings;
+  auto start = env_.clock->now();
+  bool by_pace = s.min_rate > 0 && start + pace_left() < body_deadline_;
+  deadline_.set(by_pace ? start + pace_left() : body_deadline_);
   answer_on_expiry_ = true;
   auto n = co_await read_some(read_chunk);
   answer_on_expiry_ = false;
   deadline_.clear();
+  paced(env_.clock->now() - start, n);
   if (n != 0) co_return body_result::ok;
   if (deadline_.expired()) {
-    note_ = "request body timeout";
+    note_ = by_pace ? common::cat("request body slower than ", s.min_rate, " bytes/s")
+                    : std::string("request body timeout");
     co_return body_result::timeout;
   }
   client_gone_ = true;
@@ -383,12 +402,40 @@ asio::awaitable<body_result> connection::read_body(std::span<std::string_view> s
 
 // ---- the response ----------------------------------------------------------------------------
 
+// A write that progresses: the pace budget is spent on the wait and earned back by the bytes,
+// and the deadline moves to what is left of it (within the idle timeout).
+void connection::on_write_progress(void* self, std::size_t total) {
+  auto& c = *static_cast<connection*>(self);
+  auto now = c.env_.clock->now();
+  c.paced(now - c.write_progress_at_, total - c.write_progress_);
+  c.write_progress_at_ = now;
+  c.write_progress_ = total;
+  c.deadline_.set(now + std::min(c.env_.settings.idle_timeout, c.pace_left()));
+}
+
 asio::awaitable<bool> connection::write(std::span<const asio::const_buffer> buffers) {
-  deadline_.set(env_.clock->now() + env_.settings.idle_timeout);
-  auto [ec, n] = co_await runtime::write_all(socket_, buffers);
+  const auto& s = env_.settings;
+  auto now = env_.clock->now();
+  std::tuple<boost::system::error_code, std::size_t> r;
+  if (s.min_rate == 0) {
+    deadline_.set(now + s.idle_timeout);
+    r = co_await runtime::write_all(socket_, buffers);
+  } else {
+    // A client that reads slower than min_rate, past its window, is cut: the response it holds
+    // (and the backend connection behind it) is freed.
+    write_progress_at_ = now;
+    write_progress_ = 0;
+    deadline_.set(now + std::min(s.idle_timeout, pace_left()));
+    r = co_await runtime::write_all(socket_, buffers, &connection::on_write_progress, this);
+    paced(env_.clock->now() - write_progress_at_, std::get<1>(r) - write_progress_);
+  }
+  auto [ec, n] = r;
+  bool cut = deadline_.expired();
   deadline_.clear();
   bytes_out_ += n;
   if (ec) {
+    if (cut && s.min_rate > 0)
+      note_ = common::cat("client read the response slower than ", s.min_rate, " bytes/s");
     client_gone_ = true;
     co_return false;
   }

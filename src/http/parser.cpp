@@ -342,6 +342,12 @@ std::string_view message_head::find(std::string_view name) const {
   return {};
 }
 
+std::size_t message_head::count(std::string_view name) const {
+  std::size_t n = 0;
+  for (const auto& h : fields()) n += iequals(h.name, name) ? 1 : 0;
+  return n;
+}
+
 std::size_t find_head_end(std::string_view buf, std::size_t from) {
   if (buf.size() < 4) return 0;
   // Line by line with memchr (vectorised): cheaper than memmem for a 4-byte needle over the

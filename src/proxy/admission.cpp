@@ -46,8 +46,14 @@ bool admission::over_share(std::uint64_t client) const {
   return it != held_.end() && it->second >= cap;
 }
 
+bool admission::at_cap(std::uint64_t client) const {
+  if (client == 0 || cap_ == 0) return false;
+  auto it = held_.find(client);
+  return it != held_.end() && it->second >= cap_;
+}
+
 void admission::release(std::uint64_t client) {
-  if (client == 0 || share_ <= 0) return;
+  if (client == 0) return;
   auto it = held_.find(client);
   if (it != held_.end() && --it->second == 0) held_.erase(it);
 }
@@ -94,10 +100,12 @@ void admission::leave(std::uint64_t client) {
 }
 
 void admission::configure(std::size_t max_inflight, std::size_t max_pending,
-                          std::chrono::steady_clock::duration pending_timeout, double share) {
-  if (share <= 0) held_.clear();
+                          std::chrono::steady_clock::duration pending_timeout, double share,
+                          std::size_t cap) {
   share_ = share;
+  cap_ = cap;
   max_inflight_ = max_inflight;
+  if (!counts_clients()) held_.clear();
   max_pending_ = max_pending;
   timeout_ = pending_timeout;
   while ((max_inflight_ == 0 || inflight_ < max_inflight_) && wake_first()) ++inflight_;

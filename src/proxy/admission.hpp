@@ -5,7 +5,8 @@
 // priority. Never an unbounded queue, and a shed request is answered at once. With a client
 // share, a client (a key the handler derives: its address or an API key) that already holds that
 // share of max_inflight is told so when the cluster is full (429), instead of queueing ahead of
-// others. Worker thread only.
+// others. Whether full or not, one client never holds more than its cap (a number of slots): a
+// slow or hostile client cannot take every backend connection. Worker thread only.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -50,12 +51,15 @@ class admission {
     std::list<waiter*>::iterator at_;
   };
 
-  // max_inflight 0: no limit (every request is admitted at once); share as in configure().
+  // max_inflight 0: no limit (every request is admitted at once); share and cap as in
+  // configure().
   admission(std::size_t max_inflight, std::size_t max_pending,
-            std::chrono::steady_clock::duration pending_timeout, double share = 0)
+            std::chrono::steady_clock::duration pending_timeout, double share = 0,
+            std::size_t cap = 0)
       : max_inflight_(max_inflight),
         max_pending_(max_pending),
         share_(share),
+        cap_(cap),
         timeout_(pending_timeout) {}
 
   // A slot now, without waiting (the common case: no timer, no allocation). `client`: the
@@ -68,14 +72,19 @@ class admission {
   }
   // Whether `client` already holds its share of the slots (never without a share or a key).
   bool over_share(std::uint64_t client) const;
+  // Whether `client` holds its cap of slots, full or not (never without a key or a cap).
+  bool at_cap(std::uint64_t client) const;
+  std::size_t cap() const { return cap_; }
   // Waits for a slot; admitted means the caller holds one and must leave().
   boost::asio::awaitable<verdict> enter(waiter& w);
   // Gives `client`'s slot back: to the first waiter of the highest priority, if any.
   void leave(std::uint64_t client = 0);
   // New limits (a config reload); a higher max_inflight admits waiters at once. share: the
-  // part of max_inflight one client may hold (0: no per-client limit).
+  // part of max_inflight one client may hold when the cluster is full (0: no share); cap: the
+  // slots it may hold at any time (0: no cap).
   void configure(std::size_t max_inflight, std::size_t max_pending,
-                 std::chrono::steady_clock::duration pending_timeout, double share = 0);
+                 std::chrono::steady_clock::duration pending_timeout, double share = 0,
+                 std::size_t cap = 0);
 
   std::size_t inflight() const { return inflight_; }
   std::size_t pending() const { return pending_; }
@@ -84,14 +93,16 @@ class admission {
   void unlink(waiter& w);
   waiter* lowest_newest();
   bool wake_first();  // hands a slot to the best waiter; false when none waits
+  bool counts_clients() const { return share_ > 0 || cap_ > 0; }
   void hold(std::uint64_t client) {
-    if (client != 0 && share_ > 0) ++held_[client];
+    if (client != 0 && counts_clients()) ++held_[client];
   }
   void release(std::uint64_t client);
 
   std::size_t max_inflight_, max_pending_;
   double share_ = 0;
-  std::unordered_map<std::uint64_t, std::uint32_t> held_;  // slots per client, with a share
+  std::size_t cap_ = 0;
+  std::unordered_map<std::uint64_t, std::uint32_t> held_;  // slots per client, with a share or cap
   std::chrono::steady_clock::duration timeout_;
   std::size_t inflight_ = 0, pending_ = 0;
   std::array<std::list<waiter*>, 3> queues_;  // by priority

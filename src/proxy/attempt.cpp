@@ -66,6 +66,24 @@ double expected_prefill(const config::gateway_config& cfg, std::size_t cluster,
                     : std::chrono::duration<double>(pa.prefill_per_block).count();
   return uncached * rate;
 }
+
+// How far the buffered start of a chunked body goes: short of a payload byte, to one (or to the
+// body's end), or into a framing error (`why`).
+enum class first_chunk { need_more, ready, malformed };
+first_chunk scan_first_chunk(std::string_view in, std::string_view& why) {
+  http::chunked_decoder d;
+  while (!in.empty()) {
+    auto step = d.decode(in);
+    if (d.failed()) {
+      why = d.error();
+      return first_chunk::malformed;
+    }
+    if (!step.data.empty() || d.done()) return first_chunk::ready;
+    if (step.consumed == 0) break;
+    in.remove_prefix(step.consumed);
+  }
+  return first_chunk::need_more;
+}
 }  // namespace
 
 attempt::attempt(worker_context& w) : w_(w), deadline_(w.io, *w.clock, &attempt::on_expire, this) {
@@ -90,6 +108,11 @@ void attempt::cancel() {
   if (socket_) socket_->shutdown(tcp::socket::shutdown_both, ignored);
 }
 
+void attempt::endpoint_down() {
+  down_ = true;
+  cancel();  // a connect in progress ends at its own (short) deadline
+}
+
 bool attempt::check_whole_body(const http::connection& client, body_tap& tap) {
   tap.rewind();
   return observe_whole(client.buffered_body(), client.body().kind(), tap);
@@ -98,13 +121,21 @@ bool attempt::check_whole_body(const http::connection& client, body_tap& tap) {
 outcome attempt::fail(outcome_kind kind, std::string message) {
   finish(false);
   outcome o;
-  o.kind = abandoned_ ? outcome_kind::abandoned : kind;
+  o.kind = kind;
   o.message = std::move(message);
+  if (abandoned_) {
+    o.kind = outcome_kind::abandoned;
+  } else if (down_ && kind != outcome_kind::client_gone) {
+    o.kind = outcome_kind::endpoint_down;
+    o.message = common::cat("upstream ", ep_->info->address,
+                            " was found down by its health probes before it answered");
+  }
   return o;
 }
 
 void attempt::finish(bool reusable) {
   deadline_.clear();
+  if (down_watch::is_linked()) down_watch::unlink();
   if (socket_) {
     if (reusable) {
       w_.ups.release(*ep_, std::move(*socket_), w_.clock->now());
@@ -195,7 +226,8 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
                                       http::connection& client, std::string_view head,
                                       body_tap* tap) {
   ep_ = std::move(ep);
-  reused_ = abandoned_ = false;
+  reused_ = abandoned_ = down_ = false;
+  ep_->watchers.push_back(*this);
   request_complete_ = false;
   begin_ = end_ = pinned_ = 0;
   deadline_.reset();
@@ -431,8 +463,27 @@ asio::awaitable<outcome> attempt::await_body() {
   o.status = resp_.status;
   bool empty = resp_.body == http::body_kind::none ||
                (resp_.body == http::body_kind::content_length && resp_.content_length == 0);
-  if (empty || !buffered().empty()) co_return o;
-  if (co_await read_more(within_total(sent_at_ + timeouts_.first_byte)) > 0) co_return o;
+  if (empty) co_return o;
+  // A chunked body is read as far as a payload byte (or its end): a malformed chunk line must be
+  // a 502 while the head can still be one, not a reply cut short after a 200.
+  const bool chunked = resp_.body == http::body_kind::chunked;
+  std::string_view why;
+  auto ready = [&] {
+    if (chunked) return scan_first_chunk(buffered(), why);
+    return buffered().empty() ? first_chunk::need_more : first_chunk::ready;
+  };
+  auto r = ready();
+  while (r == first_chunk::need_more) {
+    auto n = co_await read_more(within_total(sent_at_ + timeouts_.first_byte));
+    if (n == 0) break;
+    r = ready();
+  }
+  if (r == first_chunk::malformed) {
+    ep_->metrics->errors[static_cast<int>(metrics::upstream_error::protocol)].inc();
+    co_return fail(outcome_kind::bad_response, common::cat("upstream ", info.address,
+                                                           " sent a malformed chunked body: ", why));
+  }
+  if (r == first_chunk::ready) co_return o;
   if (abandoned_) co_return fail(outcome_kind::abandoned, "another attempt answered first");
   if (client_->client_gone())
     co_return fail(outcome_kind::client_gone, "client went away while waiting for the response");

@@ -37,7 +37,7 @@ class body_tap {
   ~body_tap() = default;
 };
 
-class attempt final : public http::cancellable {
+class attempt final : public http::cancellable, public upstream::down_watch {
  public:
   explicit attempt(worker_context& w);
   ~attempt();
@@ -119,11 +119,19 @@ class attempt final : public http::cancellable {
   // body: a stream's continuation.
   void set_body(std::string_view body) { body_override_ = body; }
   const upstream::stream_observer& stream() const { return obs_; }
-  // The whole response reached the client (call before finish()).
-  void mark_complete() { complete_ = true; }
+  // The whole response reached the client (call before finish()); a response below 500 that
+  // did is what starts the endpoint's failure count over.
+  void mark_complete();
+  // The backend broke the response off (reset or stalled) after its head: a failure of the
+  // endpoint's, counted toward its ejection as a 5xx is (call before finish()).
+  void mark_cut();
   // Ends the exchange: the connection goes back to the pool when reusable, else is closed.
   void finish(bool reusable);
   void cancel() override;
+  // The probes found the endpoint down while this try was on it: it ends now (endpoint_down
+  // before a response; a broken stream after one).
+  void endpoint_down() override;
+  bool found_down() const { return down_; }
   // Cancels a try another one of the same request beat (a hedge race): it ends with an
   // abandoned outcome and teaches its endpoint nothing bad.
   void abandon() {
@@ -190,6 +198,7 @@ class attempt final : public http::cancellable {
   bool answered_ = false;      // the endpoint's first byte (first SSE event of a stream) came
   bool complete_ = false;
   bool abandoned_ = false;
+  bool down_ = false;  // the probes found the endpoint down during the try
   // Storage transfers: the bytes expected (set_transfer) and counted at the endpoint, body bytes
   // relayed, when the head arrived, and the endpoint's transfers in flight at the pick.
   double transfer_ = 0, counted_transfer_ = 0;

@@ -57,6 +57,15 @@ void attempt::observe(std::string_view payload) {
   }
 }
 
+void attempt::mark_complete() {
+  complete_ = true;
+  if (resp_.status < 500) w_.ups.record_complete(*ep_);
+}
+
+void attempt::mark_cut() {
+  w_.ups.record_cut(*ep_, w_.clock->now());
+}
+
 // The request is over on this endpoint: its in-flight count, and what it measured.
 void attempt::report_done() {
   auto now = w_.clock->now();

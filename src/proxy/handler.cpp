@@ -141,7 +141,7 @@ asio::awaitable<bool> await_admission(http::connection& c, worker_context& w, re
 
 // Who the client is for a cluster's per-client share: a hash of its address or of a header
 // (client_key); 0 when the cluster has no share or the request lacks the header.
-std::uint64_t client_of(const http::connection& c, const std::string& key) {
+std::uint64_t client_of(const http::connection& c, std::string_view key) {
   if (key.empty()) return 0;
   std::string_view v = key == "ip" ? c.client_ip() : c.head().find(key);
   if (v.empty()) return 0;
@@ -154,19 +154,38 @@ std::uint64_t client_of(const http::connection& c, const std::string& key) {
 asio::awaitable<bool> admit(http::connection& c, worker_context& w, request_context& ctx,
                             std::optional<admission_slot>& slot) {
   auto prio = ctx.snap->cfg->routes[*ctx.route].priority;
-  if (auto v = c.head().find("x-priority"); !v.empty()) {
-    auto parsed = parse_priority(v);
+  if (auto n = c.head().count("x-priority"); n > 0) {
+    auto v = c.head().find("x-priority");
+    auto parsed = n == 1 ? parse_priority(v) : std::nullopt;
     if (!parsed) {
       w.metrics.rejected(reject_reason::bad_request).inc();
-      co_await c.reply_error(error_kind::bad_request,
-                             common::cat("x-priority: unknown value '", v,
-                                         "' (expected critical, standard or sheddable)"));
+      // Built before the co_await: GCC mishandles a conditional's temporaries across it.
+      std::string why =
+          n > 1 ? std::string("x-priority: sent more than once (send one of critical, standard or "
+                              "sheddable)")
+                : common::cat("x-priority: unknown value '", v,
+                              "' (expected critical, standard or sheddable)");
+      co_await c.reply_error(error_kind::bad_request, why);
       co_return false;
     }
     prio = *parsed;
   }
   auto& adm = *w.admissions[ctx.cluster];
-  auto client = client_of(c, ctx.snap->cfg->clusters[ctx.cluster].limits.client_key);
+  const auto& limits = ctx.snap->cfg->clusters[ctx.cluster].limits;
+  auto client = client_of(c, limits.client_key.empty() ? "ip" : limits.client_key);
+  if (adm.at_cap(client)) {
+    // Full or not, one client holds at most its cap: slow or hostile clients cannot take every
+    // backend connection from the rest.
+    w.metrics.cluster(ctx.cluster)
+        .shed[static_cast<int>(metrics::shed_reason::client_share)]
+        .inc();
+    ctx.flags |= flag_overflow;
+    co_await c.reply_error(
+        error_kind::too_many_requests,
+        common::cat("this client already has ", adm.cap(), " requests in flight to cluster ",
+                    ctx.snap->cfg->clusters[ctx.cluster].name, " (limits.client_cap)"));
+    co_return false;
+  }
   if (!adm.try_enter(client)) {
     if (adm.over_share(client)) {
       // The cluster is full and this client holds its share: it waits for its own requests, not

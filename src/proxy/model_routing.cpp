@@ -19,8 +19,27 @@ void model_guard::feed_peeked(std::string_view payload) {
   fed += payload.size();
 }
 
+namespace {
+// Why a body cannot be routed by its model at all, or null: a "model" named twice, nesting too
+// deep to read past, a model too long to be one. A JSON parser would read each of these some way;
+// the gateway does not guess which.
+const char* unroutable(routing::model_scanner::state s) {
+  using st = routing::model_scanner::state;
+  switch (s) {
+    case st::duplicate:
+      return "the JSON body names \"model\" more than once";
+    case st::too_deep:
+      return "the JSON body nests deeper than 64 levels; its \"model\" cannot be read";
+    case st::too_long:
+      return "the JSON \"model\" is longer than 256 bytes";
+    default:
+      return nullptr;
+  }
+}
+}  // namespace
+
 bool model_guard::changed() const {
-  if (scanner.current() == routing::model_scanner::state::duplicate) return true;
+  if (unroutable(scanner.current())) return true;
   if (scanner.has_model() != routed.has_value()) return true;
   return routed && scanner.model() != *routed;
 }
@@ -37,9 +56,8 @@ bool model_guard::observe(std::string_view payload) {
   fed = seen;
   scanner.feed(payload);
   if (!changed()) return true;
-  why_ = scanner.current() == routing::model_scanner::state::duplicate
-             ? "the JSON body names \"model\" more than once"
-             : "the JSON \"model\" must appear within the part of the body read for routing";
+  const char* bad = unroutable(scanner.current());
+  why_ = bad ? bad : "the JSON \"model\" must appear within the part of the body read for routing";
   return false;
 }
 
@@ -61,7 +79,7 @@ asio::awaitable<http::body_result> peek_model(http::connection& c, worker_contex
     g.feed_peeked(raw.substr(0, cap));
   }
   if (c.body().complete() && g.fed == c.body().payload_bytes()) g.scanner.finish();
-  if (g.scanner.has_model() && g.scanner.current() != routing::model_scanner::state::duplicate)
+  if (g.scanner.has_model() && !unroutable(g.scanner.current()))
     g.routed = std::string(g.scanner.model());
   co_return r;
 }
@@ -76,7 +94,9 @@ asio::awaitable<void> reply_body_error(http::connection& c, worker_context& w,
                                                     : reject_reason::bad_request;
   w.metrics.rejected(reason).inc();
   if (r == http::body_result::timeout) {
-    co_await c.reply_error(error_kind::request_timeout, "request body timeout");
+    // "request body timeout", or the pace it fell below.
+    std::string why = c.note().empty() ? "request body timeout" : std::string(c.note());
+    co_await c.reply_error(error_kind::request_timeout, why);
   } else if (r == http::body_result::too_large) {
     co_await c.reply_error(error_kind::payload_too_large, "request body exceeds the size limit");
   } else {
@@ -94,9 +114,9 @@ asio::awaitable<bool> read_model(http::connection& c, worker_context& w, conn_st
     co_await reply_body_error(c, w, r);
     co_return false;
   }
-  if (st.guard.scanner.current() == routing::model_scanner::state::duplicate) {
+  if (const char* bad = unroutable(st.guard.scanner.current())) {
     w.metrics.rejected(reject_reason::bad_request).inc();
-    co_await c.reply_error(error_kind::bad_request, "the JSON body names \"model\" more than once");
+    co_await c.reply_error(error_kind::bad_request, bad);
     co_return false;
   }
   st.ctx.model_routed = true;
@@ -116,9 +136,9 @@ bool cluster_serves(const upstream::cluster_state& cs, std::string_view model) {
   return !any_known;
 }
 
-// GET /v1/models answered from discovery: the union of what the healthy endpoints of every
-// cluster with discovery serve. Empty while nothing is known (the request is then proxied).
-std::string models_listing(const worker_context& w) {
+// What discovery knows: the models the healthy endpoints of every cluster with discovery serve,
+// sorted, each once. Empty while nothing is known.
+std::vector<std::string_view> discovered_models(const worker_context& w) {
   std::vector<std::string_view> ids;
   for (std::size_t c = 0; c < w.ups.size(); ++c) {
     if (!w.snap->cfg->clusters[c].models.enabled) continue;
@@ -126,14 +146,25 @@ std::string models_listing(const worker_context& w) {
       if (s->healthy && s->probe.models)
         for (const auto& id : *s->probe.models) ids.push_back(id);
   }
-  if (ids.empty()) return {};
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
+
+void append_model(std::string& out, std::string_view id) {
+  out += R"({"id":")";
+  common::json_escape_append(out, id);
+  out += R"(","object":"model","created":0,"owned_by":"meridian"})";
+}
+
+// GET /v1/models answered from discovery: the union of what the healthy endpoints of every
+// cluster with discovery serve. Empty while nothing is known (the request is then proxied).
+std::string models_listing(const std::vector<std::string_view>& ids) {
+  if (ids.empty()) return {};
   std::string out = R"({"object":"list","data":[)";
   for (std::size_t i = 0; i < ids.size(); ++i) {
-    out += i ? R"(,{"id":")" : R"({"id":")";
-    common::json_escape_append(out, ids[i]);
-    out += R"(","object":"model","created":0,"owned_by":"meridian"})";
+    if (i) out += ',';
+    append_model(out, ids[i]);
   }
   out += "]}\n";
   return out;
@@ -155,10 +186,28 @@ asio::awaitable<bool> route_by_model(http::connection& c, worker_context& w, con
 // body names, and refuses one no endpoint serves. False when the client has been answered.
 asio::awaitable<bool> check_model(http::connection& c, worker_context& w, conn_state& st) {
   const auto& head = c.head();
-  if (head.path == "/v1/models" && (head.method == "GET" || head.method == "HEAD")) {
-    auto listing = models_listing(w);
-    if (!listing.empty()) {
-      co_await c.reply(200, "application/json", listing);
+  constexpr std::string_view one = "/v1/models/";
+  bool get = head.method == "GET" || head.method == "HEAD";
+  if (get && (head.path == "/v1/models" || head.path.starts_with(one))) {
+    auto ids = discovered_models(w);
+    if (!ids.empty() && head.path == "/v1/models") {
+      co_await c.reply(200, "application/json", models_listing(ids));
+      co_return false;
+    }
+    // GET /v1/models/{id} (the OpenAI SDKs' models.retrieve): the model, or 404 in OpenAI's shape.
+    std::string_view id = head.path.substr(std::min(head.path.size(), one.size()));
+    id = id.substr(0, id.find('?'));
+    if (!ids.empty() && !id.empty()) {
+      if (std::binary_search(ids.begin(), ids.end(), id)) {
+        std::string out;
+        append_model(out, id);
+        out += '\n';
+        co_await c.reply(200, "application/json", out);
+      } else {
+        w.metrics.rejected(reject_reason::no_route).inc();
+        co_await c.reply_error(error_kind::model_not_found,
+                               common::cat("The model `", id, "` does not exist."));
+      }
       co_return false;
     }
   }

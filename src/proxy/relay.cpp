@@ -116,7 +116,8 @@ void broken(attempt& at, outcome& o) {
                          : "upstream stalled during the response";
   } else {
     o.kind = outcome_kind::reset_during_response;
-    o.message = "upstream failed during the response";
+    o.message = at.found_down() ? "upstream was found down by its health probes during the response"
+                                : "upstream failed during the response";
   }
 }
 
@@ -130,9 +131,12 @@ outcome settle(attempt& at, http::connection& client, bool ok, bool reusable) {
     client.close_after_response();
     if (client.client_gone()) {
       o.kind = outcome_kind::client_gone;
-      o.message = "client went away during the response";
+      // Gone, or cut for reading slower than limits.min_data_rate (the connection says which).
+      o.message = client.note().empty() ? std::string("client went away during the response")
+                                        : std::string(client.note());
     } else {
       broken(at, o);
+      at.mark_cut();
     }
   }
   if (ok) at.mark_complete();

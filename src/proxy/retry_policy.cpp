@@ -42,6 +42,7 @@ std::optional<retry_condition> retry_policy::condition(const common::outcome& o,
                : retry_condition::connect_failure;
   switch (o.kind) {
     case outcome_kind::reset_before_response:
+    case outcome_kind::endpoint_down:  // the request went out; no answer came, none will
       if (body_held) return retry_condition::reset_before_response;
       return std::nullopt;
     case outcome_kind::ok:

@@ -28,6 +28,8 @@ http::connection_settings settings_of(const config::gateway_config& cfg) {
   s.header_timeout = cfg.timeouts.header;
   s.body_timeout = cfg.timeouts.body;
   s.idle_timeout = cfg.timeouts.idle;
+  s.min_rate = cfg.limits.min_data_rate;
+  s.rate_window = cfg.timeouts.data_rate_window;
   return s;
 }
 

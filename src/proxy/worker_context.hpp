@@ -120,6 +120,14 @@ struct worker_context {
                                                          c.pool.max_connections_per_endpoint;
       double floor = c.retries.budget_min_per_second / static_cast<double>(n);
       double client_share = c.limits.client_key.empty() ? 0 : c.limits.client_share;
+      // One client's cap: a part of the connections this worker may open to the cluster.
+      std::size_t client_cap =
+          c.limits.client_cap >= 1
+              ? 0
+              : std::max<std::size_t>(1, static_cast<std::size_t>(
+                                             c.limits.client_cap *
+                                             static_cast<double>(std::max<std::size_t>(eps.size(), 1) *
+                                                                 c.pool.max_connections_per_endpoint)));
       std::vector<std::string> addresses;
       for (const auto& e : eps) addresses.push_back(e.address);
       if (!before) {
@@ -127,7 +135,8 @@ struct worker_context {
         balancers.back()->endpoints_changed(addresses, {});
         budgets.emplace_back(c.retries.budget_ratio, floor);
         admissions.push_back(
-            std::make_unique<admission>(inflight, pending, c.limits.pending_timeout, client_share));
+            std::make_unique<admission>(inflight, pending, c.limits.pending_timeout, client_share,
+                                        client_cap));
         continue;
       }
       const auto& was = before->clusters[i];
@@ -139,7 +148,8 @@ struct worker_context {
         balancers[i]->endpoints_changed(addresses, moves->new_of_old[i]);
       }
       budgets[i].configure(c.retries.budget_ratio, floor);
-      admissions[i]->configure(inflight, pending, c.limits.pending_timeout, client_share);
+      admissions[i]->configure(inflight, pending, c.limits.pending_timeout, client_share,
+                               client_cap);
     }
   }
 

@@ -140,7 +140,7 @@ bool model_scanner::step(unsigned char c) {
 
 bool model_scanner::open(bool is_object) {
   if (depth_ >= max_depth) {
-    fail(state::invalid);
+    fail(state::too_deep);
     return false;
   }
   if (is_object) object_bits_ |= std::uint64_t{1} << depth_;

@@ -45,15 +45,23 @@ struct control::impl {
   // Readiness fails; nothing else changes (POST /admin/drain).
   void fail_readiness() {
     if (draining.exchange(true)) return;
-    hooks.on_draining();
+    hooks.on_draining(true);
     log(log_level::info, "runtime",
         "drain requested: readiness now fails; requests keep being served and the process keeps "
         "running (SIGTERM or POST /admin/quit stops it)");
   }
 
+  bool restore_readiness() {
+    if (stopping.load()) return false;
+    if (!draining.exchange(false)) return true;
+    hooks.on_draining(false);
+    log(log_level::info, "runtime", "undrain requested: readiness passes again");
+    return true;
+  }
+
   void begin() {
     if (stopping.exchange(true)) return;
-    if (!draining.exchange(true)) hooks.on_draining();
+    if (!draining.exchange(true)) hooks.on_draining(true);
     log(log_level::info, "runtime", "draining to stop: readiness now fails; listeners close in ",
         std::chrono::duration<double>(drain.shutdown_delay).count(), "s");
     timer.expires_after(drain.shutdown_delay);
@@ -113,6 +121,10 @@ void control::begin_drain() {
 
 void control::fail_readiness() {
   impl_->fail_readiness();
+}
+
+bool control::restore_readiness() {
+  return impl_->restore_readiness();
 }
 
 bool control::draining() const {

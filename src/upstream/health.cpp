@@ -211,7 +211,7 @@ void worker_upstreams::eject(cluster_state& cs, endpoint_state& ep, common::time
   if (ep.metrics) ep.metrics->ejections.inc();
   auto span = std::min(o.base_ejection * st.ejections, o.max_ejection);
   st.ejected = true;
-  st.ejected_slow = why == ejection_cause::hedge_losses;
+  st.ejected_for_time = why == ejection_cause::hedge_losses || why == ejection_cause::cut_streams;
   st.ejected_until_ns = to_ns(now + span);
   st.successes_at_ejection = st.probe.successes;
   set_healthy(st);
@@ -221,7 +221,10 @@ void worker_upstreams::eject(cluster_state& cs, endpoint_state& ep, common::time
       cause = common::cat(st.consecutive_failures, " connect failures");
       break;
     case ejection_cause::responses_5xx:
-      cause = common::cat(st.consecutive_5xx, " 5xx responses");
+      cause = common::cat(st.consecutive_5xx, " 5xx responses or cut streams");
+      break;
+    case ejection_cause::cut_streams:
+      cause = common::cat(st.consecutive_5xx, " 5xx responses or cut streams, the last cut,");
       break;
     case ejection_cause::hedge_losses:
       cause = common::cat(st.consecutive_hedge_losses, " hedge races lost");
@@ -246,21 +249,29 @@ void worker_upstreams::record_connect_failure(endpoint_state& ep, common::time_p
 void worker_upstreams::record_success(endpoint_state& ep) {
   auto& st = ep.stats;
   st.consecutive_failures = 0;
-  if (st.ejected && !st.ejected_slow) {  // reached in panic mode, and it answered
+  if (st.ejected && !st.ejected_for_time) {  // reached in panic mode, and it answered
     st.ejected = false;
     set_healthy(st);
   }
 }
 
 void worker_upstreams::record_status(endpoint_state& ep, int status, common::time_point now) {
+  if (status < 500) return;  // counted as a success once the whole response is through
   auto& st = ep.stats;
-  if (status < 500) {
-    st.consecutive_5xx = 0;
-    return;
-  }
   unsigned limit = cluster_of(ep).info->outlier.consecutive_5xx;
   if (++st.consecutive_5xx >= limit && limit > 0)
     eject(cluster_of(ep), ep, now, ejection_cause::responses_5xx);
+}
+
+void worker_upstreams::record_complete(endpoint_state& ep) {
+  ep.stats.consecutive_5xx = 0;
+}
+
+void worker_upstreams::record_cut(endpoint_state& ep, common::time_point now) {
+  auto& st = ep.stats;
+  unsigned limit = cluster_of(ep).info->outlier.consecutive_5xx;
+  if (++st.consecutive_5xx >= limit && limit > 0)
+    eject(cluster_of(ep), ep, now, ejection_cause::cut_streams);
 }
 
 void worker_upstreams::record_race(endpoint_state& ep, race r, common::time_point now) {
@@ -286,7 +297,7 @@ void worker_upstreams::refresh_health(common::time_point now) {
         st.consecutive_failures = st.consecutive_failures > 0 ? st.consecutive_failures - 1 : 0;
         st.consecutive_5xx = st.consecutive_5xx > 0 ? st.consecutive_5xx - 1 : 0;
         if (st.consecutive_hedge_losses > 0) --st.consecutive_hedge_losses;
-        st.ejected_slow = false;
+        st.ejected_for_time = false;
         set_healthy(st);
       } else if (!st.ejected && st.ejections > 0 &&
                  st.ejected_until_ns + to_ns(common::time_point{} + forget) <= t) {
@@ -313,8 +324,23 @@ void worker_upstreams::apply_signals(const signals& s) {
         if (in.running > st.capacity_seen) st.capacity_seen = in.running;
       }
       if (in.restarts != st.probe.restarts) ++st.cache_epoch;
+      bool went_down = in.probed && !in.healthy && st.probe.healthy;
       st.probe = in;
-      if (st.ejected && !st.ejected_slow && in.probed && in.healthy &&
+      if (went_down) {
+        // Frozen or gone: what waits on it would wait out its deadline (first_byte: minutes).
+        // Each watcher only shuts its socket down here; none leaves the list during the walk.
+        std::size_t n = 0;
+        for (auto& w : cs.endpoints[e]->watchers) {
+          w.endpoint_down();
+          ++n;
+        }
+        if (n > 0)
+          common::log(common::log_level::warn, "upstream",
+                      common::cat("endpoint ", cs.endpoints[e]->info->address, " of cluster ",
+                                  cs.info->name, " found down by its probes: ", n,
+                                  " requests in flight on worker ", worker_, " given up"));
+      }
+      if (st.ejected && !st.ejected_for_time && in.probed && in.healthy &&
           in.successes > st.successes_at_ejection) {
         st.ejected = false;
         st.consecutive_failures = st.consecutive_5xx = 0;

@@ -112,6 +112,42 @@ TEST_CASE("a client trickling its body holds no backend and meets an absolute de
   CHECK(be.connections() == 0);
 }
 
+TEST_CASE("a body slower than min_data_rate ends in 408 and frees its backend connection") {
+  test_backend be;
+  gateway_process gw(simple_config(
+      {be.port()}, "limits: { body_prebuffer_bytes: 1KiB, min_data_rate: 1KiB }\n"
+                   "timeouts: { data_rate_window: 1s }\n"));
+  // The second form of slow body: the head and more than the prebuffer at once (so a backend
+  // connection is taken and the body streams), then a trickle.
+  client c(gw.port());
+  c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 200000\r\n\r\n" +
+         std::string(2048, 'x'));
+  REQUIRE(test_backend::eventually([&] { return be.connections() == 1; }, 2000ms));
+  auto start = steady::now();
+  std::optional<response> r;
+  for (int i = 0; i < 60 && !r; ++i) {
+    c.send("x");
+    r = c.read(100ms);
+  }
+  REQUIRE(r);
+  CHECK(r->status == 408);
+  CHECK(has(r->body, "request body slower than 1024 bytes/s"));
+  CHECK(steady::now() - start < 3s);
+  // The backend saw its connection end with the body short: nothing holds it any more.
+  CHECK(test_backend::eventually([&] { return be.truncated.load() == 1; }, 2000ms));
+  // A client keeping a steady 20 KB/s, far above the floor, sends its whole body.
+  client ok(gw.port());
+  ok.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 30000\r\n\r\n");
+  for (int i = 0; i < 15; ++i) {
+    ok.send(std::string(2000, 'y'));
+    std::this_thread::sleep_for(100ms);  // the client's pace, not a synchronisation
+  }
+  r = ok.read(3000ms);
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(has(r->body, std::string(30000, 'y')));
+}
+
 TEST_CASE("the JSON model is read as a JSON parser reads it") {
   test_backend foo, other;
   std::string extra =
@@ -141,7 +177,33 @@ TEST_CASE("the JSON model is read as a JSON parser reads it") {
   REQUIRE(r);
   CHECK(r->status == 400);
   CHECK(foo.requests().size() == 1);
+  // Nesting past what the scanner reads hides where "model" stands (Python's json reads
+  // {"x":[[...]],"model":"foo"} as model foo): refused, never sent to the default route.
+  r = post(R"({"x":)" + std::string(64, '[') + std::string(64, ']') + R"(,"model":"foo"})");
+  REQUIRE(r);
+  CHECK(r->status == 400);
+  CHECK(has(r->body, "deeper than 64"));
+  // A "model" too long to be one is refused the same way.
+  r = post(R"({"model":")" + std::string(300, 'm') + R"("})");
+  REQUIRE(r);
+  CHECK(r->status == 400);
+  CHECK(foo.requests().size() == 1);
   CHECK(other.requests().empty());
+}
+
+TEST_CASE("a malformed first chunk from upstream is a 502, not an empty 200") {
+  test_backend be;
+  gateway_process gw(simple_config({be.port()}));
+  for (const char* path : {"/bad-chunk", "/bad-chunk-late"}) {
+    CAPTURE(path);
+    auto r = get(gw.port(), path);
+    REQUIRE(r);
+    CHECK(r->status == 502);
+    CHECK(has(r->body, "malformed chunked body"));
+  }
+  auto m = metrics_text(gw);
+  CHECK(has(m, "meridian_upstream_errors_total{cluster=\"c\",endpoint=\"127.0.0.1:" +
+                   std::to_string(be.port()) + "\",kind=\"protocol\"} 2"));
 }
 
 TEST_CASE("a response head held for the first body byte reaches the client intact") {

@@ -8,7 +8,9 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "support/gateway_process.hpp"
 #include "support/mock_process.hpp"
@@ -280,6 +282,14 @@ TEST_CASE("a full cluster waits a bounded time by priority, then sheds with 503 
   r = get(gw.port(), "/x", "x-priority: urgent\r\n");
   REQUIRE(r);
   CHECK(r->status == 400);
+  // Empty, or sent twice (which one would count?): refused too.
+  for (const char* bad : {"x-priority:\r\n", "x-priority: critical\r\nX-Priority: sheddable\r\n"}) {
+    CAPTURE(bad);
+    r = get(gw.port(), "/x", bad);
+    REQUIRE(r);
+    CHECK(r->status == 400);
+    CHECK(has(r->body, "x-priority"));
+  }
   auto m = metrics_text(gw);
   CHECK(has(m, "meridian_requests_shed_total{cluster=\"c\",reason=\"queue_full\"} 1"));
   CHECK(has(m, "meridian_requests_shed_total{cluster=\"c\",reason=\"displaced\"} 1"));
@@ -563,4 +573,34 @@ TEST_CASE("a client over its share of a full cluster gets 429 at once; another c
   r = get(gw.port(), "/x", "x-api-key: A\r\n");
   REQUIRE(r);
   CHECK(r->status == 200);
+}
+
+TEST_CASE("one client address holds at most client_cap of the cluster's connections") {
+  test_backend be;
+  // One endpoint, 4 connections for this worker: a client may hold 2 (client_cap 0.5).
+  gateway_process gw(simple_config({be.port()}),
+                     {"--set", "clusters[0].pool.max_connections_per_endpoint=4"});
+  std::vector<std::unique_ptr<client>> held;
+  for (int i = 0; i < 2; ++i) {
+    held.push_back(std::make_unique<client>(gw.port(), "127.0.0.2"));
+    held.back()->send("GET /hang HTTP/1.1\r\nHost: t\r\n\r\n");
+  }
+  REQUIRE(test_backend::eventually([&] { return be.requests().size() == 2; }, 3000ms));
+  // Its third is refused at once; another address is served.
+  client third(gw.port(), "127.0.0.2");
+  auto start = steady::now();
+  third.send("GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+  auto r = third.read(2000ms);
+  REQUIRE(r);
+  CHECK(r->status == 429);
+  CHECK(steady::now() - start < 500ms);
+  CHECK(has(r->body, "limits.client_cap"));
+  client other(gw.port(), "127.0.0.3");
+  other.send("GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+  r = other.read(2000ms);
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(has(metrics_text(gw),
+            "meridian_requests_shed_total{cluster=\"c\",reason=\"client_share\"} 1"));
+  held.clear();  // the hung requests end with their clients
 }

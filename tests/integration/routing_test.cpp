@@ -111,10 +111,12 @@ class load {
       }
     return {n ? static_cast<double>(hit) / static_cast<double>(n) : 0.0, n};
   }
-  std::size_t failures() {
+  // Requests begun in [from, to) (all of them by default) that did not end in a whole 200.
+  std::size_t failures(clk::time_point from = {}, clk::time_point to = clk::time_point::max()) {
     std::lock_guard lock(mu_);
     std::size_t f = 0;
-    for (const auto& s : samples_) f += s.status == 200 ? 0 : 1;
+    for (const auto& s : samples_)
+      if (s.start >= from && s.start < to) f += s.status == 200 ? 0 : 1;
     return f;
   }
 
@@ -155,6 +157,68 @@ TEST_CASE("traffic leaves a backend that turns slow within 2 s and comes back on
   CHECK(back);
   MESSAGE("back after ", std::chrono::duration<double>(clk::now() - recovered).count(), " s");
   CHECK(l.failures() == 0);
+}
+
+TEST_CASE("a backend that answers 200 and cuts every stream is ejected, though its probe passes") {
+  mock_process good({"--name", "good", "--decode-ms", "2"});
+  mock_process cutter({"--name", "cutter", "--decode-ms", "2", "--cut-after", "2"});
+  gateway_process gw(inference_config({good.port(), cutter.port()}));
+  REQUIRE(ready(gw, 2));
+  auto start = clk::now();
+  load l(gw.port(), 2);
+  std::this_thread::sleep_for(3s);
+  auto failed_late = l.failures(start + 1s);
+  auto failed = l.failures();
+  auto served = l.share("good", start + 1s, clk::now());
+  // Five cuts in a row eject it (outlier.consecutive_5xx): the 200 heads before each cut must not
+  // start the count over, and the probe it keeps passing must not lift the ejection.
+  auto m = metrics_text(gw);
+  CHECK(has(m, "meridian_endpoint_ejections_total{cluster=\"llm\",endpoint=\"127.0.0.1:" +
+                   std::to_string(cutter.port()) + "\"} 1"));
+  CAPTURE(failed);
+  CHECK(failed >= 5);
+  CHECK(failed <= 8);  // the ones in flight when it was ejected at most
+  CHECK(failed_late == 0);
+  CHECK(served.second > 20);
+  CHECK(served.first == 1.0);
+}
+
+TEST_CASE("requests waiting on an endpoint its probes find down end at once: retried, or 503") {
+  mock_process a({"--name", "a", "--decode-ms", "2"}), b({"--name", "b", "--decode-ms", "2"});
+  const std::string req =
+      R"({"model":"mock-llm","max_tokens":4,"messages":[{"role":"user","content":"hi"}]})";
+  for (bool retry : {false, true}) {
+    CAPTURE(retry);
+    auto y = inference_config({a.port(), b.port()});
+    y.replace(y.find("latency_aware"), 13, "round_robin");
+    if (retry)
+      y.replace(y.find("cluster: llm }"), 14,
+                "cluster: llm, retries: { on: [connect_failure, reset_before_response] } }");
+    gateway_process gw(y);
+    REQUIRE(ready(gw, 2));
+    // a freezes (a SIGSTOPped engine: health checks unanswered too) for 5 s.
+    REQUIRE(a.control(R"({"stall_ms":5000})"));
+    auto start = clk::now();
+    std::vector<simple_response> got(4);
+    std::vector<std::thread> clients;
+    for (auto& g : got)  // round robin sends two of them to the frozen a
+      clients.emplace_back([&] { g = http_request(gw.port(), "POST", "/v1/chat/completions", req); });
+    for (auto& t : clients) t.join();
+    auto took = clk::now() - start;
+    int ok = 0, down = 0;
+    for (const auto& g : got) {
+      ok += g.status == 200 && g.backend == "b";
+      down += g.status == 503 && has(g.body, "found down by its health probes");
+    }
+    CHECK(took < 3s);  // the probes' verdict (~0.5 s), not the end of the freeze
+    if (retry) {
+      CHECK(ok == 4);
+    } else {
+      CHECK(ok == 2);
+      CHECK(down == 2);
+    }
+    REQUIRE(a.control(R"({"stall_ms":0})"));
+  }
 }
 
 TEST_CASE("probe RTT is the path's: a busy server's late health checks are its wait, not distance") {
@@ -320,6 +384,14 @@ TEST_CASE("/v1/models is the union of the endpoints' models; a request goes wher
   CHECK(missing.status == 404);
   CHECK(missing.body.find(R"("code":"model_not_found")") != std::string::npos);
   CHECK(missing.body.find(R"("type":"invalid_request_error")") != std::string::npos);
+  // models.retrieve: one model, or 404 in OpenAI's shape (not the backend's own 404).
+  auto one = http_request(gw.port(), "GET", "/v1/models/beta");
+  CHECK(one.status == 200);
+  CHECK(one.body.find(R"("id":"beta")") != std::string::npos);
+  CHECK(one.body.find(R"("object":"model")") != std::string::npos);
+  auto none = http_request(gw.port(), "GET", "/v1/models/gamma");
+  CHECK(none.status == 404);
+  CHECK(none.body.find(R"("code":"model_not_found")") != std::string::npos);
 }
 
 TEST_CASE(

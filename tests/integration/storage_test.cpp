@@ -272,6 +272,30 @@ TEST_CASE("storage: memory stays flat while a 4 GiB object streams to a slow rea
   CHECK(peak < before + 16 * 1024);
 }
 
+TEST_CASE("storage: a reader slower than min_data_rate is cut and its backend connection freed") {
+  auto s = store({"--name", "s", "--object", "/big=64MiB"});
+  gateway_process gw(storage_config({s.port()}) +
+                     "limits: { min_data_rate: 64KiB }\ntimeouts: { data_rate_window: 1s }\n");
+  REQUIRE(healthy(gw, 1));
+  const std::string inflight = "meridian_endpoint_inflight{cluster=\"objects\",endpoint=\"127.0.0.1:" +
+                               std::to_string(s.port()) + "\"}";
+  // A reader that takes nothing (slowhttptest -X's pace is a few bytes a second).
+  int fd = connect_to(gw.port(), "127.0.0.2");
+  send_all(fd, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+  REQUIRE(test_backend::eventually([&] { return metric(metrics_text(gw), inflight) == 1; }, 3000ms));
+  auto start = std::chrono::steady_clock::now();
+  // Once the kernel's buffers are full the gateway waits on it; past the window it gives up,
+  // and the backend connection goes with it.
+  CHECK(test_backend::eventually([&] { return metric(metrics_text(gw), inflight) == 0; }, 5000ms));
+  CHECK(std::chrono::steady_clock::now() - start < 4s);
+  CHECK(wait_closed(fd, 2000ms));
+  ::close(fd);
+  // A reader that keeps up gets the whole object.
+  auto whole = get_to_close(gw.port(), "/big");
+  CHECK(whole.status == 200);
+  CHECK(whole.body.size() == 64u << 20);
+}
+
 namespace {
 const std::string stripe_cluster =
     "    stripe: { min_size: 4MiB, part_size: 1MiB, max_parallel: 4 }\n";

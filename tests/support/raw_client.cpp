@@ -14,8 +14,17 @@
 
 namespace test {
 
-int connect_to(std::uint16_t port) {
+int connect_to(std::uint16_t port, const char* from) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (from != nullptr) {
+    sockaddr_in s{};
+    s.sin_family = AF_INET;
+    ::inet_pton(AF_INET, from, &s.sin_addr);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&s), sizeof s) != 0) {
+      ::close(fd);
+      throw std::runtime_error("bind to the source address failed");
+    }
+  }
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
@@ -100,7 +109,7 @@ std::vector<std::string> burst(std::uint16_t port, int n, const std::string& req
   return out;
 }
 
-client::client(std::uint16_t port) : fd_(connect_to(port)) {}
+client::client(std::uint16_t port, const char* from) : fd_(connect_to(port, from)) {}
 client::~client() {
   close();
 }

@@ -13,7 +13,8 @@ namespace test {
 
 using namespace std::chrono_literals;
 
-int connect_to(std::uint16_t port);
+// `from`: the source address (another loopback address is another client), else the kernel's.
+int connect_to(std::uint16_t port, const char* from = nullptr);
 void send_all(int fd, const std::string& data);
 // Reads until the peer closes or `timeout`; returns what arrived.
 std::string read_until_close(int fd, std::chrono::milliseconds timeout);
@@ -37,7 +38,7 @@ struct response {
 // A connection that keeps unread bytes between responses (pipelining, keep-alive).
 class client {
  public:
-  explicit client(std::uint16_t port);
+  explicit client(std::uint16_t port, const char* from = nullptr);
   ~client();
   void send(const std::string& data) { send_all(fd_, data); }
   // Reads one response (Content-Length, chunked or close-delimited body).

@@ -208,6 +208,16 @@ void test_backend::respond(int fd, const received& r, bool& keep_open) {
                      "\r\nContent-Length: 64\r\n\r\n");
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     send_str(fd, std::string(64, 'b'));
+  } else if (path == "/bad-chunk" || path == "/bad-chunk-late") {
+    // A malformed chunk line where the first chunk should be: at once, or after a pause with
+    // half a chunk line sent first.
+    send_str(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    if (path == "/bad-chunk-late") {
+      send_str(fd, "1");
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    send_str(fd, "zz\r\nhello\r\n0\r\n\r\n");
+    keep_open = false;
   } else if (path == "/empty") {
     send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
   } else if (path == "/hang") {

@@ -1,5 +1,6 @@
-// The admin listener: /metrics, /livez, /readyz, /admin/endpoints, /admin/config, and the
-// mutating /admin/drain, /admin/quit and /admin/reload. Runs on the
+// The admin listener: /metrics, /livez, /readyz, /admin/endpoints, /admin/config (behind the
+// token when one is set), and the mutating /admin/drain, /admin/undrain, /admin/quit and
+// /admin/reload. Runs on the
 // control thread's io_context; it only reads the workers' atomics and the metrics registry.
 #pragma once
 
@@ -26,6 +27,8 @@ struct context {
   const std::atomic<bool>* draining = nullptr;
   std::string io_backend;
   std::function<void()> on_drain;  // readiness fails, nothing stops; control thread
+  // Readiness passes again after a drain; false once the gateway is stopping. Control thread.
+  std::function<bool()> on_undrain;
   std::function<void()> on_quit;   // the stop sequence (drain, then exit); control thread
   // POST /admin/reload: re-reads the config; empty on success, else why it was kept. Control
   // thread.
@@ -44,8 +47,8 @@ struct response {
 };
 
 // The routing of admin requests, separate from sockets so it can be tested directly.
-// `authorization`: the request's Authorization header (mutating requests need it when a token
-// is configured).
+// `authorization`: the request's Authorization header (mutating requests, and reading the
+// config, need it when a token is configured).
 response handle(const context& ctx, std::string_view method, std::string_view path,
                 std::string_view authorization = {});
 

@@ -17,6 +17,7 @@ enum class error_kind {
   forbidden,             // 403: an admin request the listener's exposure does not allow
   not_found,             // 404: no route
   method_not_allowed,    // 405 (admin pages)
+  conflict,              // 409: an admin request the gateway's state refuses (undrain while stopping)
   model_not_found,       // 404: no endpoint serves the model the body names
   payload_too_large,     // 413
   header_too_large,      // 431
@@ -39,6 +40,7 @@ enum class outcome_kind {
   stale_connection,       // a pooled connection was found closed before any response byte
   reset_before_request,   // a fresh connection failed before any request byte was written
   reset_before_response,  // the backend closed without a response head
+  endpoint_down,          // the probes found the endpoint down before it answered
   response_timeout,       // no response head in time
   bad_response,           // malformed or oversized response head
   reset_during_response,  // the backend failed after the response started

@@ -55,6 +55,11 @@ struct limits_config {
   // How much of a request body must have arrived (or all of it, if smaller) before the gateway
   // takes an upstream connection for it: a client trickling its body holds no backend.
   std::size_t body_prebuffer_bytes = 64 * 1024;
+  // The slowest a client may send its request body or read a response, in bytes/s, once it has
+  // waited timeouts.data_rate_window (each byte earns 1/min_data_rate s of waiting, never more
+  // than the window); 0: no floor. A request body below it: 408; a response: the connection
+  // closes. Nothing upstream waits on a client that does not keep up.
+  std::size_t min_data_rate = 1024;
 };
 
 // When an upstream exchange gives up; per cluster, each key overridable per route.
@@ -73,6 +78,7 @@ struct timeouts_config {
   duration header = std::chrono::seconds(10);  // absolute, from a request's first byte
   duration body = std::chrono::seconds(30);    // absolute: the whole body, from the head's end
   duration idle = std::chrono::seconds(60);    // keep-alive between requests
+  duration data_rate_window = std::chrono::seconds(10);  // see limits.min_data_rate
   upstream_timeouts upstream;  // keys upstream_connect, upstream_response (first_byte),
                                // upstream_idle
 };
@@ -251,6 +257,11 @@ struct cluster_limits {
   // before its next request gets 429 instead of a place in the queue.
   std::string client_key;
   double client_share = 0.5;
+  // The part of the cluster's connections (endpoints x pool.max_connections_per_endpoint, per
+  // worker) one client (client_key, else its address) may hold at any time, full or not: its
+  // next request gets 429. 1: no cap. Behind a proxy that hides client addresses, set client_key
+  // to a header that tells clients apart.
+  double client_cap = 0.5;
 };
 
 enum class request_priority { sheddable, standard, critical };

@@ -40,6 +40,11 @@ struct connection_settings {
   common::duration header_timeout = std::chrono::seconds(10);  // absolute, from the first byte
   common::duration body_timeout = std::chrono::seconds(30);    // absolute, from the head's end
   common::duration idle_timeout = std::chrono::seconds(60);    // keep-alive, and each write
+  // The slowest a client may move a body (its request body in, a response out) once it has
+  // used up `rate_window` of waiting: each byte earns 1/min_rate seconds of waiting, never more
+  // than the window. 0: no floor. Below it: 408 (request), the connection closed (response).
+  std::uint64_t min_rate = 0;
+  common::duration rate_window = std::chrono::seconds(10);
 };
 
 class connection;
@@ -175,6 +180,11 @@ class connection : public list_hook {
   void make_room(std::size_t want);
   void start_watch();
   static void on_expire(void* self);
+  // The waiting a transfer may still do at the client's pace (settings.min_rate), and its
+  // update after `waited` spent to move `bytes`.
+  common::duration pace_left() const;
+  void paced(common::duration waited, std::size_t bytes);
+  static void on_write_progress(void* self, std::size_t total);
   friend void intrusive_ptr_add_ref(connection* c) { ++c->refs_; }
   friend void intrusive_ptr_release(connection* c);
 
@@ -198,6 +208,10 @@ class connection : public list_hook {
 
   std::string request_id_, method_, path_, client_ip_, out_, note_;
   common::time_point request_start_, body_deadline_;
+  double pace_budget_s_ = 0;            // see pace_left(); refilled per body and per response
+  common::time_point write_progress_at_;  // the last progress of the write in flight
+  std::size_t write_progress_ = 0;        // its bytes written so far
+  bool paced_out_ = false;                // the last wait ended for lack of pace
   std::uint64_t bytes_in_ = 0, bytes_out_ = 0;
   int status_ = 0;
   bool response_started_ = false;

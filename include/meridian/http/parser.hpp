@@ -67,6 +67,8 @@ struct message_head {
   bool is_hop_by_hop(std::string_view name) const;
   // First value of a header (case-insensitive name), or empty.
   std::string_view find(std::string_view name) const;
+  // How many times a header appears (an empty value counts).
+  std::size_t count(std::string_view name) const;
 };
 
 struct request_head : message_head {

@@ -19,7 +19,8 @@ class model_scanner {
     scanning,    // valid so far, the top-level object has not closed yet
     done,        // the top-level object closed (only whitespace may follow)
     duplicate,   // a second top-level "model" key (sticky)
-    invalid,     // not JSON, nested deeper than max_depth, or bytes after the object
+    invalid,     // not JSON, or bytes after the object
+    too_deep,    // nested deeper than max_depth: valid JSON perhaps, but not read (sticky)
     not_object,  // JSON whose top-level value is not an object
     too_long,    // the model string is longer than max_model_bytes (sticky)
   };

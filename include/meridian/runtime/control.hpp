@@ -17,7 +17,7 @@ namespace meridian::runtime {
 
 // What the drain sequence does to the rest of the gateway; each is called on the control thread.
 struct drain_hooks {
-  std::function<void()> on_draining;              // readiness and metrics: draining now
+  std::function<void(bool)> on_draining;  // readiness and metrics: draining now (or no longer)
   std::function<void()> stop_accepting;           // close the listeners
   std::function<void()> drain_workers;            // finish in-flight work, close idle clients
   std::function<std::size_t()> open_connections;  // client connections still open
@@ -38,6 +38,9 @@ class control {
   // Readiness fails and stays failed; requests keep being served and nothing stops (a load
   // balancer takes the gateway out; begin_drain() stops it later). Control thread.
   void fail_readiness();
+  // Readiness passes again after fail_readiness() (a mistaken drain); false once the stop
+  // sequence has begun, which nothing undoes. Control thread.
+  bool restore_readiness();
   // Readable from any thread.
   bool draining() const;
   const std::atomic<bool>& draining_flag() const;

@@ -18,4 +18,11 @@ namespace meridian::runtime {
 boost::asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> write_all(
     boost::asio::ip::tcp::socket& socket, std::span<const boost::asio::const_buffer> buffers);
 
+// The same, calling `progress(ctx, total)` after each partial write with the bytes written so
+// far (a deadline that moves with the peer's pace).
+using write_progress = void (*)(void* ctx, std::size_t total);
+boost::asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> write_all(
+    boost::asio::ip::tcp::socket& socket, std::span<const boost::asio::const_buffer> buffers,
+    write_progress progress, void* ctx);
+
 }  // namespace meridian::runtime

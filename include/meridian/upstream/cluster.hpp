@@ -6,6 +6,7 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/intrusive/list.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <chrono>
@@ -104,6 +105,20 @@ struct pooled_connection {
   std::chrono::steady_clock::time_point idle_since;
 };
 
+// A request in flight on an endpoint that wants to know when the probes find the endpoint down
+// (an upstream attempt: it gives up at once instead of waiting out its deadline). Unlinks itself
+// when destroyed. Worker thread.
+class down_watch
+    : public boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+ public:
+  virtual void endpoint_down() = 0;
+
+ protected:
+  ~down_watch() = default;
+};
+using down_watch_list =
+    boost::intrusive::list<down_watch, boost::intrusive::constant_time_size<false>>;
+
 struct endpoint_state {
   std::shared_ptr<const topology> owner;  // keeps `info` alive, even after a reload
   const endpoint_info* info = nullptr;
@@ -114,6 +129,7 @@ struct endpoint_state {
   std::vector<pooled_connection> idle;   // most recently used at the back
   std::size_t open = 0;                  // idle + busy connections of this worker
   common::log_limiter connect_warnings;  // "connect to X failed", at most a few per 10 s
+  down_watch_list watchers;              // this worker's requests in flight on it
 };
 
 struct cluster_state {
@@ -202,12 +218,17 @@ class worker_upstreams {
   void observe_tpot(endpoint_state& ep, double seconds_per_token, common::time_point now,
                     std::size_t tokens = 0, double batch = 0);
 
-  // Passive health (outlier ejection, per worker): connect failures and 5xx responses in a row
+  // Passive health (outlier ejection, per worker): connect failures, and 5xx responses or
+  // responses cut short (a stream broken off mid-answer, resumed elsewhere or not) in a row,
   // eject an endpoint for a time that grows with each ejection, never more than the cluster's
-  // max_ejected_share; a 4xx is the client's doing and never counts.
+  // max_ejected_share; a 4xx is the client's doing and never counts. The 5xx count starts over
+  // only when a response reaches its end (record_complete), not at a 200 head: a backend that
+  // answers 200 and cuts every stream is a failing one.
   void record_connect_failure(endpoint_state& ep, common::time_point now);
   void record_success(endpoint_state& ep);
   void record_status(endpoint_state& ep, int status, common::time_point now);
+  void record_complete(endpoint_state& ep);
+  void record_cut(endpoint_state& ep, common::time_point now);
   // A hedge race (routes that hedge): the endpoint's try answered before the hedge deadline
   // (on_time), or was overdue and the hedge answered first (lost).
   enum class race { on_time, lost };
@@ -215,12 +236,13 @@ class worker_upstreams {
   void refresh_health(common::time_point now);
   // Adopts the control thread's probe signals: health verdicts, RTT, scraped load (and this
   // worker's counts at that moment, for dead reckoning), models. A passing probe lifts an
-  // ejection.
+  // ejection; probes that find an endpoint down tell its requests in flight (down_watch).
   void apply_signals(const signals& s);
 
  private:
-  // Why an endpoint is ejected (the log line says it; only slowness outlives a passing probe).
-  enum class ejection_cause { connect_failures, responses_5xx, hedge_losses };
+  // Why an endpoint is ejected (the log line says it). Slowness and cut streams outlive a passing
+  // probe: a probe proves the endpoint alive, not fast, nor able to finish an answer.
+  enum class ejection_cause { connect_failures, responses_5xx, cut_streams, hedge_losses };
   void eject(cluster_state& cs, endpoint_state& ep, common::time_point now, ejection_cause why);
   cluster_state& cluster_of(const endpoint_state& ep) { return clusters_[ep.info->cluster]; }
   std::shared_ptr<const topology> topo_;

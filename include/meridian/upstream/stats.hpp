@@ -46,9 +46,9 @@ struct endpoint_stats {
   bool ejected = false;
   bool local_zone = true;                  // in the gateway's zone (or no zone configured)
   std::uint32_t consecutive_failures = 0;  // connect failures
-  std::uint32_t consecutive_5xx = 0;
+  std::uint32_t consecutive_5xx = 0;  // 5xx responses and cut streams, with no whole response
   std::uint32_t consecutive_hedge_losses = 0;  // hedge races its overdue try lost, in a row
-  bool ejected_slow = false;    // the ejection is for slowness: a passing probe does not lift it
+  bool ejected_for_time = false;  // for slowness or cut streams: only time lifts it, no probe
   std::uint32_t ejections = 0;  // how often; each ejection lasts longer
   std::int64_t ejected_until_ns = 0;  // steady clock
   std::uint64_t successes_at_ejection = 0;

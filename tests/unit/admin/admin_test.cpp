@@ -10,22 +10,36 @@ using namespace meridian;
 
 namespace {
 struct fixture {
-  std::shared_ptr<const config::gateway_config> cfg = config::load_string(R"(
+  // `two`: a second cluster, "mistral", with one endpoint.
+  static std::shared_ptr<const config::gateway_config> make_cfg(bool two) {
+    std::string y = R"(
 listeners: [ { address: 127.0.0.1:0 } ]
-clusters: [ { name: llama, endpoints: [ {address: 127.0.0.1:9201, zone: edge}, 127.0.0.1:9202 ] } ]
-routes: [ { match: { path_prefix: / }, cluster: llama } ]
-)",
-                                                                          "t");
+clusters:
+  - { name: llama, endpoints: [ {address: 127.0.0.1:9201, zone: edge}, 127.0.0.1:9202 ] }
+)";
+    if (two) y += "  - { name: mistral, endpoints: [ 127.0.0.1:9203 ] }\n";
+    y += "routes: [ { match: { path_prefix: / }, cluster: llama } ]\n";
+    return config::load_string(y, "t");
+  }
+  static metrics::layout make_layout(bool two) {
+    metrics::layout l{
+        {"r"}, {"llama"}, {"llama"}, {{"127.0.0.1:9201", "127.0.0.1:9202"}}, {"public"}};
+    if (two) {
+      l.clusters.push_back("mistral");
+      l.endpoints.push_back({"127.0.0.1:9203"});
+    }
+    return l;
+  }
+  explicit fixture(bool two = false) : fixture(two, 0) {}
+  bool two_;
+  std::shared_ptr<const config::gateway_config> cfg;
   upstream::identity_table ids;
-  metrics::registry reg{
-      metrics::layout{
-          {"r"}, {"llama"}, {"llama"}, {{"127.0.0.1:9201", "127.0.0.1:9202"}}, {"public"}},
-      2};
+  metrics::registry reg;
   std::shared_ptr<const upstream::topology> topo = upstream::resolve_topology(*cfg, ids, reg);
   upstream::worker_upstreams w1{topo, 0}, w2{topo, 1};
   std::atomic<bool> draining{false};
   admin::context ctx;
-  fixture() {
+  fixture(bool two, int) : two_(two), cfg(make_cfg(two)), reg(make_layout(two), 2) {
     ctx.cfg = cfg.get();
     ctx.metrics = &reg;
     ctx.workers = {&w1, &w2};
@@ -35,7 +49,7 @@ routes: [ { match: { path_prefix: / }, cluster: llama } ]
     ctx.signals = [this] {
       auto s = std::make_shared<upstream::signals>();
       s->topo = topo;
-      s->clusters.emplace_back(topo->clusters[0].endpoints.size());
+      for (const auto& c : topo->clusters) s->clusters.emplace_back(c.endpoints.size());
       return std::shared_ptr<const upstream::signals>(std::move(s));
     };
   }
@@ -52,11 +66,11 @@ TEST_CASE("livez, readyz and drain") {
   CHECK(r.body.find("\"code\":\"draining\"") != std::string::npos);
 }
 
-TEST_CASE("readyz asks about a cluster only when told to: one dead cluster is no outage") {
-  fixture f;
+TEST_CASE("readyz fails when no cluster can serve; one dead cluster among others is no outage") {
+  fixture f(true);
   for (auto* w : {&f.w1, &f.w2})
     for (auto& ep : w->cluster(0).endpoints) ep->stats.healthy_shared = false;
-  CHECK(admin::handle(f.ctx, "GET", "/readyz").status == 200);
+  CHECK(admin::handle(f.ctx, "GET", "/readyz").status == 200);  // mistral still serves
   auto name = f.cfg->clusters[0].name;
   auto r = admin::handle(f.ctx, "GET", "/readyz?cluster=" + name);
   CHECK(r.status == 503);
@@ -64,6 +78,13 @@ TEST_CASE("readyz asks about a cluster only when told to: one dead cluster is no
   f.w2.cluster(0).endpoints[1]->stats.healthy_shared = true;
   CHECK(admin::handle(f.ctx, "GET", "/readyz?cluster=" + name).status == 200);
   CHECK(admin::handle(f.ctx, "GET", "/readyz?cluster=nope").status == 404);
+  // Every engine down (frozen, say): nothing this replica could serve, so it is not ready.
+  for (auto* w : {&f.w1, &f.w2})
+    for (std::size_t c = 0; c < 2; ++c)
+      for (auto& ep : w->cluster(c).endpoints) ep->stats.healthy_shared = false;
+  r = admin::handle(f.ctx, "GET", "/readyz");
+  CHECK(r.status == 503);
+  CHECK(r.body.find("no cluster has a healthy endpoint") != std::string::npos);
 }
 
 TEST_CASE("admin endpoints sums workers and metrics has the io backend") {
@@ -124,6 +145,16 @@ routes: [ { match: { path_prefix: / }, cluster: llama } ]
         200);
   CHECK(drains == 1);
   CHECK(reloads == 1);
+  // A mistaken drain is undone (409 once the gateway is stopping).
+  bool stopping = false;
+  f.ctx.on_undrain = [&] { return !stopping; };
+  CHECK(admin::handle(f.ctx, "POST", "/admin/undrain").status == 401);
+  auto u = admin::handle(f.ctx, "POST", "/admin/undrain", "Bearer s3cret-token-0123456789");
+  CHECK(u.status == 200);
+  CHECK(u.body == "{\"draining\":false}\n");
+  stopping = true;
+  CHECK(admin::handle(f.ctx, "POST", "/admin/undrain", "Bearer s3cret-token-0123456789").status ==
+        409);
   int quits = 0;
   f.ctx.on_quit = [&] { ++quits; };
   CHECK(admin::handle(f.ctx, "POST", "/admin/quit").status == 401);
@@ -132,8 +163,11 @@ routes: [ { match: { path_prefix: / }, cluster: llama } ]
   CHECK(q.body == "{\"draining\":true,\"stopping\":true}\n");
   CHECK(quits == 1);
   CHECK(drains == 1);
-  // The effective config is readable without a token; it names the token's file, not the token.
-  auto shown = admin::handle(f.ctx, "GET", "/admin/config");
+  // The effective config shows routes and header matches: with a token set, it needs it. It
+  // names the token's file, not the token.
+  CHECK(admin::handle(f.ctx, "GET", "/admin/config").status == 401);
+  CHECK(admin::handle(f.ctx, "GET", "/admin/config", "Bearer wrong").status == 401);
+  auto shown = admin::handle(f.ctx, "GET", "/admin/config", "Bearer s3cret-token-0123456789");
   CHECK(shown.status == 200);
   CHECK(shown.content_type == "application/yaml");
   CHECK(shown.body.find(std::string("token_file: ") + path) != std::string::npos);

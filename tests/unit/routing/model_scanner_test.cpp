@@ -207,8 +207,8 @@ TEST_CASE("model_scanner caps nesting depth") {
     return R"({"a":)" + std::string(levels, '[') + std::string(levels, ']') + R"(,"model":"m"})";
   };
   CHECK(model_of(nested(model_scanner::max_depth - 1)) == "m");
-  CHECK(state_of(nested(model_scanner::max_depth)) == st::invalid);
-  CHECK(state_of(R"({"a":)" + std::string(100000, '[')) == st::invalid);
+  CHECK(state_of(nested(model_scanner::max_depth)) == st::too_deep);
+  CHECK(state_of(R"({"a":)" + std::string(100000, '[')) == st::too_deep);
 }
 
 TEST_CASE("model_scanner keeps at most max_model_bytes of model") {

@@ -16,7 +16,7 @@ struct recorder {
   std::size_t open = 2;
   runtime::drain_hooks hooks() {
     runtime::drain_hooks h;
-    h.on_draining = [this] { events.push_back("draining"); };
+    h.on_draining = [this](bool on) { events.push_back(on ? "draining" : "ready"); };
     h.stop_accepting = [this] { events.push_back("stop_accepting"); };
     h.drain_workers = [this] { events.push_back("drain_workers"); };
     h.open_connections = [this] {
@@ -57,4 +57,26 @@ TEST_CASE("a drain that times out closes what is left") {
   CHECK(std::chrono::steady_clock::now() - start < 5s);
   CHECK(r.events.back() == "abort_all");
   CHECK(r.open > 0);
+}
+
+TEST_CASE("a drain of readiness alone can be undone; a stop cannot") {
+  recorder r;
+  runtime::control c({10ms, 5s}, r.hooks());
+  bool first = false, second = true;
+  boost::asio::post(c.io(), [&] {
+    c.fail_readiness();
+    CHECK(c.draining());
+    first = c.restore_readiness();  // a mistaken POST /admin/drain, undone
+    CHECK_FALSE(c.draining());
+    c.begin_drain();
+    second = c.restore_readiness();  // stopping: stays drained
+    CHECK(c.draining());
+  });
+  c.run();
+  CHECK(first);
+  CHECK_FALSE(second);
+  CHECK(r.events.size() >= 3);
+  CHECK(r.events[0] == "draining");
+  CHECK(r.events[1] == "ready");
+  CHECK(r.events[2] == "draining");
 }

@@ -38,7 +38,8 @@ TEST_CASE("consecutive 5xx eject an endpoint; 4xx never do") {
   CHECK(ep.stats.healthy);
   ups.record_status(ep, 503, t0());
   ups.record_status(ep, 502, t0());
-  ups.record_status(ep, 200, t0());  // a success in between starts the count over
+  ups.record_status(ep, 200, t0());  // a 200 head alone proves nothing: the count stays
+  ups.record_complete(ep);           // a whole response starts the count over
   ups.record_status(ep, 500, t0());
   ups.record_status(ep, 500, t0());
   CHECK(ep.stats.healthy);
@@ -47,6 +48,36 @@ TEST_CASE("consecutive 5xx eject an endpoint; 4xx never do") {
   CHECK_FALSE(ep.stats.healthy);
   CHECK_FALSE(ep.stats.healthy_shared.load());
   CHECK(ep.metrics->ejections.value() == 1);  // meridian_endpoint_ejections_total
+}
+
+TEST_CASE("streams cut mid-answer eject like 5xx; only time lifts that ejection") {
+  auto topo = topo_of(2);
+  upstream::worker_upstreams ups(topo, 0);
+  auto& ep = *ups.cluster(0).endpoints[0];
+  // Every answer starts with a 200 head and is cut: the heads must not start the count over.
+  for (int i = 0; i < 2; ++i) {
+    ups.record_status(ep, 200, t0());
+    ups.record_cut(ep, t0());
+  }
+  CHECK(ep.stats.healthy);
+  ups.record_status(ep, 200, t0());
+  ups.record_cut(ep, t0());  // the third in a row (the test cluster's consecutive_5xx)
+  CHECK_FALSE(ep.stats.healthy);
+  CHECK(ep.metrics->ejections.value() == 1);
+  // Its probe keeps passing (it answers /health): that says nothing of its streams.
+  upstream::signals s;
+  s.topo = topo;
+  s.clusters.assign(1, std::vector<upstream::probe_signals>(2));
+  s.clusters[0][0].probed = s.clusters[0][0].healthy = true;
+  s.clusters[0][0].successes = 5;
+  ups.apply_signals(s);
+  CHECK_FALSE(ep.stats.healthy);
+  ups.refresh_health(t0() + 10s);
+  CHECK(ep.stats.healthy);
+  ups.record_cut(ep, t0() + 10s);  // back on trial: one more cut ejects it again, for longer
+  CHECK_FALSE(ep.stats.healthy);
+  ups.refresh_health(t0() + 29s);
+  CHECK_FALSE(ep.stats.healthy);
 }
 
 TEST_CASE("ejections grow with each one, up to the maximum, and time lifts them") {
