@@ -122,6 +122,7 @@ bool connection::reparse_head() {
 // ---- the request loop ------------------------------------------------------------------------
 
 void connection::begin_request() {
+  write_pace_s_ = std::chrono::duration<double>(env_.settings.rate_window).count();
   request_id_.clear();
   method_.clear();
   path_.clear();
@@ -235,7 +236,7 @@ asio::awaitable<bool> connection::read_head() {
   body_.start(head_.body, head_.content_length, s.max_body_bytes);
   // The whole body, however slowly it comes, must arrive within the body timeout.
   body_deadline_ = env_.clock->now() + s.body_timeout;
-  pace_budget_s_ = std::chrono::duration<double>(s.rate_window).count();
+  body_pace_s_ = std::chrono::duration<double>(s.rate_window).count();
   deadline_.clear();
   co_return true;
 }
@@ -305,17 +306,17 @@ asio::awaitable<bool> connection::send_continue() {
   co_return co_await write(b);
 }
 
-common::duration connection::pace_left() const {
+common::duration connection::pace_left(double budget_s) {
   return std::chrono::duration_cast<common::duration>(
-      std::chrono::duration<double>(std::max(0.0, pace_budget_s_)));
+      std::chrono::duration<double>(std::max(0.0, budget_s)));
 }
 
-void connection::paced(common::duration waited, std::size_t bytes) {
+void connection::paced(double& budget_s, common::duration waited, std::size_t bytes) const {
   const auto& s = env_.settings;
   if (s.min_rate == 0) return;
   double window = std::chrono::duration<double>(s.rate_window).count();
-  pace_budget_s_ = std::min(window, pace_budget_s_ - std::chrono::duration<double>(waited).count() +
-                                        static_cast<double>(bytes) / static_cast<double>(s.min_rate));
+  budget_s = std::min(window, budget_s - std::chrono::duration<double>(waited).count() +
+                                  static_cast<double>(bytes) / static_cast<double>(s.min_rate));
 }
 
 // Reads more body bytes under the body deadline, and the client's pace (settings.min_rate).
@@ -326,13 +327,14 @@ asio::awaitable<body_result> connection::read_body_bytes() {
   }
   const auto& s = env_.settings;
   auto start = env_.clock->now();
-  bool by_pace = s.min_rate > 0 && start + pace_left() < body_deadline_;
-  deadline_.set(by_pace ? start + pace_left() : body_deadline_);
+  auto paced_until = start + pace_left(body_pace_s_);
+  bool by_pace = s.min_rate > 0 && paced_until < body_deadline_;
+  deadline_.set(by_pace ? paced_until : body_deadline_);
   answer_on_expiry_ = true;
   auto n = co_await read_some(read_chunk);
   answer_on_expiry_ = false;
   deadline_.clear();
-  paced(env_.clock->now() - start, n);
+  paced(body_pace_s_, env_.clock->now() - start, n);
   if (n != 0) co_return body_result::ok;
   if (deadline_.expired()) {
     note_ = by_pace ? common::cat("request body slower than ", s.min_rate, " bytes/s")
@@ -407,10 +409,10 @@ asio::awaitable<body_result> connection::read_body(std::span<std::string_view> s
 void connection::on_write_progress(void* self, std::size_t total) {
   auto& c = *static_cast<connection*>(self);
   auto now = c.env_.clock->now();
-  c.paced(now - c.write_progress_at_, total - c.write_progress_);
+  c.paced(c.write_pace_s_, now - c.write_progress_at_, total - c.write_progress_);
   c.write_progress_at_ = now;
   c.write_progress_ = total;
-  c.deadline_.set(now + std::min(c.env_.settings.idle_timeout, c.pace_left()));
+  c.deadline_.set(now + std::min(c.env_.settings.idle_timeout, pace_left(c.write_pace_s_)));
 }
 
 asio::awaitable<bool> connection::write(std::span<const asio::const_buffer> buffers) {
@@ -425,9 +427,9 @@ asio::awaitable<bool> connection::write(std::span<const asio::const_buffer> buff
     // (and the backend connection behind it) is freed.
     write_progress_at_ = now;
     write_progress_ = 0;
-    deadline_.set(now + std::min(s.idle_timeout, pace_left()));
+    deadline_.set(now + std::min(s.idle_timeout, pace_left(write_pace_s_)));
     r = co_await runtime::write_all(socket_, buffers, &connection::on_write_progress, this);
-    paced(env_.clock->now() - write_progress_at_, std::get<1>(r) - write_progress_);
+    paced(write_pace_s_, env_.clock->now() - write_progress_at_, std::get<1>(r) - write_progress_);
   }
   auto [ec, n] = r;
   bool cut = deadline_.expired();

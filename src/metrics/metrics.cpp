@@ -217,6 +217,11 @@ void collect_endpoints(const detail::series_plan& p, const endpoint_set& eps,
                    "Outlier ejections of an endpoint (consecutive 5xx or connect failures), "
                    "summed over the workers that each eject on their own",
                    MetricType::Counter);
+  auto ft = family("meridian_endpoint_time_to_first_token_seconds",
+                   "Streams only: time from the request sent to an endpoint to the first SSE data "
+                   "event of its answer (per-endpoint TTFT; the route's TTFT counts from the "
+                   "client's first byte, retries included)",
+                   MetricType::Histogram);
   auto fb = family("meridian_endpoint_first_byte_seconds",
                    "Time from the request sent to an endpoint to the first byte of its response "
                    "body (a stream's first token)",
@@ -226,7 +231,7 @@ void collect_endpoints(const detail::series_plan& p, const endpoint_set& eps,
       std::uint64_t requests = 0, ejections = 0;
       std::int64_t in_flight = 0;
       std::array<std::uint64_t, kinds> errors{};
-      histogram_sum first_byte;
+      histogram_sum first_byte, first_token;
       for (unsigned w = 0; w < es->workers(); ++w) {
         const auto& em = es->worker(w);
         requests += em.requests.value();
@@ -234,11 +239,13 @@ void collect_endpoints(const detail::series_plan& p, const endpoint_set& eps,
         in_flight += em.in_flight.value();
         for (std::size_t k = 0; k < kinds; ++k) errors[k] += em.errors[k].value();
         first_byte.add(em.first_byte);
+        first_token.add(em.first_token);
       }
       labels l{{"cluster", p.clusters[c]}, {"endpoint", es->address()}};
       add_value(req, l, static_cast<double>(requests));
       add_value(ej, l, static_cast<double>(ejections));
       add_histogram(fb, l, first_byte);
+      add_histogram(ft, l, first_token);
       add_value(inf, l, static_cast<double>(in_flight));
       for (std::size_t k = 0; k < kinds; ++k) {
         auto lk = l;
@@ -247,7 +254,7 @@ void collect_endpoints(const detail::series_plan& p, const endpoint_set& eps,
       }
     }
   }
-  for (auto* f : {&req, &inf, &err, &ej, &fb}) out.push_back(std::move(*f));
+  for (auto* f : {&req, &inf, &err, &ej, &fb, &ft}) out.push_back(std::move(*f));
 }
 
 constexpr const char* decision_names[] = {"score", "round_robin", "least_request",

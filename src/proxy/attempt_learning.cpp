@@ -41,6 +41,7 @@ void attempt::observe(std::string_view payload) {
     else
       w_.ups.observe_ttft(*ep_, s, now, queued_, uncached_);
     if (rm_) rm_->ttft.observe(common::seconds_between(request_start_, now));
+    ep_->metrics->first_token.observe(common::seconds_between(sent_at_, now));
   }
   if (r.first && r.events > 1) steady_tokens_ += r.events - 1;  // arrived with the first
   if (r.gap) {

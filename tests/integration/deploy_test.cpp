@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -29,6 +30,10 @@ int check(std::vector<std::string> args, const std::string& config) {
   for (const auto& a : args) cmd += " " + quoted(a);
   int st = std::system((cmd + " >/dev/null 2>&1").c_str());
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+bool has_text(const std::string& text, const std::string& needle) {
+  return text.find(needle) != std::string::npos;
 }
 
 std::string slurp(const std::string& path) {
@@ -75,10 +80,68 @@ TEST_CASE("the Kubernetes manifests: their ConfigMap passes --check with the Dep
   CHECK(container["securityContext"]["readOnlyRootFilesystem"].as<bool>());
   CHECK(container["securityContext"]["capabilities"]["drop"][0].as<std::string>() == "ALL");
   CHECK(container["resources"]["limits"]["cpu"]);
-  // io_uring allowed through the shipped profile, installed on the node.
-  auto seccomp = spec["securityContext"]["seccompProfile"];
+  // Starts on a stock cluster: the runtime's default seccomp profile (epoll), nothing the nodes
+  // must hold first. The io_uring profile is an opt-in patch naming the shipped profile.
+  CHECK(spec["securityContext"]["seccompProfile"]["type"].as<std::string>() == "RuntimeDefault");
+  auto patch = YAML::LoadFile(source + "/docker/kubernetes-io_uring-patch.yaml");
+  auto seccomp = patch["spec"]["template"]["spec"]["securityContext"]["seccompProfile"];
   CHECK(seccomp["type"].as<std::string>() == "Localhost");
-  CHECK(seccomp["localhostProfile"].as<std::string>().ends_with("meridian-io_uring.json"));
+  CHECK(seccomp["localhostProfile"].as<std::string>() == "profiles/meridian-io_uring.json");
+  CHECK(has_text(slurp(source + "/docker/README.md"), "/var/lib/kubelet/seccomp/profiles/meridian-io_uring.json"));
+  // Readiness covers the cluster the deployment serves.
+  auto readiness = container["readinessProbe"]["httpGet"]["path"].as<std::string>();
+  CHECK(readiness == "/readyz?cluster=" + cfg["clusters"][0]["name"].as<std::string>());
+  // Prometheus reaches the admin port from any namespace; the ServiceMonitor finds a Service
+  // with the admin port by the labels and port name it names.
+  for (const auto& d : docs) {
+    auto kind = d["kind"].as<std::string>();
+    if (kind == "NetworkPolicy") {
+      bool any_namespace = false;
+      for (const auto& rule : d["spec"]["ingress"])
+        if (rule["ports"][0]["port"].as<int>() == 9901)
+          for (const auto& from : rule["from"])
+            any_namespace = any_namespace || (from["namespaceSelector"] &&
+                                              from["namespaceSelector"].size() == 0 &&
+                                              from["podSelector"]);
+      CHECK(any_namespace);
+    }
+    if (kind == "ServiceMonitor") {
+      auto want = d["spec"]["selector"]["matchLabels"];
+      auto port = d["spec"]["endpoints"][0]["port"].as<std::string>();
+      bool found = false;
+      for (const auto& svc : docs) {
+        if (svc["kind"].as<std::string>() != "Service" || !svc["metadata"]["labels"]) continue;
+        bool labels = true;
+        for (const auto& kv : want)
+          labels = labels && svc["metadata"]["labels"][kv.first.as<std::string>()] &&
+                   svc["metadata"]["labels"][kv.first.as<std::string>()].as<std::string>() ==
+                       kv.second.as<std::string>();
+        for (const auto& p : svc["spec"]["ports"])
+          found = found || (labels && p["name"].as<std::string>() == port &&
+                            p["port"].as<int>() == 9901);
+      }
+      CHECK(found);
+    }
+    if (kind == "PrometheusRule") {
+      // The same groups as docker/alerts.yaml, and the alerts an SRE pages on.
+      YAML::Emitter a, b;
+      a << d["spec"]["groups"];
+      b << YAML::LoadFile(source + "/docker/alerts.yaml")["groups"];
+      CHECK(std::string(a.c_str()) == std::string(b.c_str()));
+      std::set<std::string> alerts;
+      for (const auto& g : d["spec"]["groups"])
+        for (const auto& r : g["rules"]) alerts.insert(r["alert"].as<std::string>());
+      for (const char* want : {"MeridianHighErrorRate", "MeridianTTFTHigh",
+                               "MeridianNoHealthyEndpoint", "MeridianShedding"}) {
+        CAPTURE(want);
+        CHECK(alerts.count(want) == 1);
+      }
+    }
+  }
+  for (const char* k : {"ServiceMonitor", "PrometheusRule"}) {
+    CAPTURE(k);
+    CHECK(std::find(kinds.begin(), kinds.end(), k) != kinds.end());
+  }
   // The model servers are found through a headless Service the config names.
   bool headless = false;
   for (const auto& d : docs) {
@@ -139,4 +202,38 @@ TEST_CASE("the compose file: the gateway's arguments pass --check on the image's
   // A build tree from the quick start never reaches the image's build context.
   auto ignore = slurp(source + "/.dockerignore");
   CHECK(ignore.find("\nbuild\n") != std::string::npos);
+}
+
+TEST_CASE("the alert rules load in Prometheus and name only metrics the gateway exports") {
+  auto rules = YAML::LoadFile(source + "/docker/alerts.yaml");
+  // promtool (Debian's prometheus package) parses every expression, when it is installed.
+  if (std::system("command -v promtool >/dev/null 2>&1") == 0) {
+    std::string cmd = "promtool check rules " + quoted(source + "/docker/alerts.yaml") +
+                      " >/dev/null 2>&1";
+    CHECK(std::system(cmd.c_str()) == 0);
+  } else {
+    MESSAGE("promtool not installed: expressions not parsed");
+  }
+  // Every meridian_ metric an alert reads is one the gateway's /metrics has.
+  std::string exported;
+  for (const char* f : {"/src/metrics/metrics.cpp", "/src/metrics/cluster_families.cpp",
+                        "/src/metrics/process.cpp"})
+    exported += slurp(source + f);
+  std::size_t exprs = 0;
+  for (const auto& g : rules["groups"])
+    for (const auto& r : g["rules"]) {
+      auto expr = r["expr"].as<std::string>();
+      ++exprs;
+      for (std::size_t at = expr.find("meridian_"); at != std::string::npos;
+           at = expr.find("meridian_", at + 1)) {
+        auto end = expr.find_first_not_of("abcdefghijklmnopqrstuvwxyz_", at);
+        auto name = expr.substr(at, end - at);
+        for (const char* suffix : {"_bucket"})
+          if (name.ends_with(suffix)) name.resize(name.size() - std::string(suffix).size());
+        CAPTURE(name);
+        CHECK(has_text(exported, "\"" + name + "\""));
+        at = end == std::string::npos ? expr.size() : end;
+      }
+    }
+  CHECK(exprs >= 4);
 }

@@ -306,7 +306,9 @@ TEST_CASE("a burst beyond the connection cap waits for a connection instead of a
     return;
   }
   mock_process be({"--threads", "1"});
-  gateway_process gw(simple_config({be.port()}, "    pool: { max_connections_per_endpoint: 2 }\n" +
+  // All from one address: without client_cap 1 it could hold only one of the two connections.
+  gateway_process gw(simple_config({be.port()}, "    pool: { max_connections_per_endpoint: 2 }\n"
+                                                "    limits: { client_cap: 1 }\n" +
                                                     route_with("priority: standard")));
   int ok = 0;
   for (const auto& raw :

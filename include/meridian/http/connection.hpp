@@ -180,10 +180,11 @@ class connection : public list_hook {
   void make_room(std::size_t want);
   void start_watch();
   static void on_expire(void* self);
-  // The waiting a transfer may still do at the client's pace (settings.min_rate), and its
-  // update after `waited` spent to move `bytes`.
-  common::duration pace_left() const;
-  void paced(common::duration waited, std::size_t bytes);
+  // The waiting a transfer may still do at the client's pace (settings.min_rate), from its
+  // budget (reading the body, or writing the response), and the budget's update after `waited`
+  // spent to move `bytes`.
+  static common::duration pace_left(double budget_s);
+  void paced(double& budget_s, common::duration waited, std::size_t bytes) const;
   static void on_write_progress(void* self, std::size_t total);
   friend void intrusive_ptr_add_ref(connection* c) { ++c->refs_; }
   friend void intrusive_ptr_release(connection* c);
@@ -208,7 +209,8 @@ class connection : public list_hook {
 
   std::string request_id_, method_, path_, client_ip_, out_, note_;
   common::time_point request_start_, body_deadline_;
-  double pace_budget_s_ = 0;            // see pace_left(); refilled per body and per response
+  double body_pace_s_ = 0;   // see pace_left(): refilled when a request's body starts
+  double write_pace_s_ = 0;  // and when its head has been read, for its response
   common::time_point write_progress_at_;  // the last progress of the write in flight
   std::size_t write_progress_ = 0;        // its bytes written so far
   bool paced_out_ = false;                // the last wait ended for lack of pace

@@ -177,6 +177,7 @@ struct alignas(cache_line) route_metrics {
 struct alignas(cache_line) endpoint_metrics {
   counter requests;
   histogram first_byte;  // request sent -> the response's first body byte (a stream's first token)
+  histogram first_token;  // streams only: request sent -> the first SSE data event
   gauge in_flight;
   std::array<counter, static_cast<int>(upstream_error::count_)> errors;
   std::array<counter, static_cast<int>(decision::count_)> decisions;
