@@ -149,6 +149,28 @@ std::uint64_t client_of(const http::connection& c, std::string_view key) {
   return h == 0 ? 1 : h;
 }
 
+std::uint64_t client_key_of(const http::connection& c, const request_context& ctx) {
+  const auto& limits = ctx.snap->cfg->clusters[ctx.cluster].limits;
+  return client_of(c, limits.client_key.empty() ? "ip" : limits.client_key);
+}
+
+// Full or not, one client holds at most its cap of the cluster (limits.client_cap): slow or
+// hostile clients cannot take every backend connection from the rest. Checked as soon as the
+// cluster is known (a capped client's body is not read) and again at admission. True when the
+// client has been answered (429).
+asio::awaitable<bool> refuse_over_cap(http::connection& c, worker_context& w,
+                                      request_context& ctx) {
+  auto& adm = *w.admissions[ctx.cluster];
+  if (!adm.at_cap(client_key_of(c, ctx))) co_return false;
+  w.metrics.cluster(ctx.cluster).shed[static_cast<int>(metrics::shed_reason::client_share)].inc();
+  ctx.flags |= flag_overflow;
+  std::string why =
+      common::cat("this client already has ", adm.cap(), " requests in flight to cluster ",
+                  ctx.snap->cfg->clusters[ctx.cluster].name, " (limits.client_cap)");
+  co_await c.reply_error(error_kind::too_many_requests, why);
+  co_return true;
+}
+
 // Admission to the cluster: a slot at once, or a bounded wait by priority (x-priority, else the
 // route's). False when the client has been answered or has left; else `slot` holds the slot.
 asio::awaitable<bool> admit(http::connection& c, worker_context& w, request_context& ctx,
@@ -171,21 +193,9 @@ asio::awaitable<bool> admit(http::connection& c, worker_context& w, request_cont
     prio = *parsed;
   }
   auto& adm = *w.admissions[ctx.cluster];
-  const auto& limits = ctx.snap->cfg->clusters[ctx.cluster].limits;
-  auto client = client_of(c, limits.client_key.empty() ? "ip" : limits.client_key);
-  if (adm.at_cap(client)) {
-    // Full or not, one client holds at most its cap: slow or hostile clients cannot take every
-    // backend connection from the rest.
-    w.metrics.cluster(ctx.cluster)
-        .shed[static_cast<int>(metrics::shed_reason::client_share)]
-        .inc();
-    ctx.flags |= flag_overflow;
-    co_await c.reply_error(
-        error_kind::too_many_requests,
-        common::cat("this client already has ", adm.cap(), " requests in flight to cluster ",
-                    ctx.snap->cfg->clusters[ctx.cluster].name, " (limits.client_cap)"));
-    co_return false;
-  }
+  auto client = client_key_of(c, ctx);
+  bool capped = co_await refuse_over_cap(c, w, ctx);
+  if (capped) co_return false;
   if (!adm.try_enter(client)) {
     if (adm.over_share(client)) {
       // The cluster is full and this client holds its share: it waits for its own requests, not
@@ -417,6 +427,8 @@ asio::awaitable<void> handler::serve(http::connection& c) {
   }
   ctx.route = m.route;
   ctx.cluster = ctx.snap->routes.route(m.route).cluster_index;
+  bool capped = co_await refuse_over_cap(c, w_, ctx);
+  if (capped) co_return;
   bool timely = co_await set_deadline(c, w_, ctx);
   if (!timely) co_return;
   const auto& cluster_cfg = ctx.snap->cfg->clusters[ctx.cluster];
