@@ -107,7 +107,8 @@ long parse_request_head(std::string_view buf, request_head& out) noexcept {
   });
 }
 
-long parse_response_head(std::string_view buf, response_head& out) noexcept {
+long parse_response_head(std::string_view buf, response_head& out,
+                         std::string_view backend_header) noexcept {
   auto eol = buf.find('\n');
   if (eol == std::string_view::npos) return buf.size() > 64 * 1024 ? -1 : 0;
   std::string_view line = buf.substr(0, eol);
@@ -124,10 +125,10 @@ long parse_response_head(std::string_view buf, response_head& out) noexcept {
   out.content_type = {};
   out.backend = {};
   return walk_headers(buf, eol + 1, [&](std::string_view n, std::string_view v) {
+    if (n.size() == backend_header.size() && iequals(n, backend_header)) out.backend = v;
     switch (n.size()) {
       case 14:
         if (iequals(n, "content-length")) return parse_length(v, out.content_length);
-        if (iequals(n, "x-mock-backend")) out.backend = v;
         break;
       case 17:
         if (iequals(n, "transfer-encoding")) out.chunked = icontains_token(v, "chunked");

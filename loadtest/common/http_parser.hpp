@@ -36,7 +36,9 @@ struct response_head {
 
 // Return the head length (bytes incl. the blank line), 0 if incomplete, -1 if malformed.
 long parse_request_head(std::string_view buf, request_head& out) noexcept;
-long parse_response_head(std::string_view buf, response_head& out) noexcept;
+// `backend_header`: the header whose value names the backend that answered (out.backend).
+long parse_response_head(std::string_view buf, response_head& out,
+                         std::string_view backend_header = "x-mock-backend") noexcept;
 
 // Decodes a Content-Length, chunked or read-until-close body incrementally.
 class body_decoder {

@@ -24,7 +24,7 @@ struct response_progress {
 // bytes are needed, a negative value on a malformed head, 1 once the head is consumed.
 int take_head(worker* w, connection* c, outcome& o, response_progress& p) {
   response_head h;
-  long hl = parse_response_head(c->rb.view(), h);
+  long hl = parse_response_head(c->rb.view(), h, w->cfg.backend_header);
   if (hl == 0) return 0;
   if (hl < 0) return -1;
   p.have_head = true;

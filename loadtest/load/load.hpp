@@ -52,6 +52,18 @@ struct load_config {
   int system_tokens = 1024;
   int turns = 8;
   std::string model = "mock-llm";
+  // Replayed prompts (--dataset, a ShareGPT file): each request sends the next conversation's
+  // first human turn and asks for as many tokens as its answer had (bytes / 4). Empty: off.
+  struct dataset_entry {
+    std::string prompt;  // JSON-escaped
+    int prompt_tokens = 0;
+    int output_tokens = 0;
+  };
+  std::string dataset_path;
+  std::shared_ptr<const std::vector<dataset_entry>> dataset;
+  // The response header that names the backend that answered (per-backend counts and
+  // latencies): the mock's own, or e.g. one an nginx in front adds with $upstream_addr.
+  std::string backend_header = "x-mock-backend";
 
   std::string method = "GET";
   std::string body;                  // plain HTTP mode
@@ -79,6 +91,16 @@ struct load_config {
   std::string finalize();
   rate_profile profile() const;
 };
+
+// A ShareGPT file (a JSON array of {"conversations": [{"from": "human", "value": ...},
+// {"from": "gpt", "value": ...}, ...]}): each usable conversation's first turn and its answer's
+// length. Null with `why` when the file cannot be used.
+std::shared_ptr<const std::vector<load_config::dataset_entry>> load_sharegpt(
+    const std::string& path, std::string& why);
+// "--stages 10s@5,20s@40~,30s@40": stages of a duration at a rate, each a step to its rate, or
+// with ~ a ramp to it from the rate before; the points of the rate profile and (total_s) the
+// stages' whole length. Nullopt when malformed.
+std::optional<std::vector<rate_profile::point>> parse_stages(std::string_view s, double& total_s);
 
 struct request_record {
   double intended_s;  // since start

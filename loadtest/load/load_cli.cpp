@@ -26,6 +26,9 @@ target
 
 load shape
   --rate R                 target requests/s (open loop)
+  --stages LIST            a rate that changes: stages of DURATION@RATE, each a step to its rate,
+                           or with a trailing ~ a ramp to it over the stage, e.g.
+                           "10s@5,30s@50~,20s@50" (sets --duration to their sum)
   --duration D             e.g. 30s (default 10s)
   --warmup D               leave requests intended in the first D out of the statistics
   --arrival KIND           constant | poisson | gamma (default poisson)
@@ -52,6 +55,10 @@ requests
                            --max-tokens), sharing --system-prompts K (default 4) system prompts
                            of --system-tokens T (default 1024); --turns M (default 8) then anew
   --model NAME             (default mock-llm)
+  --dataset FILE           replay a ShareGPT file (what vLLM's benchmark takes): each request sends
+                           the next conversation's first human turn and asks for as many tokens
+                           as its answer had (bytes/4); conversations filtered as vLLM does
+                           (4..1024 prompt tokens, at most 2048 with the answer)
   --storage                object-store mix: --objects N --object-size SIZE --put-ratio F --range-ratio F
                            (the objects are PUT through the target first, unless --no-setup: the
                            store already holds them)
@@ -63,6 +70,9 @@ gates and output
   --json F  --csv F  --html F   result files (vLLM-style JSON, per-request CSV, HTML with SVG charts)
   --scenario FILE.yaml     take the `load:` section of a scenario (flags given too override it)
   --scenario-json FILE     print a scenario file as JSON and exit (used by run-scenario)
+  --backend-header NAME    the response header naming the backend that answered, for per-backend
+                           counts and latencies (default x-mock-backend; behind nginx, e.g. one
+                           added with add_header X-Upstream $upstream_addr)
   --label NAME  --seed N  --progress on|off  --quiet  --version
 figures
   e2el: end-to-end latency, from the request's intended send time to its last byte; ttft: time
@@ -98,7 +108,7 @@ bool known_flag(const std::string& f) {
       "--slo",           "--json",           "--csv",           "--html",
       "--label",         "--seed",           "--progress",      "--quiet",
       "--scenario",      "--header",         "--allow-remote",  "--version",
-      "--no-setup"};
+      "--no-setup",      "--stages",         "--dataset",       "--backend-header"};
   for (auto* k : known)
     if (f == k) return true;
   return false;
@@ -137,6 +147,15 @@ bool apply_shape_flag(const flag& x, load_config& cfg) {
     cfg.url = x.value;
   else if (f == "--rate")
     cfg.rate = x.num(), cfg.profile_points.clear();
+  else if (f == "--stages") {
+    double total = 0;
+    auto points = parse_stages(x.value, total);
+    if (!points)
+      throw std::invalid_argument("--stages: expected DURATION@RATE[~],... e.g. 10s@5,30s@50~");
+    cfg.profile_points = std::move(*points);
+    cfg.duration_s = total;
+    cfg.rate = 0;
+  }
   else if (f == "--duration")
     cfg.duration_s = x.dur();
   else if (f == "--warmup")
@@ -205,6 +224,8 @@ bool apply_request_flag(const flag& x, load_config& cfg) {
     cfg.turns = static_cast<int>(x.num());
   else if (f == "--model")
     cfg.model = v;
+  else if (f == "--dataset")
+    cfg.dataset_path = v;
   else if (f == "--storage")
     cfg.storage = true;
   else if (f == "--no-setup")
@@ -238,6 +259,8 @@ bool apply_output_flag(const flag& x, load_config& cfg) {
     cfg.html_path = v;
   else if (f == "--label")
     cfg.label = v;
+  else if (f == "--backend-header")
+    cfg.backend_header = v;
   else if (f == "--seed")
     cfg.seed = static_cast<std::uint64_t>(x.num());
   else if (f == "--progress")

@@ -1,4 +1,8 @@
 // load_config's validation and derived values (startup only).
+#include <boost/json.hpp>
+
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <string_view>
 
@@ -63,7 +67,88 @@ std::string load_config::finalize() {
   }
   if (!profile_points.empty() && !rate_profile::from_points(profile_points, duration_s))
     return "bad rate profile";
+  if (!dataset_path.empty()) {
+    if (api != openai_api::chat && api != openai_api::completions)
+      return "--dataset needs --openai chat or completions";
+    if (conversations > 0) return "--dataset and --conversations exclude each other";
+    std::string why;
+    auto d = load_sharegpt(dataset_path, why);
+    if (!d) return why;
+    dataset = std::move(d);
+  }
+  if (backend_header.empty()) return "--backend-header needs a header name";
   return {};
+}
+
+std::shared_ptr<const std::vector<load_config::dataset_entry>> load_sharegpt(
+    const std::string& path, std::string& why) {
+  std::ifstream f(path);
+  if (!f) {
+    why = "--dataset: cannot read " + path;
+    return nullptr;
+  }
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  boost::system::error_code ec;
+  auto v = boost::json::parse(text, ec);
+  if (ec || !v.is_array()) {
+    why = "--dataset: " + path + " is not a JSON array of ShareGPT conversations";
+    return nullptr;
+  }
+  auto out = std::make_shared<std::vector<load_config::dataset_entry>>();
+  for (const auto& item : v.as_array()) {
+    const auto* obj = item.if_object();
+    const auto* conv = obj ? obj->if_contains("conversations") : nullptr;
+    if (!conv || !conv->is_array() || conv->as_array().size() < 2) continue;
+    const auto& turns = conv->as_array();
+    const auto* q = turns[0].if_object();
+    const auto* a = turns[1].if_object();
+    if (!q || !a || !q->if_contains("value") || !a->if_contains("value")) continue;
+    if (!(*q).at("value").is_string() || !(*a).at("value").is_string()) continue;
+    const auto& prompt = (*q).at("value").as_string();
+    const auto& answer = (*a).at("value").as_string();
+    // vLLM's benchmark filter: prompts and answers of at least 4 tokens, a prompt of at most
+    // 1024 and both together at most 2048 (tokens counted as bytes / 4 here).
+    int p = static_cast<int>(prompt.size() / 4), o = static_cast<int>(answer.size() / 4);
+    if (p < 4 || o < 4 || p > 1024 || p + o > 2048) continue;
+    auto quoted = boost::json::serialize(boost::json::value(prompt));
+    out->push_back({quoted.substr(1, quoted.size() - 2), p, o});
+  }
+  if (out->empty()) {
+    why = "--dataset: " + path + " holds no usable conversation (a human turn and an answer)";
+    return nullptr;
+  }
+  return out;
+}
+
+std::optional<std::vector<rate_profile::point>> parse_stages(std::string_view s,
+                                                              double& total_s) {
+  std::vector<rate_profile::point> out;
+  total_s = 0;
+  double before = 0;  // the rate the previous stage ended at
+  while (!s.empty()) {
+    auto comma = s.find(',');
+    auto stage = s.substr(0, comma);
+    s = comma == std::string_view::npos ? std::string_view{} : s.substr(comma + 1);
+    auto at = stage.find('@');
+    if (at == std::string_view::npos) return std::nullopt;
+    bool ramp = stage.ends_with('~');
+    auto d = parse_duration(stage.substr(0, at));
+    auto r = parse_double(stage.substr(at + 1, stage.size() - at - 1 - (ramp ? 1 : 0)));
+    if (!d || !r || *r < 0 || d->count() <= 0) return std::nullopt;
+    double len = static_cast<double>(d->count()) / 1e9;
+    // A step holds its rate from its start; a ramp starts from the rate before and reaches its
+    // own at its end.
+    if (ramp) {
+      out.push_back({total_s, before, false});
+      out.push_back({total_s + len, *r, true});
+    } else {
+      out.push_back({total_s, *r, false});
+    }
+    before = *r;
+    total_s += len;
+  }
+  if (out.empty()) return std::nullopt;
+  return out;
 }
 
 rate_profile load_config::profile() const {

@@ -1,6 +1,7 @@
 #include "load/report.hpp"
 
 #include <boost/json.hpp>
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -106,10 +107,16 @@ void print_table(const run_summary& s, const load_config& cfg, std::FILE* out) {
   if (!s.per_backend.empty()) {
     std::uint64_t tot = 0;
     for (auto& b : s.per_backend) tot += b.second;
-    std::fprintf(out, "Per backend (x-mock-backend):\n");
-    for (auto& [n, c] : s.per_backend)
-      std::fprintf(out, "  %-32s %llu (%.1f%%)\n", n.c_str(), static_cast<unsigned long long>(c),
-                   tot ? 100.0 * static_cast<double>(c) / static_cast<double>(tot) : 0);
+    std::fprintf(out, "Per backend (%s):%39s e2e p50     p99  ttft p50     p99 (ms)\n",
+                 cfg.backend_header.c_str(), "");
+    auto lat = backend_latencies(s);
+    for (std::size_t i = 0; i < s.per_backend.size(); ++i) {
+      const auto& [n, c] = s.per_backend[i];
+      std::fprintf(out, "  %-32s %8llu (%5.1f%%) %8.1f %7.1f %9.1f %7.1f\n", n.c_str(),
+                   static_cast<unsigned long long>(c),
+                   tot ? 100.0 * static_cast<double>(c) / static_cast<double>(tot) : 0,
+                   lat[i].e2el_p50, lat[i].e2el_p99, lat[i].ttft_p50, lat[i].ttft_p99);
+    }
   }
   for (auto& r : s.slo_results)
     std::fprintf(out, "SLO %-30s observed %-14s %s\n", r.text.c_str(),
@@ -171,9 +178,16 @@ std::string summary_json(const run_summary& s, const load_config& cfg) {
   json::object pb;
   std::uint64_t tot = 0;
   for (auto& b : s.per_backend) tot += b.second;
-  for (auto& [n, c] : s.per_backend)
+  auto lat = backend_latencies(s);
+  for (std::size_t i = 0; i < s.per_backend.size(); ++i) {
+    const auto& [n, c] = s.per_backend[i];
     pb[n] = {{"count", c},
-             {"share", tot ? static_cast<double>(c) / static_cast<double>(tot) : 0.0}};
+             {"share", tot ? static_cast<double>(c) / static_cast<double>(tot) : 0.0},
+             {"e2el_p50_ms", lat[i].e2el_p50},
+             {"e2el_p99_ms", lat[i].e2el_p99},
+             {"ttft_p50_ms", lat[i].ttft_p50},
+             {"ttft_p99_ms", lat[i].ttft_p99}};
+  }
   o["per_backend"] = std::move(pb);
   json::array slos;
   for (auto& r : s.slo_results)
@@ -211,6 +225,27 @@ bool write_file(const std::string& path, const std::string& content, std::string
     return false;
   }
   return true;
+}
+
+std::vector<backend_latency> backend_latencies(const run_summary& s) {
+  std::vector<std::vector<double>> e2el(s.per_backend.size()), ttft(s.per_backend.size());
+  for (const auto& r : s.records) {
+    if (r.backend >= s.per_backend.size() || r.status < 200 || r.status >= 300 ||
+        static_cast<error_kind>(r.error) != error_kind::none)
+      continue;
+    e2el[r.backend].push_back(r.e2el_ms);
+    if (r.ttft_ms > 0) ttft[r.backend].push_back(r.ttft_ms);  // 0: no stream
+  }
+  auto pct = [](std::vector<double>& v, double q) {
+    if (v.empty()) return -1.0;
+    auto k = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+    return v[k];
+  };
+  std::vector<backend_latency> out(s.per_backend.size());
+  for (std::size_t i = 0; i < out.size(); ++i)
+    out[i] = {pct(e2el[i], 0.5), pct(e2el[i], 0.99), pct(ttft[i], 0.5), pct(ttft[i], 0.99)};
+  return out;
 }
 
 std::string render_csv(const run_summary& s) {

@@ -15,6 +15,13 @@ double ms(std::uint64_t ns) {
   return static_cast<double>(ns) / 1e6;
 }
 
+// A figure with `digits` decimals, for tables.
+std::string fixed(double v, int digits) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
 std::string num(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.4g", v);
@@ -163,10 +170,11 @@ std::string tables(const run_summary& s) {
   o << "<table><tr><th>succeeded</th><th>failed</th><th>duration (s)</th><th>requests/s</th>"
        "<th>goodput (req/s)</th><th>output tokens/s</th><th>sent late</th><th>never "
        "sent</th></tr><tr><td>"
-    << s.completed << "</td><td>" << s.failed << "</td><td>" << s.duration_s << "</td><td>"
-    << s.request_throughput() << "</td><td>" << s.goodput() << "</td><td>"
-    << (s.duration_s > 0 ? static_cast<double>(s.output_tokens) / s.duration_s : 0) << "</td><td>"
-    << s.late << "</td><td>" << s.unsent << "</td></tr></table><br>";
+    << s.completed << "</td><td>" << s.failed << "</td><td>" << fixed(s.duration_s, 2)
+    << "</td><td>" << fixed(s.request_throughput(), 2) << "</td><td>" << fixed(s.goodput(), 2)
+    << "</td><td>"
+    << fixed(s.duration_s > 0 ? static_cast<double>(s.output_tokens) / s.duration_s : 0, 1)
+    << "</td><td>" << s.late << "</td><td>" << s.unsent << "</td></tr></table><br>";
   o << "<table><tr><th>ms</th><th>mean</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</"
        "th><th>p99.99</th><th>max</th></tr>";
   for (auto [n, h] : {std::pair<const char*, const histogram*>{"end to end", &s.e2el},
@@ -175,10 +183,12 @@ std::string tables(const run_summary& s) {
                       {"inter-token latency", &s.itl},
                       {"send lag", &s.send_lag}}) {
     if (!h->count()) continue;
-    o << "<tr><th>" << n << "</th><td>" << h->mean() / 1e6 << "</td><td>" << ms(h->percentile(50))
-      << "</td><td>" << ms(h->percentile(90)) << "</td><td>" << ms(h->percentile(99)) << "</td><td>"
-      << ms(h->percentile(99.9)) << "</td><td>" << ms(h->percentile(99.99)) << "</td><td>"
-      << ms(h->max()) << "</td></tr>";
+    o << "<tr><th>" << n << "</th>";
+    for (double v : {h->mean() / 1e6, ms(h->percentile(50)), ms(h->percentile(90)),
+                     ms(h->percentile(99)), ms(h->percentile(99.9)), ms(h->percentile(99.99)),
+                     ms(h->max())})
+      o << "<td>" << fixed(v, 2) << "</td>";
+    o << "</tr>";
   }
   o << "</table>";
   if (!s.slo_results.empty()) {
@@ -203,9 +213,21 @@ std::string tables(const run_summary& s) {
     o << "</table>";
   }
   if (!s.per_backend.empty()) {
-    o << "<h2>Per backend</h2><table><tr><th>backend</th><th>requests</th></tr>";
-    for (auto& [n, c] : s.per_backend)
-      o << "<tr><td>" << esc(n) << "</td><td>" << c << "</td></tr>";
+    o << "<h2>Per backend</h2><table><tr><th>backend</th><th>requests</th><th>share</th>"
+         "<th>e2e p50 (ms)</th><th>e2e p99 (ms)</th><th>ttft p50 (ms)</th><th>ttft p99 "
+         "(ms)</th></tr>";
+    auto lat = backend_latencies(s);
+    std::uint64_t tot = 0;
+    for (auto& b : s.per_backend) tot += b.second;
+    for (std::size_t i = 0; i < s.per_backend.size(); ++i) {
+      const auto& [n, c] = s.per_backend[i];
+      o << "<tr><td>" << esc(n) << "</td><td>" << c << "</td><td>"
+        << fixed(tot ? 100.0 * static_cast<double>(c) / static_cast<double>(tot) : 0, 1)
+        << "%</td>";
+      for (double v : {lat[i].e2el_p50, lat[i].e2el_p99, lat[i].ttft_p50, lat[i].ttft_p99})
+        o << "<td>" << (v >= 0 ? fixed(v, 1) : std::string("-")) << "</td>";
+      o << "</tr>";
+    }
     o << "</table>";
   }
   return o.str();

@@ -9,6 +9,7 @@ namespace meridian::loadtest::runner {
 
 request_builder::request_builder(const load_config& cfg, std::uint64_t seed)
     : cfg_(cfg), rng_(seed) {
+  if (cfg.dataset) dataset_start_ = rng_() % cfg.dataset->size();
   // Every token is 4 bytes (" abc") so the mock's bytes/4 token estimate matches what we asked
   // for.
   std::mt19937_64 corpus_rng(0xC0FFEE);  // same corpus (and shared prefix) in every worker
@@ -42,13 +43,20 @@ void request_builder::build(std::string& out, std::uint64_t seq) {
   extra_ = {};
   last_head_ = false;
   if (cfg_.storage) return build_storage(out);
-  const int p = static_cast<int>(std::max<std::int64_t>(1, cfg_.prompt_tokens.sample(rng_)));
-  const int m = static_cast<int>(std::max<std::int64_t>(1, cfg_.max_tokens.sample(rng_)));
-  last_prompt_tokens_ = p;
+  int p = static_cast<int>(std::max<std::int64_t>(1, cfg_.prompt_tokens.sample(rng_)));
+  int m = static_cast<int>(std::max<std::int64_t>(1, cfg_.max_tokens.sample(rng_)));
   body_.clear();
-  if (!conversations_.empty()) {
-    build_conversation(seq);
+  if (cfg_.dataset) {
+    // Replayed in order from a place the seed picks (each worker its own), round and round.
+    const auto& d = *cfg_.dataset;
+    const auto& e = d[(seq + dataset_start_) % d.size()];
+    m = e.output_tokens;
+    last_prompt_tokens_ = e.prompt_tokens;
+    build_prompt(e.prompt);
+  } else if (!conversations_.empty()) {
+    build_conversation(seq);  // counts its own prompt
   } else {
+    last_prompt_tokens_ = p;
     build_single(p, seq);
   }
   if (cfg_.api != openai_api::embeddings) {
@@ -65,6 +73,16 @@ void request_builder::build(std::string& out, std::uint64_t seq) {
   append_uint(out, body_.size());
   out += "\r\n\r\n";
   out += body_;
+}
+
+// One prompt given whole (JSON-escaped): a dataset's.
+void request_builder::build_prompt(std::string_view escaped) {
+  body_ += "{\"model\":\"";
+  body_ += cfg_.model;
+  body_ += cfg_.api == openai_api::chat ? "\",\"messages\":[{\"role\":\"user\",\"content\":\""
+                                        : "\",\"prompt\":\"";
+  body_ += escaped;
+  body_ += cfg_.api == openai_api::chat ? "\"}]" : "\"";
 }
 
 // One prompt: a shared prefix from the corpus start, a unique tag, then random corpus text.

@@ -27,6 +27,7 @@ class request_builder {
  private:
   void build_storage(std::string& out);
   void build_single(int prompt_tokens, std::uint64_t seq);
+  void build_prompt(std::string_view escaped);
   void build_conversation(std::uint64_t seq);
   // Appends n corpus tokens from places drawn from r.
   void append_corpus(std::mt19937_64& r, int n);
@@ -45,6 +46,7 @@ class request_builder {
   std::string_view extra_;
   bool last_head_ = false;
   int last_prompt_tokens_ = 0;
+  std::uint64_t dataset_start_ = 0;
 };
 
 }  // namespace meridian::loadtest::runner

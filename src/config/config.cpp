@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -77,10 +78,15 @@ std::string bind_host(const std::string& host) {
   if (host == "localhost") return "127.0.0.1";
   unsigned char raw[16];
   char text[INET6_ADDRSTRLEN];
-  for (int family : {AF_INET, AF_INET6})
-    if (::inet_pton(family, host.c_str(), raw) == 1 &&
-        ::inet_ntop(family, raw, text, sizeof text) != nullptr)
+  for (int family : {AF_INET, AF_INET6}) {
+    if (::inet_pton(family, host.c_str(), raw) != 1) continue;
+    // ::ffff:a.b.c.d is the IPv4 address a.b.c.d: the same socket address to bind.
+    static constexpr unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (family == AF_INET6 && std::memcmp(raw, mapped, sizeof mapped) == 0 &&
+        ::inet_ntop(AF_INET, raw + 12, text, sizeof text) != nullptr)
       return text;
+    if (::inet_ntop(family, raw, text, sizeof text) != nullptr) return text;
+  }
   return lower(host);
 }
 
@@ -345,25 +351,50 @@ gateway_config read_root(const reader& r, const YAML::Node& root) {
   gateway_config cfg;
   cfg.source = r.source();
   if (!root.IsMap()) r.fail(root, "", "the config must be a mapping");
-  r.only_keys(root, "",
-              {"listeners", "admin", "workers", "io_backend", "zone", "clusters", "routes",
-               "limits", "timeouts", "drain", "dns", "access_log"});
-  cfg.listeners = read_listeners(r, root);
-  if (auto a = root["admin"]) {
+  // Each part is read on its own, so one run of --check names every part that is wrong (the
+  // first mistake of each), not only the first.
+  std::vector<std::string> errors;
+  auto part = [&](auto&& read) {
+    try {
+      read();
+    } catch (const config_error& e) {
+      errors.emplace_back(e.what());
+    }
+  };
+  part([&] {
+    r.only_keys(root, "",
+                {"listeners", "admin", "workers", "io_backend", "zone", "clusters", "routes",
+                 "limits", "timeouts", "drain", "dns", "access_log"});
+  });
+  part([&] { cfg.listeners = read_listeners(r, root); });
+  part([&] {
+    auto a = root["admin"];
+    if (!a) return;
     r.only_keys(a, "admin", {"address", "token_file"});
     if (a["address"]) cfg.admin.address = r.address(a["address"], "admin.address");
     if (a["token_file"]) {
       cfg.admin.token_file = r.scalar(a["token_file"], "admin.token_file");
       cfg.admin.token = read_token(r, a["token_file"], cfg.admin.token_file);
     }
-  }
-  if (auto w = root["workers"]) {
+    // Both would bind with SO_REUSEPORT and split connections between them silently.
+    for (const auto& l : cfg.listeners)
+      if (listeners_overlap(l.address, cfg.admin.address))
+        r.fail(a["address"] ? a["address"] : a, "admin.address",
+               common::cat(cfg.admin.address.to_string(), " is where listener '", l.name,
+                           "' binds (", l.address.to_string(),
+                           "): the admin port must be a port of its own"));
+  });
+  part([&] {
+    auto w = root["workers"];
+    if (!w) return;
     if (r.scalar(w, "workers") == "auto")
       cfg.workers = 0;
     else
       cfg.workers = static_cast<unsigned>(r.count(w, "workers", 1, 256));
-  }
-  if (auto io = root["io_backend"]) {
+  });
+  part([&] {
+    auto io = root["io_backend"];
+    if (!io) return;
     auto s = r.scalar(io, "io_backend");
     if (s == "auto")
       cfg.io = io_backend::auto_select;
@@ -374,36 +405,67 @@ gateway_config read_root(const reader& r, const YAML::Node& root) {
     else
       r.fail(io, "io_backend",
              common::cat("unknown backend '", s, "' (expected auto, io_uring or epoll)"));
-  }
-  if (auto z = root["zone"]) cfg.zone = r.scalar(z, "zone");
+  });
+  part([&] {
+    if (auto z = root["zone"]) cfg.zone = r.scalar(z, "zone");
+  });
   // Before the clusters: its upstream keys are where every cluster's timeouts start.
-  if (auto t = root["timeouts"]) read_timeouts(r, t, cfg.timeouts);
+  part([&] {
+    if (auto t = root["timeouts"]) read_timeouts(r, t, cfg.timeouts);
+  });
   auto cs = root["clusters"];
-  if (!cs || !cs.IsSequence() || cs.size() == 0)
-    r.fail(cs ? cs : root, "clusters", "expected a non-empty list of clusters");
-  for (std::size_t i = 0; i < cs.size(); ++i) {
-    auto c = read_cluster(r, cs[i], common::cat("clusters[", i, ']'), cfg.timeouts.upstream);
-    for (const auto& other : cfg.clusters)
-      if (other.name == c.name)
-        r.fail(cs[i]["name"], common::cat("clusters[", i, "].name"),
-               common::cat("duplicate cluster name '", c.name, "'"));
-    cfg.clusters.push_back(std::move(c));
+  bool clusters_whole = true;
+  part([&] {
+    if (!cs || !cs.IsSequence() || cs.size() == 0)
+      r.fail(cs ? cs : root, "clusters", "expected a non-empty list of clusters");
+  });
+  for (std::size_t i = 0; cs && cs.IsSequence() && i < cs.size(); ++i) {
+    auto before = errors.size();
+    part([&] {
+      auto c = read_cluster(r, cs[i], common::cat("clusters[", i, ']'), cfg.timeouts.upstream);
+      for (const auto& other : cfg.clusters)
+        if (other.name == c.name)
+          r.fail(cs[i]["name"], common::cat("clusters[", i, "].name"),
+                 common::cat("duplicate cluster name '", c.name, "'"));
+      cfg.clusters.push_back(std::move(c));
+    });
+    clusters_whole = clusters_whole && errors.size() == before;
   }
-  auto rs = root["routes"];
-  if (!rs || !rs.IsSequence() || rs.size() == 0)
-    r.fail(rs ? rs : root, "routes", "expected a non-empty list of routes");
-  for (std::size_t i = 0; i < rs.size(); ++i)
-    cfg.routes.push_back(read_route(r, rs[i], common::cat("routes[", i, ']'), cfg.clusters));
-  if (auto l = root["limits"]) read_limits(r, l, cfg.limits);
-  if (auto d = root["drain"]) read_drain(r, d, cfg.drain);
-  if (auto d = root["dns"]) read_dns(r, d, cfg.dns);
-  if (auto a = root["access_log"]) {
+  // Routes name clusters: with one of them wrong, a route naming it would only echo that.
+  if (clusters_whole) {
+    auto rs = root["routes"];
+    part([&] {
+      if (!rs || !rs.IsSequence() || rs.size() == 0)
+        r.fail(rs ? rs : root, "routes", "expected a non-empty list of routes");
+    });
+    for (std::size_t i = 0; rs && rs.IsSequence() && i < rs.size(); ++i)
+      part([&] {
+        cfg.routes.push_back(read_route(r, rs[i], common::cat("routes[", i, ']'), cfg.clusters));
+      });
+  }
+  part([&] {
+    if (auto l = root["limits"]) read_limits(r, l, cfg.limits);
+  });
+  part([&] {
+    if (auto d = root["drain"]) read_drain(r, d, cfg.drain);
+  });
+  part([&] {
+    if (auto d = root["dns"]) read_dns(r, d, cfg.dns);
+  });
+  part([&] {
+    auto a = root["access_log"];
+    if (!a) return;
     if (a.IsMap()) {
       r.only_keys(a, "access_log", {"enabled"});
       if (a["enabled"]) cfg.access_log = r.boolean(a["enabled"], "access_log.enabled");
     } else {
       cfg.access_log = r.boolean(a, "access_log");
     }
+  });
+  if (!errors.empty()) {
+    std::string all = errors[0];
+    for (std::size_t i = 1; i < errors.size(); ++i) all += "\n" + errors[i];
+    throw config_error(all);
   }
   return cfg;
 }

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "load/load.hpp"
+#include "load/report.hpp"
 #include "mock/mock.hpp"
 
 using namespace meridian::loadtest;
@@ -94,4 +95,22 @@ TEST_CASE("open loop stream run records TTFT, ITL, TPOT, tokens and per-backend 
   CHECK(s.per_backend[0].first == "engine-a");
   CHECK(s.per_backend[0].second == s.completed);
   CHECK(s.records.size() == s.completed);
+}
+
+TEST_CASE("the report gives each backend its own latencies, from its successful requests") {
+  run_summary s;
+  s.per_backend = {{"a", 3}, {"b", 2}};
+  s.backend_names = {"a", "b"};
+  auto rec = [](std::uint16_t backend, float e2el, float ttft, std::uint16_t status = 200) {
+    return request_record{0, 0, ttft, e2el, status, backend, 1,
+                          static_cast<std::uint8_t>(status == 200 ? 0 : 1)};
+  };
+  s.records = {rec(0, 10, 2), rec(0, 20, 4), rec(0, 30, 6), rec(1, 100, -1), rec(1, 900, -1, 503)};
+  auto lat = backend_latencies(s);
+  REQUIRE(lat.size() == 2);
+  CHECK(lat[0].e2el_p50 == doctest::Approx(20));
+  CHECK(lat[0].e2el_p99 == doctest::Approx(30));
+  CHECK(lat[0].ttft_p50 == doctest::Approx(4));
+  CHECK(lat[1].e2el_p50 == doctest::Approx(100));  // the 503 is not a latency
+  CHECK(lat[1].ttft_p50 == -1);                    // no stream: no time to first token
 }

@@ -5,6 +5,7 @@
 
 #include "common/http_parser.hpp"
 #include "common/parse.hpp"
+#include "load/load.hpp"
 #include "load/sse.hpp"
 
 using namespace meridian::loadtest;
@@ -44,6 +45,11 @@ TEST_CASE("response heads parse the fields the client needs") {
   CHECK(h.content_length == 13);
   CHECK(h.backend == "a1");
   CHECK_FALSE(h.keep_alive);
+  // Another header naming the backend (an nginx in front adding $upstream_addr).
+  std::string via = "HTTP/1.1 200 OK\r\nX-Upstream: 10.0.0.7:8000\r\nX-Mock-Backend: a1\r\n\r\n";
+  response_head v;
+  CHECK(parse_response_head(via, v, "x-upstream") > 0);
+  CHECK(v.backend == "10.0.0.7:8000");
   response_head partial;
   CHECK(parse_response_head("HTTP/1.1 200 OK\r\nContent-Le", partial) == 0);
   CHECK(parse_response_head("garbage\r\n\r\n", partial) < 0);
@@ -106,4 +112,21 @@ TEST_CASE("OpenAI chunks are classified") {
   CHECK(inspect_openai_chunk("[DONE]").done);
   CHECK(inspect_openai_chunk(R"({"choices":[{"text":"abc"}]})").has_token);
   CHECK(inspect_openai_chunk("{not json").is_error);
+}
+
+TEST_CASE("--stages: steps and ramps make the rate profile; the stages set the duration") {
+  double total = 0;
+  auto points = parse_stages("10s@5,20s@45~,10s@45", total);
+  REQUIRE(points);
+  CHECK(total == doctest::Approx(40));
+  auto p = rate_profile::from_points(*points, total);
+  REQUIRE(p);
+  CHECK(p->rate_at(5) == doctest::Approx(5));
+  CHECK(p->rate_at(20) == doctest::Approx(25));  // halfway up the ramp from 5 to 45
+  CHECK(p->rate_at(35) == doctest::Approx(45));
+  CHECK(p->expected_count() == doctest::Approx(10 * 5 + 20 * 25 + 10 * 45));
+  for (const char* bad : {"", "10s", "10s@", "@5", "0s@5", "10s@-1", "10s@5,,"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parse_stages(bad, total));
+  }
 }

@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <boost/json.hpp>
+#include <cstdio>
+#include <fstream>
 #include <map>
 #include <string>
 
@@ -83,4 +85,40 @@ TEST_CASE("--header goes on every request") {
     CHECK(head.find("\r\nAuthorization: Bearer sk-test\r\n") != std::string::npos);
     CHECK(head.find("\r\nx-priority: critical\r\n") != std::string::npos);
   }
+}
+
+TEST_CASE("--dataset replays a ShareGPT file: first human turn, the answer's length in tokens") {
+  std::string path = "/tmp/meridian-sharegpt-test.json";
+  {
+    std::ofstream f(path);
+    f << R"([
+      {"id": "a", "conversations": [{"from": "human", "value": "Why is the sky \"blue\"?\nExplain."},
+                                    {"from": "gpt", "value": ")" << std::string(400, 'x') << R"("}]},
+      {"id": "short", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello there friend"}]},
+      {"id": "alone", "conversations": [{"from": "human", "value": "nobody answered this one"}]},
+      {"id": "b", "conversations": [{"from": "human", "value": "Write a haiku about routers."},
+                                    {"from": "gpt", "value": ")" << std::string(64, 'y') << R"("}]}
+    ])";
+  }
+  load_config c = chat_config(0);
+  c.dataset_path = path;
+  REQUIRE(c.finalize().empty());
+  REQUIRE(c.dataset);
+  REQUIRE(c.dataset->size() == 2);  // too short and unanswered ones left out, as vLLM does
+  runner::request_builder b(c, 1);
+  std::map<std::string, std::int64_t> seen;
+  std::string req;
+  for (std::uint64_t i = 0; i < 4; ++i) {
+    b.build(req, i);
+    auto v = boost::json::parse(body_of(req)).as_object();
+    std::string content(v["messages"].as_array()[0].as_object()["content"].as_string());
+    seen[content] = v["max_tokens"].as_int64();
+  }
+  CHECK(seen.size() == 2);
+  CHECK(seen["Why is the sky \"blue\"?\nExplain."] == 100);
+  CHECK(seen["Write a haiku about routers."] == 16);
+  load_config bad = chat_config(0);
+  bad.dataset_path = "/nonexistent/sharegpt.json";
+  CHECK(bad.finalize().find("--dataset") != std::string::npos);
+  std::remove(path.c_str());
 }

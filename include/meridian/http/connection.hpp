@@ -213,7 +213,7 @@ class connection : public list_hook {
   double write_pace_s_ = 0;  // and when its head has been read, for its response
   common::time_point write_progress_at_;  // the last progress of the write in flight
   std::size_t write_progress_ = 0;        // its bytes written so far
-  bool paced_out_ = false;                // the last wait ended for lack of pace
+  bool send_cap_lifted_ = false;          // the client read 4 MiB: no TCP_NOTSENT_LOWAT cap
   std::uint64_t bytes_in_ = 0, bytes_out_ = 0;
   int status_ = 0;
   bool response_started_ = false;

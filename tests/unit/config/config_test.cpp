@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "meridian/config/units.hpp"
@@ -156,6 +157,9 @@ routes:
         std::string::npos);
   CHECK(error_of(with("[::1]:8080", "[0:0::1]:8080")).find("duplicate listener address") !=
         std::string::npos);
+  // An IPv4-mapped IPv6 address is the IPv4 address.
+  CHECK(error_of(with("127.0.0.1:8080", "[::ffff:127.0.0.1]:8080"))
+            .find("duplicate listener address") != std::string::npos);
   // A wildcard binds the port on every interface: it overlaps any address with that port.
   for (auto [a, b] : {std::pair<std::string, std::string>{"0.0.0.0:8080", "127.0.0.1:8080"},
                       {"10.1.2.3:8080", "0.0.0.0:8080"},
@@ -400,4 +404,35 @@ routes:
   CHECK(e.find("max_parallel") != std::string::npos);
   e = error_of(base, {"clusters[0].stripe=true"});
   CHECK(e.find("the cluster must be kind: storage") != std::string::npos);
+}
+
+TEST_CASE("--check: the admin port is a port of its own, and every wrong part is named at once") {
+  const std::string rest = R"(clusters:
+  - { name: llama, endpoints: [ 127.0.0.1:9201 ] }
+routes:
+  - { cluster: llama }
+)";
+  for (const char* admin : {"127.0.0.1:8080", "'[::ffff:127.0.0.1]:8080'", "0.0.0.0:8080"}) {
+    CAPTURE(admin);
+    auto e = error_of("listeners: [ { name: public, address: 127.0.0.1:8080 } ]\nadmin: { address: " +
+                      std::string(admin) + " }\n" + rest);
+    CHECK(e.find("admin.address: ") != std::string::npos);
+    CHECK(e.find("is where listener 'public' binds") != std::string::npos);
+  }
+  CHECK(error_of("listeners: [ { name: public, address: 127.0.0.1:8080 } ]\n"
+                 "admin: { address: 127.0.0.1:9901 }\n" + rest)
+            .empty());
+  // Three mistakes in three parts: all three reported, each with its place.
+  auto e = error_of(R"(listeners: [ { name: public, address: 127.0.0.1:8080 } ]
+workers: lots
+clusters:
+  - { name: llama, endpoints: [ 127.0.0.1:9201 ], balancer: fastest }
+routes:
+  - { cluster: llama }
+limits: { max_headers: 0 }
+)");
+  CHECK(e.find("workers") != std::string::npos);
+  CHECK(e.find("clusters[0].balancer") != std::string::npos);
+  CHECK(e.find("limits.max_headers") != std::string::npos);
+  CHECK(std::count(e.begin(), e.end(), '\n') == 2);
 }
