@@ -70,7 +70,7 @@ struct load_config {
   std::vector<std::string> headers;  // --header "Name: value", on every request
   bool allow_remote = false;         // --allow-remote: a target off this machine
 
-  bool storage = false;  // object-store mix against url's path prefix
+  bool storage = false;       // object-store mix against url's path prefix
   bool storage_setup = true;  // PUT the objects through the target before the run
   int objects = 64;
   std::uint64_t object_size = 64 * 1024;

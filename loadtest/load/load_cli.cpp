@@ -87,9 +87,8 @@ exit codes
 )";
 
 bool flag_takes_value(const std::string& f) {
-  static const char* no_value[] = {"--closed",  "--stream",       "--storage",
-                                   "--quiet",   "--help",         "-h",
-                                   "--version", "--allow-remote", "--no-setup"};
+  static const char* no_value[] = {"--closed", "--stream",  "--storage",      "--quiet",   "--help",
+                                   "-h",       "--version", "--allow-remote", "--no-setup"};
   for (auto* n : no_value)
     if (f == n) return false;
   return true;
@@ -155,8 +154,7 @@ bool apply_shape_flag(const flag& x, load_config& cfg) {
     cfg.profile_points = std::move(*points);
     cfg.duration_s = total;
     cfg.rate = 0;
-  }
-  else if (f == "--duration")
+  } else if (f == "--duration")
     cfg.duration_s = x.dur();
   else if (f == "--warmup")
     cfg.warmup_s = x.dur();

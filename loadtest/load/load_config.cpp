@@ -120,8 +120,7 @@ std::shared_ptr<const std::vector<load_config::dataset_entry>> load_sharegpt(
   return out;
 }
 
-std::optional<std::vector<rate_profile::point>> parse_stages(std::string_view s,
-                                                              double& total_s) {
+std::optional<std::vector<rate_profile::point>> parse_stages(std::string_view s, double& total_s) {
   std::vector<rate_profile::point> out;
   total_s = 0;
   double before = 0;  // the rate the previous stage ended at

@@ -184,9 +184,9 @@ std::string tables(const run_summary& s) {
                       {"send lag", &s.send_lag}}) {
     if (!h->count()) continue;
     o << "<tr><th>" << n << "</th>";
-    for (double v : {h->mean() / 1e6, ms(h->percentile(50)), ms(h->percentile(90)),
-                     ms(h->percentile(99)), ms(h->percentile(99.9)), ms(h->percentile(99.99)),
-                     ms(h->max())})
+    for (double v :
+         {h->mean() / 1e6, ms(h->percentile(50)), ms(h->percentile(90)), ms(h->percentile(99)),
+          ms(h->percentile(99.9)), ms(h->percentile(99.99)), ms(h->max())})
       o << "<td>" << fixed(v, 2) << "</td>";
     o << "</tr>";
   }

@@ -59,7 +59,7 @@ struct faults {
 
 struct llm_mock::impl {
   explicit impl(llm_options o) : opt(std::move(o)), model(opt.engine), pool(opt.threads) {
-    f = {opt.error_rate, opt.spike_rate,      opt.spike_ms,       opt.header_delay_ms,
+    f = {opt.error_rate, opt.spike_rate,      opt.spike_ms,        opt.header_delay_ms,
          opt.reset_rate, opt.stop_on_abandon, opt.health_delay_ms, opt.cut_after};
   }
 

@@ -92,9 +92,9 @@ struct storage_mock::impl {
   std::map<std::string, object, std::less<>> objects;
   std::mutex bw_mu;
   steady::time_point bw_next{};
-  std::shared_ptr<const std::string> pattern;  // synthetic objects' content
+  std::shared_ptr<const std::string> pattern;            // synthetic objects' content
   std::vector<std::pair<std::string, object>> prefixes;  // --object /PREFIX*=SIZE
-  std::atomic<std::uint64_t> failures{0};      // responses failed by fault injection
+  std::atomic<std::uint64_t> failures{0};                // responses failed by fault injection
 
   // Reserves n bytes of the shared bandwidth and returns when they may be sent.
   steady::time_point reserve(std::size_t n) {

@@ -71,7 +71,7 @@ boost::json::object probe_json(const upstream::probe_signals& p, common::time_po
   json::object o;
   o["probed"] = p.probed;
   o["healthy"] = p.healthy;
-  o["rtt_ms"] = ms(p.rtt);  // the path: windowed minimum of probe times
+  o["rtt_ms"] = ms(p.rtt);    // the path: windowed minimum of probe times
   o["wait_ms"] = ms(p.wait);  // the server's wait before answering a probe
   o["connect_ms"] = ms(p.connect);
   o["age_ms"] = age_ms(p.probed_at, now);
@@ -208,8 +208,7 @@ response readyz(const context& ctx, std::string_view query) {
   bool any = ctx.cfg->clusters.empty();
   for (std::size_t c = 0; c < ctx.cfg->clusters.size() && !any; ++c) any = cluster_healthy(ctx, c);
   if (!any)
-    return json_error(common::error_kind::no_healthy_upstream,
-                      "no cluster has a healthy endpoint");
+    return json_error(common::error_kind::no_healthy_upstream, "no cluster has a healthy endpoint");
   while (!query.empty()) {
     auto amp = query.find('&');
     auto param = query.substr(0, amp);

@@ -135,8 +135,8 @@ void read_limits(const reader& r, const YAML::Node& n, limits_config& out) {
 void read_timeouts(const reader& r, const YAML::Node& n, timeouts_config& out) {
   const std::string k = "timeouts";
   r.only_keys(n, k,
-              {"header", "body", "idle", "data_rate_window", "upstream_connect", "upstream_response",
-               "upstream_idle"});
+              {"header", "body", "idle", "data_rate_window", "upstream_connect",
+               "upstream_response", "upstream_idle"});
   auto one = [&](const char* name, duration& field) {
     if (!n[name]) return;
     field = r.dur(n[name], reader::join(k, name));
@@ -379,10 +379,10 @@ gateway_config read_root(const reader& r, const YAML::Node& root) {
     // Both would bind with SO_REUSEPORT and split connections between them silently.
     for (const auto& l : cfg.listeners)
       if (listeners_overlap(l.address, cfg.admin.address))
-        r.fail(a["address"] ? a["address"] : a, "admin.address",
-               common::cat(cfg.admin.address.to_string(), " is where listener '", l.name,
-                           "' binds (", l.address.to_string(),
-                           "): the admin port must be a port of its own"));
+        r.fail(
+            a["address"] ? a["address"] : a, "admin.address",
+            common::cat(cfg.admin.address.to_string(), " is where listener '", l.name, "' binds (",
+                        l.address.to_string(), "): the admin port must be a port of its own"));
   });
   part([&] {
     auto w = root["workers"];

@@ -22,9 +22,9 @@ bool secret_key(std::string key) {
 // provider's key by its well-known prefix (OpenAI sk-, Hugging Face hf_, GitHub ghp_, Slack xox,
 // AWS AKIA, Google AIza), a JWT, or a URL with a password in it.
 bool looks_secret(const std::string& v) {
-  for (const char* prefix : {"Bearer ", "bearer ", "Basic ", "basic ", "sk-", "sk_", "rk_", "pk_",
-                             "hf_", "ghp_", "gho_", "ghs_", "github_pat_", "xox", "AKIA", "AIza",
-                             "eyJ"})
+  for (const char* prefix :
+       {"Bearer ", "bearer ", "Basic ", "basic ", "sk-", "sk_", "rk_", "pk_", "hf_", "ghp_", "gho_",
+        "ghs_", "github_pat_", "xox", "AKIA", "AIza", "eyJ"})
     if (v.starts_with(prefix) && v.size() > std::strlen(prefix) + 3) return true;
   auto scheme = v.find("://");
   if (scheme != std::string::npos) {

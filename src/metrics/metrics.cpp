@@ -323,8 +323,8 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
       add_value(healthy, l, static_cast<double>(s.healthy.value()));
       add_value(pfail, l, static_cast<double>(s.probe_failures.value()));
       add_value(sfail, l, static_cast<double>(s.scrape_failures.value()));
-      double t = std::numeric_limits<double>::quiet_NaN(), tp = t, sl = t, sc = t, th = t,
-             fl = t, tbytes = t;
+      double t = std::numeric_limits<double>::quiet_NaN(), tp = t, sl = t, sc = t, th = t, fl = t,
+             tbytes = t;
       std::array<std::uint64_t, reasons> d{};
       for (unsigned w = 0; w < es->workers(); ++w) {
         const auto& em = es->worker(w);
@@ -355,8 +355,8 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
       }
     }
   }
-  for (auto* f : {&rtt, &wait, &conn, &ttft, &tpot, &slope, &queue, &running, &kv, &score, &thr, &flow, &tb, &healthy, &pfail,
-                  &sfail, &dec})
+  for (auto* f : {&rtt, &wait, &conn, &ttft, &tpot, &slope, &queue, &running, &kv, &score, &thr,
+                  &flow, &tb, &healthy, &pfail, &sfail, &dec})
     out.push_back(std::move(*f));
 }
 

@@ -41,7 +41,8 @@ load_reading extract_load(std::string_view text, const load_mapping& m) {
     if (listed(m.running, s.name)) add(r.running, s.value);
     if (listed(m.kv_usage, s.name))
       r.kv_usage = std::max(r.kv_usage.value_or(0.0), std::min(s.value, 1.0));
-    if (s.name == "process_start_time_seconds") r.started = std::max(r.started.value_or(0), s.value);
+    if (s.name == "process_start_time_seconds")
+      r.started = std::max(r.started.value_or(0), s.value);
   });
   r.samples = stats.samples;
   r.malformed = stats.malformed;

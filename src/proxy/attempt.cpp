@@ -227,6 +227,7 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
                                       body_tap* tap) {
   ep_ = std::move(ep);
   reused_ = abandoned_ = down_ = false;
+  if (down_watch::is_linked()) down_watch::unlink();  // a try not finished (never, so far)
   ep_->watchers.push_back(*this);
   request_complete_ = false;
   begin_ = end_ = pinned_ = 0;
@@ -480,8 +481,8 @@ asio::awaitable<outcome> attempt::await_body() {
   }
   if (r == first_chunk::malformed) {
     ep_->metrics->errors[static_cast<int>(metrics::upstream_error::protocol)].inc();
-    co_return fail(outcome_kind::bad_response, common::cat("upstream ", info.address,
-                                                           " sent a malformed chunked body: ", why));
+    co_return fail(outcome_kind::bad_response,
+                   common::cat("upstream ", info.address, " sent a malformed chunked body: ", why));
   }
   if (r == first_chunk::ready) co_return o;
   if (abandoned_) co_return fail(outcome_kind::abandoned, "another attempt answered first");

@@ -48,8 +48,8 @@ void attempt::observe(std::string_view payload) {
     double g = std::chrono::duration<double>(*r.gap).count();
     if (rm_) rm_->itl.observe(g);
     // A gap far beyond the stream's usual step is another request's prefill stalling the batch
-    // (or a hiccup; a gap over twice the mean so far): charged to that request where it is known, not to the per-token time that
-    // the batch size explains.
+    // (or a hiccup; a gap over twice the mean so far): charged to that request where it is known,
+    // not to the per-token time that the batch size explains.
     bool stall = steady_tokens_ >= 3 && g / r.events > 2 * steady_seconds_ / steady_tokens_;
     if (!stall) {
       steady_seconds_ += g;

@@ -183,8 +183,9 @@ asio::awaitable<bool> admit(http::connection& c, worker_context& w, request_cont
       w.metrics.rejected(reject_reason::bad_request).inc();
       // Built before the co_await: GCC mishandles a conditional's temporaries across it.
       std::string why =
-          n > 1 ? std::string("x-priority: sent more than once (send one of critical, standard or "
-                              "sheddable)")
+          n > 1 ? std::string(
+                      "x-priority: sent more than once (send one of critical, standard or "
+                      "sheddable)")
                 : common::cat("x-priority: unknown value '", v,
                               "' (expected critical, standard or sheddable)");
       co_await c.reply_error(error_kind::bad_request, why);
@@ -232,7 +233,7 @@ void storage_input(const http::connection& c, worker_context& w, const request_c
 // Storage: what the response says of the object's size.
 void learn_size(const http::connection& c, worker_context& w, const conn_state& st) {
   w.sizes().learn(object_sizes::key_of(st.ctx.cluster, c.head().host, c.path()), c.method(),
-                st.at->response());
+                  st.at->response());
 }
 
 // The request's candidates, best first, from what the pick weighs of it (filled into `in`).
@@ -371,8 +372,7 @@ asio::awaitable<stripe_result> try_stripe(http::connection& c, worker_context& w
     case stripe_result::served:
       if (!o.ok()) {
         c.set_note(o.message);
-        st.ctx.flags |=
-            o.kind == outcome_kind::client_gone ? flag_client_gone : flag_stream_broken;
+        st.ctx.flags |= o.kind == outcome_kind::client_gone ? flag_client_gone : flag_stream_broken;
       }
       break;
     case stripe_result::answered:

@@ -60,8 +60,7 @@ void object_sizes::put(std::uint64_t key, std::uint64_t size) {
   auto& s = slots_[key & mask_];
   auto seq = s.seq.load(std::memory_order_relaxed);
   // Another writer holds the slot: this size is dropped (only an estimate is lost).
-  if ((seq & 1) || !s.seq.compare_exchange_strong(seq, seq + 1, std::memory_order_acquire))
-    return;
+  if ((seq & 1) || !s.seq.compare_exchange_strong(seq, seq + 1, std::memory_order_acquire)) return;
   std::atomic_thread_fence(std::memory_order_release);
   s.key.store(key, std::memory_order_relaxed);
   s.size.store(size, std::memory_order_relaxed);

@@ -64,7 +64,7 @@ struct stripe_state final : http::cancellable {
   bool version_known = false;  // part 0 named the object's version and size
   bool cold = false;           // the object's size was not known: part 0 asks for it
   fetcher* handed_over = nullptr;
-  double best_rate = 0;        // bytes/s of the fastest part so far
+  double best_rate = 0;  // bytes/s of the fastest part so far
 
   void cancel() override {
     for (auto& f : fetchers)
@@ -348,8 +348,8 @@ asio::awaitable<outcome> drive(stripe_state& s, const config::stripe_config& sc)
 }  // namespace
 
 std::vector<std::pair<std::uint64_t, std::uint64_t>> stripe_plan(std::uint64_t total,
-                                                                  std::uint64_t first_last,
-                                                                  const config::stripe_config& sc) {
+                                                                 std::uint64_t first_last,
+                                                                 const config::stripe_config& sc) {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
   if (total == 0 || sc.part_size == 0) return out;
   std::uint64_t part_size = total < sc.min_size ? total : sc.part_size;

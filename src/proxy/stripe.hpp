@@ -30,8 +30,8 @@ bool stripes(const http::connection& c, const worker_context& w, const request_c
 // `first_last`: parts of part_size, or the rest as one part when the object is smaller than
 // min_size (a cold object found small is not striped).
 std::vector<std::pair<std::uint64_t, std::uint64_t>> stripe_plan(std::uint64_t total,
-                                                                  std::uint64_t first_last,
-                                                                  const config::stripe_config& sc);
+                                                                 std::uint64_t first_last,
+                                                                 const config::stripe_config& sc);
 
 // How a striped GET went: served (ok: the whole body was delivered; otherwise cut short, or the
 // client left); answered (nothing sent: the first part's answer is the client's to have as it is,

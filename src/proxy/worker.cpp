@@ -84,7 +84,8 @@ void publish_estimates(worker_context& w, common::time_point now) {
       auto& em = *cs.endpoints[e]->metrics;
       // Storage: the picker's cost is the time to the last byte of an object of unknown size.
       if (cfg.kind == config::cluster_kind::storage)
-        cost.total = routing::expected_completion(st, p, now, unknown_object_bytes, peer_rate).total;
+        cost.total =
+            routing::expected_completion(st, p, now, unknown_object_bytes, peer_rate).total;
       em.score.set(cost.total);
       if (cost.measured) em.ttft.set(cost.latency);
       if (st.tpot.known()) em.tpot.set(st.tpot.value());

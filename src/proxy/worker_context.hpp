@@ -124,19 +124,19 @@ struct worker_context {
       std::size_t client_cap =
           c.limits.client_cap >= 1
               ? 0
-              : std::max<std::size_t>(1, static_cast<std::size_t>(
-                                             c.limits.client_cap *
-                                             static_cast<double>(std::max<std::size_t>(eps.size(), 1) *
-                                                                 c.pool.max_connections_per_endpoint)));
+              : std::max<std::size_t>(
+                    1, static_cast<std::size_t>(
+                           c.limits.client_cap *
+                           static_cast<double>(std::max<std::size_t>(eps.size(), 1) *
+                                               c.pool.max_connections_per_endpoint)));
       std::vector<std::string> addresses;
       for (const auto& e : eps) addresses.push_back(e.address);
       if (!before) {
         balancers.push_back(routing::make_balancer(c));
         balancers.back()->endpoints_changed(addresses, {});
         budgets.emplace_back(c.retries.budget_ratio, floor);
-        admissions.push_back(
-            std::make_unique<admission>(inflight, pending, c.limits.pending_timeout, client_share,
-                                        client_cap));
+        admissions.push_back(std::make_unique<admission>(
+            inflight, pending, c.limits.pending_timeout, client_share, client_cap));
         continue;
       }
       const auto& was = before->clusters[i];

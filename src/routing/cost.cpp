@@ -216,13 +216,11 @@ transfer_cost expected_completion(const upstream::endpoint_stats& s, const cost_
   c.rtt = s.probe.rtt > 0 ? s.probe.rtt : 0;
   double like_capacity = peers.capacity > 0 ? peers.capacity : cold_rate;
   c.measured = s.throughput.known() && s.throughput.value() > 0;
-  c.capacity =
-      c.measured ? faded(s.throughput, s, like_capacity, p, now) : like_capacity;
+  c.capacity = c.measured ? faded(s.throughput, s, like_capacity, p, now) : like_capacity;
   // With no flow reading of its own or its peers', nothing limits a flow but the capacity.
   double like_flow = peers.flow > 0 ? peers.flow : c.capacity;
-  c.flow = s.flow_rate.known() && s.flow_rate.value() > 0
-               ? faded(s.flow_rate, s, like_flow, p, now)
-               : like_flow;
+  c.flow = s.flow_rate.known() && s.flow_rate.value() > 0 ? faded(s.flow_rate, s, like_flow, p, now)
+                                                          : like_flow;
   // Until transfers that shared it show more, one transfer is taken to fill it: the bytes
   // ahead share its rate (processor sharing), each counted up to this one's size.
   if (!s.aggregate_measured) c.capacity = std::min(c.capacity, c.flow);

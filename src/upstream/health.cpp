@@ -66,8 +66,7 @@ std::optional<double> unloaded(endpoint_stats& st, cluster_state& cs, double s, 
 }  // namespace
 
 // The mirrors have one writer (this worker): a relaxed load and store, no read-modify-write.
-void worker_upstreams::request_started(endpoint_state& ep, common::time_point now,
-                                       double prefill) {
+void worker_upstreams::request_started(endpoint_state& ep, common::time_point now, double prefill) {
   auto& st = ep.stats;
   st.prefill_ahead += prefill;
   ++st.in_flight;
@@ -148,7 +147,8 @@ void worker_upstreams::observe_tpot(endpoint_state& ep, double s, common::time_p
   }
   if (batch > 0) {
     if (st.tpot.known()) {
-      double expected = st.tpot.value() + std::max(0.0, st.decode_slope) * (batch - st.batch.value());
+      double expected =
+          st.tpot.value() + std::max(0.0, st.decode_slope) * (batch - st.batch.value());
       st.tpot_dev.observe(s - expected, now, tau);
     }
     // The slope is a property of the engine and its hardware: learned over a longer memory than
@@ -184,7 +184,8 @@ void worker_upstreams::observe_transfer(endpoint_state& ep, double rate, double 
     // Alone: what one flow gets. It shows the capacity only while no shared transfer has shown
     // more (a flow-limited path hides the rest).
     st.flow_rate.observe(rate, now, tau);
-    if (!st.aggregate_measured || rate >= st.throughput.value()) st.throughput.observe(rate, now, tau);
+    if (!st.aggregate_measured || rate >= st.throughput.value())
+      st.throughput.observe(rate, now, tau);
   } else {
     st.throughput.observe(rate * sharing, now, tau);
     st.aggregate_measured = true;

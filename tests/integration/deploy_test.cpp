@@ -87,7 +87,8 @@ TEST_CASE("the Kubernetes manifests: their ConfigMap passes --check with the Dep
   auto seccomp = patch["spec"]["template"]["spec"]["securityContext"]["seccompProfile"];
   CHECK(seccomp["type"].as<std::string>() == "Localhost");
   CHECK(seccomp["localhostProfile"].as<std::string>() == "profiles/meridian-io_uring.json");
-  CHECK(has_text(slurp(source + "/docker/README.md"), "/var/lib/kubelet/seccomp/profiles/meridian-io_uring.json"));
+  CHECK(has_text(slurp(source + "/docker/README.md"),
+                 "/var/lib/kubelet/seccomp/profiles/meridian-io_uring.json"));
   // Readiness covers the cluster the deployment serves.
   auto readiness = container["readinessProbe"]["httpGet"]["path"].as<std::string>();
   CHECK(readiness == "/readyz?cluster=" + cfg["clusters"][0]["name"].as<std::string>());
@@ -100,9 +101,9 @@ TEST_CASE("the Kubernetes manifests: their ConfigMap passes --check with the Dep
       for (const auto& rule : d["spec"]["ingress"])
         if (rule["ports"][0]["port"].as<int>() == 9901)
           for (const auto& from : rule["from"])
-            any_namespace = any_namespace || (from["namespaceSelector"] &&
-                                              from["namespaceSelector"].size() == 0 &&
-                                              from["podSelector"]);
+            any_namespace =
+                any_namespace || (from["namespaceSelector"] &&
+                                  from["namespaceSelector"].size() == 0 && from["podSelector"]);
       CHECK(any_namespace);
     }
     if (kind == "ServiceMonitor") {
@@ -117,8 +118,8 @@ TEST_CASE("the Kubernetes manifests: their ConfigMap passes --check with the Dep
                    svc["metadata"]["labels"][kv.first.as<std::string>()].as<std::string>() ==
                        kv.second.as<std::string>();
         for (const auto& p : svc["spec"]["ports"])
-          found = found || (labels && p["name"].as<std::string>() == port &&
-                            p["port"].as<int>() == 9901);
+          found = found ||
+                  (labels && p["name"].as<std::string>() == port && p["port"].as<int>() == 9901);
       }
       CHECK(found);
     }
@@ -208,8 +209,8 @@ TEST_CASE("the alert rules load in Prometheus and name only metrics the gateway 
   auto rules = YAML::LoadFile(source + "/docker/alerts.yaml");
   // promtool (Debian's prometheus package) parses every expression, when it is installed.
   if (std::system("command -v promtool >/dev/null 2>&1") == 0) {
-    std::string cmd = "promtool check rules " + quoted(source + "/docker/alerts.yaml") +
-                      " >/dev/null 2>&1";
+    std::string cmd =
+        "promtool check rules " + quoted(source + "/docker/alerts.yaml") + " >/dev/null 2>&1";
     CHECK(std::system(cmd.c_str()) == 0);
   } else {
     MESSAGE("promtool not installed: expressions not parsed");

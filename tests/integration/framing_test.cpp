@@ -114,9 +114,9 @@ TEST_CASE("a client trickling its body holds no backend and meets an absolute de
 
 TEST_CASE("a body slower than min_data_rate ends in 408 and frees its backend connection") {
   test_backend be;
-  gateway_process gw(simple_config(
-      {be.port()}, "limits: { body_prebuffer_bytes: 1KiB, min_data_rate: 1KiB }\n"
-                   "timeouts: { data_rate_window: 1s }\n"));
+  gateway_process gw(simple_config({be.port()},
+                                   "limits: { body_prebuffer_bytes: 1KiB, min_data_rate: 1KiB }\n"
+                                   "timeouts: { data_rate_window: 1s }\n"));
   // The second form of slow body: the head and more than the prebuffer at once (so a backend
   // connection is taken and the body streams), then a trickle.
   client c(gw.port());

@@ -29,7 +29,7 @@ struct context {
   std::function<void()> on_drain;  // readiness fails, nothing stops; control thread
   // Readiness passes again after a drain; false once the gateway is stopping. Control thread.
   std::function<bool()> on_undrain;
-  std::function<void()> on_quit;   // the stop sequence (drain, then exit); control thread
+  std::function<void()> on_quit;  // the stop sequence (drain, then exit); control thread
   // POST /admin/reload: re-reads the config; empty on success, else why it was kept. Control
   // thread.
   std::function<std::string()> on_reload;

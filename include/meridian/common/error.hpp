@@ -12,16 +12,16 @@ namespace meridian::common {
 enum class error_source { downstream, upstream, internal };
 
 enum class error_kind {
-  bad_request,           // 400: malformed or unsafe framing from the client
-  unauthorized,          // 401: an admin request without the right bearer token
-  forbidden,             // 403: an admin request the listener's exposure does not allow
-  not_found,             // 404: no route
-  method_not_allowed,    // 405 (admin pages)
-  conflict,              // 409: an admin request the gateway's state refuses (undrain while stopping)
-  model_not_found,       // 404: no endpoint serves the model the body names
-  payload_too_large,     // 413
-  header_too_large,      // 431
-  too_many_requests,     // 429
+  bad_request,         // 400: malformed or unsafe framing from the client
+  unauthorized,        // 401: an admin request without the right bearer token
+  forbidden,           // 403: an admin request the listener's exposure does not allow
+  not_found,           // 404: no route
+  method_not_allowed,  // 405 (admin pages)
+  conflict,            // 409: an admin request the gateway's state refuses (undrain while stopping)
+  model_not_found,     // 404: no endpoint serves the model the body names
+  payload_too_large,   // 413
+  header_too_large,    // 431
+  too_many_requests,   // 429
   upstream_unavailable,  // 502: refused, reset or malformed before a response
   no_healthy_upstream,   // 503
   draining,              // 503

@@ -209,8 +209,8 @@ class connection : public list_hook {
 
   std::string request_id_, method_, path_, client_ip_, out_, note_;
   common::time_point request_start_, body_deadline_;
-  double body_pace_s_ = 0;   // see pace_left(): refilled when a request's body starts
-  double write_pace_s_ = 0;  // and when its head has been read, for its response
+  double body_pace_s_ = 0;                // see pace_left(): refilled when a request's body starts
+  double write_pace_s_ = 0;               // and when its head has been read, for its response
   common::time_point write_progress_at_;  // the last progress of the write in flight
   std::size_t write_progress_ = 0;        // its bytes written so far
   bool send_cap_lifted_ = false;          // the client read 4 MiB: no TCP_NOTSENT_LOWAT cap

@@ -176,17 +176,17 @@ struct alignas(cache_line) route_metrics {
 
 struct alignas(cache_line) endpoint_metrics {
   counter requests;
-  histogram first_byte;  // request sent -> the response's first body byte (a stream's first token)
+  histogram first_byte;   // request sent -> the response's first body byte (a stream's first token)
   histogram first_token;  // streams only: request sent -> the first SSE data event
   gauge in_flight;
   std::array<counter, static_cast<int>(upstream_error::count_)> errors;
   std::array<counter, static_cast<int>(decision::count_)> decisions;
   counter ejections;  // outlier ejections by this worker
   // This worker's estimates (the exposition shows the highest over workers).
-  value ttft;   // PeakEWMA time to first token (or response time), backend side
-  value tpot;   // seconds per output token
+  value ttft;          // PeakEWMA time to first token (or response time), backend side
+  value tpot;          // seconds per output token
   value decode_slope;  // seconds per output token that one more stream in the batch adds
-  value score;  // expected time to first token for a new request: the picker's cost
+  value score;         // expected time to first token for a new request: the picker's cost
   // Storage: the capacity and per-transfer rate estimates (bytes/s), and the bytes of transfers
   // in flight.
   value throughput;

@@ -45,9 +45,9 @@ struct cost {
   // decode were it alone): the part whose noise makes close costs equal. The rest follows from
   // the load it holds, by the model.
   double readings = 0;
-  double noise = 0;  // the spread of its readings: closer costs are not told apart
-  double freshness = 0;    // weight of the scraped reading: 1 fresh, 0 stale or none
-  bool measured = false;   // it has latency history on this worker
+  double noise = 0;       // the spread of its readings: closer costs are not told apart
+  double freshness = 0;   // weight of the scraped reading: 1 fresh, 0 stale or none
+  bool measured = false;  // it has latency history on this worker
 };
 
 // What is known of the endpoints an endpoint is compared with. Until an endpoint has shown its

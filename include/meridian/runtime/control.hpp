@@ -18,8 +18,8 @@ namespace meridian::runtime {
 // What the drain sequence does to the rest of the gateway; each is called on the control thread.
 struct drain_hooks {
   std::function<void(bool)> on_draining;  // readiness and metrics: draining now (or no longer)
-  std::function<void()> stop_accepting;           // close the listeners
-  std::function<void()> drain_workers;            // finish in-flight work, close idle clients
+  std::function<void()> stop_accepting;   // close the listeners
+  std::function<void()> drain_workers;    // finish in-flight work, close idle clients
   std::function<std::size_t()> open_connections;  // client connections still open
   std::function<void()> abort_all;                // the drain timed out: close everything
 };

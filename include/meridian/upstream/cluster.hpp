@@ -108,8 +108,8 @@ struct pooled_connection {
 // A request in flight on an endpoint that wants to know when the probes find the endpoint down
 // (an upstream attempt: it gives up at once instead of waiting out its deadline). Unlinks itself
 // when destroyed. Worker thread.
-class down_watch
-    : public boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+class down_watch : public boost::intrusive::list_base_hook<
+                       boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
  public:
   virtual void endpoint_down() = 0;
 

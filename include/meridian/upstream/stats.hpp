@@ -19,8 +19,8 @@ namespace meridian::upstream {
 // and read by the others. One board per endpoint identity, kept across reloads.
 class load_board {
  public:
-  explicit load_board(unsigned workers) : slots_(std::make_unique<slot[]>(workers ? workers : 1)),
-                                          n_(workers ? workers : 1) {}
+  explicit load_board(unsigned workers)
+      : slots_(std::make_unique<slot[]>(workers ? workers : 1)), n_(workers ? workers : 1) {}
   void publish(unsigned worker, std::uint32_t in_flight) {
     if (worker < n_) slots_[worker].in_flight.store(in_flight, std::memory_order_relaxed);
   }
@@ -46,10 +46,10 @@ struct endpoint_stats {
   bool ejected = false;
   bool local_zone = true;                  // in the gateway's zone (or no zone configured)
   std::uint32_t consecutive_failures = 0;  // connect failures
-  std::uint32_t consecutive_5xx = 0;  // 5xx responses and cut streams, with no whole response
+  std::uint32_t consecutive_5xx = 0;       // 5xx responses and cut streams, with no whole response
   std::uint32_t consecutive_hedge_losses = 0;  // hedge races its overdue try lost, in a row
-  bool ejected_for_time = false;  // for slowness or cut streams: only time lifts it, no probe
-  std::uint32_t ejections = 0;  // how often; each ejection lasts longer
+  bool ejected_for_time = false;      // for slowness or cut streams: only time lifts it, no probe
+  std::uint32_t ejections = 0;        // how often; each ejection lasts longer
   std::int64_t ejected_until_ns = 0;  // steady clock
   std::uint64_t successes_at_ejection = 0;
   // Bumped when the endpoint has lost its caches: it restarted, or came back after an ejection
@@ -57,9 +57,9 @@ struct endpoint_stats {
   std::uint32_t cache_epoch = 0, cache_epoch_seen = 0;
 
   // Observed on this worker.
-  peak_ewma ttft;                 // streams: first SSE data event, less the probe RTT
-  peak_ewma response;             // non-streaming: the whole response, less the probe RTT
-  time_ewma tpot;  // streams: seconds per output token (gaps over 2x a stream's usual left out)
+  peak_ewma ttft;      // streams: first SSE data event, less the probe RTT
+  peak_ewma response;  // non-streaming: the whole response, less the probe RTT
+  time_ewma tpot;      // streams: seconds per output token (gaps over 2x a stream's usual left out)
   // Batching: engines decode every running stream in one step, so the time per token grows with
   // the streams sharing the batch. `batch` is the mean batch size of the samples `tpot` holds;
   // `batch_fit` the time per token against batch size, whose slope (own, else the cluster's
@@ -70,7 +70,7 @@ struct endpoint_stats {
   // How far latency and per-token samples fall from their estimates: below this, cost
   // differences between endpoints are noise.
   deviation latency_dev, tpot_dev;
-  time_ewma service;  // every request: picked -> last byte
+  time_ewma service;              // every request: picked -> last byte
   prefill_rate prefill;           // seconds per uncached prompt block (prefix affinity)
   double prefill_per_block = -1;  // the rate in force: its own, else the cluster's; -1: neither
   bool reports_cached = false;    // its responses carry usage.prompt_tokens_details.cached_tokens
@@ -115,7 +115,7 @@ struct endpoint_stats {
   std::atomic<std::uint64_t> requests_total{0};
   std::atomic<std::uint64_t> failures_total{0};
   std::atomic<double> ttft_shared{-1}, tpot_shared{-1}, response_shared{-1};
-  std::atomic<double> decode_slope_shared{-1};  // seconds per token per extra stream
+  std::atomic<double> decode_slope_shared{-1};          // seconds per token per extra stream
   std::atomic<double> prefill_shared{-1};               // seconds per block, -1 until learned
   std::atomic<std::uint64_t> indexed_blocks_shared{0};  // in this worker's prefix index
   std::atomic<double> throughput_shared{-1};            // bytes/s, -1 until measured
