@@ -175,6 +175,10 @@ asio::awaitable<bool> produce(impl_t* self, std::shared_ptr<timed_socket> ts, ge
     }
     append_ready_tokens(g, out);
     if (g->reset_after >= 0 && g->sent >= g->reset_after) {
+      // What was due goes out first (the head, the tokens so far), then the reset: the answer is
+      // cut under way however late this loop woke (a busy machine readies several tokens at once,
+      // and a reset before the head would be a different failure: nothing answered at all).
+      co_await asio::async_write(ts->sock, asio::buffer(out), use_nothrow);
       self->c_resets.fetch_add(1, std::memory_order_relaxed);
       cancel_in_engine(self, r, false);
       r->finished = true;
