@@ -202,7 +202,8 @@ TEST_CASE("requests waiting on an endpoint its probes find down end at once: ret
     std::vector<simple_response> got(4);
     std::vector<std::thread> clients;
     for (auto& g : got)  // round robin sends two of them to the frozen a
-      clients.emplace_back([&] { g = http_request(gw.port(), "POST", "/v1/chat/completions", req); });
+      clients.emplace_back(
+          [&] { g = http_request(gw.port(), "POST", "/v1/chat/completions", req); });
     for (auto& t : clients) t.join();
     auto took = clk::now() - start;
     int ok = 0, down = 0;
@@ -221,7 +222,39 @@ TEST_CASE("requests waiting on an endpoint its probes find down end at once: ret
   }
 }
 
-TEST_CASE("probe RTT is the path's: a busy server's late health checks are its wait, not distance") {
+TEST_CASE("a stream on an endpoint its probes find down ends at once with an SSE error event") {
+  mock_process a({"--name", "a", "--decode-ms", "50"});
+  gateway_process gw(inference_config({a.port()}));
+  REQUIRE(ready(gw, 1));
+  const std::string body =
+      R"({"model":"mock-llm","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"hi"}]})";
+  client c(gw.port());
+  c.send(
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body);
+  std::string got;
+  while (got.find("data: {") == std::string::npos) {
+    auto more = c.read_some(3000ms);
+    REQUIRE_FALSE(more.empty());
+    got += more;
+  }
+  // Frozen mid-answer (health checks unanswered too): the stream ends when the probes say so,
+  // not at the idle timeout (120 s), and says why.
+  REQUIRE(a.control(R"({"stall_ms":6000})"));
+  auto start = clk::now();
+  while (got.find("found down by its health probes") == std::string::npos) {
+    auto more = c.read_some(4000ms);
+    if (more.empty()) break;
+    got += more;
+  }
+  CHECK(has(got, "data: {\"error\":{\"message\":\"upstream was found down by its health probes"));
+  CHECK(clk::now() - start < 3s);
+  REQUIRE(a.control(R"({"stall_ms":0})"));
+}
+
+TEST_CASE(
+    "probe RTT is the path's: a busy server's late health checks are its wait, not distance") {
   // busy: next to the gateway, but its /health answers after up to 40 ms (a Python server
   // under load); far: an idle server 15 ms away each way (the harness's delaying relay).
   mock_process busy({"--name", "busy", "--health-delay-ms", "40"});
@@ -232,7 +265,8 @@ TEST_CASE("probe RTT is the path's: a busy server's late health checks are its w
   REQUIRE(ready(gw, 2));
   auto figure = [](const std::string& text, std::size_t from, const char* key) {
     auto at = text.find(key, from);
-    return at == std::string::npos ? -1.0 : std::strtod(text.c_str() + at + std::strlen(key), nullptr);
+    return at == std::string::npos ? -1.0
+                                   : std::strtod(text.c_str() + at + std::strlen(key), nullptr);
   };
   double busy_rtt = -1, busy_wait = -1, far_rtt = -1;
   // A dozen probes: the windowed minimum needs one quick answer among them.
