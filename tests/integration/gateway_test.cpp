@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <thread>
 
 #include "meridian/runtime/io_backend.hpp"
@@ -433,10 +435,18 @@ TEST_CASE("POST /admin/drain fails readiness and keeps serving; POST /admin/quit
   auto r = admin_post("/admin/drain");
   REQUIRE(r);
   CHECK(r->status == 202);
+  CHECK(r->raw_head.starts_with("HTTP/1.1 202 Accepted\r\n"));
   CHECK(r->body == "{\"draining\":true,\"stopping\":false}\n");
   auto ready = get(gw.admin_port(), "/readyz");
   REQUIRE(ready);
   CHECK(ready->status == 503);
+  // A mistaken drain is undone without a restart; then drained again.
+  r = admin_post("/admin/undrain");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(get(gw.admin_port(), "/readyz")->status == 200);
+  REQUIRE(admin_post("/admin/drain"));
+  CHECK(get(gw.admin_port(), "/readyz")->status == 503);
   // Still serving, new connections included, and still running.
   for (int i = 0; i < 3; ++i) {
     auto ok = get(gw.port(), "/x");
@@ -448,4 +458,37 @@ TEST_CASE("POST /admin/drain fails readiness and keeps serving; POST /admin/quit
   REQUIRE(r);
   CHECK(r->status == 202);
   CHECK(gw.wait(5000) == 0);
+}
+
+TEST_CASE("/admin/config: behind the token, with header-match values and credentials hidden") {
+  test_backend be;
+  std::string token_path = "/tmp/meridian-test-admin-token";
+  std::ofstream(token_path) << "s3cret-admin-token-0123456789\n";
+  gateway_process gw(simple_config(
+      {be.port()}, "admin: { address: 127.0.0.1:0, token_file: " + token_path +
+                       " }\n"
+                       "routes:\n"
+                       "  - { name: internal, match: { path_prefix: /, headers: { x-internal-auth: "
+                       "sk-live-4f3c2a1b0e9d } }, cluster: c }\n"));
+  auto config = [&](const std::string& auth) {
+    client c(gw.admin_port());
+    c.send("GET /admin/config HTTP/1.1\r\nHost: t\r\n" + auth + "\r\n");
+    return c.read();
+  };
+  auto r = config("");
+  REQUIRE(r);
+  CHECK(r->status == 401);
+  CHECK_FALSE(has(r->body, "sk-live"));
+  r = config("Authorization: Bearer s3cret-admin-token-0123456789\r\n");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(has(r->body, "x-internal-auth: <redacted>"));
+  CHECK_FALSE(has(r->body, "sk-live"));
+  CHECK_FALSE(has(r->body, "s3cret"));
+  // The route still matches on the value it no longer shows.
+  auto ok = get(gw.port(), "/x", "x-internal-auth: sk-live-4f3c2a1b0e9d\r\n");
+  REQUIRE(ok);
+  CHECK(ok->status == 200);
+  CHECK(get(gw.port(), "/x")->status == 404);
+  std::remove(token_path.c_str());
 }
