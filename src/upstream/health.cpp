@@ -11,6 +11,21 @@ namespace {
 std::int64_t to_ns(common::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
+
+// A sample found the endpoint slow (or not). The streak grows once per return from a fade (a
+// slow sample more than half the current fade after the last slow one), not with every sample
+// of one slow spell: an engine slow for a few seconds under load is faded for 2x, one found slow
+// each time it is tried again for 2x, 4x, 8x, 16x.
+void note_slow(endpoint_stats& st, bool slow, double tau, common::time_point now) {
+  if (!slow) {
+    st.slow_streak = 0;
+    return;
+  }
+  double fade = tau * static_cast<double>(1u << std::min(st.slow_streak, 4u));
+  double since = static_cast<double>(to_ns(now) - st.slow_at_ns) / 1e9;
+  if (st.slow_streak == 0 || since > fade / 2) ++st.slow_streak;
+  st.slow_at_ns = to_ns(now);
+}
 double seconds(config::duration d) {
   return std::chrono::duration<double>(d).count();
 }
@@ -140,10 +155,7 @@ void worker_upstreams::observe_tpot(endpoint_state& ep, double s, common::time_p
   if (n > 0) {
     auto mid = others.begin() + static_cast<std::ptrdiff_t>((n - 1) / 2);
     std::nth_element(others.begin(), mid, others.begin() + static_cast<std::ptrdiff_t>(n));
-    if (s > 2 * *mid)
-      ++st.slow_streak;
-    else
-      st.slow_streak = 0;
+    note_slow(st, s > 2 * *mid, tau, now);
   }
   if (batch > 0) {
     if (st.tpot.known()) {
@@ -176,10 +188,7 @@ void worker_upstreams::observe_transfer(endpoint_state& ep, double rate, double 
   int n = 0;
   for (const auto* s : cs.stats_view)
     if (s != &st && s->flow_rate.known()) peers += s->flow_rate.value(), ++n;
-  if (n > 0 && rate < 0.5 * peers / n)
-    ++st.slow_streak;
-  else
-    st.slow_streak = 0;
+  if (n > 0) note_slow(st, rate < 0.5 * peers / n, tau, now);
   if (sharing < 1.5) {
     // Alone: what one flow gets. It shows the capacity only while no shared transfer has shown
     // more (a flow-limited path hides the rest).

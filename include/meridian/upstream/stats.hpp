@@ -90,6 +90,7 @@ struct endpoint_stats {
   // take to fade toward its peers', up to 16x, so a replica or engine that stays slow is re-tried
   // ever more rarely.
   unsigned slow_streak = 0;
+  std::int64_t slow_at_ns = 0;  // the last sample that found it slow (steady clock)
   // Requests still waiting for their first byte: how many and the sum of their pick times (ns),
   // so a backend that stalls looks slow before any of them answers.
   std::uint32_t awaiting_first = 0;

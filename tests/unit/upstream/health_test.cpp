@@ -252,7 +252,8 @@ TEST_CASE("prefix affinity: prefill rates are learned per endpoint and pooled pe
   CHECK(b.stats.ttft.value(t, 10) == doctest::Approx(0.030).epsilon(0.2));
 }
 
-TEST_CASE("batching: the per-token cost of one more stream is learned from tpot against batch size") {
+TEST_CASE(
+    "batching: the per-token cost of one more stream is learned from tpot against batch size") {
   auto topo = topo_of(2);
   topo->clusters[0].latency.decay = 10s;
   upstream::worker_upstreams ups(topo, 0);
@@ -307,10 +308,17 @@ TEST_CASE("storage: a replica found slow again and again is faded toward its pee
   ups.observe_transfer(fast, 100e6, 1, t0());
   ups.observe_transfer(slow, 10e6, 1, t0());
   CHECK(slow.stats.slow_streak == 1);
+  // More samples of the same slow spell: one step (faded for 2x the decay, 20 s here).
   ups.observe_transfer(slow, 10e6, 1, t0() + 1s);
+  ups.observe_transfer(slow, 10e6, 1, t0() + 2s);
+  CHECK(slow.stats.slow_streak == 1);
+  // Tried again after the fade and still slow: the fade doubles.
+  ups.observe_transfer(slow, 10e6, 1, t0() + 20s);
   CHECK(slow.stats.slow_streak == 2);
+  ups.observe_transfer(slow, 10e6, 1, t0() + 50s);
+  CHECK(slow.stats.slow_streak == 3);
   CHECK(fast.stats.slow_streak == 0);
-  ups.observe_transfer(slow, 90e6, 1, t0() + 2s);  // recovered
+  ups.observe_transfer(slow, 90e6, 1, t0() + 60s);  // recovered
   CHECK(slow.stats.slow_streak == 0);
 }
 
