@@ -55,7 +55,10 @@ bool admission::at_cap(std::uint64_t client) const {
 void admission::release(std::uint64_t client) {
   if (client == 0) return;
   auto it = held_.find(client);
-  if (it != held_.end() && --it->second == 0) held_.erase(it);
+  if (it == held_.end() || --it->second != 0) return;
+  // A client's entry stays while the table is small: one that sends request after request would
+  // otherwise cost a node allocation and free per request (every request counts, with the cap).
+  if (held_.size() > kept_clients) held_.erase(it);
 }
 
 asio::awaitable<admission::verdict> admission::enter(waiter& w) {

@@ -102,7 +102,9 @@ class admission {
   std::size_t max_inflight_, max_pending_;
   double share_ = 0;
   std::size_t cap_ = 0;
-  std::unordered_map<std::uint64_t, std::uint32_t> held_;  // slots per client, with a share or cap
+  // Slots per client, with a share or cap; entries at zero are kept up to kept_clients.
+  static constexpr std::size_t kept_clients = 1024;
+  std::unordered_map<std::uint64_t, std::uint32_t> held_;
   std::chrono::steady_clock::duration timeout_;
   std::size_t inflight_ = 0, pending_ = 0;
   std::array<std::list<waiter*>, 3> queues_;  // by priority
