@@ -15,6 +15,7 @@
 #include "meridian/common/error.hpp"
 #include "meridian/common/log.hpp"
 #include "meridian/common/random.hpp"
+#include "meridian/http/accept.hpp"
 #include "meridian/http/connection.hpp"
 
 namespace meridian::admin {
@@ -336,7 +337,7 @@ namespace {
 class admin_handler final : public http::handler {
  public:
   explicit admin_handler(const context& ctx) : ctx_(ctx) {}
-  asio::awaitable<void> serve(http::connection& c) override {
+  asio::awaitable<void> serve(http::exchange& c) override {
     // A body (POST /admin/drain may carry one) is read whole so the connection can stay open.
     auto got = co_await c.buffer_body(64 * 1024);
     if (got != http::body_result::ok || !c.body().complete()) {
@@ -346,52 +347,42 @@ class admin_handler final : public http::handler {
     response r = handle(ctx_, c.method(), c.path(), c.head().find("authorization"));
     co_await c.reply(r.status, r.content_type, r.body, r.allow);
   }
-  void finished(http::connection&) override {}
+  void rejected(http::exchange&) override {}
 
  private:
   const context& ctx_;
 };
 }  // namespace
 
-struct server::impl {
-  impl(asio::io_context& io_, context c) : io(io_), acceptor(io_), ctx(std::move(c)), h(ctx) {
+// The admin port's connections: at most 256 at once, served by the admin handler.
+struct server::impl final : http::connection_host {
+  impl(asio::io_context& io_, context c) : io_ctx(io_), acceptor(io_), ctx(std::move(c)), h(ctx) {
     // The admin port is for operators and scrapers: generous but bounded deadlines.
-    env.settings.idle_timeout = std::chrono::seconds(30);
-    env.settings.header_timeout = std::chrono::seconds(10);
-    env.settings.body_timeout = std::chrono::seconds(10);
-    env.settings.max_body_bytes = 64 * 1024;
-    env.rng = &rng;
+    env_.settings.idle_timeout = std::chrono::seconds(30);
+    env_.settings.header_timeout = std::chrono::seconds(10);
+    env_.settings.body_timeout = std::chrono::seconds(10);
+    env_.settings.max_body_bytes = 64 * 1024;
+    env_.rng = &rng;
   }
-  asio::io_context& io;
+  http::connection_env& env() override { return env_; }
+  http::handler& served_by() override { return h; }
+  void track(http::session& s) override { conns.push_back(s); }
+  std::size_t max_connections() const override { return 256; }
+  asio::io_context& io() override { return io_ctx; }
+
+  asio::io_context& io_ctx;
   tcp::acceptor acceptor;
   context ctx;
   admin_handler h;
   common::random_source rng{common::os_seed()};
-  http::connection_env env;
-  boost::intrusive::list<http::connection, boost::intrusive::constant_time_size<false>> conns;
+  http::connection_env env_;
+  boost::intrusive::list<http::session, boost::intrusive::constant_time_size<false>> conns;
 };
-
-namespace {
-asio::awaitable<void> admin_accept_loop(server::impl* srv) {
-  while (srv->acceptor.is_open()) {
-    auto [ec, socket] = co_await srv->acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
-    if (ec) {
-      if (!srv->acceptor.is_open()) co_return;
-      continue;
-    }
-    srv->conns.push_back(http::connection::start(srv->io, std::move(socket), srv->env, srv->h));
-  }
-}
-}  // namespace
 
 server::server(asio::io_context& io, const config::host_port& address, context ctx)
     : impl_(std::make_unique<impl>(io, std::move(ctx))) {
   boost::system::error_code ec;
-  auto addr = asio::ip::make_address(address.host == "localhost" ? "127.0.0.1" : address.host, ec);
-  if (ec)
-    throw std::runtime_error(
-        common::cat("admin address ", address.to_string(), " is not an IP address"));
-  tcp::endpoint ep(addr, address.port);
+  tcp::endpoint ep = http::listen_endpoint(address.host, address.port, "admin address");
   auto& a = impl_->acceptor;
   a.open(ep.protocol(), ec);
   if (!ec) a.set_option(tcp::acceptor::reuse_address(true), ec);
@@ -409,7 +400,8 @@ void server::set_config(const config::gateway_config* cfg) {
 }
 
 void server::start() {
-  asio::co_spawn(impl_->io, admin_accept_loop(impl_.get()), asio::detached);
+  asio::co_spawn(impl_->io_ctx, http::accept_loop(impl_->acceptor, *impl_, "admin"),
+                 asio::detached);
 }
 
 void server::close() {

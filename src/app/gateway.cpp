@@ -166,7 +166,7 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
     g.contexts.push_back(&g.pool.io(i));
   }
   g.current = cfg;
-  std::vector<proxy::worker*> raw;
+  std::vector<http::connection_host*> raw;
   std::vector<const upstream::worker_upstreams*> ups;
   for (auto& w : g.workers) {
     raw.push_back(w.get());

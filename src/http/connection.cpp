@@ -138,6 +138,7 @@ void connection::begin_request() {
   note_.clear();
   status_ = 0;
   response_started_ = false;
+  head_pending_ = chunked_out_ = sized_ = response_open_ = false;
   bytes_in_ = end_ - begin_;
   bytes_out_ = 0;
   expect_continue_ = false;
@@ -172,7 +173,7 @@ asio::awaitable<void> connection::reject(error_kind kind, int reason, std::strin
   if (env_.metrics) env_.metrics->rejected(static_cast<reject_reason>(reason)).inc();
   keep_alive_ = false;
   co_await reply_error(kind, message);
-  handler_.finished(*this);
+  handler_.rejected(*this);
 }
 
 // Reads and checks one request head; false when the connection is done (EOF, deadline, or a
@@ -260,8 +261,8 @@ asio::awaitable<void> connection::run() {
     waiting_ = false;
     unwatch_client();
     deadline_.clear();
-    if (!body_.finished()) keep_alive_ = false;
-    handler_.finished(*this);
+    // An unread body, or a response broken off (no terminating chunk): nothing can follow.
+    if (!body_.finished() || response_open_) keep_alive_ = false;
     if (!keep_alive()) break;
     if (head_kept_) {
       begin_ += head_len_;
@@ -461,6 +462,60 @@ asio::awaitable<bool> connection::write(std::span<const asio::const_buffer> buff
   co_return true;
 }
 
+void connection::start_response(const response_head& resp, body_kind body, std::uint64_t length) {
+  // The whole request must have been read for another one to follow.
+  bool keep = keep_alive() && body_.finished();
+  out_framing framing = out_framing::none;
+  chunked_out_ = sized_ = false;
+  switch (body) {
+    case body_kind::none:
+      break;
+    case body_kind::content_length:
+      framing = out_framing::content_length;
+      sized_ = true;
+      break;
+    case body_kind::chunked:
+    case body_kind::until_close:
+      chunked_out_ = head_.version_minor == 1;
+      framing = chunked_out_ ? out_framing::chunked : out_framing::close_delimited;
+      if (!chunked_out_) keep = false;
+      break;
+  }
+  if (!keep) keep_alive_ = false;
+  build_downstream_response(out_, resp, request_id_, framing, length, keep, head_.version_minor);
+  status_ = resp.status;
+  response_started_ = true;
+  head_pending_ = response_open_ = true;
+}
+
+asio::awaitable<bool> connection::send(std::span<const std::string_view> payload, bool last) {
+  wout_.clear();
+  if (head_pending_) wout_.push_back(asio::buffer(out_));
+  head_pending_ = false;
+  if (chunked_out_) {
+    // Every chunk head first: the buffers point into chunk_heads_, which must not move after.
+    chunk_heads_.clear();
+    for (auto p : payload)
+      if (!p.empty()) append_chunk_header(chunk_heads_, p.size());
+    std::size_t at = 0;
+    for (auto p : payload) {
+      if (p.empty()) continue;  // an empty chunk would end the body
+      std::size_t len = chunk_heads_.find('\n', at) + 1 - at;
+      wout_.push_back(asio::buffer(chunk_heads_.data() + at, len));
+      wout_.push_back(asio::buffer(p));
+      wout_.push_back(asio::buffer(chunk_crlf));
+      at += len;
+    }
+    if (last) wout_.push_back(asio::buffer(last_chunk));
+  } else {
+    for (auto p : payload)
+      if (!p.empty()) wout_.push_back(asio::buffer(p));
+  }
+  if (last) response_open_ = false;
+  if (wout_.empty()) co_return !client_gone_;
+  co_return co_await write(wout_);
+}
+
 // A body already whole in the buffer is skipped before a local answer, so the connection can
 // stay open; any other unread body makes it close.
 void connection::skip_buffered_body() {
@@ -478,6 +533,7 @@ asio::awaitable<void> connection::reply(int status, std::string_view content_typ
   if (request_id_.empty()) assign_request_id({});  // rejected before its head was read
   status_ = status;
   response_started_ = true;
+  head_pending_ = response_open_ = sized_ = false;  // replaces a response started, never sent
   bool head_only = method_ == "HEAD";
   build_local_response(out_, status, content_type, head_only ? std::string_view{} : body, keep,
                        request_id_, 0, allow);
@@ -492,6 +548,7 @@ asio::awaitable<void> connection::reply_error(error_kind kind, std::string_view 
   if (request_id_.empty()) assign_request_id({});
   status_ = common::status_of(kind);
   response_started_ = true;
+  head_pending_ = response_open_ = sized_ = false;  // replaces a response started, never sent
   note_.assign(message);
   auto body = common::error_body(kind, message);
   build_local_response(out_, status_, "application/json", body, keep, request_id_,

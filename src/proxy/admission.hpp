@@ -21,7 +21,7 @@
 #include <unordered_map>
 
 #include "meridian/config/config.hpp"
-#include "meridian/http/connection.hpp"
+#include "meridian/http/exchange.hpp"
 
 namespace meridian::proxy {
 

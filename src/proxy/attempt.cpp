@@ -113,7 +113,7 @@ void attempt::endpoint_down() {
   cancel();  // a connect in progress ends at its own (short) deadline
 }
 
-bool attempt::check_whole_body(const http::connection& client, body_tap& tap) {
+bool attempt::check_whole_body(const http::exchange& client, body_tap& tap) {
   tap.rewind();
   return observe_whole(client.buffered_body(), client.body().kind(), tap);
 }
@@ -222,10 +222,17 @@ asio::awaitable<outcome> attempt::connect(const upstream::endpoint_ref& ep) {
 
 // ---- the whole try -----------------------------------------------------------------------------
 
-asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
-                                      http::connection& client, std::string_view head,
-                                      body_tap* tap) {
-  ep_ = std::move(ep);
+asio::awaitable<outcome> attempt::run(try_spec t, http::exchange& client) {
+  ep_ = std::move(t.endpoint);
+  cfg_ = t.config ? t.config : w_.snap->cfg.get();
+  timeouts_ = t.timeouts;
+  total_ = t.total;
+  rm_ = t.route;
+  request_start_ = t.request_start;
+  uncached_ = t.uncached;
+  prompt_blocks_ = t.prompt_blocks;
+  transfer_ = t.transfer;
+  body_override_ = t.body;
   reused_ = abandoned_ = down_ = false;
   if (down_watch::is_linked()) down_watch::unlink();  // a try not finished (never, so far)
   ep_->watchers.push_back(*this);
@@ -242,9 +249,9 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
   steady_tokens_ = 0;
   picked_at_ = w_.clock->now();
   std::tie(queued_, batch_at_pick_) =
-      expected_load(*w_.snap->cfg, info.cluster, ep_->stats, picked_at_);
+      expected_load(*cfg_, info.cluster, ep_->stats, picked_at_);
   batch_at_pick_ += 1;  // itself
-  prefill_ = expected_prefill(*w_.snap->cfg, info.cluster, ep_->stats, uncached_);
+  prefill_ = expected_prefill(*cfg_, info.cluster, ep_->stats, uncached_);
   w_.ups.request_started(*ep_, picked_at_, prefill_);
   relayed_ = 0;
   in_flight_at_pick_ = gateway_in_flight(ep_->stats);
@@ -252,7 +259,7 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
   ep_->stats.transfer_bytes += counted_transfer_;
   em.in_flight.add();
   em.requests.inc();
-  if (may_reuse) {
+  if (t.may_reuse) {
     if (auto sock = w_.ups.take_idle(*ep_, w_.clock->now())) {
       socket_.emplace(std::move(*sock));
       reused_ = true;
@@ -269,7 +276,7 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
   client_ = &client;
   bool replayable = false;
   body_held_ = false;
-  auto o = co_await send(client, head, tap, replayable);
+  auto o = co_await send(client, t.head, t.tap, replayable);
   if (!o.ok()) co_return o;
   o = co_await read_head(replayable);
   if (o.ok()) o = co_await await_body();
@@ -280,7 +287,7 @@ asio::awaitable<outcome> attempt::run(upstream::endpoint_ref ep, bool may_reuse,
 
 // ---- the request -------------------------------------------------------------------------------
 
-asio::awaitable<outcome> attempt::send(http::connection& client, std::string_view head,
+asio::awaitable<outcome> attempt::send(http::exchange& client, std::string_view head,
                                        body_tap* tap, bool& replayable) {
   deadline_.set(within_total(w_.clock->now() + timeouts_.idle));
   const auto& body = client.body();
@@ -335,7 +342,7 @@ asio::awaitable<outcome> attempt::send(http::connection& client, std::string_vie
 }
 
 // Streams the rest of the body, re-framed; the client's data is checked before it goes out.
-asio::awaitable<outcome> attempt::stream_body(http::connection& client, body_tap* tap) {
+asio::awaitable<outcome> attempt::stream_body(http::exchange& client, body_tap* tap) {
   bool chunked = client.body().kind() == http::body_kind::chunked;
   std::array<std::string_view, max_spans> spans;
   while (true) {
@@ -390,7 +397,7 @@ asio::awaitable<outcome> attempt::stream_body(http::connection& client, body_tap
 // ---- the response head -------------------------------------------------------------------------
 
 asio::awaitable<outcome> attempt::read_head(bool replayable) {
-  const auto& cfg = *w_.snap->cfg;
+  const auto& cfg = *cfg_;
   const auto& info = *ep_->info;
   auto& em = *ep_->metrics;
   auto count = [&](metrics::upstream_error e) { em.errors[static_cast<int>(e)].inc(); };

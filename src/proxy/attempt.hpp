@@ -1,8 +1,9 @@
 // One try of a request against one endpoint: its own upstream connection (pooled or new), its
 // own buffer and deadline. It sends the request head and body and reads the response head, then
 // lends its socket to the relay for the body. It never writes to the client: it returns an
-// outcome and the handler decides what the client sees. Owned by a client connection's proxy
-// state and reused for each of its requests; worker thread only.
+// outcome and the handler decides what the client sees. What a try is (endpoint, head, deadlines,
+// route, prefix credit, transfer size) is a try_spec value handed to run(). Borrowed by a request
+// from its worker's pool and reused by later ones; worker thread only.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -15,11 +16,9 @@
 #include <vector>
 
 #include "meridian/common/error.hpp"
-#include "meridian/http/connection.hpp"
+#include "meridian/http/exchange.hpp"
 #include "meridian/runtime/watchdog.hpp"
 #include "meridian/upstream/stream_observer.hpp"
-#include "proxy/object_resume.hpp"
-#include "proxy/resume.hpp"
 #include "proxy/worker_context.hpp"
 
 namespace meridian::proxy {
@@ -37,26 +36,43 @@ class body_tap {
   ~body_tap() = default;
 };
 
+// One try: where it goes, what it sends and what bounds it.
+struct try_spec {
+  upstream::endpoint_ref endpoint;
+  // The request's configuration (its pinned snapshot's); null: the worker's current one.
+  const config::gateway_config* config = nullptr;
+  std::string_view head;  // the request head as the backend gets it (outlives the try)
+  // Sent instead of the client's body, Content-Length framed (a stream's continuation; outlives
+  // the try); nullopt: the client's body.
+  std::optional<std::string_view> body;
+  body_tap* tap = nullptr;  // sees the client's body on its way
+  bool may_reuse = true;    // a pooled connection may carry it
+  config::upstream_timeouts timeouts;                     // the route's
+  common::time_point total = common::time_point::max();  // the request's deadline
+  // Where its latency and token figures count (the route's metrics; null: not counted, as for a
+  // continuation, whose request's first token was counted already), and when the client's
+  // request began (time to first token counts from there).
+  metrics::route_metrics* route = nullptr;
+  common::time_point request_start{};
+  // Prefix affinity: the prompt blocks the endpoint was not credited with (-1: no prefix term),
+  // of how many.
+  std::int32_t uncached = -1, prompt_blocks = 0;
+  // Storage: the bytes it is expected to move, counted in its endpoint's transfer bytes while in
+  // flight.
+  double transfer = 0;
+};
+
 class attempt final : public http::cancellable, public upstream::down_watch {
  public:
   explicit attempt(worker_context& w);
   ~attempt();
 
-  // Connects (or reuses a pooled connection when may_reuse), sends `head` and the request body
-  // from `client`, and reads the response head and, when it has a body, waits for the body's
-  // first byte (first_byte timeout): nothing reaches the client before that, so a failure up to
-  // there can still be answered with a clean error or retried. An ok outcome leaves response()
-  // valid and the socket open for the relay; every other outcome has closed it.
-  boost::asio::awaitable<common::outcome> run(upstream::endpoint_ref ep, bool may_reuse,
-                                              http::connection& client, std::string_view head,
-                                              body_tap* tap);
-
-  // The route's timeouts and the request's overall deadline (time_point::max(): none); set
-  // before run().
-  void set_deadlines(const config::upstream_timeouts& t, common::time_point total) {
-    timeouts_ = t;
-    total_ = total;
-  }
+  // Connects (or reuses a pooled connection when t.may_reuse), sends t.head and the request body
+  // (t.body, else the client's), and reads the response head and, when it has a body, waits for
+  // the body's first byte (first_byte timeout): nothing reaches the client before that, so a
+  // failure up to there can still be answered with a clean error or retried. An ok outcome
+  // leaves response() valid and the socket open for the relay; every other outcome has closed it.
+  boost::asio::awaitable<common::outcome> run(try_spec t, http::exchange& client);
   // The deadline of the next read of a response body: the idle gap, within the total.
   common::time_point next_read_deadline() const {
     return std::min(w_.clock->now() + timeouts_.idle, total_);
@@ -88,36 +104,13 @@ class attempt final : public http::cancellable, public upstream::down_watch {
     w_.metrics.cluster(ep_->info->cluster).streams_interrupted[static_cast<int>(why)].inc();
   }
   void count_error(metrics::upstream_error e) { ep_->metrics->errors[static_cast<int>(e)].inc(); }
-  // Where the request's latency and token figures go (its route's metrics), and when the
-  // client's request began (time to first token is counted from there). Set before run().
-  // With prefix affinity: the prompt's blocks, and how many of them the endpoint was not known
-  // to hold (-1: no prefix term).
-  void set_prefix(std::int32_t uncached, std::int32_t prompt_blocks) {
-    uncached_ = uncached;
-    prompt_blocks_ = prompt_blocks;
-  }
-  void set_route(metrics::route_metrics* rm, common::time_point request_start) {
-    rm_ = rm;
-    request_start_ = request_start;
-  }
-  // The relay hands over each piece of decoded response payload as it forwards it: SSE events
-  // give time to first token and per-token time, `usage` the token counts.
+  // The relay hands over each piece of decoded response payload as it forwards it: what the
+  // endpoint's estimates learn from (SSE events give time to first token and per-token time,
+  // `usage` the token counts; a transfer's bytes its throughput).
   void on_payload(std::string_view payload) {
     relayed_ += payload.size();
     if (observe_ || obs_.sse()) observe(payload);
-    if (resume_) resume_->observe(payload);
-    if (object_) object_->delivered(payload.size());
   }
-  // What the stream has said, for resuming it elsewhere (null: not resumable). Set before run().
-  void set_resume(stream_resume* r) { resume_ = r; }
-  // Storage: the bytes the next run() is expected to move, counted in its endpoint's transfer
-  // bytes while it is in flight.
-  void set_transfer(double bytes) { transfer_ = bytes; }
-  // Where an object's GET stands, for continuing it on another replica (null: not resumable).
-  void set_object(object_resume* o) { object_ = o; }
-  // The next run() sends `body` (which must outlive it) with `head` instead of the client's
-  // body: a stream's continuation.
-  void set_body(std::string_view body) { body_override_ = body; }
   const upstream::stream_observer& stream() const { return obs_; }
   // The whole response reached the client (call before finish()); a response below 500 that
   // did is what starts the endpoint's failure count over.
@@ -141,13 +134,13 @@ class attempt final : public http::cancellable, public upstream::down_watch {
   // When the try went out (its endpoint was picked).
   common::time_point picked_at() const { return picked_at_; }
   // Runs a body whole in `client`'s buffer through `tap`; false when the tap refuses it.
-  static bool check_whole_body(const http::connection& client, body_tap& tap);
+  static bool check_whole_body(const http::exchange& client, body_tap& tap);
 
  private:
   boost::asio::awaitable<common::outcome> connect(const upstream::endpoint_ref& ep);
-  boost::asio::awaitable<common::outcome> send(http::connection& client, std::string_view head,
+  boost::asio::awaitable<common::outcome> send(http::exchange& client, std::string_view head,
                                                body_tap* tap, bool& replayable);
-  boost::asio::awaitable<common::outcome> stream_body(http::connection& client, body_tap* tap);
+  boost::asio::awaitable<common::outcome> stream_body(http::exchange& client, body_tap* tap);
   boost::asio::awaitable<common::outcome> read_head(bool replayable);
   boost::asio::awaitable<common::outcome> await_body();
   common::time_point within_total(common::time_point t) const { return std::min(t, total_); }
@@ -162,6 +155,7 @@ class attempt final : public http::cancellable, public upstream::down_watch {
   static void on_expire(void* self);
 
   worker_context& w_;
+  const config::gateway_config* cfg_ = nullptr;  // the try's (try_spec::config)
   runtime::watchdog deadline_;
   std::optional<boost::asio::ip::tcp::socket> socket_;
   upstream::endpoint_ref ep_;
@@ -173,7 +167,7 @@ class attempt final : public http::cancellable, public upstream::down_watch {
   std::vector<boost::asio::const_buffer> out_;
   common::time_point sent_at_;
   std::string_view method_;
-  http::connection* client_ = nullptr;  // during run()
+  http::exchange* client_ = nullptr;  // during run()
   bool reused_ = false;
   bool request_complete_ = false;
   bool body_held_ = false;
@@ -199,7 +193,7 @@ class attempt final : public http::cancellable, public upstream::down_watch {
   bool complete_ = false;
   bool abandoned_ = false;
   bool down_ = false;  // the probes found the endpoint down during the try
-  // Storage transfers: the bytes expected (set_transfer) and counted at the endpoint, body bytes
+  // Storage transfers: the bytes expected (try_spec) and counted at the endpoint, body bytes
   // relayed, when the head arrived, and the endpoint's transfers in flight at the pick.
   double transfer_ = 0, counted_transfer_ = 0;
   std::uint64_t relayed_ = 0;
@@ -209,8 +203,6 @@ class attempt final : public http::cancellable, public upstream::down_watch {
   static double gateway_in_flight(const upstream::endpoint_stats& s) {
     return s.in_flight + (s.board ? s.board->others(s.worker) : 0);
   }
-  stream_resume* resume_ = nullptr;
-  object_resume* object_ = nullptr;
   std::optional<std::string_view> body_override_;
 };
 

@@ -16,7 +16,7 @@ void attempt::head_arrived() {
   bool sse = resp_.find("content-type").starts_with("text/event-stream");
   // Only successful answers say how fast the endpoint is: a quick 503 is not speed.
   observe_ = resp_.status >= 200 && resp_.status < 300 &&
-             w_.snap->cfg->clusters[ep_->info->cluster].kind == config::cluster_kind::inference;
+             cfg_->clusters[ep_->info->cluster].kind == config::cluster_kind::inference;
   // Every event stream is framed, whatever the cluster: one that breaks ends with an error
   // event, which must not land inside a half-relayed event.
   obs_.reset(sse);
@@ -86,7 +86,7 @@ void attempt::report_done() {
     auto n = obs_.events();
     if (n >= 2 && steady_tokens_ > 0) {
       // The batch it ran in: the mean of what the endpoint held at its start and at its end.
-      const auto& c = w_.snap->cfg->clusters[ep_->info->cluster];
+      const auto& c = cfg_->clusters[ep_->info->cluster];
       double at_end =
           routing::expected_cost(ep_->stats, routing::cost_params::from(c), now).outstanding;
       w_.ups.observe_tpot(*ep_, steady_seconds_ / static_cast<double>(steady_tokens_), now, n,
@@ -112,7 +112,7 @@ void attempt::learn_transfer(common::time_point now) {
   auto& st = ep_->stats;
   st.transfer_bytes = std::max(0.0, st.transfer_bytes - counted_transfer_);
   counted_transfer_ = 0;
-  const auto& cluster = w_.snap->cfg->clusters[ep_->info->cluster];
+  const auto& cluster = cfg_->clusters[ep_->info->cluster];
   if (cluster.kind != config::cluster_kind::storage) return;
   constexpr std::uint64_t min_bytes = 256 * 1024;
   double secs = common::seconds_between(head_at_, now);

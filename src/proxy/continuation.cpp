@@ -13,15 +13,14 @@ namespace asio = boost::asio;
 using common::outcome;
 using common::outcome_kind;
 
-bool prepare_resume(http::connection& c, const worker_context& w, conn_state& st) {
-  st.resume.reset();
-  const auto& ctx = st.ctx;
-  if (!ctx.route || w.snap->cfg->routes[*ctx.route].resume.attempts == 0) return false;
-  if (c.head().body != http::body_kind::content_length || !c.body().complete()) return false;
-  auto path = c.path();
+bool prepare_resume(request& r) {
+  const auto& ctx = r.ctx;
+  if (!ctx.route || r.cfg().routes[*ctx.route].resume.attempts == 0) return false;
+  if (r.ex.head().body != http::body_kind::content_length || !r.ex.body().complete()) return false;
+  auto path = r.ex.path();
   bool chat = path.ends_with("/chat/completions");
   if (!chat && !path.ends_with("/completions")) return false;
-  return st.resume.begin(c.buffered_body(), chat);
+  return r.resume.begin(r.ex.buffered_body(), chat);
 }
 
 namespace {
@@ -34,13 +33,13 @@ bool cut(const outcome& o) {
 // One continuation: the request with the text so far, to the best candidate other than the
 // endpoint that cut the stream; its events follow in the client's response. A failure before
 // any of its events were relayed leaves the stream where it was.
-asio::awaitable<outcome> continue_stream(http::connection& c, worker_context& w, conn_state& st) {
-  auto& ctx = st.ctx;
-  auto& cs = w.ups.cluster(ctx.cluster);
-  auto failed = st.at->endpoint();
-  routing::pick_input in{w.rng, w.clock->now(),
-                         st.guard.routed ? std::string_view(*st.guard.routed) : ""};
-  auto picks = w.balancers[ctx.cluster]->pick(cs.stats_view, in);
+asio::awaitable<outcome> continue_stream(request& r) {
+  auto& ctx = r.ctx;
+  auto& cs = r.w.ups.cluster(ctx.cluster);
+  auto failed = r.at->endpoint();
+  routing::pick_input in{r.w.rng, r.w.clock->now(),
+                         r.guard.routed ? std::string_view(*r.guard.routed) : ""};
+  auto picks = r.w.balancers[ctx.cluster]->pick(cs.stats_view, in);
   upstream::endpoint_ref ep;
   for (std::size_t i = 0; i < picks.size() && !ep; ++i)
     if (cs.endpoints[picks[i]] != failed) ep = cs.endpoints[picks[i]];
@@ -51,17 +50,17 @@ asio::awaitable<outcome> continue_stream(http::connection& c, worker_context& w,
     co_return o;
   }
   ep->metrics->decisions[static_cast<int>(metrics::decision::retry)].inc();
-  st.resume_body = st.resume.continuation();
-  http::build_upstream_request(st.resume_head, c.head(), {c.client_ip(), "http", c.request_id()},
-                               http::out_framing::content_length, st.resume_body.size());
-  auto& at = *st.at;
-  at.set_prefix(-1, 0);
-  at.set_deadlines(ctx.snap->cfg->routes[*ctx.route].timeouts, ctx.deadline);
-  at.set_route(nullptr, c.request_start());  // the request's first token was counted already
-  at.set_body(st.resume_body);
+  r.resume_body = r.resume.continuation();
+  http::build_upstream_request(r.resume_head, r.ex.head(),
+                               {r.ex.client_ip(), r.ex.scheme(), r.ex.request_id()},
+                               http::out_framing::content_length, r.resume_body.size());
+  auto& at = *r.at;
   ++ctx.attempts;
   ctx.endpoint = ep;
-  auto o = co_await at.run(std::move(ep), true, c, st.resume_head, nullptr);
+  // Not counted in the route's figures: the request's first token was counted already.
+  auto t = r.try_on(std::move(ep), r.resume_head);
+  t.body = r.resume_body;
+  auto o = co_await at.run(std::move(t), r.ex);
   if (!o.ok()) co_return o;
   if (o.status != 200 || !at.stream().sse()) {
     at.finish(false);
@@ -70,7 +69,7 @@ asio::awaitable<outcome> continue_stream(http::connection& c, worker_context& w,
                             at.stream().sse() ? "" : " without an event stream");
     co_return o;
   }
-  co_return co_await relay_continuation(at, c, c.client_minor() == 1);
+  co_return co_await relay_continuation(at, r.ex, {&r.resume, nullptr});
 }
 
 // The replicas an object's continuation went to: one that failed it before relaying a byte or
@@ -120,60 +119,57 @@ class tried {
 // One try at continuing an object's body on `ep`: a Range from the next byte owed, If-Range its
 // ETag. Not ok, or ok with `why` set (not a continuation: its response was dropped), or ok and
 // relayed (then the outcome is the relay's).
-asio::awaitable<outcome> continue_object(http::connection& c, worker_context& w, conn_state& st,
-                                         upstream::endpoint_ref ep, std::string& why) {
-  auto& ctx = st.ctx;
+asio::awaitable<outcome> continue_object(request& r, upstream::endpoint_ref ep,
+                                         std::string& why) {
+  auto& ctx = r.ctx;
   ep->metrics->decisions[static_cast<int>(metrics::decision::retry)].inc();
-  http::build_upstream_request(st.resume_body, c.head(), {c.client_ip(), "http", c.request_id()},
+  http::build_upstream_request(r.resume_body, r.ex.head(),
+                               {r.ex.client_ip(), r.ex.scheme(), r.ex.request_id()},
                                http::out_framing::none, 0);
-  st.resume_head = st.object.continuation_head(st.resume_body);
-  auto& at = *st.at;
-  at.set_prefix(-1, 0);
-  at.set_deadlines(ctx.snap->cfg->routes[*ctx.route].timeouts, ctx.deadline);
-  at.set_route(nullptr, c.request_start());
-  at.set_body({});
-  at.set_transfer(static_cast<double>(st.object.last() - st.object.next() + 1));
+  r.resume_head = r.object.continuation_head(r.resume_body);
+  auto& at = *r.at;
   ++ctx.attempts;
   ctx.endpoint = ep;
-  auto o = co_await at.run(std::move(ep), true, c, st.resume_head, nullptr);
+  auto t = r.try_on(std::move(ep), r.resume_head);
+  t.transfer = static_cast<double>(r.object.last() - r.object.next() + 1);
+  auto o = co_await at.run(std::move(t), r.ex);
   if (!o.ok()) co_return o;
-  if (!st.object.continues(at.response(), why)) {
+  if (!r.object.continues(at.response(), why)) {
     at.finish(false);
     co_return o;
   }
-  co_return co_await relay_continuation(at, c, false);
+  co_return co_await relay_continuation(at, r.ex, {nullptr, &r.object});
 }
 
 // An object's GET cut by its replica: continued from the next byte on another replica holding
 // the same version, as often as the route allows. When none can, the response ends abnormally
 // (its connection closes short of the Content-Length), never as a clean short body.
-asio::awaitable<outcome> resume_object(http::connection& c, worker_context& w, conn_state& st,
-                                       outcome o) {
-  auto& ctx = st.ctx;
-  auto& cm = w.metrics.cluster(ctx.cluster);
-  auto& cs = w.ups.cluster(ctx.cluster);
-  unsigned left = ctx.snap->cfg->routes[*ctx.route].resume.attempts;
+asio::awaitable<outcome> resume_object(request& r, outcome o) {
+  auto& ctx = r.ctx;
+  auto& cm = r.w.metrics.cluster(ctx.cluster);
+  auto& cs = r.w.ups.cluster(ctx.cluster);
+  unsigned left = r.cfg().routes[*ctx.route].resume.attempts;
   tried done;
-  done.add(st.at->endpoint(), true);
-  while (left > 0 && !st.at->past_total() && !c.client_gone()) {
+  done.add(r.at->endpoint(), true);
+  while (left > 0 && !r.at->past_total() && !r.ex.client_gone()) {
     --left;
-    routing::pick_input in{w.rng, w.clock->now()};
-    in.bytes = st.object.last() - st.object.next() + 1;
-    auto picks = w.balancers[ctx.cluster]->pick(cs.stats_view, in);
+    routing::pick_input in{r.w.rng, r.w.clock->now()};
+    in.bytes = r.object.last() - r.object.next() + 1;
+    auto picks = r.w.balancers[ctx.cluster]->pick(cs.stats_view, in);
     auto ep = done.choose(picks, cs);
     if (!ep) break;
-    auto from = st.object.next();
+    auto from = r.object.next();
     std::string why;
     auto address = ep->info->address;
-    auto next = co_await continue_object(c, w, st, ep, why);
-    bool relayed = st.object.next() > from;
+    auto next = co_await continue_object(r, ep, why);
+    bool relayed = r.object.next() > from;
     done.add(std::move(ep), relayed);
     bool answered = relayed || (next.ok() && why.empty());
     cm.object_resumes[answered ? 0 : 1].inc();
     if (relayed) ctx.flags |= flag_resumed;
     bool finished = next.ok() && why.empty();
     if (!why.empty()) next.message = std::move(why);
-    common::log(common::log_level::info, "proxy", "request ", c.request_id(),
+    common::log(common::log_level::info, "proxy", "request ", r.ex.request_id(),
                 ": object body cut at byte ", from, "; replica ", address,
                 finished ? " continued it to the end" : " did not finish it: ",
                 finished ? "" : next.message);
@@ -183,49 +179,46 @@ asio::awaitable<outcome> resume_object(http::connection& c, worker_context& w, c
     else
       o.message = common::cat(o.message, "; ", next.message);
   }
-  st.at->count_interruption(st.at->timed_out() && st.at->past_total()
+  r.at->count_interruption(r.at->timed_out() && r.at->past_total()
                                 ? metrics::interruption::deadline
                                 : metrics::interruption::upstream);
-  c.close_after_response();
-  co_return o;
+  co_return o;  // unfinished: the exchange ends it as broken
 }
 }  // namespace
 
-bool prepare_object_resume(const worker_context& w, conn_state& st, std::string_view method) {
-  st.object.reset();
-  const auto& ctx = st.ctx;
-  if (method != "GET" || w.snap->cfg->clusters[ctx.cluster].kind != config::cluster_kind::storage)
+bool prepare_object_resume(request& r) {
+  const auto& ctx = r.ctx;
+  if (r.ex.method() != "GET" || r.cfg().clusters[ctx.cluster].kind != config::cluster_kind::storage)
     return false;
-  if (!ctx.route || ctx.snap->cfg->routes[*ctx.route].resume.attempts == 0) return false;
-  return st.object.begin(st.at->response());
+  if (!ctx.route || r.cfg().routes[*ctx.route].resume.attempts == 0) return false;
+  return r.object.begin(r.at->response());
 }
 
-asio::awaitable<outcome> after_relay(http::connection& c, worker_context& w, conn_state& st,
-                                     outcome o) {
+asio::awaitable<outcome> after_relay(request& r, outcome o) {
   if (!cut(o)) co_return o;
-  if (st.object.active()) co_return co_await resume_object(c, w, st, std::move(o));
-  auto& ctx = st.ctx;
-  auto& cm = w.metrics.cluster(ctx.cluster);
-  unsigned left = st.resume.active() ? ctx.snap->cfg->routes[*ctx.route].resume.attempts : 0;
-  bool tell = error_event_fits(*st.at);
-  while (left > 0 && st.resume.resumable() && !st.at->past_total() && !c.client_gone()) {
+  if (r.object.active()) co_return co_await resume_object(r, std::move(o));
+  auto& ctx = r.ctx;
+  auto& cm = r.w.metrics.cluster(ctx.cluster);
+  unsigned left = r.resume.active() ? r.cfg().routes[*ctx.route].resume.attempts : 0;
+  bool tell = error_event_fits(*r.at, r.ex);
+  while (left > 0 && r.resume.resumable() && !r.at->past_total() && !r.ex.client_gone()) {
     --left;
-    auto before = c.bytes_out();
-    auto next = co_await continue_stream(c, w, st);
-    bool relayed = c.bytes_out() > before;
+    auto before = r.ex.bytes_out();
+    auto next = co_await continue_stream(r);
+    bool relayed = r.ex.bytes_out() > before;
     cm.resumes[next.ok() || relayed ? 0 : 1].inc();
     if (relayed) ctx.flags |= flag_resumed;
-    common::log(common::log_level::info, "proxy", "request ", c.request_id(), ": stream resumed",
+    common::log(common::log_level::info, "proxy", "request ", r.ex.request_id(), ": stream resumed",
                 next.ok() ? "" : ", not finished: ", next.message);
     if (next.ok() || next.kind == outcome_kind::client_gone) co_return next;
     if (relayed) {
-      tell = error_event_fits(*st.at);
+      tell = error_event_fits(*r.at, r.ex);
       o = std::move(next);
     } else {
       o.message = common::cat(o.message, "; resume failed: ", next.message);
     }
   }
-  co_await end_broken_stream(*st.at, c, o, tell);
+  co_await end_broken_stream(*r.at, r.ex, o, tell);
   co_return o;
 }
 

@@ -8,22 +8,20 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "meridian/common/error.hpp"
-#include "meridian/http/connection.hpp"
-#include "proxy/context.hpp"
+#include "proxy/request.hpp"
 #include "proxy/worker_context.hpp"
 
 namespace meridian::proxy {
 
 // Prepares a request for resume (before it is forwarded): true when its route resumes and its
 // body (whole in the buffer, Content-Length) is a streamed chat or text completion.
-bool prepare_resume(http::connection& c, const worker_context& w, conn_state& st);
+bool prepare_resume(request& r);
 
 // Prepares a storage GET for resume, once its response head arrived: true when its route resumes
 // and the response can be continued from another replica (object_resume::begin).
-bool prepare_object_resume(const worker_context& w, conn_state& st, std::string_view method);
+bool prepare_object_resume(request& r);
 
 // `o`: the relay's outcome. Returns the request's final one.
-boost::asio::awaitable<common::outcome> after_relay(http::connection& c, worker_context& w,
-                                                    conn_state& st, common::outcome o);
+boost::asio::awaitable<common::outcome> after_relay(request& r, common::outcome o);
 
 }  // namespace meridian::proxy

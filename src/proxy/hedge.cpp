@@ -9,6 +9,8 @@
 #include <array>
 #include <optional>
 
+#include "proxy/dispatch.hpp"
+
 namespace meridian::proxy {
 
 namespace asio = boost::asio;
@@ -39,10 +41,9 @@ struct race_state final : http::cancellable {
   void cancel() override {
     for (auto* a : tries) a->cancel();
   }
-  void launch(const asio::any_io_executor& ex, int i, upstream::endpoint_ref ep,
-              http::connection& c, std::string_view head) {
+  void launch(const asio::any_io_executor& ex, int i, try_spec t, http::exchange& client) {
     running[i] = true;
-    asio::co_spawn(ex, tries[i]->run(std::move(ep), true, c, head, nullptr),
+    asio::co_spawn(ex, tries[i]->run(std::move(t), client),
                    [this, i](std::exception_ptr e, outcome o) {
                      if (e) o.kind = common::outcome_kind::reset_before_response;
                      result[i] = std::move(o);
@@ -90,37 +91,37 @@ void record_race(worker_context& w, const race_state& rs, int winner,
 }
 }  // namespace
 
-asio::awaitable<race_result> race(http::connection& c, worker_context& w, conn_state& st,
-                                  const start_try& start, std::size_t k, bool has_next,
-                                  common::time_point hedge_at, hedge_policy& policy,
-                                  metrics::cluster_metrics& cm) {
-  if (!st.spare) st.spare = std::make_unique<attempt>(w);
-  race_state rs(w, {st.at.get(), st.spare.get()});
+asio::awaitable<race_result> race(request& r, const routing::candidates& picks,
+                                  const routing::pick_input& in, std::size_t k,
+                                  common::time_point hedge_at, hedge_policy& policy) {
+  auto& cm = r.w.metrics.cluster(r.ctx.cluster);
+  if (!r.spare) r.spare = std::make_unique<attempt>(r.w);
+  race_state rs(r.w, {r.at.get(), r.spare.get()});
   auto ex = co_await asio::this_coro::executor;
-  c.watch_client(&rs);
-  rs.launch(ex, 0, start(*rs.tries[0], k, false), c, st.head_out);
-  bool hedge_due = has_next;  // a hedge may still be sent
+  r.ex.watch_client(&rs);
+  rs.launch(ex, 0, dispatch(r, picks, in, k, false), r.ex);
+  bool hedge_due = k + 1 < picks.size();  // a hedge may still be sent
   int handled = 0, winner = -1;
-  race_result r;
-  r.last = k;
+  race_result out;
+  out.last = k;
   while ((winner = rs.settled(handled)) < 0) {
-    auto now = w.clock->now();
+    auto now = r.w.clock->now();
     if (hedge_due && now >= hedge_at) {
       hedge_due = false;
-      if (c.client_gone()) {
+      if (r.ex.client_gone()) {
         // the watch is cancelling the try
       } else if (!policy.try_spend(now)) {
         cm.hedge_budget_exhausted.inc();
       } else {
         cm.hedges[static_cast<int>(hedge_event::sent)].inc();
-        rs.launch(ex, 1, start(*rs.tries[1], k + 1, true), c, st.head_out);
-        r.last = k + 1;
+        rs.launch(ex, 1, dispatch(r, picks, in, k + 1, true), r.ex);
+        out.last = k + 1;
       }
     }
     co_await rs.sleep_until(hedge_due ? hedge_at : common::time_point::max());
   }
   int other = 1 - winner;
-  record_race(w, rs, winner, hedge_due ? hedge_at : common::time_point::min());
+  record_race(r.w, rs, winner, hedge_due ? hedge_at : common::time_point::min());
   if (rs.running[other]) {
     rs.tries[other]->abandon();
     cm.hedges[static_cast<int>(hedge_event::cancelled)].inc();
@@ -128,15 +129,15 @@ asio::awaitable<race_result> race(http::connection& c, worker_context& w, conn_s
   }
   if (rs.result[other] && rs.result[other]->ok()) rs.tries[other]->finish(false);
   if (winner == 1) {
-    std::swap(st.at, st.spare);
+    std::swap(r.at, r.spare);
     if (decisive(*rs.result[1])) {
       cm.hedges[static_cast<int>(hedge_event::won)].inc();
-      r.hedge_won = true;
+      out.hedge_won = true;
     }
   }
-  r.outcome = std::move(*rs.result[winner]);
-  c.watch_client(st.at.get());
-  co_return r;
+  out.outcome = std::move(*rs.result[winner]);
+  r.ex.watch_client(r.at.get());
+  co_return out;
 }
 
 }  // namespace meridian::proxy

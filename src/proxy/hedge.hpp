@@ -4,15 +4,11 @@
 
 #include <boost/asio/awaitable.hpp>
 
-#include <functional>
-
 #include "meridian/proxy/hedge_policy.hpp"
-#include "proxy/context.hpp"
+#include "meridian/routing/balancer.hpp"
+#include "proxy/request.hpp"
 
 namespace meridian::proxy {
-
-// Sets `at` up for a try of the request on candidate k (a hedge or not) and returns that endpoint.
-using start_try = std::function<upstream::endpoint_ref(attempt& at, std::size_t k, bool hedge)>;
 
 struct race_result {
   common::outcome outcome;
@@ -20,14 +16,13 @@ struct race_result {
   bool hedge_won = false;  // the hedge answered before the first try
 };
 
-// Runs candidate `k` in st.at and, if it has not answered by `hedge_at` and the route's budget
-// allows, candidate k + 1 beside it. The first answer (a response head and the first body byte,
-// not a 5xx) wins and the other try is cancelled at once; with no answer the last try to end
-// gives the outcome. The winner is left in st.at. The request body must be whole in the
-// client's buffer (both tries send it from there) and already checked.
-boost::asio::awaitable<race_result> race(http::connection& c, worker_context& w, conn_state& st,
-                                         const start_try& start, std::size_t k, bool has_next,
-                                         common::time_point hedge_at, hedge_policy& policy,
-                                         metrics::cluster_metrics& cm);
+// Runs candidate `k` of `picks` in r.at and, if it has not answered by `hedge_at` and the route's
+// budget (`policy`) allows, candidate k + 1 beside it. The first answer (a response head and the
+// first body byte, not a 5xx) wins and the other try is cancelled at once; with no answer the
+// last try to end gives the outcome. The winner is left in r.at. The request body must be whole
+// in the client's buffer (both tries send it from there) and already checked.
+boost::asio::awaitable<race_result> race(request& r, const routing::candidates& picks,
+                                         const routing::pick_input& in, std::size_t k,
+                                         common::time_point hedge_at, hedge_policy& policy);
 
 }  // namespace meridian::proxy

@@ -64,62 +64,60 @@ bool model_guard::observe(std::string_view payload) {
 namespace {
 // Reads as much of the body as the peek allows and feeds it to the model scanner. Returns the
 // body result; the guard holds what was found.
-asio::awaitable<http::body_result> peek_model(http::connection& c, worker_context& w,
-                                              model_guard& g) {
-  g.reset();
-  auto r = co_await c.buffer_body(w.snap->cfg->limits.model_peek_bytes);
-  if (r != http::body_result::ok) co_return r;
-  std::string_view raw = c.buffered_body();
-  std::size_t cap = w.snap->cfg->limits.model_peek_bytes;
-  if (c.body().kind() == http::body_kind::chunked) {
+asio::awaitable<http::body_result> peek_model(request& r) {
+  auto& g = r.guard;
+  std::size_t cap = r.cfg().limits.model_peek_bytes;
+  auto got = co_await r.ex.buffer_body(cap);
+  if (got != http::body_result::ok) co_return got;
+  std::string_view raw = r.ex.buffered_body();
+  if (r.ex.body().kind() == http::body_kind::chunked) {
     http::for_each_chunk(raw, [&](std::string_view d) {
       if (g.fed < cap) g.feed_peeked(d.substr(0, cap - g.fed));
     });
   } else {
     g.feed_peeked(raw.substr(0, cap));
   }
-  if (c.body().complete() && g.fed == c.body().payload_bytes()) g.scanner.finish();
+  if (r.ex.body().complete() && g.fed == r.ex.body().payload_bytes()) g.scanner.finish();
   if (g.scanner.has_model() && !unroutable(g.scanner.current()))
     g.routed = std::string(g.scanner.model());
-  co_return r;
+  co_return got;
 }
 }  // namespace
 
 // Answers a body the client got wrong (or too slowly); the connection closes after it.
-asio::awaitable<void> reply_body_error(http::connection& c, worker_context& w,
-                                       http::body_result r) {
-  if (r == http::body_result::client_gone) co_return;
-  auto reason = r == http::body_result::timeout     ? reject_reason::body_timeout
-                : r == http::body_result::too_large ? reject_reason::body_too_large
-                                                    : reject_reason::bad_request;
-  w.metrics.rejected(reason).inc();
-  if (r == http::body_result::timeout) {
+asio::awaitable<void> reply_body_error(request& r, http::body_result got) {
+  if (got == http::body_result::client_gone) co_return;
+  auto reason = got == http::body_result::timeout     ? reject_reason::body_timeout
+                : got == http::body_result::too_large ? reject_reason::body_too_large
+                                                      : reject_reason::bad_request;
+  r.w.metrics.rejected(reason).inc();
+  if (got == http::body_result::timeout) {
     // "request body timeout", or the pace it fell below.
-    std::string why = c.note().empty() ? "request body timeout" : std::string(c.note());
-    co_await c.reply_error(error_kind::request_timeout, why);
-  } else if (r == http::body_result::too_large) {
-    co_await c.reply_error(error_kind::payload_too_large, "request body exceeds the size limit");
+    std::string why = r.ex.note().empty() ? "request body timeout" : std::string(r.ex.note());
+    co_await r.ex.reply_error(error_kind::request_timeout, why);
+  } else if (got == http::body_result::too_large) {
+    co_await r.ex.reply_error(error_kind::payload_too_large, "request body exceeds the size limit");
   } else {
-    std::string msg = common::cat("invalid request body: ", c.body_error());
-    co_await c.reply_error(error_kind::bad_request, msg);
+    std::string msg = common::cat("invalid request body: ", r.ex.body_error());
+    co_await r.ex.reply_error(error_kind::bad_request, msg);
   }
 }
 
 namespace {
 // Reads the body's JSON "model" (as far as the peek allows); answers the client itself (and
 // returns false) when the body is bad. From here on the model guard holds the body to it.
-asio::awaitable<bool> read_model(http::connection& c, worker_context& w, conn_state& st) {
-  auto r = co_await peek_model(c, w, st.guard);
-  if (r != http::body_result::ok) {
-    co_await reply_body_error(c, w, r);
+asio::awaitable<bool> read_model(request& r) {
+  auto got = co_await peek_model(r);
+  if (got != http::body_result::ok) {
+    co_await reply_body_error(r, got);
     co_return false;
   }
-  if (const char* bad = unroutable(st.guard.scanner.current())) {
-    w.metrics.rejected(reject_reason::bad_request).inc();
-    co_await c.reply_error(error_kind::bad_request, bad);
+  if (const char* bad = unroutable(r.guard.scanner.current())) {
+    r.w.metrics.rejected(reject_reason::bad_request).inc();
+    co_await r.ex.reply_error(error_kind::bad_request, bad);
     co_return false;
   }
-  st.ctx.model_routed = true;
+  r.ctx.model_routed = true;
   co_return true;
 }
 
@@ -138,11 +136,11 @@ bool cluster_serves(const upstream::cluster_state& cs, std::string_view model) {
 
 // What discovery knows: the models the healthy endpoints of every cluster with discovery serve,
 // sorted, each once. Empty while nothing is known.
-std::vector<std::string_view> discovered_models(const worker_context& w) {
+std::vector<std::string_view> discovered_models(const request& r) {
   std::vector<std::string_view> ids;
-  for (std::size_t c = 0; c < w.ups.size(); ++c) {
-    if (!w.snap->cfg->clusters[c].models.enabled) continue;
-    for (const auto* s : w.ups.cluster(c).stats_view)
+  for (std::size_t c = 0; c < r.w.ups.size(); ++c) {
+    if (!r.cfg().clusters[c].models.enabled) continue;
+    for (const auto* s : r.w.ups.cluster(c).stats_view)
       if (s->healthy && s->probe.models)
         for (const auto& id : *s->probe.models) ids.push_back(id);
   }
@@ -173,25 +171,24 @@ std::string models_listing(const std::vector<std::string_view>& ids) {
 }  // namespace
 
 // Chooses the route once the body's JSON "model" is known (a route needs it).
-asio::awaitable<bool> route_by_model(http::connection& c, worker_context& w, conn_state& st,
-                                     routing::match_result& m) {
-  bool read = co_await read_model(c, w, st);
+asio::awaitable<bool> route_by_model(request& r, routing::match_result& m) {
+  bool read = co_await read_model(r);
   if (!read) co_return false;
-  std::string_view model = st.guard.routed ? std::string_view(*st.guard.routed) : "";
-  m = st.ctx.snap->routes.match(view_of(c.head()), model);
+  std::string_view model = r.guard.routed ? std::string_view(*r.guard.routed) : "";
+  m = r.ctx.snap->routes.match(view_of(r.ex.head()), model);
   co_return true;
 }
 
 // Model-aware routing for clusters with discovery: answers /v1/models itself, reads the model a
 // body names, and refuses one no endpoint serves. False when the client has been answered.
-asio::awaitable<bool> check_model(http::connection& c, worker_context& w, conn_state& st) {
-  const auto& head = c.head();
+asio::awaitable<bool> check_model(request& r) {
+  const auto& head = r.ex.head();
   constexpr std::string_view one = "/v1/models/";
   bool get = head.method == "GET" || head.method == "HEAD";
   if (get && (head.path == "/v1/models" || head.path.starts_with(one))) {
-    auto ids = discovered_models(w);
+    auto ids = discovered_models(r);
     if (!ids.empty() && head.path == "/v1/models") {
-      co_await c.reply(200, "application/json", models_listing(ids));
+      co_await r.ex.reply(200, "application/json", models_listing(ids));
       co_return false;
     }
     // GET /v1/models/{id} (the OpenAI SDKs' models.retrieve): the model, or 404 in OpenAI's shape.
@@ -202,23 +199,23 @@ asio::awaitable<bool> check_model(http::connection& c, worker_context& w, conn_s
         std::string out;
         append_model(out, id);
         out += '\n';
-        co_await c.reply(200, "application/json", out);
+        co_await r.ex.reply(200, "application/json", out);
       } else {
-        w.metrics.rejected(reject_reason::no_route).inc();
-        co_await c.reply_error(error_kind::model_not_found,
-                               common::cat("The model `", id, "` does not exist."));
+        r.w.metrics.rejected(reject_reason::no_route).inc();
+        co_await r.ex.reply_error(error_kind::model_not_found,
+                                  common::cat("The model `", id, "` does not exist."));
       }
       co_return false;
     }
   }
-  if (!st.ctx.model_routed && head.body != http::body_kind::none) {
-    bool read = co_await read_model(c, w, st);
+  if (!r.ctx.model_routed && head.body != http::body_kind::none) {
+    bool read = co_await read_model(r);
     if (!read) co_return false;
   }
-  if (st.guard.routed && !cluster_serves(w.ups.cluster(st.ctx.cluster), *st.guard.routed)) {
-    w.metrics.rejected(reject_reason::no_route).inc();
-    std::string msg = common::cat("The model `", *st.guard.routed, "` does not exist.");
-    co_await c.reply_error(error_kind::model_not_found, msg);
+  if (r.guard.routed && !cluster_serves(r.w.ups.cluster(r.ctx.cluster), *r.guard.routed)) {
+    r.w.metrics.rejected(reject_reason::no_route).inc();
+    std::string msg = common::cat("The model `", *r.guard.routed, "` does not exist.");
+    co_await r.ex.reply_error(error_kind::model_not_found, msg);
     co_return false;
   }
   co_return true;
@@ -226,23 +223,23 @@ asio::awaitable<bool> check_model(http::connection& c, worker_context& w, conn_s
 
 // Prefix affinity's inputs: the prompt's blocks from the body read for routing (as far as the
 // model peek reached) and the session header's hash.
-void prefix_input(const http::connection& c, worker_context& w, conn_state& st,
-                  const config::prefix_affinity_config& pa, routing::pick_input& in) {
-  st.blocks.clear();
-  std::size_t cap = w.snap->cfg->limits.model_peek_bytes;
-  std::string_view raw = c.buffered_body();
-  if (c.body().kind() == http::body_kind::chunked) {
-    st.scratch.clear();
+void prefix_input(request& r, const config::prefix_affinity_config& pa,
+                  routing::pick_input& in) {
+  r.blocks.clear();
+  std::size_t cap = r.cfg().limits.model_peek_bytes;
+  std::string_view raw = r.ex.buffered_body();
+  if (r.ex.body().kind() == http::body_kind::chunked) {
+    r.scratch.clear();
     http::for_each_chunk(raw, [&](std::string_view d) {
-      if (st.scratch.size() < cap) st.scratch.append(d.substr(0, cap - st.scratch.size()));
+      if (r.scratch.size() < cap) r.scratch.append(d.substr(0, cap - r.scratch.size()));
     });
-    raw = st.scratch;
+    raw = r.scratch;
   }
   raw = raw.substr(0, cap);
-  routing::hash_blocks(routing::prompt_bytes(raw), pa.block_bytes, cap / pa.block_bytes, st.blocks);
-  in.blocks = st.blocks;
+  routing::hash_blocks(routing::prompt_bytes(raw), pa.block_bytes, cap / pa.block_bytes, r.blocks);
+  in.blocks = r.blocks;
   if (!pa.session_header.empty()) {
-    auto v = c.head().find(pa.session_header);
+    auto v = r.ex.head().find(pa.session_header);
     if (!v.empty()) in.session = routing::hash_key(v);
   }
 }

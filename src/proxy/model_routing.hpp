@@ -6,10 +6,10 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "meridian/config/config.hpp"
-#include "meridian/http/connection.hpp"
+#include "meridian/http/exchange.hpp"
 #include "meridian/routing/balancer.hpp"
 #include "meridian/routing/route_table.hpp"
-#include "proxy/context.hpp"
+#include "proxy/request.hpp"
 #include "proxy/worker_context.hpp"
 
 namespace meridian::proxy {
@@ -19,18 +19,16 @@ inline routing::request_view view_of(const http::request_head& h) {
 }
 
 // Answers a body the client got wrong (or too slowly); the connection closes after it.
-boost::asio::awaitable<void> reply_body_error(http::connection& c, worker_context& w,
-                                              http::body_result r);
+boost::asio::awaitable<void> reply_body_error(request& r, http::body_result got);
 // Chooses the route once the body's JSON "model" is known (a route needs it). False when the
 // client has been answered.
-boost::asio::awaitable<bool> route_by_model(http::connection& c, worker_context& w, conn_state& st,
-                                            routing::match_result& m);
+boost::asio::awaitable<bool> route_by_model(request& r, routing::match_result& m);
 // Model-aware routing for clusters with discovery: answers /v1/models itself, reads the model a
 // body names, and refuses one no endpoint serves. False when the client has been answered.
-boost::asio::awaitable<bool> check_model(http::connection& c, worker_context& w, conn_state& st);
+boost::asio::awaitable<bool> check_model(request& r);
 // Prefix affinity's inputs: the prompt's blocks from the body read for routing and the session
 // header's hash.
-void prefix_input(const http::connection& c, worker_context& w, conn_state& st,
-                  const config::prefix_affinity_config& pa, routing::pick_input& in);
+void prefix_input(request& r, const config::prefix_affinity_config& pa,
+                  routing::pick_input& in);
 
 }  // namespace meridian::proxy

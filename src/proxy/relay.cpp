@@ -1,10 +1,10 @@
 #include "proxy/relay.hpp"
 
 #include <array>
+#include <utility>
 
 #include "meridian/common/log.hpp"
 #include "meridian/http/chunked.hpp"
-#include "meridian/http/headers.hpp"
 
 namespace meridian::proxy {
 
@@ -15,59 +15,37 @@ using common::outcome_kind;
 namespace {
 constexpr std::size_t max_spans = 16;
 
+// Payload read from the backend on its way to the client: each piece is shown to the attempt's
+// learning and the hooks, then handed to the exchange in one send per batch.
 struct relay_state {
   attempt& at;
-  http::connection& client;
-  std::vector<asio::const_buffer>& out;  // the attempt's, reused: no allocation per response
-  std::string& chunk_heads;
-  bool client_chunked = false;
+  http::exchange& client;
+  payload_hooks hooks;
+  std::array<std::string_view, max_spans> spans{};
+  std::size_t n = 0;
 
   asio::awaitable<std::size_t> read() { return at.read_more(at.next_read_deadline()); }
-  asio::awaitable<bool> flush() {
-    bool ok = out.empty() ? true : co_await client.write(out);
-    out.clear();
-    co_return ok;
+  bool full() const { return n == max_spans; }
+  void add(std::string_view payload) {
+    at.on_payload(payload);
+    if (hooks.resume) hooks.resume->observe(payload);
+    if (hooks.object) hooks.object->delivered(payload.size());
+    spans[n++] = payload;
   }
-  // Adds the chunked bytes buffered from upstream to `out` as chunks for the client (or raw
-  // bytes when the client gets a close-delimited body). False on malformed chunking.
-  bool frame_chunks(http::chunked_decoder& dec) {
-    chunk_heads.clear();
-    std::array<std::pair<std::size_t, std::size_t>, max_spans> hdr{};
-    std::array<std::string_view, max_spans> data{};
-    std::size_t spans = 0;
-    while (spans < max_spans && !at.buffered().empty() && !dec.done()) {
-      auto st = dec.decode(at.buffered());
-      at.consume(st.consumed);
-      if (dec.failed()) return false;
-      if (!st.data.empty()) {
-        at.on_payload(st.data);
-        std::size_t pos = chunk_heads.size();
-        if (client_chunked) http::append_chunk_header(chunk_heads, st.data.size());
-        hdr[spans] = {pos, chunk_heads.size() - pos};
-        data[spans++] = st.data;
-      }
-      if (st.consumed == 0) break;
-    }
-    for (std::size_t i = 0; i < spans; ++i) {
-      if (client_chunked)
-        out.push_back(asio::buffer(chunk_heads.data() + hdr[i].first, hdr[i].second));
-      out.push_back(asio::buffer(data[i]));
-      if (client_chunked) out.push_back(asio::buffer(http::chunk_crlf));
-    }
-    if (dec.done() && client_chunked) out.push_back(asio::buffer(http::last_chunk));
-    return true;
+  asio::awaitable<bool> flush(bool last) {
+    std::size_t k = std::exchange(n, 0);
+    co_return co_await client.send(std::span<const std::string_view>(spans.data(), k), last);
   }
 };
 
-// Content-Length body: forwards exactly that many bytes.
+// Content-Length body: forwards exactly that many bytes; the client's response ends with it.
 asio::awaitable<bool> relay_sized(relay_state& s, std::uint64_t left, bool& reusable) {
   while (true) {
     auto n = static_cast<std::size_t>(std::min<std::uint64_t>(s.at.buffered().size(), left));
-    if (n) s.out.push_back(asio::buffer(s.at.buffered().data(), n));
-    if (n) s.at.on_payload(s.at.buffered().substr(0, n));
+    if (n) s.add(s.at.buffered().substr(0, n));
     s.at.consume(n);
     left -= n;
-    if (!co_await s.flush()) co_return false;
+    if (!co_await s.flush(left == 0)) co_return false;
     if (left == 0) break;
     if (co_await s.read() == 0) co_return false;
   }
@@ -75,38 +53,41 @@ asio::awaitable<bool> relay_sized(relay_state& s, std::uint64_t left, bool& reus
   co_return true;
 }
 
-// Chunked or close-delimited body, re-framed for the client.
+// Chunked or close-delimited body: its payload as it comes.
 asio::awaitable<bool> relay_stream(relay_state& s, bool chunked_in, bool& reusable) {
   http::chunked_decoder dec;
   while (true) {
     bool finished = false;
     if (chunked_in) {
-      if (!s.frame_chunks(dec)) co_return false;
+      while (!s.full() && !s.at.buffered().empty() && !dec.done()) {
+        auto st = dec.decode(s.at.buffered());
+        s.at.consume(st.consumed);
+        if (dec.failed()) co_return false;
+        if (!st.data.empty()) s.add(st.data);
+        if (st.consumed == 0) break;
+      }
       finished = dec.done();
     } else if (!s.at.buffered().empty()) {
       auto v = s.at.buffered();
-      s.at.on_payload(v);
-      s.chunk_heads.clear();
-      if (s.client_chunked) http::append_chunk_header(s.chunk_heads, v.size());
-      if (s.client_chunked) s.out.push_back(asio::buffer(s.chunk_heads));
-      s.out.push_back(asio::buffer(v));
-      if (s.client_chunked) s.out.push_back(asio::buffer(http::chunk_crlf));
+      s.add(v);
       s.at.consume(v.size());
     }
-    if (!co_await s.flush()) co_return false;
+    bool more_buffered = s.full();  // chunks left in the buffer: decode them before reading
+    if (!co_await s.flush(finished)) co_return false;
     if (finished) break;
+    if (more_buffered) continue;
     if (co_await s.read() == 0) {
       if (chunked_in || s.at.timed_out() || s.client.client_gone()) co_return false;
       // A close-delimited body ended normally.
-      if (s.client_chunked) s.out.push_back(asio::buffer(http::last_chunk));
       reusable = false;
-      co_return co_await s.flush();
+      co_return co_await s.flush(true);
     }
   }
   if (!s.at.buffered().empty()) reusable = false;
   if (!chunked_in) reusable = false;
   co_return true;
 }
+
 // Why the backend broke off a response.
 void broken(attempt& at, outcome& o) {
   bool deadline = at.timed_out() && at.past_total();
@@ -123,15 +104,14 @@ void broken(attempt& at, outcome& o) {
 
 // The relay's outcome: ok when the whole body went through, else who broke off; ends the
 // attempt (its connection pooled when reusable).
-outcome settle(attempt& at, http::connection& client, bool ok, bool reusable) {
+outcome settle(attempt& at, http::exchange& client, bool ok, bool reusable) {
   outcome o;
   o.status = at.response().status;
   o.bytes_to_client = client.bytes_out();
   if (!ok) {
-    client.close_after_response();
     if (client.client_gone()) {
       o.kind = outcome_kind::client_gone;
-      // Gone, or cut for reading slower than limits.min_data_rate (the connection says which).
+      // Gone, or cut for reading slower than limits.min_data_rate (the exchange says which).
       o.message = client.note().empty() ? std::string("client went away during the response")
                                         : std::string(client.note());
     } else {
@@ -144,103 +124,45 @@ outcome settle(attempt& at, http::connection& client, bool ok, bool reusable) {
   return o;
 }
 
-// A continuation sized by Content-Length goes on inside the client's chunked (or
-// close-delimited) response: its bytes are framed as chunks.
-asio::awaitable<bool> relay_sized_as_stream(relay_state& s, std::uint64_t left, bool& reusable) {
-  while (true) {
-    auto n = static_cast<std::size_t>(std::min<std::uint64_t>(s.at.buffered().size(), left));
-    if (n) {
-      auto v = s.at.buffered().substr(0, n);
-      s.at.on_payload(v);
-      s.chunk_heads.clear();
-      if (s.client_chunked) http::append_chunk_header(s.chunk_heads, n);
-      if (s.client_chunked) s.out.push_back(asio::buffer(s.chunk_heads));
-      s.out.push_back(asio::buffer(v));
-      if (s.client_chunked) s.out.push_back(asio::buffer(http::chunk_crlf));
-      s.at.consume(n);
-      left -= n;
-    }
-    if (!co_await s.flush()) co_return false;
-    if (left == 0) break;
-    if (co_await s.read() == 0) co_return false;
-  }
-  if (s.client_chunked) s.out.push_back(asio::buffer(http::last_chunk));
-  if (!s.at.buffered().empty()) reusable = false;
-  co_return co_await s.flush();
+asio::awaitable<bool> relay_body(relay_state& s, bool& reusable) {
+  const auto& resp = s.at.response();
+  if (resp.body == http::body_kind::content_length)
+    co_return co_await relay_sized(s, resp.content_length, reusable);
+  co_return co_await relay_stream(s, resp.body == http::body_kind::chunked, reusable);
 }
 }  // namespace
 
-asio::awaitable<outcome> relay(attempt& at, http::connection& client, std::string& head_out) {
+asio::awaitable<outcome> relay(attempt& at, http::exchange& client, payload_hooks hooks) {
   const auto& resp = at.response();
-  bool keep = client.keep_alive() && at.request_complete();
-  http::out_framing framing = http::out_framing::none;
-  std::uint64_t cl = 0;
-  bool client_chunked = false;
-  switch (resp.body) {
-    case http::body_kind::none:
-      break;
-    case http::body_kind::content_length:
-      framing = http::out_framing::content_length;
-      cl = resp.content_length;
-      break;
-    case http::body_kind::chunked:
-    case http::body_kind::until_close:
-      client_chunked = client.client_minor() == 1;
-      framing = client_chunked ? http::out_framing::chunked : http::out_framing::close_delimited;
-      if (!client_chunked) keep = false;
-      break;
-  }
-  if (!keep) client.close_after_response();
-  http::build_downstream_response(head_out, resp, client.request_id(), framing, cl, keep,
-                                  client.client_minor());
+  client.start_response(resp, resp.body, resp.content_length);
   at.release_head();
-  client.response_started(resp.status);
-  relay_state s{at, client, at.scratch_buffers(), at.scratch_text(), client_chunked};
-  s.out.clear();
-  s.out.push_back(asio::buffer(head_out));
+  relay_state s{at, client, hooks};
   bool reusable = resp.keep_alive && at.request_complete();
   bool ok;
   if (resp.body == http::body_kind::none) {
     if (!at.buffered().empty()) reusable = false;  // bytes after a bodiless response
-    ok = co_await client.write(s.out);
-  } else if (resp.body == http::body_kind::content_length && at.buffered().size() >= cl) {
-    // The whole body came with the head (small responses): one write, no more reads.
-    s.out.push_back(asio::buffer(at.buffered().data(), static_cast<std::size_t>(cl)));
-    at.on_payload(at.buffered().substr(0, static_cast<std::size_t>(cl)));
-    at.consume(static_cast<std::size_t>(cl));
-    if (!at.buffered().empty()) reusable = false;  // the backend sent more than it announced
-    ok = co_await client.write(s.out);
-  } else if (resp.body == http::body_kind::content_length) {
-    ok = co_await relay_sized(s, cl, reusable);
+    ok = co_await s.flush(true);
   } else {
-    ok = co_await relay_stream(s, resp.body == http::body_kind::chunked, reusable);
+    // A body that came whole with the head (small responses) goes in the head's write.
+    ok = co_await relay_body(s, reusable);
   }
   co_return settle(at, client, ok, reusable);
 }
 
-asio::awaitable<outcome> relay_continuation(attempt& at, http::connection& client,
-                                            bool client_chunked) {
-  relay_state s{at, client, at.scratch_buffers(), at.scratch_text(), client_chunked};
-  s.out.clear();
+asio::awaitable<outcome> relay_continuation(attempt& at, http::exchange& client,
+                                            payload_hooks hooks) {
+  relay_state s{at, client, hooks};
   bool reusable = at.response().keep_alive && at.request_complete();
-  bool ok;
-  if (at.response().body == http::body_kind::content_length && !client_chunked)
-    ok = co_await relay_sized(s, at.response().content_length, reusable);
-  else if (at.response().body == http::body_kind::content_length)
-    ok = co_await relay_sized_as_stream(s, at.response().content_length, reusable);
-  else
-    ok = co_await relay_stream(s, at.response().body == http::body_kind::chunked, reusable);
+  bool ok = co_await relay_body(s, reusable);
   co_return settle(at, client, ok, reusable);
 }
 
-bool error_event_fits(const attempt& at) {
-  // Inside an event, the error could only arrive truncated; a Content-Length body has no room.
-  auto body = at.response().body;
-  bool framed = body == http::body_kind::chunked || body == http::body_kind::until_close;
-  return framed && at.stream().sse() && at.stream().at_event_boundary();
+bool error_event_fits(const attempt& at, const http::exchange& client) {
+  // Inside an event, the error could only arrive truncated; a declared length has no room.
+  return !client.response_sized() && at.stream().sse() && at.stream().at_event_boundary();
 }
 
-asio::awaitable<void> end_broken_stream(attempt& at, http::connection& client, const outcome& o,
+asio::awaitable<void> end_broken_stream(attempt& at, http::exchange& client, const outcome& o,
                                         bool tell) {
   bool deadline = at.timed_out() && at.past_total();
   at.count_interruption(deadline ? metrics::interruption::deadline
@@ -249,16 +171,9 @@ asio::awaitable<void> end_broken_stream(attempt& at, http::connection& client, c
   auto kind =
       deadline ? common::error_kind::upstream_timeout : common::error_kind::upstream_unavailable;
   std::string& event = at.scratch_text();
-  event.clear();
-  std::string data = common::cat("data: ", common::error_body(kind, o.message), "\n\n");
-  bool chunked = client.client_minor() == 1;
-  if (chunked) http::append_chunk_header(event, data.size());
-  event += data;
-  if (chunked) event += http::chunk_crlf;
-  auto& out = at.scratch_buffers();
-  out.clear();
-  out.push_back(asio::buffer(event));
-  co_await client.write(out);
+  event = common::cat("data: ", common::error_body(kind, o.message), "\n\n");
+  std::array<std::string_view, 1> payload{event};
+  co_await client.send(payload, false);
 }
 
 }  // namespace meridian::proxy

@@ -51,15 +51,14 @@ struct fetcher {
 // which the download waits; the download returns only once no fetch runs, since they refer to
 // this object in its frame. The client leaving cancels them all.
 struct stripe_state final : http::cancellable {
-  stripe_state(worker_context& w, http::connection& c, conn_state& st)
-      : w(w), c(c), st(st), wake(w.io) {}
+  explicit stripe_state(request& req) : r(req), w(req.w), c(req.ex), wake(req.w.io) {}
+  request& r;
   worker_context& w;
-  http::connection& c;
-  conn_state& st;
+  http::exchange& c;
   asio::steady_timer wake;
   std::deque<part> parts;        // a deque: fetches hold references while later parts are added
   std::deque<fetcher> fetchers;  // a deque: running fetches refer to their element
-  std::string etag, client_head, base_head;
+  std::string etag, base_head;
   std::uint64_t total = 0;
   bool version_known = false;  // part 0 named the object's version and size
   bool cold = false;           // the object's size was not known: part 0 asks for it
@@ -100,7 +99,7 @@ bool learn_version(stripe_state& s, fetcher& f, part& p) {
   p.last = last;
   s.total = total;
   s.etag.assign(etag);
-  const auto& ctx = s.st.ctx;
+  const auto& ctx = s.r.ctx;
   s.w.sizes().put(object_sizes::key_of(ctx.cluster, s.c.head().host, s.c.path()), total);
   http::response_head h = r;
   std::vector<http::header> kept;
@@ -110,9 +109,7 @@ bool learn_version(stripe_state& s, fetcher& f, part& p) {
   h.header_count = kept.size();
   h.status = 200;
   h.reason = "OK";
-  http::build_downstream_response(s.client_head, h, s.c.request_id(),
-                                  http::out_framing::content_length, total, s.c.keep_alive(),
-                                  s.c.client_minor());
+  s.c.start_response(h, http::body_kind::content_length, total);
   s.version_known = true;
   return true;
 }
@@ -137,12 +134,10 @@ bool answer_stands(const http::response_head& r) {
 asio::awaitable<void> fetch(stripe_state& s, fetcher& f) {
   auto& p = s.parts[f.part];
   auto& at = *f.at;
-  const auto& ctx = s.st.ctx;
-  at.set_prefix(-1, 0);
-  at.set_deadlines(ctx.snap->cfg->routes[*ctx.route].timeouts, ctx.deadline);
-  at.set_route(nullptr, s.c.request_start());
-  at.set_transfer(static_cast<double>(p.size()));
-  auto o = co_await at.run(f.ep, true, s.c, f.head, nullptr);
+  const auto& ctx = s.r.ctx;
+  auto t = s.r.try_on(f.ep, f.head);
+  t.transfer = static_cast<double>(p.size());
+  auto o = co_await at.run(std::move(t), s.c);
   if (!o.ok()) {
     f.why = o.message;
     co_return;
@@ -190,7 +185,7 @@ void launch(stripe_state& s, std::size_t i, const upstream::endpoint_ref& avoid)
   }
   auto& f = *it;
   auto& p = s.parts[i];
-  auto& ctx = s.st.ctx;
+  auto& ctx = s.r.ctx;
   auto& cs = s.w.ups.cluster(ctx.cluster);
   routing::pick_input in{s.w.rng, s.w.clock->now()};
   in.bytes = static_cast<double>(p.size());
@@ -234,8 +229,7 @@ outcome failed(stripe_state& s, outcome_kind kind, std::string message) {
   outcome o;
   o.kind = kind;
   o.message = std::move(message);
-  o.bytes_to_client = s.c.bytes_out();
-  if (o.bytes_to_client > 0) s.c.close_after_response();
+  o.bytes_to_client = s.c.bytes_out();  // some: the response is left unfinished (broken)
   return o;
 }
 
@@ -307,20 +301,18 @@ void reissue_if_lagging(stripe_state& s, std::size_t i, metrics::cluster_metrics
 }
 
 asio::awaitable<outcome> drive(stripe_state& s, const config::stripe_config& sc) {
-  auto& cm = s.w.metrics.cluster(s.st.ctx.cluster);
+  auto& cm = s.w.metrics.cluster(s.r.ctx.cluster);
   std::size_t deliver = 0, next = 1;
   bool head_sent = false;
-  std::vector<asio::const_buffer> out;
   while (true) {
     if (s.c.client_gone())
       co_return failed(s, outcome_kind::client_gone, "client went away during the response");
     if (auto o = settle_fetches(s, cm)) co_return std::move(*o);
     if (s.version_known && !head_sent) {
       plan_parts(s, sc);
-      s.st.ctx.first_byte = s.w.clock->now();
-      s.c.response_started(200);
-      out.assign({asio::buffer(s.client_head)});
-      if (!co_await s.c.write(out))
+      s.r.ctx.first_byte = s.w.clock->now();
+      bool sent = co_await s.c.send({}, false);  // the head, started by learn_version()
+      if (!sent)
         co_return failed(s, outcome_kind::client_gone, "client went away during the response");
       head_sent = true;
       if (s.total >= sc.min_size) cm.stripes.inc();
@@ -329,8 +321,9 @@ asio::awaitable<outcome> drive(stripe_state& s, const config::stripe_config& sc)
            next < deliver + 2 * sc.max_parallel)
       launch(s, next++, nullptr);
     while (head_sent && deliver < s.parts.size() && s.parts[deliver].done) {
-      out.assign({asio::buffer(s.parts[deliver].data)});
-      if (!co_await s.c.write(out))
+      std::array<std::string_view, 1> payload{s.parts[deliver].data};
+      bool sent = co_await s.c.send(payload, deliver + 1 == s.parts.size());
+      if (!sent)
         co_return failed(s, outcome_kind::client_gone, "client went away during the response");
       std::string().swap(s.parts[deliver].data);
       ++deliver;
@@ -358,52 +351,54 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> stripe_plan(std::uint64_t t
   return out;
 }
 
-bool stripes(const http::connection& c, const worker_context& w, const request_context& ctx) {
-  const auto& cluster = w.snap->cfg->clusters[ctx.cluster];
+bool stripes(request& r) {
+  const auto& ctx = r.ctx;
+  const auto& cluster = r.cfg().clusters[ctx.cluster];
   if (!cluster.stripe.enabled || cluster.kind != config::cluster_kind::storage) return false;
-  if (c.method() != "GET") return false;
+  if (r.ex.method() != "GET") return false;
   // A Range, or a precondition (a 304 or 412 is the backend's to give), goes through whole.
   for (std::string_view h : {"range", "if-range", "if-match", "if-none-match", "if-modified-since",
                              "if-unmodified-since"})
-    if (!c.head().find(h).empty()) return false;
-  auto size = w.sizes().find(object_sizes::key_of(ctx.cluster, c.head().host, c.path()));
+    if (!r.ex.head().find(h).empty()) return false;
+  auto size = r.w.sizes().find(object_sizes::key_of(ctx.cluster, r.ex.head().host, r.ex.path()));
   return !size || *size >= cluster.stripe.min_size;
 }
 
-asio::awaitable<stripe_outcome> stripe_get(http::connection& c, worker_context& w, conn_state& st) {
-  const auto& sc = w.snap->cfg->clusters[st.ctx.cluster].stripe;
-  stripe_state s(w, c, st);
-  s.cold = !w.sizes().find(object_sizes::key_of(st.ctx.cluster, c.head().host, c.path()));
-  http::build_upstream_request(s.base_head, c.head(), {c.client_ip(), "http", c.request_id()},
+asio::awaitable<stripe_outcome> stripe_get(request& r) {
+  const auto& sc = r.cfg().clusters[r.ctx.cluster].stripe;
+  stripe_state s(r);
+  s.cold = !r.w.sizes().find(object_sizes::key_of(r.ctx.cluster, r.ex.head().host, r.ex.path()));
+  http::build_upstream_request(s.base_head, r.ex.head(),
+                               {r.ex.client_ip(), r.ex.scheme(), r.ex.request_id()},
                                http::out_framing::none, 0);
   part first;
   first.last = sc.part_size - 1;
   s.parts.push_back(std::move(first));
-  st.ctx.upstream_start = w.clock->now();
-  c.watch_client(&s);
+  r.ctx.upstream_start = r.w.clock->now();
+  r.ex.watch_client(&s);
   launch(s, 0, nullptr);
   auto o = co_await drive(s, sc);
   for (auto& f : s.fetchers)
     if (f.running) f.at->abandon();
   while (s.any_running()) co_await s.sleep_for(std::chrono::seconds(60));
-  c.unwatch_client();
-  stripe_outcome r;
+  r.ex.unwatch_client();
+  stripe_outcome out;
   if (s.handed_over) {
     // The first part's try, with its answer, becomes the request's.
-    std::swap(st.at, s.handed_over->at);
-    r.result = stripe_result::answered;
-    r.outcome = std::move(o);
-    co_return r;
+    std::swap(r.at, s.handed_over->at);
+    out.result = stripe_result::answered;
+    out.outcome = std::move(o);
+    co_return out;
   }
   if (!o.ok() && o.bytes_to_client > 0 && o.kind != outcome_kind::client_gone)
-    w.metrics.cluster(st.ctx.cluster)
+    r.w.metrics.cluster(r.ctx.cluster)
         .streams_interrupted[static_cast<int>(metrics::interruption::upstream)]
         .inc();
-  r.result = o.ok() || o.bytes_to_client > 0 || o.kind == outcome_kind::client_gone
-                 ? stripe_result::served
-                 : stripe_result::not_served;
-  r.outcome = std::move(o);
-  co_return r;
+  out.result = o.ok() || o.bytes_to_client > 0 || o.kind == outcome_kind::client_gone
+                   ? stripe_result::served
+                   : stripe_result::not_served;
+  out.outcome = std::move(o);
+  co_return out;
 }
 
 }  // namespace meridian::proxy

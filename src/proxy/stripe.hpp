@@ -14,8 +14,7 @@
 #include <vector>
 
 #include "meridian/common/error.hpp"
-#include "meridian/http/connection.hpp"
-#include "proxy/context.hpp"
+#include "proxy/request.hpp"
 #include "proxy/worker_context.hpp"
 
 namespace meridian::proxy {
@@ -24,7 +23,7 @@ namespace meridian::proxy {
 // stripes, and the object is not known to be smaller than the cluster's stripe.min_size: known (a
 // HEAD or GET answered earlier, on any worker) to be at least that, or not known at all (a cold
 // object: its first part's answer tells its size).
-bool stripes(const http::connection& c, const worker_context& w, const request_context& ctx);
+bool stripes(request& r);
 
 // The byte ranges [first, last] of an object of `total` bytes after its first part, which ended at
 // `first_last`: parts of part_size, or the rest as one part when the object is smaller than
@@ -35,7 +34,7 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> stripe_plan(std::uint64_t t
 
 // How a striped GET went: served (ok: the whole body was delivered; otherwise cut short, or the
 // client left); answered (nothing sent: the first part's answer is the client's to have as it is,
-// e.g. a store that ignores Range answered 200 with the whole object; st.at now holds it, ready for
+// e.g. a store that ignores Range answered 200 with the whole object; r.at now holds it, ready for
 // the relay); or not served (nothing sent: the caller serves the request the ordinary way).
 enum class stripe_result { served, answered, not_served };
 
@@ -48,7 +47,6 @@ struct stripe_outcome {
 // for them with a strong ETag gives the object's size and version: the client gets a 200 of the
 // whole length, and the rest of the object comes as further parts (one part, from one replica,
 // when the object is smaller than min_size).
-boost::asio::awaitable<stripe_outcome> stripe_get(http::connection& c, worker_context& w,
-                                                  conn_state& st);
+boost::asio::awaitable<stripe_outcome> stripe_get(request& r);
 
 }  // namespace meridian::proxy

@@ -9,7 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/intrusive/list.hpp>
 
-#include "meridian/http/connection.hpp"
+#include "meridian/http/host.hpp"
 #include "meridian/routing/cost.hpp"
 #include "proxy/handler.hpp"
 #include "proxy/worker_context.hpp"
@@ -59,7 +59,7 @@ struct worker::impl {
   worker_context ctx;
   proxy::handler h;
   http::connection_env env;
-  boost::intrusive::list<http::connection, boost::intrusive::constant_time_size<false>> conns;
+  boost::intrusive::list<http::session, boost::intrusive::constant_time_size<false>> conns;
   std::unique_ptr<asio::steady_timer> housekeeping;
   std::size_t peak_connections = 0;
   bool stopped = false;
@@ -133,6 +133,7 @@ asio::awaitable<void> housekeeping(worker::impl* w) {
     if (tick % 20 == 0) {
       w->ctx.ups.prune(now);
       w->ctx.buffers.trim();
+      w->h.scratch().trim();
     }
     std::size_t open = w->env.open.load(std::memory_order_relaxed);
     w->peak_connections = std::max(w->peak_connections, open);
@@ -156,12 +157,12 @@ http::connection_env& worker::env() {
   return impl_->env;
 }
 
-http::handler& worker::handler() {
+http::handler& worker::served_by() {
   return impl_->h;
 }
 
-void worker::track(http::connection& c) {
-  impl_->conns.push_back(c);
+void worker::track(http::session& s) {
+  impl_->conns.push_back(s);
 }
 
 std::size_t worker::max_connections() const {
@@ -201,6 +202,7 @@ void worker::release_io() {
   auto& w = *impl_;
   w.stopped = true;
   w.housekeeping.reset();
+  w.h.scratch().clear();
   w.ctx.ups.close_all_idle();
   w.ctx.log.flush();
 }

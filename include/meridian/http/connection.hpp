@@ -1,15 +1,14 @@
-// http::connection: the downstream HTTP/1.1 server side of one client connection. It reads and
+// http::connection: the HTTP/1.1 codec, server side, of one client connection. It reads and
 // checks request heads (limits, deadlines), keeps the connection alive and in order (pipelining,
-// 100-continue, drain), frames and checks request bodies, writes responses and the gateway's own
-// error replies, and watches for a client that leaves. What a request means is not its business:
-// it calls an injected handler once per request. Owned by one worker thread.
+// 100-continue, drain), frames and checks request bodies, frames responses and the gateway's own
+// error replies, and watches for a client that leaves. Each request is an http::exchange handed
+// to an injected handler; what it means is not the codec's business. Owned by one worker thread.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/intrusive/list_hook.hpp>
 
 #include <atomic>
 #include <cstdint>
@@ -22,152 +21,75 @@
 #include "meridian/common/clock.hpp"
 #include "meridian/common/error.hpp"
 #include "meridian/common/random.hpp"
+#include "meridian/http/exchange.hpp"
+#include "meridian/http/host.hpp"
 #include "meridian/http/parser.hpp"
 #include "meridian/http/request_body.hpp"
 #include "meridian/runtime/watchdog.hpp"
-
-namespace meridian::metrics {
-class worker_metrics;
-}
 
 namespace meridian::http {
 
 namespace asio = boost::asio;
 
-struct connection_settings {
-  head_limits limits;
-  std::uint64_t max_body_bytes = 32 * 1024 * 1024;
-  common::duration header_timeout = std::chrono::seconds(10);  // absolute, from the first byte
-  common::duration body_timeout = std::chrono::seconds(30);    // absolute, from the head's end
-  common::duration idle_timeout = std::chrono::seconds(60);    // keep-alive, and each write
-  // The slowest a client may move a body (its request body in, a response out) once it has
-  // used up `rate_window` of waiting: each byte earns 1/min_rate seconds of waiting, never more
-  // than the window. 0: no floor. Below it: 408 (request), the connection closed (response).
-  std::uint64_t min_rate = 0;
-  common::duration rate_window = std::chrono::seconds(10);
-};
-
-class connection;
-
-// What a listener plugs into its connections. Called on the worker thread.
-class handler {
- public:
-  virtual ~handler() = default;
-  // Serves one request whose head has been read and checked. The handler answers through the
-  // connection (write_response_head/write or reply_error); whatever it leaves unread of the body
-  // makes the connection close after the response.
-  virtual asio::awaitable<void> serve(connection& c) = 0;
-  // After every request, also those the connection rejected itself (logs, metrics).
-  virtual void finished(connection& c) = 0;
-};
-
-// A handler's per-connection state (buffers reused across requests), created on first use.
-struct connection_state {
-  virtual ~connection_state() = default;
-};
-
-// Something to stop when the client leaves (an upstream attempt).
-class cancellable {
- public:
-  virtual void cancel() = 0;
-
- protected:
-  ~cancellable() = default;
-};
-
-// Per-worker things every connection of a listener shares.
-struct connection_env {
-  connection_settings settings;
-  const common::clock* clock = &common::steady();
-  common::random_source* rng = nullptr;
-  metrics::worker_metrics* metrics = nullptr;  // null: not counted (admin)
-  bool draining = false;                       // set by the worker: finish, then close
-  std::atomic<std::size_t> open{0};            // connections alive (read by the control thread)
-};
-
-enum class body_result { ok, malformed, too_large, timeout, client_gone };
-
-using list_hook =
-    boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
-
-class connection : public list_hook {
+class connection final : public session, public exchange {
  public:
   // Starts serving `socket` on `io`; the connection owns itself until the client is gone.
   static connection& start(asio::io_context& io, asio::ip::tcp::socket socket, connection_env& env,
                            handler& h);
 
-  // ---- the request (valid during handler::serve) ----
-  const request_head& head() const { return head_; }
-  std::string_view request_id() const { return request_id_; }
-  std::string_view client_ip() const { return client_ip_; }
-  std::string_view method() const { return method_; }
-  std::string_view path() const { return path_; }
-  common::time_point request_start() const { return request_start_; }
-  const connection_env& env() const { return env_; }
+  // ---- the exchange of the request being served (valid during handler::serve) ----
+  const request_head& head() const override { return head_; }
+  std::string_view request_id() const override { return request_id_; }
+  std::string_view method() const override { return method_; }
+  std::string_view path() const override { return path_; }
+  common::time_point request_start() const override { return request_start_; }
+  std::string_view client_ip() const override { return client_ip_; }
+  std::string_view scheme() const override { return "http"; }
 
-  // ---- the request body ----
-  const request_body& body() const { return body_; }
-  // Reads until `want` raw body bytes are buffered (or the whole body, if smaller), checking
-  // each byte's framing on arrival; the head stays readable. Nothing is consumed.
-  asio::awaitable<body_result> buffer_body(std::size_t want);
-  // True when buffer_body(want) would find what it needs without reading (checks the bytes).
-  bool body_buffered(std::size_t want);
-  // The raw body bytes buffered and checked so far (consumed ones excluded).
-  std::string_view buffered_body() const;
-  // Marks the whole buffered body consumed (it was sent whole and answered).
-  void consume_body();
-  // Streams: decodes buffered, checked body bytes into payload spans (reading more first when
-  // none are buffered) and consumes them. The spans stay valid until the next call. The head
-  // is no longer readable afterwards. n == 0 with ok means the body ended.
-  asio::awaitable<body_result> read_body(std::span<std::string_view> spans, std::size_t& n);
-  std::string_view body_error() const;
+  const request_body& body() const override { return body_; }
+  asio::awaitable<body_result> buffer_body(std::size_t want) override;
+  bool body_buffered(std::size_t want) override;
+  std::string_view buffered_body() const override;
+  void consume_body() override;
+  asio::awaitable<body_result> read_body(std::span<std::string_view> spans,
+                                         std::size_t& n) override;
+  std::string_view body_error() const override;
 
-  // ---- the response ----
-  // Writes response bytes under the idle deadline; false when the client is gone.
-  asio::awaitable<bool> write(std::span<const asio::const_buffer> buffers);
-  // The status of the response the handler started (for the log and keep-alive decisions).
-  void response_started(int status) {
-    status_ = status;
-    response_started_ = true;
-  }
+  void start_response(const response_head& head, body_kind body, std::uint64_t length) override;
+  asio::awaitable<bool> send(std::span<const std::string_view> payload, bool last) override;
+  bool response_sized() const override { return sized_; }
+  asio::awaitable<void> reply_error(common::error_kind kind, std::string_view message) override;
+  asio::awaitable<void> reply(int status, std::string_view content_type, std::string_view body,
+                              std::string_view allow = {}) override;
+  void close_after_response() override { keep_alive_ = false; }
+
+  void watch_client(cancellable* target) override;
+  void unwatch_client() override;
+  bool client_gone() const override { return client_gone_; }
+
+  int status() const override { return response_started_ ? status_ : 0; }
+  std::uint64_t bytes_in() const override { return bytes_in_; }
+  std::uint64_t bytes_out() const override { return bytes_out_; }
+  std::string_view note() const override { return note_; }
+  void set_note(std::string_view why) override { note_.assign(why); }
+
   // Whether this connection may carry another request after this response.
   bool keep_alive() const;
-  void close_after_response() { keep_alive_ = false; }
-  int client_minor() const { return head_.version_minor; }
-  // The gateway's own OpenAI-shaped answer; closes the connection afterwards if the request
-  // body was not consumed (the next bytes could not be trusted to start a request).
-  asio::awaitable<void> reply_error(common::error_kind kind, std::string_view message);
-  // A complete local response (admin pages).
-  // `allow`: the Allow header of a 405.
-  asio::awaitable<void> reply(int status, std::string_view content_type, std::string_view body,
-                              std::string_view allow = {});
-
-  // ---- the client-gone watch ----
-  // While a backend works on the request, `target` is cancelled if the client disconnects.
-  void watch_client(cancellable* target);
-  void unwatch_client();
-  bool client_gone() const { return client_gone_; }
-
-  // ---- facts for the handler's log ----
-  int status() const { return response_started_ ? status_ : 0; }
-  std::uint64_t bytes_in() const { return bytes_in_; }
-  std::uint64_t bytes_out() const { return bytes_out_; }
-  std::string_view note() const { return note_; }
-  void set_note(std::string_view why) { note_.assign(why); }
-
-  std::unique_ptr<connection_state>& state() { return state_; }
+  const connection_env& env() const { return env_; }
 
   // Worker control (worker thread).
-  void close_if_idle();
-  void abort();
+  void close_if_idle() override;
+  void abort() override;
   // Arms the client-gone watch if the request is waiting on a backend (housekeeping tick).
-  void tick();
+  void tick() override;
 
   ~connection();
 
  private:
   connection(asio::io_context& io, asio::ip::tcp::socket socket, connection_env& env, handler& h);
   asio::awaitable<void> run();
+  // Writes response bytes under the idle deadline and the client's pace; false when it is gone.
+  asio::awaitable<bool> write(std::span<const asio::const_buffer> buffers);
   asio::awaitable<bool> read_head();
   asio::awaitable<void> reject(common::error_kind kind, int reason, std::string_view message);
   asio::awaitable<std::size_t> read_some(std::size_t want);
@@ -217,6 +139,11 @@ class connection : public list_hook {
   std::uint64_t bytes_in_ = 0, bytes_out_ = 0;
   int status_ = 0;
   bool response_started_ = false;
+  // The response being sent (start_response): its serialized head not yet written, whether it
+  // is chunked for the client, declared its length, and has not ended yet.
+  bool head_pending_ = false, chunked_out_ = false, sized_ = false, response_open_ = false;
+  std::vector<asio::const_buffer> wout_;
+  std::string chunk_heads_;
   bool keep_alive_ = true;
   bool closed_ = false;
   bool waiting_ = false;  // inside handler::serve
@@ -225,7 +152,6 @@ class connection : public list_hook {
   cancellable* watch_target_ = nullptr;
   bool watch_pending_ = false;
   bool client_gone_ = false;
-  std::unique_ptr<connection_state> state_;
 };
 
 }  // namespace meridian::http

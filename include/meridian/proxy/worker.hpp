@@ -10,7 +10,7 @@
 #include <memory>
 
 #include "meridian/common/clock.hpp"
-#include "meridian/http/connection.hpp"
+#include "meridian/http/host.hpp"
 #include "meridian/metrics/metrics.hpp"
 #include "meridian/proxy/snapshot.hpp"
 #include "meridian/upstream/cluster.hpp"
@@ -18,7 +18,7 @@
 
 namespace meridian::proxy {
 
-class worker {
+class worker final : public http::connection_host {
  public:
   worker(boost::asio::io_context& io, std::shared_ptr<const snapshot> snap,
          metrics::worker_metrics& m, std::uint64_t seed,
@@ -27,12 +27,13 @@ class worker {
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
 
-  // What the frontend needs to start a client connection on this worker (worker thread):
-  // the connections' shared environment, the proxy handler, and where to track it for drain.
-  http::connection_env& env();
-  http::handler& handler();
-  void track(http::connection& c);
-  std::size_t max_connections() const;
+  // What a listener needs to start a client connection on this worker (worker thread): the
+  // connections' shared environment, the proxy handler, and where to track it for drain.
+  http::connection_env& env() override;
+  http::handler& served_by() override;
+  void track(http::session& s) override;
+  std::size_t max_connections() const override;
+  boost::asio::io_context& io() override;
   // Adopts a new snapshot between requests (requests in flight keep theirs). Worker thread.
   void apply(std::shared_ptr<const snapshot> snap);
   // Adopts the probes' latest signals (health, RTT, scraped load, models). Worker thread.
@@ -48,7 +49,6 @@ class worker {
   std::size_t connections() const;
 
   const upstream::worker_upstreams& upstreams() const;
-  boost::asio::io_context& io();
 
   struct impl;
 

@@ -47,18 +47,21 @@ const char* name_of(outcome_kind k) {
 class probe final : public http::handler {
  public:
   explicit probe(proxy::worker_context& w) : w_(w), at_(w) {}
-  asio::awaitable<void> serve(http::connection& c) override {
+  asio::awaitable<void> serve(http::exchange& c) override {
     http::build_upstream_request(head_, c.head(), {c.client_ip(), "http", c.request_id()},
                                  http::out_framing::none, 0);
-    at_.set_deadlines(w_.snap->cfg->routes[0].timeouts, common::time_point::max());
-    auto o = co_await at_.run(w_.ups.cluster(0).endpoints[0], true, c, head_, nullptr);
+    proxy::try_spec t;
+    t.endpoint = w_.ups.cluster(0).endpoints[0];
+    t.head = head_;
+    t.timeouts = w_.snap->cfg->routes[0].timeouts;
+    auto o = co_await at_.run(std::move(t), c);
     std::string report =
         common::cat(name_of(o.kind), o.retry_safe() ? " safe " : " unsafe ", o.status, ' ',
                     w_.ups.cluster(0).endpoints[0]->stats.in_flight);
     if (o.ok()) at_.finish(false);
     co_await c.reply(200, "text/plain", report);
   }
-  void finished(http::connection&) override {}
+  void rejected(http::exchange&) override {}
 
  private:
   proxy::worker_context& w_;

@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "meridian/frontend/listener.hpp"
+#include "meridian/http/accept.hpp"
 #include "meridian/proxy/worker.hpp"
 
 namespace test {
@@ -72,7 +72,7 @@ struct proxy_harness {
     while (true) {
       auto [ec, s] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
       if (ec) co_return;
-      frontend::admit(*w, std::move(s));
+      http::admit(*w, std::move(s));
     }
   }
   std::uint16_t port() const { return acceptor.local_endpoint().port(); }
