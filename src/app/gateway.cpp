@@ -174,7 +174,8 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   }
   auto listeners = std::make_unique<frontend::listener_set>(*cfg, raw);
 
-  runtime::control control(cfg->drain, drain_hooks_of(g, *listeners));
+  runtime::control control({cfg->drain.shutdown_delay, cfg->drain.timeout},
+                           drain_hooks_of(g, *listeners));
   // Probes run on the control thread and publish what they learn to every worker.
   probe::prober prober(
       control.io(), cfg, snap->topo, g.registry,

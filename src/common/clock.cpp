@@ -5,6 +5,7 @@ namespace {
 class steady_clock_source final : public clock {
  public:
   time_point now() const override { return std::chrono::steady_clock::now(); }
+  bool steady_time() const override { return true; }
 };
 }  // namespace
 

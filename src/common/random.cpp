@@ -4,6 +4,8 @@
 
 #include <chrono>
 
+#include "meridian/common/clock.hpp"
+
 namespace meridian::common {
 namespace {
 std::uint64_t splitmix(std::uint64_t& x) {
@@ -36,7 +38,7 @@ std::uint64_t random_source::next() {
 std::uint64_t os_seed() {
   std::uint64_t seed = 0;
   if (::getrandom(&seed, sizeof seed, 0) != sizeof seed) {
-    seed = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    seed = static_cast<std::uint64_t>(steady().now().time_since_epoch().count());
   }
   return seed;
 }

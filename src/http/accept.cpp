@@ -3,7 +3,6 @@
 #include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <stdexcept>
 
@@ -11,6 +10,7 @@
 #include "meridian/common/log.hpp"
 #include "meridian/http/headers.hpp"
 #include "meridian/metrics/metrics.hpp"
+#include "meridian/runtime/timer.hpp"
 
 namespace meridian::http {
 
@@ -38,7 +38,7 @@ void admit(connection_host& host, tcp::socket socket) {
 
 asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, connection_host& host,
                                   std::string name) {
-  asio::steady_timer backoff(acceptor.get_executor());
+  runtime::timer backoff(host.io(), *host.env().clock);
   common::log_limiter warnings;
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
@@ -48,8 +48,7 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, connection_host& host
       if (warnings.allow(host.env().clock->now(), left))
         common::log(common::log_level::warn, "http", "accept on ", name, " failed: ", ec.message(),
                     common::left_out(left));
-      backoff.expires_after(std::chrono::milliseconds(50));
-      co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
+      co_await backoff.sleep_for(std::chrono::milliseconds(50));
       continue;
     }
     admit(host, std::move(socket));

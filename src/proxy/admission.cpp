@@ -77,7 +77,7 @@ asio::awaitable<admission::verdict> admission::enter(waiter& w) {
   w.v_ = verdict::timed_out;
   ++pending_;
   w.timer_.expires_after(timeout_);
-  co_await w.timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+  co_await w.timer_.wait();
   // Whoever ended the wait set the verdict (admitted, displaced, cancelled); an expiry leaves
   // timed_out and the waiter still queued.
   if (w.owner_) unlink(w);
@@ -103,7 +103,7 @@ void admission::leave(std::uint64_t client) {
 }
 
 void admission::configure(std::size_t max_inflight, std::size_t max_pending,
-                          std::chrono::steady_clock::duration pending_timeout, double share,
+                          common::duration pending_timeout, double share,
                           std::size_t cap) {
   share_ = share;
   cap_ = cap;

@@ -11,7 +11,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "meridian/runtime/timer.hpp"
 
 #include <array>
 #include <chrono>
@@ -36,14 +36,15 @@ class admission {
   // One request waiting for a slot; cancel() (the client left) ends the wait.
   class waiter final : public http::cancellable {
    public:
-    waiter(boost::asio::io_context& io, priority p, std::uint64_t client = 0)
-        : timer_(io), p_(p), client_(client) {}
+    waiter(boost::asio::io_context& io, const common::clock& clock, priority p,
+           std::uint64_t client = 0)
+        : timer_(io, clock), p_(p), client_(client) {}
     ~waiter();
     void cancel() override;
 
    private:
     friend class admission;
-    boost::asio::steady_timer timer_;
+    runtime::timer timer_;
     priority p_;
     std::uint64_t client_;
     verdict v_ = verdict::timed_out;
@@ -54,7 +55,7 @@ class admission {
   // max_inflight 0: no limit (every request is admitted at once); share and cap as in
   // configure().
   admission(std::size_t max_inflight, std::size_t max_pending,
-            std::chrono::steady_clock::duration pending_timeout, double share = 0,
+            common::duration pending_timeout, double share = 0,
             std::size_t cap = 0)
       : max_inflight_(max_inflight),
         max_pending_(max_pending),
@@ -83,7 +84,7 @@ class admission {
   // part of max_inflight one client may hold when the cluster is full (0: no share); cap: the
   // slots it may hold at any time (0: no cap).
   void configure(std::size_t max_inflight, std::size_t max_pending,
-                 std::chrono::steady_clock::duration pending_timeout, double share = 0,
+                 common::duration pending_timeout, double share = 0,
                  std::size_t cap = 0);
 
   std::size_t inflight() const { return inflight_; }
@@ -105,7 +106,7 @@ class admission {
   // Slots per client, with a share or cap; entries at zero are kept up to kept_clients.
   static constexpr std::size_t kept_clients = 1024;
   std::unordered_map<std::uint64_t, std::uint32_t> held_;
-  std::chrono::steady_clock::duration timeout_;
+  common::duration timeout_;
   std::size_t inflight_ = 0, pending_ = 0;
   std::array<std::list<waiter*>, 3> queues_;  // by priority
 };

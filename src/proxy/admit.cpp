@@ -17,7 +17,7 @@ asio::awaitable<bool> await_admission(request& r, admission& adm, priority p,
                                       std::uint64_t client) {
   auto& ctx = r.ctx;
   auto& cm = r.w.metrics.cluster(ctx.cluster);
-  admission::waiter waiter(r.w.io, p, client);
+  admission::waiter waiter(r.w.io, *r.w.clock, p, client);
   r.ex.watch_client(&waiter);
   cm.pending.add();
   auto verdict = co_await adm.enter(waiter);

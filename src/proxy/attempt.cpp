@@ -201,7 +201,7 @@ asio::awaitable<outcome> attempt::connect(const upstream::endpoint_ref& ep) {
     auto err = timed_out ? metrics::upstream_error::timeout : metrics::upstream_error::connect;
     ep->metrics->errors[static_cast<int>(err)].inc();
     std::uint64_t left = 0;
-    if (ep->connect_warnings.allow(std::chrono::steady_clock::now(), left))
+    if (ep->connect_warnings.allow(w_.clock->now(), left))
       common::log(common::log_level::warn, "proxy", "connect to ", info.address,
                   timed_out ? " timed out" : " failed: ", timed_out ? "" : ec.message(),
                   common::left_out(left));

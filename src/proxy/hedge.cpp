@@ -2,13 +2,13 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <array>
 #include <optional>
 
+#include "meridian/runtime/timer.hpp"
 #include "proxy/dispatch.hpp"
 
 namespace meridian::proxy {
@@ -28,15 +28,14 @@ bool decisive(const outcome& o) {
 // both have ended, since they refer to this object in its frame. The client leaving cancels both.
 struct race_state final : http::cancellable {
   race_state(worker_context& w, std::array<attempt*, 2> t)
-      : tries(t), wake(w.io), clock(*w.clock) {}
+      : tries(t), wake(w.io, *w.clock) {}
 
   std::array<attempt*, 2> tries;
   std::array<std::optional<outcome>, 2> result;
   std::array<bool, 2> running{};
   std::array<int, 2> ended{};  // tries in the order they ended
   int n_ended = 0;
-  asio::steady_timer wake;
-  const common::clock& clock;
+  runtime::timer wake;
 
   void cancel() override {
     for (auto* a : tries) a->cancel();
@@ -54,12 +53,8 @@ struct race_state final : http::cancellable {
   }
   // Until `t` (max(): until a try ends).
   asio::awaitable<void> sleep_until(common::time_point t) {
-    auto now = clock.now();
-    if (t == common::time_point::max())
-      wake.expires_at(asio::steady_timer::time_point::max());
-    else
-      wake.expires_after(t > now ? t - now : common::duration::zero());
-    co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
+    wake.expires_at(t);
+    co_await wake.wait();
   }
   // The next try to end that settles the race, or -1: an answer wins, and so does the last
   // try left; a failure or a 5xx while the other still runs gives way to it.

@@ -2,7 +2,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "meridian/runtime/timer.hpp"
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
@@ -51,11 +51,11 @@ struct fetcher {
 // which the download waits; the download returns only once no fetch runs, since they refer to
 // this object in its frame. The client leaving cancels them all.
 struct stripe_state final : http::cancellable {
-  explicit stripe_state(request& req) : r(req), w(req.w), c(req.ex), wake(req.w.io) {}
+  explicit stripe_state(request& req) : r(req), w(req.w), c(req.ex), wake(req.w.io, *req.w.clock) {}
   request& r;
   worker_context& w;
   http::exchange& c;
-  asio::steady_timer wake;
+  runtime::timer wake;
   std::deque<part> parts;        // a deque: fetches hold references while later parts are added
   std::deque<fetcher> fetchers;  // a deque: running fetches refer to their element
   std::string etag, base_head;
@@ -78,8 +78,7 @@ struct stripe_state final : http::cancellable {
     return std::any_of(fetchers.begin(), fetchers.end(), [](const auto& f) { return f.running; });
   }
   asio::awaitable<void> sleep_for(common::duration d) {
-    wake.expires_after(d);
-    co_await wake.async_wait(asio::as_tuple(asio::use_awaitable));
+    co_await wake.sleep_for(d);
   }
 };
 

@@ -5,12 +5,12 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/intrusive/list.hpp>
 
 #include "meridian/http/host.hpp"
 #include "meridian/routing/cost.hpp"
+#include "meridian/runtime/timer.hpp"
 #include "proxy/handler.hpp"
 #include "proxy/worker_context.hpp"
 
@@ -49,7 +49,7 @@ struct worker::impl {
        std::uint64_t seed, const common::clock& clock)
       : ctx(io, local_pin(std::move(snap)), m, seed, clock),
         h(ctx),
-        housekeeping(std::make_unique<asio::steady_timer>(io)) {
+        housekeeping(std::make_unique<runtime::timer>(io, clock)) {
     env.settings = settings_of(*ctx.snap->cfg);
     env.clock = &clock;
     env.rng = &ctx.rng;
@@ -60,7 +60,7 @@ struct worker::impl {
   proxy::handler h;
   http::connection_env env;
   boost::intrusive::list<http::session, boost::intrusive::constant_time_size<false>> conns;
-  std::unique_ptr<asio::steady_timer> housekeeping;
+  std::unique_ptr<runtime::timer> housekeeping;
   std::size_t peak_connections = 0;
   bool stopped = false;
 };
@@ -121,8 +121,7 @@ void publish_estimates(worker_context& w, common::time_point now) {
 asio::awaitable<void> housekeeping(worker::impl* w) {
   int tick = 0;
   while (!w->stopped && w->housekeeping) {
-    w->housekeeping->expires_after(std::chrono::milliseconds(50));
-    auto [ec] = co_await w->housekeeping->async_wait(asio::as_tuple(asio::use_awaitable));
+    auto ec = co_await w->housekeeping->sleep_for(std::chrono::milliseconds(50));
     if (ec || w->stopped) break;
     for (auto& c : w->conns) c.tick();
     if (++tick % 2 != 0) continue;

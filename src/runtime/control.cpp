@@ -1,11 +1,11 @@
 #include "meridian/runtime/control.hpp"
 
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include <csignal>
 
 #include "meridian/common/log.hpp"
+#include "meridian/runtime/timer.hpp"
 
 namespace meridian::runtime {
 
@@ -14,8 +14,8 @@ using common::log;
 using common::log_level;
 
 struct control::impl {
-  impl(config::drain_config d, drain_hooks h)
-      : drain(d), hooks(std::move(h)), timer(io), signals(io, SIGTERM, SIGINT, SIGHUP) {}
+  impl(drain_times d, drain_hooks h, const common::clock& c)
+      : drain(d), hooks(std::move(h)), clock(c), timer(io, c), signals(io, SIGTERM, SIGINT, SIGHUP) {}
 
   void finish() {
     hooks.abort_all();
@@ -28,7 +28,7 @@ struct control::impl {
 
   void poll() {
     std::size_t open = hooks.open_connections();
-    if (open == 0 || std::chrono::steady_clock::now() >= deadline) {
+    if (open == 0 || clock.now() >= deadline) {
       if (open)
         log(log_level::warn, "runtime", "drain timeout: closing ", open, " connections");
       else
@@ -69,7 +69,7 @@ struct control::impl {
       if (ec) return;
       hooks.stop_accepting();
       hooks.drain_workers();
-      deadline = std::chrono::steady_clock::now() + drain.timeout;
+      deadline = clock.now() + drain.timeout;
       poll();
     });
   }
@@ -94,20 +94,21 @@ struct control::impl {
     });
   }
 
-  config::drain_config drain;
+  drain_times drain;
   drain_hooks hooks;
+  const common::clock& clock;
   std::function<void()> stop;
   std::function<void()> reload;
   asio::io_context io{1};
-  asio::steady_timer timer;
+  runtime::timer timer;
   asio::signal_set signals;
   std::atomic<bool> draining{false};  // readiness fails
   std::atomic<bool> stopping{false};  // the stop sequence has begun
-  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  common::time_point deadline = common::time_point::max();
 };
 
-control::control(config::drain_config drain, drain_hooks hooks)
-    : impl_(std::make_unique<impl>(drain, std::move(hooks))) {}
+control::control(drain_times drain, drain_hooks hooks, const common::clock& clock)
+    : impl_(std::make_unique<impl>(drain, std::move(hooks), clock)) {}
 
 control::~control() = default;
 

@@ -1,13 +1,13 @@
 #include "meridian/runtime/watchdog.hpp"
 
-#include <boost/asio/steady_timer.hpp>
+#include "meridian/runtime/timer.hpp"
 
 namespace meridian::runtime {
 
 struct watchdog::state {
   state(boost::asio::io_context& io, const common::clock& c, callback cb, void* o)
-      : timer(io), clock(&c), on_expire(cb), owner(o) {}
-  boost::asio::steady_timer timer;
+      : timer(io, c), clock(&c), on_expire(cb), owner(o) {}
+  runtime::timer timer;
   const common::clock* clock;
   callback on_expire;
   void* owner;

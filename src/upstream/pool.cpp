@@ -101,7 +101,7 @@ endpoint_moves worker_upstreams::apply(std::shared_ptr<const topology> topo) {
 }
 
 std::optional<boost::asio::ip::tcp::socket> worker_upstreams::take_idle(
-    endpoint_state& ep, std::chrono::steady_clock::time_point now) {
+    endpoint_state& ep, common::time_point now) {
   while (!ep.idle.empty()) {
     pooled_connection pc = std::move(ep.idle.back());
     ep.idle.pop_back();
@@ -120,7 +120,7 @@ std::optional<boost::asio::ip::tcp::socket> worker_upstreams::take_idle(
 }
 
 void worker_upstreams::release(endpoint_state& ep, boost::asio::ip::tcp::socket socket,
-                               std::chrono::steady_clock::time_point now) {
+                               common::time_point now) {
   if (ep.retired || ep.idle.size() >= ep.pool.max_idle_per_endpoint) {
     boost::system::error_code ignored;
     socket.close(ignored);
@@ -134,7 +134,7 @@ bool worker_upstreams::may_open(const endpoint_state& ep) const {
   return ep.open < ep.pool.max_connections_per_endpoint;
 }
 
-void worker_upstreams::prune(std::chrono::steady_clock::time_point now) {
+void worker_upstreams::prune(common::time_point now) {
   for (auto& cs : clusters_) {
     for (auto& ep : cs.endpoints) {
       std::size_t kept = 0;

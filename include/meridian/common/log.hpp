@@ -9,6 +9,8 @@
 #include <string_view>
 #include <type_traits>
 
+#include "meridian/common/clock.hpp"
+
 namespace meridian::common {
 
 enum class log_level { debug = 0, info = 1, warn = 2, error = 3 };
@@ -68,10 +70,10 @@ void log(log_level level, std::string_view component, const Args&... args) {
 class log_limiter {
  public:
   explicit log_limiter(int burst = 5,
-                       std::chrono::steady_clock::duration window = std::chrono::seconds(10))
+                       common::duration window = std::chrono::seconds(10))
       : burst_(burst), window_(window) {}
   // Whether to log this occurrence; if so, `suppressed` is how many were left out before it.
-  bool allow(std::chrono::steady_clock::time_point now, std::uint64_t& suppressed) {
+  bool allow(common::time_point now, std::uint64_t& suppressed) {
     if (now - start_ >= window_) {
       start_ = now;
       used_ = 0;
@@ -88,8 +90,8 @@ class log_limiter {
 
  private:
   int burst_;
-  std::chrono::steady_clock::duration window_;
-  std::chrono::steady_clock::time_point start_{};
+  common::duration window_;
+  common::time_point start_{};
   int used_ = 0;
   std::uint64_t suppressed_ = 0;
 };

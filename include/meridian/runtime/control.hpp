@@ -11,9 +11,16 @@
 #include <functional>
 #include <memory>
 
-#include "meridian/config/config.hpp"
+#include "meridian/common/clock.hpp"
 
 namespace meridian::runtime {
+
+// How long the stop sequence waits: from readiness failing to the listeners closing, and then for
+// in-flight work before everything is closed.
+struct drain_times {
+  common::duration shutdown_delay = std::chrono::seconds(1);
+  common::duration timeout = std::chrono::seconds(30);
+};
 
 // What the drain sequence does to the rest of the gateway; each is called on the control thread.
 struct drain_hooks {
@@ -26,7 +33,8 @@ struct drain_hooks {
 
 class control {
  public:
-  control(config::drain_config drain, drain_hooks hooks);
+  // Waits on `clock` (tests: a manual one).
+  control(drain_times drain, drain_hooks hooks, const common::clock& clock = common::steady());
   ~control();
   control(const control&) = delete;
   control& operator=(const control&) = delete;

@@ -102,7 +102,7 @@ metrics::endpoint_set series_of(const topology& t);
 
 struct pooled_connection {
   boost::asio::ip::tcp::socket socket;
-  std::chrono::steady_clock::time_point idle_since;
+  common::time_point idle_since;
 };
 
 // A request in flight on an endpoint that wants to know when the probes find the endpoint down
@@ -177,17 +177,17 @@ class worker_upstreams {
   // A pooled connection that is still open and not past its idle timeout, or nullopt. Stale
   // ones (closed by the backend, or with unexpected bytes waiting) are closed on the way.
   std::optional<boost::asio::ip::tcp::socket> take_idle(endpoint_state& ep,
-                                                        std::chrono::steady_clock::time_point now);
+                                                        common::time_point now);
   // Returns a connection after a clean, complete exchange; it is closed instead when the pool is
   // full or the endpoint left the topology. Every connection counted in `open` must come back
   // through release() or closed().
   void release(endpoint_state& ep, boost::asio::ip::tcp::socket socket,
-               std::chrono::steady_clock::time_point now);
+               common::time_point now);
   void closed(endpoint_state& ep) { --ep.open; }
   bool may_open(const endpoint_state& ep) const;
   void opened(endpoint_state& ep) { ++ep.open; }
   // Closes idle connections past their idle timeout or already closed by the backend.
-  void prune(std::chrono::steady_clock::time_point now);
+  void prune(common::time_point now);
   void close_all_idle();
 
   // The life of one request on an endpoint, as this worker sees it. In flight counts from

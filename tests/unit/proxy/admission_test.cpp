@@ -1,5 +1,5 @@
 // Admission under overload: slots, the bounded queue by priority, shedding, expiry and a
-// client that leaves while it waits. Real timers on one io_context; the waits are short.
+// client that leaves while it waits. Timers on a manual clock: nothing sleeps.
 #include "proxy/admission.hpp"
 
 #include <doctest/doctest.h>
@@ -52,8 +52,10 @@ void start(asio::io_context& io, admission& a, request& r, std::vector<std::stri
       asio::detached);
 }
 
+common::manual_clock test_clock;
+
 request make(asio::io_context& io, std::string name, priority p) {
-  return {std::move(name), std::make_unique<admission::waiter>(io, p), std::nullopt};
+  return {std::move(name), std::make_unique<admission::waiter>(io, test_clock, p), std::nullopt};
 }
 }  // namespace
 
@@ -127,7 +129,11 @@ TEST_CASE("a waiter gives up at its timeout; one whose client left goes at once"
   gone.w->cancel();
   io.poll();
   CHECK(log == std::vector<std::string>{"gone:cancelled"});
-  io.run_for(2s);  // until the 50 ms timer fires
+  test_clock.advance(49ms);
+  io.poll();
+  CHECK(log.size() == 1);  // not yet
+  test_clock.advance(1ms);
+  io.poll();
   CHECK(log.back() == "slow:timed_out");
   CHECK(a.pending() == 0);
   // Nothing waits: the slot is simply free again.
@@ -156,12 +162,13 @@ TEST_CASE("a client holding its share of a full cluster is told so; others still
   CHECK_FALSE(a.over_share(0));
   // A slot handed to a waiting client counts for it; one given back stops counting.
   std::vector<std::string> log;
-  auto r = request{"light", std::make_unique<admission::waiter>(io, priority::standard, light),
+  auto r = request{"light",
+                   std::make_unique<admission::waiter>(io, test_clock, priority::standard, light),
                    std::nullopt};
   start(io, a, r, log);
-  io.run_for(20ms);
+  io.poll();
   a.leave(heavy);
-  io.run_for(20ms);
+  io.poll();
   CHECK(log == std::vector<std::string>{"light:admitted"});
   CHECK_FALSE(a.over_share(heavy));
   CHECK(a.over_share(light));
