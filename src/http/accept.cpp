@@ -57,7 +57,8 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, connection_host& host
 
 tcp::endpoint listen_endpoint(std::string_view host, std::uint16_t port, std::string_view what) {
   boost::system::error_code ec;
-  auto addr = asio::ip::make_address(host == "localhost" ? std::string_view("127.0.0.1") : host, ec);
+  auto addr =
+      asio::ip::make_address(host == "localhost" ? std::string_view("127.0.0.1") : host, ec);
   if (ec) {
     bool v6 = host.find(':') != std::string_view::npos;
     throw std::runtime_error(common::cat(what, ' ', v6 ? "[" : "", host, v6 ? "]" : "", ':', port,

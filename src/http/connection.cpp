@@ -40,66 +40,68 @@ bool has_bare_lf(std::string_view v, std::size_t from) {
 }
 }  // namespace
 
-void intrusive_ptr_release(connection* c) {
-  if (--c->refs_ == 0) delete c;
-}
-
-connection::connection(asio::io_context& io, tcp::socket socket, connection_env& env, handler& h)
+template <class Stream>
+basic_connection<Stream>::basic_connection(asio::io_context& io, Stream socket, connection_env& env,
+                                           handler& h)
     : io_(io),
       socket_(std::move(socket)),
       env_(env),
       handler_(h),
-      deadline_(io, *env.clock, &connection::on_expire, this),
+      deadline_(io, *env.clock, &basic_connection::on_expire, this),
       buf_(initial_buffer),
       fields_(env.settings.limits.max_headers) {
   error_code ec;
-  auto peer = socket_.remote_endpoint(ec);
+  auto peer = lowest_layer().remote_endpoint(ec);
   client_ip_ = ec ? "unknown" : peer.address().to_string();
-  socket_.set_option(tcp::no_delay(true), ec);
+  lowest_layer().set_option(tcp::no_delay(true), ec);
   // What the kernel keeps unsent for a client, until it has shown it reads (lift_send_cap()):
   // a quarter MiB, not the megabytes send-buffer autotuning grows to. A client that stops reading
   // then costs that much (not its response's first megabytes, copied from the backend for
   // nothing), and writes wait on it sooner.
   constexpr int notsent_lowat = 256 * 1024;
-  ::setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &notsent_lowat,
+  ::setsockopt(lowest_layer().native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &notsent_lowat,
                sizeof notsent_lowat);
   env_.open.fetch_add(1, std::memory_order_relaxed);
   if (env_.metrics) env_.metrics->active_connections().add();
 }
 
-connection::~connection() {
+template <class Stream>
+basic_connection<Stream>::~basic_connection() {
   env_.open.fetch_sub(1, std::memory_order_relaxed);
   if (env_.metrics) env_.metrics->active_connections().sub();
 }
 
-connection& connection::start(asio::io_context& io, tcp::socket socket, connection_env& env,
-                              handler& h) {
-  boost::intrusive_ptr<connection> c(new connection(io, std::move(socket), env, h));
+template <class Stream>
+basic_connection<Stream>& basic_connection<Stream>::start(asio::io_context& io, Stream socket,
+                                                          connection_env& env, handler& h) {
+  boost::intrusive_ptr<basic_connection> c(new basic_connection(io, std::move(socket), env, h));
   asio::co_spawn(
       io,
-      [](boost::intrusive_ptr<connection> self) -> asio::awaitable<void> {
+      [](boost::intrusive_ptr<basic_connection> self) -> asio::awaitable<void> {
         co_await self->run();
       }(c),
       asio::detached);
   return *c;
 }
 
-void connection::on_expire(void* self) {
-  auto* c = static_cast<connection*>(self);
+template <class Stream>
+void basic_connection<Stream>::on_expire(void* self) {
+  auto* c = static_cast<basic_connection*>(self);
   error_code ignored;
   // A late body is answered (408) before the connection closes; anything else just closes.
   // Shut down, never closed or cancelled under the pending operation: it ends by itself (EOF,
   // EPIPE). Cancelling it let a later completion corrupt other requests on Asio 1.81's io_uring
   // backend (loadtest/RESULTS.md).
   if (c->answer_on_expiry_)
-    c->socket_.shutdown(tcp::socket::shutdown_receive, ignored);
+    c->lowest_layer().shutdown(tcp::socket::shutdown_receive, ignored);
   else
-    c->socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    c->lowest_layer().shutdown(tcp::socket::shutdown_both, ignored);
 }
 
 // ---- buffers ---------------------------------------------------------------------------------
 
-void connection::make_room(std::size_t want) {
+template <class Stream>
+void basic_connection<Stream>::make_room(std::size_t want) {
   if (begin_ == end_ && !head_kept_) begin_ = end_ = 0;
   if (buf_.size() - end_ >= want) return;
   if (begin_ > 0) {
@@ -111,7 +113,8 @@ void connection::make_room(std::size_t want) {
 }
 
 // Reads more client bytes; 0 on EOF, error or deadline. Moves the buffer: head views are renewed.
-asio::awaitable<std::size_t> connection::read_some(std::size_t want) {
+template <class Stream>
+asio::awaitable<std::size_t> basic_connection<Stream>::read_some(std::size_t want) {
   make_room(std::max<std::size_t>(want, 1));
   auto [ec, n] = co_await socket_.async_read_some(
       asio::buffer(buf_.data() + end_, buf_.size() - end_), use_tuple);
@@ -122,7 +125,8 @@ asio::awaitable<std::size_t> connection::read_some(std::size_t want) {
   co_return n;
 }
 
-bool connection::reparse_head() {
+template <class Stream>
+bool basic_connection<Stream>::reparse_head() {
   parse_error err{};
   return parse_request({buf_.data() + begin_, head_len_}, env_.settings.limits, fields_, head_,
                        err) == parse_status::complete;
@@ -130,7 +134,8 @@ bool connection::reparse_head() {
 
 // ---- the request loop ------------------------------------------------------------------------
 
-void connection::begin_request() {
+template <class Stream>
+void basic_connection<Stream>::begin_request() {
   write_pace_s_ = std::chrono::duration<double>(env_.settings.rate_window).count();
   request_id_.clear();
   method_.clear();
@@ -152,7 +157,8 @@ void connection::begin_request() {
   }
 }
 
-void connection::assign_request_id(std::string_view from_client) {
+template <class Stream>
+void basic_connection<Stream>::assign_request_id(std::string_view from_client) {
   bool usable = !from_client.empty() && from_client.size() <= 128;
   for (unsigned char c : from_client)
     if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\') usable = false;
@@ -169,7 +175,9 @@ void connection::assign_request_id(std::string_view from_client) {
   }
 }
 
-asio::awaitable<void> connection::reject(error_kind kind, int reason, std::string_view message) {
+template <class Stream>
+asio::awaitable<void> basic_connection<Stream>::reject(error_kind kind, int reason,
+                                                       std::string_view message) {
   if (env_.metrics) env_.metrics->rejected(static_cast<reject_reason>(reason)).inc();
   keep_alive_ = false;
   co_await reply_error(kind, message);
@@ -178,7 +186,8 @@ asio::awaitable<void> connection::reject(error_kind kind, int reason, std::strin
 
 // Reads and checks one request head; false when the connection is done (EOF, deadline, or a
 // rejected head, answered here).
-asio::awaitable<bool> connection::read_head() {
+template <class Stream>
+asio::awaitable<bool> basic_connection<Stream>::read_head() {
   const auto& s = env_.settings;
   auto now = env_.clock->now();
   request_start_ = now;
@@ -251,7 +260,8 @@ asio::awaitable<bool> connection::read_head() {
   co_return true;
 }
 
-asio::awaitable<void> connection::run() {
+template <class Stream>
+asio::awaitable<void> basic_connection<Stream>::run() {
   while (!closed_) {
     begin_request();
     bool got = co_await read_head();
@@ -273,34 +283,38 @@ asio::awaitable<void> connection::run() {
   unwatch_client();
   deadline_.clear();
   error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  lowest_layer().shutdown(tcp::socket::shutdown_send, ignored);
   // A client-gone watch still armed must end before the socket closes (closing under it let
   // its completion land on another socket on Asio 1.81's io_uring backend: connects failing
   // with EBADF, responses never closed, under a burst of 4,000 connections). Shut down, the
   // wait ends, its handler lets go of this connection and the destructor closes the socket.
   if (watch_pending_)
-    socket_.shutdown(tcp::socket::shutdown_receive, ignored);
+    lowest_layer().shutdown(tcp::socket::shutdown_receive, ignored);
   else
-    socket_.close(ignored);
+    lowest_layer().close(ignored);
   if (is_linked()) unlink();
 }
 
-bool connection::keep_alive() const {
+template <class Stream>
+bool basic_connection<Stream>::keep_alive() const {
   return keep_alive_ && !env_.draining && !closed_ && !client_gone_;
 }
 
 // ---- the request body ------------------------------------------------------------------------
 
-std::string_view connection::buffered_body() const {
+template <class Stream>
+std::string_view basic_connection<Stream>::buffered_body() const {
   std::size_t at = begin_ + (head_kept_ ? head_len_ : 0);
   return {buf_.data() + at, body_.validated()};
 }
 
-std::string_view connection::body_error() const {
+template <class Stream>
+std::string_view basic_connection<Stream>::body_error() const {
   return body_.error();
 }
 
-void connection::consume_body() {
+template <class Stream>
+void basic_connection<Stream>::consume_body() {
   if (head_kept_) {
     begin_ += head_len_;
     head_kept_ = false;
@@ -309,19 +323,23 @@ void connection::consume_body() {
   body_.consume_all();
 }
 
-asio::awaitable<bool> connection::send_continue() {
+template <class Stream>
+asio::awaitable<bool> basic_connection<Stream>::send_continue() {
   expect_continue_ = false;
   static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
   std::array<asio::const_buffer, 1> b{asio::buffer(cont)};
   co_return co_await write(b);
 }
 
-common::duration connection::pace_left(double budget_s) {
+template <class Stream>
+common::duration basic_connection<Stream>::pace_left(double budget_s) {
   return std::chrono::duration_cast<common::duration>(
       std::chrono::duration<double>(std::max(0.0, budget_s)));
 }
 
-void connection::paced(double& budget_s, common::duration waited, std::size_t bytes) const {
+template <class Stream>
+void basic_connection<Stream>::paced(double& budget_s, common::duration waited,
+                                     std::size_t bytes) const {
   const auto& s = env_.settings;
   if (s.min_rate == 0) return;
   double window = std::chrono::duration<double>(s.rate_window).count();
@@ -330,7 +348,8 @@ void connection::paced(double& budget_s, common::duration waited, std::size_t by
 }
 
 // Reads more body bytes under the body deadline, and the client's pace (settings.min_rate).
-asio::awaitable<body_result> connection::read_body_bytes() {
+template <class Stream>
+asio::awaitable<body_result> basic_connection<Stream>::read_body_bytes() {
   if (expect_continue_) {
     bool sent = co_await send_continue();
     if (!sent) co_return body_result::client_gone;
@@ -369,14 +388,16 @@ body_result result_of(request_body::status st) {
 }
 }  // namespace
 
-bool connection::body_buffered(std::size_t want) {
+template <class Stream>
+bool basic_connection<Stream>::body_buffered(std::size_t want) {
   std::size_t at = begin_ + (head_kept_ ? head_len_ : 0);
   auto st = body_.validate({buf_.data() + at, end_ - at});
   return st == request_body::status::complete ||
          (st == request_body::status::more && body_.validated() >= want);
 }
 
-asio::awaitable<body_result> connection::buffer_body(std::size_t want) {
+template <class Stream>
+asio::awaitable<body_result> basic_connection<Stream>::buffer_body(std::size_t want) {
   while (true) {
     std::size_t at = begin_ + (head_kept_ ? head_len_ : 0);
     auto st = body_.validate({buf_.data() + at, end_ - at});
@@ -389,8 +410,9 @@ asio::awaitable<body_result> connection::buffer_body(std::size_t want) {
   }
 }
 
-asio::awaitable<body_result> connection::read_body(std::span<std::string_view> spans,
-                                                   std::size_t& n) {
+template <class Stream>
+asio::awaitable<body_result> basic_connection<Stream>::read_body(std::span<std::string_view> spans,
+                                                                 std::size_t& n) {
   n = 0;
   if (head_kept_) {
     begin_ += head_len_;
@@ -416,8 +438,9 @@ asio::awaitable<body_result> connection::read_body(std::span<std::string_view> s
 
 // A write that progresses: the pace budget is spent on the wait and earned back by the bytes,
 // and the deadline moves to what is left of it (within the idle timeout).
-void connection::on_write_progress(void* self, std::size_t total) {
-  auto& c = *static_cast<connection*>(self);
+template <class Stream>
+void basic_connection<Stream>::on_write_progress(void* self, std::size_t total) {
+  auto& c = *static_cast<basic_connection*>(self);
   auto now = c.env_.clock->now();
   c.paced(c.write_pace_s_, now - c.write_progress_at_, total - c.write_progress_);
   c.write_progress_at_ = now;
@@ -425,7 +448,8 @@ void connection::on_write_progress(void* self, std::size_t total) {
   c.deadline_.set(now + std::min(c.env_.settings.idle_timeout, pace_left(c.write_pace_s_)));
 }
 
-asio::awaitable<bool> connection::write(std::span<const asio::const_buffer> buffers) {
+template <class Stream>
+asio::awaitable<bool> basic_connection<Stream>::write(std::span<const asio::const_buffer> buffers) {
   const auto& s = env_.settings;
   auto now = env_.clock->now();
   std::tuple<boost::system::error_code, std::size_t> r;
@@ -438,7 +462,7 @@ asio::awaitable<bool> connection::write(std::span<const asio::const_buffer> buff
     write_progress_at_ = now;
     write_progress_ = 0;
     deadline_.set(now + std::min(s.idle_timeout, pace_left(write_pace_s_)));
-    r = co_await runtime::write_all(socket_, buffers, &connection::on_write_progress, this);
+    r = co_await runtime::write_all(socket_, buffers, &basic_connection::on_write_progress, this);
     paced(write_pace_s_, env_.clock->now() - write_progress_at_, std::get<1>(r) - write_progress_);
   }
   auto [ec, n] = r;
@@ -450,7 +474,7 @@ asio::awaitable<bool> connection::write(std::span<const asio::const_buffer> buff
   if (!send_cap_lifted_ && bytes_out_ >= (4u << 20)) {
     send_cap_lifted_ = true;
     constexpr int kernel_default = 0;
-    ::setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &kernel_default,
+    ::setsockopt(lowest_layer().native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &kernel_default,
                  sizeof kernel_default);
   }
   if (ec) {
@@ -462,7 +486,9 @@ asio::awaitable<bool> connection::write(std::span<const asio::const_buffer> buff
   co_return true;
 }
 
-void connection::start_response(const response_head& resp, body_kind body, std::uint64_t length) {
+template <class Stream>
+void basic_connection<Stream>::start_response(const response_head& resp, body_kind body,
+                                              std::uint64_t length) {
   // The whole request must have been read for another one to follow.
   bool keep = keep_alive() && body_.finished();
   out_framing framing = out_framing::none;
@@ -488,7 +514,9 @@ void connection::start_response(const response_head& resp, body_kind body, std::
   head_pending_ = response_open_ = true;
 }
 
-asio::awaitable<bool> connection::send(std::span<const std::string_view> payload, bool last) {
+template <class Stream>
+asio::awaitable<bool> basic_connection<Stream>::send(std::span<const std::string_view> payload,
+                                                     bool last) {
   wout_.clear();
   if (head_pending_) wout_.push_back(asio::buffer(out_));
   head_pending_ = false;
@@ -518,15 +546,18 @@ asio::awaitable<bool> connection::send(std::span<const std::string_view> payload
 
 // A body already whole in the buffer is skipped before a local answer, so the connection can
 // stay open; any other unread body makes it close.
-void connection::skip_buffered_body() {
+template <class Stream>
+void basic_connection<Stream>::skip_buffered_body() {
   if (body_.finished()) return;
   std::size_t at = begin_ + (head_kept_ ? head_len_ : 0);
   if (body_.validate({buf_.data() + at, end_ - at}) == request_body::status::complete)
     consume_body();
 }
 
-asio::awaitable<void> connection::reply(int status, std::string_view content_type,
-                                        std::string_view body, std::string_view allow) {
+template <class Stream>
+asio::awaitable<void> basic_connection<Stream>::reply(int status, std::string_view content_type,
+                                                      std::string_view body,
+                                                      std::string_view allow) {
   skip_buffered_body();
   bool keep = keep_alive() && body_.finished();
   if (!keep) keep_alive_ = false;
@@ -541,7 +572,9 @@ asio::awaitable<void> connection::reply(int status, std::string_view content_typ
   co_await write(b);
 }
 
-asio::awaitable<void> connection::reply_error(error_kind kind, std::string_view message) {
+template <class Stream>
+asio::awaitable<void> basic_connection<Stream>::reply_error(error_kind kind,
+                                                            std::string_view message) {
   skip_buffered_body();
   bool keep = keep_alive() && body_.finished();
   if (!keep) keep_alive_ = false;
@@ -559,30 +592,34 @@ asio::awaitable<void> connection::reply_error(error_kind kind, std::string_view 
 
 // ---- the client-gone watch -------------------------------------------------------------------
 
-void connection::watch_client(cancellable* target) {
+template <class Stream>
+void basic_connection<Stream>::watch_client(cancellable* target) {
   watch_target_ = target;
 }
 
-void connection::unwatch_client() {
+template <class Stream>
+void basic_connection<Stream>::unwatch_client() {
   watch_target_ = nullptr;
 }
 
-void connection::tick() {
+template <class Stream>
+void basic_connection<Stream>::tick() {
   if (waiting_ && watch_target_ && !watch_pending_ && !closed_) start_watch();
 }
 
 // The wait is never cancelled: it stays armed until the client socket turns readable (the next
 // request, or EOF) or closes, and watch_target_ says whether that still matters. Cancelling a
 // pending wait corrupted later reads on Asio 1.81's io_uring backend (loadtest/RESULTS.md).
-void connection::start_watch() {
+template <class Stream>
+void basic_connection<Stream>::start_watch() {
   watch_pending_ = true;
-  boost::intrusive_ptr<connection> self(this);
-  socket_.async_wait(tcp::socket::wait_read, [self](error_code ec) {
-    connection& c = *self;
+  boost::intrusive_ptr<basic_connection> self(this);
+  lowest_layer().async_wait(tcp::socket::wait_read, [self](error_code ec) {
+    basic_connection& c = *self;
     c.watch_pending_ = false;
     if (ec || !c.watch_target_ || c.closed_) return;
     char ch;
-    ssize_t n = ::recv(c.socket_.native_handle(), &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n = ::recv(c.lowest_layer().native_handle(), &ch, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
       // The client closed: stop the backend's work at once.
       c.client_gone_ = true;
@@ -594,17 +631,21 @@ void connection::start_watch() {
   });
 }
 
-void connection::close_if_idle() {
+template <class Stream>
+void basic_connection<Stream>::close_if_idle() {
   if (idle_ && begin_ == end_) {
     error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);  // the pending read ends: EOF
+    lowest_layer().shutdown(tcp::socket::shutdown_both, ignored);  // the pending read ends: EOF
   }
 }
 
-void connection::abort() {
+template <class Stream>
+void basic_connection<Stream>::abort() {
   error_code ignored;
-  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  lowest_layer().shutdown(tcp::socket::shutdown_both, ignored);
   if (watch_target_) watch_target_->cancel();
 }
+
+template class basic_connection<asio::ip::tcp::socket>;
 
 }  // namespace meridian::http

@@ -103,8 +103,7 @@ void admission::leave(std::uint64_t client) {
 }
 
 void admission::configure(std::size_t max_inflight, std::size_t max_pending,
-                          common::duration pending_timeout, double share,
-                          std::size_t cap) {
+                          common::duration pending_timeout, double share, std::size_t cap) {
   share_ = share;
   cap_ = cap;
   max_inflight_ = max_inflight;

@@ -54,9 +54,8 @@ class admission {
 
   // max_inflight 0: no limit (every request is admitted at once); share and cap as in
   // configure().
-  admission(std::size_t max_inflight, std::size_t max_pending,
-            common::duration pending_timeout, double share = 0,
-            std::size_t cap = 0)
+  admission(std::size_t max_inflight, std::size_t max_pending, common::duration pending_timeout,
+            double share = 0, std::size_t cap = 0)
       : max_inflight_(max_inflight),
         max_pending_(max_pending),
         share_(share),
@@ -84,8 +83,7 @@ class admission {
   // part of max_inflight one client may hold when the cluster is full (0: no share); cap: the
   // slots it may hold at any time (0: no cap).
   void configure(std::size_t max_inflight, std::size_t max_pending,
-                 common::duration pending_timeout, double share = 0,
-                 std::size_t cap = 0);
+                 common::duration pending_timeout, double share = 0, std::size_t cap = 0);
 
   std::size_t inflight() const { return inflight_; }
   std::size_t pending() const { return pending_; }

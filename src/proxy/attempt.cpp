@@ -248,8 +248,7 @@ asio::awaitable<outcome> attempt::run(try_spec t, http::exchange& client) {
   steady_seconds_ = 0;
   steady_tokens_ = 0;
   picked_at_ = w_.clock->now();
-  std::tie(queued_, batch_at_pick_) =
-      expected_load(*cfg_, info.cluster, ep_->stats, picked_at_);
+  std::tie(queued_, batch_at_pick_) = expected_load(*cfg_, info.cluster, ep_->stats, picked_at_);
   batch_at_pick_ += 1;  // itself
   prefill_ = expected_prefill(*cfg_, info.cluster, ep_->stats, uncached_);
   w_.ups.request_started(*ep_, picked_at_, prefill_);
@@ -287,8 +286,8 @@ asio::awaitable<outcome> attempt::run(try_spec t, http::exchange& client) {
 
 // ---- the request -------------------------------------------------------------------------------
 
-asio::awaitable<outcome> attempt::send(http::exchange& client, std::string_view head,
-                                       body_tap* tap, bool& replayable) {
+asio::awaitable<outcome> attempt::send(http::exchange& client, std::string_view head, body_tap* tap,
+                                       bool& replayable) {
   deadline_.set(within_total(w_.clock->now() + timeouts_.idle));
   const auto& body = client.body();
   // A body whole in the buffer goes with the head and is consumed only once a response head

@@ -45,9 +45,9 @@ struct try_spec {
   // Sent instead of the client's body, Content-Length framed (a stream's continuation; outlives
   // the try); nullopt: the client's body.
   std::optional<std::string_view> body;
-  body_tap* tap = nullptr;  // sees the client's body on its way
-  bool may_reuse = true;    // a pooled connection may carry it
-  config::upstream_timeouts timeouts;                     // the route's
+  body_tap* tap = nullptr;                               // sees the client's body on its way
+  bool may_reuse = true;                                 // a pooled connection may carry it
+  config::upstream_timeouts timeouts;                    // the route's
   common::time_point total = common::time_point::max();  // the request's deadline
   // Where its latency and token figures count (the route's metrics; null: not counted, as for a
   // continuation, whose request's first token was counted already), and when the client's

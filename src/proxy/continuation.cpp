@@ -119,8 +119,7 @@ class tried {
 // One try at continuing an object's body on `ep`: a Range from the next byte owed, If-Range its
 // ETag. Not ok, or ok with `why` set (not a continuation: its response was dropped), or ok and
 // relayed (then the outcome is the relay's).
-asio::awaitable<outcome> continue_object(request& r, upstream::endpoint_ref ep,
-                                         std::string& why) {
+asio::awaitable<outcome> continue_object(request& r, upstream::endpoint_ref ep, std::string& why) {
   auto& ctx = r.ctx;
   ep->metrics->decisions[static_cast<int>(metrics::decision::retry)].inc();
   http::build_upstream_request(r.resume_body, r.ex.head(),
@@ -180,8 +179,8 @@ asio::awaitable<outcome> resume_object(request& r, outcome o) {
       o.message = common::cat(o.message, "; ", next.message);
   }
   r.at->count_interruption(r.at->timed_out() && r.at->past_total()
-                                ? metrics::interruption::deadline
-                                : metrics::interruption::upstream);
+                               ? metrics::interruption::deadline
+                               : metrics::interruption::upstream);
   co_return o;  // unfinished: the exchange ends it as broken
 }
 }  // namespace

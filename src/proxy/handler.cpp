@@ -235,8 +235,8 @@ asio::awaitable<stripe_result> try_stripe(request& r) {
       learn_size(r);
       break;
     case stripe_result::not_served:
-      common::log(common::log_level::info, "proxy", "request ", r.ex.request_id(), ": not striped (",
-                  o.message, "); fetched whole");
+      common::log(common::log_level::info, "proxy", "request ", r.ex.request_id(),
+                  ": not striped (", o.message, "); fetched whole");
       break;
   }
   co_return got.result;
@@ -255,7 +255,7 @@ void conclude(request& r, const outcome& o) {
     r.w.metrics.route(*ctx.route).cancelled_response.inc();
   else
     r.at->count_error(o.kind == outcome_kind::stalled_response ? metrics::upstream_error::timeout
-                                                                : metrics::upstream_error::reset);
+                                                               : metrics::upstream_error::reset);
 }
 
 // Serves one request: route -> deadline -> model -> admission -> forward (or stripe) -> relay.

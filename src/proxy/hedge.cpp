@@ -27,8 +27,7 @@ bool decisive(const outcome& o) {
 // ends, records its outcome and cancels `wake`, on which race() waits; race() returns only once
 // both have ended, since they refer to this object in its frame. The client leaving cancels both.
 struct race_state final : http::cancellable {
-  race_state(worker_context& w, std::array<attempt*, 2> t)
-      : tries(t), wake(w.io, *w.clock) {}
+  race_state(worker_context& w, std::array<attempt*, 2> t) : tries(t), wake(w.io, *w.clock) {}
 
   std::array<attempt*, 2> tries;
   std::array<std::optional<outcome>, 2> result;

@@ -223,8 +223,7 @@ asio::awaitable<bool> check_model(request& r) {
 
 // Prefix affinity's inputs: the prompt's blocks from the body read for routing (as far as the
 // model peek reached) and the session header's hash.
-void prefix_input(request& r, const config::prefix_affinity_config& pa,
-                  routing::pick_input& in) {
+void prefix_input(request& r, const config::prefix_affinity_config& pa, routing::pick_input& in) {
   r.blocks.clear();
   std::size_t cap = r.cfg().limits.model_peek_bytes;
   std::string_view raw = r.ex.buffered_body();

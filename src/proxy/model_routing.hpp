@@ -28,7 +28,6 @@ boost::asio::awaitable<bool> route_by_model(request& r, routing::match_result& m
 boost::asio::awaitable<bool> check_model(request& r);
 // Prefix affinity's inputs: the prompt's blocks from the body read for routing and the session
 // header's hash.
-void prefix_input(request& r, const config::prefix_affinity_config& pa,
-                  routing::pick_input& in);
+void prefix_input(request& r, const config::prefix_affinity_config& pa, routing::pick_input& in);
 
 }  // namespace meridian::proxy

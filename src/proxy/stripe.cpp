@@ -2,8 +2,8 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include "meridian/runtime/timer.hpp"
 #include <boost/asio/use_awaitable.hpp>
+#include "meridian/runtime/timer.hpp"
 
 #include <algorithm>
 #include <deque>
@@ -77,9 +77,7 @@ struct stripe_state final : http::cancellable {
   bool any_running() const {
     return std::any_of(fetchers.begin(), fetchers.end(), [](const auto& f) { return f.running; });
   }
-  asio::awaitable<void> sleep_for(common::duration d) {
-    co_await wake.sleep_for(d);
-  }
+  asio::awaitable<void> sleep_for(common::duration d) { co_await wake.sleep_for(d); }
 };
 
 // Part 0's answer names the object: a 206 with a strong ETag and the object's size. Builds the

@@ -15,7 +15,11 @@ using common::log_level;
 
 struct control::impl {
   impl(drain_times d, drain_hooks h, const common::clock& c)
-      : drain(d), hooks(std::move(h)), clock(c), timer(io, c), signals(io, SIGTERM, SIGINT, SIGHUP) {}
+      : drain(d),
+        hooks(std::move(h)),
+        clock(c),
+        timer(io, c),
+        signals(io, SIGTERM, SIGINT, SIGHUP) {}
 
   void finish() {
     hooks.abort_all();

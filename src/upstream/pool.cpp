@@ -100,8 +100,8 @@ endpoint_moves worker_upstreams::apply(std::shared_ptr<const topology> topo) {
   return moves;
 }
 
-std::optional<boost::asio::ip::tcp::socket> worker_upstreams::take_idle(
-    endpoint_state& ep, common::time_point now) {
+std::optional<boost::asio::ip::tcp::socket> worker_upstreams::take_idle(endpoint_state& ep,
+                                                                        common::time_point now) {
   while (!ep.idle.empty()) {
     pooled_connection pc = std::move(ep.idle.back());
     ep.idle.pop_back();

@@ -1,7 +1,7 @@
 // Micro-benchmark of one balancer pick, for the latency-aware routing requirement: a pick costs
 // <= 2 µs at 64 endpoints and does not grow with the number of endpoints beyond that. Not a
-// test (src/ARCHITECTURE.md, Measuring: timed checks are benchmarks); prints ns per pick, median of 7
-// repetitions [min-max], as a markdown table (or CSV with --csv).
+// test (src/ARCHITECTURE.md, Measuring: timed checks are benchmarks); prints ns per pick, median of
+// 7 repetitions [min-max], as a markdown table (or CSV with --csv).
 //
 // Each pick runs against endpoint stats that look like a worker's after a while of traffic:
 // latency history observed, probe RTT, scraped load of varying age, requests in flight, ~5%

@@ -1,5 +1,6 @@
 // Micro-benchmark of the prefix index, for the KV-cache-aware routing requirement: >= 1 M block
-// look-ups per second per core. Not a test (src/ARCHITECTURE.md, Measuring: timed checks are benchmarks).
+// look-ups per second per core. Not a test (src/ARCHITECTURE.md, Measuring: timed checks are
+// benchmarks).
 //
 // A full index (capacity blocks, 64 endpoints) of conversations that share a few long system
 // prompts; each round hashes a prompt of 8 KiB (128 blocks of 64 bytes), matches it against

@@ -63,7 +63,8 @@ class memory_exchange final : public meridian::http::exchange {
     sized_ = h.body == meridian::http::body_kind::content_length;
     (void)length;
     headers.clear();
-    for (const auto& f : h.fields()) headers.emplace_back(std::string(f.name), std::string(f.value));
+    for (const auto& f : h.fields())
+      headers.emplace_back(std::string(f.name), std::string(f.value));
   }
   boost::asio::awaitable<bool> send(std::span<const std::string_view> payload, bool last) override {
     if (gone_) co_return false;

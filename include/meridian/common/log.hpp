@@ -69,8 +69,7 @@ void log(log_level level, std::string_view component, const Args&... args) {
 // when the next line says how many were left out. One per kind of event and owner thread.
 class log_limiter {
  public:
-  explicit log_limiter(int burst = 5,
-                       common::duration window = std::chrono::seconds(10))
+  explicit log_limiter(int burst = 5, common::duration window = std::chrono::seconds(10))
       : burst_(burst), window_(window) {}
   // Whether to log this occurrence; if so, `suppressed` is how many were left out before it.
   bool allow(common::time_point now, std::uint64_t& suppressed) {

@@ -31,11 +31,18 @@ namespace meridian::http {
 
 namespace asio = boost::asio;
 
-class connection final : public session, public exchange {
+// The byte stream under the codec: a TCP socket here; the TLS issue adds a TLS stream (its
+// lowest_layer() is the socket that deadlines shut down and the client watch polls).
+inline asio::ip::tcp::socket& lowest_layer_of(asio::ip::tcp::socket& s) {
+  return s;
+}
+
+template <class Stream>
+class basic_connection final : public session, public exchange {
  public:
-  // Starts serving `socket` on `io`; the connection owns itself until the client is gone.
-  static connection& start(asio::io_context& io, asio::ip::tcp::socket socket, connection_env& env,
-                           handler& h);
+  // Starts serving `stream` on `io`; the connection owns itself until the client is gone.
+  static basic_connection& start(asio::io_context& io, Stream stream, connection_env& env,
+                                 handler& h);
 
   // ---- the exchange of the request being served (valid during handler::serve) ----
   const request_head& head() const override { return head_; }
@@ -83,10 +90,11 @@ class connection final : public session, public exchange {
   // Arms the client-gone watch if the request is waiting on a backend (housekeeping tick).
   void tick() override;
 
-  ~connection();
+  ~basic_connection();
 
  private:
-  connection(asio::io_context& io, asio::ip::tcp::socket socket, connection_env& env, handler& h);
+  basic_connection(asio::io_context& io, Stream stream, connection_env& env, handler& h);
+  asio::ip::tcp::socket& lowest_layer() { return lowest_layer_of(socket_); }
   asio::awaitable<void> run();
   // Writes response bytes under the idle deadline and the client's pace; false when it is gone.
   asio::awaitable<bool> write(std::span<const asio::const_buffer> buffers);
@@ -108,11 +116,13 @@ class connection final : public session, public exchange {
   static common::duration pace_left(double budget_s);
   void paced(double& budget_s, common::duration waited, std::size_t bytes) const;
   static void on_write_progress(void* self, std::size_t total);
-  friend void intrusive_ptr_add_ref(connection* c) { ++c->refs_; }
-  friend void intrusive_ptr_release(connection* c);
+  friend void intrusive_ptr_add_ref(basic_connection* c) { ++c->refs_; }
+  friend void intrusive_ptr_release(basic_connection* c) {
+    if (--c->refs_ == 0) delete c;
+  }
 
   asio::io_context& io_;
-  asio::ip::tcp::socket socket_;
+  Stream socket_;
   connection_env& env_;
   handler& handler_;
   runtime::watchdog deadline_;
@@ -153,5 +163,9 @@ class connection final : public session, public exchange {
   bool watch_pending_ = false;
   bool client_gone_ = false;
 };
+
+// The HTTP/1.1 codec over plain TCP (defined in connection.cpp).
+extern template class basic_connection<asio::ip::tcp::socket>;
+using connection = basic_connection<asio::ip::tcp::socket>;
 
 }  // namespace meridian::http

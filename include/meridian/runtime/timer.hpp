@@ -18,7 +18,8 @@ namespace meridian::runtime {
 
 // A timer's state, shared with the waits and wake-ups still pending when the timer goes.
 struct timer_state : std::enable_shared_from_this<timer_state> {
-  timer_state(boost::asio::io_context& io_, const common::clock& c) : io(io_), timer(io_), clock(&c) {}
+  timer_state(boost::asio::io_context& io_, const common::clock& c)
+      : io(io_), timer(io_), clock(&c) {}
   boost::asio::io_context& io;
   boost::asio::steady_timer timer;
   const common::clock* clock;

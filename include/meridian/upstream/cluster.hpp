@@ -176,13 +176,11 @@ class worker_upstreams {
 
   // A pooled connection that is still open and not past its idle timeout, or nullopt. Stale
   // ones (closed by the backend, or with unexpected bytes waiting) are closed on the way.
-  std::optional<boost::asio::ip::tcp::socket> take_idle(endpoint_state& ep,
-                                                        common::time_point now);
+  std::optional<boost::asio::ip::tcp::socket> take_idle(endpoint_state& ep, common::time_point now);
   // Returns a connection after a clean, complete exchange; it is closed instead when the pool is
   // full or the endpoint left the topology. Every connection counted in `open` must come back
   // through release() or closed().
-  void release(endpoint_state& ep, boost::asio::ip::tcp::socket socket,
-               common::time_point now);
+  void release(endpoint_state& ep, boost::asio::ip::tcp::socket socket, common::time_point now);
   void closed(endpoint_state& ep) { --ep.open; }
   bool may_open(const endpoint_state& ep) const;
   void opened(endpoint_state& ep) { ++ep.open; }

@@ -31,7 +31,8 @@ TEST_CASE("each listener binds once per worker, port 0 resolved once and shared"
   std::unique_ptr<frontend::listener_set> ls;
   // Built and started on the worker's thread, as the gateway's workers see their acceptors.
   asio::post(*h.io, [&] {
-    ls = std::make_unique<frontend::listener_set>(*cfg, std::vector<http::connection_host*>{h.w.get()});
+    ls = std::make_unique<frontend::listener_set>(*cfg,
+                                                  std::vector<http::connection_host*>{h.w.get()});
     ls->start();
   });
   REQUIRE(test::test_backend::eventually([&] { return ls != nullptr; }, std::chrono::seconds(2)));

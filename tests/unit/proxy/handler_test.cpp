@@ -165,10 +165,9 @@ TEST_CASE("in memory: a connect failure is retried on the next endpoint, and cou
 
 TEST_CASE("in memory: a hedge sent when the clock passes `after` answers first and wins") {
   test::test_backend slow, fast;
-  memory_proxy p(test::proxy_config(
-      {slow.port(), fast.port()},
-      "routes: [ { name: all, match: { path_prefix: / }, cluster: c,"
-      " hedge: { after: 100ms, max_extra: 1 } } ]\n"));
+  memory_proxy p(test::proxy_config({slow.port(), fast.port()},
+                                    "routes: [ { name: all, match: { path_prefix: / }, cluster: c,"
+                                    " hedge: { after: 100ms, max_extra: 1 } } ]\n"));
   // Two requests first, one per endpoint (round robin): the budget allows a hedge per request
   // the route has had, and the next pick is the first endpoint again.
   for (int i = 0; i < 2; ++i) {
