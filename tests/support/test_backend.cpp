@@ -162,7 +162,24 @@ void test_backend::serve(int fd, int id) {
 void test_backend::respond(int fd, const received& r, bool& keep_open) {
   std::string path = r.head.substr(r.head.find(' ') + 1);
   path = path.substr(0, path.find(' '));
-  if (path.rfind("/echo", 0) == 0) {
+  if (path == "/stream/chat/completions") {
+    // An OpenAI chat stream (any path ending so) of the tokens a, b, c, d; with cut_streams set,
+    // the backend dies after the first two (between events).
+    send_str(fd,
+             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n");
+    bool cut = cut_streams.load();
+    int n = 0;
+    for (const char* t : {"a", "b", "c", "d"}) {
+      if (cut && n++ == 2) {
+        keep_open = false;
+        return;
+      }
+      send_str(fd, chunk(std::string("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"") +
+                         t + "\"}}]}\n\n"));
+    }
+    send_str(fd, chunk("data: [DONE]\n\n") + "0\r\n\r\n");
+  } else if (path.rfind("/echo", 0) == 0) {
     std::string body = r.head + r.body;
     send_str(fd,
              "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: X-Backend-Hop\r\n"

@@ -39,6 +39,8 @@ class test_backend {
   std::chrono::steady_clock::time_point last_abort_at() const {
     return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(last_abort));
   }
+  // While set, POST /stream/chat/completions streams two of its four tokens and the backend dies.
+  std::atomic<bool> cut_streams{false};
   // While set, the default path answers 503 (an overloaded model server).
   std::atomic<bool> unavailable{false};
   // While set, the default path sends its head and no first byte (a stalled model server) until

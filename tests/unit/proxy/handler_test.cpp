@@ -11,6 +11,7 @@
 #include <functional>
 
 #include "support/memory_exchange.hpp"
+#include "support/mock_process.hpp"
 #include "support/raw_client.hpp"
 #include "support/test_backend.hpp"
 #include "unit/proxy/harness.hpp"
@@ -214,4 +215,99 @@ TEST_CASE("in memory: a client that leaves cancels its upstream request at once"
   CHECK(ex.note() == "client went away while waiting for the response");
   CHECK(p.counted("meridian_cancelled_requests_total{phase=\"request\",route=\"all\"} 1"));
   CHECK(test::test_backend::eventually([&] { return be.aborted_streams.load() == 1; }, 3000ms));
+}
+
+namespace {
+// Two endpoints of an inference cluster `c` behind route `all` (round robin), plus `extra`
+// YAML under the cluster and the route.
+std::shared_ptr<const config::gateway_config> inference_config(std::uint16_t a, std::uint16_t b,
+                                                               const std::string& cluster_extra,
+                                                               const std::string& route_extra) {
+  return config::load_string(
+      "listeners: [ { address: 127.0.0.1:0 } ]\naccess_log: false\n"
+      "clusters: [ { name: c, kind: inference, balancer: round_robin, endpoints: [ 127.0.0.1:" +
+          std::to_string(a) + ", 127.0.0.1:" + std::to_string(b) + " ]" + cluster_extra +
+          " } ]\n"
+          "routes: [ { name: all, match: { path_prefix: / }, cluster: c" +
+          route_extra + " } ]\n",
+      "t");
+}
+
+test::memory_exchange post(memory_proxy& p, const std::string& path, const std::string& body) {
+  return test::memory_exchange("POST " + path + " HTTP/1.1\r\nHost: t\r\nContent-Length: " +
+                                   std::to_string(body.size()) + "\r\n\r\n" + body,
+                               p.clock.now());
+}
+}  // namespace
+
+TEST_CASE("in memory: a stream its endpoint cuts is continued on the other inside one response") {
+  test::test_backend cutter, good;
+  cutter.cut_streams = true;
+  memory_proxy p(inference_config(cutter.port(), good.port(), "", ", resume: { attempts: 1 }"));
+  auto ex = post(p, "/stream/chat/completions",
+                 R"({"model":"m","stream":true,"max_tokens":10,)"
+                 R"("messages":[{"role":"user","content":"say abcd"}]})");
+  REQUIRE(p.serve(ex));
+  CHECK(ex.status() == 200);
+  CHECK(ex.ended);
+  // Two tokens from the endpoint that died, then the continuation's four (the mock repeats its
+  // script; a real engine would go on from "ab").
+  CHECK(ex.body_out.find(R"("content":"b")") < ex.body_out.find("[DONE]"));
+  CHECK(ex.body_out.find("error") == std::string::npos);
+  auto cont = good.requests();
+  REQUIRE(cont.size() == 1);
+  CHECK(cont[0].body.find(R"("continue_final_message":true)") != std::string::npos);
+  CHECK(cont[0].body.find(R"("content":"ab")") != std::string::npos);
+  CHECK(cont[0].body.find(R"("max_tokens":8)") != std::string::npos);
+  CHECK(p.counted("meridian_stream_resumes_total{cluster=\"c\",result=\"ok\"} 1"));
+}
+
+TEST_CASE("in memory: a model route reads the body; a second model key never reaches a backend") {
+  test::test_backend a, b;
+  memory_proxy p(config::load_string(
+      "listeners: [ { address: 127.0.0.1:0 } ]\naccess_log: false\n"
+      "clusters: [ { name: c, balancer: round_robin, endpoints: [ 127.0.0.1:" +
+          std::to_string(a.port()) +
+          " ] }, { name: d, balancer: round_robin, endpoints: [ 127.0.0.1:" +
+          std::to_string(b.port()) +
+          " ] } ]\n"
+          "routes: [ { name: big, match: { path_prefix: /v1/, model: big }, cluster: d },"
+          " { name: all, match: { path_prefix: / }, cluster: c } ]\n",
+      "t"));
+  auto big = post(p, "/v1/x", R"({"messages":[],"model":"big"})");
+  REQUIRE(p.serve(big));
+  CHECK(big.status() == 200);
+  auto other = post(p, "/v1/x", R"({"model":"small"})");
+  REQUIRE(p.serve(other));
+  CHECK(other.status() == 200);
+  auto twice = post(p, "/v1/x", R"({"model":"big","model":"small"})");
+  REQUIRE(p.serve(twice));
+  CHECK(twice.status() == 400);
+  CHECK(twice.body_out.find("more than once") != std::string::npos);
+  CHECK(b.requests().size() == 1);
+  CHECK(a.requests().size() == 1);
+}
+
+TEST_CASE("in memory: a cold object's GET is striped over the replicas and delivered as one 200") {
+  test::mock_process a({"--name", "a", "--object", "/w=4MiB"}, "storage");
+  test::mock_process b({"--name", "b", "--object", "/w=4MiB"}, "storage");
+  memory_proxy p(config::load_string(
+      "listeners: [ { address: 127.0.0.1:0 } ]\naccess_log: false\n"
+      "clusters: [ { name: s, kind: storage, endpoints: [ 127.0.0.1:" +
+          std::to_string(a.port()) + ", 127.0.0.1:" + std::to_string(b.port()) +
+          " ], stripe: { min_size: 2MiB, part_size: 1MiB, max_parallel: 2 } } ]\n"
+          "routes: [ { name: all, match: { path_prefix: / }, cluster: s } ]\n",
+      "t"));
+  auto ex = p.request("/w");
+  REQUIRE(p.serve(ex));
+  CHECK(ex.status() == 200);
+  CHECK(ex.ended);
+  auto direct = test::http_request(a.port(), "GET", "/w");
+  REQUIRE(direct.body.size() == 4u << 20);
+  CHECK(ex.body_out == direct.body);
+  CHECK(p.counted("meridian_storage_stripes_total{cluster=\"s\"} 1"));
+  CHECK(p.counted("meridian_storage_parts_total{cluster=\"s\",result=\"ok\"} 4"));
+  // Both replicas served parts.
+  CHECK(p.reg.endpoint_requests(0, 0) > 0);
+  CHECK(p.reg.endpoint_requests(0, 1) > 0);
 }
