@@ -248,7 +248,11 @@ asio::awaitable<outcome> attempt::run(try_spec t, http::exchange& client) {
   steady_seconds_ = 0;
   steady_tokens_ = 0;
   picked_at_ = w_.clock->now();
-  std::tie(queued_, batch_at_pick_) = expected_load(*cfg_, info.cluster, ep_->stats, picked_at_);
+  // The pick's own figures where it modelled the endpoint's load; else the cost model's now.
+  if (t.expected_queue >= 0)
+    std::tie(queued_, batch_at_pick_) = std::pair{t.expected_queue, t.expected_outstanding};
+  else
+    std::tie(queued_, batch_at_pick_) = expected_load(*cfg_, info.cluster, ep_->stats, picked_at_);
   batch_at_pick_ += 1;  // itself
   prefill_ = expected_prefill(*cfg_, info.cluster, ep_->stats, uncached_);
   w_.ups.request_started(*ep_, picked_at_, prefill_);

@@ -60,6 +60,9 @@ struct try_spec {
   // Storage: the bytes it is expected to move, counted in its endpoint's transfer bytes while in
   // flight.
   double transfer = 0;
+  // What the pick expected of the endpoint (routing::candidates: the wait from its load, the
+  // requests it held); queue < 0: not modelled, the try asks the cost model itself.
+  double expected_queue = -1, expected_outstanding = 0;
 };
 
 class attempt final : public http::cancellable, public upstream::down_watch {

@@ -34,6 +34,8 @@ try_spec dispatch(request& r, const routing::candidates& picks, const routing::p
   t.uncached = picks.uncached[i];
   t.prompt_blocks = static_cast<std::int32_t>(picks.prompt_blocks);
   t.transfer = in.bytes;
+  t.expected_queue = picks.queue[i];
+  t.expected_outstanding = picks.outstanding[i];
   return t;
 }
 

@@ -196,7 +196,7 @@ class latency_aware final : public balancer {
     auto like = peers_of(eps, std::span(pool.data(), m), p_, in.now, in.answer_tokens);
     // model: what the cost model adds to the readings for the load an endpoint holds; held: the
     // requests it holds (what decides when the model adds nothing, e.g. no decode slope yet).
-    std::array<double, full_scan_max> cost{}, model{}, held{}, noise{};
+    std::array<double, full_scan_max> cost{}, model{}, held{}, noise{}, queue{}, outstanding{};
     std::array<std::int32_t, full_scan_max> uncached{};
     for (std::size_t k = 0; k < m; ++k) {
       uncached[k] = -1;
@@ -207,6 +207,8 @@ class latency_aware final : public balancer {
       model[k] = cost[k] - c.readings;
       held[k] = c.load;
       noise[k] = c.noise;
+      queue[k] = c.queue;
+      outstanding[k] = c.outstanding;
       // A cold prefill runs in the engine's step: every stream there waits for it too.
       if (prefix) {
         double prefill = affinity_->extra(pool[k], s, uncached[k]);
@@ -246,6 +248,8 @@ class latency_aware final : public balancer {
     for (std::size_t k = 0; k < m; ++k) {
       out.push(pool[order[k]]);
       out.uncached[k] = uncached[order[k]];
+      out.queue[k] = queue[order[k]];
+      out.outstanding[k] = outstanding[order[k]];
     }
     if (n > full_scan_max) add_rest(eps, in, out);
     if (prefix) note_spill(out, n);

@@ -44,6 +44,11 @@ class candidates {
   // Prefix affinity, when the request had prompt blocks: per candidate, the blocks the index
   // does not know it to hold (-1: no prompt), and what the pick made of the prefix.
   std::array<std::int32_t, capacity> uncached{-1, -1, -1, -1};
+  // latency_aware: per candidate, the wait its cost model expected from the endpoint's load
+  // (seconds; -1: not modelled) and the requests it took the endpoint to hold, so the try that
+  // follows learns against the same figures the pick used.
+  std::array<double, capacity> queue{-1, -1, -1, -1};
+  std::array<double, capacity> outstanding{};
   std::uint32_t prompt_blocks = 0;
   bool prefix_indexed = false;  // some endpoint held a leading block (a look-up hit)
   enum class spill : std::uint8_t { none, load, cost } prefix_spill = spill::none;

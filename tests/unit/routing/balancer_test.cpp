@@ -362,7 +362,8 @@ TEST_CASE("bandwidth-aware: writes go to the first healthy endpoint, or the loca
   CHECK(p[1] == 1);
 }
 
-TEST_CASE("latency-aware: costs within their readings' noise are equal, and the least loaded wins") {
+TEST_CASE(
+    "latency-aware: costs within their readings' noise are equal, and the least loaded wins") {
   endpoints e(3);
   auto now = t0();
   // Readings of 10, 11 and 12 ms from samples that stray by about 3 ms.
@@ -386,7 +387,8 @@ namespace {
 // Engines that batch: every running stream gets a token per step, and a step takes `base` plus
 // `slope` for every other stream it runs. Streamed requests of 8 to 72 tokens arrive as a Poisson
 // process. The balancer learns as the proxy teaches it, through the worker's upstream state: in
-// flight from the pick, time to first token, per-token time with the batch each stream ran in. Returns each request's end-to-end time, sorted.
+// flight from the pick, time to first token, per-token time with the batch each stream ran in.
+// Returns each request's end-to-end time, sorted.
 std::vector<double> batch_run(config::balancer_kind kind, std::vector<double> base, double slope,
                               double rate, int requests, std::size_t straggler = 99,
                               double straggler_from = 0) {
@@ -420,7 +422,8 @@ std::vector<double> batch_run(config::balancer_kind kind, std::vector<double> ba
   int sent = 0;
   while (sent < requests ||
          std::any_of(running.begin(), running.end(), [](auto& r) { return !r.empty(); })) {
-    auto now = t0() + std::chrono::duration_cast<common::duration>(std::chrono::duration<double>(t));
+    auto now =
+        t0() + std::chrono::duration_cast<common::duration>(std::chrono::duration<double>(t));
     while (sent < requests && next <= t) {
       routing::pick_input in{rng, now};
       in.answer_tokens = cs.answer_tokens;
@@ -509,4 +512,26 @@ TEST_CASE("latency-aware on batching engines with one straggler: half round robi
   CAPTURE(quantile(la, 0.99));
   CHECK(quantile(la, 0.99) <= 0.5 * quantile(rr, 0.99));
   CHECK(mean(la) <= mean(rr));
+}
+
+TEST_CASE(
+    "latency-aware candidates carry the load their cost assumed; the others do not model it") {
+  endpoints e(2);
+  e.stats[0].in_flight = 3;
+  for (auto& s : e.stats) s.ttft.observe(0.05, t0(), 10);
+  auto b = routing::make_balancer(cluster(config::balancer_kind::latency_aware));
+  common::random_source rng(11);
+  routing::pick_input in{rng, t0()};
+  auto picks = b->pick(e.view, in);
+  REQUIRE(picks.size() == 2);
+  for (std::size_t k = 0; k < 2; ++k) {
+    const auto& s = e.stats[picks[k]];
+    auto c = routing::expected_cost(
+        s, routing::cost_params::from(cluster(config::balancer_kind::latency_aware)), t0());
+    CHECK(picks.outstanding[k] == doctest::Approx(c.outstanding));
+    CHECK(picks.queue[k] >= 0);
+  }
+  CHECK(picks.outstanding[picks[0] == 0 ? 0 : 1] == doctest::Approx(3));
+  auto rr = routing::make_balancer(cluster(config::balancer_kind::round_robin))->pick(e.view, in);
+  CHECK(rr.queue[0] < 0);
 }
