@@ -79,6 +79,7 @@ class scratch_pool {
   }
   void give(std::unique_ptr<request_scratch> s) {
     --in_use_;
+    if (closed_) return;  // shutting down: its timers go while their io_context still exists
     s->blocks.clear();
     free_.push_back(std::move(s));
   }
@@ -87,11 +88,16 @@ class scratch_pool {
     if (free_.size() + in_use_ > peak_) free_.resize(peak_ > in_use_ ? peak_ - in_use_ : 0);
     peak_ = in_use_;
   }
-  // Before the io_context goes (attempts hold timers on it).
-  void clear() { free_.clear(); }
+  // Before the io_context goes (attempts hold timers on it); scratch given back later (a request
+  // whose coroutine the io_context's shutdown destroys) is freed at once.
+  void clear() {
+    free_.clear();
+    closed_ = true;
+  }
 
  private:
   std::size_t in_use_ = 0, peak_ = 0;
+  bool closed_ = false;
   std::vector<std::unique_ptr<request_scratch>> free_;
 };
 
