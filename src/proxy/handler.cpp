@@ -340,9 +340,12 @@ asio::awaitable<void> serve_request(request& r) {
 }  // namespace
 
 asio::awaitable<void> handler::serve(http::exchange& ex) {
-  request r(ex, w_, scratch_);
+  // Destroyed with this frame if the worker's shutdown ends the request midway.
+  auto s = scratch_.take(w_);
+  auto& r = s->live.emplace(ex, w_, *s);
   co_await serve_request(r);
   record(ex, &r.ctx);
+  scratch_.give(std::move(s));
 }
 
 void handler::rejected(http::exchange& ex) {

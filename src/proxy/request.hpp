@@ -1,7 +1,8 @@
 // One request as the proxy serves it: the exchange it came on, the worker serving it, what the
 // handler has decided of it (route, model, endpoint, when things happened) and the scratch it
-// borrows for its upstream side. Created when the request starts and gone when it ends; the
-// one handle the proxy's request-path functions take. Worker thread only.
+// borrows for its upstream side. Created when the request starts and destroyed when it ends
+// (built in pooled storage, so a warm worker allocates nothing for it); the one handle the
+// proxy's request-path functions take. Worker thread only.
 #pragma once
 
 #include <optional>
@@ -50,73 +51,11 @@ struct request_context {
   std::int64_t prompt_tokens = -1, completion_tokens = -1;
 };
 
-// What a request borrows for its upstream side and gives back when it ends, keeping its capacity
-// (an attempt with its timer, head and body text): idle client connections hold none of it.
-struct request_scratch {
-  explicit request_scratch(worker_context& w) : at(std::make_unique<attempt>(w)) {
-    head_out.reserve(1024);
-  }
-  std::unique_ptr<attempt> at;     // the request's try (a hedge race's winner)
-  std::unique_ptr<attempt> spare;  // a hedge's, made on the first hedge
-  std::string head_out;            // the request head as sent upstream
-  // Prefix affinity: the prompt's block hashes, and a de-chunked copy of a chunked body's peek.
-  std::vector<std::uint64_t> blocks;
-  std::string scratch;
-  // A continuation's request (a resumed stream's or object's).
-  std::string resume_body, resume_head;
-};
-
-// The worker's spare scratch: as many as recent concurrency needed, no more (trim() gives back
-// what the last period did not use).
-class scratch_pool {
- public:
-  std::unique_ptr<request_scratch> take(worker_context& w) {
-    peak_ = std::max(peak_, ++in_use_);
-    if (free_.empty()) return std::make_unique<request_scratch>(w);
-    auto s = std::move(free_.back());
-    free_.pop_back();
-    return s;
-  }
-  void give(std::unique_ptr<request_scratch> s) {
-    --in_use_;
-    if (closed_) return;  // shutting down: its timers go while their io_context still exists
-    s->blocks.clear();
-    free_.push_back(std::move(s));
-  }
-  // Keeps at most the peak number in use since the last trim (housekeeping).
-  void trim() {
-    if (free_.size() + in_use_ > peak_) free_.resize(peak_ > in_use_ ? peak_ - in_use_ : 0);
-    peak_ = in_use_;
-  }
-  // Before the io_context goes (attempts hold timers on it); scratch given back later (a request
-  // whose coroutine the io_context's shutdown destroys) is freed at once.
-  void clear() {
-    free_.clear();
-    closed_ = true;
-  }
-
- private:
-  std::size_t in_use_ = 0, peak_ = 0;
-  bool closed_ = false;
-  std::vector<std::unique_ptr<request_scratch>> free_;
-};
+struct request_scratch;
 
 struct request {
-  request(http::exchange& e, worker_context& wc, scratch_pool& p)
-      : ex(e),
-        w(wc),
-        pool(p),
-        s(p.take(wc)),
-        at(s->at),
-        spare(s->spare),
-        head_out(s->head_out),
-        blocks(s->blocks),
-        scratch(s->scratch),
-        resume_body(s->resume_body),
-        resume_head(s->resume_head) {
-    ctx.snap = wc.snap;
-  }
-  ~request() { pool.give(std::move(s)); }
+  // `s`: the scratch it borrows (its attempts, head and body text).
+  request(http::exchange& e, worker_context& wc, request_scratch& s);
   request(const request&) = delete;
   request& operator=(const request&) = delete;
 
@@ -137,13 +76,13 @@ struct request {
 
   http::exchange& ex;
   worker_context& w;
-  scratch_pool& pool;
-  std::unique_ptr<request_scratch> s;
-  std::unique_ptr<attempt>& at;
-  std::unique_ptr<attempt>& spare;
-  std::string& head_out;
+  std::unique_ptr<attempt>& at;     // the request's try (a hedge race's winner)
+  std::unique_ptr<attempt>& spare;  // a hedge's, made on the first hedge
+  std::string& head_out;            // the request head as sent upstream
+  // Prefix affinity: the prompt's block hashes, and a de-chunked copy of a chunked body's peek.
   std::vector<std::uint64_t>& blocks;
   std::string& scratch;
+  // A continuation's request (a resumed stream's or object's).
   std::string& resume_body;
   std::string& resume_head;
   request_context ctx;
@@ -151,6 +90,68 @@ struct request {
   // Stream resume: what the answer has said. Object resume (storage GETs): where the body stands.
   stream_resume resume;
   object_resume object;
+};
+
+// What a request borrows and gives back when it ends, keeping its capacity (attempts with their
+// timers, head and body text), and the storage its request value is built in: idle client
+// connections hold none of it, and a request costs no allocation once the worker is warm.
+struct request_scratch {
+  explicit request_scratch(worker_context& w) : at(std::make_unique<attempt>(w)) {
+    head_out.reserve(1024);
+  }
+  std::unique_ptr<attempt> at;
+  std::unique_ptr<attempt> spare;
+  std::string head_out;
+  std::vector<std::uint64_t> blocks;
+  std::string scratch;
+  std::string resume_body, resume_head;
+  // The request served with this scratch: built fresh for each one, in place, and destroyed when
+  // it ends (nothing of one request's state survives into the next).
+  std::optional<request> live;
+};
+
+inline request::request(http::exchange& e, worker_context& wc, request_scratch& s)
+    : ex(e),
+      w(wc),
+      at(s.at),
+      spare(s.spare),
+      head_out(s.head_out),
+      blocks(s.blocks),
+      scratch(s.scratch),
+      resume_body(s.resume_body),
+      resume_head(s.resume_head) {
+  ctx.snap = wc.snap;
+  blocks.clear();
+}
+
+// The worker's spare scratch: as many as recent concurrency needed, no more (trim() gives back
+// what the last period did not use).
+class scratch_pool {
+ public:
+  std::unique_ptr<request_scratch> take(worker_context& w) {
+    peak_ = std::max(peak_, ++in_use_);
+    if (free_.empty()) return std::make_unique<request_scratch>(w);
+    auto s = std::move(free_.back());
+    free_.pop_back();
+    return s;
+  }
+  void give(std::unique_ptr<request_scratch> s) {
+    --in_use_;
+    s->live.reset();
+    free_.push_back(std::move(s));
+  }
+  // Keeps at most the peak number in use since the last trim (housekeeping).
+  void trim() {
+    if (free_.size() + in_use_ > peak_) free_.resize(peak_ > in_use_ ? peak_ - in_use_ : 0);
+    peak_ = in_use_;
+  }
+  // Before the io_context goes (attempts hold timers on it). Scratch in use is freed by its
+  // request's coroutine frame, given back or destroyed with it.
+  void clear() { free_.clear(); }
+
+ private:
+  std::size_t in_use_ = 0, peak_ = 0;
+  std::vector<std::unique_ptr<request_scratch>> free_;
 };
 
 }  // namespace meridian::proxy
