@@ -125,6 +125,18 @@ routing::candidates pick_for(request& r, routing::pick_input& in) {
   return picks;
 }
 
+// A try of candidate k in r.at. Not a coroutine: the try's spec lives in the attempt's frame, not
+// in forward()'s, which stays small enough for Asio to recycle (frames over ~1 KiB are
+// allocated anew every time).
+asio::awaitable<outcome> try_candidate(request& r, const routing::candidates& picks,
+                                       const routing::pick_input& in, std::size_t k, body_tap* tap,
+                                       bool may_reuse) {
+  auto t = dispatch(r, picks, in, k, false);
+  t.tap = tap;
+  t.may_reuse = may_reuse;
+  return r.at->run(std::move(t), r.ex);
+}
+
 // Tries the candidates in order as the retry policy allows, the first one raced against a hedge
 // when the route hedges; an ok outcome leaves r.at ready for the relay.
 asio::awaitable<outcome> forward(request& r) {
@@ -160,10 +172,7 @@ asio::awaitable<outcome> forward(request& r) {
       if (raced.hedge_won) ctx.flags |= flag_hedge_won;
       ctx.endpoint = r.at->endpoint();
     } else {
-      auto t = dispatch(r, picks, in, k, false);
-      t.tap = tap;
-      t.may_reuse = may_reuse;
-      o = co_await r.at->run(std::move(t), r.ex);
+      o = co_await try_candidate(r, picks, in, k, tap, may_reuse);
     }
     if (hedges.enabled() && o.ok() && o.status < 500)
       hedges.observe(common::seconds_between(r.at->picked_at(), r.w.clock->now()));
@@ -258,8 +267,13 @@ void conclude(request& r, const outcome& o) {
                                                                : metrics::upstream_error::reset);
 }
 
-// Serves one request: route -> deadline -> model -> admission -> forward (or stripe) -> relay.
-asio::awaitable<void> serve_request(request& r) {
+}  // namespace
+
+// Serves one request: route -> deadline -> model -> admission -> forward (or stripe) -> relay,
+// then counts and logs it (done_guard, at whichever co_return).
+asio::awaitable<void> handler::serve_request(std::unique_ptr<request_scratch> s) {
+  done_guard done{*this, s};
+  auto& r = *s->live;
   auto& ctx = r.ctx;
   auto& w = r.w;
   if (w.log.enabled()) {
@@ -337,15 +351,19 @@ asio::awaitable<void> serve_request(request& r) {
   r.ex.unwatch_client();
   conclude(r, o);
 }
-}  // namespace
-
+// Not a coroutine: the request's own coroutine (serve_request) is the one the codec awaits, one
+// frame less per request (Asio recycles only a couple of frames per thread).
 asio::awaitable<void> handler::serve(http::exchange& ex) {
-  // Destroyed with this frame if the worker's shutdown ends the request midway.
   auto s = scratch_.take(w_);
-  auto& r = s->live.emplace(ex, w_, *s);
-  co_await serve_request(r);
-  record(ex, &r.ctx);
-  scratch_.give(std::move(s));
+  s->live.emplace(ex, w_, *s);
+  return serve_request(std::move(s));
+}
+
+handler::done_guard::~done_guard() {
+  // A frame destroyed by the worker's shutdown (its I/O released) is neither counted nor kept.
+  if (h.scratch_.closed()) return;
+  h.record(s->live->ex, &s->live->ctx);
+  h.scratch_.give(std::move(s));
 }
 
 void handler::rejected(http::exchange& ex) {

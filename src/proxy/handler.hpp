@@ -21,9 +21,16 @@ class handler final : public http::handler {
   scratch_pool& scratch() { return scratch_; }
 
  private:
+  boost::asio::awaitable<void> serve_request(std::unique_ptr<request_scratch> s);
   // Counts a finished request and writes its access log line (`served`: what the handler
   // decided of it; null for one the codec refused).
   void record(const http::exchange& ex, const request_context* served);
+  // At the end of serve_request, however it ends: the count, the log line, the scratch back.
+  struct done_guard {
+    handler& h;
+    std::unique_ptr<request_scratch>& s;
+    ~done_guard();
+  };
 
   worker_context& w_;
   scratch_pool scratch_;

@@ -140,17 +140,23 @@ class scratch_pool {
     s->live.reset();
     free_.push_back(std::move(s));
   }
+  // After clear(): the worker released its I/O; nothing is kept from now on.
+  bool closed() const { return closed_; }
   // Keeps at most the peak number in use since the last trim (housekeeping).
   void trim() {
     if (free_.size() + in_use_ > peak_) free_.resize(peak_ > in_use_ ? peak_ - in_use_ : 0);
     peak_ = in_use_;
   }
-  // Before the io_context goes (attempts hold timers on it). Scratch in use is freed by its
-  // request's coroutine frame, given back or destroyed with it.
-  void clear() { free_.clear(); }
+  // Before the io_context goes (attempts hold timers on it). Scratch in use then goes with its
+  // request's coroutine frame.
+  void clear() {
+    free_.clear();
+    closed_ = true;
+  }
 
  private:
   std::size_t in_use_ = 0, peak_ = 0;
+  bool closed_ = false;
   std::vector<std::unique_ptr<request_scratch>> free_;
 };
 
