@@ -17,7 +17,6 @@
 namespace meridian::proxy {
 
 namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
 
 namespace {
 http::connection_settings settings_of(const config::gateway_config& cfg) {
