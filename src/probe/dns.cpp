@@ -33,7 +33,9 @@ asio::awaitable<upstream::resolution> lookup(std::shared_ptr<dns_refresh::impl> 
   if (!cfg.dns.hosts_file.empty()) co_return upstream::lookup_hosts_file(cfg.dns.hosts_file, host);
   auto [ec, results] =
       co_await p->resolver.async_resolve(host, "", asio::as_tuple(asio::use_awaitable));
-  co_return upstream::resolution_of(ec, results);
+  std::vector<asio::ip::address> found;
+  for (const auto& e : results) found.push_back(e.endpoint().address());
+  co_return upstream::resolution_of(ec, std::move(found));
 }
 
 asio::awaitable<void> run(std::shared_ptr<dns_refresh::impl> p) {

@@ -291,7 +291,10 @@ asio::awaitable<void> run_loop(std::shared_ptr<prober::impl> p, track_ptr t,
     auto [ec] = co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec || p->stopped || t->removed) co_return;
     fetch_request req{
-        t->info.resolved, t->info.address, spec.path, spec.timeout,
+        {t->info.resolved.address(), t->info.resolved.port()},
+        t->info.address,
+        spec.path,
+        spec.timeout,
         spec.what == task::probe ? std::size_t{64 * 1024} : std::size_t{8 * 1024 * 1024}};
     auto r = co_await fetch(std::move(req), p->clock);
     if (p->stopped || t->removed) co_return;

@@ -1,26 +1,19 @@
 #include "proxy/attempt.hpp"
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
-
 #include <array>
 
 #include "meridian/common/log.hpp"
 #include "meridian/http/chunked.hpp"
 #include "meridian/http/headers.hpp"
 #include "meridian/routing/cost.hpp"
-#include "meridian/runtime/write.hpp"
 
 namespace meridian::proxy {
 
 namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
 using common::outcome;
 using common::outcome_kind;
 
 namespace {
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t max_spans = 16;
 
 bool observe_whole(std::string_view raw, http::body_kind kind, body_tap& tap) {
@@ -92,7 +85,7 @@ attempt::attempt(worker_context& w) : w_(w), deadline_(w.io, *w.clock, &attempt:
 }
 
 attempt::~attempt() {
-  if (socket_) finish(false);
+  if (link_) finish(false);
 }
 
 void attempt::on_expire(void* self) {
@@ -104,8 +97,7 @@ void attempt::on_expire(void* self) {
 // operation cancels it, which on Asio 1.81's io_uring backend let a later completion corrupt
 // other requests (seen with hedging: streams cut and a 10 s stall in 900 requests).
 void attempt::cancel() {
-  boost::system::error_code ignored;
-  if (socket_) socket_->shutdown(tcp::socket::shutdown_both, ignored);
+  link_.shutdown();
 }
 
 void attempt::endpoint_down() {
@@ -136,15 +128,14 @@ outcome attempt::fail(outcome_kind kind, std::string message) {
 void attempt::finish(bool reusable) {
   deadline_.clear();
   if (down_watch::is_linked()) down_watch::unlink();
-  if (socket_) {
+  if (link_) {
     if (reusable) {
-      w_.ups.release(*ep_, std::move(*socket_), w_.clock->now());
+      w_.ups.release(*ep_, std::move(link_), w_.clock->now());
     } else {
-      boost::system::error_code ignored;
-      socket_->close(ignored);
+      link_.close();
       w_.ups.closed(*ep_);
     }
-    socket_.reset();
+    link_ = upstream::link();
   }
   if (in_flight_) {
     in_flight_ = false;
@@ -172,8 +163,7 @@ asio::awaitable<std::size_t> attempt::read_more(common::time_point deadline) {
     }
   }
   deadline_.set(deadline);
-  auto [ec, n] = co_await socket_->async_read_some(
-      asio::buffer(b.bytes.get() + end_, b.size - end_), use_tuple);
+  auto [ec, n] = co_await link_.read_some(asio::buffer(b.bytes.get() + end_, b.size - end_));
   if (ec) co_return 0;
   end_ += n;
   co_return n;
@@ -189,11 +179,11 @@ asio::awaitable<outcome> attempt::connect(const upstream::endpoint_ref& ep) {
                    common::cat("connection limit reached for endpoint ", info.address));
   }
   w_.ups.opened(*ep);
-  socket_.emplace(w_.io);
+  link_ = upstream::link::make(w_.io);
   auto start = w_.clock->now();
   deadline_.reset();
   deadline_.set(within_total(start + timeouts_.connect));
-  auto [ec] = co_await socket_->async_connect(info.resolved, use_tuple);
+  auto [ec] = co_await link_.connect(info);
   bool timed_out = deadline_.expired();
   if (abandoned_) co_return fail(outcome_kind::abandoned, "another attempt answered first");
   if (ec || timed_out) {
@@ -212,8 +202,7 @@ asio::awaitable<outcome> attempt::connect(const upstream::endpoint_ref& ep) {
     co_return fail(outcome_kind::connect_failed,
                    common::cat("upstream ", info.address, " refused the connection"));
   }
-  boost::system::error_code ignored;
-  socket_->set_option(tcp::no_delay(true), ignored);
+  link_.set_no_delay();
   cm.connect_duration.observe(common::seconds_between(start, w_.clock->now()));
   cm.connections_opened.inc();
   w_.ups.record_success(*ep);
@@ -264,12 +253,12 @@ asio::awaitable<outcome> attempt::run(try_spec t, http::exchange& client) {
   em.requests.inc();
   if (t.may_reuse) {
     if (auto sock = w_.ups.take_idle(*ep_, w_.clock->now())) {
-      socket_.emplace(std::move(*sock));
+      link_ = std::move(*sock);
       reused_ = true;
       w_.metrics.cluster(info.cluster).connections_reused.inc();
     }
   }
-  if (!socket_) {
+  if (!link_) {
     auto o = co_await connect(ep_);
     if (!o.ok()) co_return o;
   }
@@ -323,7 +312,7 @@ asio::awaitable<outcome> attempt::send(http::exchange& client, std::string_view 
     } else if (!raw.empty()) {
       out_.push_back(asio::buffer(raw));
     }
-    auto [ec, n] = co_await runtime::write_all(*socket_, out_);
+    auto [ec, n] = co_await link_.write(out_);
     bool ok = !ec;
     request_complete_ = ok;
     if (!ok && reused_)
@@ -331,7 +320,7 @@ asio::awaitable<outcome> attempt::send(http::exchange& client, std::string_view 
     co_return outcome{};  // a failed write may still have a response to read (an early answer)
   }
   std::array<asio::const_buffer, 1> h{asio::buffer(head)};
-  auto [ec, n] = co_await runtime::write_all(*socket_, h);
+  auto [ec, n] = co_await link_.write(h);
   if (ec) {
     if (reused_)
       co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed");
@@ -384,7 +373,7 @@ asio::awaitable<outcome> attempt::stream_body(http::exchange& client, body_tap* 
     if (last && chunked) out_.push_back(asio::buffer(http::last_chunk));
     if (!out_.empty()) {
       deadline_.set(within_total(w_.clock->now() + timeouts_.idle));
-      auto [ec, n] = co_await runtime::write_all(*socket_, out_);
+      auto [ec, n] = co_await link_.write(out_);
       if (ec) {
         // The backend may have answered early and closed; its answer is read next.
         client.close_after_response();

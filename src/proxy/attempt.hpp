@@ -7,7 +7,6 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/ip/tcp.hpp>
 
 #include <memory>
 #include <optional>
@@ -160,7 +159,7 @@ class attempt final : public http::cancellable, public upstream::down_watch {
   worker_context& w_;
   const config::gateway_config* cfg_ = nullptr;  // the try's (try_spec::config)
   runtime::watchdog deadline_;
-  std::optional<boost::asio::ip::tcp::socket> socket_;
+  upstream::link link_;  // the connection to the endpoint, during a try
   upstream::endpoint_ref ep_;
   std::unique_ptr<upstream_buffers> buf_;
   std::size_t begin_ = 0, end_ = 0;

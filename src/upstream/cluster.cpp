@@ -31,18 +31,19 @@ resolution system_lookup(const std::string& host) {
   ip::tcp::resolver resolver(io);
   boost::system::error_code ec;
   auto results = resolver.resolve(host, "", ec);
-  return resolution_of(ec, results);
+  std::vector<ip::address> found;
+  for (const auto& e : results) found.push_back(e.endpoint().address());
+  return resolution_of(ec, std::move(found));
 }
 }  // namespace
 
-resolution resolution_of(const boost::system::error_code& ec,
-                         const ip::tcp::resolver::results_type& results) {
+resolution resolution_of(const boost::system::error_code& ec, std::vector<ip::address> found) {
   resolution r;
   if (ec) {
     r.error = ec.message();
     return r;
   }
-  for (const auto& e : results) r.addresses.push_back(e.endpoint().address());
+  r.addresses = std::move(found);
   if (r.addresses.empty()) r.error = "no address";
   return r;
 }
@@ -133,7 +134,7 @@ std::shared_ptr<const topology> build_topology(const config::gateway_config& cfg
         info.host = literal ? "" : e.address.host;
         info.zone = e.zone;
         info.local_zone = cfg.zone.empty() || e.zone.empty() || e.zone == cfg.zone;
-        info.resolved = ip::tcp::endpoint(a, e.address.port);
+        info.resolved = {a, e.address.port};
         info.series = reg.endpoint(c, label);
         info.board = ids.board_for(info.id, reg.workers());
         ci.endpoints.push_back(std::move(info));

@@ -1,6 +1,3 @@
-#include <sys/socket.h>
-
-#include <cerrno>
 #include <unordered_map>
 
 #include "meridian/upstream/cluster.hpp"
@@ -9,18 +6,9 @@ namespace meridian::upstream {
 namespace {
 constexpr auto recheck_after_idle = std::chrono::seconds(1);
 
-// An idle keep-alive connection must have nothing to read: EOF means the backend closed it,
-// bytes mean it broke protocol. Either way it cannot carry a request.
-bool still_usable(boost::asio::ip::tcp::socket& s) {
-  char c;
-  ssize_t n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
 void close_idle(endpoint_state& ep) {
   for (auto& pc : ep.idle) {
-    boost::system::error_code ignored;
-    pc.socket.close(ignored);
+    pc.conn.close();
     --ep.open;
   }
   ep.idle.clear();
@@ -100,8 +88,7 @@ endpoint_moves worker_upstreams::apply(std::shared_ptr<const topology> topo) {
   return moves;
 }
 
-std::optional<boost::asio::ip::tcp::socket> worker_upstreams::take_idle(endpoint_state& ep,
-                                                                        common::time_point now) {
+std::optional<link> worker_upstreams::take_idle(endpoint_state& ep, common::time_point now) {
   while (!ep.idle.empty()) {
     pooled_connection pc = std::move(ep.idle.back());
     ep.idle.pop_back();
@@ -110,24 +97,21 @@ std::optional<boost::asio::ip::tcp::socket> worker_upstreams::take_idle(endpoint
     // timer to have closed them are checked; a fresh one that fails is retried by the proxy
     // when its request can be replayed.
     if (idle_for < ep.pool.idle_timeout &&
-        (idle_for < recheck_after_idle || still_usable(pc.socket)))
-      return std::move(pc.socket);
-    boost::system::error_code ignored;
-    pc.socket.close(ignored);
+        (idle_for < recheck_after_idle || pc.conn.still_usable()))
+      return std::move(pc.conn);
+    pc.conn.close();
     --ep.open;
   }
   return std::nullopt;
 }
 
-void worker_upstreams::release(endpoint_state& ep, boost::asio::ip::tcp::socket socket,
-                               common::time_point now) {
+void worker_upstreams::release(endpoint_state& ep, link conn, common::time_point now) {
   if (ep.retired || ep.idle.size() >= ep.pool.max_idle_per_endpoint) {
-    boost::system::error_code ignored;
-    socket.close(ignored);
+    conn.close();
     --ep.open;
     return;
   }
-  ep.idle.push_back({std::move(socket), now});
+  ep.idle.push_back({std::move(conn), now});
 }
 
 bool worker_upstreams::may_open(const endpoint_state& ep) const {
@@ -139,12 +123,11 @@ void worker_upstreams::prune(common::time_point now) {
     for (auto& ep : cs.endpoints) {
       std::size_t kept = 0;
       for (auto& pc : ep->idle) {
-        if (now - pc.idle_since < ep->pool.idle_timeout && still_usable(pc.socket)) {
+        if (now - pc.idle_since < ep->pool.idle_timeout && pc.conn.still_usable()) {
           if (&ep->idle[kept] != &pc) ep->idle[kept] = std::move(pc);
           ++kept;
         } else {
-          boost::system::error_code ignored;
-          pc.socket.close(ignored);
+          pc.conn.close();
           --ep->open;
         }
       }

@@ -5,7 +5,7 @@
 // thread; the admin thread reads only the atomics inside endpoint_stats.
 #pragma once
 
-#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/intrusive/list.hpp>
 #include <boost/system/error_code.hpp>
 
@@ -22,11 +22,21 @@
 #include "meridian/common/log.hpp"
 #include "meridian/config/config.hpp"
 #include "meridian/metrics/metrics.hpp"
+#include "meridian/upstream/link.hpp"
 #include "meridian/upstream/stats.hpp"
 
 namespace meridian::upstream {
 
 using endpoint_id = std::uint32_t;
+
+// Where an endpoint is reached: an address and a port (the socket types stay in link.cpp).
+struct resolved_address {
+  boost::asio::ip::address ip;
+  std::uint16_t port_number = 0;
+  const boost::asio::ip::address& address() const { return ip; }
+  std::uint16_t port() const { return port_number; }
+  bool operator==(const resolved_address&) const = default;
+};
 
 struct endpoint_info {
   endpoint_id id = 0;
@@ -35,7 +45,7 @@ struct endpoint_info {
   std::string host;         // the configured name it was resolved from ("" for an IP literal)
   std::string zone;
   bool local_zone = true;  // the gateway's own zone, or either has none
-  boost::asio::ip::tcp::endpoint resolved;
+  resolved_address resolved;
   std::shared_ptr<metrics::endpoint_series> series;  // where its metrics go
   std::shared_ptr<load_board> board;                 // its workers' requests in flight
 };
@@ -78,7 +88,7 @@ using name_table = std::map<std::string, resolution>;
 
 // What a resolver's answer says: its addresses, or why there are none.
 resolution resolution_of(const boost::system::error_code& ec,
-                         const boost::asio::ip::tcp::resolver::results_type& results);
+                         std::vector<boost::asio::ip::address> found);
 // The hostnames a config's endpoints name (IP literals left out).
 std::vector<std::string> hostnames(const config::gateway_config& cfg);
 // Looks `host` up in a hosts file ("address name [alias...]" lines, # comments): every address
@@ -101,7 +111,7 @@ std::shared_ptr<const topology> resolve_topology(const config::gateway_config& c
 metrics::endpoint_set series_of(const topology& t);
 
 struct pooled_connection {
-  boost::asio::ip::tcp::socket socket;
+  link conn;
   common::time_point idle_since;
 };
 
@@ -176,11 +186,11 @@ class worker_upstreams {
 
   // A pooled connection that is still open and not past its idle timeout, or nullopt. Stale
   // ones (closed by the backend, or with unexpected bytes waiting) are closed on the way.
-  std::optional<boost::asio::ip::tcp::socket> take_idle(endpoint_state& ep, common::time_point now);
+  std::optional<link> take_idle(endpoint_state& ep, common::time_point now);
   // Returns a connection after a clean, complete exchange; it is closed instead when the pool is
   // full or the endpoint left the topology. Every connection counted in `open` must come back
   // through release() or closed().
-  void release(endpoint_state& ep, boost::asio::ip::tcp::socket socket, common::time_point now);
+  void release(endpoint_state& ep, link conn, common::time_point now);
   void closed(endpoint_state& ep) { --ep.open; }
   bool may_open(const endpoint_state& ep) const;
   void opened(endpoint_state& ep) { ++ep.open; }

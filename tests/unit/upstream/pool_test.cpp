@@ -6,7 +6,6 @@
 
 using namespace meridian;
 using namespace std::chrono_literals;
-using tcp = boost::asio::ip::tcp;
 
 namespace {
 std::shared_ptr<upstream::topology> topo_of(std::vector<std::pair<upstream::endpoint_id, int>> eps,
@@ -27,10 +26,8 @@ std::shared_ptr<upstream::topology> topo_of(std::vector<std::pair<upstream::endp
   return t;
 }
 
-tcp::socket open_socket(boost::asio::io_context& io) {
-  tcp::socket s(io);
-  s.open(tcp::v4());
-  return s;
+upstream::link open_socket(boost::asio::io_context& io) {
+  return upstream::link::make(io);
 }
 }  // namespace
 
