@@ -98,8 +98,7 @@ class attempt final : public http::cancellable, public upstream::down_watch {
   boost::asio::awaitable<std::size_t> read_more(common::time_point deadline);
   bool timed_out() const { return deadline_.expired(); }
   const common::clock* clock() const { return w_.clock; }
-  // Reusable scratch for the relay once the request is sent.
-  std::vector<boost::asio::const_buffer>& scratch_buffers() { return out_; }
+  // Reusable text for the relay (an SSE error event) once the request is sent.
   std::string& scratch_text() { return chunk_heads_; }
 
   void count_interruption(metrics::interruption why) {
