@@ -131,7 +131,6 @@ bool answer_stands(const http::response_head& r) {
 asio::awaitable<void> fetch(stripe_state& s, fetcher& f) {
   auto& p = s.parts[f.part];
   auto& at = *f.at;
-  const auto& ctx = s.r.ctx;
   auto t = s.r.try_on(f.ep, f.head);
   t.transfer = static_cast<double>(p.size());
   auto o = co_await at.run(std::move(t), s.c);
