@@ -1,5 +1,7 @@
 #include "app/gateway.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
@@ -13,6 +15,7 @@
 #include "meridian/proxy/worker.hpp"
 #include "meridian/runtime/control.hpp"
 #include "meridian/runtime/publish.hpp"
+#include "meridian/runtime/timer.hpp"
 #include "meridian/runtime/workers.hpp"
 #include "meridian/upstream/cluster.hpp"
 
@@ -44,6 +47,7 @@ struct gateway {
   admin::server* admin = nullptr;
   probe::prober* prober = nullptr;
   probe::dns_refresh* dns = nullptr;
+  frontend::listener_set* listeners = nullptr;
   std::shared_ptr<proxy::object_sizes> sizes;  // kept across snapshots
 };
 
@@ -76,10 +80,11 @@ std::string reload(gateway& g, const config_source& source) {
   try {
     next = source();
     why = config::restart_needed(*g.current, *next);
-    if (why.empty())
-      names = upstream::resolve_names(*next);
-    else
+    if (!why.empty())
       why = "needs a restart: " + why;
+    else if (g.listeners)
+      why = g.listeners->reload_tls(*next);  // certificates re-read; in force only if all load
+    if (why.empty()) names = upstream::resolve_names(*next);
   } catch (const std::exception& e) {
     why = e.what();
   }
@@ -173,6 +178,8 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
     ups.push_back(&w->upstreams());
   }
   auto listeners = std::make_unique<frontend::listener_set>(*cfg, raw);
+  g.listeners = listeners.get();
+  g.registry.add_text_source([l = listeners.get()] { return l->metrics_text(); });
 
   runtime::control control({cfg->drain.shutdown_delay, cfg->drain.timeout},
                            drain_hooks_of(g, *listeners));
@@ -211,7 +218,23 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   control.on_reload([&g, &source] { reload(g, source); });
   admin::server admin_server(control.io(), cfg->admin.address, actx);
   g.admin = &admin_server;
+  // Certificate files are watched on the control thread: a renewed certificate is served within
+  // seconds without a reload; one that does not load keeps the old and counts a failed reload.
+  runtime::timer cert_watch(control.io(), common::steady());
+  bool stopping = false;
+  asio::co_spawn(
+      control.io(),
+      [](runtime::timer& t, bool& stop, gateway& gw) -> asio::awaitable<void> {
+        while (!stop) {
+          co_await t.sleep_for(std::chrono::seconds(2));
+          if (stop || !gw.listeners) break;
+          for (const auto& why : gw.listeners->check_files()) gw.registry.count_reload(why.empty());
+        }
+      }(cert_watch, stopping, g),
+      asio::detached);
   control.on_stop([&] {
+    stopping = true;
+    cert_watch.cancel();
     prober.stop();
     dns.stop();
     admin_server.close();
@@ -234,6 +257,7 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   admin_server.start();
   control.run();
   g.pool.join();
+  g.listeners = nullptr;
   tear_down(g, control, listeners);
   log(log_level::info, "runtime", "stopped");
   return 0;

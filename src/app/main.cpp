@@ -12,6 +12,7 @@
 #include "meridian/common/log.hpp"
 #include "meridian/config/config.hpp"
 #include "meridian/runtime/io_backend.hpp"
+#include "meridian/tls/context.hpp"
 
 namespace {
 using namespace meridian;
@@ -122,6 +123,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check) {
+    // A TLS listener's certificates and keys must load, not only exist.
+    for (const auto& l : cfg->listeners) {
+      if (!l.tls) continue;
+      try {
+        tls::server_context probe(l.name, *l.tls, nullptr);
+      } catch (const std::exception& e) {
+        std::cerr << "meridian: invalid configuration: " << e.what() << "\n";
+        return 1;
+      }
+    }
     std::cout << "meridian: " << config_path << " is valid (" << cfg->listeners.size()
               << " listener(s), " << cfg->clusters.size() << " cluster(s), " << cfg->routes.size()
               << " route(s))\n";

@@ -305,11 +305,11 @@ std::vector<listener_config> read_listeners(const reader& r, const YAML::Node& r
     auto k = common::cat("listeners[", i, ']');
     auto l = ls[i];
     r.only_keys(l, k, {"name", "address", "tls"});
-    if (l["tls"]) r.fail(l["tls"], k + ".tls", "TLS listeners are not available in this version");
     listener_config lc;
     lc.name = l["name"] ? r.scalar(l["name"], k + ".name") : common::cat("listener", i);
     if (!l["address"]) r.fail(l, k + ".address", "missing");
     lc.address = r.address(l["address"], k + ".address");
+    if (l["tls"]) lc.tls = read_listener_tls(r, l["tls"], k + ".tls");
     for (std::size_t j = 0; j < out.size(); ++j) {
       const auto& earlier = out[j];
       if (earlier.name == lc.name)

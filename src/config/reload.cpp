@@ -8,7 +8,15 @@
 namespace meridian::config {
 
 std::string restart_needed(const gateway_config& a, const gateway_config& b) {
-  if (a.listeners != b.listeners) return "listeners changed";
+  // A listener's TLS settings and certificates are reloaded; its name, address and whether it
+  // speaks TLS are not.
+  if (a.listeners.size() != b.listeners.size()) return "listeners changed";
+  for (std::size_t i = 0; i < a.listeners.size(); ++i) {
+    const auto& x = a.listeners[i];
+    const auto& y = b.listeners[i];
+    if (x.name != y.name || x.address != y.address || x.tls.has_value() != y.tls.has_value())
+      return "listeners changed";
+  }
   if (a.admin != b.admin) return "admin changed";
   if (a.workers != b.workers) return "workers changed";
   if (a.io != b.io) return "io_backend changed";

@@ -24,6 +24,8 @@ void read_stripe(const reader& r, const YAML::Node& n, const std::string& k, str
 // `route`: a route's retries, which share their cluster's budget and so set none.
 void read_retries(const reader& r, const YAML::Node& n, const std::string& k, retry_config& out,
                   bool route);
+// listeners[i].tls (config/tls.cpp).
+listener_tls_config read_listener_tls(const reader& r, const YAML::Node& n, const std::string& k);
 // `root` emitted as YAML with the values of secret-looking keys (token, secret, password,
 // api_key, authorization; a *_file key is a path and stays) replaced by "<redacted>".
 std::string redacted_yaml(const YAML::Node& root);

@@ -3,6 +3,8 @@
 #include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <stdexcept>
 
@@ -11,33 +13,101 @@
 #include "meridian/http/headers.hpp"
 #include "meridian/metrics/metrics.hpp"
 #include "meridian/runtime/timer.hpp"
+#include "meridian/runtime/watchdog.hpp"
 
 namespace meridian::http {
 
 using tcp = asio::ip::tcp;
 
-void admit(connection_host& host, tcp::socket socket) {
+namespace {
+// The handshake of a connection to a TLS listener, then its HTTP/1.1 codec over TLS.
+asio::awaitable<void> handshake(connection_host& host, tcp::socket socket, tls::context_slot& slot) {
+  auto& env = host.env();
+  auto ctx = slot.current();  // kept for the handshake: its SNI callback needs it
+  // A pending handshake counts as an open connection (the cap bounds their memory too).
+  env.open.fetch_add(1, std::memory_order_relaxed);
+  struct pending {
+    connection_env& env;
+    bool held = true;
+    void release() {
+      if (held) env.open.fetch_sub(1, std::memory_order_relaxed);
+      held = false;
+    }
+    ~pending() { release(); }
+  } counted{env};
+  tls::stream s(std::move(socket), ctx->native());
+  runtime::watchdog deadline(
+      host.io(), *env.clock,
+      [](void* sock) {
+        boost::system::error_code ignored;
+        static_cast<tcp::socket*>(sock)->shutdown(tcp::socket::shutdown_both, ignored);
+      },
+      &s.socket());
+  deadline.set(env.clock->now() + ctx->handshake_timeout());
+  tls::failure why{};
+  bool ok = co_await s.handshake(why);
+  if (deadline.expired()) {
+    ok = false;
+    why = tls::failure::timeout;
+  }
+  deadline.clear();
+  auto& st = slot.stats();
+  if (!ok) {
+    st.failures[static_cast<int>(why)].fetch_add(1, std::memory_order_relaxed);
+    if (why == tls::failure::plain_http) {
+      std::string out;
+      build_local_response(out, 400, "application/json",
+                           common::error_body(common::error_kind::bad_request,
+                                              "this port speaks TLS: use https://"),
+                           false);
+      ::send(s.socket().native_handle(), out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    boost::system::error_code ec;
+    auto peer = s.socket().remote_endpoint(ec);
+    common::log(common::log_level::debug, "tls", "handshake on ", slot.listener(), " from ",
+                ec ? std::string("unknown") : peer.address().to_string(), " failed: ",
+                tls::to_string(why));
+    boost::system::error_code ignored;
+    s.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    s.socket().close(ignored);
+    co_return;
+  }
+  bool v13 = s.version() == "TLSv1.3";
+  st.handshakes[v13 ? 1 : 0][s.resumed() ? 1 : 0].fetch_add(1, std::memory_order_relaxed);
+  if (s.ktls_send()) st.ktls_connections.fetch_add(1, std::memory_order_relaxed);
+  counted.release();
+  basic_connection<tls::stream>::start(host.io(), std::move(s), env, host.served_by(), &host);
+}
+}  // namespace
+
+void admit(connection_host& host, tcp::socket socket, tls::context_slot* tls) {
   auto& env = host.env();
   if (env.metrics) env.metrics->accepted_connections().inc();
   if (env.open.load(std::memory_order_relaxed) >= host.max_connections() || env.draining) {
-    // Refuse politely without reading: a short non-blocking send, then close.
-    auto kind = env.draining ? common::error_kind::draining : common::error_kind::overloaded;
-    std::string out;
-    build_local_response(
-        out, common::status_of(kind), "application/json",
-        common::error_body(kind, env.draining ? "the gateway is draining" : "too many connections"),
-        false, {}, common::retry_after_of(kind));
-    ::send(socket.native_handle(), out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (!tls) {
+      // Refuse politely without reading: a short non-blocking send, then close.
+      auto kind = env.draining ? common::error_kind::draining : common::error_kind::overloaded;
+      std::string out;
+      build_local_response(
+          out, common::status_of(kind), "application/json",
+          common::error_body(kind, env.draining ? "the gateway is draining" : "too many connections"),
+          false, {}, common::retry_after_of(kind));
+      ::send(socket.native_handle(), out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
     if (env.metrics) env.metrics->rejected(metrics::reject_reason::overloaded).inc();
     boost::system::error_code ignored;
     socket.close(ignored);
     return;
   }
-  host.track(connection::start(host.io(), std::move(socket), env, host.served_by()));
+  if (tls) {
+    asio::co_spawn(host.io(), handshake(host, std::move(socket), *tls), asio::detached);
+    return;
+  }
+  connection::start(host.io(), std::move(socket), env, host.served_by(), &host);
 }
 
 asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, connection_host& host,
-                                  std::string name) {
+                                  std::string name, tls::context_slot* tls) {
   runtime::timer backoff(host.io(), *host.env().clock);
   common::log_limiter warnings;
   while (acceptor.is_open()) {
@@ -51,7 +121,7 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, connection_host& host
       co_await backoff.sleep_for(std::chrono::milliseconds(50));
       continue;
     }
-    admit(host, std::move(socket));
+    admit(host, std::move(socket), tls);
   }
 }
 

@@ -19,6 +19,22 @@ namespace meridian::http {
 using tcp = asio::ip::tcp;
 using common::error_kind;
 
+namespace {
+// Writing a gather list whole on the codec's byte stream.
+auto write_to(tcp::socket& s, std::span<const asio::const_buffer> b) {
+  return runtime::write_all(s, b);
+}
+auto write_to(tcp::socket& s, std::span<const asio::const_buffer> b,
+              runtime::write_progress progress, void* ctx) {
+  return runtime::write_all(s, b, progress, ctx);
+}
+auto write_to(tls::stream& s, std::span<const asio::const_buffer> b) { return s.write_all(b); }
+auto write_to(tls::stream& s, std::span<const asio::const_buffer> b,
+              runtime::write_progress progress, void* ctx) {
+  return s.write_all(b, progress, ctx);
+}
+}  // namespace
+
 // ---- the response ----------------------------------------------------------------------------
 
 // A write that progresses: the pace budget is spent on the wait and earned back by the bytes,
@@ -41,14 +57,14 @@ asio::awaitable<bool> basic_connection<Stream>::write(std::span<const asio::cons
   std::tuple<boost::system::error_code, std::size_t> r;
   if (s.min_rate == 0) {
     deadline_.set(now + s.idle_timeout);
-    r = co_await runtime::write_all(socket_, buffers);
+    r = co_await write_to(socket_, buffers);
   } else {
     // A client that reads slower than min_rate, past its window, is cut: the response it holds
     // (and the backend connection behind it) is freed.
     write_progress_at_ = now;
     write_progress_ = 0;
     deadline_.set(now + std::min(s.idle_timeout, pace_left(write_pace_s_)));
-    r = co_await runtime::write_all(socket_, buffers, &basic_connection::on_write_progress, this);
+    r = co_await write_to(socket_, buffers, &basic_connection::on_write_progress, this);
     paced(write_pace_s_, env_.clock->now() - write_progress_at_, std::get<1>(r) - write_progress_);
   }
   auto [ec, n] = r;
@@ -176,20 +192,22 @@ asio::awaitable<void> basic_connection<Stream>::reply_error(error_kind kind,
   co_await write(b);
 }
 
-// Defined here, instantiated here; the rest of basic_connection<tcp::socket> is instantiated in
-// connection.cpp.
-template void basic_connection<tcp::socket>::on_write_progress(void*, std::size_t);
-template asio::awaitable<bool> basic_connection<tcp::socket>::write(
-    std::span<const asio::const_buffer>);
-template void basic_connection<tcp::socket>::start_response(const response_head&, body_kind,
-                                                            std::uint64_t);
-template asio::awaitable<bool> basic_connection<tcp::socket>::send(
-    std::span<const std::string_view>, bool);
-template void basic_connection<tcp::socket>::skip_buffered_body();
-template asio::awaitable<void> basic_connection<tcp::socket>::reply(int, std::string_view,
-                                                                    std::string_view,
-                                                                    std::string_view);
-template asio::awaitable<void> basic_connection<tcp::socket>::reply_error(error_kind,
-                                                                          std::string_view);
+// Defined here, instantiated here for both byte streams; the rest of basic_connection is
+// instantiated in connection.cpp.
+#define MERIDIAN_RESPONSE_HALF(S)                                                               \
+  template void basic_connection<S>::on_write_progress(void*, std::size_t);                     \
+  template asio::awaitable<bool> basic_connection<S>::write(std::span<const asio::const_buffer>); \
+  template void basic_connection<S>::start_response(const response_head&, body_kind,            \
+                                                    std::uint64_t);                             \
+  template asio::awaitable<bool> basic_connection<S>::send(std::span<const std::string_view>,   \
+                                                           bool);                               \
+  template void basic_connection<S>::skip_buffered_body();                                      \
+  template asio::awaitable<void> basic_connection<S>::reply(int, std::string_view,              \
+                                                            std::string_view, std::string_view); \
+  template asio::awaitable<void> basic_connection<S>::reply_error(error_kind, std::string_view);
+
+MERIDIAN_RESPONSE_HALF(tcp::socket)
+MERIDIAN_RESPONSE_HALF(tls::stream)
+#undef MERIDIAN_RESPONSE_HALF
 
 }  // namespace meridian::http

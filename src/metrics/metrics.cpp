@@ -423,7 +423,9 @@ std::string registry::serialize() const {
   collect_process(version_, out);
   // A family without children prints nothing, as prometheus-cpp's registry did.
   std::erase_if(out, [](const MetricFamily& f) { return f.metric.empty(); });
-  return prometheus::TextSerializer().Serialize(out);
+  auto text = prometheus::TextSerializer().Serialize(out);
+  for (const auto& source : text_sources_) text += source();
+  return text;
 }
 
 }  // namespace meridian::metrics

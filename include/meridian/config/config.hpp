@@ -22,9 +22,28 @@ struct host_port {
   bool operator==(const host_port&) const = default;
 };
 
+// A TLS listener's settings (listeners[].tls). Certificates are picked by SNI from each
+// certificate's own names (the first is the default); an ECDSA and an RSA certificate for the
+// same names are served side by side, each to the clients that support it.
+struct tls_certificate {
+  std::string cert;  // PEM: the leaf first, then its chain
+  std::string key;   // PEM private key
+  bool operator==(const tls_certificate&) const = default;
+};
+struct listener_tls_config {
+  std::vector<tls_certificate> certificates;
+  int min_version = 12;                      // 12: TLS 1.2, 13: TLS 1.3
+  std::vector<std::string> alpn{"http/1.1"};  // offered protocols, in preference order
+  std::string client_ca;                     // non-empty: mutual TLS, client certificates verified
+  bool session_tickets = true;               // keys in memory, rotated hourly, shared by workers
+  duration handshake_timeout = std::chrono::seconds(10);
+  bool operator==(const listener_tls_config&) const = default;
+};
+
 struct listener_config {
   std::string name;
   host_port address;
+  std::optional<listener_tls_config> tls;  // absent: plain HTTP
   bool operator==(const listener_config&) const = default;
 };
 

@@ -16,6 +16,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "meridian/common/clock.hpp"
@@ -26,23 +27,27 @@
 #include "meridian/http/parser.hpp"
 #include "meridian/http/request_body.hpp"
 #include "meridian/runtime/watchdog.hpp"
+#include "meridian/tls/stream.hpp"
 
 namespace meridian::http {
 
 namespace asio = boost::asio;
 
-// The byte stream under the codec: a TCP socket here; the TLS issue adds a TLS stream (its
-// lowest_layer() is the socket that deadlines shut down and the client watch polls).
+// The byte streams under the codec: a TCP socket, or TLS over one (tls/stream.hpp). Their
+// lowest_layer() is the socket that deadlines shut down and the client watch waits on.
 inline asio::ip::tcp::socket& lowest_layer_of(asio::ip::tcp::socket& s) {
   return s;
 }
+using tls::lowest_layer_of;
 
 template <class Stream>
 class basic_connection final : public session, public exchange {
  public:
-  // Starts serving `stream` on `io`; the connection owns itself until the client is gone.
-  static basic_connection& start(asio::io_context& io, Stream stream, connection_env& env,
-                                 handler& h);
+  static constexpr bool secure = !std::is_same_v<Stream, asio::ip::tcp::socket>;
+  // Starts serving `stream` on `io`, tracked by `tracked_by` (if any) from the start; the
+  // connection owns itself until the client is gone.
+  static void start(asio::io_context& io, Stream stream, connection_env& env, handler& h,
+                    connection_host* tracked_by = nullptr);
 
   // ---- the exchange of the request being served (valid during handler::serve) ----
   const request_head& head() const override { return head_; }
@@ -51,7 +56,7 @@ class basic_connection final : public session, public exchange {
   std::string_view path() const override { return path_; }
   common::time_point request_start() const override { return request_start_; }
   std::string_view client_ip() const override { return client_ip_; }
-  std::string_view scheme() const override { return "http"; }
+  std::string_view scheme() const override { return secure ? "https" : "http"; }
 
   const request_body& body() const override { return body_; }
   asio::awaitable<body_result> buffer_body(std::size_t want) override;
@@ -164,8 +169,9 @@ class basic_connection final : public session, public exchange {
   bool client_gone_ = false;
 };
 
-// The HTTP/1.1 codec over plain TCP (defined in connection.cpp).
+// The HTTP/1.1 codec over plain TCP and over TLS (defined in connection.cpp).
 extern template class basic_connection<asio::ip::tcp::socket>;
+extern template class basic_connection<tls::stream>;
 using connection = basic_connection<asio::ip::tcp::socket>;
 
 }  // namespace meridian::http

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -351,6 +352,12 @@ class registry {
   // The version meridian_build_info reports (before serving).
   void set_version(std::string_view version) { version_ = version; }
 
+  // Families another module keeps (the TLS listeners'), appended to every scrape as Prometheus
+  // text. Added before serving.
+  void add_text_source(std::function<std::string()> source) {
+    text_sources_.push_back(std::move(source));
+  }
+
   // Prometheus text exposition format 0.0.4, every family summed over workers. Any thread.
   std::string serialize() const;
 
@@ -373,6 +380,7 @@ class registry {
   mutable std::mutex io_backend_mutex_;
   std::string io_backend_;  // empty until set: the info family is left out
   std::string version_;     // likewise, for meridian_build_info
+  std::vector<std::function<std::string()>> text_sources_;
 };
 
 }  // namespace meridian::metrics

@@ -1,0 +1,91 @@
+// A TLS connection over a TCP socket, as the byte stream under the HTTP/1.1 codec. OpenSSL reads
+// and writes the socket itself (an SSL bound to the descriptor, not memory BIOs), so its record
+// buffers are released while a connection idles and the kernel can take over record encryption
+// (kTLS) where it offers it; the stream waits for the socket's readiness through Asio when
+// OpenSSL would block. Owned and used by one worker thread.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <tuple>
+
+#include "meridian/runtime/write.hpp"
+
+namespace meridian::tls {
+
+namespace asio = boost::asio;
+
+// Why a handshake failed, as the access log and meridian_tls_errors_total name it.
+enum class failure {
+  timeout,           // the handshake deadline passed
+  plain_http,        // an HTTP request on the TLS port (answered 400)
+  closed,            // the client closed or reset during the handshake
+  protocol_version,  // no TLS version both accept (e.g. a TLS 1.0 or 1.1 client)
+  no_shared_cipher,  // no cipher suite or group both accept
+  bad_certificate,   // a client certificate that does not verify (mutual TLS)
+  no_certificate,    // mutual TLS and the client sent none
+  alert,             // the client aborted with an alert (e.g. it does not trust our certificate)
+  other,             // anything else (malformed records, ...)
+  count_
+};
+std::string_view to_string(failure f);
+
+class stream {
+ public:
+  // Takes the socket and a new SSL object from `ctx` bound to its descriptor, in server mode.
+  stream(asio::ip::tcp::socket socket, SSL_CTX* ctx);
+  stream(stream&& o) noexcept;
+  stream& operator=(stream&&) = delete;
+  ~stream();
+
+  asio::ip::tcp::socket& socket() { return socket_; }
+  SSL* native_handle() { return ssl_; }
+
+  // The server handshake; on failure, why. Ends early when the socket is shut down (deadline).
+  asio::awaitable<bool> handshake(failure& why);
+
+  // Reads decrypted bytes into `b` (at least one unless it ends): (error, n). End of stream
+  // (close_notify or the TCP FIN) is asio::error::eof.
+  asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> read_some(
+      asio::mutable_buffer b);
+  // Writes the whole gather list as TLS records, calling `progress` after each record (may be
+  // null).
+  asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> write_all(
+      std::span<const asio::const_buffer> buffers, runtime::write_progress progress = nullptr,
+      void* ctx = nullptr);
+
+  // Whether the client has gone, without consuming application data: 1 data waits (or
+  // nothing decided yet: call again when the socket turns readable, -1 would block), 0 the
+  // client closed (close_notify, FIN or reset).
+  int peek_state();
+
+  // Sends close_notify if it can without waiting (best effort before the socket shuts down).
+  void notify_close();
+
+  // After the handshake: the negotiated version ("TLSv1.3"), whether the session was resumed,
+  // the ALPN protocol, the verified client certificate's subject (RFC 2253, empty without one),
+  // the SNI name the client asked for, and whether the kernel encrypts (kTLS, send side).
+  std::string_view version() const;
+  bool resumed() const;
+  std::string_view alpn() const;
+  std::string client_subject() const;
+  std::string_view server_name() const;
+  bool ktls_send() const;
+
+ private:
+  asio::ip::tcp::socket socket_;
+  SSL* ssl_ = nullptr;
+};
+
+// The codec's view of its byte stream (http::basic_connection<tls::stream>).
+inline asio::ip::tcp::socket& lowest_layer_of(stream& s) { return s.socket(); }
+
+}  // namespace meridian::tls

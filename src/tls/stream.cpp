@@ -1,0 +1,233 @@
+#include "meridian/tls/stream.hpp"
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
+#include <utility>
+
+namespace meridian::tls {
+
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+
+namespace {
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+// Small pieces of a gather list (a head, chunk framing, small bodies) go out in one record.
+constexpr std::size_t record_payload = 16 * 1024;
+
+// After OpenSSL failed: the reason of the last error on this thread's queue, which is cleared
+// (the queue is per thread and shared by every connection of the worker).
+int take_reason() {
+  unsigned long e = ERR_peek_last_error();
+  ERR_clear_error();
+  return e ? ERR_GET_REASON(e) : 0;
+}
+
+failure classify(int ssl_error, int reason) {
+  if (ssl_error == SSL_ERROR_SYSCALL || ssl_error == SSL_ERROR_ZERO_RETURN) return failure::closed;
+  switch (reason) {
+    case SSL_R_HTTP_REQUEST:
+    case SSL_R_HTTPS_PROXY_REQUEST:
+      return failure::plain_http;
+    case SSL_R_UNSUPPORTED_PROTOCOL:
+    case SSL_R_WRONG_VERSION_NUMBER:
+    case SSL_R_VERSION_TOO_LOW:
+      return failure::protocol_version;
+    case SSL_R_NO_SHARED_CIPHER:
+    case SSL_R_NO_SHARED_GROUPS:
+    case SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM:
+      return failure::no_shared_cipher;
+    case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+      return failure::no_certificate;
+    case SSL_R_CERTIFICATE_VERIFY_FAILED:
+      return failure::bad_certificate;
+    case SSL_R_UNEXPECTED_EOF_WHILE_READING:
+      return failure::closed;
+    default:
+      break;
+  }
+  if (reason >= SSL_AD_REASON_OFFSET) return failure::alert;
+  return failure::other;
+}
+}  // namespace
+
+std::string_view to_string(failure f) {
+  switch (f) {
+    case failure::timeout: return "timeout";
+    case failure::plain_http: return "plain_http";
+    case failure::closed: return "closed";
+    case failure::protocol_version: return "protocol_version";
+    case failure::no_shared_cipher: return "no_shared_cipher";
+    case failure::bad_certificate: return "bad_certificate";
+    case failure::no_certificate: return "no_certificate";
+    case failure::alert: return "alert";
+    case failure::other:
+    case failure::count_: break;
+  }
+  return "other";
+}
+
+stream::stream(tcp::socket socket, SSL_CTX* ctx) : socket_(std::move(socket)) {
+  error_code ec;
+  socket_.non_blocking(true, ec);  // OpenSSL reads and writes the descriptor itself
+  ssl_ = SSL_new(ctx);
+  if (ssl_) {
+    SSL_set_fd(ssl_, socket_.native_handle());
+    SSL_set_accept_state(ssl_);
+  }
+}
+
+stream::stream(stream&& o) noexcept
+    : socket_(std::move(o.socket_)), ssl_(std::exchange(o.ssl_, nullptr)) {}
+
+stream::~stream() {
+  if (ssl_) SSL_free(ssl_);
+}
+
+asio::awaitable<bool> stream::handshake(failure& why) {
+  if (!ssl_) {
+    why = failure::other;
+    co_return false;
+  }
+  while (true) {
+    ERR_clear_error();
+    int r = SSL_do_handshake(ssl_);
+    if (r == 1) co_return true;
+    int e = SSL_get_error(ssl_, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+      auto kind = e == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write;
+      auto [ec] = co_await socket_.async_wait(kind, use_tuple);
+      if (ec) {
+        why = failure::closed;
+        co_return false;
+      }
+      continue;
+    }
+    why = classify(e, take_reason());
+    co_return false;
+  }
+}
+
+asio::awaitable<std::tuple<error_code, std::size_t>> stream::read_some(asio::mutable_buffer b) {
+  while (true) {
+    std::size_t n = 0;
+    int r = SSL_read_ex(ssl_, b.data(), b.size(), &n);
+    if (r == 1) co_return std::tuple{error_code{}, n};
+    int e = SSL_get_error(ssl_, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+      auto kind = e == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write;
+      auto [ec] = co_await socket_.async_wait(kind, use_tuple);
+      if (ec) co_return std::tuple{ec, std::size_t{0}};
+      continue;
+    }
+    take_reason();
+    // close_notify, or the peer's FIN without it (SSL_OP_IGNORE_UNEXPECTED_EOF): end of stream;
+    // anything else (a bad record, a reset) ends the connection as a reset would.
+    if (e == SSL_ERROR_ZERO_RETURN) co_return std::tuple{error_code(asio::error::eof), std::size_t{0}};
+    co_return std::tuple{error_code(asio::error::connection_reset), std::size_t{0}};
+  }
+}
+
+asio::awaitable<std::tuple<error_code, std::size_t>> stream::write_all(
+    std::span<const asio::const_buffer> buffers, runtime::write_progress progress, void* ctx) {
+  std::size_t total = 0;
+  std::string stage;  // small pieces gathered into one record
+  std::size_t i = 0;
+  while (i < buffers.size() || !stage.empty()) {
+    const char* p = nullptr;
+    std::size_t len = 0;
+    // Gather consecutive small buffers; a large one goes out from where it is.
+    while (i < buffers.size() && buffers[i].size() < record_payload &&
+           stage.size() + buffers[i].size() <= record_payload) {
+      stage.append(static_cast<const char*>(buffers[i].data()), buffers[i].size());
+      ++i;
+    }
+    if (!stage.empty()) {
+      p = stage.data();
+      len = stage.size();
+    } else if (i < buffers.size()) {
+      p = static_cast<const char*>(buffers[i].data());
+      len = buffers[i].size();
+      ++i;
+      if (len == 0) continue;
+    } else {
+      break;
+    }
+    while (true) {
+      std::size_t n = 0;
+      int r = SSL_write_ex(ssl_, p, len, &n);
+      if (r == 1) break;
+      int e = SSL_get_error(ssl_, r);
+      if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+        auto kind = e == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write;
+        auto [ec] = co_await socket_.async_wait(kind, use_tuple);
+        if (ec) co_return std::tuple{ec, total};
+        continue;  // the same bytes again, as OpenSSL requires
+      }
+      take_reason();
+      co_return std::tuple{error_code(asio::error::broken_pipe), total};
+    }
+    total += len;
+    stage.clear();
+    if (progress) progress(ctx, total);
+  }
+  co_return std::tuple{error_code{}, total};
+}
+
+int stream::peek_state() {
+  char ch;
+  std::size_t n = 0;
+  int r = SSL_peek_ex(ssl_, &ch, 1, &n);
+  if (r == 1) return 1;
+  int e = SSL_get_error(ssl_, r);
+  if (e == SSL_ERROR_WANT_READ) return -1;
+  if (e == SSL_ERROR_WANT_WRITE) return 1;
+  take_reason();
+  return 0;
+}
+
+void stream::notify_close() {
+  if (!ssl_ || !SSL_is_init_finished(ssl_)) return;
+  ERR_clear_error();
+  SSL_shutdown(ssl_);  // non-blocking socket: sends close_notify if the buffer has room
+  ERR_clear_error();
+}
+
+std::string_view stream::version() const { return ssl_ ? SSL_get_version(ssl_) : ""; }
+
+bool stream::resumed() const { return ssl_ && SSL_session_reused(ssl_) == 1; }
+
+std::string_view stream::alpn() const {
+  const unsigned char* p = nullptr;
+  unsigned len = 0;
+  if (ssl_) SSL_get0_alpn_selected(ssl_, &p, &len);
+  return p ? std::string_view(reinterpret_cast<const char*>(p), len) : std::string_view{};
+}
+
+std::string stream::client_subject() const {
+  if (!ssl_) return {};
+  X509* peer = SSL_get0_peer_certificate(ssl_);
+  if (!peer || SSL_get_verify_result(ssl_) != X509_V_OK) return {};
+  BIO* bio = BIO_new(BIO_s_mem());
+  if (!bio) return {};
+  X509_NAME_print_ex(bio, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string out(data, static_cast<std::size_t>(std::max(len, 0L)));
+  BIO_free(bio);
+  return out;
+}
+
+std::string_view stream::server_name() const {
+  const char* n = ssl_ ? SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name) : nullptr;
+  return n ? n : "";
+}
+
+bool stream::ktls_send() const {
+  return ssl_ && BIO_get_ktls_send(SSL_get_wbio(ssl_)) == 1;
+}
+
+}  // namespace meridian::tls
