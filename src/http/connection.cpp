@@ -67,6 +67,10 @@ basic_connection<Stream>::basic_connection(asio::io_context& io, Stream socket, 
   error_code ec;
   auto peer = lowest_layer().remote_endpoint(ec);
   client_ip_ = ec ? "unknown" : peer.address().to_string();
+  if constexpr (secure) {
+    tls_version_ = socket_.version();
+    client_subject_ = socket_.client_subject();
+  }
   lowest_layer().set_option(tcp::no_delay(true), ec);
   // What the kernel keeps unsent for a client, until it has shown it reads (lift_send_cap()):
   // a quarter MiB, not the megabytes send-buffer autotuning grows to. A client that stops reading

@@ -82,6 +82,8 @@ void access_log::record(const access_record& r) {
   else
     buf_.append("null");
   append_str(buf_, "client", r.client);
+  if (!r.tls.empty()) append_str(buf_, "tls", r.tls);
+  if (!r.tls_client.empty()) append_str(buf_, "tls_client", r.tls_client);
   append_str(buf_, "host", r.host);
   append_str(buf_, "user_agent", r.user_agent);
   append_str(buf_, "cluster", r.cluster);

@@ -406,6 +406,8 @@ void handler::record(const http::exchange& ex, const request_context* served) {
                  : -1;
   r.error = ex.note();
   r.client = ex.client_ip();
+  r.tls = ex.tls_version();
+  r.tls_client = ex.client_subject();
   r.user_agent = ctx.user_agent;
   r.host = ctx.host;
   r.cluster = ctx.route ? std::string_view((*routes)[*ctx.route].cluster) : std::string_view{};

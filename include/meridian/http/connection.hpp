@@ -57,6 +57,8 @@ class basic_connection final : public session, public exchange {
   common::time_point request_start() const override { return request_start_; }
   std::string_view client_ip() const override { return client_ip_; }
   std::string_view scheme() const override { return secure ? "https" : "http"; }
+  std::string_view tls_version() const override { return tls_version_; }
+  std::string_view client_subject() const override { return client_subject_; }
 
   const request_body& body() const override { return body_; }
   asio::awaitable<body_result> buffer_body(std::size_t want) override;
@@ -145,6 +147,8 @@ class basic_connection final : public session, public exchange {
   bool answer_on_expiry_ = false;
 
   std::string request_id_, method_, path_, client_ip_, out_, note_;
+  std::string_view tls_version_;  // OpenSSL's static name of the version, over TLS
+  std::string client_subject_;
   common::time_point request_start_, body_deadline_;
   double body_pace_s_ = 0;                // see pace_left(): refilled when a request's body starts
   double write_pace_s_ = 0;               // and when its head has been read, for its response

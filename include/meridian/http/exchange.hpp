@@ -41,6 +41,10 @@ class exchange {
   // Who sent it: the peer's address, and the scheme it arrived over ("http"; "https" over TLS).
   virtual std::string_view client_ip() const = 0;
   virtual std::string_view scheme() const = 0;
+  // Over TLS: the version negotiated ("TLSv1.3") and the verified client certificate's subject
+  // (mutual TLS, RFC 2253); empty otherwise.
+  virtual std::string_view tls_version() const { return {}; }
+  virtual std::string_view client_subject() const { return {}; }
 
   // ---- the body source ----
   // The body's framing as it arrived (HTTP/1.1 chunked bodies stay chunked in the buffer; a

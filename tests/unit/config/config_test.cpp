@@ -436,3 +436,40 @@ limits: { max_headers: 0 }
   CHECK(e.find("limits.max_headers") != std::string::npos);
   CHECK(std::count(e.begin(), e.end(), '\n') == 2);
 }
+
+TEST_CASE("listeners[].tls: settings read, mistakes refused with the key and the reason") {
+  // Any readable file serves as a certificate path here: contents are loaded by the TLS
+  // context (the integration tests), not by the config reader.
+  const std::string f = MERIDIAN_SOURCE_DIR "/config/meridian.example.yaml";
+  auto with = [&](const std::string& tls) {
+    return "listeners:\n  - name: public\n    address: 127.0.0.1:0\n    tls:\n" + tls +
+           base.substr(base.find("clusters:"));
+  };
+  const std::string certs = "      certificates: [ { cert: " + f + ", key: " + f + " } ]\n";
+  auto cfg = load_string(with(certs + "      min_version: \"1.3\"\n      client_ca: " + f +
+                              "\n      session_tickets: false\n      handshake_timeout: 3s\n"),
+                         "test.yaml");
+  REQUIRE(cfg->listeners[0].tls);
+  const auto& t = *cfg->listeners[0].tls;
+  CHECK(t.certificates.size() == 1);
+  CHECK(t.min_version == 13);
+  CHECK(t.alpn == std::vector<std::string>{"http/1.1"});
+  CHECK(t.client_ca == f);
+  CHECK_FALSE(t.session_tickets);
+  CHECK(t.handshake_timeout == std::chrono::seconds(3));
+  CHECK_FALSE(load_string(base, "test.yaml")->listeners[0].tls);
+
+  auto e = error_of(with(certs + "      min_version: \"1.1\"\n"));
+  CHECK(e.find("listeners[0].tls.min_version: TLS 1.1 is never offered") != std::string::npos);
+  e = error_of(with(certs + "      alpn: [h2, http/1.1]\n"));
+  CHECK(e.find("listeners[0].tls.alpn[0]: h2 is not served by this version") != std::string::npos);
+  e = error_of(with("      certificates: [ { cert: /nonexistent.crt, key: " + f + " } ]\n"));
+  CHECK(e.find("listeners[0].tls.certificates[0].cert: cannot read '/nonexistent.crt'") !=
+        std::string::npos);
+  e = error_of(with("      certificates: []\n"));
+  CHECK(e.find("listeners[0].tls.certificates: expected a non-empty list") != std::string::npos);
+  e = error_of(with(certs + "      ocsp: true\n"));
+  CHECK(e.find("listeners[0].tls.ocsp: unknown key") != std::string::npos);
+  e = error_of(with(certs + "      handshake_timeout: 0s\n"));
+  CHECK(e.find("handshake_timeout: must be positive") != std::string::npos);
+}

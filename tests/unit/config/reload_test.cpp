@@ -49,3 +49,18 @@ TEST_CASE("sockets, threads and the shape of clusters and routes need a restart"
   CHECK(why({"clusters[0].models.interval=20s"}) == "clusters[0].models changed");
   CHECK(why({"routes[0].name=completions"}) == "routes[0].name changed");
 }
+
+TEST_CASE("a TLS listener's certificates and settings reload; turning TLS on or off needs a restart") {
+  const std::string f = MERIDIAN_SOURCE_DIR "/config/meridian.example.yaml";
+  auto tls = [&](const std::string& extra) {
+    return "listeners:\n  - name: public\n    address: 127.0.0.1:0\n    tls:\n"
+           "      certificates: [ { cert: " + f + ", key: " + f + " } ]\n" + extra +
+           base.substr(base.find("clusters:"));
+  };
+  auto a = load_string(tls(""), "a.yaml");
+  auto b = load_string(tls("      min_version: \"1.3\"\n      handshake_timeout: 2s\n"), "b.yaml");
+  CHECK(restart_needed(*a, *b).empty());
+  auto plain = load_string(base, "c.yaml");
+  CHECK(restart_needed(*plain, *a) == "listeners changed");
+  CHECK(restart_needed(*a, *plain) == "listeners changed");
+}
