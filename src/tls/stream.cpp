@@ -5,7 +5,11 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <utility>
 
 namespace meridian::tls {
@@ -24,6 +28,54 @@ int take_reason() {
   unsigned long e = ERR_peek_last_error();
   ERR_clear_error();
   return e ? ERR_GET_REASON(e) : 0;
+}
+
+constexpr std::size_t input_small = 4 * 1024;
+constexpr std::size_t input_large = 17 * 1024;  // a whole record (16 KiB and its overhead)
+
+// The read BIO: OpenSSL takes ciphertext from the stream's input buffer; an empty buffer asks it
+// to retry (the stream then reads the socket) unless the peer has closed.
+int input_read(BIO* b, char* out, std::size_t len, std::size_t* got) {
+  auto* in = static_cast<stream::input*>(BIO_get_data(b));
+  BIO_clear_retry_flags(b);
+  *got = 0;
+  if (in->begin == in->end) {
+    if (!in->eof) BIO_set_retry_read(b);
+    return 0;
+  }
+  std::size_t n = std::min(len, in->end - in->begin);
+  std::memcpy(out, in->buf.data() + in->begin, n);
+  in->begin += n;
+  *got = n;
+  return 1;
+}
+
+long input_ctrl(BIO* b, int cmd, long, void*) {
+  auto* in = static_cast<stream::input*>(BIO_get_data(b));
+  switch (cmd) {
+    case BIO_CTRL_FLUSH:
+      return 1;
+    case BIO_CTRL_PENDING:
+      return static_cast<long>(in->end - in->begin);
+    case BIO_CTRL_EOF:
+      return in->eof && in->begin == in->end ? 1 : 0;
+    default:
+      return 0;
+  }
+}
+
+BIO_METHOD* input_method() {
+  static BIO_METHOD* m = [] {
+    BIO_METHOD* b = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "meridian input");
+    BIO_meth_set_read_ex(b, input_read);
+    BIO_meth_set_ctrl(b, input_ctrl);
+    BIO_meth_set_create(b, [](BIO* bio) {
+      BIO_set_init(bio, 1);
+      return 1;
+    });
+    return b;
+  }();
+  return m;
 }
 
 failure classify(int ssl_error, int reason) {
@@ -70,18 +122,59 @@ std::string_view to_string(failure f) {
   return "other";
 }
 
-stream::stream(tcp::socket socket, SSL_CTX* ctx) : socket_(std::move(socket)) {
+stream::stream(tcp::socket socket, SSL_CTX* ctx)
+    : socket_(std::move(socket)), in_(std::make_unique<input>()) {
   error_code ec;
-  socket_.non_blocking(true, ec);  // OpenSSL reads and writes the descriptor itself
+  socket_.non_blocking(true, ec);  // OpenSSL writes the descriptor itself
   ssl_ = SSL_new(ctx);
-  if (ssl_) {
-    SSL_set_fd(ssl_, socket_.native_handle());
-    SSL_set_accept_state(ssl_);
+  if (!ssl_) return;
+  BIO* rbio = BIO_new(input_method());
+  BIO* wbio = BIO_new_socket(socket_.native_handle(), BIO_NOCLOSE);
+  if (!rbio || !wbio) {
+    BIO_free(rbio);
+    BIO_free(wbio);
+    SSL_free(ssl_);
+    ssl_ = nullptr;
+    return;
   }
+  BIO_set_data(rbio, in_.get());
+  SSL_set_bio(ssl_, rbio, wbio);
+  SSL_set_accept_state(ssl_);
 }
 
 stream::stream(stream&& o) noexcept
-    : socket_(std::move(o.socket_)), ssl_(std::exchange(o.ssl_, nullptr)) {}
+    : socket_(std::move(o.socket_)),
+      ssl_(std::exchange(o.ssl_, nullptr)),
+      in_(std::move(o.in_)) {}
+
+asio::awaitable<error_code> stream::fill() {
+  auto& in = *in_;
+  if (in.begin == in.end) {
+    in.begin = in.end = 0;
+    // Back to the small buffer once the bulk has passed.
+    if (in.buf.size() > input_small && in.last_fill < input_small) {
+      std::vector<char>(input_small).swap(in.buf);
+    }
+  } else if (in.begin > 0) {
+    std::memmove(in.buf.data(), in.buf.data() + in.begin, in.end - in.begin);
+    in.end -= in.begin;
+    in.begin = 0;
+  }
+  if (in.buf.size() < input_small) in.buf.resize(input_small);
+  if (in.end == in.buf.size()) in.buf.resize(std::max(input_large, in.buf.size() * 2));
+  auto [ec, n] =
+      co_await socket_.async_read_some(asio::buffer(in.buf.data() + in.end, in.buf.size() - in.end),
+                                       use_tuple);
+  in.last_fill = n;
+  if (ec) {
+    in.eof = true;
+    co_return ec;
+  }
+  in.end += n;
+  // A full buffer: bulk data flows; the next fill reads up to a whole record.
+  if (in.end == in.buf.size() && in.buf.size() < input_large) in.buf.resize(input_large);
+  co_return error_code{};
+}
 
 stream::~stream() {
   if (ssl_) SSL_free(ssl_);
@@ -97,9 +190,17 @@ asio::awaitable<bool> stream::handshake(failure& why) {
     int r = SSL_do_handshake(ssl_);
     if (r == 1) co_return true;
     int e = SSL_get_error(ssl_, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-      auto kind = e == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write;
-      auto [ec] = co_await socket_.async_wait(kind, use_tuple);
+    if (e == SSL_ERROR_WANT_READ) {
+      auto ec = co_await fill();
+      if (ec) {
+        take_reason();
+        why = failure::closed;
+        co_return false;
+      }
+      continue;
+    }
+    if (e == SSL_ERROR_WANT_WRITE) {
+      auto [ec] = co_await socket_.async_wait(tcp::socket::wait_write, use_tuple);
       if (ec) {
         why = failure::closed;
         co_return false;
@@ -117,9 +218,15 @@ asio::awaitable<std::tuple<error_code, std::size_t>> stream::read_some(asio::mut
     int r = SSL_read_ex(ssl_, b.data(), b.size(), &n);
     if (r == 1) co_return std::tuple{error_code{}, n};
     int e = SSL_get_error(ssl_, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-      auto kind = e == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write;
-      auto [ec] = co_await socket_.async_wait(kind, use_tuple);
+    if (e == SSL_ERROR_WANT_READ) {
+      // The socket's end (EOF) is OpenSSL's to judge: it reads on and reports it; an error ends
+      // the stream here.
+      auto ec = co_await fill();
+      if (ec && ec != asio::error::eof) co_return std::tuple{ec, std::size_t{0}};
+      continue;
+    }
+    if (e == SSL_ERROR_WANT_WRITE) {
+      auto [ec] = co_await socket_.async_wait(tcp::socket::wait_write, use_tuple);
       if (ec) co_return std::tuple{ec, std::size_t{0}};
       continue;
     }
@@ -178,6 +285,26 @@ asio::awaitable<std::tuple<error_code, std::size_t>> stream::write_all(
 }
 
 int stream::peek_state() {
+  if (SSL_pending(ssl_) > 0) return 1;
+  // No read is in flight while the codec watches: what the socket holds goes into the input
+  // buffer here, so OpenSSL can tell data from close_notify.
+  auto& in = *in_;
+  while (!in.eof) {
+    if (in.begin == in.end) in.begin = in.end = 0;
+    if (in.buf.size() < input_small) in.buf.resize(input_small);
+    if (in.end == in.buf.size()) {
+      if (in.buf.size() >= input_large) break;
+      in.buf.resize(input_large);
+    }
+    ssize_t got = ::recv(socket_.native_handle(), in.buf.data() + in.end, in.buf.size() - in.end,
+                         MSG_DONTWAIT);
+    if (got > 0) {
+      in.end += static_cast<std::size_t>(got);
+      continue;
+    }
+    if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) in.eof = true;
+    break;
+  }
   char ch;
   std::size_t n = 0;
   int r = SSL_peek_ex(ssl_, &ch, 1, &n);

@@ -293,3 +293,19 @@ TEST_CASE("TLS handshake deadline: a client that sends nothing is closed and cou
       },
       2000ms));
 }
+
+TEST_CASE("a TLS client that leaves while its request waits cancels the backend's work") {
+  pki p;
+  test_backend be;
+  gateway_process gw(tls_config(p, be.port()));
+  auto o = verified(p, "api.test");
+  o.path = "/hang";   // the backend never answers
+  o.timeout_ms = 300;  // the client gives up, says close_notify and closes
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = tls_get(gw.port(), o);
+  SSL_SESSION_free(r.session);
+  CHECK(r.status == 0);
+  CHECK(test_backend::eventually([&] { return be.aborted_streams.load() == 1; }, 3000ms));
+  // Noticed by the client watch (armed on the 50 ms tick), not by a timeout of the request.
+  CHECK(be.last_abort_at() - t0 < 2s);
+}

@@ -1,8 +1,10 @@
-// A TLS connection over a TCP socket, as the byte stream under the HTTP/1.1 codec. OpenSSL reads
-// and writes the socket itself (an SSL bound to the descriptor, not memory BIOs), so its record
-// buffers are released while a connection idles and the kernel can take over record encryption
-// (kTLS) where it offers it; the stream waits for the socket's readiness through Asio when
-// OpenSSL would block. Owned and used by one worker thread.
+// A TLS connection over a TCP socket, as the byte stream under the HTTP/1.1 codec. OpenSSL
+// writes the socket itself (a socket BIO: no copy of what it sends, and the kernel can take over
+// record encryption, kTLS, where it offers it); what it reads comes from a small buffer the
+// stream fills with Asio's reads (the reactor's registered read, as for a plain socket: no
+// failed read and no re-arming per request), 4 KiB, grown to 16 KiB while bulk data flows.
+// OpenSSL's own record buffers are released while a connection idles. Owned and used by one
+// worker thread.
 #pragma once
 
 #include <openssl/ssl.h>
@@ -12,10 +14,12 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 #include "meridian/runtime/write.hpp"
 
@@ -81,8 +85,24 @@ class stream {
   bool ktls_send() const;
 
  private:
+  // Reads more ciphertext from the socket into in_ (Asio's read); the read's error (eof at the
+  // end), after which in_ reports the end to OpenSSL.
+  asio::awaitable<boost::system::error_code> fill();
+
+ public:
+  // Ciphertext read and not yet taken by OpenSSL (the read BIO's source). On the heap: the BIO
+  // points at it and the stream moves.
+  struct input {
+    std::vector<char> buf;
+    std::size_t begin = 0, end = 0;
+    std::size_t last_fill = 0;  // bytes the last read brought
+    bool eof = false;
+  };
+
+ private:
   asio::ip::tcp::socket socket_;
   SSL* ssl_ = nullptr;
+  std::unique_ptr<input> in_;
 };
 
 // The codec's view of its byte stream (http::basic_connection<tls::stream>).
