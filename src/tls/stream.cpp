@@ -30,7 +30,7 @@ int take_reason() {
   return e ? ERR_GET_REASON(e) : 0;
 }
 
-constexpr std::size_t input_small = 4 * 1024;
+constexpr std::size_t input_small = 2 * 1024;
 constexpr std::size_t input_large = 17 * 1024;  // a whole record (16 KiB and its overhead)
 
 // The read BIO: OpenSSL takes ciphertext from the stream's input buffer; an empty buffer asks it

@@ -2,7 +2,7 @@
 // writes the socket itself (a socket BIO: no copy of what it sends, and the kernel can take over
 // record encryption, kTLS, where it offers it); what it reads comes from a small buffer the
 // stream fills with Asio's reads (the reactor's registered read, as for a plain socket: no
-// failed read and no re-arming per request), 4 KiB, grown to 16 KiB while bulk data flows.
+// failed read and no re-arming per request), 2 KiB, grown to 17 KiB while bulk data flows.
 // OpenSSL's own record buffers are released while a connection idles. Owned and used by one
 // worker thread.
 #pragma once
