@@ -62,11 +62,16 @@ asio::awaitable<void> handshake(connection_host& host, tcp::socket socket, tls::
                            false);
       ::send(s.socket().native_handle(), out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
     }
-    boost::system::error_code ec;
-    auto peer = s.socket().remote_endpoint(ec);
-    common::log(common::log_level::debug, "tls", "handshake on ", slot.listener(), " from ",
-                ec ? std::string("unknown") : peer.address().to_string(), " failed: ",
-                tls::to_string(why));
+    // Each failure by reason in the log (at most 5 in 10 s per worker; the metric counts all).
+    static thread_local common::log_limiter failures_logged;
+    std::uint64_t left = 0;
+    if (failures_logged.allow(env.clock->now(), left)) {
+      boost::system::error_code ec;
+      auto peer = s.socket().remote_endpoint(ec);
+      common::log(common::log_level::info, "tls", "handshake on ", slot.listener(), " from ",
+                  ec ? std::string("unknown") : peer.address().to_string(), " failed: ",
+                  tls::to_string(why), common::left_out(left));
+    }
     boost::system::error_code ignored;
     s.socket().shutdown(tcp::socket::shutdown_both, ignored);
     s.socket().close(ignored);

@@ -119,6 +119,7 @@ void check_listener(const pki& p, const std::vector<std::string>& args) {
   REQUIRE(plain);
   CHECK(plain->status == 400);
   CHECK(has(plain->body, "this port speaks TLS"));
+  CHECK(test_backend::eventually([&] { return has(gw.log(), "failed: plain_http"); }, 2000ms));
 
   // The access log names the TLS version; the metrics count handshakes and failures by reason.
   CHECK(test_backend::eventually([&] { return has(gw.access_log(), "\"tls\":\"TLSv1.3\""); }, 2000ms));
