@@ -263,7 +263,7 @@ route_config read_route(const reader& r, const YAML::Node& n, const std::string&
   if (auto p = n["resume"]) read_resume(r, p, k + ".resume", it->kind, rc.resume);
   if (auto m = n["match"]) {
     auto mk = k + ".match";
-    r.only_keys(m, mk, {"path_prefix", "path", "host", "method", "headers", "model"});
+    r.only_keys(m, mk, {"path_prefix", "path", "host", "method", "headers", "model", "client_subject"});
     auto path_like = [&](const char* key, std::optional<std::string>& out) {
       if (!m[key]) return;
       out = r.scalar(m[key], reader::join(mk, key));
@@ -282,6 +282,12 @@ route_config read_route(const reader& r, const YAML::Node& n, const std::string&
     if (m["model"]) {
       rc.match.model = r.scalar(m["model"], mk + ".model");
       if (rc.match.model->empty()) r.fail(m["model"], mk + ".model", "must not be empty");
+    }
+    if (m["client_subject"]) {
+      rc.match.client_subject = r.scalar(m["client_subject"], mk + ".client_subject");
+      if (rc.match.client_subject->empty())
+        r.fail(m["client_subject"], mk + ".client_subject",
+               "must not be empty (write the subject as the access log's tls_client shows it)");
     }
     if (auto h = m["headers"]) {
       if (!h.IsMap()) r.fail(h, mk + ".headers", "expected a mapping of header name to value");

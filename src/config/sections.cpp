@@ -313,7 +313,8 @@ void read_cluster_limits(const reader& r, const YAML::Node& n, const std::string
     if (!token)
       r.fail(
           ck, k + ".client_key",
-          common::cat("'", v, "' is neither ip nor a header name (e.g. authorization, x-api-key)"));
+          common::cat("'", v, "' is neither ip, tls_client nor a header name (e.g. authorization, "
+                      "x-api-key)"));
     out.client_key = v;
   }
   if (n["client_cap"]) out.client_cap = ratio(r, n["client_cap"], k + ".client_cap", 0.01, 1);

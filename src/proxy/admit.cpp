@@ -49,7 +49,9 @@ asio::awaitable<bool> await_admission(request& r, admission& adm, priority p,
 // (client_key); 0 when the cluster has no share or the request lacks the header.
 std::uint64_t client_of(const request& r, std::string_view key) {
   if (key.empty()) return 0;
-  std::string_view v = key == "ip" ? r.ex.client_ip() : r.ex.head().find(key);
+  std::string_view v = key == "ip"           ? r.ex.client_ip()
+                       : key == "tls_client" ? r.ex.client_subject()
+                                             : r.ex.head().find(key);
   if (v.empty()) return 0;
   auto h = static_cast<std::uint64_t>(std::hash<std::string_view>{}(v));
   return h == 0 ? 1 : h;

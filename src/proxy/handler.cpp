@@ -280,7 +280,7 @@ asio::awaitable<void> handler::serve_request(std::unique_ptr<request_scratch> s)
     ctx.user_agent.assign(r.ex.head().find("user-agent"));
     ctx.host.assign(r.ex.head().find("host"));
   }
-  auto m = ctx.snap->routes.match(view_of(r.ex.head()), std::nullopt);
+  auto m = ctx.snap->routes.match(view_of(r.ex), std::nullopt);
   if (m.outcome == routing::match_outcome::need_model) {
     bool read = co_await route_by_model(r, m);
     if (!read) co_return;

@@ -175,7 +175,7 @@ asio::awaitable<bool> route_by_model(request& r, routing::match_result& m) {
   bool read = co_await read_model(r);
   if (!read) co_return false;
   std::string_view model = r.guard.routed ? std::string_view(*r.guard.routed) : "";
-  m = r.ctx.snap->routes.match(view_of(r.ex.head()), model);
+  m = r.ctx.snap->routes.match(view_of(r.ex), model);
   co_return true;
 }
 

@@ -14,8 +14,10 @@
 
 namespace meridian::proxy {
 
-inline routing::request_view view_of(const http::request_head& h) {
-  return {h.method, h.path, h.host, h.fields(), h.body != http::body_kind::none};
+inline routing::request_view view_of(const http::exchange& ex) {
+  const auto& h = ex.head();
+  return {h.method, h.path, h.host, h.fields(), h.body != http::body_kind::none,
+          ex.client_subject()};
 }
 
 // Answers a body the client got wrong (or too slowly); the connection closes after it.

@@ -40,6 +40,7 @@ match_result route_table::match(const request_view& req,
     if (m.path && path != *m.path) continue;
     if (m.method && req.method != *m.method) continue;
     if (m.host && !iequals(host, *m.host)) continue;
+    if (m.client_subject && req.client_subject != *m.client_subject) continue;
     bool headers_ok = true;
     for (const auto& hm : m.headers) {
       bool found = false;

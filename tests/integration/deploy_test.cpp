@@ -2,6 +2,7 @@
 // with the arguments it passes, and the pieces that must fit together do.
 #include <doctest/doctest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -64,7 +65,7 @@ TEST_CASE("the Kubernetes manifests: their ConfigMap passes --check with the Dep
   // The volume mounts the ConfigMap the file defines.
   CHECK(spec["volumes"][0]["configMap"]["name"].as<std::string>() ==
         config_map["metadata"]["name"].as<std::string>());
-  std::string path = "/tmp/meridian-k8s-config.yaml";
+  std::string path = "/tmp/meridian-k8s-config-" + std::to_string(::getpid()) + ".yaml";
   std::ofstream(path) << config_map["data"]["meridian.yaml"].as<std::string>();
   auto container = spec["containers"][0];
   CHECK(check(container["args"].as<std::vector<std::string>>(), path) == 0);

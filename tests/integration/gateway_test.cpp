@@ -1,5 +1,6 @@
 // The real gateway binary in front of real (test) backends, over loopback.
 #include <signal.h>
+#include <unistd.h>
 
 #include <doctest/doctest.h>
 
@@ -462,7 +463,7 @@ TEST_CASE("POST /admin/drain fails readiness and keeps serving; POST /admin/quit
 
 TEST_CASE("/admin/config: behind the token, with header-match values and credentials hidden") {
   test_backend be;
-  std::string token_path = "/tmp/meridian-test-admin-token";
+  std::string token_path = "/tmp/meridian-test-admin-token-" + std::to_string(::getpid());
   std::ofstream(token_path) << "s3cret-admin-token-0123456789\n";
   gateway_process gw(simple_config(
       {be.port()}, "admin: { address: 127.0.0.1:0, token_file: " + token_path +

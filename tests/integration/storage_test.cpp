@@ -194,7 +194,9 @@ TEST_CASE("storage: another version on the other replica ends the response abnor
   CHECK(through.content_length == 4u << 20);
   // Short of its Content-Length and closed: no client takes it for the whole object.
   CHECK(through.body.size() < through.content_length);
-  CHECK(has(gw.log(), "it holds another version"));
+  // The log reaches the test through a pipe another thread reads: wait for the line.
+  CHECK(test_backend::eventually([&] { return has(gw.log(), "it holds another version"); },
+                                 2000ms));
   auto m = metrics_text(gw);
   CHECK(metric(m, R"(meridian_storage_resumes_total{cluster="objects",result="failed"})") >= 1);
   CHECK(metric(m, R"(meridian_streams_interrupted_total{cluster="objects",reason="upstream"})") ==

@@ -310,3 +310,56 @@ TEST_CASE("a TLS client that leaves while its request waits cancels the backend'
   // Noticed by the client watch (armed on the 50 ms tick), not by a timeout of the request.
   CHECK(be.last_abort_at() - t0 < 2s);
 }
+
+TEST_CASE("the client certificate's subject routes requests and names the client for its cap") {
+  pki p;
+  p.issue("client-b", "client-b", "client-b");
+  test_backend be;
+  // All clients come from 127.0.0.1: only the certificate tells them apart.
+  auto cfg = tls_config(p, be.port(), "      client_ca: " + p.path("ca.crt") + "\n");
+  cfg.replace(cfg.find("routes:"), std::string::npos,
+              "routes:\n"
+              "  - { name: team-a, match: { client_subject: \"CN=client-a\" }, cluster: c }\n"
+              "  - { name: team-b, match: { client_subject: \"CN=client-b\", path_prefix: /x }, "
+              "cluster: c }\n");
+  cfg.replace(cfg.find("clusters: [ { name: c,"), std::string("clusters: [ { name: c,").size(),
+              "clusters: [ { name: c, limits: { client_key: tls_client }, pool: { "
+              "max_connections_per_endpoint: 4 },");
+  gateway_process gw(cfg);
+  auto as = [&](const std::string& who, const std::string& path, int timeout_ms = 3000) {
+    auto o = verified(p, "api.test");
+    auto file = who == "client-a" ? std::string("client") : who;  // pki names client-a "client"
+    o.cert = p.path(file + ".crt");
+    o.key = p.path(file + ".key");
+    o.path = path;
+    o.timeout_ms = timeout_ms;
+    auto r = tls_get(gw.port(), o);
+    SSL_SESSION_free(r.session);
+    return r;
+  };
+  // Routing: team-b's route takes /x only; team-a's takes everything of client-a's.
+  auto first = as("client-a", "/anything");
+  CHECK_MESSAGE(first.status == 200, first.error, first.response);
+  CHECK(as("client-b", "/x").status == 200);
+  CHECK(as("client-b", "/anything").status == 404);
+
+  // The cap (client_cap 0.5 of 4 connections): client-a holds two hanging requests; its third
+  // is refused at once, client-b (same address) is served.
+  std::vector<std::thread> held;
+  for (int i = 0; i < 2; ++i) held.emplace_back([&] { as("client-a", "/hang", 2500); });
+  bool hanging_two = test_backend::eventually(
+      [&] {
+        int hanging = 0;
+        for (const auto& rq : be.requests()) hanging += rq.head.rfind("GET /hang", 0) == 0;
+        return hanging == 2;
+      },
+      2000ms);
+  CHECK(hanging_two);
+  if (hanging_two) {
+    auto third = as("client-a", "/x");
+    CHECK(third.status == 429);
+    CHECK(has(third.response, "limits.client_cap"));
+    CHECK(as("client-b", "/x").status == 200);
+  }
+  for (auto& t : held) t.join();
+}

@@ -1,6 +1,7 @@
 #include "load/request_builder.hpp"
 
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <cstdio>
@@ -88,7 +89,7 @@ TEST_CASE("--header goes on every request") {
 }
 
 TEST_CASE("--dataset replays a ShareGPT file: first human turn, the answer's length in tokens") {
-  std::string path = "/tmp/meridian-sharegpt-test.json";
+  std::string path = "/tmp/meridian-sharegpt-test-" + std::to_string(::getpid()) + ".json";
   {
     std::ofstream f(path);
     f << R"([

@@ -1,4 +1,5 @@
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include "load/report.hpp"
 
@@ -130,11 +131,11 @@ TEST_CASE("the HTML report renders in headless Chromium with its charts") {
   o.listen = "127.0.0.1:0";
   llm_mock m(o);
   const auto port = m.start();
-  const std::string html = "/tmp/meridian-load-report-test.html";
+  const std::string html = "/tmp/meridian-load-report-test-" + std::to_string(::getpid()) + ".html";
   CHECK(run_cli({"--url", "http://127.0.0.1:" + std::to_string(port) + "/v1/chat/completions",
                  "--openai", "chat", "--stream", "--rate", "40", "--duration", "1s", "--quiet",
                  "--slo", "ttft_p99<=10s,e2el_p99<=10s", "--html", html}) == exit_ok);
-  const std::string dom = "/tmp/meridian-load-report-test.dom", err = dom + ".err";
+  const std::string dom = html + ".dom", err = dom + ".err";
   std::string cmd =
       "timeout 60 chromium --headless --no-sandbox --disable-gpu "
       "--enable-logging=stderr --v=0 --dump-dom file://" +

@@ -94,9 +94,12 @@ tls_result tls_get(std::uint16_t port, const tls_options& o) {
     SSL_CTX_load_verify_locations(ctx, o.ca.c_str(), nullptr);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
   }
-  if (!o.cert.empty()) {
-    SSL_CTX_use_certificate_chain_file(ctx, o.cert.c_str());
-    SSL_CTX_use_PrivateKey_file(ctx, o.key.c_str(), SSL_FILETYPE_PEM);
+  if (!o.cert.empty() &&
+      (SSL_CTX_use_certificate_chain_file(ctx, o.cert.c_str()) != 1 ||
+       SSL_CTX_use_PrivateKey_file(ctx, o.key.c_str(), SSL_FILETYPE_PEM) != 1)) {
+    r.error = "client certificate " + o.cert + ": " + last_error();  // a test's mistake
+    SSL_CTX_free(ctx);
+    return r;
   }
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};

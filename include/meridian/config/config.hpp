@@ -316,6 +316,8 @@ struct route_match {
   std::optional<std::string> method;
   std::vector<header_match> headers;  // all must match exactly
   std::optional<std::string> model;   // JSON body "model" field of a POST
+  // The verified client certificate's subject (mutual TLS), RFC 2253, exactly.
+  std::optional<std::string> client_subject;
 };
 
 struct route_config {

@@ -21,6 +21,7 @@ struct request_view {
   std::string_view host;  // Host header (port allowed)
   std::span<const common::field> headers;
   bool has_body = false;
+  std::string_view client_subject;  // the verified client certificate's (mutual TLS), or empty
 };
 
 enum class match_outcome { matched, no_match, need_model };

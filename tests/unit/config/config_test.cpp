@@ -351,7 +351,7 @@ TEST_CASE("a cluster's client share: ip or a header name, a share in (0, 1]") {
   CHECK(error_of(base, {"clusters[0].limits.client_share=0.3"})
             .find("clusters[0].limits.client_share: needs client_key") != std::string::npos);
   CHECK(error_of(base, {"clusters[0].limits.client_key='a b'"})
-            .find("is neither ip nor a header name") != std::string::npos);
+            .find("is neither ip, tls_client nor a header name") != std::string::npos);
   CHECK(error_of(base, {"clusters[0].limits.client_key=ip", "clusters[0].limits.client_share=2"})
             .find("clusters[0].limits.client_share: must be between") != std::string::npos);
 }

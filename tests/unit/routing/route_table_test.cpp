@@ -70,3 +70,21 @@ TEST_CASE("a model route asks for the body, then matches on it") {
   r = f.match(post, std::string_view(""));
   CHECK(f.name(r) == "rest");
 }
+
+TEST_CASE("a route can require the verified client certificate's subject") {
+  auto cfg = config::load_string(R"(
+listeners: [ { address: 127.0.0.1:0 } ]
+clusters: [ { name: a, endpoints: [ 127.0.0.1:1 ] } ]
+routes:
+  - { name: team, match: { client_subject: "CN=team-a,O=Acme" }, cluster: a }
+  - { name: rest, match: { path_prefix: / }, cluster: a }
+)",
+                                 "t");
+  routing::route_table table{*cfg};
+  routing::request_view v{"GET", "/v1/models", "x", {}, false, "CN=team-a,O=Acme"};
+  CHECK(table.route(table.match(v, std::nullopt).route).name == "team");
+  v.client_subject = "CN=team-b,O=Acme";
+  CHECK(table.route(table.match(v, std::nullopt).route).name == "rest");
+  v.client_subject = {};  // no client certificate (plain HTTP, or TLS without mutual TLS)
+  CHECK(table.route(table.match(v, std::nullopt).route).name == "rest");
+}
