@@ -118,32 +118,27 @@ int ticket_index();
 
 class ticket_keys {
  public:
+  explicit ticket_keys(const common::clock& clock) : clock_(clock) {}
+
   struct key {
     unsigned char name[16];
     unsigned char aes[32];
     unsigned char hmac[32];
-    std::chrono::steady_clock::time_point made;
+    common::time_point made;
   };
 
-  // The key to encrypt a new ticket with (rotated when its period is over).
+  // The key to encrypt a new ticket with.
   key current() {
     std::lock_guard lock(m_);
-    auto now = std::chrono::steady_clock::now();
-    if (keys_.empty() || now - keys_.front().made >= ticket_period) {
-      key k{};
-      RAND_bytes(k.name, sizeof k.name);
-      RAND_bytes(k.aes, sizeof k.aes);
-      RAND_bytes(k.hmac, sizeof k.hmac);
-      k.made = now;
-      keys_.insert(keys_.begin(), k);
-      if (keys_.size() > 2) keys_.pop_back();
-    }
+    rotate_if_due(clock_.now());
     return keys_.front();
   }
-  // The key named `name`: 1 the current one, 2 an older one still accepted, 0 none.
+  // The key named `name`: 1 the current one, 2 an older one still accepted (its ticket is
+  // renewed), 0 none.
   int find(const unsigned char* name, key& out) {
     std::lock_guard lock(m_);
-    auto now = std::chrono::steady_clock::now();
+    auto now = clock_.now();
+    rotate_if_due(now);
     for (std::size_t i = 0; i < keys_.size(); ++i) {
       if (std::memcmp(keys_[i].name, name, sizeof keys_[i].name) != 0) continue;
       if (now - keys_[i].made >= 2 * ticket_period) return 0;
@@ -179,9 +174,26 @@ class ticket_keys {
   }
 
  private:
+  // A new key once the newest is a period old (on use: no timer); the one before stays.
+  void rotate_if_due(common::time_point now) {
+    if (!keys_.empty() && now - keys_.front().made < ticket_period) return;
+    key k{};
+    RAND_bytes(k.name, sizeof k.name);
+    RAND_bytes(k.aes, sizeof k.aes);
+    RAND_bytes(k.hmac, sizeof k.hmac);
+    k.made = now;
+    keys_.insert(keys_.begin(), k);
+    if (keys_.size() > 2) keys_.pop_back();
+  }
+
+  const common::clock& clock_;
   std::mutex m_;
   std::vector<key> keys_;  // newest first
 };
+
+std::shared_ptr<ticket_keys> make_ticket_keys(const common::clock& clock) {
+  return std::make_shared<ticket_keys>(clock);
+}
 
 namespace {
 // Each SSL_CTX holds a reference to its listener's ticket keys (freed with the context, which
@@ -200,7 +212,7 @@ int ticket_index() {
 server_context::server_context(const std::string& listener, const config::listener_tls_config& cfg,
                                std::shared_ptr<ticket_keys> keys)
     : handshake_timeout_(cfg.handshake_timeout),
-      keys_(keys ? std::move(keys) : std::make_shared<ticket_keys>()) {
+      keys_(keys ? std::move(keys) : make_ticket_keys(common::steady())) {
   for (const auto& p : cfg.alpn) {
     alpn_.push_back(static_cast<unsigned char>(p.size()));
     alpn_.insert(alpn_.end(), p.begin(), p.end());

@@ -26,6 +26,8 @@ namespace meridian::tls {
 // still accepted (its tickets are renewed), so a ticket lives at most two periods. Shared by
 // every worker and every context a listener builds, so tickets survive a certificate reload.
 class ticket_keys;
+// A new ring whose periods run on `clock` (tests: a manual clock).
+std::shared_ptr<ticket_keys> make_ticket_keys(const common::clock& clock);
 
 struct certificate_info {
   std::string file;
@@ -38,7 +40,7 @@ struct certificate_info {
 class server_context {
  public:
   // Loads the certificates, keys and client CA the config names; throws std::runtime_error
-  // naming the file and OpenSSL's reason. `keys` may be null (a fresh ring is made).
+  // naming the file and OpenSSL's reason. `keys` may be null (a fresh ring on the steady clock).
   server_context(const std::string& listener, const config::listener_tls_config& cfg,
                  std::shared_ptr<ticket_keys> keys);
   ~server_context();
