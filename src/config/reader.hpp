@@ -4,6 +4,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -13,6 +14,11 @@
 #include "meridian/config/units.hpp"
 
 namespace meridian::config {
+
+inline std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
 
 // Walks the YAML tree with the key path and source position at hand, so every error names
 // file:line:col and the full key.

@@ -24,6 +24,9 @@ void read_stripe(const reader& r, const YAML::Node& n, const std::string& k, str
 // `route`: a route's retries, which share their cluster's budget and so set none.
 void read_retries(const reader& r, const YAML::Node& n, const std::string& k, retry_config& out,
                   bool route);
+// routes[i] (config/routes.cpp), against the clusters already read.
+route_config read_route(const reader& r, const YAML::Node& n, const std::string& k,
+                        const std::vector<cluster_config>& clusters);
 // listeners[i].tls (config/tls.cpp).
 listener_tls_config read_listener_tls(const reader& r, const YAML::Node& n, const std::string& k);
 // `root` emitted as YAML with the values of secret-looking keys (token, secret, password,

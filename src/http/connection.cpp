@@ -13,6 +13,7 @@
 #include <cstring>
 #include <tuple>
 
+#include "http/byte_stream.hpp"
 #include "meridian/common/log.hpp"
 #include "meridian/http/headers.hpp"
 #include "meridian/metrics/metrics.hpp"
@@ -31,21 +32,6 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t initial_buffer = 4096;
 constexpr std::size_t keep_buffer = 16 * 1024;
 constexpr std::size_t read_chunk = 16 * 1024;
-
-// What the codec does with its byte stream, for a TCP socket and for TLS over one.
-auto read_from(tcp::socket& s, asio::mutable_buffer b) { return s.async_read_some(b, use_tuple); }
-auto read_from(tls::stream& s, asio::mutable_buffer b) { return s.read_some(b); }
-// 1: bytes wait to be read (or nothing is decided yet), 0: the client closed, -1: nothing yet.
-int peek_client(tcp::socket& s) {
-  char ch;
-  ssize_t n = ::recv(s.native_handle(), &ch, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n > 0) return 1;
-  if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return 0;
-  return -1;
-}
-int peek_client(tls::stream& s) { return s.peek_state(); }
-void say_goodbye(tcp::socket&) {}
-void say_goodbye(tls::stream& s) { s.notify_close(); }
 
 bool has_bare_lf(std::string_view v, std::size_t from) {
   for (std::size_t i = from; i < v.size(); ++i)
@@ -136,7 +122,7 @@ void basic_connection<Stream>::make_room(std::size_t want) {
 template <class Stream>
 asio::awaitable<std::size_t> basic_connection<Stream>::read_some(std::size_t want) {
   make_room(std::max<std::size_t>(want, 1));
-  auto [ec, n] = co_await read_from(socket_, asio::buffer(buf_.data() + end_, buf_.size() - end_));
+  auto [ec, n] = co_await byte_stream::read_some(socket_, asio::buffer(buf_.data() + end_, buf_.size() - end_));
   if (ec) co_return 0;
   end_ += n;
   bytes_in_ += n;
@@ -302,7 +288,7 @@ asio::awaitable<void> basic_connection<Stream>::run() {
   unwatch_client();
   deadline_.clear();
   error_code ignored;
-  say_goodbye(socket_);
+  byte_stream::say_goodbye(socket_);
   lowest_layer().shutdown(tcp::socket::shutdown_send, ignored);
   // A client-gone watch still armed must end before the socket closes (closing under it let
   // its completion land on another socket on Asio 1.81's io_uring backend: connects failing
@@ -482,7 +468,7 @@ void basic_connection<Stream>::start_watch() {
     basic_connection& c = *self;
     c.watch_pending_ = false;
     if (ec || !c.watch_target_ || c.closed_) return;
-    int state = peek_client(c.socket_);
+    int state = byte_stream::peek_client(c.socket_);
     if (state == 0) {
       // The client closed: stop the backend's work at once.
       c.client_gone_ = true;

@@ -8,6 +8,7 @@
 #include <array>
 #include <tuple>
 
+#include "http/byte_stream.hpp"
 #include "meridian/common/log.hpp"
 #include "meridian/http/chunked.hpp"
 #include "meridian/http/connection.hpp"
@@ -18,22 +19,6 @@ namespace meridian::http {
 
 using tcp = asio::ip::tcp;
 using common::error_kind;
-
-namespace {
-// Writing a gather list whole on the codec's byte stream.
-auto write_to(tcp::socket& s, std::span<const asio::const_buffer> b) {
-  return runtime::write_all(s, b);
-}
-auto write_to(tcp::socket& s, std::span<const asio::const_buffer> b,
-              runtime::write_progress progress, void* ctx) {
-  return runtime::write_all(s, b, progress, ctx);
-}
-auto write_to(tls::stream& s, std::span<const asio::const_buffer> b) { return s.write_all(b); }
-auto write_to(tls::stream& s, std::span<const asio::const_buffer> b,
-              runtime::write_progress progress, void* ctx) {
-  return s.write_all(b, progress, ctx);
-}
-}  // namespace
 
 // ---- the response ----------------------------------------------------------------------------
 
@@ -57,14 +42,14 @@ asio::awaitable<bool> basic_connection<Stream>::write(std::span<const asio::cons
   std::tuple<boost::system::error_code, std::size_t> r;
   if (s.min_rate == 0) {
     deadline_.set(now + s.idle_timeout);
-    r = co_await write_to(socket_, buffers);
+    r = co_await byte_stream::write_all(socket_, buffers);
   } else {
     // A client that reads slower than min_rate, past its window, is cut: the response it holds
     // (and the backend connection behind it) is freed.
     write_progress_at_ = now;
     write_progress_ = 0;
     deadline_.set(now + std::min(s.idle_timeout, pace_left(write_pace_s_)));
-    r = co_await write_to(socket_, buffers, &basic_connection::on_write_progress, this);
+    r = co_await byte_stream::write_all(socket_, buffers, &basic_connection::on_write_progress, this);
     paced(write_pace_s_, env_.clock->now() - write_progress_at_, std::get<1>(r) - write_progress_);
   }
   auto [ec, n] = r;

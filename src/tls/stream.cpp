@@ -241,7 +241,8 @@ asio::awaitable<std::tuple<error_code, std::size_t>> stream::read_some(asio::mut
 asio::awaitable<std::tuple<error_code, std::size_t>> stream::write_all(
     std::span<const asio::const_buffer> buffers, runtime::write_progress progress, void* ctx) {
   std::size_t total = 0;
-  std::string stage;  // small pieces gathered into one record
+  std::string& stage = stage_;  // small pieces gathered into one record, kept between writes
+  stage.clear();
   std::size_t i = 0;
   while (i < buffers.size() || !stage.empty()) {
     const char* p = nullptr;
@@ -281,6 +282,8 @@ asio::awaitable<std::tuple<error_code, std::size_t>> stream::write_all(
     stage.clear();
     if (progress) progress(ctx, total);
   }
+  // A stage grown by a large write goes back to nothing: idle connections hold little.
+  if (stage.capacity() > 4096) std::string().swap(stage);
   co_return std::tuple{error_code{}, total};
 }
 

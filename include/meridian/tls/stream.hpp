@@ -103,6 +103,7 @@ class stream {
   asio::ip::tcp::socket socket_;
   SSL* ssl_ = nullptr;
   std::unique_ptr<input> in_;
+  std::string stage_;  // write_all's gathering of small buffers (no allocation per response)
 };
 
 // The codec's view of its byte stream (http::basic_connection<tls::stream>).

@@ -71,15 +71,18 @@ TEST_CASE("object sizes shared by threads never give one key's size for another"
         sizes.put(k, size_of(k));
       }
     });
+  // At least one pass after the writers are done (a busy machine may not run the reader before).
   std::thread reader([&] {
-    while (!stop.load()) {
+    bool last = false;
+    do {
+      last = stop.load();
       for (std::uint64_t k = 1; k <= 64; ++k) {
         if (auto v = sizes.find(k)) {
           found.fetch_add(1);
           if (*v != size_of(k)) wrong.fetch_add(1);
         }
       }
-    }
+    } while (!last);
   });
   for (auto& w : writers) w.join();
   stop = true;

@@ -1,0 +1,71 @@
+// routes[]: the cluster, the match (path, host, method, headers, the body's model, the client
+// certificate's subject) and the route's own timeouts, retries, priority, hedge and resume.
+// Used while loading, on the loading thread.
+#include <algorithm>
+
+#include "config/sections.hpp"
+
+namespace meridian::config {
+
+route_config read_route(const reader& r, const YAML::Node& n, const std::string& k,
+                        const std::vector<cluster_config>& clusters) {
+  r.only_keys(n, k,
+              {"name", "match", "cluster", "timeouts", "retries", "priority", "hedge", "resume"});
+  route_config rc;
+  if (!n["cluster"]) r.fail(n, k + ".cluster", "missing (which cluster serves this route?)");
+  rc.cluster = r.scalar(n["cluster"], k + ".cluster");
+  auto it = std::find_if(clusters.begin(), clusters.end(),
+                         [&](const cluster_config& c) { return c.name == rc.cluster; });
+  if (it == clusters.end())
+    r.fail(n["cluster"], k + ".cluster", common::cat("no cluster named '", rc.cluster, "'"));
+  rc.cluster_index = static_cast<std::size_t>(it - clusters.begin());
+  rc.name = n["name"] ? r.scalar(n["name"], k + ".name") : rc.cluster;
+  rc.timeouts = it->timeouts;
+  rc.retries = it->retries;
+  if (auto p = n["timeouts"]) read_upstream_timeouts(r, p, k + ".timeouts", rc.timeouts);
+  if (auto p = n["retries"]) read_retries(r, p, k + ".retries", rc.retries, true);
+  if (auto p = n["priority"]) rc.priority = read_priority(r, p, k + ".priority");
+  if (auto p = n["hedge"]) read_hedge(r, p, k + ".hedge", rc.hedge);
+  // An object GET cut mid-body is continued from another replica unless the route says no.
+  if (it->kind == cluster_kind::storage) rc.resume.attempts = 2;
+  if (auto p = n["resume"]) read_resume(r, p, k + ".resume", it->kind, rc.resume);
+  if (auto m = n["match"]) {
+    auto mk = k + ".match";
+    r.only_keys(m, mk, {"path_prefix", "path", "host", "method", "headers", "model", "client_subject"});
+    auto path_like = [&](const char* key, std::optional<std::string>& out) {
+      if (!m[key]) return;
+      out = r.scalar(m[key], reader::join(mk, key));
+      if (out->empty() || out->front() != '/')
+        r.fail(m[key], reader::join(mk, key), "must start with /");
+    };
+    path_like("path_prefix", rc.match.path_prefix);
+    path_like("path", rc.match.path);
+    if (m["host"]) rc.match.host = lower(r.scalar(m["host"], mk + ".host"));
+    if (m["method"]) {
+      rc.match.method = r.scalar(m["method"], mk + ".method");
+      for (char ch : *rc.match.method)
+        if (ch < 'A' || ch > 'Z')
+          r.fail(m["method"], mk + ".method", "must be an upper-case method such as POST");
+    }
+    if (m["model"]) {
+      rc.match.model = r.scalar(m["model"], mk + ".model");
+      if (rc.match.model->empty()) r.fail(m["model"], mk + ".model", "must not be empty");
+    }
+    if (m["client_subject"]) {
+      rc.match.client_subject = r.scalar(m["client_subject"], mk + ".client_subject");
+      if (rc.match.client_subject->empty())
+        r.fail(m["client_subject"], mk + ".client_subject",
+               "must not be empty (write the subject as the access log's tls_client shows it)");
+    }
+    if (auto h = m["headers"]) {
+      if (!h.IsMap()) r.fail(h, mk + ".headers", "expected a mapping of header name to value");
+      for (const auto& kv : h) {
+        auto name = lower(kv.first.as<std::string>());
+        rc.match.headers.push_back({name, r.scalar(kv.second, mk + ".headers." + name)});
+      }
+    }
+  }
+  return rc;
+}
+
+}  // namespace meridian::config
