@@ -17,6 +17,7 @@
 #include "meridian/common/random.hpp"
 #include "meridian/http/accept.hpp"
 #include "meridian/http/connection.hpp"
+#include "meridian/tls/client.hpp"
 
 namespace meridian::admin {
 
@@ -187,6 +188,19 @@ std::string endpoints_json(const context& ctx) {
       if (ctx.probe_errors) errors = ctx.probe_errors(c, e);
       if (c < sig->clusters.size() && e < sig->clusters[c].size())
         eo["probe"] = probe_json(sig->clusters[c][e], now, errors);
+      if (info.tls) {
+        auto v = info.tls.peer->read();
+        json::object to;
+        to["name"] = info.tls.name;
+        to["verify"] = info.tls.context->config().verify;
+        to["handshakes"] = v.full;
+        to["resumed"] = v.resumed;
+        std::uint64_t failed = 0;
+        for (auto f : v.failed) failed += f;
+        to["failures"] = failed;
+        to["last_error"] = v.last_error;
+        eo["tls"] = std::move(to);
+      }
       eo["per_worker"] = workers_json(ctx, c, info.id);
       eps.push_back(std::move(eo));
     }

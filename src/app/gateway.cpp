@@ -49,6 +49,7 @@ struct gateway {
   probe::dns_refresh* dns = nullptr;
   frontend::listener_set* listeners = nullptr;
   std::shared_ptr<proxy::object_sizes> sizes;  // kept across snapshots
+  std::shared_ptr<const upstream::topology> topo;  // in force (its endpoints' TLS counts)
 };
 
 // Puts `cfg`, with the endpoints `names` give, in force (control thread): a new snapshot to
@@ -62,6 +63,7 @@ void adopt(gateway& g, std::shared_ptr<const config::gateway_config> cfg,
   runtime::publish<proxy::snapshot>(
       g.contexts, s, [&g](std::size_t i, auto v) { g.workers[i]->apply(std::move(v)); });
   g.registry.set_endpoints(upstream::series_of(*topo));
+  g.topo = topo;
   if (g.prober) g.prober->set_topology(cfg, topo);
   if (g.dns) g.dns->set_config(cfg);
   if (g.admin && g.current != cfg) g.admin->set_config(cfg.get());
@@ -76,14 +78,15 @@ void adopt(gateway& g, std::shared_ptr<const config::gateway_config> cfg,
 std::string reload(gateway& g, const config_source& source) {
   std::shared_ptr<const config::gateway_config> next;
   upstream::name_table names;
+  upstream::tls_contexts client_tls;
   std::string why;
   try {
     next = source();
     why = config::restart_needed(*g.current, *next);
-    if (!why.empty())
-      why = "needs a restart: " + why;
-    else if (g.listeners)
-      why = g.listeners->reload_tls(*next);  // certificates re-read; in force only if all load
+    if (!why.empty()) why = "needs a restart: " + why;
+    // Certificates, keys and CAs re-read: in force only if every one loads.
+    if (why.empty()) client_tls = upstream::load_client_tls(*next);
+    if (why.empty() && g.listeners) why = g.listeners->reload_tls(*next);
     if (why.empty()) names = upstream::resolve_names(*next);
   } catch (const std::exception& e) {
     why = e.what();
@@ -94,6 +97,7 @@ std::string reload(gateway& g, const config_source& source) {
     return why;
   }
   probe::merge_names(g.names, names);
+  g.ids.set_tls(std::move(client_tls));
   adopt(g, next, std::move(names));
   log(log_level::info, "config", "reloaded ", g.current->source);
   return {};
@@ -162,6 +166,8 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   probe::merge_names({}, g.names);  // says which names do not resolve yet
   auto topo = upstream::build_topology(*cfg, g.names, g.ids, g.registry);
   g.registry.set_endpoints(upstream::series_of(*topo));
+  g.topo = topo;
+  g.registry.add_text_source([&g] { return upstream::tls_metrics_text(*g.topo); });
   auto snap = std::make_shared<const proxy::snapshot>(cfg, topo, n);
   g.sizes = snap->sizes;
   std::uint64_t seed = common::os_seed();

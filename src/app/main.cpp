@@ -12,6 +12,7 @@
 #include "meridian/common/log.hpp"
 #include "meridian/config/config.hpp"
 #include "meridian/runtime/io_backend.hpp"
+#include "meridian/tls/client.hpp"
 #include "meridian/tls/context.hpp"
 
 namespace {
@@ -123,15 +124,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check) {
-    // A TLS listener's certificates and keys must load, not only exist.
-    for (const auto& l : cfg->listeners) {
-      if (!l.tls) continue;
-      try {
-        tls::server_context probe(l.name, *l.tls, nullptr);
-      } catch (const std::exception& e) {
-        std::cerr << "meridian: invalid configuration: " << e.what() << "\n";
-        return 1;
-      }
+    // TLS certificates, keys and CAs must load, not only exist: the listeners' and the
+    // clusters'.
+    try {
+      for (const auto& l : cfg->listeners)
+        if (l.tls) tls::server_context probe(l.name, *l.tls, nullptr);
+      for (const auto& c : cfg->clusters)
+        if (c.tls) tls::client_context probe(c.name, *c.tls);
+    } catch (const std::exception& e) {
+      std::cerr << "meridian: invalid configuration: " << e.what() << "\n";
+      return 1;
     }
     std::cout << "meridian: " << config_path << " is valid (" << cfg->listeners.size()
               << " listener(s), " << cfg->clusters.size() << " cluster(s), " << cfg->routes.size()

@@ -151,7 +151,7 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
   r.only_keys(n, k,
               {"name", "kind", "balancer", "endpoints", "pool", "probe", "load_metrics", "models",
                "latency", "outlier", "prefix_affinity", "timeouts", "retries", "limits", "write_to",
-               "stripe"});
+               "stripe", "tls"});
   cluster_config c;
   c.timeouts = timeouts;
   if (!n["name"]) r.fail(n, k + ".name", "missing (every cluster needs a name)");
@@ -231,6 +231,7 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
   if (auto p = n["timeouts"]) read_upstream_timeouts(r, p, k + ".timeouts", c.timeouts);
   if (auto p = n["retries"]) read_retries(r, p, k + ".retries", c.retries, false);
   if (auto p = n["limits"]) read_cluster_limits(r, p, k + ".limits", c.limits);
+  if (auto p = n["tls"]) c.tls = read_upstream_tls(r, p, k + ".tls");
   return c;
 }
 

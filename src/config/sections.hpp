@@ -29,6 +29,7 @@ route_config read_route(const reader& r, const YAML::Node& n, const std::string&
                         const std::vector<cluster_config>& clusters);
 // listeners[i].tls (config/tls.cpp).
 listener_tls_config read_listener_tls(const reader& r, const YAML::Node& n, const std::string& k);
+upstream_tls_config read_upstream_tls(const reader& r, const YAML::Node& n, const std::string& k);
 // `root` emitted as YAML with the values of secret-looking keys (token, secret, password,
 // api_key, authorization; a *_file key is a path and stays) replaced by "<redacted>".
 std::string redacted_yaml(const YAML::Node& root);

@@ -1,6 +1,8 @@
-// listeners[].tls: certificates, versions, ALPN, mutual TLS, tickets, the handshake deadline.
+// listeners[].tls: certificates, versions, ALPN, mutual TLS, tickets, the handshake deadline;
+// clusters[].tls: the CA, verification, the name sent, a client certificate.
 // The files are checked readable here; their contents are loaded (and refused with OpenSSL's
 // reason) when the listener's TLS context is built.
+#include <cctype>
 #include <fstream>
 
 #include "config/sections.hpp"
@@ -14,6 +16,15 @@ std::string readable_file(const reader& r, const YAML::Node& n, const std::strin
   std::ifstream f(path);
   if (!f) r.fail(n, k, common::cat("cannot read '", path, "'"));
   return path;
+}
+
+int read_min_version(const reader& r, const YAML::Node& v, const std::string& k) {
+  auto s = r.scalar(v, k);
+  if (s == "1.2") return 12;
+  if (s == "1.3") return 13;
+  if (s == "1.0" || s == "1.1")
+    r.fail(v, k, common::cat("TLS ", s, " is never offered (write 1.2 or 1.3)"));
+  r.fail(v, k, common::cat("expected 1.2 or 1.3, got '", s, "'"));
 }
 }  // namespace
 
@@ -34,17 +45,7 @@ listener_tls_config read_listener_tls(const reader& r, const YAML::Node& n, cons
     out.certificates.push_back(
         {readable_file(r, c["cert"], ck + ".cert"), readable_file(r, c["key"], ck + ".key")});
   }
-  if (auto v = n["min_version"]) {
-    auto s = r.scalar(v, k + ".min_version");
-    if (s == "1.2")
-      out.min_version = 12;
-    else if (s == "1.3")
-      out.min_version = 13;
-    else if (s == "1.0" || s == "1.1")
-      r.fail(v, k + ".min_version", common::cat("TLS ", s, " is never offered (write 1.2 or 1.3)"));
-    else
-      r.fail(v, k + ".min_version", common::cat("expected 1.2 or 1.3, got '", s, "'"));
-  }
+  if (auto v = n["min_version"]) out.min_version = read_min_version(r, v, k + ".min_version");
   if (auto v = n["alpn"]) {
     if (!v.IsSequence() || v.size() == 0)
       r.fail(v, k + ".alpn", "expected a non-empty list of protocols (http/1.1)");
@@ -67,6 +68,33 @@ listener_tls_config read_listener_tls(const reader& r, const YAML::Node& n, cons
     if (out.handshake_timeout <= duration::zero())
       r.fail(v, k + ".handshake_timeout", "must be positive");
   }
+  return out;
+}
+
+upstream_tls_config read_upstream_tls(const reader& r, const YAML::Node& n, const std::string& k) {
+  upstream_tls_config out;
+  if (!n.IsMap()) r.fail(n, k, "expected a map (ca, verify, sni, cert, key, min_version) or {}");
+  r.only_keys(n, k, {"ca", "verify", "sni", "cert", "key", "min_version"});
+  if (auto v = n["verify"]) out.verify = r.boolean(v, k + ".verify");
+  if (auto v = n["ca"]) {
+    if (!out.verify)
+      r.fail(v, k + ".ca", "verify is false, so no certificate is checked against this CA");
+    out.ca = readable_file(r, v, k + ".ca");
+  }
+  if (auto v = n["sni"]) {
+    out.sni = r.scalar(v, k + ".sni");
+    bool ok = !out.sni.empty() && out.sni.size() <= 253;
+    for (char c : out.sni)
+      ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.');
+    if (!ok) r.fail(v, k + ".sni", common::cat("expected a DNS name, got '", out.sni, "'"));
+  }
+  if (n["cert"] || n["key"]) {
+    if (!n["cert"]) r.fail(n, k + ".cert", "missing (a client key needs its certificate)");
+    if (!n["key"]) r.fail(n, k + ".key", "missing (a client certificate needs its key)");
+    out.cert = readable_file(r, n["cert"], k + ".cert");
+    out.key = readable_file(r, n["key"], k + ".key");
+  }
+  if (auto v = n["min_version"]) out.min_version = read_min_version(r, v, k + ".min_version");
   return out;
 }
 

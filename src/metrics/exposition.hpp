@@ -111,6 +111,7 @@ struct series_plan {
   series_set<std::pair<std::string, std::string>> route_clusters;  // (route, cluster)
   series_set<std::string> route_names;
   std::vector<std::string> clusters;
+  std::vector<bool> tls_clusters;
 };
 
 using workers_t = std::vector<std::unique_ptr<worker_metrics>>;

@@ -47,6 +47,7 @@ registry::registry(const layout& l, unsigned workers) {
     p->route_slot.push_back(p->route_names.slot(name));
   }
   p->clusters = l.clusters;
+  p->tls_clusters = l.tls_clusters;
   plan_ = std::move(p);
   workers_.reserve(workers);
   for (unsigned i = 0; i < workers; ++i) workers_.push_back(std::make_unique<worker_metrics>(l, i));
@@ -169,12 +170,15 @@ void collect_routes(const detail::series_plan& p, const workers_t& workers,
 void collect_clusters(const detail::series_plan& p, const workers_t& workers,
                       std::vector<MetricFamily>& out) {
   const std::size_t n = p.clusters.size();
-  std::vector<histogram_sum> connect(n), first_byte(n);
-  std::vector<std::uint64_t> opened(n), reused(n);
+  std::vector<histogram_sum> connect(n), first_byte(n), handshake(n);
+  std::vector<std::uint64_t> opened(n), reused(n), full(n), resumed(n);
   for (const auto& w : workers) {
     for (std::size_t c = 0; c < n; ++c) {
       const auto& cm = w->cluster(c);
       connect[c].add(cm.connect_duration);
+      handshake[c].add(cm.tls_handshake);
+      full[c] += cm.tls_handshakes[0].value();
+      resumed[c] += cm.tls_handshakes[1].value();
       first_byte[c].add(cm.first_byte);
       opened[c] += cm.connections_opened.value();
       reused[c] += cm.connections_reused.value();
@@ -182,6 +186,12 @@ void collect_clusters(const detail::series_plan& p, const workers_t& workers,
   }
   auto con = family("meridian_upstream_connect_duration_seconds",
                     "Time to open a TCP connection to an endpoint", MetricType::Histogram);
+  auto hs = family("meridian_upstream_tls_handshake_duration_seconds",
+                   "Time from an upstream TCP connect to the end of its TLS handshake",
+                   MetricType::Histogram);
+  auto hst = family("meridian_upstream_tls_handshakes_total",
+                    "Upstream TLS handshakes completed, full or resuming a session",
+                    MetricType::Counter);
   auto head =
       family("meridian_upstream_response_head_seconds",
              "Time from the request sent upstream to its response head", MetricType::Histogram);
@@ -193,11 +203,17 @@ void collect_clusters(const detail::series_plan& p, const workers_t& workers,
   for (std::size_t c = 0; c < n; ++c) {
     const auto& cl = p.clusters[c];
     add_histogram(con, {{"cluster", cl}}, connect[c]);
+    // Where the config speaks TLS, or a reload turned it on since.
+    if ((c < p.tls_clusters.size() && p.tls_clusters[c]) || full[c] + resumed[c] > 0) {
+      add_histogram(hs, {{"cluster", cl}}, handshake[c]);
+      add_value(hst, {{"cluster", cl}, {"resumed", "false"}}, static_cast<double>(full[c]));
+      add_value(hst, {{"cluster", cl}, {"resumed", "true"}}, static_cast<double>(resumed[c]));
+    }
     add_histogram(head, {{"cluster", cl}}, first_byte[c]);
     add_value(ope, {{"cluster", cl}}, static_cast<double>(opened[c]));
     add_value(reu, {{"cluster", cl}}, static_cast<double>(reused[c]));
   }
-  for (auto* f : {&con, &head, &ope, &reu}) out.push_back(std::move(*f));
+  for (auto* f : {&con, &hs, &hst, &head, &ope, &reu}) out.push_back(std::move(*f));
   collect_prefix(p, workers, out);
   collect_resilience(p, workers, out);
 }
@@ -277,6 +293,9 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
                   "probe time (PeakEWMA) less the path's round trip");
   auto conn = fam("meridian_endpoint_connect_seconds",
                   "TCP connect time of an endpoint's last probe (to whatever ends TCP first)");
+  auto hshake = fam("meridian_endpoint_tls_handshake_seconds",
+                    "TLS handshake time of an endpoint's last probe, after its TCP connect "
+                    "(clusters that speak TLS; a resumed session where the endpoint allows)");
   auto slope = fam("meridian_endpoint_decode_slope_seconds",
                    "What one more stream in an endpoint's batch adds to each output token's time "
                    "(learned from per-token times against batch size)");
@@ -317,6 +336,7 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
       maybe(rtt, l, s.rtt.get());
       maybe(wait, l, s.probe_wait.get());
       maybe(conn, l, s.connect.get());
+      maybe(hshake, l, s.handshake.get());
       maybe(queue, l, s.queue_depth.get());
       maybe(running, l, s.running.get());
       maybe(kv, l, s.kv_usage.get());
@@ -355,7 +375,7 @@ void collect_signals(const detail::series_plan& p, const endpoint_set& eps,
       }
     }
   }
-  for (auto* f : {&rtt, &wait, &conn, &ttft, &tpot, &slope, &queue, &running, &kv, &score, &thr,
+  for (auto* f : {&rtt, &wait, &conn, &hshake, &ttft, &tpot, &slope, &queue, &running, &kv, &score, &thr,
                   &flow, &tb, &healthy, &pfail, &sfail, &dec})
     out.push_back(std::move(*f));
 }

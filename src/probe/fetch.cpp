@@ -1,10 +1,8 @@
 #include "meridian/probe/fetch.hpp"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 
 #include <algorithm>
 #include <array>
@@ -20,15 +18,15 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 namespace {
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t max_head_bytes = 64 * 1024;
 constexpr std::size_t max_headers = 100;
 constexpr std::size_t read_chunk = 16 * 1024;
 
 // Shared with the deadline's handler, which may still be queued when the exchange is gone.
 struct guarded_socket {
-  explicit guarded_socket(const asio::any_io_executor& ex) : socket(ex), timer(ex) {}
-  tcp::socket socket;
+  explicit guarded_socket(const asio::any_io_executor& ex)
+      : conn(upstream::link::make(ex)), timer(ex) {}
+  upstream::link conn;
   asio::steady_timer timer;
   bool expired = false;
 };
@@ -40,8 +38,7 @@ void arm(const std::shared_ptr<guarded_socket>& g, std::chrono::nanoseconds time
   g->timer.async_wait([g](boost::system::error_code ec) {
     if (ec) return;
     g->expired = true;
-    boost::system::error_code ignored;
-    g->socket.shutdown(tcp::socket::shutdown_both, ignored);
+    g->conn.shutdown();
   });
 }
 
@@ -88,9 +85,8 @@ class exchange {
 };
 
 void exchange::stop() {
-  boost::system::error_code ignored;
   g_->timer.cancel();
-  g_->socket.close(ignored);
+  g_->conn.close();
 }
 
 bool exchange::fail(std::string why) {
@@ -121,13 +117,19 @@ asio::awaitable<void> exchange::run() {
 }
 
 asio::awaitable<bool> exchange::connect() {
-  auto [ec] = co_await g_->socket.async_connect(req_.endpoint, use_tuple);
+  auto [ec] = co_await g_->conn.connect({req_.endpoint.address(), req_.endpoint.port()});
   if (g_->expired) co_return fail("timed out while connecting");
   if (ec == asio::error::connection_refused) co_return fail("connect refused");
   if (ec) co_return fail(common::cat("connect failed: ", ec.message()));
-  r_.connect_seconds = since(start_);
-  boost::system::error_code ignored;
-  g_->socket.set_option(tcp::no_delay(true), ignored);
+  auto connected = clock_.now();
+  r_.connect_seconds = common::seconds_between(start_, connected);
+  g_->conn.set_no_delay();
+  if (req_.tls) {
+    auto hs = co_await g_->conn.handshake(req_.tls);
+    if (g_->expired) co_return fail("timed out in the TLS handshake");
+    if (!hs.ok) co_return fail(common::cat("TLS handshake failed (", hs.reason, ": ", hs.detail, ")"));
+    r_.handshake_seconds = since(connected);
+  }
   co_return true;
 }
 
@@ -135,7 +137,8 @@ asio::awaitable<bool> exchange::send() {
   request_ = common::cat("GET ", req_.path, " HTTP/1.1\r\nHost: ", req_.host,
                          "\r\nUser-Agent: meridian-probe\r\nAccept: */*\r\n"
                          "Connection: close\r\n\r\n");
-  auto [ec, n] = co_await asio::async_write(g_->socket, asio::buffer(request_), use_tuple);
+  const asio::const_buffer out[] = {asio::buffer(request_)};
+  auto [ec, n] = co_await g_->conn.write(out);
   if (g_->expired) co_return fail("timed out sending the request");
   if (ec) co_return fail(common::cat("write failed: ", ec.message()));
   sent_at_ = clock_.now();
@@ -145,8 +148,7 @@ asio::awaitable<bool> exchange::send() {
 asio::awaitable<boost::system::error_code> exchange::read_more() {
   std::size_t old = buf_.size();
   buf_.resize(old + read_chunk);
-  auto [ec, n] =
-      co_await g_->socket.async_read_some(asio::buffer(buf_.data() + old, read_chunk), use_tuple);
+  auto [ec, n] = co_await g_->conn.read_some(asio::buffer(buf_.data() + old, read_chunk));
   buf_.resize(old + n);
   co_return ec;
 }

@@ -180,6 +180,7 @@ void prober::impl::probed(std::size_t c, endpoint_track& t, const fetch_result& 
     s.connect = r.connect_seconds;
     m.connect.set(s.connect);
   }
+  if (r.handshake_seconds >= 0) m.handshake.set(r.handshake_seconds);
   s.probed = true;
   s.probed_at = now;
   bool was = s.healthy;
@@ -295,7 +296,8 @@ asio::awaitable<void> run_loop(std::shared_ptr<prober::impl> p, track_ptr t,
         t->info.address,
         spec.path,
         spec.timeout,
-        spec.what == task::probe ? std::size_t{64 * 1024} : std::size_t{8 * 1024 * 1024}};
+        spec.what == task::probe ? std::size_t{64 * 1024} : std::size_t{8 * 1024 * 1024},
+        t->info.tls};
     auto r = co_await fetch(std::move(req), p->clock);
     if (p->stopped || t->removed) co_return;
     if (spec.what == task::probe)

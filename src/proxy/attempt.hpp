@@ -138,7 +138,12 @@ class attempt final : public http::cancellable, public upstream::down_watch {
   static bool check_whole_body(const http::exchange& client, body_tap& tap);
 
  private:
-  boost::asio::awaitable<common::outcome> connect(const upstream::endpoint_ref& ep);
+  // Opens a connection to ep_ (TCP, then TLS where its cluster speaks it) under the connect
+  // deadline.
+  boost::asio::awaitable<common::outcome> connect();
+  // A connect that failed or timed out: counted against the endpoint, logged with `why`
+  // (rate-limited), and the try's outcome with `message` for the client.
+  common::outcome connect_failed(bool timed_out, std::string_view why, std::string message);
   boost::asio::awaitable<common::outcome> send(http::exchange& client, std::string_view head,
                                                body_tap* tap, bool& replayable);
   boost::asio::awaitable<common::outcome> stream_body(http::exchange& client, body_tap* tap);

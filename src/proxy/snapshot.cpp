@@ -21,6 +21,7 @@ metrics::layout metrics_layout(const config::gateway_config& cfg) {
   }
   for (const auto& c : cfg.clusters) {
     l.clusters.push_back(c.name);
+    l.tls_clusters.push_back(c.tls.has_value());
     auto& eps = l.endpoints.emplace_back();
     for (const auto& e : c.endpoints) eps.push_back(e.address.to_string());
   }

@@ -12,6 +12,10 @@
 #include <cstring>
 #include <utility>
 
+#include "meridian/common/log.hpp"
+#include "meridian/tls/client.hpp"
+#include "tls/openssl.hpp"
+
 namespace meridian::tls {
 
 using tcp = asio::ip::tcp;
@@ -78,6 +82,35 @@ BIO_METHOD* input_method() {
   return m;
 }
 
+// A new SSL on `socket`'s descriptor: OpenSSL writes the socket, reads from `in`.
+SSL* make_ssl(tcp::socket& socket, SSL_CTX* ctx, stream::input* in) {
+  error_code ec;
+  socket.non_blocking(true, ec);  // OpenSSL writes the descriptor itself
+  SSL* ssl = SSL_new(ctx);
+  if (!ssl) return nullptr;
+  BIO* rbio = BIO_new(input_method());
+  BIO* wbio = BIO_new_socket(socket.native_handle(), BIO_NOCLOSE);
+  if (!rbio || !wbio) {
+    BIO_free(rbio);
+    BIO_free(wbio);
+    SSL_free(ssl);
+    return nullptr;
+  }
+  BIO_set_data(rbio, in);
+  SSL_set_bio(ssl, rbio, wbio);
+  return ssl;
+}
+
+// What a failed handshake's error says, for the log and /admin/endpoints.
+std::string detail_of(SSL* ssl, int reason) {
+  long v = SSL_get_verify_result(ssl);
+  if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED && v != X509_V_OK)
+    return common::cat("certificate verify failed: ", X509_verify_cert_error_string(v));
+  if (reason == 0) return "the connection ended during the handshake";
+  const char* r = ERR_reason_error_string(ERR_PACK(ERR_LIB_SSL, 0, reason));
+  return r ? r : common::cat("OpenSSL reason ", reason);
+}
+
 failure classify(int ssl_error, int reason) {
   if (ssl_error == SSL_ERROR_SYSCALL || ssl_error == SSL_ERROR_ZERO_RETURN) return failure::closed;
   switch (reason) {
@@ -124,28 +157,47 @@ std::string_view to_string(failure f) {
 
 stream::stream(tcp::socket socket, SSL_CTX* ctx)
     : socket_(std::move(socket)), in_(std::make_unique<input>()) {
-  error_code ec;
-  socket_.non_blocking(true, ec);  // OpenSSL writes the descriptor itself
-  ssl_ = SSL_new(ctx);
+  ssl_ = make_ssl(socket_, ctx, in_.get());
+  if (ssl_) SSL_set_accept_state(ssl_);
+}
+
+stream::stream(tcp::socket socket, std::shared_ptr<const client_context> ctx,
+               const std::string& name, std::shared_ptr<peer> p)
+    : socket_(std::move(socket)),
+      in_(std::make_unique<input>()),
+      client_(std::move(ctx)),
+      peer_(std::move(p)) {
+  ssl_ = make_ssl(socket_, client_->native(), in_.get());
   if (!ssl_) return;
-  BIO* rbio = BIO_new(input_method());
-  BIO* wbio = BIO_new_socket(socket_.native_handle(), BIO_NOCLOSE);
-  if (!rbio || !wbio) {
-    BIO_free(rbio);
-    BIO_free(wbio);
-    SSL_free(ssl_);
-    ssl_ = nullptr;
-    return;
+  SSL_set_connect_state(ssl_);
+  boost::system::error_code not_ip;
+  asio::ip::make_address(name, not_ip);
+  bool literal = !not_ip;
+  // RFC 6066: no IP addresses in SNI; the certificate must then name the address.
+  if (!literal) SSL_set_tlsext_host_name(ssl_, name.c_str());
+  if (client_->config().verify) {
+    if (literal)
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), name.c_str());
+    else
+      SSL_set1_host(ssl_, name.c_str());
   }
-  BIO_set_data(rbio, in_.get());
-  SSL_set_bio(ssl_, rbio, wbio);
-  SSL_set_accept_state(ssl_);
+  if (peer_) {
+    SSL_set_ex_data(ssl_, detail::client_peer_index(), peer_.get());
+    if (SSL_SESSION* s = peer_->session_for(*client_)) {
+      SSL_set_session(ssl_, s);
+      SSL_SESSION_free(s);
+    }
+  }
 }
 
 stream::stream(stream&& o) noexcept
     : socket_(std::move(o.socket_)),
       ssl_(std::exchange(o.ssl_, nullptr)),
-      in_(std::move(o.in_)) {}
+      in_(std::move(o.in_)),
+      stage_(std::move(o.stage_)),
+      detail_(std::move(o.detail_)),
+      client_(std::move(o.client_)),
+      peer_(std::move(o.peer_)) {}
 
 asio::awaitable<error_code> stream::fill() {
   auto& in = *in_;
@@ -195,6 +247,7 @@ asio::awaitable<bool> stream::handshake(failure& why) {
       if (ec) {
         take_reason();
         why = failure::closed;
+        detail_ = common::cat("the connection ended during the handshake (", ec.message(), ")");
         co_return false;
       }
       continue;
@@ -203,11 +256,14 @@ asio::awaitable<bool> stream::handshake(failure& why) {
       auto [ec] = co_await socket_.async_wait(tcp::socket::wait_write, use_tuple);
       if (ec) {
         why = failure::closed;
+        detail_ = common::cat("the connection ended during the handshake (", ec.message(), ")");
         co_return false;
       }
       continue;
     }
-    why = classify(e, take_reason());
+    int reason = take_reason();
+    why = classify(e, reason);
+    detail_ = detail_of(ssl_, e == SSL_ERROR_SSL ? reason : 0);
     co_return false;
   }
 }

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "meridian/common/log.hpp"
+#include "meridian/tls/client.hpp"
 
 namespace meridian::upstream {
 
@@ -61,6 +62,30 @@ endpoint_id identity_table::id_for(const std::string& cluster, const std::string
   auto [it, inserted] = ids_.try_emplace({cluster, address}, next_);
   if (inserted) ++next_;
   return it->second;
+}
+
+std::shared_ptr<tls::peer> identity_table::tls_peer_for(endpoint_id id) {
+  auto& slot = peers_[id];
+  auto p = slot.lock();
+  if (!p) {
+    p = std::make_shared<tls::peer>();
+    slot = p;
+  }
+  return p;
+}
+
+std::shared_ptr<const tls::client_context> identity_table::tls_for(
+    const std::string& cluster, const config::upstream_tls_config& cfg) {
+  auto& ctx = tls_[cluster];
+  if (!ctx || ctx->config() != cfg) ctx = std::make_shared<const tls::client_context>(cluster, cfg);
+  return ctx;
+}
+
+tls_contexts load_client_tls(const config::gateway_config& cfg) {
+  tls_contexts out;
+  for (const auto& c : cfg.clusters)
+    if (c.tls) out[c.name] = std::make_shared<const tls::client_context>(c.name, *c.tls);
+  return out;
 }
 
 std::vector<std::string> hostnames(const config::gateway_config& cfg) {
@@ -137,6 +162,14 @@ std::shared_ptr<const topology> build_topology(const config::gateway_config& cfg
         info.resolved = {a, e.address.port};
         info.series = reg.endpoint(c, label);
         info.board = ids.board_for(info.id, reg.workers());
+        if (cc.tls) {
+          // The name sent and verified: the configured one, else the name the endpoint was
+          // configured by, else its address (verified against the certificate's IP entries).
+          info.tls.context = ids.tls_for(cc.name, *cc.tls);
+          info.tls.name = !cc.tls->sni.empty() ? cc.tls->sni : literal ? a.to_string()
+                                                                       : e.address.host;
+          info.tls.peer = ids.tls_peer_for(info.id);
+        }
         ci.endpoints.push_back(std::move(info));
       }
     }
@@ -161,6 +194,36 @@ metrics::endpoint_set series_of(const topology& t) {
   for (std::size_t c = 0; c < t.clusters.size(); ++c)
     for (const auto& e : t.clusters[c].endpoints) out[c].push_back(e.series);
   return out;
+}
+
+std::string tls_metrics_text(const topology& t) {
+  std::string hs, err;
+  for (const auto& c : t.clusters) {
+    for (const auto& e : c.endpoints) {
+      if (!e.tls.peer) continue;
+      auto v = e.tls.peer->read();
+      auto labels = common::cat("cluster=\"", c.name, "\",endpoint=\"", e.address, '"');
+      hs += common::cat("meridian_upstream_tls_endpoint_handshakes_total{", labels,
+                        ",resumed=\"false\"} ", v.full, '\n');
+      hs += common::cat("meridian_upstream_tls_endpoint_handshakes_total{", labels,
+                        ",resumed=\"true\"} ", v.resumed, '\n');
+      for (std::size_t r = 0; r < v.failed.size(); ++r)
+        if (v.failed[r] > 0)
+          err += common::cat("meridian_upstream_tls_errors_total{", labels, ",reason=\"",
+                             tls::to_string(static_cast<tls::failure>(r)), "\"} ", v.failed[r],
+                             '\n');
+    }
+  }
+  if (hs.empty()) return {};
+  return common::cat(
+      "# HELP meridian_upstream_tls_endpoint_handshakes_total TLS handshakes completed with an "
+      "endpoint (proxied requests and probes), full or resuming a session\n"
+      "# TYPE meridian_upstream_tls_endpoint_handshakes_total counter\n",
+      hs,
+      "# HELP meridian_upstream_tls_errors_total TLS handshakes with an endpoint that failed, by "
+      "reason (bad_certificate: it did not verify)\n"
+      "# TYPE meridian_upstream_tls_errors_total counter\n",
+      err);
 }
 
 }  // namespace meridian::upstream

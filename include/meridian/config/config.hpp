@@ -285,6 +285,19 @@ struct cluster_limits {
 
 enum class request_priority { sheddable, standard, critical };
 
+// A cluster's TLS to its endpoints (clusters[].tls): the server's certificate is verified
+// against `ca` (the system's store when empty) and the name the gateway connects by, unless
+// `verify: false` says otherwise explicitly; an optional client certificate for mutual TLS.
+struct upstream_tls_config {
+  std::string ca;    // PEM bundle; empty: the system's default store
+  bool verify = true;
+  std::string sni;   // the name sent and verified; empty: the endpoint's host name
+  std::string cert;  // the gateway's client certificate (PEM chain), with `key`
+  std::string key;
+  int min_version = 12;  // 12: TLS 1.2, 13: TLS 1.3
+  bool operator==(const upstream_tls_config&) const = default;
+};
+
 struct cluster_config {
   std::string name;
   cluster_kind kind = cluster_kind::generic;
@@ -302,6 +315,7 @@ struct cluster_config {
   upstream_timeouts timeouts;
   retry_config retries;
   cluster_limits limits;
+  std::optional<upstream_tls_config> tls;  // absent: plain TCP
 };
 
 struct header_match {

@@ -31,6 +31,7 @@ struct layout {
   std::vector<std::string> clusters;
   std::vector<std::vector<std::string>> endpoints;  // per cluster, "host:port"
   std::vector<std::string> listeners;
+  std::vector<bool> tls_clusters;  // per cluster: it speaks TLS to its endpoints
 };
 
 enum class reject_reason {
@@ -200,6 +201,7 @@ struct alignas(cache_line) endpoint_signal_metrics {
   value rtt;          // the path's round trip: windowed minimum of probe times
   value probe_wait;   // the server's wait before answering a probe: PeakEWMA less the path
   value connect;      // last TCP connect time of a probe
+  value handshake;    // and its TLS handshake, where the cluster speaks TLS
   value queue_depth;  // scraped requests waiting
   value running;      // scraped requests running
   value kv_usage;     // scraped KV-cache use, 0..1
@@ -230,7 +232,9 @@ struct prefix_metrics {
 };
 
 struct alignas(cache_line) cluster_metrics {
-  histogram connect_duration;
+  histogram connect_duration;  // TCP
+  histogram tls_handshake;     // after it, where the cluster speaks TLS
+  std::array<counter, 2> tls_handshakes;  // [0] full, [1] resumed
   histogram first_byte;  // request sent -> response head
   counter connections_opened;
   counter connections_reused;

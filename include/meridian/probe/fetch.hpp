@@ -10,6 +10,7 @@
 #include <string>
 
 #include "meridian/common/clock.hpp"
+#include "meridian/upstream/link.hpp"
 
 namespace meridian::probe {
 
@@ -21,6 +22,7 @@ struct fetch_result {
   std::string error;
   int status = 0;
   double connect_seconds = -1;   // TCP connect
+  double handshake_seconds = -1;  // the TLS handshake after it (fetch_request::tls)
   double response_seconds = -1;  // request written -> final response head parsed
   double total_seconds = -1;     // the whole call, set whether or not it succeeded
   std::string content_type;
@@ -34,9 +36,13 @@ struct fetch_request {
   // One deadline for the whole exchange, connect included.
   std::chrono::nanoseconds timeout{std::chrono::seconds(1)};
   std::size_t max_body = 4 * 1024 * 1024;
+  // Where the endpoint speaks TLS: the handshake after the TCP connect (verified as its cluster
+  // says; a failure ends the call), timed on its own.
+  upstream::tls_target tls;
 };
 
-// GETs `req.path` over a new TCP connection (so connect time is measured every time) with
+// GETs `req.path` over a new TCP connection (so connect time is measured every time; TLS over
+// it where req.tls says) with
 // `Connection: close`, and reads the whole response: Content-Length, chunked or until close.
 // Interim 1xx responses are skipped. Durations are read from `clock`, which must outlive the
 // call; the deadline itself runs on the executor's steady timer, so a stopped test clock cannot

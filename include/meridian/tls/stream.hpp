@@ -27,6 +27,9 @@ namespace meridian::tls {
 
 namespace asio = boost::asio;
 
+class client_context;
+class peer;
+
 // Why a handshake failed, as the access log and meridian_tls_errors_total name it.
 enum class failure {
   timeout,           // the handshake deadline passed
@@ -46,6 +49,11 @@ class stream {
  public:
   // Takes the socket and a new SSL object from `ctx` bound to its descriptor, in server mode.
   stream(asio::ip::tcp::socket socket, SSL_CTX* ctx);
+  // The same in client mode, to an endpoint: `name` goes out as SNI (unless it is an IP address)
+  // and the server's certificate must be valid for it (when `ctx` verifies); `p`'s session is
+  // offered for resumption and the new ones the server sends are kept there.
+  stream(asio::ip::tcp::socket socket, std::shared_ptr<const client_context> ctx,
+         const std::string& name, std::shared_ptr<peer> p);
   stream(stream&& o) noexcept;
   stream& operator=(stream&&) = delete;
   ~stream();
@@ -53,8 +61,12 @@ class stream {
   asio::ip::tcp::socket& socket() { return socket_; }
   SSL* native_handle() { return ssl_; }
 
-  // The server handshake; on failure, why. Ends early when the socket is shut down (deadline).
+  // The handshake (server or client); on failure, why. Ends early when the socket is shut down
+  // (deadline).
   asio::awaitable<bool> handshake(failure& why);
+  // After a failed handshake: what the verifier or OpenSSL said ("certificate verify failed:
+  // hostname mismatch").
+  const std::string& failure_detail() const { return detail_; }
 
   // Reads decrypted bytes into `b` (at least one unless it ends): (error, n). End of stream
   // (close_notify or the TCP FIN) is asio::error::eof.
@@ -104,6 +116,10 @@ class stream {
   SSL* ssl_ = nullptr;
   std::unique_ptr<input> in_;
   std::string stage_;  // write_all's gathering of small buffers (no allocation per response)
+  std::string detail_;
+  // Client mode: what the SSL refers to (its context's serial, the peer its sessions go to).
+  std::shared_ptr<const client_context> client_;
+  std::shared_ptr<peer> peer_;
 };
 
 // The codec's view of its byte stream (http::basic_connection<tls::stream>).

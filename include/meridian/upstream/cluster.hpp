@@ -29,15 +29,6 @@ namespace meridian::upstream {
 
 using endpoint_id = std::uint32_t;
 
-// Where an endpoint is reached: an address and a port (the socket types stay in link.cpp).
-struct resolved_address {
-  boost::asio::ip::address ip;
-  std::uint16_t port_number = 0;
-  const boost::asio::ip::address& address() const { return ip; }
-  std::uint16_t port() const { return port_number; }
-  bool operator==(const resolved_address&) const = default;
-};
-
 struct endpoint_info {
   endpoint_id id = 0;
   std::size_t cluster = 0;  // index in the config's clusters (fixed while the gateway runs)
@@ -48,6 +39,7 @@ struct endpoint_info {
   resolved_address resolved;
   std::shared_ptr<metrics::endpoint_series> series;  // where its metrics go
   std::shared_ptr<load_board> board;                 // its workers' requests in flight
+  tls_target tls;  // its cluster speaks TLS to it (empty: plain TCP)
 };
 
 struct cluster_info {
@@ -64,16 +56,33 @@ struct topology {
   std::vector<cluster_info> clusters;
 };
 
+// The TLS client contexts of a config's clusters that speak TLS, by cluster name.
+using tls_contexts = std::map<std::string, std::shared_ptr<const tls::client_context>>;
+// Builds them, reading the CA, certificate and key files now; throws std::runtime_error naming
+// the cluster, the file and OpenSSL's reason.
+tls_contexts load_client_tls(const config::gateway_config& cfg);
+
 // Hands out endpoint ids; the same (cluster, address) always gets the same id. Control thread.
 class identity_table {
  public:
   endpoint_id id_for(const std::string& cluster, const std::string& address);
   // The load board of an endpoint identity: the same one for as long as a topology lists it.
   std::shared_ptr<load_board> board_for(endpoint_id id, unsigned workers);
+  // An endpoint identity's TLS state (its session to resume, its handshake counts): the same
+  // one for as long as a topology lists it.
+  std::shared_ptr<tls::peer> tls_peer_for(endpoint_id id);
+  // The client context a cluster's endpoints use: the one set last (a reload re-reads the
+  // files), or one built now when there is none for these settings (throws as
+  // load_client_tls()).
+  std::shared_ptr<const tls::client_context> tls_for(const std::string& cluster,
+                                                     const config::upstream_tls_config& cfg);
+  void set_tls(tls_contexts contexts) { tls_ = std::move(contexts); }
 
  private:
   std::map<std::pair<std::string, std::string>, endpoint_id> ids_;
   std::map<endpoint_id, std::weak_ptr<load_board>> boards_;
+  std::map<endpoint_id, std::weak_ptr<tls::peer>> peers_;
+  tls_contexts tls_;
   endpoint_id next_ = 1;
 };
 
@@ -109,6 +118,11 @@ std::shared_ptr<const topology> resolve_topology(const config::gateway_config& c
                                                  identity_table& ids, metrics::registry& reg);
 // The metrics series of a topology's endpoints, for registry::set_endpoints().
 metrics::endpoint_set series_of(const topology& t);
+// Prometheus text for the TLS handshakes to a topology's endpoints (every connection: the
+// proxy's and the probes'): meridian_upstream_tls_endpoint_handshakes_total{cluster,endpoint,
+// resumed} and meridian_upstream_tls_errors_total{cluster,endpoint,reason}. "" when no cluster
+// speaks TLS.
+std::string tls_metrics_text(const topology& t);
 
 struct pooled_connection {
   link conn;

@@ -27,7 +27,7 @@ std::shared_ptr<upstream::topology> topo_of(std::vector<std::pair<upstream::endp
 }
 
 upstream::link open_socket(boost::asio::io_context& io) {
-  return upstream::link::make(io);
+  return upstream::link::make(io.get_executor());
 }
 }  // namespace
 
