@@ -131,6 +131,10 @@ class ticket_keys {
     } else {
       result = (*self)->find(key_name, k);
       if (result == 0) return 0;  // unknown or expired: a full handshake
+      // TLS 1.3 clients use a ticket once (RFC 8446 C.4) and OpenSSL sends a resumed
+      // connection a new one only when told to renew: without it every other connection of
+      // such a client would be a full handshake.
+      if (SSL_version(ssl) == TLS1_3_VERSION) result = 2;
       if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), nullptr, k.aes, iv) != 1) return -1;
     }
     OSSL_PARAM params[] = {

@@ -148,7 +148,7 @@ TEST_CASE("TLS listener: SNI picks the certificate, ALPN says http/1.1, the requ
 #endif
 }
 
-TEST_CASE("TLS sessions resume: 1.3 and 1.2 tickets, the 1.2 session cache; counted") {
+TEST_CASE("TLS sessions resume: 1.3 tickets (renewed on each resumption), 1.2 tickets, the 1.2 session cache; counted") {
   pki p;
   test_backend be;
   gateway_process gw(tls_config(p, be.port()));
@@ -169,12 +169,20 @@ TEST_CASE("TLS sessions resume: 1.3 and 1.2 tickets, the 1.2 session cache; coun
       CHECK(second.handshake_ok);
       CHECK(second.reused);
       CHECK(second.status == 200);
+      if (version == TLS1_3_VERSION) {
+        // A TLS 1.3 client uses a ticket once: the resumed connection hands it a new one.
+        REQUIRE(second.session);
+        o.resume = second.session;
+        auto third = tls_get(gw.port(), o);
+        CHECK(third.reused);
+        SSL_SESSION_free(third.session);
+      }
       SSL_SESSION_free(first.session);
       SSL_SESSION_free(second.session);
     }
   }
   auto m = metrics_text(gw);
-  CHECK(metric(m, R"(meridian_tls_handshakes_total{listener="public",version="TLSv1.3",resumed="true"})") == 1);
+  CHECK(metric(m, R"(meridian_tls_handshakes_total{listener="public",version="TLSv1.3",resumed="true"})") == 2);
   CHECK(metric(m, R"(meridian_tls_handshakes_total{listener="public",version="TLSv1.2",resumed="true"})") == 2);
 }
 
