@@ -105,17 +105,33 @@ void finish_response(worker* w, connection* c, outcome& o, const response_progre
 
 // One request/response exchange on a connected socket. Returns false if nothing at all came back on
 // a reused connection (the server closed it while idle), which the caller retries once.
+// Writes and reads go through TLS where the target is https://. A peer that closes without
+// close_notify ends the stream as a plain FIN would (the response framing decides).
+template <typename Buffers>
+asio::awaitable<std::tuple<error_code, std::size_t>> send(connection* c, const Buffers& b) {
+  if (c->tls) co_return co_await asio::async_write(*c->tls, b, use_nothrow);
+  co_return co_await asio::async_write(c->ts->sock, b, use_nothrow);
+}
+
+asio::awaitable<std::tuple<error_code, std::size_t>> receive(connection* c,
+                                                            asio::mutable_buffer b) {
+  if (!c->tls) co_return co_await c->ts->sock.async_read_some(b, use_nothrow);
+  auto [ec, n] = co_await c->tls->async_read_some(b, use_nothrow);
+  if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;
+  co_return std::tuple{ec, n};
+}
+
 asio::awaitable<bool> exchange(worker* w, connection* c, outcome& o) {
   auto* ts = c->ts.get();
   ts->arm(std::chrono::microseconds(static_cast<std::int64_t>(w->cfg.timeout_s * 1e6)));
   const auto head_buf = asio::buffer(w->builder.is_fixed() ? w->builder.fixed() : c->req);
   error_code wec;
   if (w->builder.extra_body().empty()) {
-    std::tie(wec, std::ignore) = co_await asio::async_write(ts->sock, head_buf, use_nothrow);
+    std::tie(wec, std::ignore) = co_await send(c, head_buf);
   } else {
     std::array<asio::const_buffer, 2> bufs{
         head_buf, asio::buffer(w->builder.extra_body().data(), w->builder.extra_body().size())};
-    std::tie(wec, std::ignore) = co_await asio::async_write(ts->sock, bufs, use_nothrow);
+    std::tie(wec, std::ignore) = co_await send(c, bufs);
   }
   if (wec) {
     o.error = ts->timed_out ? error_kind::timeout : error_kind::transport;
@@ -130,7 +146,7 @@ asio::awaitable<bool> exchange(worker* w, connection* c, outcome& o) {
       o.error = error_kind::bad_response;
       co_return true;
     }
-    auto [ec, n] = co_await ts->sock.async_read_some(buf, use_nothrow);
+    auto [ec, n] = co_await receive(c, buf);
     const auto now = steady::now();
     if (ec) {
       if (p.have_head && ec == asio::error::eof) {
@@ -174,6 +190,7 @@ asio::awaitable<bool> exchange(worker* w, connection* c, outcome& o) {
 }  // namespace
 
 void drop_connection(connection* c) {
+  c->tls.reset();
   if (c->ts) {
     c->ts->stop();
     error_code ec;
@@ -181,6 +198,48 @@ void drop_connection(connection* c) {
   }
   c->connected = false;
   c->reused = false;
+}
+
+// The TLS handshake on a new connection: SNI, verification by name (or by the URL's address),
+// the worker's last session offered; timed on its own.
+asio::awaitable<bool> handshake(worker* w, connection* c) {
+  c->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(c->ts->sock, *w->tls);
+  SSL* ssl = c->tls->native_handle();
+  if (!w->cfg.sni.empty()) SSL_set_tlsext_host_name(ssl, w->cfg.sni.c_str());
+  if (!w->cfg.insecure) {
+    if (!w->cfg.sni.empty())
+      SSL_set1_host(ssl, w->cfg.sni.c_str());
+    else
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), w->cfg.host.c_str());
+  }
+  if (w->cfg.tls_resume && w->session) SSL_set_session(ssl, w->session);
+  const auto begin = steady::now();
+  auto [ec] = co_await c->tls->async_handshake(asio::ssl::stream_base::client, use_nothrow);
+  if (ec) {
+    ++w->handshake_failures;
+    if (w->handshake_error.empty()) {
+      long v = SSL_get_verify_result(ssl);
+      w->handshake_error = v != X509_V_OK ? X509_verify_cert_error_string(v) : ec.message();
+    }
+    co_return false;
+  }
+  w->handshake.record(to_ns(steady::now() - begin));
+  ++w->handshakes;
+  if (SSL_session_reused(ssl)) ++w->resumed;
+  co_return true;
+}
+
+// After a response on a TLS connection: a copy of its session (TLS 1.3 sends it after the
+// handshake) is the one the next new connection offers. A copy: OpenSSL marks a connection's own
+// session not resumable when the connection is dropped without a close_notify.
+void keep_session(worker* w, connection* c) {
+  if (!c->tls || !w->cfg.tls_resume) return;
+  SSL_SESSION* s = SSL_get0_session(c->tls->native_handle());
+  if (!s || !SSL_SESSION_is_resumable(s)) return;
+  SSL_SESSION* copy = SSL_SESSION_dup(s);
+  if (!copy) return;
+  if (w->session) SSL_SESSION_free(w->session);
+  w->session = copy;
 }
 
 asio::awaitable<bool> ensure_connected(worker* w, connection* c) {
@@ -196,6 +255,10 @@ asio::awaitable<bool> ensure_connected(worker* w, connection* c) {
   }
   error_code e2;
   c->ts->sock.set_option(tcp::no_delay(true), e2);
+  if (w->tls && !co_await handshake(w, c)) {
+    drop_connection(c);
+    co_return false;
+  }
   c->connected = true;
   c->reused = false;
   c->rb.consume(c->rb.size());
@@ -223,7 +286,8 @@ asio::awaitable<void> do_request(worker* w, connection* c, steady::time_point in
     sent_at = steady::now();
     ++w->sent;
     const bool final = co_await exchange(w, c, o);
-    if (o.error != error_kind::none || !c->connected)
+    if (!c->reused) keep_session(w, c);
+    if (o.error != error_kind::none || !c->connected || w->cfg.new_connection)
       drop_connection(c);
     else
       c->reused = true;

@@ -70,6 +70,15 @@ struct load_config {
   std::vector<std::string> headers;  // --header "Name: value", on every request
   bool allow_remote = false;         // --allow-remote: a target off this machine
 
+  // https:// targets: the server verified against cacert (or not at all: insecure), SNI,
+  // sessions resumed by new connections, and a new connection per request (handshake tests).
+  bool tls = false;
+  std::string cacert;
+  bool insecure = false;
+  std::string sni;
+  bool tls_resume = true;
+  bool new_connection = false;
+
   bool storage = false;       // object-store mix against url's path prefix
   bool storage_setup = true;  // PUT the objects through the target before the run
   int objects = 64;
@@ -140,6 +149,9 @@ struct run_summary {
   std::map<int, std::uint64_t> status_counts;
   std::uint64_t input_tokens = 0, output_tokens = 0, token_events = 0, clumped_events = 0;
   histogram ttft, tpot, itl, e2el, send_lag;
+  histogram handshake;  // TLS: connect done -> handshake done, per new connection
+  std::uint64_t handshakes = 0, resumed = 0, handshake_failures = 0;
+  std::string handshake_error;  // the first failure's reason
   std::vector<std::pair<std::string, std::uint64_t>> per_backend;
   double interval_s = 1;
   std::vector<interval_stats> timeline;

@@ -23,6 +23,13 @@ target
   --url URL                http://IP:PORT/PATH; loopback (127.0.0.0/8, ::1) unless --allow-remote
   --allow-remote           allow a target off this machine (you are about to load someone's server)
   --header "Name: value"   an extra header on every request, e.g. an API key (repeatable)
+  --cacert FILE            https://: verify the server's certificate against FILE (PEM)
+  --insecure               https://: do not verify the server (say so explicitly)
+  --sni NAME               https://: the name sent and verified (default: none sent, the
+                           certificate verified against the URL's IP address)
+  --tls-resume on|off      https://: new connections resume the last session (default on)
+  --new-connection         a new connection for every request (handshake tests; the report
+                           shows the handshake time on its own row)
 
 load shape
   --rate R                 target requests/s (open loop)
@@ -88,7 +95,8 @@ exit codes
 
 bool flag_takes_value(const std::string& f) {
   static const char* no_value[] = {"--closed", "--stream",  "--storage",      "--quiet",   "--help",
-                                   "-h",       "--version", "--allow-remote", "--no-setup"};
+                                   "-h",       "--version", "--allow-remote", "--no-setup",
+                                   "--insecure", "--new-connection"};
   for (auto* n : no_value)
     if (f == n) return false;
   return true;
@@ -107,7 +115,9 @@ bool known_flag(const std::string& f) {
       "--slo",           "--json",           "--csv",           "--html",
       "--label",         "--seed",           "--progress",      "--quiet",
       "--scenario",      "--header",         "--allow-remote",  "--version",
-      "--no-setup",      "--stages",         "--dataset",       "--backend-header"};
+      "--no-setup",      "--stages",         "--dataset",       "--backend-header",
+      "--cacert",        "--insecure",       "--sni",           "--tls-resume",
+      "--new-connection"};
   for (auto* k : known)
     if (f == k) return true;
   return false;
@@ -144,6 +154,18 @@ bool apply_shape_flag(const flag& x, load_config& cfg) {
   const std::string& f = x.name;
   if (f == "--url")
     cfg.url = x.value;
+  else if (f == "--cacert")
+    cfg.cacert = x.value;
+  else if (f == "--insecure")
+    cfg.insecure = true;
+  else if (f == "--sni")
+    cfg.sni = x.value;
+  else if (f == "--tls-resume") {
+    if (x.value != "on" && x.value != "off")
+      throw std::invalid_argument("--tls-resume must be on or off");
+    cfg.tls_resume = x.value == "on";
+  } else if (f == "--new-connection")
+    cfg.new_connection = true;
   else if (f == "--rate")
     cfg.rate = x.num(), cfg.profile_points.clear();
   else if (f == "--stages") {

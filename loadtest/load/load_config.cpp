@@ -13,8 +13,10 @@ namespace meridian::loadtest {
 
 std::string load_config::finalize() {
   std::string_view u = url;
-  if (!u.starts_with("http://")) return "--url must start with http:// (got '" + url + "')";
-  u.remove_prefix(7);
+  tls = u.starts_with("https://");
+  if (!tls && !u.starts_with("http://"))
+    return "--url must start with http:// or https:// (got '" + url + "')";
+  u.remove_prefix(tls ? 8 : 7);
   auto slash = u.find('/');
   std::string_view hostport = u.substr(0, slash);
   path = slash == std::string_view::npos ? "/" : std::string(u.substr(slash));
@@ -22,7 +24,7 @@ std::string load_config::finalize() {
   host = std::string(hostport.substr(0, colon));
   if (host == "localhost") host = "127.0.0.1";
   if (colon == std::string_view::npos)
-    port = 80;
+    port = tls ? 443 : 80;
   else {
     auto p = parse_int(hostport.substr(colon + 1));
     if (!p || *p <= 0 || *p > 65535) return "bad port in --url";
@@ -50,6 +52,11 @@ std::string load_config::finalize() {
     if (system_prompts < 1 || system_tokens < 0 || turns < 1)
       return "--system-prompts and --turns must be >= 1, --system-tokens >= 0";
   }
+  if (tls && cacert.empty() && !insecure)
+    return "an https:// target needs --cacert FILE (verify the server) or --insecure (do not)";
+  if (!tls && (!cacert.empty() || insecure || !sni.empty()))
+    return "--cacert, --insecure and --sni need an https:// --url";
+  if (!cacert.empty() && insecure) return "--cacert and --insecure exclude each other";
   if (connections < 1) return "--connections must be >= 1";
   if (threads < 1) threads = 1;
   if (threads > connections) threads = connections;

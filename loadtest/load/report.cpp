@@ -104,6 +104,13 @@ void print_table(const run_summary& s, const load_config& cfg, std::FILE* out) {
   row("tpot", s.tpot);
   row("itl", s.itl);
   row("send lag", s.send_lag);
+  row("handshake", s.handshake);
+  if (cfg.tls)
+    std::fprintf(out, "%-34s %llu (%llu resumed), %llu failed%s%s\n", "TLS handshakes:",
+                 static_cast<unsigned long long>(s.handshakes),
+                 static_cast<unsigned long long>(s.resumed),
+                 static_cast<unsigned long long>(s.handshake_failures),
+                 s.handshake_error.empty() ? "" : ": ", s.handshake_error.c_str());
   if (!s.per_backend.empty()) {
     std::uint64_t tot = 0;
     for (auto& b : s.per_backend) tot += b.second;
@@ -159,6 +166,12 @@ std::string summary_json(const run_summary& s, const load_config& cfg) {
   o["tpot_ms"] = stats_object(s.tpot);
   o["itl_ms"] = stats_object(s.itl);
   o["send_lag_ms"] = stats_object(s.send_lag);
+  if (cfg.tls) {
+    o["tls_handshake_ms"] = stats_object(s.handshake);
+    o["tls_handshakes"] = s.handshakes;
+    o["tls_resumed"] = s.resumed;
+    o["tls_handshake_failures"] = s.handshake_failures;
+  }
   // vLLM's flat names for the common fields, so existing tooling can read the file.
   for (auto [name, h] : {std::pair<const char*, const histogram*>{"ttft", &s.ttft},
                          {"tpot", &s.tpot},

@@ -122,6 +122,11 @@ void add_counts(run_summary& s, const worker& w) {
   s.itl.merge(w.itl);
   s.e2el.merge(w.e2el);
   s.send_lag.merge(w.lag);
+  s.handshake.merge(w.handshake);
+  s.handshakes += w.handshakes;
+  s.resumed += w.resumed;
+  s.handshake_failures += w.handshake_failures;
+  if (s.handshake_error.empty()) s.handshake_error = w.handshake_error;
 }
 
 // Adds w's per-backend counts under run-wide ids; returns w's backend index -> run-wide id.

@@ -30,6 +30,25 @@ worker::worker(const load_config& c, int idx, int n, shared_state* sh, steady::t
         std::min(4e6, std::max(1e3, c.profile().expected_count() / n * 1.1))));
   const int nconn = c.connections / n + (idx < c.connections % n ? 1 : 0);
   for (int i = 0; i < nconn; ++i) conns.push_back(std::make_unique<connection>(ctx));
+  if (c.tls) {
+    tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+    tls->set_options(asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 |
+                     asio::ssl::context::no_compression);
+    SSL_CTX_set_options(tls->native_handle(), SSL_OP_IGNORE_UNEXPECTED_EOF);
+    // Sessions are kept by hand (the last one, for the next connection).
+    SSL_CTX_set_session_cache_mode(tls->native_handle(),
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    if (c.insecure) {
+      tls->set_verify_mode(asio::ssl::verify_none);
+    } else {
+      tls->load_verify_file(c.cacert);  // throws with OpenSSL's reason
+      tls->set_verify_mode(asio::ssl::verify_peer);
+    }
+  }
+}
+
+worker::~worker() {
+  if (session) SSL_SESSION_free(session);
 }
 
 int worker::backend_index(std::string_view name) {

@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include <boost/asio/ssl.hpp>
+
 #include "common/http_parser.hpp"
 #include "common/net.hpp"
 #include "load/load.hpp"
@@ -51,6 +53,7 @@ class job_ring {
 struct connection {
   explicit connection(asio::io_context& ctx) : wake(ctx) {}
   std::shared_ptr<timed_socket> ts;
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;  // https://: over ts->sock
   bool connected = false;
   bool reused = false;
   read_buffer rb{64 * 1024, 64 << 20};
@@ -69,6 +72,9 @@ struct shared_state {
 
 struct worker {
   worker(const load_config& c, int idx, int n, shared_state* sh, steady::time_point start);
+  ~worker();
+  worker(const worker&) = delete;
+  worker& operator=(const worker&) = delete;
 
   const load_config& cfg;
   int index;
@@ -95,6 +101,12 @@ struct worker {
   std::map<int, std::uint64_t> statuses;
   std::uint64_t in_tokens = 0, out_tokens = 0, token_events = 0, clumped = 0;
   histogram ttft, tpot, itl, e2el, lag;
+  // https://: the client context, the session new connections resume, handshake figures.
+  std::unique_ptr<asio::ssl::context> tls;
+  SSL_SESSION* session = nullptr;
+  histogram handshake;
+  std::uint64_t handshakes = 0, resumed = 0, handshake_failures = 0;
+  std::string handshake_error;  // the first failure's reason
   std::vector<std::pair<std::string, std::uint64_t>> backends;
   double interval_s = 1;
   std::vector<interval_stats> timeline;

@@ -20,13 +20,15 @@ std::atomic<std::uint64_t> next_serial{1};
 constexpr unsigned char alpn_http11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 // A session the server sent (after the handshake in TLS 1.3, during it in 1.2): the endpoint's
-// peer keeps it for the next connection.
+// peer keeps a copy for the next connection. A copy, because OpenSSL marks a connection's own
+// session not resumable when the connection ends without a close_notify (a reset, a backend
+// that closes idle connections), which must not spoil it for the others.
 int on_new_session(SSL* ssl, SSL_SESSION* s) {
   auto* p = static_cast<peer*>(SSL_get_ex_data(ssl, client_peer_index()));
   auto* ctx = static_cast<const client_context*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
   if (!p || !ctx) return 0;
-  p->keep(ctx->serial(), s);
-  return 1;  // the reference is the peer's now
+  if (SSL_SESSION* copy = SSL_SESSION_dup(s)) p->keep(ctx->serial(), copy);
+  return 0;  // the connection's own reference stays OpenSSL's
 }
 }  // namespace
 
