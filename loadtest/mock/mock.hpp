@@ -106,6 +106,26 @@ class relay {
   std::unique_ptr<impl> impl_;
 };
 
+// TLS in front of a mock (--tls-cert, --tls-key): terminates TLS on `listen` and passes each
+// connection's plaintext to the mock on 127.0.0.1:<to_port>.
+struct tls_front_options {
+  std::string listen;
+  std::string cert, key;  // PEM chain and key; the constructor throws when they do not load
+  int threads = 1;
+};
+
+class tls_front {
+ public:
+  explicit tls_front(tls_front_options o);
+  ~tls_front();
+  std::uint16_t start(std::uint16_t to_port);  // returns the TLS port
+  void stop();
+  struct impl;
+
+ private:
+  std::unique_ptr<impl> impl_;
+};
+
 // `meridian-mock` entry point (subcommands llm, storage, relay); exposed for tests.
 int mock_main(int argc, char** argv);
 

@@ -3,6 +3,8 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +41,8 @@ const char* usage_text = R"(usage:
       --fail-after SIZE         after this many body bytes of a GET response, fail it ...
       --fail-mode reset|stall   ... by resetting the connection (default) or sending nothing more
       --fail-count N            only the first N responses fail (default: every one)
+  llm and storage also take --tls-cert FILE --tls-key FILE: TLS on --listen (the mock itself
+      behind it on a loopback port of its own)
   meridian-mock relay --listen ADDR --to ADDR [--delay 20ms] [--jitter 5ms] [--bandwidth 10MiB] [--control ADDR]
 Runtime control: POST /control with a JSON object (llm: on its own port; relay: on --control).
 )";
@@ -195,23 +199,62 @@ relay_options relay_flags(args& a) {
   return o;
 }
 
+// --tls-cert and --tls-key, taken out of the flags (llm, storage).
+std::optional<tls_front_options> tls_flags(args& a) {
+  tls_front_options t;
+  std::vector<std::string> rest;
+  for (std::size_t i = 0; i < a.v.size(); ++i) {
+    const auto& f = a.v[i];
+    if (f != "--tls-cert" && f != "--tls-key") {
+      rest.push_back(f);
+      continue;
+    }
+    if (i + 1 >= a.v.size()) throw std::invalid_argument(f + " needs a value");
+    (f == "--tls-cert" ? t.cert : t.key) = a.v[++i];
+  }
+  a.v = std::move(rest);
+  if (t.cert.empty() && t.key.empty()) return std::nullopt;
+  if (t.cert.empty() || t.key.empty())
+    throw std::invalid_argument("--tls-cert and --tls-key go together");
+  return t;
+}
+
+// Starts `m` on --listen, or with TLS there and the mock on a loopback port of its own; runs
+// until SIGINT/SIGTERM.
+template <typename Mock, typename Options>
+int serve(const char* kind, Options o, std::optional<tls_front_options> tls) {
+  if (tls) {
+    tls->listen = o.listen;
+    tls->threads = o.threads;
+    // Named by the port clients reach it on, as without TLS.
+    auto port = o.listen.substr(o.listen.rfind(':') + 1);
+    if (o.name.empty() && port != "0") o.name = std::string(kind) + "-" + port;
+    o.listen = "127.0.0.1:0";
+  }
+  Mock m(std::move(o));
+  auto port = m.start();
+  std::unique_ptr<tls_front> front;
+  if (tls) {
+    front = std::make_unique<tls_front>(*tls);
+    port = front->start(port);
+  }
+  std::fprintf(stderr, "meridian-mock %s listening on port %u%s\n", kind, port,
+               tls ? " (TLS)" : "");
+  wait_for_signal();
+  if (front) front->stop();
+  m.stop();
+  return 0;
+}
+
 // Runs one subcommand until SIGINT/SIGTERM; throws on bad flags or a failed start.
 int run(const std::string& cmd, args& a) {
   if (cmd == "llm") {
-    llm_mock m(llm_flags(a));
-    auto port = m.start();
-    std::fprintf(stderr, "meridian-mock llm listening on port %u\n", port);
-    wait_for_signal();
-    m.stop();
-    return 0;
+    auto tls = tls_flags(a);
+    return serve<llm_mock>("llm", llm_flags(a), std::move(tls));
   }
   if (cmd == "storage") {
-    storage_mock m(storage_flags(a));
-    auto port = m.start();
-    std::fprintf(stderr, "meridian-mock storage listening on port %u\n", port);
-    wait_for_signal();
-    m.stop();
-    return 0;
+    auto tls = tls_flags(a);
+    return serve<storage_mock>("storage", storage_flags(a), std::move(tls));
   }
   if (cmd == "relay") {
     relay r(relay_flags(a));
