@@ -3,7 +3,10 @@
 // certificates the test makes. Verification on by default, by name and CA; a failure is a connect
 // failure that says why and never falls back to plain; sessions resume; mutual TLS; probes over
 // TLS with the handshake timed apart from the TCP connect.
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -175,6 +178,32 @@ TEST_CASE("upstream TLS: a certificate that does not verify is a connect failure
   }
   // Nothing reached the backend behind the origin from a gateway that did not verify it.
   (void)0;
+}
+
+TEST_CASE("upstream TLS: a server that never answers the handshake costs the connect deadline, no more") {
+  pki p;
+  // A listener that completes TCP (the kernel's backlog) and never reads: the ClientHello sits.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(fd, 16) == 0);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  auto yaml = edge_config("127.0.0.1:" + std::to_string(ntohs(a.sin_port)),
+                          "{ ca: " + p.path("ca.crt") + ", sni: api.test }");
+  yaml.replace(yaml.find("    probe:"), 0, "    timeouts: { connect: 300ms }\n    retries: { attempts: 1 }\n");
+  gateway_process gw(yaml);
+  auto start = std::chrono::steady_clock::now();
+  auto r = get(gw.port(), "/echo");
+  auto took = std::chrono::steady_clock::now() - start;
+  REQUIRE(r);
+  CHECK(r->status == 504);
+  CHECK(took < 2s);
+  CHECK(test_backend::eventually([&] { return has(gw.log(), "timed out"); }, 2000ms));
+  ::close(fd);
 }
 
 TEST_CASE("upstream TLS: mutual TLS with the gateway's client certificate") {
