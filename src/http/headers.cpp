@@ -143,8 +143,9 @@ void build_upstream_request(std::string& out, const request_head& req, const for
   out.push_back(' ');
   out.append(req.path);
   out.append(" HTTP/1.1\r\n");
-  // HTTP/1.1 needs a Host; with no authority it is sent empty (RFC 9112 §3.2).
-  append_header(out, "host", req.host);
+  // HTTP/1.1 needs a Host: the client's; from a client that sent none (HTTP/1.0), the upstream's
+  // name (an empty one, RFC 9112 3.2, is refused by nginx and others).
+  append_header(out, "host", req.host.empty() ? ctx.fallback_host : req.host);
   for (const auto& h : req.fields()) {
     std::string_view n = h.name;
     if (req.is_hop_by_hop(n) || is_named(n, "host") || is_named(n, "content-length") ||

@@ -52,7 +52,7 @@ asio::awaitable<outcome> continue_stream(request& r) {
   ep->metrics->decisions[static_cast<int>(metrics::decision::retry)].inc();
   r.resume_body = r.resume.continuation();
   http::build_upstream_request(r.resume_head, r.ex.head(),
-                               {r.ex.client_ip(), r.ex.scheme(), r.ex.request_id()},
+                               r.forward(),
                                http::out_framing::content_length, r.resume_body.size());
   auto& at = *r.at;
   ++ctx.attempts;
@@ -123,7 +123,7 @@ asio::awaitable<outcome> continue_object(request& r, upstream::endpoint_ref ep, 
   auto& ctx = r.ctx;
   ep->metrics->decisions[static_cast<int>(metrics::decision::retry)].inc();
   http::build_upstream_request(r.resume_body, r.ex.head(),
-                               {r.ex.client_ip(), r.ex.scheme(), r.ex.request_id()},
+                               r.forward(),
                                http::out_framing::none, 0);
   r.resume_head = r.object.continuation_head(r.resume_body);
   auto& at = *r.at;

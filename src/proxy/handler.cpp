@@ -313,7 +313,7 @@ asio::awaitable<void> handler::serve_request(std::unique_ptr<request_scratch> s)
   else if (head.method == "POST" || head.method == "PUT" || head.method == "PATCH")
     framing = http::out_framing::content_length;  // explicit zero-length body
   http::build_upstream_request(r.head_out, head,
-                               {r.ex.client_ip(), r.ex.scheme(), r.ex.request_id()}, framing,
+                               r.forward(), framing,
                                head.content_length);
   // No backend connection for a client that has not sent enough body to be worth one.
   std::size_t prebuffer = r.cfg().limits.body_prebuffer_bytes;

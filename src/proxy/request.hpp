@@ -9,6 +9,7 @@
 #include <string>
 
 #include "meridian/http/exchange.hpp"
+#include "meridian/http/headers.hpp"
 #include "meridian/proxy/access_log.hpp"
 #include "meridian/routing/model_scanner.hpp"
 #include "proxy/attempt.hpp"
@@ -61,6 +62,14 @@ struct request {
 
   // The request's configuration: the snapshot it started on, whatever reloads happen meanwhile.
   const config::gateway_config& cfg() const { return *ctx.snap->cfg; }
+  // What the head sent upstream says about the client, and the Host it gets when the client
+  // sent none: the cluster's TLS name, else the cluster's name (as nginx sends its upstream's).
+  http::forward_context forward() const {
+    const auto& c = cfg().clusters[ctx.cluster];
+    return {ex.client_ip(), ex.scheme(), ex.request_id(),
+            c.tls && !c.tls->sni.empty() ? std::string_view(c.tls->sni)
+                                         : std::string_view(c.name)};
+  }
   // A try of this request on `ep` sending `head`: its configuration, its route's timeouts and
   // its deadline; the caller adds what is particular to the try.
   try_spec try_on(upstream::endpoint_ref ep, std::string_view head) const {

@@ -365,7 +365,7 @@ asio::awaitable<stripe_outcome> stripe_get(request& r) {
   stripe_state s(r);
   s.cold = !r.w.sizes().find(object_sizes::key_of(r.ctx.cluster, r.ex.head().host, r.ex.path()));
   http::build_upstream_request(s.base_head, r.ex.head(),
-                               {r.ex.client_ip(), r.ex.scheme(), r.ex.request_id()},
+                               r.forward(),
                                http::out_framing::none, 0);
   part first;
   first.last = sc.part_size - 1;

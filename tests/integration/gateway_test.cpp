@@ -58,6 +58,19 @@ TEST_CASE("requests are proxied with forwarding headers and without hop-by-hop o
   CHECK(has(line, "\"attempts\":1"));
 }
 
+TEST_CASE("an HTTP/1.0 request without Host reaches the backend with the cluster's name as Host") {
+  // nginx (and others) refuse an HTTP/1.1 request with an empty Host, which RFC 9112 allows.
+  test_backend be;
+  gateway_process gw(simple_config({be.port()}));
+  client c(gw.port());
+  c.send("GET /echo HTTP/1.0\r\n\r\n");
+  auto r = c.read();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->body.rfind("GET /echo HTTP/1.1\r\nhost: c\r\n", 0) == 0);  // simple_config's cluster
+  CHECK_FALSE(has(r->body, "x-forwarded-host"));
+}
+
 TEST_CASE("the access log flags a request no route takes") {
   test_backend be;
   gateway_process gw(simple_config(

@@ -15,6 +15,9 @@ struct forward_context {
   std::string_view client_ip;
   std::string_view proto = "http";
   std::string_view request_id;
+  // The Host sent when the client sent none (HTTP/1.0): the upstream's own name, as nginx sends
+  // its upstream's ($proxy_host); empty: an empty Host (RFC 9112 3.2), which nginx refuses.
+  std::string_view fallback_host = {};
 };
 
 // How a body is framed on the wire we write.

@@ -65,17 +65,22 @@ TEST_CASE("local responses carry length, retry-after and close") {
         "2\r\nx-request-id: id\r\nretry-after: 5\r\nconnection: close\r\n\r\n{}");
 }
 
-TEST_CASE("an HTTP/1.0 request without Host is forwarded with an empty Host") {
+TEST_CASE("an HTTP/1.0 request without Host is forwarded with the upstream's name as Host") {
   std::string text = "GET /x HTTP/1.0\r\n\r\n";
   std::vector<header> storage(10);
   request_head req;
   parse_error err{};
   REQUIRE(parse_request(text, {}, storage, req, err) == parse_status::complete);
   std::string out;
-  build_upstream_request(out, req, {"127.0.0.1", "http", "id"}, out_framing::none, 0);
-  CHECK(out.rfind("GET /x HTTP/1.1\r\nhost: \r\n", 0) == 0);
+  build_upstream_request(out, req, {"127.0.0.1", "http", "id", "models.internal"},
+                         out_framing::none, 0);
+  CHECK(out.rfind("GET /x HTTP/1.1\r\nhost: models.internal\r\n", 0) == 0);
+  CHECK(out.find("x-forwarded-host") == std::string::npos);  // the client named none
   request_head again;
   CHECK(parse_request(out, {}, storage, again, err) == parse_status::complete);
+  // Without a name: empty, as RFC 9112 allows.
+  build_upstream_request(out, req, {"127.0.0.1", "http", "id"}, out_framing::none, 0);
+  CHECK(out.rfind("GET /x HTTP/1.1\r\nhost: \r\n", 0) == 0);
 }
 
 TEST_CASE("idempotent methods are the ones RFC 9110 lets a client send again") {
