@@ -39,11 +39,18 @@ listener_tls_config read_listener_tls(const reader& r, const YAML::Node& n, cons
   for (std::size_t i = 0; i < certs.size(); ++i) {
     auto ck = common::cat(k, ".certificates[", i, ']');
     auto c = certs[i];
-    r.only_keys(c, ck, {"cert", "key"});
+    r.only_keys(c, ck, {"cert", "key", "default"});
     if (!c["cert"]) r.fail(c, ck + ".cert", "missing");
     if (!c["key"]) r.fail(c, ck + ".key", "missing");
     out.certificates.push_back(
         {readable_file(r, c["cert"], ck + ".cert"), readable_file(r, c["key"], ck + ".key")});
+    if (auto d = c["default"]) {
+      out.certificates.back().is_default = r.boolean(d, ck + ".default");
+      for (std::size_t j = 0; j + 1 < out.certificates.size(); ++j)
+        if (out.certificates.back().is_default && out.certificates[j].is_default)
+          r.fail(d, ck + ".default",
+                 common::cat("certificates[", j, "] is the default already (one at most)"));
+    }
   }
   if (auto v = n["min_version"]) out.min_version = read_min_version(r, v, k + ".min_version");
   if (auto v = n["alpn"]) {

@@ -246,11 +246,15 @@ server_context::server_context(const std::string& listener, const config::listen
       // Certificates for the same names share a context (an ECDSA and an RSA one side by side:
       // OpenSSL picks per client); a certificate with other names gets its own.
       SSL_CTX* ctx = nullptr;
-      for (const auto& g : groups_)
-        if (g.names == info.names) ctx = g.ctx;
+      for (std::size_t g = 0; g < groups_.size(); ++g)
+        if (groups_[g].names == info.names) {
+          ctx = groups_[g].ctx;
+          if (c.is_default) default_ = g;
+        }
       if (!ctx) {
         ctx = make_ctx();
         groups_.back().names = info.names;
+        if (c.is_default) default_ = groups_.size() - 1;
       }
       int ok = SSL_CTX_use_cert_and_key(ctx, leaf.get(), key.get(), chain, 1);
       sk_X509_pop_free(chain, X509_free);

@@ -148,6 +148,35 @@ TEST_CASE("TLS listener: SNI picks the certificate, ALPN says http/1.1, the requ
 #endif
 }
 
+TEST_CASE("TLS listener: a certificate marked default serves names no certificate has, and clients without SNI") {
+  pki p;
+  test_backend be;
+  gateway_process gw("listeners:\n"
+                     "  - name: public\n"
+                     "    address: 127.0.0.1:0\n"
+                     "    tls:\n"
+                     "      certificates:\n"
+                     "        - { cert: " + p.path("api.crt") + ", key: " + p.path("api.key") + " }\n"
+                     "        - { cert: " + p.path("edge.crt") + ", key: " + p.path("edge.key") +
+                     ", default: true }\n"
+                     "workers: 1\n"
+                     "clusters: [ { name: c, endpoints: [ 127.0.0.1:" + std::to_string(be.port()) +
+                     " ] } ]\n"
+                     "routes: [ { name: all, match: { path_prefix: / }, cluster: c } ]\n");
+  for (auto [sni, cn] : {std::pair{"nobody.test", "edge.test"}, {"", "edge.test"},
+                         {"api.test", "api.test"}, {"x.edge.test", "edge.test"}}) {
+    CAPTURE(sni);
+    tls_options o;
+    o.sni = sni;
+    o.path = "/echo";
+    auto r = tls_get(gw.port(), o);
+    REQUIRE_MESSAGE(r.handshake_ok, r.error);
+    CHECK(r.server_cn == cn);
+    CHECK(r.status == 200);
+    SSL_SESSION_free(r.session);
+  }
+}
+
 TEST_CASE("TLS sessions resume: 1.3 tickets (renewed on each resumption), 1.2 tickets, the 1.2 session cache; counted") {
   pki p;
   test_backend be;

@@ -13,7 +13,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <vector>
 
+#include "meridian/runtime/io_backend.hpp"
 #include "support/gateway_process.hpp"
 #include "support/raw_client.hpp"
 #include "support/test_backend.hpp"
@@ -68,16 +70,17 @@ std::string hosts_file(const pki& p) {
 }
 }  // namespace
 
-TEST_CASE("upstream TLS: verified by the endpoint's name, sessions resumed, probes time the handshake apart") {
-  pki p;
+namespace {
+void check_verified(const pki& p, const std::vector<std::string>& args) {
   test_backend be;
-  gateway_process origin(origin_config(p, be.port()));
+  gateway_process origin(origin_config(p, be.port()), args);
   auto hosts = hosts_file(p);
   // The endpoint by name: SNI and verification use it. No idle pool: every request opens (and
   // resumes) a connection.
   gateway_process gw(edge_config("api.test:" + std::to_string(origin.port()),
                                  "{ ca: " + p.path("ca.crt") + " }", hosts,
-                                 "{ max_idle_per_endpoint: 0 }"));
+                                 "{ max_idle_per_endpoint: 0 }"),
+                     args);
   for (int i = 0; i < 4; ++i) {
     auto r = get(gw.port(), "/echo");
     REQUIRE(r);
@@ -111,6 +114,21 @@ TEST_CASE("upstream TLS: verified by the endpoint's name, sessions resumed, prob
   CHECK(has(eps->body, "\"tls\":{\"name\":\"api.test\",\"verify\":true"));
   CHECK(has(eps->body, "\"last_error\":\"\""));
   CHECK(has(eps->body, "\"healthy\":true"));
+}
+}  // namespace
+
+TEST_CASE("upstream TLS: verified by the endpoint's name, sessions resumed, probes time the handshake apart") {
+  pki p;
+  SUBCASE("epoll") { check_verified(p, {"--io-backend", "epoll"}); }
+#ifdef MERIDIAN_EXPECT_IO_URING
+  SUBCASE("io_uring, where the kernel allows it") {
+    if (meridian::runtime::probe_io_uring() != 0) {
+      MESSAGE("io_uring not permitted here; skipped");
+      return;
+    }
+    check_verified(p, {"--io-backend", "io_uring"});
+  }
+#endif
 }
 
 TEST_CASE("upstream TLS: a certificate that does not verify is a connect failure that says why, never plain") {

@@ -28,6 +28,7 @@ struct host_port {
 struct tls_certificate {
   std::string cert;  // PEM: the leaf first, then its chain
   std::string key;   // PEM private key
+  bool is_default = false;  // served when SNI names no certificate's name (else the first)
   bool operator==(const tls_certificate&) const = default;
 };
 struct listener_tls_config {

@@ -48,8 +48,9 @@ class server_context {
   server_context& operator=(const server_context&) = delete;
 
   // The context a new connection starts with; the client's SNI name switches it to the
-  // certificate that serves that name (the first certificate when none does).
-  SSL_CTX* native() const { return groups_.front().ctx; }
+  // certificate that serves that name (the default certificate when none does: the one marked
+  // `default`, else the first).
+  SSL_CTX* native() const { return groups_[default_].ctx; }
   const std::vector<certificate_info>& certificates() const { return certs_; }
   common::duration handshake_timeout() const { return handshake_timeout_; }
   const std::shared_ptr<ticket_keys>& keys() const { return keys_; }
@@ -66,6 +67,7 @@ class server_context {
   SSL_CTX* for_name(std::string_view name) const;
 
   std::vector<group> groups_;
+  std::size_t default_ = 0;  // the group of the default certificate
   std::vector<certificate_info> certs_;
   common::duration handshake_timeout_;
   std::shared_ptr<ticket_keys> keys_;

@@ -472,4 +472,54 @@ TEST_CASE("listeners[].tls: settings read, mistakes refused with the key and the
   CHECK(e.find("listeners[0].tls.ocsp: unknown key") != std::string::npos);
   e = error_of(with(certs + "      handshake_timeout: 0s\n"));
   CHECK(e.find("handshake_timeout: must be positive") != std::string::npos);
+  // One default certificate at most.
+  const std::string two = "      certificates: [ { cert: " + f + ", key: " + f +
+                          " }, { cert: " + f + ", key: " + f + ", default: true } ]\n";
+  cfg = load_string(with(two), "test.yaml");
+  CHECK_FALSE(cfg->listeners[0].tls->certificates[0].is_default);
+  CHECK(cfg->listeners[0].tls->certificates[1].is_default);
+  e = error_of(with("      certificates: [ { cert: " + f + ", key: " + f + ", default: true }, { cert: " +
+                    f + ", key: " + f + ", default: true } ]\n"));
+  CHECK(e.find("certificates[1].default: certificates[0] is the default already") !=
+        std::string::npos);
+}
+
+TEST_CASE("clusters[].tls: settings read, mistakes refused with the key and the reason") {
+  const std::string f = MERIDIAN_SOURCE_DIR "/config/meridian.example.yaml";
+  auto with = [&](const std::string& tls) {
+    auto y = base;
+    auto at = y.find("endpoints:", y.find("clusters:"));
+    y.insert(at, "tls: " + tls + "\n    ");
+    return y;
+  };
+  auto cfg = load_string(with("{ ca: " + f + ", sni: api.example.test, cert: " + f + ", key: " + f +
+                              ", min_version: \"1.3\" }"),
+                         "test.yaml");
+  REQUIRE(cfg->clusters[0].tls);
+  const auto& t = *cfg->clusters[0].tls;
+  CHECK(t.ca == f);
+  CHECK(t.verify);
+  CHECK(t.sni == "api.example.test");
+  CHECK(t.cert == f);
+  CHECK(t.min_version == 13);
+  cfg = load_string(with("{}"), "test.yaml");
+  REQUIRE(cfg->clusters[0].tls);
+  CHECK(cfg->clusters[0].tls->verify);
+  CHECK(cfg->clusters[0].tls->ca.empty());
+  CHECK_FALSE(load_string(base, "test.yaml")->clusters[0].tls);
+
+  auto e = error_of(with("{ verify: false, ca: " + f + " }"));
+  CHECK(e.find("clusters[0].tls.ca: verify is false") != std::string::npos);
+  e = error_of(with("{ cert: " + f + " }"));
+  CHECK(e.find("clusters[0].tls.key: missing") != std::string::npos);
+  e = error_of(with("{ sni: \"bad name\" }"));
+  CHECK(e.find("clusters[0].tls.sni: expected a DNS name") != std::string::npos);
+  e = error_of(with("{ ca: /nonexistent.pem }"));
+  CHECK(e.find("clusters[0].tls.ca: cannot read '/nonexistent.pem'") != std::string::npos);
+  e = error_of(with("{ min_version: \"1.0\" }"));
+  CHECK(e.find("TLS 1.0 is never offered") != std::string::npos);
+  e = error_of(with("{ alpn: [h2] }"));
+  CHECK(e.find("clusters[0].tls.alpn: unknown key") != std::string::npos);
+  e = error_of(with("true"));
+  CHECK(e.find("clusters[0].tls: expected a map") != std::string::npos);
 }
