@@ -199,6 +199,12 @@ std::string endpoints_json(const context& ctx) {
         for (auto f : v.failed) failed += f;
         to["failures"] = failed;
         to["last_error"] = v.last_error;
+        if (v.last_error_at > 0)
+          to["last_error_age_s"] =
+              std::round(std::chrono::duration<double>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count() -
+                         v.last_error_at);
         eo["tls"] = std::move(to);
       }
       eo["per_worker"] = workers_json(ctx, c, info.id);

@@ -96,6 +96,10 @@ bool exchange::fail(std::string why) {
 
 bool exchange::read_failed(boost::system::error_code ec, std::string_view phase) {
   if (g_->expired) return fail(common::cat("timed out ", phase));
+  if (buf_.empty()) {
+    if (auto refused = g_->conn.take_tls_refusal(); !refused.empty())
+      return fail(common::cat("TLS connection refused (", refused, ")"));
+  }
   return fail(common::cat("read failed ", phase, ": ", ec.message()));
 }
 

@@ -382,6 +382,15 @@ asio::awaitable<outcome> attempt::read_head(bool replayable) {
       // method (RFC 9110 9.2.2); a POST is the route's call (retries.on: reset_before_response).
       if (got_nothing && reused_ && replayable && http::idempotent(method_))
         co_return fail(outcome_kind::stale_connection, "pooled upstream connection was closed");
+      // A new TLS connection the server refused after the handshake (TLS 1.3: the gateway's
+      // client certificate): a connect failure, as a certificate that does not verify is; the
+      // server never read the request.
+      if (got_nothing && !reused_) {
+        if (auto refused = link_.take_tls_refusal(); !refused.empty())
+          co_return connect_failed(
+              false, common::cat("TLS connection refused (", refused, ")"),
+              common::cat("upstream ", info.address, " refused the TLS connection (", refused, ")"));
+      }
       count(got_nothing ? metrics::upstream_error::reset : metrics::upstream_error::protocol);
       if (got_nothing)
         co_return fail(

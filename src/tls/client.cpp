@@ -4,6 +4,7 @@
 #include <openssl/x509v3.h>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <utility>
 
@@ -118,7 +119,6 @@ void peer::forget() { keep(0, nullptr); }
 void peer::handshake_done(bool resumed) {
   std::lock_guard lock(m_);
   ++(resumed ? counts_.resumed : counts_.full);
-  counts_.last_error.clear();
 }
 
 void peer::handshake_failed(failure why, std::string detail) {
@@ -126,6 +126,9 @@ void peer::handshake_failed(failure why, std::string detail) {
     std::lock_guard lock(m_);
     ++counts_.failed[static_cast<std::size_t>(why)];
     counts_.last_error = common::cat(to_string(why), ": ", detail);
+    counts_.last_error_at = std::chrono::duration<double>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
   }
   forget();  // the next connection starts afresh
 }

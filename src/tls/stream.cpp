@@ -286,10 +286,12 @@ asio::awaitable<std::tuple<error_code, std::size_t>> stream::read_some(asio::mut
       if (ec) co_return std::tuple{ec, std::size_t{0}};
       continue;
     }
-    take_reason();
+    int reason = take_reason();
     // close_notify, or the peer's FIN without it (SSL_OP_IGNORE_UNEXPECTED_EOF): end of stream;
-    // anything else (a bad record, a reset) ends the connection as a reset would.
+    // anything else (a bad record, an alert, a reset) ends the connection as a reset would, and
+    // an alert's words are kept (a TLS 1.3 server refusing a client certificate says so here).
     if (e == SSL_ERROR_ZERO_RETURN) co_return std::tuple{error_code(asio::error::eof), std::size_t{0}};
+    if (e == SSL_ERROR_SSL && reason != 0) detail_ = detail_of(ssl_, reason);
     co_return std::tuple{error_code(asio::error::connection_reset), std::size_t{0}};
   }
 }

@@ -21,6 +21,7 @@ struct link::impl {
   explicit impl(const asio::any_io_executor& ex) : socket(ex) {}
   tcp::socket socket;              // until the handshake moves it into `tls`
   std::optional<tls::stream> tls;  // after it
+  std::shared_ptr<tls::peer> peer;  // the endpoint's TLS state
   tcp::socket& lowest() { return tls ? tls->socket() : socket; }
 };
 
@@ -42,6 +43,7 @@ asio::awaitable<std::tuple<boost::system::error_code>> link::connect(const resol
 
 asio::awaitable<handshake_result> link::handshake(const tls_target& t) {
   auto& s = impl_->tls.emplace(std::move(impl_->socket), t.context, t.name, t.peer);
+  impl_->peer = t.peer;
   handshake_result r;
   tls::failure why{};
   r.ok = co_await s.handshake(why);
@@ -57,6 +59,14 @@ asio::awaitable<handshake_result> link::handshake(const tls_target& t) {
 }
 
 bool link::secure() const { return impl_ && impl_->tls; }
+
+std::string link::take_tls_refusal() {
+  if (!impl_ || !impl_->tls || impl_->tls->failure_detail().empty()) return {};
+  std::string why = impl_->tls->failure_detail();
+  if (impl_->peer) impl_->peer->handshake_failed(tls::failure::alert, why);
+  impl_->peer.reset();  // once
+  return why;
+}
 
 asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> link::read_some(
     asio::mutable_buffer into) {

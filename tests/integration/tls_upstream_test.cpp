@@ -241,11 +241,18 @@ TEST_CASE("upstream TLS: mutual TLS with the gateway's client certificate") {
         [&] { return has(origin.access_log(), "\"tls_client\":\"CN=client-a\""); }, 2000ms));
   }
   {
-    // Without the certificate the origin refuses the connection (TLS 1.3: at the first read).
+    // Without the certificate the origin refuses the connection (TLS 1.3: after the handshake,
+    // at the first read): a connect failure that says why.
     gateway_process gw(edge_config(endpoint, "{ ca: " + p.path("ca.crt") + ", sni: api.test }"));
     auto r = get(gw.port(), "/echo");
     REQUIRE(r);
-    CHECK(r->status >= 500);
+    CHECK(r->status >= 502);
+    CHECK(test_backend::eventually(
+        [&] { return has(gw.log(), "TLS connection refused (tlsv13 alert certificate required)"); },
+        2000ms));
+    auto eps = get(gw.admin_port(), "/admin/endpoints");
+    REQUIRE(eps);
+    CHECK(has(eps->body, "\"last_error\":\"alert: tlsv13 alert certificate required\""));
   }
 }
 

@@ -62,7 +62,8 @@ class peer {
   struct view {
     std::uint64_t full = 0, resumed = 0;
     std::array<std::uint64_t, static_cast<std::size_t>(failure::count_)> failed{};  // by failure
-    std::string last_error;  // "reason: detail"; "" when the last handshake succeeded
+    std::string last_error;  // the last failure, "reason: detail"; "" when none yet
+    double last_error_at = 0;  // when, Unix seconds
   };
   view read() const;
 

@@ -64,8 +64,8 @@ class stream {
   // The handshake (server or client); on failure, why. Ends early when the socket is shut down
   // (deadline).
   asio::awaitable<bool> handshake(failure& why);
-  // After a failed handshake: what the verifier or OpenSSL said ("certificate verify failed:
-  // hostname mismatch").
+  // After a failed handshake, or a read ended by an alert: what the verifier or OpenSSL said
+  // ("certificate verify failed: hostname mismatch", "tlsv13 alert certificate required").
   const std::string& failure_detail() const { return detail_; }
 
   // Reads decrypted bytes into `b` (at least one unless it ends): (error, n). End of stream

@@ -72,6 +72,10 @@ class link {
   // verified as `t`'s context says. From here on reads and writes are TLS records.
   boost::asio::awaitable<handshake_result> handshake(const tls_target& t);
   bool secure() const;
+  // A TLS connection the server ended with an alert before answering anything (a TLS 1.3 server
+  // that refuses the gateway's certificate says so only after the handshake): the alert's words,
+  // counted once on the endpoint's TLS failures; "" otherwise.
+  std::string take_tls_refusal();
   boost::asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> read_some(
       boost::asio::mutable_buffer into);
   // Writes the whole list (runtime::write_all).
