@@ -22,6 +22,7 @@ struct link::impl {
   tcp::socket socket;              // until the handshake moves it into `tls`
   std::optional<tls::stream> tls;  // after it
   std::shared_ptr<tls::peer> peer;  // the endpoint's TLS state
+  bool shut = false;                // shut down here (a deadline, a hedge that lost)
   tcp::socket& lowest() { return tls ? tls->socket() : socket; }
 };
 
@@ -53,7 +54,8 @@ asio::awaitable<handshake_result> link::handshake(const tls_target& t) {
   } else {
     r.reason = tls::to_string(why);
     r.detail = s.failure_detail();
-    if (t.peer) t.peer->handshake_failed(why, r.detail);
+    // Ended here (a deadline: counted as a connect timeout; a try abandoned): not the server's.
+    if (t.peer && !impl_->shut) t.peer->handshake_failed(why, r.detail);
   }
   co_return r;
 }
@@ -87,7 +89,9 @@ void link::set_no_delay() {
 
 void link::shutdown() {
   boost::system::error_code ignored;
-  if (impl_) impl_->lowest().shutdown(tcp::socket::shutdown_both, ignored);
+  if (!impl_) return;
+  impl_->shut = true;
+  impl_->lowest().shutdown(tcp::socket::shutdown_both, ignored);
 }
 
 void link::close() {
