@@ -281,6 +281,15 @@ loop_spec spec_of(const config::cluster_config& c, task what) {
   return {task::models, c.models.path, c.models.interval, c.models.timeout};
 }
 
+// The Host a probe sends: the name the endpoint is reached by (its TLS name, else its
+// configured host name) with its port, so a server that serves names (SNI, virtual hosts)
+// answers for the right one; an IP literal endpoint gets its address.
+std::string host_of(const upstream::endpoint_info& info) {
+  const std::string& name = info.tls ? info.tls.name : info.host;
+  if (name.empty() || name == info.resolved.address().to_string()) return info.address;
+  return common::cat(name, ':', info.resolved.port());
+}
+
 // One endpoint's probe, scrape or discovery, every interval (jittered by up to a tenth, and
 // the first one spread over the whole interval so endpoints are not probed in lockstep), until
 // the prober stops or the endpoint leaves.
@@ -293,7 +302,7 @@ asio::awaitable<void> run_loop(std::shared_ptr<prober::impl> p, track_ptr t,
     if (ec || p->stopped || t->removed) co_return;
     fetch_request req{
         {t->info.resolved.address(), t->info.resolved.port()},
-        t->info.address,
+        host_of(t->info),
         spec.path,
         spec.timeout,
         spec.what == task::probe ? std::size_t{64 * 1024} : std::size_t{8 * 1024 * 1024},

@@ -54,7 +54,7 @@ std::string edge_config(const std::string& endpoint, const std::string& tls,
          "    endpoints: [ " + endpoint + " ]\n"
          "    tls: " + tls + "\n" +
          (pool.empty() ? std::string() : "    pool: " + pool + "\n") +
-         "    probe: { path: /health, interval: 200ms, timeout: 200ms }\n"
+         "    probe: { path: /health, interval: 500ms, timeout: 500ms }\n"
          "routes: [ { name: all, match: { path_prefix: / }, cluster: remote } ]\n";
 }
 
@@ -108,7 +108,16 @@ void check_verified(const pki& p, const std::vector<std::string>& args) {
                metric(t, "meridian_endpoint_connect_seconds{cluster=\"remote\",endpoint=\"127.0.0.1:" +
                              std::to_string(origin.port()) + "\"}") > 0;
       },
-      3000ms));
+      5000ms));
+  // The probes name the endpoint as it is reached (SNI and Host alike).
+  auto probe_seen = [&] {
+    for (const auto& q : be.requests())
+      if (has(q.head, "GET /health ") &&
+          has(q.head, "host: api.test:" + std::to_string(origin.port())))
+        return true;
+    return false;
+  };
+  CHECK(test_backend::eventually(probe_seen, 5000ms));
   auto eps = get(gw.admin_port(), "/admin/endpoints");
   REQUIRE(eps);
   CHECK(has(eps->body, "\"tls\":{\"name\":\"api.test\",\"verify\":true"));
@@ -161,7 +170,7 @@ TEST_CASE("upstream TLS: a certificate that does not verify is a connect failure
           auto e = get(gw.admin_port(), "/admin/endpoints");
           return e && has(e->body, "\"healthy\":false") && has(e->body, "TLS handshake failed");
         },
-        3000ms));
+        6000ms));
   }
   SUBCASE("the same name verifies when sni says so") {
     gateway_process gw(
