@@ -34,7 +34,7 @@ routes:
     http::parse_error err{};
     REQUIRE(http::parse_request(text, {}, storage, head, err) == http::parse_status::complete);
     routing::request_view v{head.method, head.path, head.host, head.fields(),
-                            head.body != http::body_kind::none};
+                            head.body != http::body_kind::none, {}};
     return table.match(v, model);
   }
   std::string name(const routing::match_result& r) { return table.route(r.route).name; }
