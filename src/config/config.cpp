@@ -99,7 +99,8 @@ void read_limits(const reader& r, const YAML::Node& n, limits_config& out) {
   const std::string k = "limits";
   r.only_keys(n, k,
               {"max_header_bytes", "max_headers", "max_body_bytes", "max_connections_per_worker",
-               "model_peek_bytes", "body_prebuffer_bytes", "min_data_rate"});
+               "model_peek_bytes", "body_prebuffer_bytes", "min_data_rate",
+               "max_concurrent_streams"});
   if (n["max_header_bytes"]) {
     out.max_header_bytes = r.size(n["max_header_bytes"], k + ".max_header_bytes");
     if (out.max_header_bytes < 1024 || out.max_header_bytes > 1024 * 1024)
@@ -120,6 +121,9 @@ void read_limits(const reader& r, const YAML::Node& n, limits_config& out) {
     if (out.min_data_rate > 1024 * 1024 * 1024)
       r.fail(n["min_data_rate"], k + ".min_data_rate", "must be at most 1GiB (bytes per second)");
   }
+  if (n["max_concurrent_streams"])
+    out.max_concurrent_streams = static_cast<std::uint32_t>(
+        r.count(n["max_concurrent_streams"], k + ".max_concurrent_streams", 1, 10000));
   if (n["body_prebuffer_bytes"]) {
     out.body_prebuffer_bytes = r.size(n["body_prebuffer_bytes"], k + ".body_prebuffer_bytes");
     if (out.body_prebuffer_bytes > 16 * 1024 * 1024)
@@ -245,12 +249,18 @@ std::vector<listener_config> read_listeners(const reader& r, const YAML::Node& r
   for (std::size_t i = 0; i < ls.size(); ++i) {
     auto k = common::cat("listeners[", i, ']');
     auto l = ls[i];
-    r.only_keys(l, k, {"name", "address", "tls"});
+    r.only_keys(l, k, {"name", "address", "tls", "http2"});
     listener_config lc;
     lc.name = l["name"] ? r.scalar(l["name"], k + ".name") : common::cat("listener", i);
     if (!l["address"]) r.fail(l, k + ".address", "missing");
     lc.address = r.address(l["address"], k + ".address");
     if (l["tls"]) lc.tls = read_listener_tls(r, l["tls"], k + ".tls");
+    if (auto v = l["http2"]) {
+      lc.http2 = r.boolean(v, k + ".http2");
+      if (lc.http2 && lc.tls)
+        r.fail(v, k + ".http2",
+               "h2c is for plain listeners; over TLS, offer h2 by ALPN (tls.alpn: [h2, http/1.1])");
+    }
     for (std::size_t j = 0; j < out.size(); ++j) {
       const auto& earlier = out[j];
       if (earlier.name == lc.name)

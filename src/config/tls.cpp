@@ -55,14 +55,13 @@ listener_tls_config read_listener_tls(const reader& r, const YAML::Node& n, cons
   if (auto v = n["min_version"]) out.min_version = read_min_version(r, v, k + ".min_version");
   if (auto v = n["alpn"]) {
     if (!v.IsSequence() || v.size() == 0)
-      r.fail(v, k + ".alpn", "expected a non-empty list of protocols (http/1.1)");
+      r.fail(v, k + ".alpn", "expected a non-empty list of protocols (h2, http/1.1)");
     out.alpn.clear();
     for (std::size_t i = 0; i < v.size(); ++i) {
       auto pk = common::cat(k, ".alpn[", i, ']');
       auto p = r.scalar(v[i], pk);
-      if (p == "h2")
-        r.fail(v[i], pk, "h2 is not served by this version (HTTP/1.1 only: write [http/1.1])");
-      if (p != "http/1.1") r.fail(v[i], pk, common::cat("unknown protocol '", p, "' (http/1.1)"));
+      if (p != "http/1.1" && p != "h2")
+        r.fail(v[i], pk, common::cat("unknown protocol '", p, "' (h2, http/1.1)"));
       for (const auto& q : out.alpn)
         if (q == p) r.fail(v[i], pk, common::cat("'", p, "' is listed twice"));
       out.alpn.push_back(p);

@@ -27,6 +27,7 @@ struct acceptor_slot {
   http::connection_host* host;
   std::string name;
   tls::context_slot* tls;
+  bool h2c;
 };
 
 // What a TLS listener's files are now: device, inode, size and change time of each, following
@@ -95,7 +96,7 @@ listener_set::listener_set(const config::gateway_config& cfg,
     }
     for (auto* h : hosts) {
       auto slot = std::make_unique<acceptor_slot>(
-          acceptor_slot{tcp::acceptor(h->io()), h, l.name, tls_slot});
+          acceptor_slot{tcp::acceptor(h->io()), h, l.name, tls_slot, l.http2});
       boost::system::error_code ec;
       auto& a = slot->acceptor;
       a.open(ep.protocol(), ec);
@@ -123,7 +124,7 @@ listener_set::~listener_set() = default;
 void listener_set::start() {
   for (auto& s : impl_->slots)
     asio::co_spawn(s->acceptor.get_executor(),
-                   http::accept_loop(s->acceptor, *s->host, s->name, s->tls), asio::detached);
+                   http::accept_loop(s->acceptor, *s->host, s->name, s->tls, s->h2c), asio::detached);
 }
 
 void listener_set::close() {

@@ -8,6 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <stdexcept>
 
+#include "http/h2.hpp"
 #include "meridian/common/error.hpp"
 #include "meridian/common/log.hpp"
 #include "meridian/http/headers.hpp"
@@ -20,21 +21,26 @@ namespace meridian::http {
 using tcp = asio::ip::tcp;
 
 namespace {
+// A connection not yet handed to its codec (a TLS handshake, h2c sniffing) counts as open.
+struct pending {
+  explicit pending(connection_env& e) : env(e) { env.open.fetch_add(1, std::memory_order_relaxed); }
+  pending(const pending&) = delete;
+  pending& operator=(const pending&) = delete;
+  connection_env& env;
+  bool held = true;
+  void release() {
+    if (held) env.open.fetch_sub(1, std::memory_order_relaxed);
+    held = false;
+  }
+  ~pending() { release(); }
+};
+
 // The handshake of a connection to a TLS listener, then its HTTP/1.1 codec over TLS.
 asio::awaitable<void> handshake(connection_host& host, tcp::socket socket, tls::context_slot& slot) {
   auto& env = host.env();
   auto ctx = slot.current();  // kept for the handshake: its SNI callback needs it
   // A pending handshake counts as an open connection (the cap bounds their memory too).
-  env.open.fetch_add(1, std::memory_order_relaxed);
-  struct pending {
-    connection_env& env;
-    bool held = true;
-    void release() {
-      if (held) env.open.fetch_sub(1, std::memory_order_relaxed);
-      held = false;
-    }
-    ~pending() { release(); }
-  } counted{env};
+  pending counted{env};
   tls::stream s(std::move(socket), ctx->native());
   runtime::watchdog deadline(
       host.io(), *env.clock,
@@ -81,11 +87,50 @@ asio::awaitable<void> handshake(connection_host& host, tcp::socket socket, tls::
   st.handshakes[v13 ? 1 : 0][s.resumed() ? 1 : 0].fetch_add(1, std::memory_order_relaxed);
   if (s.ktls_send()) st.ktls_connections.fetch_add(1, std::memory_order_relaxed);
   counted.release();
-  basic_connection<tls::stream>::start(host.io(), std::move(s), env, host.served_by(), &host);
+  if (s.alpn() == "h2")
+    h2::start(host.io(), std::move(s), env, host.served_by(), &host);
+  else
+    basic_connection<tls::stream>::start(host.io(), std::move(s), env, host.served_by(), &host);
+}
+
+// A plain listener that speaks h2c with prior knowledge as well: the first bytes tell the
+// HTTP/2 preface from an HTTP/1.1 request line (no method is "PRI"), within the header timeout.
+asio::awaitable<void> sniff(connection_host& host, tcp::socket socket) {
+  auto& env = host.env();
+  pending counted{env};
+  runtime::watchdog deadline(
+      host.io(), *env.clock,
+      [](void* sock) {
+        boost::system::error_code ignored;
+        static_cast<tcp::socket*>(sock)->shutdown(tcp::socket::shutdown_both, ignored);
+      },
+      &socket);
+  deadline.set(env.clock->now() + env.settings.idle_timeout);
+  char head[h2::preface.size()];
+  bool is_h2 = false;
+  while (true) {
+    auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, asio::as_tuple(asio::use_awaitable));
+    if (ec || deadline.expired()) co_return;
+    ssize_t n = ::recv(socket.native_handle(), head, sizeof head, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) co_return;
+    if (n < 0) continue;
+    auto got = std::string_view(head, static_cast<std::size_t>(n));
+    if (got != h2::preface.substr(0, got.size())) break;  // HTTP/1.x (or garbage: its codec says)
+    if (got.size() == h2::preface.size()) {
+      is_h2 = true;
+      break;
+    }
+  }
+  deadline.clear();
+  counted.release();
+  if (is_h2)
+    h2::start(host.io(), std::move(socket), env, host.served_by(), &host);
+  else
+    connection::start(host.io(), std::move(socket), env, host.served_by(), &host);
 }
 }  // namespace
 
-void admit(connection_host& host, tcp::socket socket, tls::context_slot* tls) {
+void admit(connection_host& host, tcp::socket socket, tls::context_slot* tls, bool h2c) {
   auto& env = host.env();
   if (env.metrics) env.metrics->accepted_connections().inc();
   if (env.open.load(std::memory_order_relaxed) >= host.max_connections() || env.draining) {
@@ -108,11 +153,15 @@ void admit(connection_host& host, tcp::socket socket, tls::context_slot* tls) {
     asio::co_spawn(host.io(), handshake(host, std::move(socket), *tls), asio::detached);
     return;
   }
+  if (h2c) {
+    asio::co_spawn(host.io(), sniff(host, std::move(socket)), asio::detached);
+    return;
+  }
   connection::start(host.io(), std::move(socket), env, host.served_by(), &host);
 }
 
 asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, connection_host& host,
-                                  std::string name, tls::context_slot* tls) {
+                                  std::string name, tls::context_slot* tls, bool h2c) {
   runtime::timer backoff(host.io(), *host.env().clock);
   common::log_limiter warnings;
   while (acceptor.is_open()) {
@@ -126,7 +175,7 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, connection_host& host
       co_await backoff.sleep_for(std::chrono::milliseconds(50));
       continue;
     }
-    admit(host, std::move(socket), tls);
+    admit(host, std::move(socket), tls, h2c);
   }
 }
 

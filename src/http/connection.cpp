@@ -164,20 +164,7 @@ void basic_connection<Stream>::begin_request() {
 
 template <class Stream>
 void basic_connection<Stream>::assign_request_id(std::string_view from_client) {
-  bool usable = !from_client.empty() && from_client.size() <= 128;
-  for (unsigned char c : from_client)
-    if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\') usable = false;
-  if (usable) {
-    request_id_.assign(from_client);
-    return;
-  }
-  static constexpr char hex[] = "0123456789abcdef";
-  request_id_.resize(32);
-  std::uint64_t a = env_.rng->next(), b = env_.rng->next();
-  for (int i = 0; i < 16; ++i) {
-    request_id_[i] = hex[(a >> (i * 4)) & 15];
-    request_id_[16 + i] = hex[(b >> (i * 4)) & 15];
-  }
+  make_request_id(request_id_, from_client, *env_.rng);
 }
 
 template <class Stream>

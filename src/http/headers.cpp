@@ -223,6 +223,23 @@ void build_local_response(std::string& out, int status, std::string_view content
   out.append(body);
 }
 
+void make_request_id(std::string& out, std::string_view from_client, common::random_source& rng) {
+  bool usable = !from_client.empty() && from_client.size() <= 128;
+  for (unsigned char c : from_client)
+    if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\') usable = false;
+  if (usable) {
+    out.assign(from_client);
+    return;
+  }
+  static constexpr char hex[] = "0123456789abcdef";
+  out.resize(32);
+  std::uint64_t a = rng.next(), b = rng.next();
+  for (int i = 0; i < 16; ++i) {
+    out[i] = hex[(a >> (i * 4)) & 15];
+    out[16 + i] = hex[(b >> (i * 4)) & 15];
+  }
+}
+
 bool idempotent(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" ||
          method == "PUT" || method == "DELETE";

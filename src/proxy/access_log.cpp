@@ -82,6 +82,7 @@ void access_log::record(const access_record& r) {
   else
     buf_.append("null");
   append_str(buf_, "client", r.client);
+  append_str(buf_, "protocol", r.protocol);
   if (!r.tls.empty()) append_str(buf_, "tls", r.tls);
   if (!r.tls_client.empty()) append_str(buf_, "tls_client", r.tls_client);
   append_str(buf_, "host", r.host);

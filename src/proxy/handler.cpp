@@ -278,7 +278,7 @@ asio::awaitable<void> handler::serve_request(std::unique_ptr<request_scratch> s)
   auto& w = r.w;
   if (w.log.enabled()) {
     ctx.user_agent.assign(r.ex.head().find("user-agent"));
-    ctx.host.assign(r.ex.head().find("host"));
+    ctx.host.assign(r.ex.head().host);
   }
   auto m = ctx.snap->routes.match(view_of(r.ex), std::nullopt);
   if (m.outcome == routing::match_outcome::need_model) {
@@ -406,6 +406,7 @@ void handler::record(const http::exchange& ex, const request_context* served) {
                  : -1;
   r.error = ex.note();
   r.client = ex.client_ip();
+  r.protocol = ex.protocol();
   r.tls = ex.tls_version();
   r.tls_client = ex.client_subject();
   r.user_agent = ctx.user_agent;

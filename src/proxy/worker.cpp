@@ -29,6 +29,7 @@ http::connection_settings settings_of(const config::gateway_config& cfg) {
   s.idle_timeout = cfg.timeouts.idle;
   s.min_rate = cfg.limits.min_data_rate;
   s.rate_window = cfg.timeouts.data_rate_window;
+  s.max_concurrent_streams = cfg.limits.max_concurrent_streams;
   return s;
 }
 

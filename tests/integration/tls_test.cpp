@@ -68,7 +68,7 @@ void check_listener(const pki& p, const std::vector<std::string>& args) {
   REQUIRE_MESSAGE(r.handshake_ok, r.error);
   CHECK(r.server_cn == "api.test");
   CHECK(r.server_key_type == "EC");
-  CHECK(r.alpn == "http/1.1");  // h2 was offered first: this version serves HTTP/1.1 only
+  CHECK(r.alpn == "http/1.1");  // h2 was offered first; this listener offers http/1.1 only
   CHECK(r.status == 200);
   CHECK(has(r.response, "x-forwarded-proto: https\r\n"));  // what the backend was told
   CHECK(r.version == "TLSv1.3");

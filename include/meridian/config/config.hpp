@@ -45,6 +45,7 @@ struct listener_config {
   std::string name;
   host_port address;
   std::optional<listener_tls_config> tls;  // absent: plain HTTP
+  bool http2 = false;  // plain listener: h2c with prior knowledge beside HTTP/1.1
   bool operator==(const listener_config&) const = default;
 };
 
@@ -80,6 +81,8 @@ struct limits_config {
   // than the window); 0: no floor. A request body below it: 408; a response: the connection
   // closes. Nothing upstream waits on a client that does not keep up.
   std::size_t min_data_rate = 1024;
+  // HTTP/2: streams one connection may have open (and being served) at once.
+  std::uint32_t max_concurrent_streams = 100;
 };
 
 // When an upstream exchange gives up; per cluster, each key overridable per route.

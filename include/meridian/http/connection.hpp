@@ -59,6 +59,9 @@ class basic_connection final : public session, public exchange {
   std::string_view scheme() const override { return secure ? "https" : "http"; }
   std::string_view tls_version() const override { return tls_version_; }
   std::string_view client_subject() const override { return client_subject_; }
+  std::string_view protocol() const override {
+    return head_.version_minor == 0 ? "http/1.0" : "http/1.1";
+  }
 
   const request_body& body() const override { return body_; }
   asio::awaitable<body_result> buffer_body(std::size_t want) override;

@@ -1,5 +1,5 @@
 // http::exchange: one request and its response as a handler sees them, whatever carried them
-// (an HTTP/1.1 connection today; an HTTP/2 stream, over TLS or not, next). A handler reads the
+// (an HTTP/1.1 connection, or an HTTP/2 stream; over TLS or not). A handler reads the
 // head, takes the body from the body source, answers through the response sink and learns of a
 // client that left through the cancellation watch; how the bytes are framed on the wire is the
 // codec's business. An exchange is owned by the codec that produced it and used on its worker
@@ -45,6 +45,8 @@ class exchange {
   // (mutual TLS, RFC 2253); empty otherwise.
   virtual std::string_view tls_version() const { return {}; }
   virtual std::string_view client_subject() const { return {}; }
+  // The protocol it arrived over, as ALPN names it: "http/1.1", "http/1.0", "h2".
+  virtual std::string_view protocol() const { return "http/1.1"; }
 
   // ---- the body source ----
   // The body's framing as it arrived (HTTP/1.1 chunked bodies stay chunked in the buffer; a

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "meridian/common/random.hpp"
 #include "meridian/http/parser.hpp"
 
 namespace meridian::http {
@@ -37,6 +38,10 @@ void build_downstream_response(std::string& out, const response_head& resp,
 void build_local_response(std::string& out, int status, std::string_view content_type,
                           std::string_view body, bool keep_alive, std::string_view request_id = {},
                           int retry_after_s = 0, std::string_view allow = {});
+
+// The request's id: the client's x-request-id where it is usable (printable ASCII without
+// quotes or backslashes, 1 to 128 bytes), else 32 random hex digits.
+void make_request_id(std::string& out, std::string_view from_client, common::random_source& rng);
 
 std::string_view reason_phrase(int status);
 // RFC 9110 9.2.2: GET, HEAD, OPTIONS, TRACE, PUT and DELETE may be sent again automatically.

@@ -33,6 +33,11 @@ struct connection_settings {
   // than the window. 0: no floor. Below it: 408 (request), the connection closed (response).
   std::uint64_t min_rate = 0;
   common::duration rate_window = std::chrono::seconds(10);
+  // HTTP/2: streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS; also the
+  // most requests of one connection being served, reset ones included), and each stream's
+  // receive window (what one stream's request body may have in flight).
+  std::uint32_t max_concurrent_streams = 100;
+  std::uint32_t stream_window = 256 * 1024;
 };
 
 // Per-worker things every connection of a host shares.

@@ -45,6 +45,29 @@ enum class reject_reason {
   count_
 };
 
+// Why the gateway ended an HTTP/2 connection (GOAWAY) or reset a client's stream
+// (meridian_http2_goaway_total, meridian_http2_stream_resets_total{by="gateway"}).
+enum class h2_reason {
+  drain,               // graceful drain: GOAWAY, open streams finish
+  idle,                // no stream for the idle timeout
+  header_timeout,      // a header block not finished within the header timeout
+  write_stall,         // the client stopped reading the connection
+  bad_preface,         // not an HTTP/2 client preface
+  protocol_error,      // malformed frames or headers (RFC 9113)
+  compression_error,   // HPACK that does not decode
+  flow_control,        // a flow-control window overrun
+  rapid_reset,         // streams opened and cancelled faster than the limit (CVE-2023-44487)
+  continuation_flood,  // a header block in too many CONTINUATION frames (CVE-2024-27316)
+  control_flood,       // SETTINGS, PING, WINDOW_UPDATE, PRIORITY or empty DATA frames past the limit
+  header_list_too_large,  // a header list far past the limit (an HPACK bomb)
+  refused,             // a new stream past max_concurrent_streams (REFUSED_STREAM)
+  stalled,             // a stream whose window stayed shut (zero-window stall)
+  broken,              // a response cut off upstream
+  other,
+  count_
+};
+std::string_view to_string(h2_reason r);
+
 // The status codes meridian_requests_total counts under their own `code` label (a bounded set:
 // what the gateway sends and what model servers and object stores commonly answer); any other
 // is code="other" within its class.
@@ -311,11 +334,24 @@ class alignas(cache_line) worker_metrics {
   const counter& bytes_out() const { return bytes_out_; }
   counter& rejected(reject_reason r) { return rejected_[static_cast<int>(r)]; }
   const counter& rejected(reject_reason r) const { return rejected_[static_cast<int>(r)]; }
+  // HTTP/2: connections, streams, the client's resets, what the gateway ended and why.
+  counter& h2_connections() { return h2_connections_; }
+  const counter& h2_connections() const { return h2_connections_; }
+  counter& h2_streams() { return h2_streams_; }
+  const counter& h2_streams() const { return h2_streams_; }
+  counter& h2_client_resets() { return h2_client_resets_; }
+  const counter& h2_client_resets() const { return h2_client_resets_; }
+  counter& h2_goaway(h2_reason r) { return h2_goaway_[static_cast<int>(r)]; }
+  const counter& h2_goaway(h2_reason r) const { return h2_goaway_[static_cast<int>(r)]; }
+  counter& h2_reset(h2_reason r) { return h2_reset_[static_cast<int>(r)]; }
+  const counter& h2_reset(h2_reason r) const { return h2_reset_[static_cast<int>(r)]; }
   // Which block of every endpoint_series this worker writes.
   unsigned index() const { return index_; }
 
  private:
   unsigned index_;
+  counter h2_connections_, h2_streams_, h2_client_resets_;
+  std::array<counter, static_cast<int>(h2_reason::count_)> h2_goaway_, h2_reset_;
   gauge active_connections_;
   counter accepted_connections_;
   counter bytes_in_;

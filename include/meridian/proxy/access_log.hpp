@@ -39,6 +39,7 @@ struct access_record {
   double ttfb_s = -1;           // request start -> response head sent to client; -1 if none
   std::string_view error;       // why the gateway answered or aborted, if it did
   std::string_view client;      // client IP address
+  std::string_view protocol;    // "http/1.1", "http/1.0", "h2"
   std::string_view tls;         // TLS version over TLS, else empty
   std::string_view tls_client;  // the verified client certificate's subject (mutual TLS)
   std::string_view user_agent;  // empty: none sent, or not known

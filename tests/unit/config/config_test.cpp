@@ -437,6 +437,23 @@ limits: { max_headers: 0 }
   CHECK(std::count(e.begin(), e.end(), '\n') == 2);
 }
 
+TEST_CASE("HTTP/2 settings: h2c on plain listeners, max_concurrent_streams within bounds") {
+  auto with = [&](const std::string& listener, const std::string& limits) {
+    return "listeners:\n  - { name: public, address: 127.0.0.1:0" + listener + " }\n" + limits +
+           base.substr(base.find("clusters:"));
+  };
+  auto cfg = load_string(with(", http2: true", "limits: { max_concurrent_streams: 250 }\n"), "t.yaml");
+  CHECK(cfg->listeners[0].http2);
+  CHECK(cfg->limits.max_concurrent_streams == 250);
+  cfg = load_string(with("", ""), "t.yaml");
+  CHECK_FALSE(cfg->listeners[0].http2);
+  CHECK(cfg->limits.max_concurrent_streams == 100);
+  auto e = error_of(with(", http2: yes-please", ""));
+  CHECK(e.find("listeners[0].http2") != std::string::npos);
+  e = error_of(with("", "limits: { max_concurrent_streams: 0 }\n"));
+  CHECK(e.find("limits.max_concurrent_streams") != std::string::npos);
+}
+
 TEST_CASE("listeners[].tls: settings read, mistakes refused with the key and the reason") {
   // Any readable file serves as a certificate path here: contents are loaded by the TLS
   // context (the integration tests), not by the config reader.
@@ -461,8 +478,13 @@ TEST_CASE("listeners[].tls: settings read, mistakes refused with the key and the
 
   auto e = error_of(with(certs + "      min_version: \"1.1\"\n"));
   CHECK(e.find("listeners[0].tls.min_version: TLS 1.1 is never offered") != std::string::npos);
-  e = error_of(with(certs + "      alpn: [h2, http/1.1]\n"));
-  CHECK(e.find("listeners[0].tls.alpn[0]: h2 is not served by this version") != std::string::npos);
+  CHECK(load_string(with(certs + "      alpn: [h2, http/1.1]\n"), "test.yaml")->listeners[0].tls->alpn ==
+        std::vector<std::string>{"h2", "http/1.1"});
+  e = error_of(with(certs + "      alpn: [h3, http/1.1]\n"));
+  CHECK(e.find("listeners[0].tls.alpn[0]: unknown protocol 'h3' (h2, http/1.1)") != std::string::npos);
+  e = error_of(with(certs + "    http2: true\n"));
+  CHECK(e.find("listeners[0].http2: h2c is for plain listeners; over TLS, offer h2 by ALPN") !=
+        std::string::npos);
   e = error_of(with("      certificates: [ { cert: /nonexistent.crt, key: " + f + " } ]\n"));
   CHECK(e.find("listeners[0].tls.certificates[0].cert: cannot read '/nonexistent.crt'") !=
         std::string::npos);
