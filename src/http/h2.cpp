@@ -179,7 +179,7 @@ void core::spawn_ready() {
 }
 
 void core::release(stream* s) {
-  if (s->serving_ || s->queued_) return;
+  if (s->serving_ || s->queued_ || !s->h2_closed_) return;
   streams_.erase(s->id_);
   update_deadline();
 }
@@ -187,8 +187,10 @@ void core::release(stream* s) {
 void core::end_all_streams() {
   std::vector<stream*> all;
   for (auto& [id, s] : streams_) all.push_back(s.get());
+  // nghttp2 may still hold a stream (its user data, a DATA source): the stream is marked lost,
+  // and freed when nghttp2 closes it or with the session.
   for (auto* s : all) {
-    if (!s->h2_closed_) s->closed(NGHTTP2_CANCEL);
+    if (!s->h2_closed_) s->lost();
     release(s);
   }
 }

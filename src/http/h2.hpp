@@ -94,8 +94,10 @@ class stream final : public exchange {
   void finish_head(bool end_stream);
   void add_data(const std::uint8_t* data, std::size_t len);
   void end_body();
-  // The stream closed in nghttp2 (ended, reset by either side, or the connection went).
+  // The stream closed in nghttp2 (ended, or reset by either side).
   void closed(std::uint32_t error_code);
+  // The connection went (nghttp2 may still hold the stream until the session goes).
+  void lost();
   // nghttp2 asks for the response's next DATA bytes.
   ssize_t read_out(std::uint8_t* buf, std::size_t length, std::uint32_t* flags);
   asio::awaitable<void> serve();

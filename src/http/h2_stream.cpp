@@ -249,6 +249,15 @@ void stream::closed(std::uint32_t code) {
   wake();
 }
 
+void stream::lost() {
+  if (!response_done_ && !gone_) {
+    gone_ = true;
+    if (note_.empty()) note_ = "client closed the connection";
+    if (watch_) watch_->cancel();
+  }
+  wake();
+}
+
 void stream::reset(std::uint32_t code, h2_reason why) {
   if (h2_closed_) return;
   has_reason_ = true;

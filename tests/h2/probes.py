@@ -587,6 +587,28 @@ def zero_window(gw):
 
 
 @case
+def connection_closed_mid_streams(gw):
+    # Streams waiting on the backend and responses half sent when the client goes: the gateway
+    # lets go of each (nghttp2 still holds them until the session ends) and keeps serving.
+    for tls in (False, True):
+        for _ in range(3):
+            c = Client(gw, tls=tls)
+            if tls:
+                c.authority = "localhost"
+            for i in range(6):
+                c.request(f"/slow/gone/{i}")
+                c.request("/big/400000")
+            c.pump(0.1)
+            c.sock.close()
+    time.sleep(1.3)
+    c = Client(gw)
+    st = c.response(c.request("/after-gone"))[0]
+    c.close()
+    expect(st == 200 and gw.proc.poll() is None, f"after: {st}, gateway exit {gw.proc.poll()}")
+    return "6 connections closed with 12 streams each in flight (h2c and TLS): gateway still serves"
+
+
+@case
 def idle_connection(gw):
     c = Client(gw)
     c.until(lambda: c.goaway() is not None, 4)
