@@ -727,6 +727,12 @@ def main():
                 sys.stdout.flush()
         finally:
             gw.stop()
+            gw.log.seek(0)
+            bad = [l for l in gw.log.readlines()
+                   if "Sanitizer" in l or "runtime error:" in l or "terminate called" in l]
+            if bad:
+                failed += 1
+                print("FAIL the gateway reported: " + "".join(bad[:5]))
             if failed:
                 gw.log.seek(0)
                 print("---- gateway log (tail) ----")
