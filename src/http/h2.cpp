@@ -122,7 +122,8 @@ core::core(asio::io_context& io, connection_env& env, handler& h, std::string cl
 }
 
 core::~core() {
-  streams_.clear();
+  live_.clear();
+  spare_.clear();
   nghttp2_session_del(session_);
   env_.open.fetch_sub(1, std::memory_order_relaxed);
   if (env_.metrics) env_.metrics->active_connections().sub();
@@ -180,13 +181,20 @@ void core::spawn_ready() {
 
 void core::release(stream* s) {
   if (s->serving_ || s->queued_ || !s->h2_closed_) return;
-  streams_.erase(s->id_);
+  auto at = s->slot_;
+  std::unique_ptr<stream> gone = std::move(live_[at]);
+  if (at + 1 != live_.size()) {
+    live_[at] = std::move(live_.back());
+    live_[at]->slot_ = at;
+  }
+  live_.pop_back();
+  if (spare_.size() < env_.settings.max_concurrent_streams && !closing_) spare_.push_back(std::move(gone));
   update_deadline();
 }
 
 void core::end_all_streams() {
   std::vector<stream*> all;
-  for (auto& [id, s] : streams_) all.push_back(s.get());
+  for (auto& s : live_) all.push_back(s.get());
   // nghttp2 may still hold a stream (its user data, a DATA source): the stream is marked lost,
   // and freed when nghttp2 closes it or with the session.
   for (auto* s : all) {
@@ -264,7 +272,7 @@ void core::update_deadline() {
   auto now = env_.clock->now();
   if (headers_pending_)
     deadline_.set(now + env_.settings.header_timeout);
-  else if (streams_.empty())
+  else if (live_.empty())
     deadline_.set(now + env_.settings.idle_timeout);
   else
     deadline_.clear();
@@ -323,9 +331,17 @@ int core::on_begin_headers(nghttp2_session* session, const nghttp2_frame* frame,
     nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
     return 0;
   }
-  auto s = std::make_unique<stream>(c, id);
+  std::unique_ptr<stream> s;
+  if (c.spare_.empty()) {
+    s = std::make_unique<stream>(c, id);
+  } else {
+    s = std::move(c.spare_.back());
+    c.spare_.pop_back();
+    s->reuse(id);
+  }
   nghttp2_session_set_stream_user_data(session, id, s.get());
-  c.streams_.emplace(id, std::move(s));
+  s->slot_ = c.live_.size();
+  c.live_.push_back(std::move(s));
   if (c.env_.metrics) c.env_.metrics->h2_streams().inc();
   return 0;
 }

@@ -46,6 +46,9 @@ class stream final : public exchange {
  public:
   stream(core& c, std::int32_t id);
   ~stream();
+  // Ready for a new request stream `id`: every per-request field as new, the buffers' capacity
+  // kept (a connection's streams are recycled: no allocation per request once warm).
+  void reuse(std::int32_t id);
 
   const request_head& head() const override { return head_; }
   std::string_view request_id() const override { return request_id_; }
@@ -119,6 +122,7 @@ class stream final : public exchange {
   bool has_reason_ = false;  // the gateway reset it for reset_reason_
   metrics::h2_reason reset_reason_ = metrics::h2_reason::other;
   bool queued_ = false;      // in core::ready_, not yet served
+  std::size_t slot_ = 0;     // its place in core::live_
 
   core& c_;
   std::int32_t id_;
@@ -223,7 +227,8 @@ class core : public session {
   bool secure_;
   nghttp2_session* session_ = nullptr;
   int refs_ = 0;
-  std::unordered_map<std::int32_t, std::unique_ptr<stream>> streams_;
+  std::vector<std::unique_ptr<stream>> live_;   // streams nghttp2 or a handler still holds
+  std::vector<std::unique_ptr<stream>> spare_;  // released ones, for the next streams
   std::vector<stream*> ready_;  // heads complete in this read: served once it is processed
   std::size_t serving_ = 0;     // streams whose handler runs (reset ones included)
   runtime::watchdog deadline_;  // idle (no stream) or a header block in progress

@@ -21,6 +21,48 @@ stream::stream(core& c, std::int32_t id)
 
 stream::~stream() = default;
 
+void stream::reuse(std::int32_t id) {
+  id_ = id;
+  // A buffer grown by a large body or response goes back to the allocator.
+  for (auto* b : {&raw_, &taken_, &out_})
+    if (b->capacity() > 64 * 1024) std::string().swap(*b);
+  arena_.clear();
+  spans_.clear();
+  fields_.clear();
+  pseudo_method_ = pseudo_path_ = pseudo_authority_ = pseudo_scheme_ = {};
+  list_bytes_ = field_count_ = 0;
+  refused_size_ = false;
+  head_ = request_head{};
+  request_id_.clear();
+  method_.clear();
+  path_.clear();
+  note_.clear();
+  cookies_.clear();
+  request_start_ = c_.env_.clock->now();
+  body_deadline_ = {};
+  body_.start(body_kind::none, 0, 0);
+  raw_.clear();
+  taken_.clear();
+  begin_ = unacked_ = want_ = 0;
+  payload_in_ = 0;
+  too_large_ = end_stream_ = false;
+  hstore_.clear();
+  hspans_.clear();
+  nva_.clear();
+  out_.clear();
+  out_begin_ = out_taken_ = 0;
+  response_started_ = submitted_ = last_ = sized_ = false;
+  head_only_ = broken_ = response_done_ = false;
+  status_ = 0;
+  bytes_in_ = bytes_out_ = 0;
+  waiting_ = false;
+  watch_ = nullptr;
+  gone_ = serving_ = h2_closed_ = false;
+  has_reason_ = false;
+  reset_reason_ = h2_reason::other;
+  queued_ = false;
+}
+
 std::string_view stream::client_ip() const { return c_.client_ip_; }
 std::string_view stream::scheme() const { return c_.secure_ ? "https" : "http"; }
 std::string_view stream::tls_version() const { return c_.tls_version_; }
