@@ -379,13 +379,28 @@ def bodies(gw):
 
 @case
 def multiplexed(gw):
+    r0 = gw.metric("meridian_http2_stream_resets_total", by="gateway", reason="refused") or 0
     c = Client(gw)
+    # 40 at once, before the gateway's SETTINGS arrive: 16 (max_concurrent_streams) are served,
+    # the others refused with REFUSED_STREAM (safe to retry: RFC 9113 8.7).
     sids = [c.request(f"/m/{i}") for i in range(40)]
-    # 16 at most at once (max_concurrent_streams): h2 queues the rest as streams close.
-    ok = sum(1 for s in sids[:16] if c.response(s)[0] == 200)
-    expect(ok == 16, f"{ok} of 16")
+    results = [c.response(s) for s in sids]
+    ok = sum(1 for r in results if r[0] == 200)
+    refused = sum(1 for r in results if r[4] == h2.errors.ErrorCodes.REFUSED_STREAM)
+    r1 = gw.metric("meridian_http2_stream_resets_total", by="gateway", reason="refused")
     c.close()
-    return "16 concurrent streams on one connection, all 200"
+    expect(ok == 16 and refused == 24, f"{ok} served, {refused} refused")
+    expect(r1 == r0 + 24, f"refused metric {r0} -> {r1}")
+    # A client that waits for the SETTINGS gets them all served on one connection.
+    c = Client(gw)
+    c.until(lambda: c.conn.remote_settings.max_concurrent_streams == 16, 2)
+    done = 0
+    for batch in range(3):
+        sids = [c.request(f"/m/{batch}/{i}") for i in range(16)]
+        done += sum(1 for s in sids if c.response(s)[0] == 200)
+    c.close()
+    expect(done == 48, f"{done} of 48 after SETTINGS")
+    return "40 streams at once: 16 served, 24 REFUSED_STREAM (counted); 3 x 16 after SETTINGS: all 200"
 
 
 @case
@@ -679,6 +694,19 @@ def read_frames(sock, deadline):
                         buf[9:9 + length]))
             buf = buf[9 + length:]
     return out
+
+
+@case
+def curl(gw):
+    out = []
+    for args, url in ((["--http2-prior-knowledge"], f"http://127.0.0.1:{gw.port}/curl"),
+                      (["--http2", "--cacert", gw.cert], f"https://localhost:{gw.tls_port}/curl-tls")):
+        r = subprocess.run(["curl", "-sS", "--resolve", f"localhost:{gw.tls_port}:127.0.0.1", "-o",
+                            "/dev/null", "-w", "%{http_version} %{http_code}"] + args + [url],
+                           capture_output=True, text=True, timeout=10)
+        expect(r.stdout == "2 200", f"curl {' '.join(args[:1])}: {r.stdout} {r.stderr}")
+        out.append(f"curl {args[0]}: HTTP/2 200")
+    return "; ".join(out)
 
 
 @case

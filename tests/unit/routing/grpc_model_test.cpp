@@ -33,7 +33,8 @@ TEST_CASE("gRPC model reader: KServe v2 ModelInferRequest's model_name, strictly
   // model_name = 1, model_version = 2, id = 3, parameters = 4 (a map), inputs = 5 (messages).
   std::string req = str(1, "llama-3-8b") + str(2, "1") + str(3, "req-7") +
                     str(5, str(1, "INPUT0") + str(2, "BYTES") + field(3, 0, varint(1)));
-  auto r = read_grpc_model(framed(req), 1 << 20);
+  auto whole = framed(req);  // the name is a view into these bytes
+  auto r = read_grpc_model(whole, 1 << 20);
   CHECK(r.status == st::found);
   CHECK(r.name == "llama-3-8b");
   CHECK(r.message_bytes == req.size());
@@ -47,7 +48,6 @@ TEST_CASE("gRPC model reader: KServe v2 ModelInferRequest's model_name, strictly
             .name == "m");
 
   // Not there yet: every cut of the message, the prefix included.
-  auto whole = framed(req);
   for (std::size_t cut = 0; cut < whole.size(); ++cut)
     CHECK(read_grpc_model(whole.substr(0, cut), 1 << 20).status == st::incomplete);
   // Bytes after the first message (a stream's next messages) do not matter.
