@@ -1,7 +1,9 @@
 // libFuzzer target for the gRPC model reader, checked against protobuf's own wire-format parser
 // (libprotobuf's UnknownFieldSet, which reads any message without its schema): whatever the
 // reader accepts, protobuf accepts, and the model it finds is protobuf's last field 1; whatever
-// protobuf accepts without groups, with field 1 only as valid UTF-8 bytes, the reader accepts.
+// protobuf accepts without groups, with field 1 only as valid UTF-8 bytes and every tag within 32
+// bits and every varint within 64, the reader accepts (protobuf drops the bits past them; the
+// reader refuses such a field rather than guess).
 #include <google/protobuf/unknown_field_set.h>
 
 #include <cstdint>
@@ -35,6 +37,45 @@ bool utf8(const std::string& s) {
     i += n + 1;
   }
   return true;
+}
+// Whether `m` (walked leniently, as protobuf walks it) has a tag past 32 bits or a varint past 64.
+bool overlong(std::string_view m) {
+  bool over = false;
+  auto varint = [&](std::uint64_t& v) {
+    v = 0;
+    for (int i = 0; i < 10 && !m.empty(); ++i) {
+      auto b = static_cast<unsigned char>(m.front());
+      m.remove_prefix(1);
+      if (i == 9 && b > 1) over = true;
+      v |= static_cast<std::uint64_t>(b & 0x7f) << (7 * i);
+      if (!(b & 0x80)) return true;
+    }
+    return false;
+  };
+  while (!m.empty()) {
+    std::uint64_t key = 0, v = 0;
+    if (!varint(key)) return over;
+    if (over || key >> 32) return true;
+    switch (key & 7) {
+      case 0:
+        if (!varint(v) || over) return over;
+        break;
+      case 1:
+      case 5: {
+        std::size_t n = (key & 7) == 1 ? 8 : 4;
+        if (m.size() < n) return false;
+        m.remove_prefix(n);
+        break;
+      }
+      case 2:
+        if (!varint(v) || over || v > m.size()) return over;
+        m.remove_prefix(static_cast<std::size_t>(v));
+        break;
+      default:
+        return false;
+    }
+  }
+  return over;
 }
 }  // namespace
 
@@ -71,7 +112,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!parsed || groups || field1_other) std::abort();
     if (r.status == grpc_model_status::found && (!has1 || last1 != r.name)) std::abort();
     if (r.status == grpc_model_status::absent && has1 && !last1.empty()) std::abort();
-  } else if (parsed && !groups && !field1_other && utf8(last1)) {
+  } else if (parsed && !groups && !field1_other && utf8(last1) && !overlong(msg)) {
     std::abort();
   }
   return 0;
