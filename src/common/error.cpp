@@ -223,6 +223,54 @@ void json_escape_append(std::string& out, std::string_view s) {
   out.append(s.data() + run, s.size() - run);
 }
 
+int grpc_status_of(error_kind kind) {
+  switch (kind) {
+    case error_kind::bad_request:
+      return 3;  // INVALID_ARGUMENT
+    case error_kind::unauthorized:
+      return 16;  // UNAUTHENTICATED
+    case error_kind::forbidden:
+      return 7;  // PERMISSION_DENIED
+    case error_kind::not_found:
+    case error_kind::model_not_found:
+      return 5;  // NOT_FOUND
+    case error_kind::method_not_allowed:
+      return 12;  // UNIMPLEMENTED
+    case error_kind::conflict:
+      return 9;  // FAILED_PRECONDITION
+    case error_kind::payload_too_large:
+    case error_kind::header_too_large:
+    case error_kind::too_many_requests:
+    case error_kind::overloaded:
+      return 8;  // RESOURCE_EXHAUSTED
+    case error_kind::upstream_unavailable:
+    case error_kind::no_healthy_upstream:
+    case error_kind::draining:
+      return 14;  // UNAVAILABLE
+    case error_kind::upstream_timeout:
+    case error_kind::request_timeout:
+      return 4;  // DEADLINE_EXCEEDED
+    case error_kind::internal:
+      return 13;  // INTERNAL
+  }
+  return 2;  // UNKNOWN
+}
+
+std::string grpc_message(std::string_view message) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : message) {
+    if (c >= 0x20 && c <= 0x7e && c != '%') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 15]);
+    }
+  }
+  return out;
+}
+
 std::string error_body(error_kind kind, std::string_view message) {
   std::string out;
   out.reserve(96 + message.size());

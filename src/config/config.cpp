@@ -61,6 +61,8 @@ std::string_view to_string(cluster_kind k) {
       return "storage";
     case cluster_kind::generic:
       return "generic";
+    case cluster_kind::grpc_inference:
+      return "grpc_inference";
   }
   return "generic";
 }
@@ -155,7 +157,7 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
   r.only_keys(n, k,
               {"name", "kind", "balancer", "endpoints", "pool", "probe", "load_metrics", "models",
                "latency", "outlier", "prefix_affinity", "timeouts", "retries", "limits", "write_to",
-               "stripe", "tls"});
+               "stripe", "tls", "protocol"});
   cluster_config c;
   c.timeouts = timeouts;
   if (!n["name"]) r.fail(n, k + ".name", "missing (every cluster needs a name)");
@@ -169,12 +171,36 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
       c.kind = cluster_kind::storage;
     else if (s == "generic")
       c.kind = cluster_kind::generic;
+    else if (s == "grpc_inference")
+      c.kind = cluster_kind::grpc_inference;
     else
       r.fail(n["kind"], k + ".kind",
-             common::cat("unknown kind '", s, "' (expected inference, storage or generic)"));
+             common::cat("unknown kind '", s,
+                         "' (expected inference, storage, generic or grpc_inference)"));
+  }
+  if (c.kind == cluster_kind::grpc_inference) {
+    // What this version does for gRPC backends: h2c calls, routed by model and picked by
+    // latency. The HTTP/1.1 machinery (probes, scrapes, discovery) does not speak to them, and
+    // TLS to them is not built yet: those keys are refused, not ignored.
+    for (const char* key : {"probe", "load_metrics", "models", "prefix_affinity", "stripe",
+                            "write_to", "tls"})
+      if (n[key])
+        r.fail(n[key], reader::join(k, key),
+               "not available for kind: grpc_inference in this version (h2c calls routed by "
+               "model and latency only)");
+    if (auto p = n["protocol"]) {
+      auto proto = r.scalar(p, k + ".protocol");
+      if (proto == "h2")
+        r.fail(p, k + ".protocol", "h2 over TLS to gRPC backends is not built yet (h2c)");
+      else if (proto != "h2c")
+        r.fail(p, k + ".protocol", common::cat("unknown protocol '", proto, "' (h2c)"));
+    }
+  } else if (auto p = n["protocol"]) {
+    r.fail(p, k + ".protocol", "only kind: grpc_inference clusters take a protocol (h2c)");
   }
   // Model servers get the latency-aware picker unless told otherwise.
-  if (c.kind == cluster_kind::inference) c.balancer = balancer_kind::latency_aware;
+  if (c.kind == cluster_kind::inference || c.kind == cluster_kind::grpc_inference)
+    c.balancer = balancer_kind::latency_aware;
   // Object stores get the bandwidth-aware picker: time to the last byte, not the first.
   if (c.kind == cluster_kind::storage) c.balancer = balancer_kind::bandwidth_aware;
   read_balancer(r, n, k, c);

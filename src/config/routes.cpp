@@ -2,6 +2,7 @@
 // certificate's subject) and the route's own timeouts, retries, priority, hedge and resume.
 // Used while loading, on the loading thread.
 #include <algorithm>
+#include <cctype>
 
 #include "config/sections.hpp"
 
@@ -31,7 +32,8 @@ route_config read_route(const reader& r, const YAML::Node& n, const std::string&
   if (auto p = n["resume"]) read_resume(r, p, k + ".resume", it->kind, rc.resume);
   if (auto m = n["match"]) {
     auto mk = k + ".match";
-    r.only_keys(m, mk, {"path_prefix", "path", "host", "method", "headers", "model", "client_subject"});
+    r.only_keys(m, mk, {"path_prefix", "path", "host", "method", "headers", "model", "client_subject",
+                        "grpc_service"});
     auto path_like = [&](const char* key, std::optional<std::string>& out) {
       if (!m[key]) return;
       out = r.scalar(m[key], reader::join(mk, key));
@@ -46,6 +48,23 @@ route_config read_route(const reader& r, const YAML::Node& n, const std::string&
       for (char ch : *rc.match.method)
         if (ch < 'A' || ch > 'Z')
           r.fail(m["method"], mk + ".method", "must be an upper-case method such as POST");
+    }
+    if (auto g = m["grpc_service"]) {
+      // package.Service: matched as the :path prefix /package.Service/ (gRPC's paths).
+      auto svc = r.scalar(g, mk + ".grpc_service");
+      bool ok = !svc.empty() && svc.front() != '.' && svc.back() != '.';
+      for (char ch : svc)
+        if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_')) ok = false;
+      if (!ok)
+        r.fail(g, mk + ".grpc_service",
+               "expected a gRPC service name such as inference.GRPCInferenceService");
+      if (rc.match.path_prefix || rc.match.path)
+        r.fail(g, mk + ".grpc_service", "a gRPC route matches its service, not a path as well");
+      if (it->kind != cluster_kind::grpc_inference)
+        r.fail(g, mk + ".grpc_service",
+               common::cat("cluster '", it->name, "' is not kind: grpc_inference"));
+      rc.match.grpc_service = svc;
+      rc.match.path_prefix = "/" + svc + "/";
     }
     if (m["model"]) {
       rc.match.model = r.scalar(m["model"], mk + ".model");

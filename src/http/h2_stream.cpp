@@ -51,6 +51,10 @@ void stream::reuse(std::int32_t id) {
   nva_.clear();
   out_.clear();
   out_begin_ = out_taken_ = 0;
+  tstore_.clear();
+  tspans_.clear();
+  tnva_.clear();
+  has_trailers_ = false;
   response_started_ = submitted_ = last_ = sized_ = false;
   head_only_ = broken_ = response_done_ = false;
   status_ = 0;
@@ -368,7 +372,7 @@ asio::awaitable<bool> stream::send(std::span<const std::string_view> payload, bo
   }
   if (last) last_ = true;
   if (!submitted_)
-    submit(!(last_ && out_.size() == out_begin_));
+    submit(!(last_ && out_.size() == out_begin_ && !has_trailers_));
   else
     nghttp2_session_resume_data(c_.session_, id_);
   c_.wake_writer();
@@ -405,6 +409,16 @@ ssize_t stream::read_out(std::uint8_t* buf, std::size_t length, std::uint32_t* f
     if (last_) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
       response_done_ = true;
+      if (has_trailers_) {
+        // The stream ends with the trailers' HEADERS frame instead.
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        tnva_.clear();
+        auto* base = reinterpret_cast<std::uint8_t*>(tstore_.data());
+        for (std::size_t i = 0; i + 1 < tspans_.size(); i += 2)
+          tnva_.push_back({base + tspans_[i].first, base + tspans_[i + 1].first, tspans_[i].second,
+                           tspans_[i + 1].second, NGHTTP2_NV_FLAG_NONE});
+        nghttp2_submit_trailer(c_.session_, id_, tnva_.data(), tnva_.size());
+      }
       return static_cast<ssize_t>(n);
     }
     if (n == 0) return broken_ ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : NGHTTP2_ERR_DEFERRED;
@@ -412,8 +426,43 @@ ssize_t stream::read_out(std::uint8_t* buf, std::size_t length, std::uint32_t* f
   return static_cast<ssize_t>(n);
 }
 
+void stream::set_trailers(std::span<const header> fields) {
+  tstore_.clear();
+  tspans_.clear();
+  for (const auto& f : fields) {
+    if (f.name.empty() || f.name[0] == ':') continue;
+    std::uint32_t at = static_cast<std::uint32_t>(tstore_.size());
+    for (char ch : f.name)
+      tstore_.push_back(ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch + 32) : ch);
+    tspans_.emplace_back(at, static_cast<std::uint32_t>(f.name.size()));
+    tspans_.emplace_back(static_cast<std::uint32_t>(tstore_.size()),
+                         static_cast<std::uint32_t>(f.value.size()));
+    tstore_.append(f.value);
+  }
+  has_trailers_ = !tspans_.empty();
+}
+
 asio::awaitable<void> stream::reply_error(error_kind kind, std::string_view message) {
   note_.assign(message);
+  auto ct = head_.find("content-type");
+  if (ct.size() >= 16 && iequals(ct.substr(0, 16), "application/grpc")) {
+    // A gRPC client reads a status, not an error page: a trailers-only response.
+    if (submitted_ || gone_) co_return;
+    hstore_.clear();
+    hspans_.clear();
+    status_ = 200;
+    response_started_ = true;
+    add_response_field(":status", "200");
+    add_response_field("content-type", "application/grpc");
+    add_response_field("grpc-status", std::to_string(common::grpc_status_of(kind)));
+    add_response_field("grpc-message", common::grpc_message(message));
+    add_response_field("x-request-id", request_id_);
+    out_.clear();
+    out_begin_ = 0;
+    last_ = true;
+    submit(false);
+    co_return;
+  }
   auto body = common::error_body(kind, message);
   co_await reply(common::status_of(kind), "application/json", body, {},
                  common::retry_after_of(kind));

@@ -13,6 +13,7 @@
 #include "proxy/continuation.hpp"
 #include "proxy/dispatch.hpp"
 #include "proxy/hedge.hpp"
+#include "proxy/grpc.hpp"
 #include "proxy/model_routing.hpp"
 #include "proxy/relay.hpp"
 #include "proxy/stripe.hpp"
@@ -282,7 +283,11 @@ asio::awaitable<void> handler::serve_request(std::unique_ptr<request_scratch> s)
   }
   auto m = ctx.snap->routes.match(view_of(r.ex), std::nullopt);
   if (m.outcome == routing::match_outcome::need_model) {
-    bool read = co_await route_by_model(r, m);
+    bool read = false;
+    if (is_grpc(r.ex))
+      read = co_await route_by_grpc_model(r, m);
+    else
+      read = co_await route_by_model(r, m);
     if (!read) co_return;
   }
   if (m.outcome != routing::match_outcome::matched) {
@@ -299,6 +304,10 @@ asio::awaitable<void> handler::serve_request(std::unique_ptr<request_scratch> s)
   bool timely = co_await set_deadline(r);
   if (!timely) co_return;
   const auto& cluster_cfg = r.cfg().clusters[ctx.cluster];
+  if (cluster_cfg.kind == config::cluster_kind::grpc_inference) {
+    co_await serve_grpc(r);
+    co_return;
+  }
   if (cluster_cfg.models.enabled || cluster_cfg.prefix_affinity.enabled) {
     bool go_on = co_await check_model(r);
     if (!go_on) co_return;

@@ -193,6 +193,8 @@ void worker::abort_all() {
   w.stopped = true;
   if (w.housekeeping) w.housekeeping->cancel();
   for (auto& c : w.conns) c.abort();
+  for (auto& [id, ch] : w.ctx.grpc_channels)
+    if (ch) ch->close();
   w.ctx.ups.close_all_idle();
   w.ctx.log.flush();
 }

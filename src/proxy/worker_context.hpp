@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "meridian/common/clock.hpp"
@@ -20,6 +21,7 @@
 #include "meridian/proxy/snapshot.hpp"
 #include "meridian/routing/balancer.hpp"
 #include "meridian/upstream/cluster.hpp"
+#include "meridian/upstream/h2_channel.hpp"
 #include "proxy/admission.hpp"
 #include "proxy/object_size.hpp"
 
@@ -165,6 +167,8 @@ struct worker_context {
   metrics::worker_metrics& metrics;
   access_log log;
   buffer_pool buffers;
+  // gRPC clusters: the HTTP/2 channel to each endpoint, shared by this worker's calls.
+  std::unordered_map<upstream::endpoint_id, std::shared_ptr<upstream::h2_channel>> grpc_channels;
   // Storage: objects' sizes seen in responses, shared by every worker (the snapshot's table).
   object_sizes& sizes() const { return *snap->sizes; }
 };

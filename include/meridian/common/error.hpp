@@ -74,6 +74,12 @@ std::string_view type_of(error_kind kind);  // OpenAI "type"
 std::string_view code_of(error_kind kind);  // OpenAI "code"
 // Seconds for Retry-After, or 0 for none.
 int retry_after_of(error_kind kind);
+// The gRPC status a gRPC client gets for the gateway's own error (UNAVAILABLE 14 for an
+// upstream that failed, DEADLINE_EXCEEDED 4, RESOURCE_EXHAUSTED 8 for shed or too large,
+// NOT_FOUND 5, INVALID_ARGUMENT 3, ...).
+int grpc_status_of(error_kind kind);
+// grpc-message's value: `message` percent-encoded as gRPC over HTTP/2 says.
+std::string grpc_message(std::string_view message);
 
 // {"error":{"message":"...","type":"...","code":"..."}} with the message JSON-escaped.
 std::string error_body(error_kind kind, std::string_view message);

@@ -60,7 +60,8 @@ struct admin_config {
 };
 
 enum class io_backend { auto_select, io_uring, epoll };
-enum class cluster_kind { inference, storage, generic };
+// grpc_inference: KServe v2 / Triton gRPC backends, spoken to over HTTP/2 (h2c).
+enum class cluster_kind { inference, storage, generic, grpc_inference };
 enum class balancer_kind { round_robin, least_request, peak_ewma, latency_aware, bandwidth_aware };
 // Where a storage cluster sends writes (PUT): the first healthy endpoint in the configured
 // order, or the first in the gateway's zone (then the others in order).
@@ -336,6 +337,8 @@ struct route_match {
   std::optional<std::string> model;   // JSON body "model" field of a POST
   // The verified client certificate's subject (mutual TLS), RFC 2253, exactly.
   std::optional<std::string> client_subject;
+  // gRPC: the service (package.Service) of the request's :path, /package.Service/Method.
+  std::optional<std::string> grpc_service;
 };
 
 struct route_config {

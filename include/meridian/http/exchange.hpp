@@ -80,6 +80,9 @@ class exchange {
   // closes (a stream is reset).
   virtual boost::asio::awaitable<bool> send(std::span<const std::string_view> payload,
                                             bool last) = 0;
+  // Trailer fields to end the response with (HTTP/2: a HEADERS frame after the last DATA, as
+  // gRPC's grpc-status); call before the send that ends it. HTTP/1.1 does not send them.
+  virtual void set_trailers(std::span<const header> fields) {}
   // Whether the response declared its length (no room for anything beyond it).
   virtual bool response_sized() const = 0;
   // The gateway's own OpenAI-shaped answer.

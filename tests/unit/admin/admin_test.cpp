@@ -23,7 +23,7 @@ clusters:
   }
   static metrics::layout make_layout(bool two) {
     metrics::layout l{
-        {"r"}, {"llama"}, {"llama"}, {{"127.0.0.1:9201", "127.0.0.1:9202"}}, {"public"}};
+        {"r"}, {"llama"}, {"llama"}, {{"127.0.0.1:9201", "127.0.0.1:9202"}}, {"public"}, {}};
     if (two) {
       l.clusters.push_back("mistral");
       l.endpoints.push_back({"127.0.0.1:9203"});

@@ -454,6 +454,43 @@ TEST_CASE("HTTP/2 settings: h2c on plain listeners, max_concurrent_streams withi
   CHECK(e.find("limits.max_concurrent_streams") != std::string::npos);
 }
 
+TEST_CASE("gRPC clusters and routes: grpc_inference over h2c, grpc_service, what is not built refused") {
+  auto yaml = [](const std::string& cluster, const std::string& match) {
+    return "listeners: [ { name: public, address: 127.0.0.1:0, http2: true } ]\nclusters:\n  - " +
+           cluster + "\nroutes:\n  - { match: " + match + ", cluster: triton }\n";
+  };
+  const std::string triton = "{ name: triton, kind: grpc_inference, endpoints: [ 127.0.0.1:8001 ] }";
+  auto cfg = load_string(yaml(triton, "{ grpc_service: inference.GRPCInferenceService, model: resnet }"),
+                         "t.yaml");
+  CHECK(cfg->clusters[0].kind == cluster_kind::grpc_inference);
+  CHECK(cfg->clusters[0].balancer == balancer_kind::latency_aware);
+  CHECK_FALSE(cfg->clusters[0].models.enabled);
+  CHECK(cfg->routes[0].match.grpc_service == "inference.GRPCInferenceService");
+  CHECK(cfg->routes[0].match.path_prefix == "/inference.GRPCInferenceService/");
+  CHECK(cfg->routes[0].match.model == "resnet");
+  CHECK(load_string(yaml("{ name: triton, kind: grpc_inference, protocol: h2c, endpoints: [ 127.0.0.1:8001 ] }",
+                         "{ grpc_service: inference.GRPCInferenceService }"),
+                    "t.yaml"));
+
+  auto e = error_of(yaml("{ name: triton, kind: grpc_inference, protocol: h2, endpoints: [ 127.0.0.1:8001 ] }",
+                         "{ path_prefix: / }"));
+  CHECK(e.find("clusters[0].protocol: h2 over TLS to gRPC backends is not built yet") != std::string::npos);
+  e = error_of(yaml("{ name: triton, kind: grpc_inference, probe: { path: /v2/health/ready }, endpoints: [ 127.0.0.1:8001 ] }",
+                    "{ path_prefix: / }"));
+  CHECK(e.find("clusters[0].probe: not available for kind: grpc_inference") != std::string::npos);
+  e = error_of(yaml("{ name: triton, protocol: h2c, endpoints: [ 127.0.0.1:8001 ] }", "{ path_prefix: / }"));
+  CHECK(e.find("clusters[0].protocol: only kind: grpc_inference clusters take a protocol") !=
+        std::string::npos);
+  e = error_of(yaml("{ name: triton, endpoints: [ 127.0.0.1:8001 ] }",
+                    "{ grpc_service: inference.GRPCInferenceService }"));
+  CHECK(e.find("routes[0].match.grpc_service: cluster 'triton' is not kind: grpc_inference") !=
+        std::string::npos);
+  e = error_of(yaml(triton, "{ grpc_service: \"inference/GRPC\" }"));
+  CHECK(e.find("routes[0].match.grpc_service: expected a gRPC service name") != std::string::npos);
+  e = error_of(yaml(triton, "{ grpc_service: inference.GRPCInferenceService, path_prefix: /x }"));
+  CHECK(e.find("a gRPC route matches its service, not a path as well") != std::string::npos);
+}
+
 TEST_CASE("listeners[].tls: settings read, mistakes refused with the key and the reason") {
   // Any readable file serves as a certificate path here: contents are loaded by the TLS
   // context (the integration tests), not by the config reader.

@@ -1,0 +1,354 @@
+#include "proxy/grpc.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <charconv>
+
+#include "meridian/common/log.hpp"
+#include "meridian/http/chunked.hpp"
+#include "meridian/http/request_body.hpp"
+#include "meridian/routing/grpc_model.hpp"
+#include "meridian/upstream/h2_channel.hpp"
+#include "proxy/admit.hpp"
+#include "proxy/model_routing.hpp"
+
+namespace meridian::proxy {
+
+namespace asio = boost::asio;
+using common::error_kind;
+using metrics::reject_reason;
+
+bool is_grpc(const http::exchange& ex) {
+  auto ct = ex.head().find("content-type");
+  return ct.size() >= 16 && http::iequals(ct.substr(0, 16), "application/grpc");
+}
+
+namespace {
+// The request body's payload buffered so far (HTTP/2 bodies without a length are framed as
+// chunks in the buffer), at most `cap` bytes of it.
+std::string buffered_payload(const http::exchange& ex, std::size_t cap) {
+  std::string out;
+  std::string_view raw = ex.buffered_body();
+  if (ex.body().kind() == http::body_kind::chunked)
+    http::for_each_chunk(raw, [&](std::string_view d) {
+      if (out.size() < cap) out.append(d.substr(0, cap - out.size()));
+    });
+  else
+    out.assign(raw.substr(0, cap));
+  return out;
+}
+
+// Reads until the first message is whole (within limits.model_peek_bytes) and keeps its
+// model_name in the request's model guard. False when the client has been answered.
+asio::awaitable<bool> read_first_message(request& r) {
+  std::size_t cap = r.cfg().limits.model_peek_bytes;
+  std::size_t want = 5;
+  while (true) {
+    auto got = co_await r.ex.buffer_body(want);
+    if (got != http::body_result::ok) {
+      co_await reply_body_error(r, got);
+      co_return false;
+    }
+    auto payload = buffered_payload(r.ex, cap + 5);
+    auto m = routing::read_grpc_model(payload, cap);
+    using st = routing::grpc_model_status;
+    if (m.status == st::found) {
+      r.guard.routed = std::string(m.name);
+      co_return true;
+    }
+    if (m.status == st::absent) co_return true;
+    if (m.status == st::incomplete && !r.ex.body().complete()) {
+      std::size_t need = m.message_bytes + 5 > payload.size() ? m.message_bytes + 5 - payload.size() : 1;
+      want = r.ex.buffered_body().size() + need;
+      continue;
+    }
+    r.w.metrics.rejected(reject_reason::bad_request).inc();
+    std::string_view why = m.status == st::incomplete ? "the request ended inside its first message"
+                                                      : routing::describe(m.status);
+    co_await r.ex.reply_error(error_kind::bad_request, why);
+    co_return false;
+  }
+}
+
+// grpc-timeout (gRPC over HTTP/2): up to 8 digits and a unit, H M S m u n.
+std::optional<common::duration> grpc_timeout(std::string_view v) {
+  if (v.size() < 2 || v.size() > 9) return std::nullopt;
+  std::uint64_t n = 0;
+  auto digits = v.substr(0, v.size() - 1);
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  if (ec != std::errc{} || end != digits.data() + digits.size()) return std::nullopt;
+  using namespace std::chrono;
+  switch (v.back()) {
+    case 'H':
+      return duration_cast<common::duration>(hours(n));
+    case 'M':
+      return duration_cast<common::duration>(minutes(n));
+    case 'S':
+      return duration_cast<common::duration>(seconds(n));
+    case 'm':
+      return duration_cast<common::duration>(milliseconds(n));
+    case 'u':
+      return duration_cast<common::duration>(microseconds(n));
+    case 'n':
+      return duration_cast<common::duration>(nanoseconds(n));
+    default:
+      return std::nullopt;
+  }
+}
+
+std::string encode_timeout(common::duration d) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  if (ms < 1) ms = 1;
+  if (ms < 100000000) return std::to_string(ms) + "m";
+  return std::to_string(ms / 1000) + "S";
+}
+
+// The client leaving resets the call.
+struct call_watch final : http::cancellable {
+  upstream::h2_call* call = nullptr;
+  void cancel() override {
+    if (call) call->cancel();
+  }
+};
+
+// The worker's channel to an endpoint, opened when it has none that can take a call.
+asio::awaitable<std::shared_ptr<upstream::h2_channel>> channel_to(request& r,
+                                                                  const upstream::endpoint_ref& ep,
+                                                                  common::time_point deadline,
+                                                                  std::string& why) {
+  auto& slot = r.w.grpc_channels[ep->info->id];
+  if (slot && slot->usable()) co_return slot;
+  if (slot) slot->retire();  // its calls finish on it; new ones go to a new connection
+  slot.reset();
+  auto ch = co_await upstream::h2_channel::open(r.w.io, *r.w.clock, ep->info->resolved, deadline, why);
+  // Another request may have opened one meanwhile: the newer serves.
+  if (ch) r.w.grpc_channels[ep->info->id] = ch;
+  co_return ch;
+}
+
+// The upstream request head: the client's, hop-by-hop fields dropped, with te: trailers, the
+// remaining deadline as grpc-timeout and the gateway's forwarding fields.
+upstream::h2_fields call_head(const request& r, const upstream::endpoint_ref& ep) {
+  const auto& h = r.ex.head();
+  upstream::h2_fields out;
+  out.emplace_back(":method", std::string(h.method));
+  out.emplace_back(":scheme", "http");
+  out.emplace_back(":authority", h.host.empty() ? ep->info->address : std::string(h.host));
+  out.emplace_back(":path", std::string(h.path));
+  for (const auto& f : h.fields()) {
+    std::string name(f.name);
+    for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (h.is_hop_by_hop(name) || name == "host" || name == "grpc-timeout" ||
+        name == "x-forwarded-for" || name == "x-request-id" || name == "content-length")
+      continue;
+    out.emplace_back(std::move(name), std::string(f.value));
+  }
+  out.emplace_back("te", "trailers");
+  out.emplace_back("x-request-id", std::string(r.ex.request_id()));
+  out.emplace_back("x-forwarded-for", std::string(r.ex.client_ip()));
+  if (r.ctx.deadline != common::time_point::max())
+    out.emplace_back("grpc-timeout", encode_timeout(r.ctx.deadline - r.w.clock->now()));
+  return out;
+}
+
+enum class sent { ok, client_gone, failed };
+
+// The request's body onto the call: whole from the buffer, else as it arrives.
+asio::awaitable<sent> send_body(request& r, upstream::h2_call& call) {
+  if (r.ex.body().kind() == http::body_kind::none) {
+    call.write({}, true);
+    co_return sent::ok;
+  }
+  if (r.ex.body().complete() && r.ex.body_buffered(0)) {
+    call.write(buffered_payload(r.ex, static_cast<std::size_t>(-1)), true);
+    co_return sent::ok;
+  }
+  std::array<std::string_view, 16> spans;
+  while (true) {
+    std::size_t n = 0;
+    auto got = co_await r.ex.read_body(spans, n);
+    if (got == http::body_result::client_gone) co_return sent::client_gone;
+    if (got != http::body_result::ok) co_return sent::failed;
+    bool last = r.ex.body().finished();
+    for (std::size_t i = 0; i < n; ++i) call.write(spans[i], last && i + 1 == n);
+    if (n == 0 || last) {
+      if (n == 0) call.write({}, true);
+      co_return sent::ok;
+    }
+  }
+}
+// The response: its head, each message as it comes, then the trailers (grpc-status). True when
+// it ended with its trailers.
+asio::awaitable<bool> relay_call(request& r, upstream::h2_call& call,
+                                 const upstream::endpoint_ref& ep, common::time_point picked,
+                                 bool streaming) {
+  auto& ctx = r.ctx;
+  auto& w = r.w;
+  const auto& timeouts = r.cfg().routes[*ctx.route].timeouts;
+  std::vector<http::header> fields;
+  for (const auto& [n, v] : call.response_fields()) fields.push_back({n, v});
+  http::response_head head;
+  head.status = call.status();
+  head.headers = fields;
+  head.header_count = fields.size();
+  std::string data;
+  auto got = co_await call.read(data, std::min(ctx.deadline, w.clock->now() + timeouts.idle));
+  if (got == upstream::h2_call::got::failed || got == upstream::h2_call::got::timeout) {
+    // Nothing has reached the client yet: a status it can read.
+    bool late = got == upstream::h2_call::got::timeout;
+    co_await r.ex.reply_error(late ? error_kind::upstream_timeout : error_kind::upstream_unavailable,
+                              late ? std::string("upstream sent no message in time")
+                                   : common::cat("upstream ", ep->info->address, ": ", call.error()));
+    co_return false;
+  }
+  bool trailers_only = got == upstream::h2_call::got::end && data.empty();
+  r.ex.start_response(head, trailers_only ? http::body_kind::none : http::body_kind::chunked, 0);
+  ctx.first_byte = w.clock->now();
+  bool first = true;
+  bool complete = false;
+  while (true) {
+    if (got == upstream::h2_call::got::data) {
+      // A stream's first message is its time to first token; a unary call's whole time is
+      // its response time (below).
+      if (first && streaming) {
+        auto now = w.clock->now();
+        w.ups.observe_ttft(*ep, common::seconds_between(picked, now), now);
+      }
+      first = false;
+      std::array<std::string_view, 1> p{data};
+      bool ok = co_await r.ex.send(p, false);
+      data.clear();
+      if (!ok) break;
+      got = co_await call.read(data, std::min(ctx.deadline, w.clock->now() + timeouts.idle));
+      continue;
+    }
+    if (got == upstream::h2_call::got::end) {
+      std::vector<http::header> trailers;
+      for (const auto& [n, v] : call.trailers()) trailers.push_back({n, v});
+      r.ex.set_trailers(trailers);
+      co_await r.ex.send({}, true);
+      complete = true;
+    } else {
+      r.ex.set_note(got == upstream::h2_call::got::timeout
+                        ? std::string("upstream idle timeout mid-response")
+                        : common::cat("upstream ", ep->info->address, ": ", call.error()));
+    }
+    break;
+  }
+  co_return complete;
+}
+
+}  // namespace
+
+asio::awaitable<bool> route_by_grpc_model(request& r, routing::match_result& m) {
+  bool read = co_await read_first_message(r);
+  if (!read) co_return false;
+  std::string_view model = r.guard.routed ? std::string_view(*r.guard.routed) : "";
+  m = r.ctx.snap->routes.match(view_of(r.ex), model);
+  co_return true;
+}
+
+asio::awaitable<void> serve_grpc(request& r) {
+  auto& ctx = r.ctx;
+  auto& w = r.w;
+  if (r.ex.protocol() != "h2" || !is_grpc(r.ex)) {
+    w.metrics.rejected(reject_reason::bad_request).inc();
+    co_await r.ex.reply_error(error_kind::bad_request,
+                              "this route serves gRPC: HTTP/2 and content-type application/grpc");
+    co_return;
+  }
+  if (auto v = r.ex.head().find("grpc-timeout"); !v.empty()) {
+    auto d = grpc_timeout(v);
+    if (!d) {
+      w.metrics.rejected(reject_reason::bad_request).inc();
+      co_await r.ex.reply_error(error_kind::bad_request, common::cat("grpc-timeout: invalid value '", v, "'"));
+      co_return;
+    }
+    ctx.deadline = std::min(ctx.deadline, r.ex.request_start() + *d);
+  }
+  if (!r.guard.routed && r.ex.body().kind() != http::body_kind::none) {
+    bool read = co_await read_first_message(r);
+    if (!read) co_return;
+  }
+  if (r.guard.routed) ctx.model = *r.guard.routed;
+  std::optional<admission_slot> slot;
+  bool admitted = co_await admit(r, slot);
+  if (!admitted) co_return;
+
+  auto& cs = w.ups.cluster(ctx.cluster);
+  const auto& timeouts = r.cfg().routes[*ctx.route].timeouts;
+  routing::pick_input in{w.rng, w.clock->now(), ctx.model};
+  auto picks = w.balancers[ctx.cluster]->pick(cs.stats_view, in);
+  const bool streaming = r.ex.path().ends_with("/ModelStreamInfer");
+  call_watch watch;
+  r.ex.watch_client(&watch);
+  std::string last_error = "no healthy endpoint";
+  error_kind last_kind = error_kind::no_healthy_upstream;
+  ctx.upstream_start = w.clock->now();
+  // Tries each candidate in turn while nothing has been answered and the body can be sent again
+  // (it was whole in the buffer): gRPC allows a retry before any response message.
+  for (std::size_t k = 0; k < picks.size() && k < 3; ++k) {
+    const auto& ep = cs.endpoints[picks[k]];
+    w.balancers[ctx.cluster]->dispatched(picks[k], in);
+    ++ctx.attempts;
+    ctx.endpoint = ep;
+    auto now = w.clock->now();
+    if (now >= ctx.deadline) {
+      last_kind = error_kind::upstream_timeout;
+      last_error = "the request's deadline passed";
+      break;
+    }
+    std::string why;
+    auto ch = co_await channel_to(r, ep, std::min(ctx.deadline, now + timeouts.connect), why);
+    if (!ch) {
+      w.ups.record_connect_failure(*ep, w.clock->now());
+      last_kind = error_kind::upstream_unavailable;
+      last_error = common::cat("connect to ", ep->info->address, " failed: ", why);
+      common::log(common::log_level::warn, "proxy", last_error);
+      continue;
+    }
+    auto picked = w.clock->now();
+    w.ups.request_started(*ep, picked);
+    ep->metrics->in_flight.add();
+    auto call = ch->start(call_head(r, ep));
+    watch.call = &call;
+    bool whole = r.ex.body().complete();
+    auto s = co_await send_body(r, call);
+    bool answered = false;  // (no co_await inside && : GCC 12 miscompiles it)
+    if (s == sent::ok)
+      answered = co_await call.headers(std::min(ctx.deadline, w.clock->now() + timeouts.first_byte));
+    if (!answered) {
+      watch.call = nullptr;
+      ep->metrics->in_flight.sub();
+      w.ups.answered(*ep, picked);
+      w.ups.request_finished(*ep, picked, w.clock->now(), false);
+      if (s == sent::client_gone || r.ex.client_gone()) {
+        r.ex.set_note("client left during the call");
+        co_return;
+      }
+      if (s == sent::failed) {
+        co_await reply_body_error(r, http::body_result::malformed);
+        co_return;
+      }
+      bool late = w.clock->now() >= std::min(ctx.deadline, picked + timeouts.first_byte);
+      last_kind = late ? error_kind::upstream_timeout : error_kind::upstream_unavailable;
+      last_error = common::cat("upstream ", ep->info->address, ": ", call.error());
+      if (!whole) break;  // the body is gone: no second try
+      continue;
+    }
+    w.ups.answered(*ep, picked);
+    w.ups.record_success(*ep);
+    bool complete = co_await relay_call(r, call, ep, picked, streaming);
+    watch.call = nullptr;
+    auto end = w.clock->now();
+    if (complete && !streaming) w.ups.observe_response(*ep, common::seconds_between(picked, end), end);
+    if (!complete) w.ups.record_cut(*ep, end);
+    ep->metrics->in_flight.sub();
+    w.ups.request_finished(*ep, picked, end, complete);
+    r.ex.unwatch_client();
+    co_return;
+  }
+  r.ex.unwatch_client();
+  co_await r.ex.reply_error(last_kind, last_error);
+}
+
+}  // namespace meridian::proxy
