@@ -368,19 +368,6 @@ asio::awaitable<body_result> basic_connection<Stream>::read_body_bytes() {
   co_return body_result::client_gone;
 }
 
-namespace {
-body_result result_of(request_body::status st) {
-  switch (st) {
-    case request_body::status::malformed:
-      return body_result::malformed;
-    case request_body::status::too_large:
-      return body_result::too_large;
-    default:
-      return body_result::ok;
-  }
-}
-}  // namespace
-
 template <class Stream>
 bool basic_connection<Stream>::body_buffered(std::size_t want) {
   std::size_t at = begin_ + (head_kept_ ? head_len_ : 0);
@@ -395,7 +382,7 @@ asio::awaitable<body_result> basic_connection<Stream>::buffer_body(std::size_t w
     std::size_t at = begin_ + (head_kept_ ? head_len_ : 0);
     auto st = body_.validate({buf_.data() + at, end_ - at});
     if (st == request_body::status::malformed || st == request_body::status::too_large)
-      co_return result_of(st);
+      co_return body_result_of(st);
     if (st == request_body::status::complete || body_.validated() >= want)
       co_return body_result::ok;
     auto r = co_await read_body_bytes();
@@ -415,7 +402,7 @@ asio::awaitable<body_result> basic_connection<Stream>::read_body(std::span<std::
     std::string_view raw{buf_.data() + begin_, end_ - begin_};
     auto st = body_.validate(raw);
     if (st == request_body::status::malformed || st == request_body::status::too_large)
-      co_return result_of(st);
+      co_return body_result_of(st);
     if (body_.validated() > 0) {
       begin_ += body_.take(raw, spans.data(), spans.size(), n);
       if (n > 0) co_return body_result::ok;

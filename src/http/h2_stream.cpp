@@ -194,19 +194,6 @@ void stream::take_out_of_buffer(std::size_t n) {
   ack();
 }
 
-namespace {
-body_result result_of(request_body::status st) {
-  switch (st) {
-    case request_body::status::malformed:
-      return body_result::malformed;
-    case request_body::status::too_large:
-      return body_result::too_large;
-    default:
-      return body_result::ok;
-  }
-}
-}  // namespace
-
 bool stream::body_buffered(std::size_t want) {
   auto st = body_.validate(std::string_view(raw_).substr(begin_));
   return st == request_body::status::complete ||
@@ -230,7 +217,7 @@ asio::awaitable<body_result> stream::buffer_body(std::size_t want) {
     if (too_large_) co_return body_result::too_large;
     auto st = body_.validate(std::string_view(raw_).substr(begin_));
     if (st == request_body::status::malformed || st == request_body::status::too_large)
-      co_return result_of(st);
+      co_return body_result_of(st);
     if (st == request_body::status::complete || body_.validated() >= want) co_return body_result::ok;
     if (gone_) co_return body_result::client_gone;
     if (!co_await wait_until(body_deadline_)) {
@@ -247,7 +234,7 @@ asio::awaitable<body_result> stream::read_body(std::span<std::string_view> spans
     std::string_view raw = std::string_view(raw_).substr(begin_);
     auto st = body_.validate(raw);
     if (st == request_body::status::malformed || st == request_body::status::too_large)
-      co_return result_of(st);
+      co_return body_result_of(st);
     if (body_.validated() > 0) {
       // The spans must outlive DATA arriving while they are forwarded: they point into a copy.
       taken_.assign(raw.substr(0, body_.validated()));

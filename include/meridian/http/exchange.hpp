@@ -21,6 +21,18 @@ namespace meridian::http {
 
 enum class body_result { ok, malformed, too_large, timeout, client_gone };
 
+// What a body check's status means to the handler (every codec's body source).
+inline body_result body_result_of(request_body::status st) {
+  switch (st) {
+    case request_body::status::malformed:
+      return body_result::malformed;
+    case request_body::status::too_large:
+      return body_result::too_large;
+    default:
+      return body_result::ok;
+  }
+}
+
 // Something to stop when the client leaves (an upstream attempt).
 class cancellable {
  public:
