@@ -244,7 +244,8 @@ asio::awaitable<body_result> stream::read_body(std::span<std::string_view> spans
       continue;
     }
     if (body_.finished()) co_return body_result::ok;
-    if (gone_) co_return body_result::client_gone;
+    // Gone, or closed after the response ended: no more body will come.
+    if (gone_ || h2_closed_) co_return body_result::client_gone;
     if (!co_await wait_until(body_deadline_)) {
       note_ = "request body timeout";
       co_return body_result::timeout;

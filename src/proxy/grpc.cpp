@@ -1,5 +1,7 @@
 #include "proxy/grpc.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <charconv>
 
@@ -7,6 +9,7 @@
 #include "meridian/http/chunked.hpp"
 #include "meridian/http/request_body.hpp"
 #include "meridian/routing/grpc_model.hpp"
+#include "meridian/runtime/timer.hpp"
 #include "meridian/upstream/h2_channel.hpp"
 #include "proxy/admit.hpp"
 #include "proxy/model_routing.hpp"
@@ -150,7 +153,7 @@ upstream::h2_fields call_head(const request& r, const upstream::endpoint_ref& ep
   return out;
 }
 
-enum class sent { ok, client_gone, failed };
+enum class sent { ok, client_gone, failed, call_failed };
 
 // The request's body onto the call: whole from the buffer, else as it arrives.
 asio::awaitable<sent> send_body(request& r, upstream::h2_call& call) {
@@ -169,13 +172,46 @@ asio::awaitable<sent> send_body(request& r, upstream::h2_call& call) {
     if (got == http::body_result::client_gone) co_return sent::client_gone;
     if (got != http::body_result::ok) co_return sent::failed;
     bool last = r.ex.body().finished();
-    for (std::size_t i = 0; i < n; ++i) call.write(spans[i], last && i + 1 == n);
+    for (std::size_t i = 0; i < n; ++i)
+      if (!call.write(spans[i], last && i + 1 == n)) co_return sent::call_failed;
     if (n == 0 || last) {
       if (n == 0) call.write({}, true);
       co_return sent::ok;
     }
   }
 }
+
+// A request body still arriving is pumped onto the call beside the response (a bidirectional
+// stream: the client may wait for an answer before it sends more). The pump ends when the body
+// does, the client's stream closes (it does once the response has ended) or the call fails;
+// serve_grpc waits for it before the call and the request go.
+struct body_pump {
+  body_pump(asio::io_context& io, const common::clock& c) : wake(io, c) {}
+  runtime::timer wake;
+  bool running = false, waiting = false;
+  sent result = sent::ok;
+
+  void start(asio::io_context& io, request& r, upstream::h2_call& call) {
+    running = true;
+    asio::co_spawn(
+        io,
+        [](request& r, upstream::h2_call& call, body_pump& self) -> asio::awaitable<void> {
+          self.result = co_await send_body(r, call);
+          self.running = false;
+          if (self.waiting) self.wake.cancel();
+        }(r, call, *this),
+        asio::detached);
+  }
+  asio::awaitable<void> finished() {
+    while (running) {
+      waiting = true;
+      wake.expires_at(common::time_point::max());
+      co_await wake.wait();
+      waiting = false;
+    }
+  }
+};
+
 // The response: its head, each message as it comes, then the trailers (grpc-status). True when
 // it ended with its trailers.
 asio::awaitable<bool> relay_call(request& r, upstream::h2_call& call,
@@ -312,15 +348,36 @@ asio::awaitable<void> serve_grpc(request& r) {
     auto call = ch->start(call_head(r, ep));
     watch.call = &call;
     bool whole = r.ex.body().complete();
-    auto s = co_await send_body(r, call);
+
+    // Off the coroutine frame: GCC 12 warns (-Wmismatched-new-delete) past a certain size.
+    auto pump_ptr = std::make_unique<body_pump>(w.io, *w.clock);
+    auto& pump = *pump_ptr;
+    sent s = sent::ok;
+    if (whole)
+      s = co_await send_body(r, call);
+    else
+      pump.start(w.io, r, call);
     bool answered = false;  // (no co_await inside && : GCC 12 miscompiles it)
     if (s == sent::ok)
       answered = co_await call.headers(std::min(ctx.deadline, w.clock->now() + timeouts.first_byte));
     if (!answered) {
+      if (!whole) {
+        // The client's body may still be arriving: the call goes, then what the pump saw.
+        call.cancel();
+        if (!r.ex.client_gone() && pump.running) {
+          bool late = w.clock->now() >= std::min(ctx.deadline, picked + timeouts.first_byte);
+          co_await r.ex.reply_error(
+              late ? error_kind::upstream_timeout : error_kind::upstream_unavailable,
+              common::cat("upstream ", ep->info->address, ": ", call.error()));
+        }
+        co_await pump.finished();
+        s = pump.result;
+      }
       watch.call = nullptr;
       ep->metrics->in_flight.sub();
       w.ups.answered(*ep, picked);
       w.ups.request_finished(*ep, picked, w.clock->now(), false);
+      if (r.ex.status() != 0) co_return;  // answered above
       if (s == sent::client_gone || r.ex.client_gone()) {
         r.ex.set_note("client left during the call");
         co_return;
@@ -338,6 +395,10 @@ asio::awaitable<void> serve_grpc(request& r) {
     w.ups.answered(*ep, picked);
     w.ups.record_success(*ep);
     bool complete = co_await relay_call(r, call, ep, picked, streaming);
+    if (!whole) {
+      if (!complete) call.cancel();
+      co_await pump.finished();  // the client's stream closes with the response
+    }
     watch.call = nullptr;
     auto end = w.clock->now();
     if (complete && !streaming) w.ups.observe_response(*ep, common::seconds_between(picked, end), end);

@@ -210,6 +210,25 @@ routes:
                 assert got == ["engine-b:s0", "engine-b:s1", "engine-b:s2"], got
                 return "ModelStreamInfer: 3 requests, 3 responses in order"
 
+            def interactive():
+                # Each request waits for the answer to the one before: the gateway must relay
+                # responses while the request stream is still open.
+                answered = threading.Event()
+
+                def reqs():
+                    for i in range(3):
+                        yield infer_request("mistral-7b", f"i{i}")
+                        if not answered.wait(3):
+                            return
+                        answered.clear()
+                got = []
+                t0 = time.time()
+                for r in stream(reqs(), timeout=8):
+                    got.append(fields(r)[3])
+                    answered.set()
+                assert got == ["engine-b:i0", "engine-b:i1", "engine-b:i2"], got
+                return f"3 request/answer turns on one open stream in {time.time() - t0:.2f} s"
+
             def deadline():
                 t0 = time.time()
                 try:
@@ -269,7 +288,8 @@ routes:
                 return "the gateway still routes after all of the above"
 
             for name, fn in [("routed_by_model", routed), ("unknown_model", unknown_model),
-                             ("streaming", streaming), ("deadline", deadline),
+                             ("streaming", streaming), ("interactive", interactive),
+                             ("deadline", deadline),
                              ("status_passthrough", status_passthrough), ("unavailable", unavailable),
                              ("bad_message", bad_message), ("killed_mid_stream", killed_mid_stream),
                              ("still_serving", still_serving)]:
