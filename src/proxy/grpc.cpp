@@ -212,9 +212,10 @@ struct body_pump {
   }
 };
 
-// The response: its head, each message as it comes, then the trailers (grpc-status). True when
-// it ended with its trailers.
-asio::awaitable<bool> relay_call(request& r, upstream::h2_call& call,
+enum class relayed { complete, client_left, upstream_failed };
+
+// The response: its head, each message as it comes, then the trailers (grpc-status).
+asio::awaitable<relayed> relay_call(request& r, upstream::h2_call& call,
                                  const upstream::endpoint_ref& ep, common::time_point picked,
                                  bool streaming) {
   auto& ctx = r.ctx;
@@ -230,17 +231,19 @@ asio::awaitable<bool> relay_call(request& r, upstream::h2_call& call,
   auto got = co_await call.read(data, std::min(ctx.deadline, w.clock->now() + timeouts.idle));
   if (got == upstream::h2_call::got::failed || got == upstream::h2_call::got::timeout) {
     // Nothing has reached the client yet: a status it can read.
+    // (Worked out before the co_await: GCC 12 destroys a ?: temporary in one twice.)
     bool late = got == upstream::h2_call::got::timeout;
-    co_await r.ex.reply_error(late ? error_kind::upstream_timeout : error_kind::upstream_unavailable,
-                              late ? std::string("upstream sent no message in time")
-                                   : common::cat("upstream ", ep->info->address, ": ", call.error()));
-    co_return false;
+    auto kind = late ? error_kind::upstream_timeout : error_kind::upstream_unavailable;
+    std::string why = late ? std::string("upstream sent no message in time")
+                           : common::cat("upstream ", ep->info->address, ": ", call.error());
+    co_await r.ex.reply_error(kind, why);
+    co_return relayed::upstream_failed;
   }
   bool trailers_only = got == upstream::h2_call::got::end && data.empty();
   r.ex.start_response(head, trailers_only ? http::body_kind::none : http::body_kind::chunked, 0);
   ctx.first_byte = w.clock->now();
   bool first = true;
-  bool complete = false;
+  auto outcome = relayed::upstream_failed;
   while (true) {
     if (got == upstream::h2_call::got::data) {
       // A stream's first message is its time to first token; a unary call's whole time is
@@ -253,7 +256,10 @@ asio::awaitable<bool> relay_call(request& r, upstream::h2_call& call,
       std::array<std::string_view, 1> p{data};
       bool ok = co_await r.ex.send(p, false);
       data.clear();
-      if (!ok) break;
+      if (!ok) {
+        outcome = relayed::client_left;
+        break;
+      }
       got = co_await call.read(data, std::min(ctx.deadline, w.clock->now() + timeouts.idle));
       continue;
     }
@@ -262,7 +268,7 @@ asio::awaitable<bool> relay_call(request& r, upstream::h2_call& call,
       for (const auto& [n, v] : call.trailers()) trailers.push_back({n, v});
       r.ex.set_trailers(trailers);
       co_await r.ex.send({}, true);
-      complete = true;
+      outcome = relayed::complete;
     } else {
       r.ex.set_note(got == upstream::h2_call::got::timeout
                         ? std::string("upstream idle timeout mid-response")
@@ -270,7 +276,7 @@ asio::awaitable<bool> relay_call(request& r, upstream::h2_call& call,
     }
     break;
   }
-  co_return complete;
+  co_return outcome;
 }
 
 }  // namespace
@@ -296,7 +302,8 @@ asio::awaitable<void> serve_grpc(request& r) {
     auto d = grpc_timeout(v);
     if (!d) {
       w.metrics.rejected(reject_reason::bad_request).inc();
-      co_await r.ex.reply_error(error_kind::bad_request, common::cat("grpc-timeout: invalid value '", v, "'"));
+      auto why = common::cat("grpc-timeout: invalid value '", v, "'");
+      co_await r.ex.reply_error(error_kind::bad_request, why);
       co_return;
     }
     ctx.deadline = std::min(ctx.deadline, r.ex.request_start() + *d);
@@ -366,9 +373,9 @@ asio::awaitable<void> serve_grpc(request& r) {
         call.cancel();
         if (!r.ex.client_gone() && pump.running) {
           bool late = w.clock->now() >= std::min(ctx.deadline, picked + timeouts.first_byte);
-          co_await r.ex.reply_error(
-              late ? error_kind::upstream_timeout : error_kind::upstream_unavailable,
-              common::cat("upstream ", ep->info->address, ": ", call.error()));
+          auto kind = late ? error_kind::upstream_timeout : error_kind::upstream_unavailable;
+          auto why = common::cat("upstream ", ep->info->address, ": ", call.error());
+          co_await r.ex.reply_error(kind, why);
         }
         co_await pump.finished();
         s = pump.result;
@@ -394,7 +401,8 @@ asio::awaitable<void> serve_grpc(request& r) {
     }
     w.ups.answered(*ep, picked);
     w.ups.record_success(*ep);
-    bool complete = co_await relay_call(r, call, ep, picked, streaming);
+    auto outcome = co_await relay_call(r, call, ep, picked, streaming);
+    bool complete = outcome == relayed::complete;
     if (!whole) {
       if (!complete) call.cancel();
       co_await pump.finished();  // the client's stream closes with the response
@@ -402,7 +410,8 @@ asio::awaitable<void> serve_grpc(request& r) {
     watch.call = nullptr;
     auto end = w.clock->now();
     if (complete && !streaming) w.ups.observe_response(*ep, common::seconds_between(picked, end), end);
-    if (!complete) w.ups.record_cut(*ep, end);
+    // A client that left says nothing about the endpoint; a stream the endpoint cut does.
+    if (outcome == relayed::upstream_failed) w.ups.record_cut(*ep, end);
     ep->metrics->in_flight.sub();
     w.ups.request_finished(*ep, picked, end, complete);
     r.ex.unwatch_client();

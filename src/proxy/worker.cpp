@@ -205,6 +205,9 @@ void worker::release_io() {
   w.housekeeping.reset();
   w.h.scratch().clear();
   w.ctx.ups.close_all_idle();
+  // gRPC channels go now, or with their reader and writer when the io_context shuts down: never
+  // after it (their timers belong to it).
+  w.ctx.grpc_channels.clear();
   w.ctx.log.flush();
 }
 

@@ -332,6 +332,7 @@ void h2_call::cancel() {
   nghttp2_submit_rst_stream(im.session, NGHTTP2_FLAG_NONE, state_->id, NGHTTP2_CANCEL);
   state_->failed = true;
   state_->error = "cancelled";
+  state_->notify();  // a wait on it ends now
   im.wake_writer();
 }
 

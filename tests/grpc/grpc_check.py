@@ -92,6 +92,8 @@ class Engine:
         self.deadlines.append(ctx.time_remaining())
         if f.get(3) == "slow":
             time.sleep(2)
+        if f.get(3) == "nap":
+            time.sleep(0.3)
         if f.get(3) == "refuse":
             ctx.abort(grpc.StatusCode.INVALID_ARGUMENT, "input tensor INPUT0 is missing")
         return string_field(1, f.get(1, "")) + string_field(3, self.name)
@@ -282,6 +284,18 @@ routes:
                     return f"one message, then {e.code().name} ({e.details()}), no hang"
                 raise AssertionError(f"stream ended cleanly with {got}")
 
+            def clients_leave():
+                # Calls in flight when their client goes: each is reset upstream, none is
+                # counted against the endpoint, and the gateway carries on.
+                gone = grpc.insecure_channel(f"127.0.0.1:{port}")
+                call = gone.unary_unary(f"/{SERVICE}/ModelInfer")
+                futs = [call.future(infer_request("llama-3", "nap"), timeout=5) for _ in range(24)]
+                time.sleep(0.1)
+                gone.close()
+                cancelled = sum(1 for f in futs if f.cancelled() or f.exception() is not None)
+                assert cancelled == 24, cancelled
+                return "24 calls in flight, their channel closed: all cancelled"
+
             def still_serving():
                 ra = fields(infer(infer_request("llama-3"), timeout=5))
                 assert ra[3] == "engine-a"
@@ -292,7 +306,7 @@ routes:
                              ("deadline", deadline),
                              ("status_passthrough", status_passthrough), ("unavailable", unavailable),
                              ("bad_message", bad_message), ("killed_mid_stream", killed_mid_stream),
-                             ("still_serving", still_serving)]:
+                             ("clients_leave", clients_leave), ("still_serving", still_serving)]:
                 check(name, fn)
             channel.close()
         finally:
