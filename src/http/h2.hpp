@@ -30,6 +30,15 @@ namespace meridian::http::h2 {
 
 namespace asio = boost::asio;
 
+// A client's RST_STREAMs: a bucket of 200, refilled at 100 a second (CVE-2023-44487: opening
+// and cancelling streams without end). nghttp2's own limiter stays behind it at twice that.
+inline constexpr double reset_burst = 200, reset_rate = 100;
+// SETTINGS, PING, WINDOW_UPDATE, PRIORITY and RST_STREAM frames in one second, and DATA frames
+// in a row that carry nothing and do not end their stream.
+inline constexpr std::uint32_t control_per_second = 1000, empty_data_in_a_row = 100;
+// Why a GOAWAY or RST_STREAM with this HTTP/2 error code went out.
+metrics::h2_reason reason_of_code(std::uint32_t code);
+
 // The client connection preface (RFC 9113 3.4), which h2c with prior knowledge starts with.
 inline constexpr std::string_view preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 

@@ -289,14 +289,17 @@ asio::awaitable<bool> route_by_grpc_model(request& r, routing::match_result& m) 
   co_return true;
 }
 
-asio::awaitable<void> serve_grpc(request& r) {
+namespace {
+// What serve_grpc checks before it calls anything: HTTP/2 and gRPC's content type, grpc-timeout
+// into the deadline, the first message's model. False when the client has been answered.
+asio::awaitable<bool> grpc_preamble(request& r) {
   auto& ctx = r.ctx;
   auto& w = r.w;
   if (r.ex.protocol() != "h2" || !is_grpc(r.ex)) {
     w.metrics.rejected(reject_reason::bad_request).inc();
     co_await r.ex.reply_error(error_kind::bad_request,
                               "this route serves gRPC: HTTP/2 and content-type application/grpc");
-    co_return;
+    co_return false;
   }
   if (auto v = r.ex.head().find("grpc-timeout"); !v.empty()) {
     auto d = grpc_timeout(v);
@@ -304,121 +307,142 @@ asio::awaitable<void> serve_grpc(request& r) {
       w.metrics.rejected(reject_reason::bad_request).inc();
       auto why = common::cat("grpc-timeout: invalid value '", v, "'");
       co_await r.ex.reply_error(error_kind::bad_request, why);
-      co_return;
+      co_return false;
     }
     ctx.deadline = std::min(ctx.deadline, r.ex.request_start() + *d);
   }
   if (!r.guard.routed && r.ex.body().kind() != http::body_kind::none) {
     bool read = co_await read_first_message(r);
-    if (!read) co_return;
+    if (!read) co_return false;
   }
   if (r.guard.routed) ctx.model = *r.guard.routed;
+  co_return true;
+}
+
+// How a call to one candidate ended: the client was served or answered (done), the next
+// candidate may be tried (next), or no other may (stop: the body is gone).
+enum class tried { done, next, stop };
+struct last_failure {
+  error_kind kind = error_kind::no_healthy_upstream;
+  std::string message = "no healthy endpoint";
+};
+
+// One call to `ep`: its channel, the request, the response head, then the relay.
+asio::awaitable<tried> call_endpoint(request& r, const upstream::endpoint_ref& ep,
+                                     call_watch& watch, bool streaming, last_failure& last) {
+  auto& ctx = r.ctx;
+  auto& w = r.w;
+  const auto& timeouts = r.cfg().routes[*ctx.route].timeouts;
+  std::string why;
+  auto now = w.clock->now();
+  auto ch = co_await channel_to(r, ep, std::min(ctx.deadline, now + timeouts.connect), why);
+  if (!ch) {
+    w.ups.record_connect_failure(*ep, w.clock->now());
+    last = {error_kind::upstream_unavailable,
+            common::cat("connect to ", ep->info->address, " failed: ", why)};
+    common::log(common::log_level::warn, "proxy", last.message);
+    co_return tried::next;
+  }
+  auto picked = w.clock->now();
+  w.ups.request_started(*ep, picked);
+  ep->metrics->in_flight.add();
+  auto call = ch->start(call_head(r, ep));
+  watch.call = &call;
+  bool whole = r.ex.body().complete();
+  // Off the coroutine frame: GCC 12 warns (-Wmismatched-new-delete) past a certain size.
+  auto pump_ptr = std::make_unique<body_pump>(w.io, *w.clock);
+  auto& pump = *pump_ptr;
+  sent s = sent::ok;
+  if (whole)
+    s = co_await send_body(r, call);
+  else
+    pump.start(w.io, r, call);
+  bool answered = false;  // (no co_await inside && : GCC 12 miscompiles it)
+  if (s == sent::ok)
+    answered = co_await call.headers(std::min(ctx.deadline, w.clock->now() + timeouts.first_byte));
+  if (!answered) {
+    bool late = w.clock->now() >= std::min(ctx.deadline, picked + timeouts.first_byte);
+    auto kind = late ? error_kind::upstream_timeout : error_kind::upstream_unavailable;
+    auto message = common::cat("upstream ", ep->info->address, ": ", call.error());
+    if (!whole) {
+      // The client's body may still be arriving: the call goes, then what the pump saw.
+      call.cancel();
+      if (!r.ex.client_gone() && pump.running) co_await r.ex.reply_error(kind, message);
+      co_await pump.finished();
+      s = pump.result;
+    }
+    watch.call = nullptr;
+    ep->metrics->in_flight.sub();
+    w.ups.answered(*ep, picked);
+    w.ups.request_finished(*ep, picked, w.clock->now(), false);
+    if (r.ex.status() != 0) co_return tried::done;  // answered above
+    if (s == sent::client_gone || r.ex.client_gone()) {
+      r.ex.set_note("client left during the call");
+      co_return tried::done;
+    }
+    if (s == sent::failed) {
+      co_await reply_body_error(r, http::body_result::malformed);
+      co_return tried::done;
+    }
+    last = {kind, std::move(message)};
+    co_return whole ? tried::next : tried::stop;  // a body streamed away cannot go again
+  }
+  w.ups.answered(*ep, picked);
+  w.ups.record_success(*ep);
+  auto outcome = co_await relay_call(r, call, ep, picked, streaming);
+  bool complete = outcome == relayed::complete;
+  if (!whole) {
+    if (!complete) call.cancel();
+    co_await pump.finished();  // the client's stream closes with the response
+  }
+  watch.call = nullptr;
+  auto end = w.clock->now();
+  if (complete && !streaming)
+    w.ups.observe_response(*ep, common::seconds_between(picked, end), end);
+  // A client that left says nothing about the endpoint; a stream the endpoint cut does.
+  if (outcome == relayed::upstream_failed) w.ups.record_cut(*ep, end);
+  ep->metrics->in_flight.sub();
+  w.ups.request_finished(*ep, picked, end, complete);
+  co_return tried::done;
+}
+}  // namespace
+
+asio::awaitable<void> serve_grpc(request& r) {
+  auto& ctx = r.ctx;
+  auto& w = r.w;
+  bool go = co_await grpc_preamble(r);
+  if (!go) co_return;
   std::optional<admission_slot> slot;
   bool admitted = co_await admit(r, slot);
   if (!admitted) co_return;
-
   auto& cs = w.ups.cluster(ctx.cluster);
-  const auto& timeouts = r.cfg().routes[*ctx.route].timeouts;
   routing::pick_input in{w.rng, w.clock->now(), ctx.model};
   auto picks = w.balancers[ctx.cluster]->pick(cs.stats_view, in);
   const bool streaming = r.ex.path().ends_with("/ModelStreamInfer");
   call_watch watch;
   r.ex.watch_client(&watch);
-  std::string last_error = "no healthy endpoint";
-  error_kind last_kind = error_kind::no_healthy_upstream;
+  last_failure last;
   ctx.upstream_start = w.clock->now();
-  // Tries each candidate in turn while nothing has been answered and the body can be sent again
-  // (it was whole in the buffer): gRPC allows a retry before any response message.
+  // Each candidate in turn while nothing has been answered and the body can be sent again (it
+  // was whole in the buffer): gRPC allows a retry before any response message.
   for (std::size_t k = 0; k < picks.size() && k < 3; ++k) {
     const auto& ep = cs.endpoints[picks[k]];
     w.balancers[ctx.cluster]->dispatched(picks[k], in);
     ++ctx.attempts;
     ctx.endpoint = ep;
-    auto now = w.clock->now();
-    if (now >= ctx.deadline) {
-      last_kind = error_kind::upstream_timeout;
-      last_error = "the request's deadline passed";
+    if (w.clock->now() >= ctx.deadline) {
+      last = {error_kind::upstream_timeout, "the request's deadline passed"};
       break;
     }
-    std::string why;
-    auto ch = co_await channel_to(r, ep, std::min(ctx.deadline, now + timeouts.connect), why);
-    if (!ch) {
-      w.ups.record_connect_failure(*ep, w.clock->now());
-      last_kind = error_kind::upstream_unavailable;
-      last_error = common::cat("connect to ", ep->info->address, " failed: ", why);
-      common::log(common::log_level::warn, "proxy", last_error);
-      continue;
+    auto t = co_await call_endpoint(r, ep, watch, streaming, last);
+    if (t == tried::done) {
+      r.ex.unwatch_client();
+      co_return;
     }
-    auto picked = w.clock->now();
-    w.ups.request_started(*ep, picked);
-    ep->metrics->in_flight.add();
-    auto call = ch->start(call_head(r, ep));
-    watch.call = &call;
-    bool whole = r.ex.body().complete();
-
-    // Off the coroutine frame: GCC 12 warns (-Wmismatched-new-delete) past a certain size.
-    auto pump_ptr = std::make_unique<body_pump>(w.io, *w.clock);
-    auto& pump = *pump_ptr;
-    sent s = sent::ok;
-    if (whole)
-      s = co_await send_body(r, call);
-    else
-      pump.start(w.io, r, call);
-    bool answered = false;  // (no co_await inside && : GCC 12 miscompiles it)
-    if (s == sent::ok)
-      answered = co_await call.headers(std::min(ctx.deadline, w.clock->now() + timeouts.first_byte));
-    if (!answered) {
-      if (!whole) {
-        // The client's body may still be arriving: the call goes, then what the pump saw.
-        call.cancel();
-        if (!r.ex.client_gone() && pump.running) {
-          bool late = w.clock->now() >= std::min(ctx.deadline, picked + timeouts.first_byte);
-          auto kind = late ? error_kind::upstream_timeout : error_kind::upstream_unavailable;
-          auto why = common::cat("upstream ", ep->info->address, ": ", call.error());
-          co_await r.ex.reply_error(kind, why);
-        }
-        co_await pump.finished();
-        s = pump.result;
-      }
-      watch.call = nullptr;
-      ep->metrics->in_flight.sub();
-      w.ups.answered(*ep, picked);
-      w.ups.request_finished(*ep, picked, w.clock->now(), false);
-      if (r.ex.status() != 0) co_return;  // answered above
-      if (s == sent::client_gone || r.ex.client_gone()) {
-        r.ex.set_note("client left during the call");
-        co_return;
-      }
-      if (s == sent::failed) {
-        co_await reply_body_error(r, http::body_result::malformed);
-        co_return;
-      }
-      bool late = w.clock->now() >= std::min(ctx.deadline, picked + timeouts.first_byte);
-      last_kind = late ? error_kind::upstream_timeout : error_kind::upstream_unavailable;
-      last_error = common::cat("upstream ", ep->info->address, ": ", call.error());
-      if (!whole) break;  // the body is gone: no second try
-      continue;
-    }
-    w.ups.answered(*ep, picked);
-    w.ups.record_success(*ep);
-    auto outcome = co_await relay_call(r, call, ep, picked, streaming);
-    bool complete = outcome == relayed::complete;
-    if (!whole) {
-      if (!complete) call.cancel();
-      co_await pump.finished();  // the client's stream closes with the response
-    }
-    watch.call = nullptr;
-    auto end = w.clock->now();
-    if (complete && !streaming) w.ups.observe_response(*ep, common::seconds_between(picked, end), end);
-    // A client that left says nothing about the endpoint; a stream the endpoint cut does.
-    if (outcome == relayed::upstream_failed) w.ups.record_cut(*ep, end);
-    ep->metrics->in_flight.sub();
-    w.ups.request_finished(*ep, picked, end, complete);
-    r.ex.unwatch_client();
-    co_return;
+    if (t == tried::stop) break;
   }
   r.ex.unwatch_client();
-  co_await r.ex.reply_error(last_kind, last_error);
+  co_await r.ex.reply_error(last.kind, last.message);
 }
 
 }  // namespace meridian::proxy
