@@ -265,7 +265,13 @@ asio::awaitable<relayed> relay_call(request& r, upstream::h2_call& call,
     }
     if (got == upstream::h2_call::got::end) {
       std::vector<http::header> trailers;
-      for (const auto& [n, v] : call.trailers()) trailers.push_back({n, v});
+      for (const auto& [n, v] : call.trailers()) {
+        trailers.push_back({n, v});
+        if (n == "grpc-status") ctx.grpc_status = v;
+      }
+      if (trailers_only)
+        for (const auto& [n, v] : call.response_fields())
+          if (n == "grpc-status") ctx.grpc_status = v;
       r.ex.set_trailers(trailers);
       co_await r.ex.send({}, true);
       outcome = relayed::complete;
@@ -442,6 +448,7 @@ asio::awaitable<void> serve_grpc(request& r) {
     if (t == tried::stop) break;
   }
   r.ex.unwatch_client();
+  ctx.grpc_status = std::to_string(common::grpc_status_of(last.kind));
   co_await r.ex.reply_error(last.kind, last.message);
 }
 

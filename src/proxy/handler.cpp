@@ -422,6 +422,7 @@ void handler::record(const http::exchange& ex, const request_context* served) {
   r.host = ctx.host;
   r.cluster = ctx.route ? std::string_view((*routes)[*ctx.route].cluster) : std::string_view{};
   r.model = ctx.model;
+  r.grpc_status = ctx.grpc_status;
   r.prompt_tokens = ctx.prompt_tokens;
   r.completion_tokens = ctx.completion_tokens;
   r.attempts = ctx.attempts;

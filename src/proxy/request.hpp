@@ -49,6 +49,7 @@ struct request_context {
   // For the access log (filled only while it is on).
   std::uint16_t flags = 0;  // response_flag bits
   std::string user_agent, host, model;
+  std::string grpc_status;  // a gRPC call's status (the backend's, or the gateway's own error)
   std::int64_t prompt_tokens = -1, completion_tokens = -1;
 };
 

@@ -132,7 +132,8 @@ def main():
         return 0
     binary = sys.argv[1]
     a, b = Engine("engine-a"), Engine("engine-b")
-    port_file = tempfile.mktemp(prefix="meridian-grpc-port-")
+    port_dir = tempfile.mkdtemp(prefix="meridian-grpc-port-")
+    port_file = os.path.join(port_dir, "port")
     doomed_proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--engine", "engine-doomed",
                                     port_file])
     for _ in range(200):
@@ -144,6 +145,7 @@ def main():
         port = int(open(port_file).read())
     doomed = Doomed()
     os.unlink(port_file)
+    os.rmdir(port_dir)
     port, admin, dead = free_port(), free_port(), free_port()
     failed = 0
     with tempfile.TemporaryDirectory(prefix="meridian-grpc-") as d:
@@ -321,6 +323,15 @@ routes:
             doomed_proc.wait()
             log.seek(0)
             text = log.read()
+            # The access log names each call's gRPC status: the backend's, or the gateway's own.
+            for code, what in (("0", "OK"), ("3", "the backend's INVALID_ARGUMENT"),
+                               ("14", "the gateway's UNAVAILABLE")):
+                if f'"protocol":"h2"' not in text or f'"grpc_status":"{code}"' not in text:
+                    failed += 1
+                    print(f"FAIL access_log           no line with grpc_status {code} ({what})")
+                    break
+            else:
+                print("ok   access_log             grpc_status 0, 3 (backend) and 14 (gateway) logged")
             bad = [l for l in text.splitlines() if "Sanitizer" in l or "runtime error:" in l]
             if bad:
                 failed += 1
