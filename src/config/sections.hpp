@@ -6,6 +6,10 @@
 
 namespace meridian::config {
 
+// Listeners (listeners.cpp): the section, and whether two listening addresses would conflict.
+std::vector<listener_config> read_listeners(const reader& r, const YAML::Node& root);
+bool listeners_overlap(const host_port& a, const host_port& b);
+
 void read_probe(const reader& r, const YAML::Node& n, const std::string& k, probe_config& out);
 void read_load_metrics(const reader& r, const YAML::Node& n, const std::string& k,
                        load_metrics_config& out);

@@ -123,6 +123,7 @@ void collect_resilience(const series_plan& p, const workers_t& workers,
                         std::vector<prometheus::MetricFamily>& out);
 // process_* (CPU, memory, descriptors, start time, from /proc) and meridian_build_info.
 void collect_process(std::string_view version, std::vector<prometheus::MetricFamily>& out);
+void collect_http2(const workers_t& workers, std::vector<prometheus::MetricFamily>& out);
 }  // namespace detail
 
 }  // namespace meridian::metrics
