@@ -99,6 +99,8 @@ class Backend(http.server.BaseHTTPRequestHandler):
                     HOLD_CLOSED[self.path] = time.time()
                     return
             return
+        if self.path.startswith("/m/"):
+            time.sleep(0.2)
         if self.path.startswith("/slower"):
             time.sleep(2.5)
         elif self.path.startswith("/slow"):
@@ -267,14 +269,15 @@ class Client:
             self.pump(0.05)
         return pred()
 
-    def request(self, path, method="GET", headers=(), body=None, end=True):
+    def request(self, path, method="GET", headers=(), body=None, end=True, flush=True):
         sid = self.conn.get_next_available_stream_id()
         hs = [(":method", method), (":path", path), (":scheme", "http"), (":authority", self.authority)]
         hs += list(headers)
         self.conn.send_headers(sid, hs, end_stream=(body is None and end))
         if body is not None:
             self.conn.send_data(sid, body, end_stream=end)
-        self.flush()
+        if flush:
+            self.flush()
         return sid
 
     def response(self, sid, timeout=5.0):
@@ -381,9 +384,11 @@ def bodies(gw):
 def multiplexed(gw):
     r0 = gw.metric("meridian_http2_stream_resets_total", by="gateway", reason="refused") or 0
     c = Client(gw)
-    # 40 at once, before the gateway's SETTINGS arrive: 16 (max_concurrent_streams) are served,
-    # the others refused with REFUSED_STREAM (safe to retry: RFC 9113 8.7).
-    sids = [c.request(f"/m/{i}") for i in range(40)]
+    # 40 at once, in one write before the gateway's SETTINGS arrive: 16 (max_concurrent_streams)
+    # are served, the others refused with REFUSED_STREAM (safe to retry: RFC 9113 8.7). The
+    # backend holds /m/ for 0.2 s so no stream can end before the last HEADERS is read.
+    sids = [c.request(f"/m/{i}", flush=False) for i in range(40)]
+    c.flush()
     results = [c.response(s) for s in sids]
     ok = sum(1 for r in results if r[0] == 200)
     refused = sum(1 for r in results if r[4] == h2.errors.ErrorCodes.REFUSED_STREAM)

@@ -2,6 +2,7 @@
 
 #include "support/raw_client.hpp"
 
+#include <cstdio>
 #include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -122,11 +123,21 @@ gateway_process::gateway_process(const std::string& yaml, std::vector<std::strin
 }
 
 gateway_process::~gateway_process() {
-  if (!exited_ && pid_ > 0) {
+  // A gateway that ended on its own, unasked (a crash, a sanitizer report), says so with the end
+  // of its log: a test that then fails for "connect failed" is otherwise a riddle.
+  int status = 0;
+  bool died = !exited_ && !signalled_ && pid_ > 0 && ::waitpid(pid_, &status, WNOHANG) == pid_;
+  if (!exited_ && !died && pid_ > 0) {
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
   }
   if (reader_.joinable()) reader_.join();
+  if (died) {
+    auto tail = log_.size() > 6000 ? log_.substr(log_.size() - 6000) : log_;
+    std::fprintf(stderr, "\n*** the gateway ended unasked (%s %d); the end of its log:\n%s\n",
+                 WIFEXITED(status) ? "exit" : "signal",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), tail.c_str());
+  }
   if (err_fd_ >= 0) ::close(err_fd_);
   ::unlink(config_path_.c_str());
   ::unlink(stdout_path_.c_str());
@@ -145,6 +156,7 @@ std::string gateway_process::access_log() {
 }
 
 void gateway_process::signal(int sig) {
+  signalled_ = true;
   ::kill(pid_, sig);
 }
 

@@ -41,6 +41,7 @@ class gateway_process {
   std::string log_;
   std::thread reader_;
   bool exited_ = false;
+  bool signalled_ = false;
 };
 
 // A config with one listener on port 0 and one cluster of the given endpoints.
