@@ -122,6 +122,35 @@ void read_timeouts(const reader& r, const YAML::Node& n, timeouts_config& out) {
   one("upstream_idle", out.upstream.idle);
 }
 
+// gRPC backends are probed and asked for their models through their gRPC services: the probe
+// calls KServe v2's ServerReady (or the standard grpc.health.v1 Check), discovery Triton's
+// RepositoryIndex; their metrics are on a port of their own.
+void read_grpc_services(const reader& r, const YAML::Node& n, const std::string& k,
+                        cluster_config& c) {
+  constexpr std::string_view ready = "/inference.GRPCInferenceService/ServerReady";
+  constexpr std::string_view health = "/grpc.health.v1.Health/Check";
+  if (c.kind != cluster_kind::grpc_inference) {
+    if (auto p = n["models"]; p && p["names"])
+      r.fail(p["names"], k + ".models.names",
+             "only kind: grpc_inference clusters check listed models (ModelReady)");
+    return;
+  }
+  if (auto p = n["probe"]) {
+    if (!p["path"])
+      c.probe.path = ready;
+    else if (c.probe.path != ready && c.probe.path != health)
+      r.fail(p["path"], k + ".probe.path",
+             common::cat("a gRPC cluster's probe calls ", ready, " or ", health));
+  }
+  if (auto p = n["models"]; p && p.IsMap() && p["path"])
+    r.fail(p["path"], k + ".models.path",
+           "a gRPC cluster's models come from RepositoryIndex (else ModelReady for models.names)");
+  c.models.path = "/inference.GRPCInferenceService/RepositoryIndex";
+  if (auto p = n["load_metrics"]; p && c.load_metrics.port == 0)
+    r.fail(p, k + ".load_metrics.port",
+           "a gRPC backend serves its metrics on a port of its own (Triton: 8002): name it");
+}
+
 cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::string& k,
                             const upstream_timeouts& timeouts) {
   r.only_keys(n, k,
@@ -150,14 +179,14 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
   }
   if (c.kind == cluster_kind::grpc_inference) {
     // What this version does for gRPC backends: h2c calls, routed by model and picked by
-    // latency. The HTTP/1.1 machinery (probes, scrapes, discovery) does not speak to them, and
-    // TLS to them is not built yet: those keys are refused, not ignored.
-    for (const char* key : {"probe", "load_metrics", "models", "prefix_affinity", "stripe",
-                            "write_to", "tls"})
+    // latency, health and models from their gRPC services, load from their metrics port. TLS to
+    // them is not built yet, and prefix affinity, stripes and mirrors are HTTP features: those
+    // keys are refused, not ignored.
+    for (const char* key : {"prefix_affinity", "stripe", "write_to", "tls"})
       if (n[key])
         r.fail(n[key], reader::join(k, key),
                "not available for kind: grpc_inference in this version (h2c calls routed by "
-               "model and latency only)");
+               "model and latency)");
     if (auto p = n["protocol"]) {
       auto proto = r.scalar(p, k + ".protocol");
       if (proto == "h2")
@@ -206,10 +235,11 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
           p["max_connections_per_endpoint"], pk + ".max_connections_per_endpoint", 1, 1000000);
     if (p["idle_timeout"]) c.pool.idle_timeout = r.dur(p["idle_timeout"], pk + ".idle_timeout");
   }
-  c.models.enabled = c.kind == cluster_kind::inference;
+  c.models.enabled = c.kind == cluster_kind::inference || c.kind == cluster_kind::grpc_inference;
   if (auto p = n["probe"]) read_probe(r, p, k + ".probe", c.probe);
   if (auto p = n["load_metrics"]) read_load_metrics(r, p, k + ".load_metrics", c.load_metrics);
   if (auto p = n["models"]) read_models(r, p, k + ".models", c.models);
+  read_grpc_services(r, n, k, c);
   if (auto p = n["latency"]) read_latency(r, p, k + ".latency", c.latency);
   if (auto p = n["outlier"]) read_outlier(r, p, k + ".outlier", c.outlier);
   // On by default where it is a term of the cost (measured to cost nothing on loads without

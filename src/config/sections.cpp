@@ -79,9 +79,10 @@ void read_probe(const reader& r, const YAML::Node& n, const std::string& k, prob
 
 void read_load_metrics(const reader& r, const YAML::Node& n, const std::string& k,
                        load_metrics_config& out) {
-  r.only_keys(n, k, {"path", "interval", "timeout", "stale_after", "names"});
+  r.only_keys(n, k, {"path", "port", "interval", "timeout", "stale_after", "names"});
   out.enabled = true;
   if (n["path"]) out.path = path_of(r, n["path"], k + ".path");
+  if (n["port"]) out.port = static_cast<std::uint16_t>(r.count(n["port"], k + ".port", 1, 65535));
   interval_and_timeout(r, n, k, out.interval, out.timeout);
   if (n["stale_after"]) out.stale_after = positive(r, n["stale_after"], k + ".stale_after");
   if (auto m = n["names"]) {
@@ -99,10 +100,19 @@ void read_models(const reader& r, const YAML::Node& n, const std::string& k, mod
     out.enabled = r.boolean(n, k);
     return;
   }
-  r.only_keys(n, k, {"enabled", "path", "interval", "timeout"});
+  r.only_keys(n, k, {"enabled", "path", "interval", "timeout", "names"});
   out.enabled = n["enabled"] ? r.boolean(n["enabled"], k + ".enabled") : true;
   if (n["path"]) out.path = path_of(r, n["path"], k + ".path");
   interval_and_timeout(r, n, k, out.interval, out.timeout);
+  if (auto m = n["names"]) {
+    if (!m.IsSequence() || m.size() == 0)
+      r.fail(m, k + ".names", "expected a non-empty list of model names");
+    for (std::size_t i = 0; i < m.size(); ++i) {
+      auto name = r.scalar(m[i], common::cat(k, ".names[", i, ']'));
+      if (name.empty()) r.fail(m[i], common::cat(k, ".names[", i, ']'), "must not be empty");
+      out.names.push_back(std::move(name));
+    }
+  }
 }
 
 void read_latency(const reader& r, const YAML::Node& n, const std::string& k, latency_config& out) {

@@ -15,6 +15,7 @@
 #include "meridian/common/log.hpp"
 #include "meridian/common/random.hpp"
 #include "meridian/probe/fetch.hpp"
+#include "meridian/probe/grpc_fetch.hpp"
 #include "meridian/probe/load_reading.hpp"
 #include "meridian/upstream/estimator.hpp"
 
@@ -154,7 +155,8 @@ struct prober::impl : std::enable_shared_from_this<prober::impl> {
   void spawn(std::size_t c, const track_ptr& t);
   void probed(std::size_t c, endpoint_track& t, const fetch_result& r, config::duration timeout);
   void scraped(std::size_t c, endpoint_track& t, const fetch_result& r);
-  void discovered(endpoint_track& t, const fetch_result& r);
+  void discovered(endpoint_track& t, std::optional<std::vector<std::string>> ids,
+                  std::string why);
 };
 
 void prober::impl::probed(std::size_t c, endpoint_track& t, const fetch_result& r,
@@ -247,16 +249,19 @@ void prober::impl::scraped(std::size_t c, endpoint_track& t, const fetch_result&
   changed();
 }
 
-void prober::impl::discovered(endpoint_track& t, const fetch_result& r) {
-  std::optional<std::vector<std::string>> ids;
-  if (r.ok && r.status == 200) ids = model_ids(r.body);
+void prober::impl::discovered(endpoint_track& t, std::optional<std::vector<std::string>> ids,
+                              std::string why) {
   if (!ids) {
     // Keep what was known: a server that cannot list its models now still serves them.
-    t.errors.models = r.ok ? common::cat("status ", r.status, " or not a model list") : r.error;
+    if (t.errors.models != why)
+      log(log_level::warn, "probe", "model discovery on ", t.info.address, " failed: ", why);
+    t.errors.models = std::move(why);
     return;
   }
   t.errors.models.clear();
   auto& s = t.s;
+  std::sort(ids->begin(), ids->end());
+  ids->erase(std::unique(ids->begin(), ids->end()), ids->end());
   if (s.models && *s.models == *ids) return;
   s.models = std::make_shared<const std::vector<std::string>>(std::move(*ids));
   changed();
@@ -290,6 +295,48 @@ std::string host_of(const upstream::endpoint_info& info) {
   return common::cat(name, ':', info.resolved.port());
 }
 
+// One probe, scrape or discovery call, its result handed to the prober (unless it stopped or
+// the endpoint left meanwhile). gRPC clusters are probed and asked for their models through
+// their gRPC services; every scrape is HTTP, on the metrics port where one is configured.
+asio::awaitable<void> call_once(std::shared_ptr<prober::impl> p, track_ptr t, std::size_t c,
+                                const loop_spec& spec) {
+  const auto& cc = p->cfg->clusters[c];
+  if (cc.kind == config::cluster_kind::grpc_inference && spec.what != task::scrape) {
+    grpc_fetch_request req{t->info.resolved, host_of(t->info), spec.path, {}, spec.timeout};
+    if (spec.what == task::probe) {
+      auto r = co_await grpc_ready(p->io, std::move(req), p->clock);
+      if (!p->stopped && !t->removed) p->probed(c, *t, r, spec.timeout);
+    } else {
+      auto names = cc.models.names;
+      auto list = co_await grpc_models(p->io, std::move(req), std::move(names), p->clock);
+      if (!p->stopped && !t->removed) p->discovered(*t, std::move(list.ids), std::move(list.why));
+    }
+    co_return;
+  }
+  std::uint16_t port = t->info.resolved.port();
+  if (spec.what == task::scrape && cc.load_metrics.port != 0) port = cc.load_metrics.port;
+  fetch_request req{
+      {t->info.resolved.address(), port},
+      host_of(t->info),
+      spec.path,
+      spec.timeout,
+      spec.what == task::probe ? std::size_t{64 * 1024} : std::size_t{8 * 1024 * 1024},
+      t->info.tls};
+  auto r = co_await fetch(std::move(req), p->clock);
+  if (p->stopped || t->removed) co_return;
+  if (spec.what == task::probe) {
+    p->probed(c, *t, r, spec.timeout);
+  } else if (spec.what == task::scrape) {
+    p->scraped(c, *t, r);
+  } else {
+    std::optional<std::vector<std::string>> ids;
+    if (r.ok && r.status == 200) ids = model_ids(r.body);
+    std::string why;
+    if (!ids) why = r.ok ? common::cat("status ", r.status, " or not a model list") : r.error;
+    p->discovered(*t, std::move(ids), std::move(why));
+  }
+}
+
 // One endpoint's probe, scrape or discovery, every interval (jittered by up to a tenth, and
 // the first one spread over the whole interval so endpoints are not probed in lockstep), until
 // the prober stops or the endpoint leaves.
@@ -300,21 +347,7 @@ asio::awaitable<void> run_loop(std::shared_ptr<prober::impl> p, track_ptr t,
     timer->expires_after(wait);
     auto [ec] = co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec || p->stopped || t->removed) co_return;
-    fetch_request req{
-        {t->info.resolved.address(), t->info.resolved.port()},
-        host_of(t->info),
-        spec.path,
-        spec.timeout,
-        spec.what == task::probe ? std::size_t{64 * 1024} : std::size_t{8 * 1024 * 1024},
-        t->info.tls};
-    auto r = co_await fetch(std::move(req), p->clock);
-    if (p->stopped || t->removed) co_return;
-    if (spec.what == task::probe)
-      p->probed(c, *t, r, spec.timeout);
-    else if (spec.what == task::scrape)
-      p->scraped(c, *t, r);
-    else
-      p->discovered(*t, r);
+    co_await call_once(p, t, c, spec);
     double jitter = 0.9 + 0.2 * p->rng.unit();
     wait = std::chrono::duration_cast<config::duration>(spec.interval * jitter);
   }

@@ -325,6 +325,19 @@ asio::awaitable<bool> grpc_preamble(request& r) {
   co_return true;
 }
 
+// Whether the cluster may serve `model`: false only when every healthy endpoint has listed its
+// models (RepositoryIndex / ModelReady) and none lists it. With no healthy endpoint at all the
+// call goes on to find none (UNAVAILABLE: worth a retry, unlike NOT_FOUND).
+bool healthy_endpoint_serves(const upstream::cluster_state& cs, std::string_view model) {
+  bool any_healthy = false;
+  for (const auto* s : cs.stats_view) {
+    if (!s->healthy) continue;
+    any_healthy = true;
+    if (upstream::serves(s->probe.models.get(), model)) return true;
+  }
+  return !any_healthy;
+}
+
 // How a call to one candidate ended: the client was served or answered (done), the next
 // candidate may be tried (next), or no other may (stop: the body is gone).
 enum class tried { done, next, stop };
@@ -418,6 +431,13 @@ asio::awaitable<void> serve_grpc(request& r) {
   auto& w = r.w;
   bool go = co_await grpc_preamble(r);
   if (!go) co_return;
+  if (!ctx.model.empty() && !healthy_endpoint_serves(w.ups.cluster(ctx.cluster), ctx.model)) {
+    w.metrics.rejected(reject_reason::no_route).inc();
+    ctx.grpc_status = std::to_string(common::grpc_status_of(error_kind::model_not_found));
+    auto why = common::cat("no healthy endpoint serves model '", ctx.model, "'");
+    co_await r.ex.reply_error(error_kind::model_not_found, why);
+    co_return;
+  }
   std::optional<admission_slot> slot;
   bool admitted = co_await admit(r, slot);
   if (!admitted) co_return;

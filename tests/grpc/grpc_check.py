@@ -7,6 +7,7 @@ gateway's own errors as gRPC statuses, and a backend that dies mid-stream. Bound
 
 usage: grpc_check.py MERIDIAN_BINARY
 """
+import http.server
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from concurrent import futures
 
 try:
@@ -70,21 +72,50 @@ def fields(msg):
     return out
 
 
-class Engine:
-    """A KServe v2 gRPC server that answers with its own name in ModelInferResponse.id (3)."""
+def bool_field(number, v):
+    return varint(number << 3) + varint(int(v)) if v else b""
 
-    def __init__(self, name):
+
+class Engine:
+    """A KServe v2 gRPC server that answers with its own name in ModelInferResponse.id (3).
+    With `repository` ({model: state}) it implements Triton's RepositoryIndex; with `ready_models`
+    KServe v2's ModelReady; `health` adds grpc.health.v1. ServerReady answers `self.ready`."""
+
+    def __init__(self, name, repository=None, ready_models=None, health=False):
         self.name = name
         self.seen = []
         self.deadlines = []
+        self.ready = True
+        self.repository = repository
+        self.ready_models = ready_models
+        self.index_calls = 0
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        handler = grpc.method_handlers_generic_handler(SERVICE, {
+        methods = {
             "ModelInfer": grpc.unary_unary_rpc_method_handler(self.infer),
             "ModelStreamInfer": grpc.stream_stream_rpc_method_handler(self.stream),
-        })
-        self.server.add_generic_rpc_handlers((handler,))
+            "ServerReady": grpc.unary_unary_rpc_method_handler(
+                lambda req, ctx: bool_field(1, self.ready)),
+        }
+        if repository is not None:
+            methods["RepositoryIndex"] = grpc.unary_unary_rpc_method_handler(self.index)
+        if ready_models is not None:
+            methods["ModelReady"] = grpc.unary_unary_rpc_method_handler(
+                lambda req, ctx: bool_field(1, fields(req).get(1) in self.ready_models))
+        handlers = [grpc.method_handlers_generic_handler(SERVICE, methods)]
+        if health:
+            # HealthCheckResponse.status: SERVING 1, NOT_SERVING 2.
+            handlers.append(grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+                "Check": grpc.unary_unary_rpc_method_handler(
+                    lambda req, ctx: varint(1 << 3) + varint(1 if self.ready else 2))}))
+        self.server.add_generic_rpc_handlers(tuple(handlers))
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
+
+    def index(self, req, ctx):
+        # RepositoryIndexResponse: repeated ModelIndex models = 1 (name 1, version 2, state 3).
+        self.index_calls += 1
+        return b"".join(string_field(1, string_field(1, m) + string_field(2, "1") + string_field(3, st))
+                        for m, st in self.repository.items())
 
     def infer(self, req, ctx):
         f = fields(req)
@@ -107,6 +138,21 @@ class Engine:
                 time.sleep(30)  # killed meanwhile (SIGKILL from the test)
                 return
             yield string_field(1, f.get(1, "")) + string_field(3, f"{self.name}:{f.get(3)}")
+
+
+class TritonMetrics(http.server.BaseHTTPRequestHandler):
+    """Triton's metrics port: a queue of 7 (nv_inference_pending_request_count)."""
+
+    def do_GET(self):
+        body = b'nv_inference_pending_request_count{model="resnet",version="1"} 7\n'
+        self.send_response(200)
+        self.send_header("content-type", "text/plain; version=0.0.4")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
 
 
 def free_port():
@@ -132,6 +178,14 @@ def main():
         return 0
     binary = sys.argv[1]
     a, b = Engine("engine-a"), Engine("engine-b")
+    # Discovery and health: Triton-like engines listing their models (RepositoryIndex), a KServe
+    # one that answers only ModelReady and grpc.health.v1, and Triton's metrics port.
+    c = Engine("engine-c", repository={"resnet": "READY", "bert": "UNAVAILABLE"})
+    d = Engine("engine-d", repository={"bert": "READY"})
+    e = Engine("engine-e", ready_models={"vit"}, health=True)
+    metrics_srv = http.server.HTTPServer(("127.0.0.1", 0), TritonMetrics)
+    threading.Thread(target=metrics_srv.serve_forever, daemon=True).start()
+    mport = metrics_srv.server_address[1]
     port_dir = tempfile.mkdtemp(prefix="meridian-grpc-port-")
     port_file = os.path.join(port_dir, "port")
     doomed_proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--engine", "engine-doomed",
@@ -148,8 +202,8 @@ def main():
     os.rmdir(port_dir)
     port, admin, dead = free_port(), free_port(), free_port()
     failed = 0
-    with tempfile.TemporaryDirectory(prefix="meridian-grpc-") as d:
-        cfg = os.path.join(d, "gateway.yaml")
+    with tempfile.TemporaryDirectory(prefix="meridian-grpc-") as tmp:
+        cfg = os.path.join(tmp, "gateway.yaml")
         with open(cfg, "w") as f:
             f.write(f"""
 listeners: [ {{ name: public, address: 127.0.0.1:{port}, http2: true }} ]
@@ -161,13 +215,26 @@ clusters:
   - {{ name: mistral, kind: grpc_inference, endpoints: [ 127.0.0.1:{b.port} ] }}
   - {{ name: gone, kind: grpc_inference, endpoints: [ 127.0.0.1:{dead} ] }}
   - {{ name: doomed, kind: grpc_inference, endpoints: [ 127.0.0.1:{doomed.port} ] }}
+  - name: triton
+    kind: grpc_inference
+    endpoints: [ 127.0.0.1:{c.port}, 127.0.0.1:{d.port} ]
+    probe: {{ interval: 100ms, timeout: 100ms, rise: 1, fall: 1 }}
+    models: {{ interval: 100ms }}
+    load_metrics: {{ port: {mport}, interval: 100ms }}
+  - name: kserve
+    kind: grpc_inference
+    endpoints: [ 127.0.0.1:{e.port} ]
+    probe: {{ path: /grpc.health.v1.Health/Check, interval: 100ms, timeout: 100ms, rise: 1, fall: 1 }}
+    models: {{ interval: 100ms, names: [ vit, resnet ] }}
 routes:
+  - {{ match: {{ grpc_service: {SERVICE}, headers: {{ x-pool: triton }} }}, cluster: triton }}
+  - {{ match: {{ grpc_service: {SERVICE}, headers: {{ x-pool: kserve }} }}, cluster: kserve }}
   - {{ match: {{ grpc_service: {SERVICE}, model: llama-3 }}, cluster: llama }}
   - {{ match: {{ grpc_service: {SERVICE}, model: mistral-7b }}, cluster: mistral }}
   - {{ match: {{ grpc_service: {SERVICE}, model: nowhere }}, cluster: gone }}
   - {{ match: {{ grpc_service: {SERVICE}, model: doomed }}, cluster: doomed }}
 """)
-        log = open(os.path.join(d, "gateway.log"), "w+")
+        log = open(os.path.join(tmp, "gateway.log"), "w+")
         wrap = os.environ.get("MERIDIAN_WRAP", "").split()
         proc = subprocess.Popen(wrap + [binary, "--config", cfg], stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -298,6 +365,76 @@ routes:
                 assert cancelled == 24, cancelled
                 return "24 calls in flight, their channel closed: all cancelled"
 
+            def pool(name):
+                return (("x-pool", name),)
+
+            def until(fn, what, timeout=3.0):
+                end = time.time() + timeout
+                while time.time() < end:
+                    if fn():
+                        return
+                    time.sleep(0.05)
+                raise AssertionError(f"not within {timeout} s: {what}")
+
+            def code_of(model, where):
+                try:
+                    infer(infer_request(model), timeout=5, metadata=pool(where))
+                    return grpc.StatusCode.OK
+                except grpc.RpcError as err:
+                    return err.code()
+
+            def discovered():
+                until(lambda: c.index_calls > 0 and d.index_calls > 0, "RepositoryIndex called")
+                until(lambda: code_of("gpt-9", "triton") == grpc.StatusCode.NOT_FOUND,
+                      "NOT_FOUND for a model no endpoint lists")
+                before_c, before_d = len(c.seen), len(d.seen)
+                for _ in range(10):
+                    assert fields(infer(infer_request("resnet"), timeout=5, metadata=pool("triton")))[3] == "engine-c"
+                    assert fields(infer(infer_request("bert"), timeout=5, metadata=pool("triton")))[3] == "engine-d"
+                assert len(c.seen) - before_c == 10 and len(d.seen) - before_d == 10
+                try:
+                    infer(infer_request("gpt-9"), timeout=5, metadata=pool("triton"))
+                    raise AssertionError("answered")
+                except grpc.RpcError as err:
+                    assert err.code() == grpc.StatusCode.NOT_FOUND, err.code()
+                    assert "no healthy endpoint serves model 'gpt-9'" in err.details(), err.details()
+                return ("RepositoryIndex: resnet (READY on c only) -> c x10, bert (READY on d, not on c) "
+                        "-> d x10, gpt-9 NOT_FOUND")
+
+            def model_ready():
+                until(lambda: code_of("resnet", "kserve") == grpc.StatusCode.NOT_FOUND,
+                      "ModelReady's answer known")
+                assert fields(infer(infer_request("vit"), timeout=5, metadata=pool("kserve")))[3] == "engine-e"
+                return "no RepositoryIndex: ModelReady for models.names: vit served, resnet (not ready) NOT_FOUND"
+
+            def health():
+                c.ready = False  # ServerReady false: c leaves; resnet is on no healthy endpoint
+                until(lambda: code_of("resnet", "triton") == grpc.StatusCode.NOT_FOUND,
+                      "c found not ready")
+                assert code_of("bert", "triton") == grpc.StatusCode.OK
+                c.ready = True
+                until(lambda: code_of("resnet", "triton") == grpc.StatusCode.OK, "c ready again")
+                e.ready = False  # grpc.health.v1 NOT_SERVING: unhealthy (its only endpoint: panic)
+                until(lambda: endpoint_metric("meridian_endpoint_healthy", e.port) == ["0"],
+                      "e found NOT_SERVING")
+                e.ready = True
+                until(lambda: endpoint_metric("meridian_endpoint_healthy", e.port) == ["1"],
+                      "e serving again")
+                return ("ServerReady false: resnet NOT_FOUND, bert still served, back when ready; "
+                        "health.v1 NOT_SERVING: unhealthy, healthy again when SERVING")
+
+            def endpoint_metric(name, engine_port):
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=2) as r:
+                    text = r.read().decode()
+                want = f'endpoint="127.0.0.1:{engine_port}"'
+                return [l.split()[-1] for l in text.splitlines()
+                        if l.startswith(name + "{") and want in l]
+
+            def triton_load():
+                until(lambda: endpoint_metric("meridian_endpoint_queue_depth", c.port) == ["7"],
+                      "queue depth 7 scraped")
+                return "nv_inference_pending_request_count 7 read from the metrics port into the load term"
+
             def still_serving():
                 ra = fields(infer(infer_request("llama-3"), timeout=5))
                 assert ra[3] == "engine-a"
@@ -308,7 +445,9 @@ routes:
                              ("deadline", deadline),
                              ("status_passthrough", status_passthrough), ("unavailable", unavailable),
                              ("bad_message", bad_message), ("killed_mid_stream", killed_mid_stream),
-                             ("clients_leave", clients_leave), ("still_serving", still_serving)]:
+                             ("clients_leave", clients_leave), ("discovered", discovered),
+                             ("model_ready", model_ready), ("health", health),
+                             ("triton_load", triton_load), ("still_serving", still_serving)]:
                 check(name, fn)
             channel.close()
         finally:
@@ -317,8 +456,9 @@ routes:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            for e in (a, b):
-                e.server.stop(0)
+            for engine in (a, b, c, d, e):
+                engine.server.stop(0)
+            metrics_srv.shutdown()
             doomed_proc.kill()
             doomed_proc.wait()
             log.seek(0)

@@ -196,17 +196,22 @@ struct load_metrics_config {
   duration timeout = std::chrono::milliseconds(500);
   // A reading older than this counts less, then not at all (at twice the age).
   duration stale_after = std::chrono::seconds(2);
+  // The port the metrics are served on where it is not the endpoint's own (Triton: 8002 beside
+  // gRPC's 8001); 0: the endpoint's port.
+  std::uint16_t port = 0;
   std::vector<std::string> waiting, running, kv_cache_usage;
   bool operator==(const load_metrics_config&) const = default;
 };
 
-// Discovery of the models each endpoint serves from its own GET /v1/models. On by default for
-// inference clusters.
+// Discovery of the models each endpoint serves from its own GET /v1/models (gRPC backends: Triton's
+// RepositoryIndex, models READY; where that is not implemented, ModelReady for each of `names`).
+// On by default for inference and grpc_inference clusters.
 struct models_config {
   bool enabled = false;
   std::string path = "/v1/models";
   duration interval = std::chrono::seconds(10);
   duration timeout = std::chrono::seconds(1);
+  std::vector<std::string> names;  // grpc_inference only
   bool operator==(const models_config&) const = default;
 };
 

@@ -464,7 +464,9 @@ TEST_CASE("gRPC clusters and routes: grpc_inference over h2c, grpc_service, what
                          "t.yaml");
   CHECK(cfg->clusters[0].kind == cluster_kind::grpc_inference);
   CHECK(cfg->clusters[0].balancer == balancer_kind::latency_aware);
-  CHECK_FALSE(cfg->clusters[0].models.enabled);
+  CHECK(cfg->clusters[0].models.enabled);  // RepositoryIndex, on by default
+  CHECK(cfg->clusters[0].models.path == "/inference.GRPCInferenceService/RepositoryIndex");
+  CHECK_FALSE(cfg->clusters[0].probe.enabled);
   CHECK(cfg->routes[0].match.grpc_service == "inference.GRPCInferenceService");
   CHECK(cfg->routes[0].match.path_prefix == "/inference.GRPCInferenceService/");
   CHECK(cfg->routes[0].match.model == "resnet");
@@ -475,9 +477,40 @@ TEST_CASE("gRPC clusters and routes: grpc_inference over h2c, grpc_service, what
   auto e = error_of(yaml("{ name: triton, kind: grpc_inference, protocol: h2, endpoints: [ 127.0.0.1:8001 ] }",
                          "{ path_prefix: / }"));
   CHECK(e.find("clusters[0].protocol: h2 over TLS to gRPC backends is not built yet") != std::string::npos);
+  // Health, models and load through the gRPC services and the metrics port.
+  cfg = load_string(yaml("{ name: triton, kind: grpc_inference, probe: { interval: 2s }, "
+                         "models: { names: [ resnet, bert/v2 ] }, load_metrics: { port: 8002 }, "
+                         "endpoints: [ 127.0.0.1:8001 ] }",
+                         "{ path_prefix: / }"),
+                    "t.yaml");
+  CHECK(cfg->clusters[0].probe.path == "/inference.GRPCInferenceService/ServerReady");
+  CHECK(cfg->clusters[0].models.names == std::vector<std::string>{"resnet", "bert/v2"});
+  CHECK(cfg->clusters[0].load_metrics.port == 8002);
+  cfg = load_string(yaml("{ name: triton, kind: grpc_inference, probe: { path: /grpc.health.v1.Health/Check }, "
+                         "endpoints: [ 127.0.0.1:8001 ] }",
+                         "{ path_prefix: / }"),
+                    "t.yaml");
+  CHECK(cfg->clusters[0].probe.path == "/grpc.health.v1.Health/Check");
   e = error_of(yaml("{ name: triton, kind: grpc_inference, probe: { path: /v2/health/ready }, endpoints: [ 127.0.0.1:8001 ] }",
                     "{ path_prefix: / }"));
-  CHECK(e.find("clusters[0].probe: not available for kind: grpc_inference") != std::string::npos);
+  CHECK(e.find("clusters[0].probe.path: a gRPC cluster's probe calls "
+               "/inference.GRPCInferenceService/ServerReady or /grpc.health.v1.Health/Check") !=
+        std::string::npos);
+  e = error_of(yaml("{ name: triton, kind: grpc_inference, load_metrics: { path: /metrics }, endpoints: [ 127.0.0.1:8001 ] }",
+                    "{ path_prefix: / }"));
+  CHECK(e.find("clusters[0].load_metrics.port: a gRPC backend serves its metrics on a port of its own") !=
+        std::string::npos);
+  e = error_of(yaml("{ name: triton, kind: grpc_inference, models: { path: /v1/models }, endpoints: [ 127.0.0.1:8001 ] }",
+                    "{ path_prefix: / }"));
+  CHECK(e.find("clusters[0].models.path: a gRPC cluster's models come from RepositoryIndex") !=
+        std::string::npos);
+  e = error_of(yaml("{ name: triton, kind: grpc_inference, prefix_affinity: true, endpoints: [ 127.0.0.1:8001 ] }",
+                    "{ path_prefix: / }"));
+  CHECK(e.find("clusters[0].prefix_affinity: not available for kind: grpc_inference") != std::string::npos);
+  e = error_of(yaml("{ name: triton, models: { names: [ a ] }, endpoints: [ 127.0.0.1:8001 ] }",
+                    "{ path_prefix: / }"));
+  CHECK(e.find("clusters[0].models.names: only kind: grpc_inference clusters check listed models") !=
+        std::string::npos);
   e = error_of(yaml("{ name: triton, protocol: h2c, endpoints: [ 127.0.0.1:8001 ] }", "{ path_prefix: / }"));
   CHECK(e.find("clusters[0].protocol: only kind: grpc_inference clusters take a protocol") !=
         std::string::npos);
