@@ -259,7 +259,8 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
       r.fail(p, k + ".stripe", "stripes object GETs: the cluster must be kind: storage");
   }
   if (auto p = n["timeouts"]) read_upstream_timeouts(r, p, k + ".timeouts", c.timeouts);
-  if (auto p = n["retries"]) read_retries(r, p, k + ".retries", c.retries, false);
+  if (auto p = n["retries"])
+    read_retries(r, p, k + ".retries", c.retries, false, c.kind == cluster_kind::grpc_inference);
   if (auto p = n["limits"]) read_cluster_limits(r, p, k + ".limits", c.limits);
   if (auto p = n["tls"]) c.tls = read_upstream_tls(r, p, k + ".tls");
   return c;

@@ -24,7 +24,14 @@ route_config read_route(const reader& r, const YAML::Node& n, const std::string&
   rc.timeouts = it->timeouts;
   rc.retries = it->retries;
   if (auto p = n["timeouts"]) read_upstream_timeouts(r, p, k + ".timeouts", rc.timeouts);
-  if (auto p = n["retries"]) read_retries(r, p, k + ".retries", rc.retries, true);
+  const bool grpc = it->kind == cluster_kind::grpc_inference;
+  if (auto p = n["retries"]) read_retries(r, p, k + ".retries", rc.retries, true, grpc);
+  // A gRPC call is retried (before any answer), not hedged or resumed: refused, not ignored.
+  for (const char* key : {"hedge", "resume"})
+    if (grpc && n[key])
+      r.fail(n[key], reader::join(k, key),
+             common::cat("not available on a route to kind: grpc_inference (cluster '", it->name,
+                         "'): gRPC calls are retried before any answer, not ", key, "d"));
   if (auto p = n["priority"]) rc.priority = read_priority(r, p, k + ".priority");
   if (auto p = n["hedge"]) read_hedge(r, p, k + ".hedge", rc.hedge);
   // An object GET cut mid-body is continued from another replica unless the route says no.

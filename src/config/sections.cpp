@@ -200,7 +200,7 @@ void read_upstream_timeouts(const reader& r, const YAML::Node& n, const std::str
 }
 
 void read_retries(const reader& r, const YAML::Node& n, const std::string& k, retry_config& out,
-                  bool route) {
+                  bool route, bool grpc) {
   if (route)
     r.only_keys(n, k, {"attempts", "on"});  // the budget is the cluster's
   else
@@ -218,21 +218,40 @@ void read_retries(const reader& r, const YAML::Node& n, const std::string& k, re
     auto ok = k + ".on";
     if (!on.IsSequence()) r.fail(on, ok, "expected a list (e.g. [connect_failure, 503])");
     out.on = 0;
+    out.grpc_codes = 0;
+    // gRPC statuses by Envoy's names (retry_on for gRPC), with their codes.
+    static constexpr std::pair<std::string_view, int> grpc_names[] = {
+        {"cancelled", 1}, {"deadline-exceeded", 4}, {"resource-exhausted", 8},
+        {"internal", 13}, {"unavailable", 14}};
     for (std::size_t i = 0; i < on.size(); ++i) {
-      auto s = r.scalar(on[i], common::cat(ok, '[', i, ']'));
-      if (s == "connect_failure")
+      auto ik = common::cat(ok, '[', i, ']');
+      auto s = r.scalar(on[i], ik);
+      auto g = std::find_if(std::begin(grpc_names), std::end(grpc_names),
+                            [&](const auto& e) { return e.first == s; });
+      if (s == "connect_failure") {
         out.on |= retry_connect_failure;
-      else if (s == "reset_before_request")
+      } else if (s == "reset_before_request") {
         out.on |= retry_reset_before_request;
-      else if (s == "reset_before_response")
+      } else if (s == "reset_before_response") {
         out.on |= retry_reset_before_response;
-      else if (s == "503")
+      } else if (s == "503" && !grpc) {
         out.on |= retry_status_503;
-      else
-        r.fail(on[i], common::cat(ok, '[', i, ']'),
+      } else if (g != std::end(grpc_names) && grpc) {
+        out.on |= retry_grpc_status;
+        out.grpc_codes |= 1u << g->second;
+      } else if (s == "503" || g != std::end(grpc_names)) {
+        r.fail(on[i], ik,
+               grpc ? "a gRPC answer carries grpc-status: retry on unavailable, not 503"
+                    : common::cat("'", s, "' is a gRPC status: for kind: grpc_inference clusters"));
+      } else {
+        r.fail(on[i], ik,
                common::cat("unknown condition '", s,
-                           "' (expected connect_failure, reset_before_request, "
-                           "reset_before_response or 503)"));
+                           grpc ? "' (expected connect_failure, reset_before_request, "
+                                  "reset_before_response, cancelled, deadline-exceeded, internal, "
+                                  "resource-exhausted or unavailable)"
+                                : "' (expected connect_failure, reset_before_request, "
+                                  "reset_before_response or 503)"));
+      }
     }
   }
 }

@@ -27,7 +27,7 @@ void read_balancer(const reader& r, const YAML::Node& n, const std::string& k, c
 void read_stripe(const reader& r, const YAML::Node& n, const std::string& k, stripe_config& out);
 // `route`: a route's retries, which share their cluster's budget and so set none.
 void read_retries(const reader& r, const YAML::Node& n, const std::string& k, retry_config& out,
-                  bool route);
+                  bool route, bool grpc);
 // routes[i] (config/routes.cpp), against the clusters already read.
 route_config read_route(const reader& r, const YAML::Node& n, const std::string& k,
                         const std::vector<cluster_config>& clusters);

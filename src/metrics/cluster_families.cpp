@@ -7,7 +7,7 @@
 namespace meridian::metrics::detail {
 
 inline constexpr const char* retry_reason_names[] = {"connect_failure", "reset_before_request",
-                                                     "reset_before_response", "503"};
+                                                     "reset_before_response", "503", "grpc_status"};
 static_assert(std::size(retry_reason_names) == static_cast<std::size_t>(retry_reason::count_));
 inline constexpr const char* interruption_names[] = {"upstream", "deadline"};
 inline constexpr const char* shed_names[] = {"queue_full", "timeout", "displaced", "client_share"};

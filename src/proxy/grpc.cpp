@@ -11,6 +11,7 @@
 #include "meridian/routing/grpc_model.hpp"
 #include "meridian/runtime/timer.hpp"
 #include "meridian/upstream/h2_channel.hpp"
+#include "meridian/proxy/retry_policy.hpp"
 #include "proxy/admit.hpp"
 #include "proxy/model_routing.hpp"
 
@@ -338,17 +339,63 @@ bool healthy_endpoint_serves(const upstream::cluster_state& cs, std::string_view
   return !any_healthy;
 }
 
-// How a call to one candidate ended: the client was served or answered (done), the next
-// candidate may be tried (next), or no other may (stop: the body is gone).
-enum class tried { done, next, stop };
+// How a call to one candidate ended: the client was served or answered (done), it failed and
+// the next candidate may be tried if the retry gate allows (next), its answer was dropped for a
+// retry the gate already allowed (retried), or no other may be tried (stop: the body is gone).
+enum class tried { done, next, stop, retried };
 struct last_failure {
   error_kind kind = error_kind::no_healthy_upstream;
   std::string message = "no healthy endpoint";
+  metrics::retry_reason why = metrics::retry_reason::connect_failure;
 };
+
+// Whether a call that failed before any answer (or was answered with no message and a status the
+// route retries) goes to the next candidate: the route's retries (conditions, attempts), another
+// candidate, time left, and the cluster's retry budget, as HTTP requests are retried.
+struct retry_gate {
+  const config::retry_config& cfg;
+  retry_budget& budget;
+  metrics::cluster_metrics& cm;
+  std::size_t candidates;
+  std::size_t tries = 0;  // calls made so far
+
+  bool allows(metrics::retry_reason why, int grpc_code, common::time_point now,
+              common::time_point deadline) {
+    using metrics::retry_reason;
+    unsigned bit = why == retry_reason::connect_failure        ? config::retry_connect_failure
+                   : why == retry_reason::reset_before_request ? config::retry_reset_before_request
+                   : why == retry_reason::reset_before_response
+                       ? config::retry_reset_before_response
+                       : config::retry_grpc_status;
+    if (!(cfg.on & bit)) return false;
+    if (why == retry_reason::grpc_status &&
+        (grpc_code < 0 || grpc_code > 16 || !(cfg.grpc_codes & (1u << grpc_code))))
+      return false;
+    if (tries >= cfg.attempts || tries >= candidates || now >= deadline) return false;
+    if (!budget.try_spend(now)) {
+      cm.retry_budget_exhausted.inc();
+      return false;
+    }
+    cm.retries[static_cast<int>(why)].inc();
+    return true;
+  }
+};
+
+// The grpc-status of a trailers-only answer (in its head), or -1.
+int head_grpc_status(const upstream::h2_call& call) {
+  for (const auto& [n, v] : call.response_fields())
+    if (n == "grpc-status") {
+      int code = -1;
+      std::from_chars(v.data(), v.data() + v.size(), code);
+      return code;
+    }
+  return -1;
+}
 
 // One call to `ep`: its channel, the request, the response head, then the relay.
 asio::awaitable<tried> call_endpoint(request& r, const upstream::endpoint_ref& ep,
-                                     call_watch& watch, bool streaming, last_failure& last) {
+                                     call_watch& watch, bool streaming, last_failure& last,
+                                     retry_gate& gate) {
   auto& ctx = r.ctx;
   auto& w = r.w;
   const auto& timeouts = r.cfg().routes[*ctx.route].timeouts;
@@ -358,7 +405,8 @@ asio::awaitable<tried> call_endpoint(request& r, const upstream::endpoint_ref& e
   if (!ch) {
     w.ups.record_connect_failure(*ep, w.clock->now());
     last = {error_kind::upstream_unavailable,
-            common::cat("connect to ", ep->info->address, " failed: ", why)};
+            common::cat("connect to ", ep->info->address, " failed: ", why),
+            metrics::retry_reason::connect_failure};
     common::log(common::log_level::warn, "proxy", last.message);
     co_return tried::next;
   }
@@ -403,10 +451,25 @@ asio::awaitable<tried> call_endpoint(request& r, const upstream::endpoint_ref& e
       co_await reply_body_error(r, http::body_result::malformed);
       co_return tried::done;
     }
-    last = {kind, std::move(message)};
+    // A stream the backend refused (REFUSED_STREAM, or past its GOAWAY) was never processed.
+    auto why = call.refused() ? metrics::retry_reason::reset_before_request
+                              : metrics::retry_reason::reset_before_response;
+    last = {kind, std::move(message), why};
     co_return whole ? tried::next : tried::stop;  // a body streamed away cannot go again
   }
   w.ups.answered(*ep, picked);
+  // An answer with no message and a status the route retries (UNAVAILABLE from an engine that is
+  // full, say) goes to the next candidate: the client has seen nothing of it.
+  if (int code = head_grpc_status(call); code > 0 && whole &&
+      gate.allows(metrics::retry_reason::grpc_status, code, w.clock->now(), ctx.deadline)) {
+    watch.call = nullptr;
+    ep->metrics->in_flight.sub();
+    w.ups.request_finished(*ep, picked, w.clock->now(), false);
+    last = {error_kind::upstream_unavailable,
+            common::cat("upstream ", ep->info->address, ": grpc-status ", code),
+            metrics::retry_reason::grpc_status};
+    co_return tried::retried;
+  }
   w.ups.record_success(*ep);
   auto outcome = co_await relay_call(r, call, ep, picked, streaming);
   bool complete = outcome == relayed::complete;
@@ -449,23 +512,30 @@ asio::awaitable<void> serve_grpc(request& r) {
   r.ex.watch_client(&watch);
   last_failure last;
   ctx.upstream_start = w.clock->now();
-  // Each candidate in turn while nothing has been answered and the body can be sent again (it
-  // was whole in the buffer): gRPC allows a retry before any response message.
-  for (std::size_t k = 0; k < picks.size() && k < 3; ++k) {
+  auto& budget = w.budgets[ctx.cluster];
+  budget.on_request(in.now);
+  retry_gate gate{r.cfg().routes[*ctx.route].retries, budget, w.metrics.cluster(ctx.cluster),
+                  picks.size()};
+  // Each candidate in turn while nothing has been answered, the body can be sent again (it was
+  // whole in the buffer: gRPC allows a retry before any response message) and the route's
+  // retries allow it.
+  for (std::size_t k = 0; k < picks.size(); ++k) {
     const auto& ep = cs.endpoints[picks[k]];
     w.balancers[ctx.cluster]->dispatched(picks[k], in);
     ++ctx.attempts;
+    gate.tries = k + 1;
     ctx.endpoint = ep;
     if (w.clock->now() >= ctx.deadline) {
       last = {error_kind::upstream_timeout, "the request's deadline passed"};
       break;
     }
-    auto t = co_await call_endpoint(r, ep, watch, streaming, last);
+    auto t = co_await call_endpoint(r, ep, watch, streaming, last, gate);
     if (t == tried::done) {
       r.ex.unwatch_client();
       co_return;
     }
     if (t == tried::stop) break;
+    if (t == tried::next && !gate.allows(last.why, -1, w.clock->now(), ctx.deadline)) break;
   }
   r.ex.unwatch_client();
   ctx.grpc_status = std::to_string(common::grpc_status_of(last.kind));

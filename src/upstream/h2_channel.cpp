@@ -33,6 +33,7 @@ struct h2_call_state {
   bool headers_done = false;  // the response head arrived
   bool ended = false;         // the response ended (END_STREAM)
   bool failed = false;
+  bool refused = false;  // REFUSED_STREAM (or past a GOAWAY): the backend never processed it
   bool closed = false;  // nghttp2 closed the stream
   bool abandoned = false;  // its h2_call is gone
   std::string error;
@@ -145,6 +146,7 @@ struct h2_channel::impl {
     c->closed = true;
     if (!c->ended && !c->failed) {
       c->failed = true;
+      c->refused = code == NGHTTP2_REFUSED_STREAM;
       c->error = code == NGHTTP2_REFUSED_STREAM
                      ? std::string("refused by the backend (REFUSED_STREAM)")
                      : common::cat("reset by the backend (", nghttp2_http2_strerror(code), ")");
@@ -364,6 +366,7 @@ asio::awaitable<bool> h2_call::headers(common::time_point deadline) {
 }
 
 int h2_call::status() const { return state_ ? state_->status : 0; }
+bool h2_call::refused() const { return state_ && state_->refused; }
 const h2_fields& h2_call::response_fields() const { return state_->fields; }
 const h2_fields& h2_call::trailers() const { return state_->trailers; }
 std::string_view h2_call::error() const {

@@ -81,8 +81,9 @@ class Engine:
     With `repository` ({model: state}) it implements Triton's RepositoryIndex; with `ready_models`
     KServe v2's ModelReady; `health` adds grpc.health.v1. ServerReady answers `self.ready`."""
 
-    def __init__(self, name, repository=None, ready_models=None, health=False):
+    def __init__(self, name, repository=None, ready_models=None, health=False, full=False):
         self.name = name
+        self.full = full  # every ModelInfer answered UNAVAILABLE (an engine at its limit)
         self.seen = []
         self.deadlines = []
         self.ready = True
@@ -121,6 +122,8 @@ class Engine:
         f = fields(req)
         self.seen.append(f.get(1))
         self.deadlines.append(ctx.time_remaining())
+        if self.full:
+            ctx.abort(grpc.StatusCode.UNAVAILABLE, "engine full")
         if f.get(3) == "slow":
             time.sleep(2)
         if f.get(3) == "nap":
@@ -183,6 +186,7 @@ def main():
     c = Engine("engine-c", repository={"resnet": "READY", "bert": "UNAVAILABLE"})
     d = Engine("engine-d", repository={"bert": "READY"})
     e = Engine("engine-e", ready_models={"vit"}, health=True)
+    full, spare = Engine("engine-full", full=True), Engine("engine-spare")
     metrics_srv = http.server.HTTPServer(("127.0.0.1", 0), TritonMetrics)
     threading.Thread(target=metrics_srv.serve_forever, daemon=True).start()
     mport = metrics_srv.server_address[1]
@@ -226,7 +230,12 @@ clusters:
     endpoints: [ 127.0.0.1:{e.port} ]
     probe: {{ path: /grpc.health.v1.Health/Check, interval: 100ms, timeout: 100ms, rise: 1, fall: 1 }}
     models: {{ interval: 100ms, names: [ vit, resnet ] }}
+  - {{ name: busy, kind: grpc_inference, balancer: round_robin,
+      endpoints: [ 127.0.0.1:{full.port}, 127.0.0.1:{spare.port} ] }}
 routes:
+  - {{ match: {{ grpc_service: {SERVICE}, headers: {{ x-pool: busy }} }}, cluster: busy,
+      retries: {{ on: [ connect_failure, unavailable ] }} }}
+  - {{ match: {{ grpc_service: {SERVICE}, headers: {{ x-pool: busy-once }} }}, cluster: busy }}
   - {{ match: {{ grpc_service: {SERVICE}, headers: {{ x-pool: triton }} }}, cluster: triton }}
   - {{ match: {{ grpc_service: {SERVICE}, headers: {{ x-pool: kserve }} }}, cluster: kserve }}
   - {{ match: {{ grpc_service: {SERVICE}, model: llama-3 }}, cluster: llama }}
@@ -435,6 +444,22 @@ routes:
                       "queue depth 7 scraped")
                 return "nv_inference_pending_request_count 7 read from the metrics port into the load term"
 
+            def retried_status():
+                codes = [code_of("llama-3", "busy") for _ in range(10)]
+                assert codes == [grpc.StatusCode.OK] * 10, codes
+                assert len(full.seen) >= 4, len(full.seen)  # round robin: half went there first
+                retries = [l for l in urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=2)
+                           .read().decode().splitlines()
+                           if l.startswith("meridian_upstream_retries_total") and 'cluster="busy"' in l
+                           and 'reason="grpc_status"' in l]
+                assert retries and float(retries[0].split()[-1]) == len(full.seen), (retries, len(full.seen))
+                first = len(full.seen)
+                once = [code_of("llama-3", "busy-once") for _ in range(4)]
+                assert grpc.StatusCode.UNAVAILABLE in once, once  # a route without the condition
+                return (f"UNAVAILABLE with no message, retries: {{on: [unavailable]}}: 10 of 10 OK "
+                        f"({first} answered by the full engine first, retried); without it: "
+                        f"{sum(1 for c in once if c == grpc.StatusCode.UNAVAILABLE)} of 4 UNAVAILABLE")
+
             def still_serving():
                 ra = fields(infer(infer_request("llama-3"), timeout=5))
                 assert ra[3] == "engine-a"
@@ -447,7 +472,8 @@ routes:
                              ("bad_message", bad_message), ("killed_mid_stream", killed_mid_stream),
                              ("clients_leave", clients_leave), ("discovered", discovered),
                              ("model_ready", model_ready), ("health", health),
-                             ("triton_load", triton_load), ("still_serving", still_serving)]:
+                             ("triton_load", triton_load), ("retried_status", retried_status),
+                             ("still_serving", still_serving)]:
                 check(name, fn)
             channel.close()
         finally:
@@ -456,7 +482,7 @@ routes:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            for engine in (a, b, c, d, e):
+            for engine in (a, b, c, d, e, full, spare):
                 engine.server.stop(0)
             metrics_srv.shutdown()
             doomed_proc.kill()

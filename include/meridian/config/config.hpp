@@ -113,6 +113,7 @@ enum retry_on : unsigned {
   retry_reset_before_request = 2,   // the connection failed before a request byte was written
   retry_reset_before_response = 4,  // closed after the request went out, before a response head
   retry_status_503 = 8,             // a 503 head, nothing sent to the client yet
+  retry_grpc_status = 16,           // a gRPC answer with no message whose status is in grpc_codes
 };
 
 // Retries to another endpoint: at most `attempts` tries in all, only for the failures in `on`,
@@ -125,6 +126,9 @@ struct retry_config {
   double budget_ratio = 0.2;
   double budget_min_per_second = 10;
   unsigned on = retry_connect_failure | retry_reset_before_request;
+  // gRPC statuses retried (bit 1 << code) when a backend answers with no message (trailers-only):
+  // Envoy's names in `on`: cancelled, deadline-exceeded, internal, resource-exhausted, unavailable.
+  std::uint32_t grpc_codes = 0;
 };
 
 // TTFT hedging (a route's opt-in): a request with no response byte (a stream's first token) by

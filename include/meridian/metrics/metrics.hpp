@@ -94,6 +94,7 @@ enum class retry_reason {
   reset_before_request,
   reset_before_response,
   status_503,
+  grpc_status,  // a gRPC answer with no message and a status the route retries
   count_
 };
 enum class interruption { upstream, deadline };

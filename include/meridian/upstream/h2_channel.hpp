@@ -49,6 +49,9 @@ class h2_call {
   enum class got { data, end, failed, timeout };
   boost::asio::awaitable<got> read(std::string& out, common::time_point deadline);
   const h2_fields& trailers() const;
+  // It failed as refused (REFUSED_STREAM, or a stream past the backend's GOAWAY): the backend
+  // never processed it, so it is safe to send elsewhere (RFC 9113 8.7).
+  bool refused() const;
   // Why it failed ("reset by the backend (INTERNAL_ERROR)", "connection lost", ...).
   std::string_view error() const;
   // Resets the stream now (the client left).

@@ -507,6 +507,22 @@ TEST_CASE("gRPC clusters and routes: grpc_inference over h2c, grpc_service, what
   e = error_of(yaml("{ name: triton, kind: grpc_inference, prefix_affinity: true, endpoints: [ 127.0.0.1:8001 ] }",
                     "{ path_prefix: / }"));
   CHECK(e.find("clusters[0].prefix_affinity: not available for kind: grpc_inference") != std::string::npos);
+  // Retries on gRPC statuses (Envoy's names), for gRPC clusters only; no hedge or resume there.
+  cfg = load_string(yaml(triton, "{ grpc_service: inference.GRPCInferenceService }, "
+                                 "retries: { on: [ connect_failure, unavailable, resource-exhausted ] }"),
+                    "t.yaml");
+  CHECK(cfg->routes[0].retries.on ==
+        (retry_connect_failure | retry_grpc_status));
+  CHECK(cfg->routes[0].retries.grpc_codes == ((1u << 14) | (1u << 8)));
+  e = error_of(yaml(triton, "{ grpc_service: inference.GRPCInferenceService }, retries: { on: [ 503 ] }"));
+  CHECK(e.find("retries.on[0]: a gRPC answer carries grpc-status: retry on unavailable, not 503") !=
+        std::string::npos);
+  e = error_of(yaml("{ name: triton, endpoints: [ 127.0.0.1:8001 ], retries: { on: [ unavailable ] } }",
+                    "{ path_prefix: / }"));
+  CHECK(e.find("clusters[0].retries.on[0]: 'unavailable' is a gRPC status: for kind: grpc_inference clusters") !=
+        std::string::npos);
+  e = error_of(yaml(triton, "{ grpc_service: inference.GRPCInferenceService }, hedge: { after: 1s }"));
+  CHECK(e.find("routes[0].hedge: not available on a route to kind: grpc_inference") != std::string::npos);
   e = error_of(yaml("{ name: triton, models: { names: [ a ] }, endpoints: [ 127.0.0.1:8001 ] }",
                     "{ path_prefix: / }"));
   CHECK(e.find("clusters[0].models.names: only kind: grpc_inference clusters check listed models") !=
