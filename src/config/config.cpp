@@ -69,10 +69,10 @@ namespace {
 
 void read_limits(const reader& r, const YAML::Node& n, limits_config& out) {
   const std::string k = "limits";
-  r.only_keys(n, k,
-              {"max_header_bytes", "max_headers", "max_body_bytes", "max_connections_per_worker",
-               "model_peek_bytes", "body_prebuffer_bytes", "min_data_rate",
-               "max_concurrent_streams"});
+  r.only_keys(
+      n, k,
+      {"max_header_bytes", "max_headers", "max_body_bytes", "max_connections_per_worker",
+       "model_peek_bytes", "body_prebuffer_bytes", "min_data_rate", "max_concurrent_streams"});
   if (n["max_header_bytes"]) {
     out.max_header_bytes = r.size(n["max_header_bytes"], k + ".max_header_bytes");
     if (out.max_header_bytes < 1024 || out.max_header_bytes > 1024 * 1024)

@@ -39,8 +39,9 @@ route_config read_route(const reader& r, const YAML::Node& n, const std::string&
   if (auto p = n["resume"]) read_resume(r, p, k + ".resume", it->kind, rc.resume);
   if (auto m = n["match"]) {
     auto mk = k + ".match";
-    r.only_keys(m, mk, {"path_prefix", "path", "host", "method", "headers", "model", "client_subject",
-                        "grpc_service"});
+    r.only_keys(m, mk,
+                {"path_prefix", "path", "host", "method", "headers", "model", "client_subject",
+                 "grpc_service"});
     auto path_like = [&](const char* key, std::optional<std::string>& out) {
       if (!m[key]) return;
       out = r.scalar(m[key], reader::join(mk, key));

@@ -220,9 +220,11 @@ void read_retries(const reader& r, const YAML::Node& n, const std::string& k, re
     out.on = 0;
     out.grpc_codes = 0;
     // gRPC statuses by Envoy's names (retry_on for gRPC), with their codes.
-    static constexpr std::pair<std::string_view, int> grpc_names[] = {
-        {"cancelled", 1}, {"deadline-exceeded", 4}, {"resource-exhausted", 8},
-        {"internal", 13}, {"unavailable", 14}};
+    static constexpr std::pair<std::string_view, int> grpc_names[] = {{"cancelled", 1},
+                                                                      {"deadline-exceeded", 4},
+                                                                      {"resource-exhausted", 8},
+                                                                      {"internal", 13},
+                                                                      {"unavailable", 14}};
     for (std::size_t i = 0; i < on.size(); ++i) {
       auto ik = common::cat(ok, '[', i, ']');
       auto s = r.scalar(on[i], ik);
@@ -340,10 +342,10 @@ void read_cluster_limits(const reader& r, const YAML::Node& n, const std::string
               (std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
                                       std::string_view::npos);
     if (!token)
-      r.fail(
-          ck, k + ".client_key",
-          common::cat("'", v, "' is neither ip, tls_client nor a header name (e.g. authorization, "
-                      "x-api-key)"));
+      r.fail(ck, k + ".client_key",
+             common::cat("'", v,
+                         "' is neither ip, tls_client nor a header name (e.g. authorization, "
+                         "x-api-key)"));
     out.client_key = v;
   }
   if (n["client_cap"]) out.client_cap = ratio(r, n["client_cap"], k + ".client_cap", 0.01, 1);

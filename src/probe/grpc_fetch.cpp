@@ -179,7 +179,8 @@ asio::awaitable<model_list> grpc_models(asio::io_context& io, grpc_fetch_request
   }
   if (!r.ok || r.status != unimplemented || names.empty()) {
     out.why = common::cat("RepositoryIndex: ", r.error);
-    if (r.ok && r.status == unimplemented) out.why += " (and models.names lists none to ask ModelReady)";
+    if (r.ok && r.status == unimplemented)
+      out.why += " (and models.names lists none to ask ModelReady)";
     co_return out;
   }
   // KServe v2 without Triton's repository extension: ask for each listed model.

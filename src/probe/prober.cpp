@@ -155,8 +155,7 @@ struct prober::impl : std::enable_shared_from_this<prober::impl> {
   void spawn(std::size_t c, const track_ptr& t);
   void probed(std::size_t c, endpoint_track& t, const fetch_result& r, config::duration timeout);
   void scraped(std::size_t c, endpoint_track& t, const fetch_result& r);
-  void discovered(endpoint_track& t, std::optional<std::vector<std::string>> ids,
-                  std::string why);
+  void discovered(endpoint_track& t, std::optional<std::vector<std::string>> ids, std::string why);
 };
 
 void prober::impl::probed(std::size_t c, endpoint_track& t, const fetch_result& r,

@@ -8,10 +8,10 @@
 #include "meridian/common/log.hpp"
 #include "meridian/http/chunked.hpp"
 #include "meridian/http/request_body.hpp"
+#include "meridian/proxy/retry_policy.hpp"
 #include "meridian/routing/grpc_model.hpp"
 #include "meridian/runtime/timer.hpp"
 #include "meridian/upstream/h2_channel.hpp"
-#include "meridian/proxy/retry_policy.hpp"
 #include "proxy/admit.hpp"
 #include "proxy/model_routing.hpp"
 
@@ -61,7 +61,8 @@ asio::awaitable<bool> read_first_message(request& r) {
     }
     if (m.status == st::absent) co_return true;
     if (m.status == st::incomplete && !r.ex.body().complete()) {
-      std::size_t need = m.message_bytes + 5 > payload.size() ? m.message_bytes + 5 - payload.size() : 1;
+      std::size_t need =
+          m.message_bytes + 5 > payload.size() ? m.message_bytes + 5 - payload.size() : 1;
       want = r.ex.buffered_body().size() + need;
       continue;
     }
@@ -123,7 +124,8 @@ asio::awaitable<std::shared_ptr<upstream::h2_channel>> channel_to(request& r,
   if (slot && slot->usable()) co_return slot;
   if (slot) slot->retire();  // its calls finish on it; new ones go to a new connection
   slot.reset();
-  auto ch = co_await upstream::h2_channel::open(r.w.io, *r.w.clock, ep->info->resolved, deadline, why);
+  auto ch =
+      co_await upstream::h2_channel::open(r.w.io, *r.w.clock, ep->info->resolved, deadline, why);
   // Another request may have opened one meanwhile: the newer serves.
   if (ch) r.w.grpc_channels[ep->info->id] = ch;
   co_return ch;
@@ -213,12 +215,12 @@ struct body_pump {
   }
 };
 
-enum class relayed { complete, client_left, upstream_failed };
+enum class relayed { complete, client_left, upstream_failed, upstream_timeout };
 
 // The response: its head, each message as it comes, then the trailers (grpc-status).
 asio::awaitable<relayed> relay_call(request& r, upstream::h2_call& call,
-                                 const upstream::endpoint_ref& ep, common::time_point picked,
-                                 bool streaming) {
+                                    const upstream::endpoint_ref& ep, common::time_point picked,
+                                    bool streaming) {
   auto& ctx = r.ctx;
   auto& w = r.w;
   const auto& timeouts = r.cfg().routes[*ctx.route].timeouts;
@@ -238,7 +240,7 @@ asio::awaitable<relayed> relay_call(request& r, upstream::h2_call& call,
     std::string why = late ? std::string("upstream sent no message in time")
                            : common::cat("upstream ", ep->info->address, ": ", call.error());
     co_await r.ex.reply_error(kind, why);
-    co_return relayed::upstream_failed;
+    co_return late ? relayed::upstream_timeout : relayed::upstream_failed;
   }
   bool trailers_only = got == upstream::h2_call::got::end && data.empty();
   r.ex.start_response(head, trailers_only ? http::body_kind::none : http::body_kind::chunked, 0);
@@ -277,9 +279,10 @@ asio::awaitable<relayed> relay_call(request& r, upstream::h2_call& call,
       co_await r.ex.send({}, true);
       outcome = relayed::complete;
     } else {
-      r.ex.set_note(got == upstream::h2_call::got::timeout
-                        ? std::string("upstream idle timeout mid-response")
-                        : common::cat("upstream ", ep->info->address, ": ", call.error()));
+      bool late = got == upstream::h2_call::got::timeout;
+      r.ex.set_note(late ? std::string("upstream idle timeout mid-response")
+                         : common::cat("upstream ", ep->info->address, ": ", call.error()));
+      if (late) outcome = relayed::upstream_timeout;
     }
     break;
   }
@@ -401,8 +404,14 @@ asio::awaitable<tried> call_endpoint(request& r, const upstream::endpoint_ref& e
   const auto& timeouts = r.cfg().routes[*ctx.route].timeouts;
   std::string why;
   auto now = w.clock->now();
+  auto count_error = [&](metrics::upstream_error e) {
+    ep->metrics->errors[static_cast<int>(e)].inc();
+  };
+  ep->metrics->requests.inc();
   auto ch = co_await channel_to(r, ep, std::min(ctx.deadline, now + timeouts.connect), why);
   if (!ch) {
+    count_error(why == "connect timed out" ? metrics::upstream_error::timeout
+                                           : metrics::upstream_error::connect);
     w.ups.record_connect_failure(*ep, w.clock->now());
     last = {error_kind::upstream_unavailable,
             common::cat("connect to ", ep->info->address, " failed: ", why),
@@ -431,6 +440,8 @@ asio::awaitable<tried> call_endpoint(request& r, const upstream::endpoint_ref& e
     bool late = w.clock->now() >= std::min(ctx.deadline, picked + timeouts.first_byte);
     auto kind = late ? error_kind::upstream_timeout : error_kind::upstream_unavailable;
     auto message = common::cat("upstream ", ep->info->address, ": ", call.error());
+    if (!r.ex.client_gone())  // a client that left cancelled the call: no fault of the backend
+      count_error(late ? metrics::upstream_error::timeout : metrics::upstream_error::reset);
     if (!whole) {
       // The client's body may still be arriving: the call goes, then what the pump saw.
       call.cancel();
@@ -460,7 +471,8 @@ asio::awaitable<tried> call_endpoint(request& r, const upstream::endpoint_ref& e
   w.ups.answered(*ep, picked);
   // An answer with no message and a status the route retries (UNAVAILABLE from an engine that is
   // full, say) goes to the next candidate: the client has seen nothing of it.
-  if (int code = head_grpc_status(call); code > 0 && whole &&
+  if (int code = head_grpc_status(call);
+      code > 0 && whole &&
       gate.allows(metrics::retry_reason::grpc_status, code, w.clock->now(), ctx.deadline)) {
     watch.call = nullptr;
     ep->metrics->in_flight.sub();
@@ -482,7 +494,11 @@ asio::awaitable<tried> call_endpoint(request& r, const upstream::endpoint_ref& e
   if (complete && !streaming)
     w.ups.observe_response(*ep, common::seconds_between(picked, end), end);
   // A client that left says nothing about the endpoint; a stream the endpoint cut does.
-  if (outcome == relayed::upstream_failed) w.ups.record_cut(*ep, end);
+  if (outcome == relayed::upstream_failed || outcome == relayed::upstream_timeout) {
+    w.ups.record_cut(*ep, end);
+    count_error(outcome == relayed::upstream_timeout ? metrics::upstream_error::timeout
+                                                     : metrics::upstream_error::reset);
+  }
   ep->metrics->in_flight.sub();
   w.ups.request_finished(*ep, picked, end, complete);
   co_return tried::done;

@@ -2,9 +2,9 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <array>
 #include <cstring>
 #include <unordered_map>
 
@@ -33,8 +33,8 @@ struct h2_call_state {
   bool headers_done = false;  // the response head arrived
   bool ended = false;         // the response ended (END_STREAM)
   bool failed = false;
-  bool refused = false;  // REFUSED_STREAM (or past a GOAWAY): the backend never processed it
-  bool closed = false;  // nghttp2 closed the stream
+  bool refused = false;    // REFUSED_STREAM (or past a GOAWAY): the backend never processed it
+  bool closed = false;     // nghttp2 closed the stream
   bool abandoned = false;  // its h2_call is gone
   std::string error;
   runtime::timer wake;
@@ -178,7 +178,8 @@ struct h2_channel::impl {
     while (!closed) {
       auto [ec, n] = co_await conn.read_some(asio::buffer(buf));
       if (ec || n == 0 || closed) break;
-      auto rv = nghttp2_session_mem_recv(session, reinterpret_cast<const std::uint8_t*>(buf.data()), n);
+      auto rv =
+          nghttp2_session_mem_recv(session, reinterpret_cast<const std::uint8_t*>(buf.data()), n);
       if (rv < 0) break;
       wake_writer();
     }
@@ -248,8 +249,8 @@ asio::awaitable<std::shared_ptr<h2_channel>> h2_channel::open(asio::io_context& 
   nghttp2_session_client_new2(&p->session, cb, p.get(), opt);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cb);
-  std::array<nghttp2_settings_entry, 2> iv{{{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-                                           {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, stream_window}}};
+  std::array<nghttp2_settings_entry, 2> iv{
+      {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0}, {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, stream_window}}};
   nghttp2_submit_settings(p->session, NGHTTP2_FLAG_NONE, iv.data(), iv.size());
   nghttp2_session_set_local_window_size(p->session, NGHTTP2_FLAG_NONE, 0, connection_window);
   auto ch = std::make_shared<h2_channel>(std::move(p));
@@ -261,13 +262,18 @@ asio::awaitable<std::shared_ptr<h2_channel>> h2_channel::open(asio::io_context& 
 
 bool h2_channel::usable() const {
   if (p_->closed || p_->goaway || p_->retiring) return false;
-  auto max = nghttp2_session_get_remote_settings(p_->session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+  auto max =
+      nghttp2_session_get_remote_settings(p_->session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
   return p_->calls.size() < max;
 }
 
-std::size_t h2_channel::calls() const { return p_->calls.size(); }
+std::size_t h2_channel::calls() const {
+  return p_->calls.size();
+}
 
-void h2_channel::close() { p_->close_now(); }
+void h2_channel::close() {
+  p_->close_now();
+}
 
 void h2_channel::retire() {
   p_->retiring = true;
@@ -289,8 +295,8 @@ h2_call h2_channel::start(const h2_fields& head) {
   body.read_callback = &impl::read_body;
   auto id = nghttp2_submit_request(p_->session, nullptr, nva.data(), nva.size(), &body, st.get());
   if (id < 0) {
-    common::log(common::log_level::warn, "upstream", "HTTP/2 request not submitted: ",
-                nghttp2_strerror(id));
+    common::log(common::log_level::warn, "upstream",
+                "HTTP/2 request not submitted: ", nghttp2_strerror(id));
     return call;
   }
   st->id = id;
@@ -365,10 +371,18 @@ asio::awaitable<bool> h2_call::headers(common::time_point deadline) {
   co_return ok;
 }
 
-int h2_call::status() const { return state_ ? state_->status : 0; }
-bool h2_call::refused() const { return state_ && state_->refused; }
-const h2_fields& h2_call::response_fields() const { return state_->fields; }
-const h2_fields& h2_call::trailers() const { return state_->trailers; }
+int h2_call::status() const {
+  return state_ ? state_->status : 0;
+}
+bool h2_call::refused() const {
+  return state_ && state_->refused;
+}
+const h2_fields& h2_call::response_fields() const {
+  return state_->fields;
+}
+const h2_fields& h2_call::trailers() const {
+  return state_->trailers;
+}
 std::string_view h2_call::error() const {
   return state_ ? std::string_view(state_->error) : std::string_view("no call");
 }

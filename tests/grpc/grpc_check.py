@@ -460,6 +460,24 @@ routes:
                         f"({first} answered by the full engine first, retried); without it: "
                         f"{sum(1 for c in once if c == grpc.StatusCode.UNAVAILABLE)} of 4 UNAVAILABLE")
 
+            def errors_counted():
+                # Each gRPC call counts in meridian_upstream_requests_total and its failures in
+                # meridian_upstream_errors_total by kind, as HTTP requests do.
+                def value(name, engine_port, kind=None):
+                    got = [l for l in endpoint_lines(name, engine_port) if kind is None or f'kind="{kind}"' in l]
+                    return sum(float(l.split()[-1]) for l in got)
+                refused = value("meridian_upstream_errors_total", dead, "connect")
+                cut = value("meridian_upstream_errors_total", doomed.port, "reset")
+                sent = value("meridian_upstream_requests_total", a.port)
+                assert refused >= 1 and cut >= 1 and sent >= 3, (refused, cut, sent)
+                return f"errors: connect {refused:.0f} (nothing listening), reset {cut:.0f} (killed mid-stream); engine-a requests {sent:.0f}"
+
+            def endpoint_lines(name, engine_port):
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=2) as r:
+                    text = r.read().decode()
+                want = f'endpoint="127.0.0.1:{engine_port}"'
+                return [l for l in text.splitlines() if l.startswith(name + "{") and want in l]
+
             def still_serving():
                 ra = fields(infer(infer_request("llama-3"), timeout=5))
                 assert ra[3] == "engine-a"
@@ -473,6 +491,7 @@ routes:
                              ("clients_leave", clients_leave), ("discovered", discovered),
                              ("model_ready", model_ready), ("health", health),
                              ("triton_load", triton_load), ("retried_status", retried_status),
+                             ("errors_counted", errors_counted),
                              ("still_serving", still_serving)]:
                 check(name, fn)
             channel.close()

@@ -25,7 +25,7 @@ TEST_CASE("protowire: what the writers put, the reader reads back in order") {
   std::string msg;
   proto_put_varint(msg, 2, 1);
   proto_put_bytes(msg, 1, inner);
-  proto_put_varint(msg, 536870911, 300);  // the largest field number, a two-byte varint
+  proto_put_varint(msg, 536870911, 300);          // the largest field number, a two-byte varint
   msg += std::string("\x0d\x01\x02\x03\x04", 5);  // field 1, fixed32
   bool bad = true;
   auto fs = all(msg, bad);
@@ -48,7 +48,10 @@ TEST_CASE("protowire: what the writers put, the reader reads back in order") {
 
 TEST_CASE("protowire: malformed messages stop the reader and say so") {
   const std::vector<std::pair<std::string, const char*>> cases{
-      {std::string("\x0a\x05" "abc", 5), "a length past the message"},
+      {std::string("\x0a\x05"
+                   "abc",
+                   5),
+       "a length past the message"},
       {std::string("\x00\x01", 2), "field number 0"},
       {std::string("\x0b", 1), "a group (wire type 3)"},
       {std::string("\x0e", 1), "wire type 6"},
@@ -69,9 +72,11 @@ TEST_CASE("protowire: malformed messages stop the reader and say so") {
 
 TEST_CASE("protowire: gRPC framing and UTF-8") {
   auto framed = grpc_frame("abc");
-  CHECK(framed == std::string("\x00\x00\x00\x00\x03" "abc", 8));
+  CHECK(framed == std::string("\x00\x00\x00\x00\x03"
+                              "abc",
+                              8));
   CHECK(valid_utf8("model-\xc3\xa9"));
-  CHECK_FALSE(valid_utf8("\xc0\xaf"));          // overlong
-  CHECK_FALSE(valid_utf8("\xed\xa0\x80"));      // a surrogate
-  CHECK_FALSE(valid_utf8("\xe2\x82"));          // cut
+  CHECK_FALSE(valid_utf8("\xc0\xaf"));      // overlong
+  CHECK_FALSE(valid_utf8("\xed\xa0\x80"));  // a surrogate
+  CHECK_FALSE(valid_utf8("\xe2\x82"));      // cut
 }
