@@ -182,20 +182,23 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
     // latency, health and models from their gRPC services, load from their metrics port. TLS to
     // them is not built yet, and prefix affinity, stripes and mirrors are HTTP features: those
     // keys are refused, not ignored.
-    for (const char* key : {"prefix_affinity", "stripe", "write_to", "tls"})
+    for (const char* key : {"prefix_affinity", "stripe", "write_to"})
       if (n[key])
         r.fail(n[key], reader::join(k, key),
                "not available for kind: grpc_inference in this version (h2c calls routed by "
                "model and latency)");
+    // h2c, or h2 over TLS with the cluster's tls block (which alone implies it).
     if (auto p = n["protocol"]) {
       auto proto = r.scalar(p, k + ".protocol");
-      if (proto == "h2")
-        r.fail(p, k + ".protocol", "h2 over TLS to gRPC backends is not built yet (h2c)");
-      else if (proto != "h2c")
-        r.fail(p, k + ".protocol", common::cat("unknown protocol '", proto, "' (h2c)"));
+      if (proto != "h2c" && proto != "h2")
+        r.fail(p, k + ".protocol", common::cat("unknown protocol '", proto, "' (h2c or h2)"));
+      if (proto == "h2" && !n["tls"])
+        r.fail(p, k + ".protocol", "h2 is HTTP/2 over TLS: the cluster needs a tls block");
+      if (proto == "h2c" && n["tls"])
+        r.fail(p, k + ".protocol", "h2c is HTTP/2 without TLS, but the cluster has a tls block");
     }
   } else if (auto p = n["protocol"]) {
-    r.fail(p, k + ".protocol", "only kind: grpc_inference clusters take a protocol (h2c)");
+    r.fail(p, k + ".protocol", "only kind: grpc_inference clusters take a protocol (h2c or h2)");
   }
   // Model servers get the latency-aware picker unless told otherwise.
   if (c.kind == cluster_kind::inference || c.kind == cluster_kind::grpc_inference)
@@ -262,7 +265,10 @@ cluster_config read_cluster(const reader& r, const YAML::Node& n, const std::str
   if (auto p = n["retries"])
     read_retries(r, p, k + ".retries", c.retries, false, c.kind == cluster_kind::grpc_inference);
   if (auto p = n["limits"]) read_cluster_limits(r, p, k + ".limits", c.limits);
-  if (auto p = n["tls"]) c.tls = read_upstream_tls(r, p, k + ".tls");
+  if (auto p = n["tls"]) {
+    c.tls = read_upstream_tls(r, p, k + ".tls");
+    c.tls->h2 = c.kind == cluster_kind::grpc_inference;
+  }
   return c;
 }
 

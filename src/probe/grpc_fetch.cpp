@@ -49,7 +49,7 @@ asio::awaitable<fetch_result> grpc_fetch(asio::io_context& io, grpc_fetch_reques
   auto t0 = clock.now();
   auto deadline = t0 + std::chrono::duration_cast<common::duration>(req.timeout);
   std::string why;
-  auto ch = co_await upstream::h2_channel::open(io, clock, req.endpoint, deadline, why);
+  auto ch = co_await upstream::h2_channel::open(io, clock, req.endpoint, req.tls, deadline, why);
   auto t1 = clock.now();
   if (!ch) {
     r.error = why == "Connection refused" ? "connect refused" : common::cat("connect: ", why);
@@ -59,7 +59,7 @@ asio::awaitable<fetch_result> grpc_fetch(asio::io_context& io, grpc_fetch_reques
   r.connect_seconds = secs(t1 - t0);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(req.timeout).count();
   upstream::h2_fields head{{":method", "POST"},
-                           {":scheme", "http"},
+                           {":scheme", req.tls ? "https" : "http"},
                            {":authority", req.authority},
                            {":path", req.method},
                            {"content-type", "application/grpc"},

@@ -302,6 +302,7 @@ asio::awaitable<void> call_once(std::shared_ptr<prober::impl> p, track_ptr t, st
   const auto& cc = p->cfg->clusters[c];
   if (cc.kind == config::cluster_kind::grpc_inference && spec.what != task::scrape) {
     grpc_fetch_request req{t->info.resolved, host_of(t->info), spec.path, {}, spec.timeout};
+    req.tls = t->info.tls;
     if (spec.what == task::probe) {
       auto r = co_await grpc_ready(p->io, std::move(req), p->clock);
       if (!p->stopped && !t->removed) p->probed(c, *t, r, spec.timeout);
@@ -314,13 +315,15 @@ asio::awaitable<void> call_once(std::shared_ptr<prober::impl> p, track_ptr t, st
   }
   std::uint16_t port = t->info.resolved.port();
   if (spec.what == task::scrape && cc.load_metrics.port != 0) port = cc.load_metrics.port;
+  // A gRPC backend's metrics port speaks plain HTTP (Triton's does), whatever its gRPC port does.
+  auto tls = cc.kind == config::cluster_kind::grpc_inference ? upstream::tls_target{} : t->info.tls;
   fetch_request req{
       {t->info.resolved.address(), port},
       host_of(t->info),
       spec.path,
       spec.timeout,
       spec.what == task::probe ? std::size_t{64 * 1024} : std::size_t{8 * 1024 * 1024},
-      t->info.tls};
+      std::move(tls)};
   auto r = co_await fetch(std::move(req), p->clock);
   if (p->stopped || t->removed) co_return;
   if (spec.what == task::probe) {

@@ -124,8 +124,8 @@ asio::awaitable<std::shared_ptr<upstream::h2_channel>> channel_to(request& r,
   if (slot && slot->usable()) co_return slot;
   if (slot) slot->retire();  // its calls finish on it; new ones go to a new connection
   slot.reset();
-  auto ch =
-      co_await upstream::h2_channel::open(r.w.io, *r.w.clock, ep->info->resolved, deadline, why);
+  auto ch = co_await upstream::h2_channel::open(r.w.io, *r.w.clock, ep->info->resolved,
+                                                ep->info->tls, deadline, why);
   // Another request may have opened one meanwhile: the newer serves.
   if (ch) r.w.grpc_channels[ep->info->id] = ch;
   co_return ch;
@@ -137,7 +137,7 @@ upstream::h2_fields call_head(const request& r, const upstream::endpoint_ref& ep
   const auto& h = r.ex.head();
   upstream::h2_fields out;
   out.emplace_back(":method", std::string(h.method));
-  out.emplace_back(":scheme", "http");
+  out.emplace_back(":scheme", ep->info->tls ? "https" : "http");
   out.emplace_back(":authority", h.host.empty() ? ep->info->address : std::string(h.host));
   out.emplace_back(":path", std::string(h.path));
   for (const auto& f : h.fields()) {

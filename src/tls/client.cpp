@@ -19,6 +19,7 @@ namespace {
 std::atomic<std::uint64_t> next_serial{1};
 
 constexpr unsigned char alpn_http11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+constexpr unsigned char alpn_h2[] = {2, 'h', '2'};
 
 // A session the server sent (after the handshake in TLS 1.3, during it in 1.2): the endpoint's
 // peer keeps a copy for the next connection. A copy, because OpenSSL marks a connection's own
@@ -55,9 +56,12 @@ client_context::client_context(const std::string& cluster, const config::upstrea
   if (SSL_CTX_set_cipher_list(ctx_, tls12_ciphers) != 1 ||
       SSL_CTX_set1_groups_list(ctx_, groups) != 1)
     throw fail(openssl_reason());
-  // The upstream side speaks HTTP/1.1; saying so keeps a server that also offers h2 from
-  // guessing.
-  SSL_CTX_set_alpn_protos(ctx_, alpn_http11, sizeof alpn_http11);
+  // The upstream side speaks HTTP/1.1 (gRPC clusters: h2); saying so keeps a server that offers
+  // both from guessing.
+  if (cfg.h2)
+    SSL_CTX_set_alpn_protos(ctx_, alpn_h2, sizeof alpn_h2);
+  else
+    SSL_CTX_set_alpn_protos(ctx_, alpn_http11, sizeof alpn_http11);
   // Sessions are kept per endpoint (tls::peer), not in OpenSSL's cache.
   SSL_CTX_set_session_cache_mode(ctx_, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
   SSL_CTX_sess_set_new_cb(ctx_, on_new_session);
@@ -65,12 +69,11 @@ client_context::client_context(const std::string& cluster, const config::upstrea
     int ok = cfg.ca.empty() ? SSL_CTX_set_default_verify_paths(ctx_)
                             : SSL_CTX_load_verify_locations(ctx_, cfg.ca.c_str(), nullptr);
     if (ok != 1)
-      throw fail(common::cat("ca '", cfg.ca.empty() ? "(system store)" : cfg.ca,
-                             "': ", openssl_reason()));
+      throw fail(
+          common::cat("ca '", cfg.ca.empty() ? "(system store)" : cfg.ca, "': ", openssl_reason()));
     SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
     SSL_CTX_set_verify_depth(ctx_, 8);
-    X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(ctx_),
-                                    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(ctx_), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
   } else {
     SSL_CTX_set_verify(ctx_, SSL_VERIFY_NONE, nullptr);
     common::log(common::log_level::warn, "tls", "cluster '", cluster,
@@ -114,7 +117,9 @@ void peer::keep(std::uint64_t serial, SSL_SESSION* s) {
   if (old) SSL_SESSION_free(old);
 }
 
-void peer::forget() { keep(0, nullptr); }
+void peer::forget() {
+  keep(0, nullptr);
+}
 
 void peer::handshake_done(bool resumed) {
   std::lock_guard lock(m_);
@@ -126,9 +131,8 @@ void peer::handshake_failed(failure why, std::string detail) {
     std::lock_guard lock(m_);
     ++counts_.failed[static_cast<std::size_t>(why)];
     counts_.last_error = common::cat(to_string(why), ": ", detail);
-    counts_.last_error_at = std::chrono::duration<double>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count();
+    counts_.last_error_at =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   }
   forget();  // the next connection starts afresh
 }

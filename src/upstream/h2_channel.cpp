@@ -218,11 +218,9 @@ struct h2_channel::impl {
 h2_channel::h2_channel(std::unique_ptr<impl> p) : p_(std::move(p)) {}
 h2_channel::~h2_channel() = default;
 
-asio::awaitable<std::shared_ptr<h2_channel>> h2_channel::open(asio::io_context& io,
-                                                              const common::clock& clock,
-                                                              const resolved_address& to,
-                                                              common::time_point deadline,
-                                                              std::string& why) {
+asio::awaitable<std::shared_ptr<h2_channel>> h2_channel::open(
+    asio::io_context& io, const common::clock& clock, const resolved_address& to,
+    const tls_target& tls, common::time_point deadline, std::string& why) {
   auto l = link::make(io.get_executor());
   runtime::watchdog dog(
       io, clock, [](void* conn) { static_cast<link*>(conn)->shutdown(); }, &l);
@@ -236,6 +234,23 @@ asio::awaitable<std::shared_ptr<h2_channel>> h2_channel::open(asio::io_context& 
     co_return nullptr;
   }
   l.set_no_delay();
+  if (tls) {
+    dog.set(deadline);
+    auto hs = co_await l.handshake(tls);
+    late = dog.expired();
+    dog.clear();
+    if (!hs.ok || late || l.alpn() != "h2") {
+      if (late)
+        why = "TLS handshake timed out";
+      else if (!hs.ok)
+        why = common::cat("TLS handshake failed: ", hs.reason, hs.detail.empty() ? "" : ": ",
+                          hs.detail);
+      else
+        why = "the backend did not agree to h2 by ALPN";
+      l.close();
+      co_return nullptr;
+    }
+  }
   auto p = std::make_unique<impl>(io, clock, std::move(l));
   nghttp2_session_callbacks* cb = nullptr;
   nghttp2_session_callbacks_new(&cb);

@@ -19,8 +19,8 @@ using tcp = asio::ip::tcp;
 
 struct link::impl {
   explicit impl(const asio::any_io_executor& ex) : socket(ex) {}
-  tcp::socket socket;              // until the handshake moves it into `tls`
-  std::optional<tls::stream> tls;  // after it
+  tcp::socket socket;               // until the handshake moves it into `tls`
+  std::optional<tls::stream> tls;   // after it
   std::shared_ptr<tls::peer> peer;  // the endpoint's TLS state
   bool shut = false;                // shut down here (a deadline, a hedge that lost)
   tcp::socket& lowest() { return tls ? tls->socket() : socket; }
@@ -60,7 +60,13 @@ asio::awaitable<handshake_result> link::handshake(const tls_target& t) {
   co_return r;
 }
 
-bool link::secure() const { return impl_ && impl_->tls; }
+bool link::secure() const {
+  return impl_ && impl_->tls;
+}
+
+std::string_view link::alpn() const {
+  return impl_ && impl_->tls ? impl_->tls->alpn() : std::string_view();
+}
 
 std::string link::take_tls_refusal() {
   if (!impl_ || !impl_->tls || impl_->tls->failure_detail().empty()) return {};

@@ -81,7 +81,7 @@ class Engine:
     With `repository` ({model: state}) it implements Triton's RepositoryIndex; with `ready_models`
     KServe v2's ModelReady; `health` adds grpc.health.v1. ServerReady answers `self.ready`."""
 
-    def __init__(self, name, repository=None, ready_models=None, health=False, full=False):
+    def __init__(self, name, repository=None, ready_models=None, health=False, full=False, tls=None):
         self.name = name
         self.full = full  # every ModelInfer answered UNAVAILABLE (an engine at its limit)
         self.seen = []
@@ -109,7 +109,11 @@ class Engine:
                 "Check": grpc.unary_unary_rpc_method_handler(
                     lambda req, ctx: varint(1 << 3) + varint(1 if self.ready else 2))}))
         self.server.add_generic_rpc_handlers(tuple(handlers))
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        if tls:  # (key path, cert path): h2 over TLS, as grpcio offers it by ALPN
+            creds = grpc.ssl_server_credentials([(open(tls[0], "rb").read(), open(tls[1], "rb").read())])
+            self.port = self.server.add_secure_port("127.0.0.1:0", creds)
+        else:
+            self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
 
     def index(self, req, ctx):
@@ -187,6 +191,13 @@ def main():
     d = Engine("engine-d", repository={"bert": "READY"})
     e = Engine("engine-e", ready_models={"vit"}, health=True)
     full, spare = Engine("engine-full", full=True), Engine("engine-spare")
+    cert_dir = tempfile.mkdtemp(prefix="meridian-grpc-tls-")
+    key, cert = os.path.join(cert_dir, "key.pem"), os.path.join(cert_dir, "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    secure = Engine("engine-tls", tls=(key, cert))
     metrics_srv = http.server.HTTPServer(("127.0.0.1", 0), TritonMetrics)
     threading.Thread(target=metrics_srv.serve_forever, daemon=True).start()
     mport = metrics_srv.server_address[1]
@@ -232,7 +243,16 @@ clusters:
     models: {{ interval: 100ms, names: [ vit, resnet ] }}
   - {{ name: busy, kind: grpc_inference, balancer: round_robin,
       endpoints: [ 127.0.0.1:{full.port}, 127.0.0.1:{spare.port} ] }}
+  - name: secure
+    kind: grpc_inference
+    protocol: h2
+    tls: {{ ca: {cert} }}
+    endpoints: [ 127.0.0.1:{secure.port} ]
+    probe: {{ interval: 100ms, timeout: 100ms, rise: 1, fall: 1 }}
+  - {{ name: untrusted, kind: grpc_inference, tls: {{ }}, endpoints: [ 127.0.0.1:{secure.port} ] }}
 routes:
+  - {{ match: {{ grpc_service: {SERVICE}, headers: {{ x-pool: secure }} }}, cluster: secure }}
+  - {{ match: {{ grpc_service: {SERVICE}, headers: {{ x-pool: untrusted }} }}, cluster: untrusted }}
   - {{ match: {{ grpc_service: {SERVICE}, headers: {{ x-pool: busy }} }}, cluster: busy,
       retries: {{ on: [ connect_failure, unavailable ] }} }}
   - {{ match: {{ grpc_service: {SERVICE}, headers: {{ x-pool: busy-once }} }}, cluster: busy }}
@@ -432,12 +452,13 @@ routes:
                 return ("ServerReady false: resnet NOT_FOUND, bert still served, back when ready; "
                         "health.v1 NOT_SERVING: unhealthy, healthy again when SERVING")
 
-            def endpoint_metric(name, engine_port):
+            def endpoint_metric(name, engine_port, cluster=None):
                 with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=2) as r:
                     text = r.read().decode()
                 want = f'endpoint="127.0.0.1:{engine_port}"'
                 return [l.split()[-1] for l in text.splitlines()
-                        if l.startswith(name + "{") and want in l]
+                        if l.startswith(name + "{") and want in l
+                        and (cluster is None or f'cluster="{cluster}"' in l)]
 
             def triton_load():
                 until(lambda: endpoint_metric("meridian_endpoint_queue_depth", c.port) == ["7"],
@@ -478,6 +499,26 @@ routes:
                 want = f'endpoint="127.0.0.1:{engine_port}"'
                 return [l for l in text.splitlines() if l.startswith(name + "{") and want in l]
 
+            def over_tls():
+                got = fields(infer(infer_request("llama-3"), timeout=5, metadata=pool("secure")))
+                assert got[3] == "engine-tls", got
+                reqs = [infer_request("llama-3", f"t{i}") for i in range(3)]
+                streamed = [fields(r)[3] for r in stream(iter(reqs), timeout=5, metadata=pool("secure"))]
+                assert streamed == ["engine-tls:t0", "engine-tls:t1", "engine-tls:t2"], streamed
+                until(lambda: len(endpoint_metric("meridian_endpoint_rtt_seconds", secure.port, "secure")) == 1,
+                      "the TLS endpoint probed (ServerReady over TLS)")
+                healthy = endpoint_metric("meridian_endpoint_healthy", secure.port, "secure")
+                assert healthy == ["1"], healthy
+                # The same backend's certificate checked against the system's store: refused.
+                try:
+                    infer(infer_request("llama-3"), timeout=5, metadata=pool("untrusted"))
+                    raise AssertionError("answered over an unverified connection")
+                except grpc.RpcError as err:
+                    assert err.code() == grpc.StatusCode.UNAVAILABLE, err.code()
+                    assert "TLS handshake failed" in (err.details() or ""), repr((err.code(), err.details()))
+                return ("h2 over TLS (ALPN h2, certificate verified): unary and streaming calls, ServerReady "
+                        "probe; a certificate the CA does not sign: UNAVAILABLE")
+
             def still_serving():
                 ra = fields(infer(infer_request("llama-3"), timeout=5))
                 assert ra[3] == "engine-a"
@@ -491,7 +532,7 @@ routes:
                              ("clients_leave", clients_leave), ("discovered", discovered),
                              ("model_ready", model_ready), ("health", health),
                              ("triton_load", triton_load), ("retried_status", retried_status),
-                             ("errors_counted", errors_counted),
+                             ("errors_counted", errors_counted), ("over_tls", over_tls),
                              ("still_serving", still_serving)]:
                 check(name, fn)
             channel.close()
@@ -501,7 +542,7 @@ routes:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            for engine in (a, b, c, d, e, full, spare):
+            for engine in (a, b, c, d, e, full, spare, secure):
                 engine.server.stop(0)
             metrics_srv.shutdown()
             doomed_proc.kill()

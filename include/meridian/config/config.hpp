@@ -309,6 +309,9 @@ struct upstream_tls_config {
   std::string cert;  // the gateway's client certificate (PEM chain), with `key`
   std::string key;
   int min_version = 12;  // 12: TLS 1.2, 13: TLS 1.3
+  // Set from the cluster's kind, not a key: gRPC backends are offered only h2 by ALPN, every
+  // other cluster only http/1.1.
+  bool h2 = false;
   bool operator==(const upstream_tls_config&) const = default;
 };
 

@@ -25,6 +25,7 @@ struct grpc_fetch_request {
   std::string message;    // the request message, serialized (unframed)
   std::chrono::nanoseconds timeout{std::chrono::seconds(1)};
   std::size_t max_message = 4 * 1024 * 1024;
+  upstream::tls_target tls;  // where the endpoint speaks TLS (h2 by ALPN)
 };
 
 // Calls `req.method` and reads the whole response. In the result: ok once the call ended with a

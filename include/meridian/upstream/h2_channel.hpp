@@ -69,11 +69,11 @@ class h2_channel : public std::enable_shared_from_this<h2_channel> {
   explicit h2_channel(std::unique_ptr<impl> p);
   ~h2_channel();
 
-  // Connects to `to` (TCP, then the HTTP/2 preface and SETTINGS) by `deadline`. Null with `why`
-  // on failure.
+  // Connects to `to` (TCP; where `tls` says, the TLS handshake, which must agree on h2 by ALPN;
+  // then the HTTP/2 preface and SETTINGS) by `deadline`. Null with `why` on failure.
   static boost::asio::awaitable<std::shared_ptr<h2_channel>> open(
       boost::asio::io_context& io, const common::clock& clock, const resolved_address& to,
-      common::time_point deadline, std::string& why);
+      const tls_target& tls, common::time_point deadline, std::string& why);
 
   // Whether a new call may start: connected, no GOAWAY, under the backend's stream limit.
   bool usable() const;

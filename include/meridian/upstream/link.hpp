@@ -72,6 +72,8 @@ class link {
   // verified as `t`'s context says. From here on reads and writes are TLS records.
   boost::asio::awaitable<handshake_result> handshake(const tls_target& t);
   bool secure() const;
+  // The protocol the TLS handshake agreed on by ALPN ("h2", "http/1.1"); "" on plain TCP.
+  std::string_view alpn() const;
   // A TLS connection the server ended with an alert before answering anything (a TLS 1.3 server
   // that refuses the gateway's certificate says so only after the handshake): the alert's words,
   // counted once on the endpoint's TLS failures; "" otherwise.

@@ -476,7 +476,15 @@ TEST_CASE("gRPC clusters and routes: grpc_inference over h2c, grpc_service, what
 
   auto e = error_of(yaml("{ name: triton, kind: grpc_inference, protocol: h2, endpoints: [ 127.0.0.1:8001 ] }",
                          "{ path_prefix: / }"));
-  CHECK(e.find("clusters[0].protocol: h2 over TLS to gRPC backends is not built yet") != std::string::npos);
+  CHECK(e.find("clusters[0].protocol: h2 is HTTP/2 over TLS: the cluster needs a tls block") != std::string::npos);
+  // TLS to gRPC backends: h2 by ALPN, the only protocol offered.
+  cfg = load_string(yaml("{ name: triton, kind: grpc_inference, protocol: h2, tls: { verify: false }, "
+                         "endpoints: [ 127.0.0.1:8001 ] }", "{ path_prefix: / }"), "t.yaml");
+  REQUIRE(cfg->clusters[0].tls);
+  CHECK(cfg->clusters[0].tls->h2);
+  e = error_of(yaml("{ name: triton, kind: grpc_inference, protocol: h2c, tls: { verify: false }, "
+                    "endpoints: [ 127.0.0.1:8001 ] }", "{ path_prefix: / }"));
+  CHECK(e.find("h2c is HTTP/2 without TLS, but the cluster has a tls block") != std::string::npos);
   // Health, models and load through the gRPC services and the metrics port.
   cfg = load_string(yaml("{ name: triton, kind: grpc_inference, probe: { interval: 2s }, "
                          "models: { names: [ resnet, bert/v2 ] }, load_metrics: { port: 8002 }, "
