@@ -66,7 +66,7 @@ struct llm_mock::impl {
   llm_options opt;
   engine_model model;  // engine executor only
   io_pool pool;
-  std::vector<std::shared_ptr<tcp::acceptor>> acceptors;
+  std::vector<std::shared_ptr<tcp::acceptor>> acceptors, grpc_acceptors;
   std::unique_ptr<asio::steady_timer> wake;  // engine executor; cancelled when work arrives
   std::unordered_map<std::uint64_t, std::shared_ptr<llm::gen_request>>
       active;  // engine executor only

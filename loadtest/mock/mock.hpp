@@ -15,6 +15,7 @@ namespace meridian::loadtest {
 
 struct llm_options {
   std::string listen = "127.0.0.1:9201";
+  std::string grpc_listen;  // KServe v2 / Triton gRPC (h2c) on the same engine; "" = off
   int threads = 1;
   engine_params engine;
   std::string model = "mock-llm";
@@ -40,6 +41,8 @@ class llm_mock {
   explicit llm_mock(llm_options o);
   ~llm_mock();
   std::uint16_t start();
+  // The gRPC front's port once started (0 without --grpc-listen).
+  std::uint16_t grpc_port() const;
   void stop();
   // GET /control body; POST /control applies a JSON object (returns false + err on bad input).
   std::string control_json() const;

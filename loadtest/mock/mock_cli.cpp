@@ -17,6 +17,9 @@ namespace {
 const char* usage_text = R"(usage:
   meridian-mock llm --listen 127.0.0.1:9201 [options]
       --threads N               io threads (default 1)
+      --grpc-listen ADDR        KServe v2 / Triton gRPC (h2c) on the same engine: ModelInfer,
+                                ModelStreamInfer (a message per token), ServerReady, ModelReady,
+                                RepositoryIndex; default-max-tokens output tokens per call
       --slots N                 concurrent sequences (batch slots, default 8)
       --prefill-us-per-token F  prefill cost per uncached prompt token (default 50)
       --decode-ms F             decode step with batch 1 (default 10)
@@ -94,6 +97,8 @@ llm_options llm_flags(args& a) {
   while (a.next(f)) {
     if (f == "--listen")
       o.listen = a.value(f);
+    else if (f == "--grpc-listen")
+      o.grpc_listen = a.value(f);
     else if (f == "--threads")
       o.threads = static_cast<int>(num(f, a.value(f)));
     else if (f == "--slots")
@@ -240,6 +245,9 @@ int serve(const char* kind, Options o, std::optional<tls_front_options> tls) {
   }
   std::fprintf(stderr, "meridian-mock %s listening on port %u%s\n", kind, port,
                tls ? " (TLS)" : "");
+  if constexpr (requires { m.grpc_port(); })
+    if (m.grpc_port() != 0)
+      std::fprintf(stderr, "meridian-mock %s gRPC (h2c) on port %u\n", kind, m.grpc_port());
   wait_for_signal();
   if (front) front->stop();
   m.stop();

@@ -11,6 +11,7 @@
 #include "mock/llm_control.hpp"
 #include "mock/llm_engine.hpp"
 #include "mock/llm_generation.hpp"
+#include "mock/llm_grpc.hpp"
 #include "mock/llm_impl.hpp"
 #include "mock/llm_openai.hpp"
 #include "mock/mock.hpp"
@@ -156,8 +157,18 @@ std::uint16_t llm_mock::start() {
   asio::co_spawn(s.engine_ex(), llm::engine_loop(&s), asio::detached);
   for (auto& a : s.acceptors)
     asio::co_spawn(a->get_executor(), llm::accept_loop(&s, a), asio::detached);
+  if (!s.opt.grpc_listen.empty()) {
+    s.grpc_acceptors = open_acceptors(s.pool, parse_endpoint(s.opt.grpc_listen));
+    for (auto& a : s.grpc_acceptors)
+      asio::co_spawn(a->get_executor(), llm::grpc_accept_loop(&s, a), asio::detached);
+  }
   s.pool.start();
   return port;
+}
+
+std::uint16_t llm_mock::grpc_port() const {
+  const auto& a = impl_->grpc_acceptors;
+  return a.empty() ? 0 : a.front()->local_endpoint().port();
 }
 
 void llm_mock::stop() {
