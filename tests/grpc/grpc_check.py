@@ -5,7 +5,10 @@ in protobuf's wire format: no generated code) behind kind: grpc_inference cluste
 client in front. Routing by model_name, streaming, deadlines, statuses passed through, the
 gateway's own errors as gRPC statuses, and a backend that dies mid-stream. Bounded: about 15 s.
 
-usage: grpc_check.py MERIDIAN_BINARY
+usage: grpc_check.py MERIDIAN_BINARY [MERIDIAN_MOCK_BINARY]
+
+With the mock's binary, the harness's own gRPC engine (meridian-mock llm --grpc-listen) is a
+backend too: discovered, probed, scraped and called through the gateway.
 """
 import http.server
 import os
@@ -198,6 +201,26 @@ def main():
                     "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
                    check=True, capture_output=True)
     secure = Engine("engine-tls", tls=(key, cert))
+    mock_bin = sys.argv[2] if len(sys.argv) > 2 else ""
+    mock_proc, mock_http, mock_grpc = None, 0, 0
+    if mock_bin and os.access(mock_bin, os.X_OK):
+        mock_proc = subprocess.Popen([mock_bin, "llm", "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0",
+                                      "--default-max-tokens", "4", "--decode-ms", "2"],
+                                     stderr=subprocess.PIPE, text=True)
+        for line in mock_proc.stderr:
+            if "gRPC (h2c) on port" in line:
+                mock_grpc = int(line.split()[-1])
+                break
+            if "listening on port" in line:
+                mock_http = int(line.split()[5])
+        threading.Thread(target=mock_proc.stderr.read, daemon=True).start()
+    mock_cluster = f"""  - name: mock
+    kind: grpc_inference
+    endpoints: [ 127.0.0.1:{mock_grpc} ]
+    probe: {{ interval: 100ms, timeout: 100ms, rise: 1, fall: 1 }}
+    models: {{ interval: 100ms }}
+    load_metrics: {{ port: {mock_http}, interval: 100ms }}
+""" if mock_grpc else ""
     metrics_srv = http.server.HTTPServer(("127.0.0.1", 0), TritonMetrics)
     threading.Thread(target=metrics_srv.serve_forever, daemon=True).start()
     mport = metrics_srv.server_address[1]
@@ -250,7 +273,8 @@ clusters:
     endpoints: [ 127.0.0.1:{secure.port} ]
     probe: {{ interval: 100ms, timeout: 100ms, rise: 1, fall: 1 }}
   - {{ name: untrusted, kind: grpc_inference, tls: {{ }}, endpoints: [ 127.0.0.1:{secure.port} ] }}
-routes:
+{mock_cluster}routes:
+  - {{ match: {{ grpc_service: {SERVICE}, headers: {{ x-pool: mock }} }}, cluster: {"mock" if mock_grpc else "secure"} }}
   - {{ match: {{ grpc_service: {SERVICE}, headers: {{ x-pool: secure }} }}, cluster: secure }}
   - {{ match: {{ grpc_service: {SERVICE}, headers: {{ x-pool: untrusted }} }}, cluster: untrusted }}
   - {{ match: {{ grpc_service: {SERVICE}, headers: {{ x-pool: busy }} }}, cluster: busy,
@@ -519,6 +543,22 @@ routes:
                 return ("h2 over TLS (ALPN h2, certificate verified): unary and streaming calls, ServerReady "
                         "probe; a certificate the CA does not sign: UNAVAILABLE")
 
+            def harness_engine():
+                if not mock_grpc:
+                    return "skipped: no meridian-mock binary given (the release ctest gives it)"
+                until(lambda: code_of("other-model", "mock") == grpc.StatusCode.NOT_FOUND,
+                      "the mock's RepositoryIndex known")
+                got = fields(infer(infer_request("mock-llm", "u1"), timeout=5, metadata=pool("mock")))
+                assert got == {1: "mock-llm", 3: "u1"}, got
+                reqs = [infer_request("mock-llm", f"s{i}") for i in range(2)]
+                msgs = list(stream(iter(reqs), timeout=5, metadata=pool("mock")))
+                assert len(msgs) == 8, len(msgs)  # 4 tokens a message each, for each request
+                until(lambda: endpoint_metric("meridian_endpoint_queue_depth", mock_grpc) == ["0"],
+                      "the mock's queue scraped from its HTTP port")
+                assert endpoint_metric("meridian_endpoint_healthy", mock_grpc) == ["1"]
+                return ("meridian-mock's gRPC engine: discovered (other-model NOT_FOUND), probed, scraped; "
+                        "ModelInfer answered, ModelStreamInfer 2 requests -> 8 token messages")
+
             def still_serving():
                 ra = fields(infer(infer_request("llama-3"), timeout=5))
                 assert ra[3] == "engine-a"
@@ -533,6 +573,7 @@ routes:
                              ("model_ready", model_ready), ("health", health),
                              ("triton_load", triton_load), ("retried_status", retried_status),
                              ("errors_counted", errors_counted), ("over_tls", over_tls),
+                             ("harness_engine", harness_engine),
                              ("still_serving", still_serving)]:
                 check(name, fn)
             channel.close()
@@ -545,6 +586,9 @@ routes:
             for engine in (a, b, c, d, e, full, spare, secure):
                 engine.server.stop(0)
             metrics_srv.shutdown()
+            if mock_proc:
+                mock_proc.kill()
+                mock_proc.wait()
             doomed_proc.kill()
             doomed_proc.wait()
             log.seek(0)
