@@ -20,6 +20,10 @@ namespace {
 constexpr std::uint32_t stream_window = 1 << 20;
 constexpr std::int32_t connection_window = 4 << 20;
 constexpr std::size_t write_batch = 64 * 1024;
+// A backend that takes no byte of a write for this long (its process stalled, the path gone) loses
+// the connection: its calls fail now rather than at their own deadlines, and new calls go to a new
+// connection. HTTP/2 flow control holds DATA back on its own, so a slow reader never gets here.
+constexpr auto write_stall = std::chrono::seconds(10);
 }  // namespace
 
 struct h2_call_state {
@@ -190,6 +194,8 @@ struct h2_channel::impl {
 
   asio::awaitable<void> writer(std::shared_ptr<h2_channel> keep) {
     std::string out;
+    runtime::watchdog dog(
+        io, clock, [](void* l) { static_cast<link*>(l)->shutdown(); }, &conn);
     while (!closed) {
       out.clear();
       while (out.size() < write_batch) {
@@ -200,8 +206,15 @@ struct h2_channel::impl {
       }
       if (!out.empty()) {
         std::array<asio::const_buffer, 1> b{asio::buffer(out)};
+        dog.set(clock.now() + write_stall);
         auto [ec, n] = co_await conn.write(b);
-        if (ec) break;
+        dog.clear();
+        if (ec || dog.expired()) {
+          if (dog.expired())
+            common::log(common::log_level::warn, "upstream",
+                        "HTTP/2 connection to a gRPC backend closed: a write stalled for 10 s");
+          break;
+        }
         continue;
       }
       writer_waiting = true;
