@@ -77,6 +77,10 @@ class stream final : public exchange {
   asio::awaitable<body_result> read_body(std::span<std::string_view> spans,
                                          std::size_t& n) override;
   std::string_view body_error() const override { return body_.error(); }
+  void extend_body_deadline(common::time_point until) override {
+    body_deadline_ = std::max(body_deadline_, until);
+    wake();
+  }
 
   void start_response(const response_head& head, body_kind body, std::uint64_t length) override;
   asio::awaitable<bool> send(std::span<const std::string_view> payload, bool last) override;
@@ -130,8 +134,8 @@ class stream final : public exchange {
   void reset(std::uint32_t code, metrics::h2_reason why);
   bool has_reason_ = false;  // the gateway reset it for reset_reason_
   metrics::h2_reason reset_reason_ = metrics::h2_reason::other;
-  bool queued_ = false;      // in core::ready_, not yet served
-  std::size_t slot_ = 0;     // its place in core::live_
+  bool queued_ = false;   // in core::ready_, not yet served
+  std::size_t slot_ = 0;  // its place in core::live_
 
   core& c_;
   std::int32_t id_;
@@ -178,16 +182,16 @@ class stream final : public exchange {
   runtime::timer wake_;
   bool waiting_ = false;
   cancellable* watch_ = nullptr;
-  bool gone_ = false;        // the client reset the stream or the connection went
-  bool serving_ = false;     // handler::serve runs
-  bool h2_closed_ = false;   // nghttp2 is done with it
+  bool gone_ = false;       // the client reset the stream or the connection went
+  bool serving_ = false;    // handler::serve runs
+  bool h2_closed_ = false;  // nghttp2 is done with it
 };
 
 // The connection without its byte stream (conn<S> in h2.cpp adds the reads and writes).
 class core : public session {
  public:
-  core(asio::io_context& io, connection_env& env, handler& h, std::string client_ip,
-       bool secure, std::string_view tls_version, std::string client_subject);
+  core(asio::io_context& io, connection_env& env, handler& h, std::string client_ip, bool secure,
+       std::string_view tls_version, std::string client_subject);
   virtual ~core();
 
   void tick() override {}
@@ -249,8 +253,8 @@ class core : public session {
   runtime::watchdog write_deadline_;
   runtime::timer writer_wake_;
   bool writer_waiting_ = false;
-  bool closing_ = false;        // no more reads: flush what is queued, then close
-  bool closed_ = false;        // the writer is done
+  bool closing_ = false;  // no more reads: flush what is queued, then close
+  bool closed_ = false;   // the writer is done
   bool reader_done_ = false;
   bool goaway_sent_ = false;
   bool headers_pending_ = false;

@@ -431,8 +431,12 @@ asio::awaitable<tried> call_endpoint(request& r, const upstream::endpoint_ref& e
   sent s = sent::ok;
   if (whole)
     s = co_await send_body(r, call);
-  else
+  else {
+    // A request stream still arriving lasts as long as the call may (its deadline), not
+    // timeouts.body: a bidirectional ModelStreamInfer session sends as the answers come.
+    if (ctx.deadline != common::time_point::max()) r.ex.extend_body_deadline(ctx.deadline);
     pump.start(w.io, r, call);
+  }
   bool answered = false;  // (no co_await inside && : GCC 12 miscompiles it)
   if (s == sent::ok)
     answered = co_await call.headers(std::min(ctx.deadline, w.clock->now() + timeouts.first_byte));

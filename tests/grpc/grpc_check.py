@@ -248,6 +248,7 @@ listeners: [ {{ name: public, address: 127.0.0.1:{port}, http2: true }} ]
 admin: {{ address: 127.0.0.1:{admin} }}
 workers: 1
 io_backend: {os.environ.get("MERIDIAN_IO", "auto")}
+timeouts: {{ body: 1s }}  # a request stream outlives it: it lasts as long as its call
 clusters:
   - {{ name: llama, kind: grpc_inference, protocol: h2c, endpoints: [ 127.0.0.1:{a.port} ] }}
   - {{ name: mistral, kind: grpc_inference, endpoints: [ 127.0.0.1:{b.port} ] }}
@@ -352,6 +353,18 @@ clusters:
                     answered.set()
                 assert got == ["engine-b:i0", "engine-b:i1", "engine-b:i2"], got
                 return f"3 request/answer turns on one open stream in {time.time() - t0:.2f} s"
+
+            def long_stream():
+                # A bidirectional session longer than timeouts.body (1 s here): the request
+                # stream is bounded by the call's deadline (grpc-timeout 6 s), not the body's.
+                def reqs():
+                    for i in range(3):
+                        yield infer_request("mistral-7b", f"l{i}")
+                        time.sleep(0.8)
+                t0 = time.time()
+                got = [fields(r)[3] for r in stream(reqs(), timeout=6)]
+                assert got == ["engine-b:l0", "engine-b:l1", "engine-b:l2"], got
+                return f"3 messages over {time.time() - t0:.1f} s with timeouts.body 1 s: all answered"
 
             def deadline():
                 t0 = time.time()
@@ -566,7 +579,7 @@ clusters:
 
             for name, fn in [("routed_by_model", routed), ("unknown_model", unknown_model),
                              ("streaming", streaming), ("interactive", interactive),
-                             ("deadline", deadline),
+                             ("long_stream", long_stream), ("deadline", deadline),
                              ("status_passthrough", status_passthrough), ("unavailable", unavailable),
                              ("bad_message", bad_message), ("killed_mid_stream", killed_mid_stream),
                              ("clients_leave", clients_leave), ("discovered", discovered),

@@ -79,6 +79,10 @@ class exchange {
   virtual boost::asio::awaitable<body_result> read_body(std::span<std::string_view> spans,
                                                         std::size_t& n) = 0;
   virtual std::string_view body_error() const = 0;
+  // The handler takes the request body as a stream beside the response (a bidirectional gRPC
+  // call): the body may arrive until `until` (the call's deadline) instead of within
+  // timeouts.body of the head. Only HTTP/2 streams carry such bodies; HTTP/1.1 keeps its limit.
+  virtual void extend_body_deadline(common::time_point until) {}
 
   // ---- the response sink ----
   // Starts the response from a backend's head: hop-by-hop fields go, x-request-id is echoed and
