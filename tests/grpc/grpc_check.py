@@ -10,6 +10,7 @@ usage: grpc_check.py MERIDIAN_BINARY [MERIDIAN_MOCK_BINARY]
 With the mock's binary, the harness's own gRPC engine (meridian-mock llm --grpc-listen) is a
 backend too: discovered, probed, scraped and called through the gateway.
 """
+import atexit
 import http.server
 import os
 import socket
@@ -207,6 +208,7 @@ def main():
         mock_proc = subprocess.Popen([mock_bin, "llm", "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0",
                                       "--default-max-tokens", "4", "--decode-ms", "2"],
                                      stderr=subprocess.PIPE, text=True)
+        atexit.register(mock_proc.kill)
         for line in mock_proc.stderr:
             if "gRPC (h2c) on port" in line:
                 mock_grpc = int(line.split()[-1])
@@ -228,6 +230,7 @@ def main():
     port_file = os.path.join(port_dir, "port")
     doomed_proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--engine", "engine-doomed",
                                     port_file])
+    atexit.register(doomed_proc.kill)  # whatever fails before the checks' own cleanup
     for _ in range(200):
         if os.path.exists(port_file):
             break
