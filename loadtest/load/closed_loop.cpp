@@ -11,7 +11,7 @@ asio::awaitable<void> closed_loop_conn(worker* w, connection* c) {
       break;
     co_await do_request(w, c, steady::now());
   }
-  drop_connection(c);
+  release_connection(c);
   conn_finished(w);
 }
 

@@ -4,6 +4,7 @@
 #include <array>
 #include <tuple>
 
+#include "load/h2_client.hpp"
 #include "load/results.hpp"
 
 namespace meridian::loadtest::runner {
@@ -16,8 +17,7 @@ struct response_progress {
   bool have_head = false;
   bool any_bytes = false;
   bool is_sse = false;
-  bool saw_done = false;
-  steady::time_point last_token{};
+  token_progress tokens;
 };
 
 // Parses the response head once it is complete and sets up the body decoder. Returns 0 while more
@@ -47,29 +47,6 @@ int take_head(worker* w, connection* c, outcome& o, response_progress& p) {
   return 1;
 }
 
-// One streamed OpenAI event that arrived at `now`; events_this_read counts token events that shared
-// one read (clumping).
-void on_sse_event(worker* w, outcome& o, response_progress& p, std::string_view ev,
-                  steady::time_point now, std::uint32_t& events_this_read) {
-  auto info = inspect_openai_chunk(ev);
-  if (info.done) p.saw_done = true;
-  if (info.is_error && !info.done) o.error = error_kind::bad_response;
-  if (info.has_usage && info.completion_tokens >= 0) {
-    o.has_usage = true;
-    o.tokens = static_cast<std::uint32_t>(info.completion_tokens);
-  }
-  if (info.has_token) {
-    ++w->token_events;
-    if (!o.has_usage) ++o.tokens;
-    if (o.first_token == steady::time_point{})
-      o.first_token = now;
-    else
-      w->itl.record(to_ns(now - p.last_token));
-    p.last_token = now;
-    if (++events_this_read > 1) ++o.clumped;
-  }
-}
-
 // Decodes the body bytes buffered so far: SSE events are inspected as they complete, a plain
 // OpenAI body is kept (up to 16 MiB) for inspection at the end.
 void feed_body(worker* w, connection* c, outcome& o, response_progress& p, steady::time_point now) {
@@ -78,8 +55,9 @@ void feed_body(worker* w, connection* c, outcome& o, response_progress& p, stead
   auto used = c->dec.feed(c->rb.view(), [&](std::string_view d) {
     if (!openai) return;
     if (p.is_sse) {
-      c->sse.feed(d,
-                  [&](std::string_view ev) { on_sse_event(w, o, p, ev, now, events_this_read); });
+      c->sse.feed(d, [&](std::string_view ev) {
+        on_openai_event(w, o, p.tokens, ev, now, events_this_read);
+      });
     } else if (c->body.size() < (16u << 20)) {
       c->body.append(d);
     }
@@ -97,7 +75,7 @@ void finish_response(worker* w, connection* c, outcome& o, const response_progre
     if (info.is_error) o.error = error_kind::bad_response;
     if (info.completion_tokens >= 0) o.tokens = static_cast<std::uint32_t>(info.completion_tokens);
     o.first_token = o.done;
-  } else if (openai && p.is_sse && !p.saw_done && o.error == error_kind::none) {
+  } else if (openai && p.is_sse && !p.tokens.saw_done && o.error == error_kind::none) {
     o.error = error_kind::bad_response;  // stream ended without [DONE]
   }
   if (c->rb.size() > 0) c->connected = false;  // unexpected extra bytes: don't trust the connection
@@ -189,7 +167,29 @@ asio::awaitable<bool> exchange(worker* w, connection* c, outcome& o) {
 
 }  // namespace
 
+void on_openai_event(worker* w, outcome& o, token_progress& p, std::string_view ev,
+                     steady::time_point now, std::uint32_t& events_this_read) {
+  auto info = inspect_openai_chunk(ev);
+  if (info.done) p.saw_done = true;
+  if (info.is_error && !info.done) o.error = error_kind::bad_response;
+  if (info.has_usage && info.completion_tokens >= 0) {
+    o.has_usage = true;
+    o.tokens = static_cast<std::uint32_t>(info.completion_tokens);
+  }
+  if (info.has_token) {
+    ++w->token_events;
+    if (!o.has_usage) ++o.tokens;
+    if (o.first_token == steady::time_point{})
+      o.first_token = now;
+    else
+      w->itl.record(to_ns(now - p.last_token));
+    p.last_token = now;
+    if (++events_this_read > 1) ++o.clumped;
+  }
+}
+
 void drop_connection(connection* c) {
+  if (c->h2) return c->h2->close();
   c->tls.reset();
   if (c->ts) {
     c->ts->stop();
@@ -202,9 +202,8 @@ void drop_connection(connection* c) {
 
 // The TLS handshake on a new connection: SNI, verification by name (or by the URL's address),
 // the worker's last session offered; timed on its own.
-asio::awaitable<bool> handshake(worker* w, connection* c) {
-  c->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(c->ts->sock, *w->tls);
-  SSL* ssl = c->tls->native_handle();
+asio::awaitable<bool> tls_handshake(worker* w, asio::ssl::stream<tcp::socket&>& s) {
+  SSL* ssl = s.native_handle();
   if (!w->cfg.sni.empty()) SSL_set_tlsext_host_name(ssl, w->cfg.sni.c_str());
   if (!w->cfg.insecure) {
     if (!w->cfg.sni.empty())
@@ -214,7 +213,7 @@ asio::awaitable<bool> handshake(worker* w, connection* c) {
   }
   if (w->cfg.tls_resume && w->session) SSL_set_session(ssl, w->session);
   const auto begin = steady::now();
-  auto [ec] = co_await c->tls->async_handshake(asio::ssl::stream_base::client, use_nothrow);
+  auto [ec] = co_await s.async_handshake(asio::ssl::stream_base::client, use_nothrow);
   if (ec) {
     ++w->handshake_failures;
     if (w->handshake_error.empty()) {
@@ -232,9 +231,9 @@ asio::awaitable<bool> handshake(worker* w, connection* c) {
 // After a response on a TLS connection: a copy of its session (TLS 1.3 sends it after the
 // handshake) is the one the next new connection offers. A copy: OpenSSL marks a connection's own
 // session not resumable when the connection is dropped without a close_notify.
-void keep_session(worker* w, connection* c) {
-  if (!c->tls || !w->cfg.tls_resume) return;
-  SSL_SESSION* s = SSL_get0_session(c->tls->native_handle());
+void keep_session(worker* w, SSL* ssl) {
+  if (!w->cfg.tls_resume) return;
+  SSL_SESSION* s = SSL_get0_session(ssl);
   if (!s || !SSL_SESSION_is_resumable(s)) return;
   SSL_SESSION* copy = SSL_SESSION_dup(s);
   if (!copy) return;
@@ -255,7 +254,8 @@ asio::awaitable<bool> ensure_connected(worker* w, connection* c) {
   }
   error_code e2;
   c->ts->sock.set_option(tcp::no_delay(true), e2);
-  if (w->tls && !co_await handshake(w, c)) {
+  if (w->tls) c->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(c->ts->sock, *w->tls);
+  if (c->tls && !co_await tls_handshake(w, *c->tls)) {
     drop_connection(c);
     co_return false;
   }
@@ -263,6 +263,13 @@ asio::awaitable<bool> ensure_connected(worker* w, connection* c) {
   c->reused = false;
   c->rb.consume(c->rb.size());
   co_return true;
+}
+
+void release_connection(connection* c) {
+  if (c->h2)
+    c->h2->slot_done();
+  else
+    drop_connection(c);
 }
 
 asio::awaitable<void> do_request(worker* w, connection* c, steady::time_point intended) {
@@ -273,7 +280,8 @@ asio::awaitable<void> do_request(worker* w, connection* c, steady::time_point in
   w->a_inflight.store(w->inflight, std::memory_order_relaxed);
   outcome o;
   steady::time_point sent_at{};
-  for (int attempt = 0; attempt < 2; ++attempt) {
+  if (c->h2) co_await c->h2->request(c, w->builder.extra_body(), o, sent_at);
+  for (int attempt = 0; !c->h2 && attempt < 2; ++attempt) {
     o = outcome{};
     bool up = c->connected;
     if (!up) up = co_await ensure_connected(w, c);
@@ -286,7 +294,7 @@ asio::awaitable<void> do_request(worker* w, connection* c, steady::time_point in
     sent_at = steady::now();
     ++w->sent;
     const bool final = co_await exchange(w, c, o);
-    if (!c->reused) keep_session(w, c);
+    if (!c->reused && c->tls) keep_session(w, c->tls->native_handle());
     if (o.error != error_kind::none || !c->connected || w->cfg.new_connection)
       drop_connection(c);
     else

@@ -15,7 +15,9 @@
 
 namespace meridian::loadtest {
 
-enum class openai_api { none, chat, completions, embeddings };
+// The request kind: plain HTTP, an OpenAI API, or KServe v2 gRPC (ModelInfer, or with --stream
+// ModelStreamInfer; over --http2 only).
+enum class openai_api { none, chat, completions, embeddings, kserve };
 
 struct load_config {
   std::string url = "http://127.0.0.1:8080/";
@@ -79,6 +81,11 @@ struct load_config {
   bool tls_resume = true;
   bool new_connection = false;
 
+  // --http2: `connections` h2 connections (h2c with prior knowledge on http://, ALPN h2 on
+  // https://), each carrying up to `streams` requests at once as streams.
+  bool http2 = false;
+  int streams = 1;
+
   bool storage = false;       // object-store mix against url's path prefix
   bool storage_setup = true;  // PUT the objects through the target before the run
   int objects = 64;
@@ -129,7 +136,8 @@ enum class error_kind : std::uint8_t {
   transport,
   timeout,
   unsent,
-  bad_response
+  bad_response,
+  grpc_status  // a gRPC call that ended with a grpc-status other than 0 (OK)
 };
 const char* error_kind_name(error_kind e);
 

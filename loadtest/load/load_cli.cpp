@@ -30,6 +30,9 @@ target
   --tls-resume on|off      https://: new connections resume the last session (default on)
   --new-connection         a new connection for every request (handshake tests; the report
                            shows the handshake time on its own row)
+  --http2                  HTTP/2: h2c with prior knowledge on http://, h2 by ALPN on https://;
+                           --connections counts h2 connections, each carrying --streams N
+                           requests at once (default 1), every stream timed on its own
 
 load shape
   --rate R                 target requests/s (open loop)
@@ -54,6 +57,10 @@ requests
   --method M --body JSON   plain HTTP mode (default GET, no body)
   --openai API             chat | completions | embeddings (path defaults to /v1/...)
   --stream                 ask for SSE streaming with usage
+  --kserve                 KServe v2 / Triton gRPC instead of OpenAI (needs --http2): ModelInfer,
+                           or with --stream ModelStreamInfer, whose first response message is the
+                           TTFT and each message a token; --model names the model, the prompt
+                           is sent as raw_input_contents; a grpc-status other than 0 is an error
   --prompt-tokens DIST     fixed:N | uniform:A:B | normal:MEAN:SD | exponential:MEAN (default fixed:128)
   --max-tokens DIST        same forms (default fixed:16)
   --shared-prefix N        first N prompt tokens identical in every request (prefix cache)
@@ -96,7 +103,7 @@ exit codes
 bool flag_takes_value(const std::string& f) {
   static const char* no_value[] = {"--closed", "--stream",  "--storage",      "--quiet",   "--help",
                                    "-h",       "--version", "--allow-remote", "--no-setup",
-                                   "--insecure", "--new-connection"};
+                                   "--insecure", "--new-connection", "--http2", "--kserve"};
   for (auto* n : no_value)
     if (f == n) return false;
   return true;
@@ -117,7 +124,7 @@ bool known_flag(const std::string& f) {
       "--scenario",      "--header",         "--allow-remote",  "--version",
       "--no-setup",      "--stages",         "--dataset",       "--backend-header",
       "--cacert",        "--insecure",       "--sni",           "--tls-resume",
-      "--new-connection"};
+      "--new-connection", "--http2",         "--streams",       "--kserve"};
   for (auto* k : known)
     if (f == k) return true;
   return false;
@@ -192,6 +199,10 @@ bool apply_shape_flag(const flag& x, load_config& cfg) {
     cfg.threads = static_cast<int>(x.num());
   else if (f == "--closed")
     cfg.closed = true;
+  else if (f == "--http2")
+    cfg.http2 = true;
+  else if (f == "--streams")
+    cfg.streams = static_cast<int>(x.num());
   else if (f == "--requests")
     cfg.max_requests = static_cast<std::uint64_t>(x.num());
   else if (f == "--max-pending")
@@ -226,7 +237,9 @@ bool apply_request_flag(const flag& x, load_config& cfg) {
       cfg.api = openai_api::embeddings;
     else
       throw std::invalid_argument("--openai must be chat|completions|embeddings");
-  } else if (f == "--stream")
+  } else if (f == "--kserve")
+    cfg.api = openai_api::kserve;
+  else if (f == "--stream")
     cfg.stream = true;
   else if (f == "--prompt-tokens")
     cfg.prompt_tokens = x.dist();

@@ -42,10 +42,18 @@ std::string load_config::finalize() {
               h.find_first_of("\r\n") == std::string::npos && h.find_first_of(" \t") > colon;
     if (!ok) return "--header wants \"Name: value\" (got '" + h + "')";
   }
+  if (api == openai_api::kserve && !http2) return "--kserve needs --http2 (gRPC is HTTP/2)";
+  if (api == openai_api::kserve && path == "/")
+    path = stream ? "/inference.GRPCInferenceService/ModelStreamInfer"
+                  : "/inference.GRPCInferenceService/ModelInfer";
   if (api != openai_api::none && path == "/")
     path = api == openai_api::chat          ? "/v1/chat/completions"
            : api == openai_api::completions ? "/v1/completions"
                                             : "/v1/embeddings";
+  if (streams < 1) return "--streams must be >= 1";
+  if (streams > 1 && !http2) return "--streams needs --http2 (HTTP/1.1 carries one at a time)";
+  if (http2 && new_connection) return "--new-connection is for HTTP/1.1 (not with --http2)";
+  if (http2 && storage) return "--storage runs over HTTP/1.1 (not with --http2)";
   if (conversations < 0) return "--conversations must be >= 0";
   if (conversations > 0) {
     if (api != openai_api::chat) return "--conversations needs --openai chat";

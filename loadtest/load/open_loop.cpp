@@ -51,7 +51,7 @@ asio::awaitable<void> open_loop_conn(worker* w, connection* c) {
     auto intended = w->pending.pop();
     co_await do_request(w, c, intended);
   }
-  drop_connection(c);
+  release_connection(c);
   conn_finished(w);
 }
 

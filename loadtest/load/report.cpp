@@ -37,6 +37,8 @@ const char* api_name(openai_api a) {
       return "completions";
     case openai_api::embeddings:
       return "embeddings";
+    case openai_api::kserve:
+      return "kserve";
     default:
       return "none";
   }
@@ -68,6 +70,9 @@ void print_table(const run_summary& s, const load_config& cfg, std::FILE* out) {
                s.label.empty() ? "" : ": ", s.label.c_str());
   std::fprintf(out, "%-34s %s\n", "Target:", cfg.url.c_str());
   std::fprintf(out, "%-34s %s\n", "Mode:", cfg.closed ? "closed loop" : "open loop");
+  if (cfg.http2)
+    std::fprintf(out, "%-34s h2, %d connections x %d streams\n", "Protocol:", cfg.connections,
+                 cfg.streams);
   std::fprintf(out, "%-34s %llu\n",
                "Successful requests:", static_cast<unsigned long long>(s.completed));
   std::fprintf(out, "%-34s %llu\n", "Failed requests:", static_cast<unsigned long long>(s.failed));
@@ -88,7 +93,7 @@ void print_table(const run_summary& s, const load_config& cfg, std::FILE* out) {
                  s.duration_s > 0 ? static_cast<double>(s.output_tokens) / s.duration_s : 0);
     if (cfg.stream)
       std::fprintf(out, "%-34s %llu of %llu\n",
-                   "Clumped SSE events:", static_cast<unsigned long long>(s.clumped_events),
+                   cfg.api == openai_api::kserve ? "Clumped messages:" : "Clumped SSE events:", static_cast<unsigned long long>(s.clumped_events),
                    static_cast<unsigned long long>(s.token_events));
   }
   std::fprintf(out, "%-10s %9s %9s %9s %9s %9s %9s %9s\n", "(ms)", "mean", "p50", "p90", "p99",
@@ -140,6 +145,8 @@ std::string summary_json(const run_summary& s, const load_config& cfg) {
   o["openai"] = api_name(cfg.api);
   o["stream"] = cfg.stream;
   o["connections"] = cfg.connections;
+  o["protocol"] = cfg.http2 ? "h2" : "http/1.1";
+  o["streams_per_connection"] = cfg.streams;
   o["threads"] = cfg.threads;
   o["request_rate"] = cfg.closed ? json::value(nullptr) : json::value(cfg.rate);
   o["duration"] = s.duration_s;
@@ -171,6 +178,7 @@ std::string summary_json(const run_summary& s, const load_config& cfg) {
     o["tls_handshakes"] = s.handshakes;
     o["tls_resumed"] = s.resumed;
     o["tls_handshake_failures"] = s.handshake_failures;
+    o["tls_handshake_error"] = s.handshake_error;  // the first failure's reason, "" for none
   }
   // vLLM's flat names for the common fields, so existing tooling can read the file.
   for (auto [name, h] : {std::pair<const char*, const histogram*>{"ttft", &s.ttft},

@@ -149,11 +149,14 @@ std::string run_details(const run_summary& s, const load_config& cfg) {
                                                         : "gamma");
   row("duration",
       num(s.configured_duration_s) + " s (warm-up " + num(cfg.warmup_s) + " s left out)");
-  row("connections, threads", std::to_string(cfg.connections) + ", " + std::to_string(cfg.threads));
+  row("connections, threads",
+      std::to_string(cfg.connections) + ", " + std::to_string(cfg.threads) +
+          (cfg.http2 ? " (h2, " + std::to_string(cfg.streams) + " streams each)" : ""));
   row("requests", cfg.api == openai_api::none
                       ? cfg.method + " " + cfg.path
                       : std::string(cfg.api == openai_api::chat          ? "chat"
                                     : cfg.api == openai_api::completions ? "completions"
+                                    : cfg.api == openai_api::kserve      ? "KServe v2 gRPC"
                                                                          : "embeddings") +
                             (cfg.stream ? ", streamed" : "") + ", model " + cfg.model +
                             ", prompt tokens " + cfg.prompt_tokens.to_string() + ", max tokens " +

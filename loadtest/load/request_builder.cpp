@@ -46,6 +46,7 @@ void request_builder::build(std::string& out, std::uint64_t seq) {
   int p = static_cast<int>(std::max<std::int64_t>(1, cfg_.prompt_tokens.sample(rng_)));
   int m = static_cast<int>(std::max<std::int64_t>(1, cfg_.max_tokens.sample(rng_)));
   body_.clear();
+  if (cfg_.api == openai_api::kserve) return build_kserve(out, p, seq);
   if (cfg_.dataset) {
     // Replayed in order from a place the seed picks (each worker its own), round and round.
     const auto& d = *cfg_.dataset;
@@ -159,6 +160,50 @@ void request_builder::build_conversation(std::uint64_t seq) {
   body_ += "\"}]";
   ++c.turn;
   last_prompt_tokens_ = tokens;
+}
+
+namespace {
+
+void put_varint(std::string& out, std::uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+void put_bytes(std::string& out, int field, std::string_view v) {
+  put_varint(out, static_cast<std::uint64_t>(field) << 3 | 2);
+  put_varint(out, v.size());
+  out.append(v);
+}
+
+}  // namespace
+
+// A KServe v2 ModelInferRequest (model_name 1, id 3, the prompt's text as raw_input_contents 7)
+// in one gRPC message. The output length is the engine's own (KServe has no max_tokens field).
+void request_builder::build_kserve(std::string& out, int p, std::uint64_t seq) {
+  last_prompt_tokens_ = p;
+  std::string prompt;
+  std::swap(prompt, body_);
+  append_corpus(rng_, p);
+  std::swap(prompt, body_);
+  std::string msg;
+  put_bytes(msg, 1, cfg_.model);
+  put_bytes(msg, 3, "r" + std::to_string(seq));
+  put_bytes(msg, 7, prompt);
+  body_.push_back('\0');
+  for (int shift = 24; shift >= 0; shift -= 8)
+    body_.push_back(static_cast<char>((msg.size() >> shift) & 0xff));
+  body_ += msg;
+  out += "POST ";
+  out += cfg_.path;
+  out += " HTTP/1.1\r\n";
+  out += host_header_;
+  out += "Content-Type: application/grpc\r\nTE: trailers\r\nContent-Length: ";
+  append_uint(out, body_.size());
+  out += "\r\n\r\n";
+  out += body_;
 }
 
 void request_builder::build_storage(std::string& out) {

@@ -26,6 +26,7 @@ class request_builder {
 
  private:
   void build_storage(std::string& out);
+  void build_kserve(std::string& out, int prompt_tokens, std::uint64_t seq);
   void build_single(int prompt_tokens, std::uint64_t seq);
   void build_prompt(std::string_view escaped);
   void build_conversation(std::uint64_t seq);

@@ -22,6 +22,8 @@ const char* error_kind_name(error_kind e) {
       return "unsent";
     case error_kind::bad_response:
       return "bad_response";
+    case error_kind::grpc_status:
+      return "grpc_status";
   }
   return "?";
 }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "load/h2_client.hpp"
+
 namespace meridian::loadtest::runner {
 
 worker::worker(const load_config& c, int idx, int n, shared_state* sh, steady::time_point start)
@@ -29,7 +31,18 @@ worker::worker(const load_config& c, int idx, int n, shared_state* sh, steady::t
     records.reserve(static_cast<std::size_t>(
         std::min(4e6, std::max(1e3, c.profile().expected_count() / n * 1.1))));
   const int nconn = c.connections / n + (idx < c.connections % n ? 1 : 0);
-  for (int i = 0; i < nconn; ++i) conns.push_back(std::make_unique<connection>(ctx));
+  for (int i = 0; i < nconn; ++i) {
+    if (!c.http2) {
+      conns.push_back(std::make_unique<connection>(ctx));
+      continue;
+    }
+    sessions.push_back(std::make_unique<h2_session>(this));
+    for (int k = 0; k < c.streams; ++k) {
+      conns.push_back(std::make_unique<connection>(ctx));
+      conns.back()->h2 = sessions.back().get();
+      ++sessions.back()->slots;
+    }
+  }
   if (c.tls) {
     tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
     tls->set_options(asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 |

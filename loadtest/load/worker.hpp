@@ -49,7 +49,10 @@ class job_ring {
   std::size_t head_ = 0, n_ = 0;
 };
 
+class h2_session;
+
 // One keep-alive client connection and its reusable buffers and parsers; driven by one coroutine.
+// Over HTTP/2 (h2 set) it is one slot of a shared session instead: its requests become streams.
 struct connection {
   explicit connection(asio::io_context& ctx) : wake(ctx) {}
   std::shared_ptr<timed_socket> ts;
@@ -63,6 +66,7 @@ struct connection {
   body_decoder dec;
   asio::steady_timer wake;
   bool idle = false;
+  h2_session* h2 = nullptr;
 };
 
 // Shared by every worker of a run: the --max-requests budget.
@@ -86,6 +90,7 @@ struct worker {
   arrival_schedule schedule;
   asio::steady_timer stopper;
   std::vector<std::unique_ptr<connection>> conns;
+  std::vector<std::unique_ptr<h2_session>> sessions;  // --http2: one per connection
   std::vector<connection*> idle;
   bool schedule_done = false;
   bool aborting = false;

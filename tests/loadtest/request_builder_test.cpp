@@ -123,3 +123,45 @@ TEST_CASE("--dataset replays a ShareGPT file: first human turn, the answer's len
   CHECK(bad.finalize().find("--dataset") != std::string::npos);
   std::remove(path.c_str());
 }
+
+TEST_CASE("--kserve: one gRPC-framed ModelInferRequest per request; its options are checked") {
+  load_config c;
+  c.url = "http://127.0.0.1:9/";
+  c.closed = true;
+  c.api = openai_api::kserve;
+  c.model = "resnet";
+  c.prompt_tokens = *int_dist::parse("fixed:10");
+  CHECK(c.finalize() == "--kserve needs --http2 (gRPC is HTTP/2)");
+  c.http2 = true;
+  c.stream = true;
+  REQUIRE(c.finalize().empty());
+  CHECK(c.path == "/inference.GRPCInferenceService/ModelStreamInfer");
+  runner::request_builder b(c, 1);
+  std::string req;
+  b.build(req, 42);
+  CHECK(req.starts_with("POST /inference.GRPCInferenceService/ModelStreamInfer HTTP/1.1\r\n"));
+  CHECK(req.find("\r\nContent-Type: application/grpc\r\nTE: trailers\r\n") != std::string::npos);
+  const std::string body = body_of(req);
+  REQUIRE(body.size() > 5);
+  CHECK(body[0] == '\0');  // not compressed
+  const auto len = (static_cast<std::size_t>(static_cast<unsigned char>(body[1])) << 24) |
+                   (static_cast<std::size_t>(static_cast<unsigned char>(body[2])) << 16) |
+                   (static_cast<std::size_t>(static_cast<unsigned char>(body[3])) << 8) |
+                   static_cast<unsigned char>(body[4]);
+  CHECK(len == body.size() - 5);
+  // model_name (field 1), id (field 3), then the prompt's 10 tokens of 4 bytes (field 7).
+  CHECK(body.substr(5, 8) == std::string("\x0a\x06resnet", 8));
+  CHECK(body.substr(13, 5) == std::string("\x1a\x03r42", 5));
+  CHECK(body.substr(18, 2) == std::string("\x3a\x28", 2));
+  CHECK(body.size() == 20 + 40);
+  CHECK(b.last_prompt_tokens() == 10);
+
+  load_config h1;
+  h1.url = "http://127.0.0.1:9/";
+  h1.closed = true;
+  h1.streams = 8;
+  CHECK(h1.finalize() == "--streams needs --http2 (HTTP/1.1 carries one at a time)");
+  h1.http2 = true;
+  h1.new_connection = true;
+  CHECK(h1.finalize() == "--new-connection is for HTTP/1.1 (not with --http2)");
+}
