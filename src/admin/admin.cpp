@@ -312,6 +312,13 @@ response handle(const context& ctx, std::string_view method, std::string_view ta
     if (!get) return wrong_method("GET, HEAD", path);
     return {200, "application/json", endpoints_json(ctx)};
   }
+  if (path == "/admin/tenants") {
+    if (!get) return wrong_method("GET, HEAD", path);
+    if (auto no = refuse_read(ctx, authorization)) return *no;
+    auto body = ctx.tenants ? ctx.tenants() : std::string();
+    if (body.empty()) return json_error(common::error_kind::not_found, "no tenants are configured");
+    return {200, "application/json", std::move(body)};
+  }
   if (path == "/admin/reload") {
     if (method != "POST") return wrong_method("POST", path);
     if (auto no = refuse_mutation(ctx, authorization)) return *no;

@@ -5,6 +5,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include <filesystem>
+
 #include "meridian/admin/admin.hpp"
 #include "meridian/common/log.hpp"
 #include "meridian/common/random.hpp"
@@ -17,6 +19,7 @@
 #include "meridian/runtime/publish.hpp"
 #include "meridian/runtime/timer.hpp"
 #include "meridian/runtime/workers.hpp"
+#include "meridian/tenants/tenants.hpp"
 #include "meridian/upstream/cluster.hpp"
 
 namespace meridian::app {
@@ -50,7 +53,22 @@ struct gateway {
   frontend::listener_set* listeners = nullptr;
   std::shared_ptr<proxy::object_sizes> sizes;  // kept across snapshots
   std::shared_ptr<const upstream::topology> topo;  // in force (its endpoints' TLS counts)
+  // The keys file's tenants in force (null: no tenants section), and the file's last change.
+  std::shared_ptr<const tenants::table> tenants;
+  std::filesystem::file_time_type keys_mtime{};
 };
+
+// The tenants of `cfg`'s keys file, those of `previous` keeping their state (null where the
+// config has no tenants section). Throws config::config_error for a file that does not load.
+std::shared_ptr<const tenants::table> load_tenants(const config::gateway_config& cfg,
+                                                   const tenants::table* previous,
+                                                   std::filesystem::file_time_type& mtime) {
+  if (!cfg.tenants.enabled) return nullptr;
+  std::error_code ec;
+  mtime = std::filesystem::last_write_time(cfg.tenants.keys_file, ec);
+  return std::make_shared<const tenants::table>(config::load_keys_file(cfg.tenants.keys_file),
+                                                previous, !cfg.tenants.require);
+}
 
 // Puts `cfg`, with the endpoints `names` give, in force (control thread): a new snapshot to
 // every worker (requests in flight finish on the one they started with; endpoints that left
@@ -59,7 +77,7 @@ void adopt(gateway& g, std::shared_ptr<const config::gateway_config> cfg,
            upstream::name_table names) {
   auto topo = upstream::build_topology(*cfg, names, g.ids, g.registry);
   auto workers = static_cast<unsigned>(g.workers.size());
-  auto s = std::make_shared<const proxy::snapshot>(cfg, topo, workers, g.sizes);
+  auto s = std::make_shared<const proxy::snapshot>(cfg, topo, workers, g.sizes, g.tenants);
   runtime::publish<proxy::snapshot>(
       g.contexts, s, [&g](std::size_t i, auto v) { g.workers[i]->apply(std::move(v)); });
   g.registry.set_endpoints(upstream::series_of(*topo));
@@ -79,6 +97,8 @@ std::string reload(gateway& g, const config_source& source) {
   std::shared_ptr<const config::gateway_config> next;
   upstream::name_table names;
   upstream::tls_contexts client_tls;
+  std::shared_ptr<const tenants::table> tenant_table;
+  auto keys_mtime = g.keys_mtime;
   std::string why;
   try {
     next = source();
@@ -88,6 +108,7 @@ std::string reload(gateway& g, const config_source& source) {
     if (why.empty()) client_tls = upstream::load_client_tls(*next);
     if (why.empty() && g.listeners) why = g.listeners->reload_tls(*next);
     if (why.empty()) names = upstream::resolve_names(*next);
+    if (why.empty()) tenant_table = load_tenants(*next, g.tenants.get(), keys_mtime);
   } catch (const std::exception& e) {
     why = e.what();
   }
@@ -98,9 +119,32 @@ std::string reload(gateway& g, const config_source& source) {
   }
   probe::merge_names(g.names, names);
   g.ids.set_tls(std::move(client_tls));
+  g.tenants = std::move(tenant_table);
+  g.keys_mtime = keys_mtime;
   adopt(g, next, std::move(names));
   log(log_level::info, "config", "reloaded ", g.current->source);
   return {};
+}
+
+// The keys file changed on disk (control thread, every 2 s): its tenants are put in force with
+// the running config, or, when it does not load, the old ones stay and a failed reload counts.
+void check_keys_file(gateway& g) {
+  if (!g.current->tenants.enabled) return;
+  std::error_code ec;
+  auto mtime = std::filesystem::last_write_time(g.current->tenants.keys_file, ec);
+  if (ec || mtime == g.keys_mtime) return;
+  try {
+    g.tenants = load_tenants(*g.current, g.tenants.get(), g.keys_mtime);
+  } catch (const std::exception& e) {
+    g.keys_mtime = mtime;  // said once per change
+    g.registry.count_reload(false);
+    log(log_level::warn, "tenants", "the keys file changed but does not load, the tenants in force stay: ",
+        e.what());
+    return;
+  }
+  g.registry.count_reload(true);
+  log(log_level::info, "tenants", "keys file re-read: ", g.tenants->all().size(), " tenants");
+  adopt(g, g.current, g.names);
 }
 
 // A DNS round's results (control thread): a change in any name's addresses puts the running
@@ -168,7 +212,9 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   g.registry.set_endpoints(upstream::series_of(*topo));
   g.topo = topo;
   g.registry.add_text_source([&g] { return upstream::tls_metrics_text(*g.topo); });
-  auto snap = std::make_shared<const proxy::snapshot>(cfg, topo, n);
+  g.tenants = load_tenants(*cfg, nullptr, g.keys_mtime);
+  g.registry.add_text_source([&g] { return g.tenants ? tenants::metrics_text(*g.tenants) : ""; });
+  auto snap = std::make_shared<const proxy::snapshot>(cfg, topo, n, nullptr, g.tenants);
   g.sizes = snap->sizes;
   std::uint64_t seed = common::os_seed();
   for (unsigned i = 0; i < n; ++i) {
@@ -221,6 +267,10 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
     return std::array<std::string, 3>{pe.probe, pe.scrape, pe.models};
   };
   actx.on_reload = [&g, &source] { return reload(g, source); };
+  actx.tenants = [&g]() -> std::string {
+    if (!g.tenants) return {};
+    return tenants::admin_json(*g.tenants, common::steady().now());
+  };
   control.on_reload([&g, &source] { reload(g, source); });
   admin::server admin_server(control.io(), cfg->admin.address, actx);
   g.admin = &admin_server;
@@ -235,6 +285,7 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
           co_await t.sleep_for(std::chrono::seconds(2));
           if (stop || !gw.listeners) break;
           for (const auto& why : gw.listeners->check_files()) gw.registry.count_reload(why.empty());
+          check_keys_file(gw);
         }
       }(cert_watch, stopping, g),
       asio::detached);

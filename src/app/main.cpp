@@ -12,6 +12,7 @@
 #include "meridian/common/log.hpp"
 #include "meridian/config/config.hpp"
 #include "meridian/runtime/io_backend.hpp"
+#include "meridian/tenants/tenants.hpp"
 #include "meridian/tls/client.hpp"
 #include "meridian/tls/context.hpp"
 
@@ -23,6 +24,8 @@ constexpr const char* usage = R"(usage: meridian --config FILE [options]
   --config FILE        YAML configuration (see config/meridian.example.yaml)
   --check              validate the configuration and exit (0 valid, 1 invalid)
   --version            print the version and exit
+  --hash-key           read an API key on stdin and print the line the keys file stores for it
+                       ("sha256:<hex>"), e.g.  printf %s "$KEY" | meridian --hash-key
   --set KEY=VALUE      override any config key, e.g. --set clusters[0].balancer=round_robin
   --listen ADDR        same as --set listeners[0].address=ADDR
   --admin ADDR         same as --set admin.address=ADDR
@@ -74,7 +77,18 @@ flags parse_flags(int argc, char** argv) {
       f.config_path = value("--config");
     else if (a == "--check")
       f.check = true;
-    else if (a == "--version") {
+    else if (a == "--hash-key") {
+      // From stdin, never argv: a command line is visible to every user of the machine.
+      std::string key;
+      std::getline(std::cin, key);
+      while (!key.empty() && (key.back() == '\r' || key.back() == ' ')) key.pop_back();
+      if (key.empty()) {
+        std::cerr << "meridian: --hash-key reads the key on stdin (got nothing)\n";
+        std::exit(2);
+      }
+      std::cout << tenants::digest_text(tenants::hash_key(key)) << "\n";
+      std::exit(0);
+    } else if (a == "--version") {
       std::cout << "meridian " << MERIDIAN_VERSION << " ("
                 << runtime::to_string(runtime::compiled_io_kind()) << " build)\n";
       std::exit(0);

@@ -7,8 +7,10 @@ int status_of(error_kind kind) {
     case error_kind::bad_request:
       return 400;
     case error_kind::unauthorized:
+    case error_kind::invalid_api_key:
       return 401;
     case error_kind::forbidden:
+    case error_kind::model_not_allowed:
       return 403;
     case error_kind::not_found:
     case error_kind::model_not_found:
@@ -22,6 +24,7 @@ int status_of(error_kind kind) {
     case error_kind::payload_too_large:
       return 413;
     case error_kind::too_many_requests:
+    case error_kind::rate_limit_exceeded:
       return 429;
     case error_kind::header_too_large:
       return 431;
@@ -52,6 +55,9 @@ error_source source_of(error_kind kind) {
     case error_kind::payload_too_large:
     case error_kind::header_too_large:
     case error_kind::too_many_requests:
+    case error_kind::invalid_api_key:
+    case error_kind::model_not_allowed:
+    case error_kind::rate_limit_exceeded:
       return error_source::downstream;
     case error_kind::upstream_unavailable:
     case error_kind::upstream_timeout:
@@ -153,6 +159,12 @@ std::string_view code_of(error_kind kind) {
       return "header_too_large";
     case error_kind::too_many_requests:
       return "rate_limited";
+    case error_kind::invalid_api_key:
+      return "invalid_api_key";
+    case error_kind::model_not_allowed:
+      return "model_not_allowed";
+    case error_kind::rate_limit_exceeded:
+      return "rate_limit_exceeded";
     case error_kind::upstream_unavailable:
       return "upstream_unavailable";
     case error_kind::no_healthy_upstream:
@@ -228,8 +240,10 @@ int grpc_status_of(error_kind kind) {
     case error_kind::bad_request:
       return 3;  // INVALID_ARGUMENT
     case error_kind::unauthorized:
+    case error_kind::invalid_api_key:
       return 16;  // UNAUTHENTICATED
     case error_kind::forbidden:
+    case error_kind::model_not_allowed:
       return 7;  // PERMISSION_DENIED
     case error_kind::not_found:
     case error_kind::model_not_found:
@@ -241,6 +255,7 @@ int grpc_status_of(error_kind kind) {
     case error_kind::payload_too_large:
     case error_kind::header_too_large:
     case error_kind::too_many_requests:
+    case error_kind::rate_limit_exceeded:
     case error_kind::overloaded:
       return 8;  // RESOURCE_EXHAUSTED
     case error_kind::upstream_unavailable:

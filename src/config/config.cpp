@@ -304,7 +304,7 @@ gateway_config read_root(const reader& r, const YAML::Node& root) {
   part([&] {
     r.only_keys(root, "",
                 {"listeners", "admin", "workers", "io_backend", "zone", "clusters", "routes",
-                 "limits", "timeouts", "drain", "dns", "access_log"});
+                 "limits", "timeouts", "drain", "dns", "tenants", "access_log"});
   });
   part([&] { cfg.listeners = read_listeners(r, root); });
   part([&] {
@@ -391,6 +391,9 @@ gateway_config read_root(const reader& r, const YAML::Node& root) {
   });
   part([&] {
     if (auto d = root["dns"]) read_dns(r, d, cfg.dns);
+  });
+  part([&] {
+    if (auto t = root["tenants"]) read_tenants(r, t, cfg.tenants);
   });
   part([&] {
     auto a = root["access_log"];

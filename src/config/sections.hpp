@@ -43,6 +43,7 @@ void read_resume(const reader& r, const YAML::Node& n, const std::string& k, clu
                  resume_config& out);
 void read_drain(const reader& r, const YAML::Node& n, drain_config& out);
 void read_dns(const reader& r, const YAML::Node& n, dns_config& out);
+void read_tenants(const reader& r, const YAML::Node& n, tenants_config& out);
 void read_hedge(const reader& r, const YAML::Node& n, const std::string& k, hedge_config& out);
 
 }  // namespace meridian::config

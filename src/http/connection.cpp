@@ -148,6 +148,7 @@ void basic_connection<Stream>::begin_request() {
   note_.clear();
   status_ = 0;
   response_started_ = false;
+  extra_fields_ = {};
   head_pending_ = chunked_out_ = sized_ = response_open_ = false;
   bytes_in_ = end_ - begin_;
   bytes_out_ = 0;

@@ -22,6 +22,23 @@ using common::error_kind;
 
 // ---- the response ----------------------------------------------------------------------------
 
+namespace {
+
+// The gateway's added fields, at the end of the head `out` begins with.
+void insert_fields(std::string& out, std::span<const header> fields) {
+  if (fields.empty()) return;
+  std::string add;
+  for (const auto& f : fields) {
+    add.append(f.name);
+    add.append(": ");
+    add.append(f.value);
+    add.append("\r\n");
+  }
+  out.insert(out.find("\r\n\r\n") + 2, add);
+}
+
+}  // namespace
+
 // A write that progresses: the pace budget is spent on the wait and earned back by the bytes,
 // and the deadline moves to what is left of it (within the idle timeout).
 template <class Stream>
@@ -96,6 +113,7 @@ void basic_connection<Stream>::start_response(const response_head& resp, body_ki
   }
   if (!keep) keep_alive_ = false;
   build_downstream_response(out_, resp, request_id_, framing, length, keep, head_.version_minor);
+  insert_fields(out_, extra_fields_);
   status_ = resp.status;
   response_started_ = true;
   head_pending_ = response_open_ = true;
@@ -155,6 +173,7 @@ asio::awaitable<void> basic_connection<Stream>::reply(int status, std::string_vi
   bool head_only = method_ == "HEAD";
   build_local_response(out_, status, content_type, head_only ? std::string_view{} : body, keep,
                        request_id_, 0, allow);
+  insert_fields(out_, extra_fields_);
   std::array<asio::const_buffer, 1> b{asio::buffer(out_)};
   co_await write(b);
 }
@@ -173,6 +192,7 @@ asio::awaitable<void> basic_connection<Stream>::reply_error(error_kind kind,
   auto body = common::error_body(kind, message);
   build_local_response(out_, status_, "application/json", body, keep, request_id_,
                        common::retry_after_of(kind));
+  insert_fields(out_, extra_fields_);
   std::array<asio::const_buffer, 1> b{asio::buffer(out_)};
   co_await write(b);
 }

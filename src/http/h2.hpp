@@ -85,6 +85,7 @@ class stream final : public exchange {
   void start_response(const response_head& head, body_kind body, std::uint64_t length) override;
   asio::awaitable<bool> send(std::span<const std::string_view> payload, bool last) override;
   void set_trailers(std::span<const header> fields) override;
+  void add_response_fields(std::span<const header> fields) override { extra_fields_ = fields; }
   bool response_sized() const override { return sized_; }
   asio::awaitable<void> reply_error(common::error_kind kind, std::string_view message) override;
   asio::awaitable<void> reply(int status, std::string_view content_type, std::string_view body,
@@ -169,6 +170,7 @@ class stream final : public exchange {
   std::string out_;
   std::size_t out_begin_ = 0;
   std::size_t out_taken_ = 0;  // response bytes nghttp2 has framed, in all
+  std::span<const header> extra_fields_;  // add_response_fields
   // Trailers after the last DATA (set_trailers), names lower-cased.
   std::string tstore_;
   std::vector<std::pair<std::uint32_t, std::uint32_t>> tspans_;

@@ -55,6 +55,7 @@ void stream::reuse(std::int32_t id) {
   tspans_.clear();
   tnva_.clear();
   has_trailers_ = false;
+  extra_fields_ = {};
   response_started_ = submitted_ = last_ = sized_ = false;
   head_only_ = broken_ = response_done_ = false;
   status_ = 0;

@@ -59,6 +59,7 @@ void stream::start_response(const response_head& resp, body_kind body, std::uint
     add_response_field(n, h.value);
   }
   add_response_field("x-request-id", request_id_);
+  for (const auto& f : extra_fields_) add_response_field(f.name, f.value);
   sized_ = body == body_kind::content_length;
   if (sized_) {
     r = std::to_chars(num, num + sizeof num, length);
@@ -159,6 +160,7 @@ asio::awaitable<void> stream::reply_error(error_kind kind, std::string_view mess
     add_response_field("grpc-status", std::to_string(common::grpc_status_of(kind)));
     add_response_field("grpc-message", common::grpc_message(message));
     add_response_field("x-request-id", request_id_);
+    for (const auto& f : extra_fields_) add_response_field(f.name, f.value);
     out_.clear();
     out_begin_ = 0;
     last_ = true;
@@ -195,6 +197,7 @@ asio::awaitable<void> stream::reply(int status, std::string_view content_type,
     add_response_field("retry-after", {num, static_cast<std::size_t>(r.ptr - num)});
   }
   if (!allow.empty()) add_response_field("allow", allow);
+  for (const auto& f : extra_fields_) add_response_field(f.name, f.value);
   sized_ = true;
   out_.clear();
   out_begin_ = 0;

@@ -35,7 +35,8 @@ inline std::pair<std::string, const char*> status_labels(std::size_t slot) {
 }
 inline constexpr const char* reject_names[] = {"bad_request",    "head_too_large", "body_too_large",
                                                "header_timeout", "body_timeout",   "overloaded",
-                                               "no_route"};
+                                               "no_route",       "unauthenticated", "forbidden",
+                                               "rate_limited"};
 inline constexpr const char* upstream_error_names[] = {"connect", "reset", "timeout", "protocol"};
 static_assert(std::size(reject_names) == static_cast<std::size_t>(reject_reason::count_));
 static_assert(std::size(upstream_error_names) == static_cast<std::size_t>(upstream_error::count_));

@@ -88,6 +88,7 @@ void access_log::record(const access_record& r) {
   append_str(buf_, "host", r.host);
   append_str(buf_, "user_agent", r.user_agent);
   append_str(buf_, "cluster", r.cluster);
+  if (!r.tenant.empty()) append_str(buf_, "tenant", r.tenant);
   if (!r.model.empty()) append_str(buf_, "model", r.model);
   if (!r.grpc_status.empty()) append_str(buf_, "grpc_status", r.grpc_status);
   append_count(buf_, "prompt_tokens", r.prompt_tokens);

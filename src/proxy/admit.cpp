@@ -103,6 +103,11 @@ asio::awaitable<bool> admit(request& r, std::optional<admission_slot>& slot) {
     }
     prio = *parsed;
   }
+  // A tenant's class is where its requests start and the most they may ask for.
+  if (ctx.tenant && ctx.tenant->spec.priority) {
+    const auto ceiling = *ctx.tenant->spec.priority;
+    if (r.ex.head().count("x-priority") == 0 || prio > ceiling) prio = ceiling;
+  }
   auto& adm = *r.w.admissions[ctx.cluster];
   auto client = client_key_of(r);
   bool capped = co_await refuse_over_cap(r);

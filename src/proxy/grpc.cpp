@@ -1,3 +1,4 @@
+#include "proxy/tenant_gate.hpp"
 #include "proxy/grpc.hpp"
 
 #include <charconv>
@@ -312,6 +313,8 @@ asio::awaitable<void> serve_grpc(request& r) {
     co_await r.ex.reply_error(error_kind::model_not_found, why);
     co_return;
   }
+  bool allowed = co_await admit_tenant(r, true);
+  if (!allowed) co_return;
   std::optional<admission_slot> slot;
   bool admitted = co_await admit(r, slot);
   if (!admitted) co_return;

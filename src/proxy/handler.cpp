@@ -1,3 +1,4 @@
+#include "proxy/tenant_gate.hpp"
 #include "proxy/handler.hpp"
 
 #include <algorithm>
@@ -258,6 +259,7 @@ void conclude(request& r, const outcome& o) {
   if (auto p = r.at->stream().prompt_tokens()) ctx.prompt_tokens = static_cast<std::int64_t>(*p);
   if (auto n = r.at->stream().completion_tokens())
     ctx.completion_tokens = static_cast<std::int64_t>(*n);
+  if (r.at->stream().sse()) ctx.stream_events = static_cast<std::int64_t>(r.at->stream().events());
   if (o.ok()) return;
   r.ex.set_note(o.message);
   ctx.flags |= o.kind == outcome_kind::client_gone ? flag_client_gone : flag_stream_broken;
@@ -281,6 +283,8 @@ asio::awaitable<void> handler::serve_request(std::unique_ptr<request_scratch> s)
     ctx.user_agent.assign(r.ex.head().find("user-agent"));
     ctx.host.assign(r.ex.head().host);
   }
+  bool known = co_await identify_tenant(r);
+  if (!known) co_return;
   auto m = ctx.snap->routes.match(view_of(r.ex), std::nullopt);
   if (m.outcome == routing::match_outcome::need_model) {
     bool read = false;
@@ -312,6 +316,8 @@ asio::awaitable<void> handler::serve_request(std::unique_ptr<request_scratch> s)
     bool go_on = co_await check_model(r);
     if (!go_on) co_return;
   }
+  bool allowed = co_await admit_tenant(r, false);
+  if (!allowed) co_return;
   if (r.guard.routed && w.log.enabled()) ctx.model = *r.guard.routed;
   const auto& head = r.ex.head();
   http::out_framing framing = http::out_framing::none;
@@ -371,6 +377,7 @@ asio::awaitable<void> handler::serve(http::exchange& ex) {
 handler::done_guard::~done_guard() {
   // A frame destroyed by the worker's shutdown (its I/O released) is neither counted nor kept.
   if (h.scratch_.closed()) return;
+  settle_tenant(s->live->ctx, s->live->ex.status(), h.w_.clock->now());
   h.record(s->live->ex, &s->live->ctx);
   h.scratch_.give(std::move(s));
 }
@@ -422,6 +429,7 @@ void handler::record(const http::exchange& ex, const request_context* served) {
   r.host = ctx.host;
   r.cluster = ctx.route ? std::string_view((*routes)[*ctx.route].cluster) : std::string_view{};
   r.model = ctx.model;
+  r.tenant = ctx.tenant ? std::string_view(ctx.tenant->spec.name) : std::string_view{};
   r.grpc_status = ctx.grpc_status;
   r.prompt_tokens = ctx.prompt_tokens;
   r.completion_tokens = ctx.completion_tokens;

@@ -103,7 +103,6 @@ asio::awaitable<void> reply_body_error(request& r, http::body_result got) {
   }
 }
 
-namespace {
 // Reads the body's JSON "model" (as far as the peek allows); answers the client itself (and
 // returns false) when the body is bad. From here on the model guard holds the body to it.
 asio::awaitable<bool> read_model(request& r) {
@@ -120,6 +119,8 @@ asio::awaitable<bool> read_model(request& r) {
   r.ctx.model_routed = true;
   co_return true;
 }
+
+namespace {
 
 // Whether some endpoint of the cluster may serve `model`: one that lists it, or any while no
 // endpoint's list is known yet (discovery has not answered).

@@ -22,6 +22,9 @@ inline routing::request_view view_of(const http::exchange& ex) {
 
 // Answers a body the client got wrong (or too slowly); the connection closes after it.
 boost::asio::awaitable<void> reply_body_error(request& r, http::body_result got);
+// Reads the body's JSON "model" (as far as the peek allows) into the model guard, which holds
+// the rest of the body to it. False when the client has been answered (a bad body).
+boost::asio::awaitable<bool> read_model(request& r);
 // Chooses the route once the body's JSON "model" is known (a route needs it). False when the
 // client has been answered.
 boost::asio::awaitable<bool> route_by_model(request& r, routing::match_result& m);

@@ -12,6 +12,7 @@
 #include "meridian/http/headers.hpp"
 #include "meridian/proxy/access_log.hpp"
 #include "meridian/routing/model_scanner.hpp"
+#include "meridian/tenants/tenants.hpp"
 #include "proxy/attempt.hpp"
 #include "proxy/object_resume.hpp"
 #include "proxy/resume.hpp"
@@ -51,6 +52,12 @@ struct request_context {
   std::string user_agent, host, model;
   std::string grpc_status;  // a gRPC call's status (the backend's, or the gateway's own error)
   std::int64_t prompt_tokens = -1, completion_tokens = -1;
+  std::int64_t stream_events = -1;  // an SSE response's data events (a stream cut short: its tokens)
+  // The tenant its key named (tenants configured; it lives in the pinned snapshot), what it was
+  // charged up front, and whether that place and charge are held until the request ends.
+  const tenants::tenant* tenant = nullptr;
+  tenants::usage charged;
+  bool tenant_held = false;
 };
 
 struct request_scratch;
@@ -95,6 +102,8 @@ struct request {
   // A continuation's request (a resumed stream's or object's).
   std::string& resume_body;
   std::string& resume_head;
+  std::vector<std::pair<std::string, std::string>>& tenant_text;
+  std::vector<http::header>& tenant_fields;
   request_context ctx;
   model_guard guard;
   // Stream resume: what the answer has said. Object resume (storage GETs): where the body stands.
@@ -115,6 +124,9 @@ struct request_scratch {
   std::vector<std::uint64_t> blocks;
   std::string scratch;
   std::string resume_body, resume_head;
+  // A tenant's rate-limit headers on the response (text, and the fields pointing into it).
+  std::vector<std::pair<std::string, std::string>> tenant_text;
+  std::vector<http::header> tenant_fields;
   // The request served with this scratch: built fresh for each one, in place, and destroyed when
   // it ends (nothing of one request's state survives into the next).
   std::optional<request> live;
@@ -129,7 +141,9 @@ inline request::request(http::exchange& e, worker_context& wc, request_scratch& 
       blocks(s.blocks),
       scratch(s.scratch),
       resume_body(s.resume_body),
-      resume_head(s.resume_head) {
+      resume_head(s.resume_head),
+      tenant_text(s.tenant_text),
+      tenant_fields(s.tenant_fields) {
   ctx.snap = wc.snap;
   blocks.clear();
 }

@@ -6,12 +6,14 @@ namespace meridian::proxy {
 
 snapshot::snapshot(std::shared_ptr<const config::gateway_config> c,
                    std::shared_ptr<const upstream::topology> t, unsigned n_workers,
-                   std::shared_ptr<object_sizes> known_sizes)
+                   std::shared_ptr<object_sizes> known_sizes,
+                   std::shared_ptr<const tenants::table> tenant_table)
     : cfg(std::move(c)),
       routes(*cfg),
       topo(std::move(t)),
       workers(n_workers ? n_workers : 1),
-      sizes(known_sizes ? std::move(known_sizes) : std::make_shared<object_sizes>()) {}
+      sizes(known_sizes ? std::move(known_sizes) : std::make_shared<object_sizes>()),
+      tenants(std::move(tenant_table)) {}
 
 metrics::layout metrics_layout(const config::gateway_config& cfg) {
   metrics::layout l;

@@ -65,6 +65,10 @@ class memory_exchange final : public meridian::http::exchange {
     headers.clear();
     for (const auto& f : h.fields())
       headers.emplace_back(std::string(f.name), std::string(f.value));
+    add_extra();
+  }
+  void add_response_fields(std::span<const meridian::http::header> fields) override {
+    extra_ = fields;
   }
   boost::asio::awaitable<bool> send(std::span<const std::string_view> payload, bool last) override {
     if (gone_) co_return false;
@@ -78,6 +82,8 @@ class memory_exchange final : public meridian::http::exchange {
     status_ = meridian::common::status_of(kind);
     body_out = meridian::common::error_body(kind, message);
     note_.assign(message);
+    headers.clear();
+    add_extra();
     ended = true;
     co_return;
   }
@@ -113,7 +119,11 @@ class memory_exchange final : public meridian::http::exchange {
 
  private:
   std::string text_;
+  void add_extra() {
+    for (const auto& f : extra_) headers.emplace_back(std::string(f.name), std::string(f.value));
+  }
   std::vector<meridian::http::header> fields_;
+  std::span<const meridian::http::header> extra_;
   meridian::http::request_head head_;
   meridian::http::request_body body_;
   std::string_view raw_;

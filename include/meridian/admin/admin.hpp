@@ -37,6 +37,9 @@ struct context {
   // optional, called on the control thread.
   std::function<std::shared_ptr<const upstream::signals>()> signals;
   std::function<std::array<std::string, 3>(std::size_t, std::size_t)> probe_errors;
+  // GET /admin/tenants: the tenants' usage and limits as JSON (never a key); empty (a 404)
+  // where the config has no tenants section. Control thread.
+  std::function<std::string()> tenants;
 };
 
 struct response {

@@ -22,6 +22,9 @@ enum class error_kind {
   payload_too_large,   // 413
   header_too_large,    // 431
   too_many_requests,   // 429
+  invalid_api_key,     // 401: a tenant's key missing or unknown
+  model_not_allowed,   // 403: a model the tenant may not use
+  rate_limit_exceeded, // 429: over a tenant's limit (the caller sends Retry-After)
   upstream_unavailable,  // 502: refused, reset or malformed before a response
   no_healthy_upstream,   // 503
   draining,              // 503

@@ -2,6 +2,7 @@
 // shared read-only by every thread.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -365,6 +366,53 @@ struct route_config {
   request_priority priority = request_priority::standard;  // unless x-priority says otherwise
 };
 
+// tenants: who may call, with which key, and how much (the keys themselves live in keys_file, as
+// SHA-256 hashes, re-read on reload and when the file changes).
+struct tenants_config {
+  bool enabled = false;  // the section is present
+  std::string keys_file;
+  // Where the key is read: "authorization" ("Bearer <key>") or another header holding the key
+  // as is; x-api-key is always read too (Anthropic's and Azure's clients send it).
+  std::string header = "authorization";
+  bool require = true;  // false: requests without a key are the tenant "anonymous"
+  // A model the tenant may not use: 403 (false) or 404 model_not_found (true: the tenant does
+  // not learn that it exists).
+  bool hide_models = false;
+  // The completion tokens charged up front when a request names no max_tokens.
+  std::uint64_t default_max_tokens = 256;
+  bool operator==(const tenants_config&) const = default;
+};
+
+using key_digest = std::array<unsigned char, 32>;  // SHA-256
+
+enum class limit_counts { requests, tokens, prompt_tokens, completion_tokens };
+
+// A tenant's limit: `amount` of `what` per `window` (a minute or a day), refilled continuously.
+struct tenant_limit {
+  std::string name;  // as written: "tokens_per_minute"
+  limit_counts what = limit_counts::requests;
+  double amount = 0;
+  duration window{};
+  bool operator==(const tenant_limit&) const = default;
+};
+
+// One tenant of the keys file.
+struct tenant_config {
+  std::string name;
+  std::vector<key_digest> keys;
+  std::vector<std::string> models;  // patterns (`*` any run); empty: every model
+  std::optional<request_priority> priority;
+  std::vector<tenant_limit> limits;
+  unsigned concurrent = 0;  // requests at once; 0: no cap
+};
+
+// The keys file: `tenants:` a list of { name, keys: [ "sha256:<hex>" ], models, priority,
+// limits: { requests_per_minute, tokens_per_minute, prompt_tokens_per_minute,
+// completion_tokens_per_minute, the same _per_day, concurrent } }. Throws config_error with
+// file:line:col.
+std::vector<tenant_config> parse_keys(const std::string& yaml, const std::string& source);
+std::vector<tenant_config> load_keys_file(const std::string& path);
+
 struct gateway_config {
   std::vector<listener_config> listeners;
   admin_config admin;
@@ -377,6 +425,7 @@ struct gateway_config {
   timeouts_config timeouts;
   drain_config drain;
   dns_config dns;
+  tenants_config tenants;
   bool access_log = true;
   std::string source;  // file name for messages
   // The YAML as loaded, --set overrides applied and secret values redacted (GET /admin/config);

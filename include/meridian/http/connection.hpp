@@ -76,6 +76,7 @@ class basic_connection final : public session, public exchange {
   asio::awaitable<bool> send(std::span<const std::string_view> payload, bool last) override;
   bool response_sized() const override { return sized_; }
   asio::awaitable<void> reply_error(common::error_kind kind, std::string_view message) override;
+  void add_response_fields(std::span<const header> fields) override { extra_fields_ = fields; }
   asio::awaitable<void> reply(int status, std::string_view content_type, std::string_view body,
                               std::string_view allow = {}) override;
   void close_after_response() override { keep_alive_ = false; }
@@ -161,6 +162,7 @@ class basic_connection final : public session, public exchange {
   std::uint64_t bytes_in_ = 0, bytes_out_ = 0;
   int status_ = 0;
   bool response_started_ = false;
+  std::span<const header> extra_fields_;  // add_response_fields, for this request's response
   // The response being sent (start_response): its serialized head not yet written, whether it
   // is chunked for the client, declared its length, and has not ended yet.
   bool head_pending_ = false, chunked_out_ = false, sized_ = false, response_open_ = false;

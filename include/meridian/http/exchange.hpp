@@ -99,6 +99,10 @@ class exchange {
   // Trailer fields to end the response with (HTTP/2: a HEADERS frame after the last DATA, as
   // gRPC's grpc-status); call before the send that ends it. HTTP/1.1 does not send them.
   virtual void set_trailers(std::span<const header> fields) {}
+  // Fields the gateway adds to this request's response, whoever answers it (a backend's head
+  // through start_response, or the gateway's own reply or reply_error): a tenant's rate-limit
+  // headers. The fields are referenced, not copied: they must outlive the response's start.
+  virtual void add_response_fields(std::span<const header> fields) = 0;
   // Whether the response declared its length (no room for anything beyond it).
   virtual bool response_sized() const = 0;
   // The gateway's own OpenAI-shaped answer.

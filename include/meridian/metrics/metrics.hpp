@@ -42,6 +42,9 @@ enum class reject_reason {
   body_timeout,
   overloaded,
   no_route,
+  unauthenticated,  // a tenant's key missing or unknown (401)
+  forbidden,        // a model the tenant may not use (403, or 404 where models are hidden)
+  rate_limited,     // over a tenant's limit (429)
   count_
 };
 

@@ -45,6 +45,7 @@ struct access_record {
   std::string_view user_agent;  // empty: none sent, or not known
   std::string_view host;
   std::string_view cluster;
+  std::string_view tenant;          // the tenant its key named (tenants configured)
   std::string_view model;           // the request's JSON "model", where the gateway read it
   std::string_view grpc_status;     // a gRPC call's grpc-status; empty otherwise
   std::int64_t prompt_tokens = -1;  // from the response's usage; -1: not reported

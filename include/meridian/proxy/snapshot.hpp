@@ -8,6 +8,7 @@
 #include "meridian/config/config.hpp"
 #include "meridian/metrics/metrics.hpp"
 #include "meridian/routing/route_table.hpp"
+#include "meridian/tenants/tenants.hpp"
 #include "meridian/upstream/cluster.hpp"
 
 namespace meridian::proxy {
@@ -22,11 +23,15 @@ struct snapshot {
   // Storage objects' sizes seen in responses, shared by every worker and kept across snapshots
   // (the one thing here that changes: a table safe for any thread, see object_size.hpp).
   std::shared_ptr<object_sizes> sizes;
+  // The tenants of the keys file (tenants configured), their shared state with them; null: off.
+  std::shared_ptr<const tenants::table> tenants;
 
-  // `known_sizes`: the table to keep using (null: a new one).
+  // `known_sizes`: the table to keep using (null: a new one). `tenant_table`: the keys file's
+  // tenants where the config has a tenants section.
   snapshot(std::shared_ptr<const config::gateway_config> c,
            std::shared_ptr<const upstream::topology> t, unsigned n_workers = 1,
-           std::shared_ptr<object_sizes> known_sizes = nullptr);
+           std::shared_ptr<object_sizes> known_sizes = nullptr,
+           std::shared_ptr<const tenants::table> tenant_table = nullptr);
 };
 
 // The bounded label sets of the metrics a config's routes, clusters and endpoints produce.

@@ -306,9 +306,10 @@ TEST_CASE("families keep their names, help, types and label sets") {
   CHECK(has(m, "meridian_downstream_connections_active 0\n"));
   CHECK(has(m, "meridian_downstream_connections_total 0\n"));
   CHECK(samples_of(m, "meridian_downstream_bytes_total") == 2);
-  CHECK(samples_of(m, "meridian_downstream_rejected_total") == 7);
+  CHECK(samples_of(m, "meridian_downstream_rejected_total") == 10);
   for (const char* reason : {"bad_request", "head_too_large", "body_too_large", "header_timeout",
-                             "body_timeout", "overloaded", "no_route"})
+                             "body_timeout", "overloaded", "no_route", "unauthenticated",
+                             "forbidden", "rate_limited"})
     CHECK(sample(m, std::string(R"(meridian_downstream_rejected_total{reason=")") + reason +
                         "\"}") == 0);
   CHECK(has(m, "meridian_workers 1\n"));

@@ -1,0 +1,45 @@
+// A limit with continuous refill: a bucket that holds one window's allowance and refills it
+// evenly over the window (GCRA: one "theoretical arrival time" in an atomic, so the workers that
+// share a tenant take from it without a lock). Times come from the caller's clock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "meridian/common/clock.hpp"
+
+namespace meridian::tenants {
+
+class limiter {
+ public:
+  // `limit` units per `window` (> 0 both).
+  limiter(double limit, common::duration window);
+  limiter(const limiter&) = delete;
+  limiter& operator=(const limiter&) = delete;
+
+  struct verdict {
+    bool allowed = false;
+    common::duration retry_after{};  // denied: until `cost` fits
+  };
+  // Charges `cost` when the bucket holds it; otherwise charges nothing.
+  verdict take(double cost, common::time_point now);
+  // Settles an earlier charge: `delta` > 0 charges more (even past empty: the debt delays the
+  // next requests), < 0 gives back.
+  void adjust(double delta, common::time_point now);
+  // What the bucket holds now, and how long until it is full again.
+  double remaining(common::time_point now) const;
+  common::duration until_full(common::time_point now) const;
+  double limit() const { return limit_; }
+  common::duration window() const { return window_; }
+
+ private:
+  static std::int64_t ns(common::time_point t);
+  double limit_;
+  common::duration window_;
+  double ns_per_unit_;
+  // When the bucket is full again, in ns of the clock's epoch; the bucket lacks
+  // (tat - now) / ns_per_unit units. Starts full.
+  std::atomic<std::int64_t> tat_{0};
+};
+
+}  // namespace meridian::tenants

@@ -1,0 +1,58 @@
+#include "meridian/tenants/limiter.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+namespace meridian::tenants {
+
+limiter::limiter(double limit, common::duration window)
+    : limit_(limit),
+      window_(window),
+      ns_per_unit_(static_cast<double>(
+                       std::chrono::duration_cast<std::chrono::nanoseconds>(window).count()) /
+                   limit) {}
+
+std::int64_t limiter::ns(common::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+limiter::verdict limiter::take(double cost, common::time_point now) {
+  const std::int64_t n = ns(now);
+  const auto window_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(window_).count();
+  const auto step = static_cast<std::int64_t>(std::llround(cost * ns_per_unit_));
+  std::int64_t tat = tat_.load(std::memory_order_relaxed);
+  while (true) {
+    const std::int64_t next = std::max(tat, n) + step;
+    if (next - n > window_ns) {
+      verdict v;
+      v.retry_after = std::chrono::nanoseconds(next - n - window_ns);
+      return v;
+    }
+    if (tat_.compare_exchange_weak(tat, next, std::memory_order_relaxed)) return {true, {}};
+  }
+}
+
+void limiter::adjust(double delta, common::time_point now) {
+  const std::int64_t n = ns(now);
+  const auto step = static_cast<std::int64_t>(std::llround(delta * ns_per_unit_));
+  std::int64_t tat = tat_.load(std::memory_order_relaxed);
+  while (true) {
+    // A refund never makes the bucket hold more than full: below `now` the debt is gone.
+    const std::int64_t next = std::max(tat, n) + step;
+    const std::int64_t bounded = step < 0 ? std::max(next, std::min(tat, n)) : next;
+    if (tat_.compare_exchange_weak(tat, bounded, std::memory_order_relaxed)) return;
+  }
+}
+
+double limiter::remaining(common::time_point now) const {
+  const std::int64_t debt = std::max<std::int64_t>(0, tat_.load(std::memory_order_relaxed) - ns(now));
+  return std::max(0.0, limit_ - static_cast<double>(debt) / ns_per_unit_);
+}
+
+common::duration limiter::until_full(common::time_point now) const {
+  const std::int64_t debt = std::max<std::int64_t>(0, tat_.load(std::memory_order_relaxed) - ns(now));
+  return std::chrono::duration_cast<common::duration>(std::chrono::nanoseconds(debt));
+}
+
+}  // namespace meridian::tenants
