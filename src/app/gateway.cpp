@@ -19,6 +19,7 @@
 #include "meridian/runtime/publish.hpp"
 #include "meridian/runtime/timer.hpp"
 #include "meridian/runtime/workers.hpp"
+#include "meridian/tenants/shared_limits.hpp"
 #include "meridian/tenants/tenants.hpp"
 #include "meridian/upstream/cluster.hpp"
 
@@ -56,6 +57,7 @@ struct gateway {
   // The keys file's tenants in force (null: no tenants section), and the file's last change.
   std::shared_ptr<const tenants::table> tenants;
   std::filesystem::file_time_type keys_mtime{};
+  std::unique_ptr<tenants::shared_limits> shared;  // tenants.redis: limits shared by replicas
 };
 
 // The tenants of `cfg`'s keys file, those of `previous` keeping their state (null where the
@@ -85,6 +87,7 @@ void adopt(gateway& g, std::shared_ptr<const config::gateway_config> cfg,
   if (g.prober) g.prober->set_topology(cfg, topo);
   if (g.dns) g.dns->set_config(cfg);
   if (g.admin && g.current != cfg) g.admin->set_config(cfg.get());
+  if (g.shared) g.shared->set_table(g.tenants);
   g.current = std::move(cfg);
   g.names = std::move(names);
 }
@@ -213,7 +216,15 @@ int run_gateway(std::shared_ptr<const config::gateway_config> cfg, runtime::io_k
   g.topo = topo;
   g.registry.add_text_source([&g] { return upstream::tls_metrics_text(*g.topo); });
   g.tenants = load_tenants(*cfg, nullptr, g.keys_mtime);
-  g.registry.add_text_source([&g] { return g.tenants ? tenants::metrics_text(*g.tenants) : ""; });
+  if (cfg->tenants.redis) {
+    g.shared = std::make_unique<tenants::shared_limits>(*cfg->tenants.redis);
+    g.shared->set_table(g.tenants);
+  }
+  g.registry.add_text_source([&g] {
+    std::string out = g.tenants ? tenants::metrics_text(*g.tenants) : "";
+    if (g.shared) out += g.shared->metrics_text();
+    return out;
+  });
   auto snap = std::make_shared<const proxy::snapshot>(cfg, topo, n, nullptr, g.tenants);
   g.sizes = snap->sizes;
   std::uint64_t seed = common::os_seed();

@@ -24,6 +24,7 @@ std::string restart_needed(const gateway_config& a, const gateway_config& b) {
   if (a.drain != b.drain) return "drain changed";
   if (a.access_log != b.access_log) return "access_log changed";
   if (a.dns != b.dns) return "dns changed";
+  if (a.tenants.redis != b.tenants.redis) return "tenants.redis changed";
   if (a.clusters.size() != b.clusters.size()) return "clusters were added or removed";
   for (std::size_t i = 0; i < a.clusters.size(); ++i) {
     const auto& x = a.clusters[i];

@@ -169,10 +169,20 @@ void read_tenants(const reader& r, const YAML::Node& n, tenants_config& out) {
   r.only_keys(n, "tenants", {"keys_file", "header", "require", "hide_models",
                              "default_max_tokens", "redis"});
   out.enabled = true;
-  if (n["redis"])
-    r.fail(n["redis"], "tenants.redis",
-           "limits shared through Redis across replicas are not built yet: each replica "
-           "enforces its own limits (remove the key)");
+  if (auto rs = n["redis"]) {
+    r.only_keys(rs, "tenants.redis", {"address", "prefix", "sync_interval"});
+    tenants_config::redis_store store;
+    if (!rs["address"]) r.fail(rs, "tenants.redis.address", "required (host:port of the Redis server)");
+    store.address = r.address(rs["address"], "tenants.redis.address");
+    if (rs["prefix"]) store.prefix = r.scalar(rs["prefix"], "tenants.redis.prefix");
+    if (rs["sync_interval"]) {
+      store.sync_interval = r.dur(rs["sync_interval"], "tenants.redis.sync_interval");
+      if (store.sync_interval < std::chrono::milliseconds(10) ||
+          store.sync_interval > std::chrono::seconds(5))
+        r.fail(rs["sync_interval"], "tenants.redis.sync_interval", "must be between 10ms and 5s");
+    }
+    out.redis = std::move(store);
+  }
   if (!n["keys_file"]) r.fail(n, "tenants.keys_file", "the keys file is required");
   out.keys_file = r.scalar(n["keys_file"], "tenants.keys_file");
   try {

@@ -17,14 +17,25 @@ std::int64_t limiter::ns(common::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
+void limiter::set_limit(double limit) {
+  limit_.store(limit, std::memory_order_relaxed);
+  ns_per_unit_.store(
+      static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(window_).count()) /
+          limit,
+      std::memory_order_relaxed);
+}
+
 limiter::verdict limiter::take(double cost, common::time_point now) {
   const std::int64_t n = ns(now);
   const auto window_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(window_).count();
-  const auto step = static_cast<std::int64_t>(std::llround(cost * ns_per_unit_));
+  const auto step = static_cast<std::int64_t>(
+      std::llround(cost * ns_per_unit_.load(std::memory_order_relaxed)));
   std::int64_t tat = tat_.load(std::memory_order_relaxed);
   while (true) {
     const std::int64_t next = std::max(tat, n) + step;
-    if (next - n > window_ns) {
+    // More than the bucket holds: refused, unless the bucket is full (a replica's share of a
+    // limit may be smaller than one request; the request then puts its bucket in debt).
+    if (next - n > window_ns && tat > n) {
       verdict v;
       v.retry_after = std::chrono::nanoseconds(next - n - window_ns);
       return v;
@@ -35,7 +46,8 @@ limiter::verdict limiter::take(double cost, common::time_point now) {
 
 void limiter::adjust(double delta, common::time_point now) {
   const std::int64_t n = ns(now);
-  const auto step = static_cast<std::int64_t>(std::llround(delta * ns_per_unit_));
+  const auto step = static_cast<std::int64_t>(
+      std::llround(delta * ns_per_unit_.load(std::memory_order_relaxed)));
   std::int64_t tat = tat_.load(std::memory_order_relaxed);
   while (true) {
     // A refund never makes the bucket hold more than full: below `now` the debt is gone.
@@ -47,7 +59,8 @@ void limiter::adjust(double delta, common::time_point now) {
 
 double limiter::remaining(common::time_point now) const {
   const std::int64_t debt = std::max<std::int64_t>(0, tat_.load(std::memory_order_relaxed) - ns(now));
-  return std::max(0.0, limit_ - static_cast<double>(debt) / ns_per_unit_);
+  return std::max(0.0, limit() - static_cast<double>(debt) /
+                                     ns_per_unit_.load(std::memory_order_relaxed));
 }
 
 common::duration limiter::until_full(common::time_point now) const {

@@ -58,8 +58,13 @@ bool model_matches(std::string_view pattern, std::string_view model) {
 }
 
 tenant_state::tenant_state(const tenant_spec& spec)
-    : limits(spec.limits), limited(spec.limits.size() + 1) {
+    : limits(spec.limits),
+      limited(spec.limits.size() + 1),
+      asked(spec.limits.size()),
+      share(spec.limits.size()),
+      demand_rate(spec.limits.size(), 0.0) {
   for (const auto& l : spec.limits) limiters.push_back(std::make_unique<limiter>(l.amount, l.window));
+  for (auto& s : share) s.store(1.0, std::memory_order_relaxed);
 }
 
 namespace {
@@ -146,6 +151,20 @@ std::optional<refusal> admit(const tenant& t, const usage& estimate, common::tim
   }
   for (std::size_t i = 0; i < st.limiters.size(); ++i) {
     const double cost = cost_of(st.limits[i], estimate);
+    if (cost <= st.limits[i].amount) {
+      st.asked[i].fetch_add(cost, std::memory_order_relaxed);
+      continue;
+    }
+    // More than the whole limit allows at once: it never fits.
+    st.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    st.limited[i].fetch_add(1, std::memory_order_relaxed);
+    refusal r;
+    r.limit = st.limits[i].name;
+    r.never = true;
+    return r;
+  }
+  for (std::size_t i = 0; i < st.limiters.size(); ++i) {
+    const double cost = cost_of(st.limits[i], estimate);
     auto v = st.limiters[i]->take(cost, now);
     if (v.allowed) continue;
     for (std::size_t k = 0; k < i; ++k)
@@ -155,7 +174,6 @@ std::optional<refusal> admit(const tenant& t, const usage& estimate, common::tim
     refusal r;
     r.limit = st.limits[i].name;
     r.retry_after = v.retry_after;
-    r.never = cost > st.limits[i].amount;
     return r;
   }
   return std::nullopt;
@@ -204,8 +222,11 @@ std::vector<std::pair<std::string, std::string>> rate_headers(const tenant& t,
     const auto& lim = *st.limiters[i];
     out.emplace_back(common::cat("x-ratelimit-limit-", kind),
                      common::cat(static_cast<long long>(l.amount)));
+    // What is left of the whole limit, as this replica's part of it tells (its share).
+    const double share = std::max(1e-6, st.share[i].load(std::memory_order_relaxed));
     out.emplace_back(common::cat("x-ratelimit-remaining-", kind),
-                     common::cat(static_cast<long long>(std::floor(lim.remaining(now)))));
+                     common::cat(static_cast<long long>(
+                         std::floor(std::min(l.amount, lim.remaining(now) / share)))));
     out.emplace_back(common::cat("x-ratelimit-reset-", kind), reset_text(lim.until_full(now)));
   }
   if (refused) {

@@ -294,8 +294,8 @@ def keys_file_change(rig):
 def check_refuses(rig):
     out = []
     for body, want in (("tenants: { keys_file: /nonexistent/keys.yaml }", "cannot read the keys file"),
-                       (f"tenants: {{ keys_file: {rig.keys}, redis: {{ address: 127.0.0.1:6379 }} }}",
-                        "not built yet")):
+                       (f"tenants: {{ keys_file: {rig.keys}, redis: {{ address: 127.0.0.1:6379, sync_interval: 1ms }} }}",
+                        "must be between 10ms and 5s")):
         path = os.path.join(rig.tmp, "check.yaml")
         with open(path, "w") as f:
             f.write("listeners: [ { name: p, address: 127.0.0.1:1 } ]\nclusters: [ { name: c, endpoints: [ 127.0.0.1:2 ] } ]\n"

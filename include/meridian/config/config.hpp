@@ -380,6 +380,15 @@ struct tenants_config {
   bool hide_models = false;
   // The completion tokens charged up front when a request names no max_tokens.
   std::uint64_t default_max_tokens = 256;
+  // Limits shared by every replica through Redis: each replica enforces its share of each limit,
+  // the shares rebalanced by demand every sync_interval (never on the request path).
+  struct redis_store {
+    host_port address;
+    std::string prefix = "meridian:";
+    duration sync_interval = std::chrono::milliseconds(100);
+    bool operator==(const redis_store&) const = default;
+  };
+  std::optional<redis_store> redis;
   bool operator==(const tenants_config&) const = default;
 };
 

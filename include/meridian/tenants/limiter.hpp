@@ -21,7 +21,8 @@ class limiter {
     bool allowed = false;
     common::duration retry_after{};  // denied: until `cost` fits
   };
-  // Charges `cost` when the bucket holds it; otherwise charges nothing.
+  // Charges `cost` when the bucket holds it, or when the bucket is full (a cost larger than the
+  // whole bucket then leaves it in debt); otherwise charges nothing.
   verdict take(double cost, common::time_point now);
   // Settles an earlier charge: `delta` > 0 charges more (even past empty: the debt delays the
   // next requests), < 0 gives back.
@@ -29,14 +30,18 @@ class limiter {
   // What the bucket holds now, and how long until it is full again.
   double remaining(common::time_point now) const;
   common::duration until_full(common::time_point now) const;
-  double limit() const { return limit_; }
+  // The limit in force: the configured one times this replica's share of it.
+  double limit() const { return limit_.load(std::memory_order_relaxed); }
   common::duration window() const { return window_; }
+  // A new limit (this replica's share changed): the bucket keeps the part of it that is used,
+  // so shares that sum to one keep the replicas' buckets summing to one window's allowance.
+  void set_limit(double limit);
 
  private:
   static std::int64_t ns(common::time_point t);
-  double limit_;
+  std::atomic<double> limit_;
   common::duration window_;
-  double ns_per_unit_;
+  std::atomic<double> ns_per_unit_;
   // When the bucket is full again, in ns of the clock's epoch; the bucket lacks
   // (tat - now) / ns_per_unit units. Starts full.
   std::atomic<std::int64_t> tat_{0};

@@ -53,6 +53,12 @@ struct tenant_state {
   std::array<std::atomic<std::uint64_t>, 600> by_status{};  // requests by the status they got
   std::atomic<std::uint64_t> prompt_tokens{0}, completion_tokens{0};
   std::vector<std::atomic<std::uint64_t>> limited;  // refused by limit i; the last: concurrent
+  // Shared limits (tenants.redis): what requests asked of limit i here since the last sync (the
+  // sync thread takes it), this replica's share of limit i (1 alone), and the sync thread's
+  // smoothed demand per second (its own).
+  std::vector<std::atomic<double>> asked;
+  std::vector<std::atomic<double>> share;
+  std::vector<double> demand_rate;
 };
 
 struct tenant {

@@ -1,3 +1,4 @@
+#include "meridian/tenants/shared_limits.hpp"
 #include "meridian/tenants/tenants.hpp"
 
 #include <doctest/doctest.h>
@@ -233,4 +234,35 @@ TEST_CASE("/metrics and /admin/tenants show usage and limits, never a key or its
   CHECK(first.at("requests") == 2);
   CHECK(first.at("rate_limited") == 1);
   CHECK(first.at("limits").at(1).at("remaining").as_double() == doctest::Approx(5985));
+}
+
+TEST_CASE("shared limits: shares follow demand, keep a floor, and sum to one") {
+  using tenants::share_of;
+  CHECK(share_of(0, 0, 1) == doctest::Approx(1));
+  CHECK(share_of(0, 0, 3) == doctest::Approx(1.0 / 3));  // nothing asked anywhere: even
+  // 70/20/10 of the demand: shares close to it, summing to one.
+  const double total = 70 + 20 + 10;
+  const double a = share_of(70, total, 3), b = share_of(20, total, 3), c = share_of(10, total, 3);
+  CHECK(a + b + c == doctest::Approx(1));
+  CHECK(a == doctest::Approx(0.70).epsilon(0.02));
+  CHECK(c == doctest::Approx(0.10).epsilon(0.1));
+  // An idle replica keeps a floor: its first request is not refused outright.
+  CHECK(share_of(0, total, 3) > 0.01);
+}
+
+TEST_CASE("a limit's share changes its rate and keeps the used part of the bucket") {
+  common::manual_clock clk;
+  tenants::limiter l(60, 1min);
+  for (int i = 0; i < 30; ++i) REQUIRE(l.take(1, clk.now()).allowed);  // half used
+  l.set_limit(20);  // this replica's share fell to a third
+  CHECK(l.limit() == doctest::Approx(20));
+  CHECK(l.remaining(clk.now()) == doctest::Approx(10));  // still half used
+  clk.advance(3s);  // 20 a minute: one every 3 s
+  CHECK(l.remaining(clk.now()) == doctest::Approx(11));
+  // A request larger than this replica's whole bucket is taken when the bucket is full (its
+  // share is smaller than one request), leaving the bucket in debt; not otherwise.
+  tenants::limiter small(5, 1min);
+  CHECK(small.take(8, clk.now()).allowed);
+  CHECK_FALSE(small.take(1, clk.now()).allowed);
+  CHECK(small.until_full(clk.now()) == 96s);
 }
