@@ -17,12 +17,22 @@ std::int64_t limiter::ns(common::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
-void limiter::set_limit(double limit) {
-  limit_.store(limit, std::memory_order_relaxed);
-  ns_per_unit_.store(
+void limiter::set_limit(double limit, common::time_point now) {
+  const double next_npu =
       static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(window_).count()) /
-          limit,
-      std::memory_order_relaxed);
+      limit;
+  const double old_npu = ns_per_unit_.exchange(next_npu, std::memory_order_relaxed);
+  limit_.store(limit, std::memory_order_relaxed);
+  // The units used stay used: a smaller share may leave the bucket in debt, a larger one does
+  // not forgive anything. So shares that move between replicas never add to what all of them
+  // may take together (their buckets' headroom only moves).
+  const std::int64_t n = ns(now);
+  std::int64_t tat = tat_.load(std::memory_order_relaxed);
+  while (tat > n) {
+    const double units = static_cast<double>(tat - n) / old_npu;
+    const std::int64_t next = n + static_cast<std::int64_t>(std::llround(units * next_npu));
+    if (tat_.compare_exchange_weak(tat, next, std::memory_order_relaxed)) break;
+  }
 }
 
 limiter::verdict limiter::take(double cost, common::time_point now) {

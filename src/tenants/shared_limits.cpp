@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -137,14 +138,16 @@ bool shared_limits::sync(connection& conn, const table& t, double interval_s) {
     double rate;
   };
   std::vector<item> items;
+  const auto now = common::steady().now();
+  // Demand smoothed over about two seconds: shares follow the load, not each round's noise.
+  const double keep = std::exp(-interval_s / 2.0);
   const std::string ttl_ms = std::to_string(std::max<long long>(
       1000, static_cast<long long>(interval_s * 10'000)));
   for (const auto& x : t.all()) {
     auto& st = *x.state;
     for (std::size_t i = 0; i < st.limits.size(); ++i) {
       const double asked = st.asked[i].exchange(0, std::memory_order_relaxed);
-      // Smoothed over a few rounds: one quiet round does not give the share away.
-      st.demand_rate[i] = 0.5 * st.demand_rate[i] + 0.5 * asked / interval_s;
+      st.demand_rate[i] = keep * st.demand_rate[i] + (1 - keep) * asked / interval_s;
       const std::string key = common::cat(cfg_.prefix, "tenant:", x.spec.name, ':', st.limits[i].name);
       const std::string rate = std::to_string(st.demand_rate[i]);
       redisAppendCommand(conn.c, "EVAL %s 1 %s %s %s %s", sync_script, key.c_str(), id_.c_str(),
@@ -165,7 +168,7 @@ bool shared_limits::sync(connection& conn, const table& t, double interval_s) {
       seen = n;
       const double share = share_of(it.rate, total, n);
       it.st->share[it.limit].store(share, std::memory_order_relaxed);
-      it.st->limiters[it.limit]->set_limit(it.st->limits[it.limit].amount * share);
+      it.st->limiters[it.limit]->set_limit(it.st->limits[it.limit].amount * share, now);
     } else {
       if (r->type == REDIS_REPLY_ERROR)
         log(log_level::warn, "tenants", "the shared limits' script failed: ", r->str);
@@ -184,7 +187,7 @@ void shared_limits::fall_back(const table& t) {
     for (std::size_t i = 0; i < st.limits.size(); ++i) {
       st.asked[i].exchange(0, std::memory_order_relaxed);
       st.share[i].store(share, std::memory_order_relaxed);
-      st.limiters[i]->set_limit(st.limits[i].amount * share);
+      st.limiters[i]->set_limit(st.limits[i].amount * share, common::steady().now());
     }
   }
 }

@@ -33,9 +33,10 @@ class limiter {
   // The limit in force: the configured one times this replica's share of it.
   double limit() const { return limit_.load(std::memory_order_relaxed); }
   common::duration window() const { return window_; }
-  // A new limit (this replica's share changed): the bucket keeps the part of it that is used,
-  // so shares that sum to one keep the replicas' buckets summing to one window's allowance.
-  void set_limit(double limit);
+  // A new limit (this replica's share changed), refilling at its own rate from now on. What was
+  // used stays used, in units: a smaller limit may leave the bucket in debt, so shares moving
+  // between replicas move their headroom without adding to it.
+  void set_limit(double limit, common::time_point now);
 
  private:
   static std::int64_t ns(common::time_point t);

@@ -7,7 +7,11 @@
 
 #include "meridian/common/log.hpp"
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <string>
 
 using namespace meridian;
@@ -250,19 +254,67 @@ TEST_CASE("shared limits: shares follow demand, keep a floor, and sum to one") {
   CHECK(share_of(0, total, 3) > 0.01);
 }
 
-TEST_CASE("a limit's share changes its rate and keeps the used part of the bucket") {
+TEST_CASE("a limit's share changes its rate; what was used stays used") {
   common::manual_clock clk;
   tenants::limiter l(60, 1min);
-  for (int i = 0; i < 30; ++i) REQUIRE(l.take(1, clk.now()).allowed);  // half used
-  l.set_limit(20);  // this replica's share fell to a third
+  for (int i = 0; i < 30; ++i) REQUIRE(l.take(1, clk.now()).allowed);  // 30 used
+  l.set_limit(20, clk.now());  // this replica's share fell to a third: 10 in debt
   CHECK(l.limit() == doctest::Approx(20));
-  CHECK(l.remaining(clk.now()) == doctest::Approx(10));  // still half used
-  clk.advance(3s);  // 20 a minute: one every 3 s
-  CHECK(l.remaining(clk.now()) == doctest::Approx(11));
+  CHECK(l.remaining(clk.now()) == doctest::Approx(0));
+  CHECK(l.until_full(clk.now()) == 90s);  // 30 units at 20 a minute
+  CHECK_FALSE(l.take(1, clk.now()).allowed);
+  clk.advance(33s);  // 11 repaid: 19 used of 20
+  CHECK(l.remaining(clk.now()) == doctest::Approx(1));
+  l.set_limit(120, clk.now());  // a larger share forgives nothing: 19 used of 120
+  CHECK(l.remaining(clk.now()) == doctest::Approx(101));
   // A request larger than this replica's whole bucket is taken when the bucket is full (its
   // share is smaller than one request), leaving the bucket in debt; not otherwise.
   tenants::limiter small(5, 1min);
   CHECK(small.take(8, clk.now()).allowed);
   CHECK_FALSE(small.take(1, clk.now()).allowed);
   CHECK(small.until_full(clk.now()) == 96s);
+}
+
+TEST_CASE("the tenants section: the keys file checked at load, redis read, a redis change needs a restart") {
+  const std::string keys = "/tmp/meridian-tenants-test-" + std::to_string(::getpid()) + ".yaml";
+  {
+    std::ofstream f(keys);
+    f << keys_yaml();
+  }
+  const std::string base = R"(
+listeners: [ { name: p, address: 127.0.0.1:1 } ]
+clusters: [ { name: c, endpoints: [ 127.0.0.1:2 ] } ]
+routes: [ { match: { path_prefix: / }, cluster: c } ]
+)";
+  auto cfg = config::load_string(base + "tenants: { keys_file: " + keys + " }\n", "t.yaml");
+  CHECK(cfg->tenants.enabled);
+  CHECK(cfg->tenants.require);
+  CHECK(cfg->tenants.header == "authorization");
+  CHECK_FALSE(cfg->tenants.redis);
+  auto shared = config::load_string(
+      base + "tenants: { keys_file: " + keys +
+          ", header: X-Key, redis: { address: 127.0.0.1:6390, prefix: \"m:\", sync_interval: 50ms } }\n",
+      "t.yaml");
+  REQUIRE(shared->tenants.redis);
+  CHECK(shared->tenants.header == "x-key");
+  CHECK(shared->tenants.redis->address.port == 6390);
+  CHECK(shared->tenants.redis->prefix == "m:");
+  CHECK(shared->tenants.redis->sync_interval == 50ms);
+  CHECK(config::restart_needed(*cfg, *shared) == "tenants.redis changed");
+  auto fails = [&](const std::string& t) {
+    try {
+      config::load_string(base + t, "t.yaml");
+    } catch (const config::config_error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  CHECK(fails("tenants: { require: false }\n").find("the keys file is required") != std::string::npos);
+  CHECK(fails("tenants: { keys_file: /nonexistent.yaml }\n").find("cannot read the keys file") !=
+        std::string::npos);
+  CHECK(fails("tenants: { keys_file: " + keys + ", redis: { prefix: x } }\n")
+            .find("tenants.redis.address") != std::string::npos);
+  CHECK(fails("tenants: { keys_file: " + keys + ", limits: 3 }\n").find("unknown key") !=
+        std::string::npos);
+  std::remove(keys.c_str());
 }
