@@ -17,54 +17,14 @@ usage: load_check.py MERIDIAN MERIDIAN_MOCK MERIDIAN_LOAD
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, what, proc):
-    end = time.time() + 15
-    while time.time() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not start")
-
-
-def http_get(port, path):
-    s = socket.create_connection(("127.0.0.1", port), timeout=3)
-    s.sendall(f"GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".encode())
-    data = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        data += b
-    s.close()
-    return data.decode(errors="replace")
-
-
-def metric(text, name):
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            total += float(line.split()[-1])
-    return total
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import expect, free_port, http_get, metric, run_cases, wait_port  # noqa: E402
 
 
 class Rig:
@@ -147,11 +107,6 @@ routes:
         return lines
 
 
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
 def streamed_ok(res, n, tokens_each, what):
     expect(res["completed"] == n and res["failed"] == 0,
            f"{what}: {res['completed']} completed, {res['failed']} failed (errors {res.get('errors')})")
@@ -175,7 +130,7 @@ def case(fn):
 @case
 def openai_h2c(rig):
     before = len(rig.access_lines())
-    conns_before = metric(http_get(rig.admin, "/metrics"), "meridian_downstream_connections_total")
+    conns_before = metric(http_get(rig.admin, "/metrics")[1], "meridian_downstream_connections_total")
     res, _ = rig.run_load("--connections", "2", "--streams", "8", "--requests", "80", "--openai", "chat",
                           "--stream", "--max-tokens", "fixed:6", "--prompt-tokens", "fixed:32")
     streamed_ok(res, 80, 6, "h2c")
@@ -183,7 +138,7 @@ def openai_h2c(rig):
     lines = [l for l in rig.access_lines()[before:] if l.get("path") == "/v1/chat/completions"]
     h2 = [l for l in lines if l.get("protocol") == "h2" and l.get("status") == 200]
     expect(len(h2) == 80, f"the gateway logged {len(h2)} h2 requests with 200 of 80 ({len(lines)} lines)")
-    conns = metric(http_get(rig.admin, "/metrics"), "meridian_downstream_connections_total") - conns_before
+    conns = metric(http_get(rig.admin, "/metrics")[1], "meridian_downstream_connections_total") - conns_before
     expect(conns <= 2, f"the gateway counted {conns} new connections for 2 h2 connections")
     return (f"80/80 streamed over 2 connections x 8 streams, TTFT p50 {res['median_ttft_ms']:.1f} ms, "
             f"ITL mean {res['mean_itl_ms']:.2f} ms; gateway: 80 h2 log lines, {conns:.0f} connections")
@@ -243,24 +198,16 @@ def timeout(rig):
 def main():
     meridian, mock, load = sys.argv[1:4]
     only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
-    failed = 0
     with tempfile.TemporaryDirectory(prefix="meridian-h2-load-") as tmp:
         rig = Rig(meridian, mock, load, tmp)
         try:
-            for fn in CASES:
-                if only and fn.__name__ != only:
-                    continue
-                try:
-                    print(f"PASS {fn.__name__}: {fn(rig)}", flush=True)
-                except Exception as e:  # noqa: BLE001 - report every case
-                    failed += 1
-                    print(f"FAIL {fn.__name__}: {e}", flush=True)
+            ran, failed = run_cases(CASES, rig, only)
         finally:
             rig.close()
         if failed:
             with open(rig.log_path) as f:
                 print("gateway log tail:\n" + "".join(f.readlines()[-20:]))
-    print(f"{len(CASES) - failed if not only else 1 - failed} passed, {failed} failed")
+    print(f"{ran - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 

@@ -11,46 +11,18 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, what, proc=None):
-    end = time.time() + 10
-    while time.time() < end:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not start")
-
-
-def get(port, path):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    c.request("GET", path)
-    r = c.getresponse()
-    data = r.read().decode()
-    c.close()
-    return data
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import expect, free_port, http_get, wait_for, wait_port  # noqa: E402
 
 
 def gauge(port, name):
-    for line in get(port, "/metrics").splitlines():
+    for line in http_get(port, "/metrics")[1].splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
     return None
@@ -66,20 +38,6 @@ def chat(port, key):
     r.read()
     c.close()
     return r.status, time.time() - t0
-
-
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def wait_for(pred, seconds, what):
-    end = time.time() + seconds
-    while time.time() < end:
-        if pred():
-            return time.time()
-        time.sleep(0.05)
-    raise AssertionError(what)
 
 
 def main():
@@ -134,7 +92,6 @@ tenants:
 
             # A burst split 70/30 over the replicas, three clients at a time on each.
             results = {0: [], 1: []}
-            plan = [0] * 70 + [1] * 30
             lock = threading.Lock()
 
             def client(which, n):

@@ -10,19 +10,13 @@ import hashlib
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from harness import expect, free_port, http_get, run_cases, wait_port  # noqa: E402
 
 
 def key_hash(key):
@@ -57,15 +51,8 @@ class Rig:
         self.log_path = os.path.join(tmp, "gateway.log")
         self.log = open(self.log_path, "w")
         self.gw = subprocess.Popen([meridian, "--config", self.cfg], stdout=self.log, stderr=subprocess.STDOUT)
-        end = time.time() + 10
-        while time.time() < end:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                socket.create_connection(("127.0.0.1", self.mock_port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("the gateway or the mock did not start")
+        wait_port(self.port, "the gateway", self.gw)
+        wait_port(self.mock_port, "the mock", self.mock)
 
     def write_keys(self, extra=""):
         with open(self.keys + ".tmp", "w") as f:
@@ -109,12 +96,7 @@ tenants: {{ keys_file: {self.keys}, hide_models: {str(hide).lower()} }}
         return r.status, {k.lower(): v for k, v in r.getheaders()}, data
 
     def get(self, port, path):
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        c.request("GET", path)
-        r = c.getresponse()
-        data = r.read().decode()
-        c.close()
-        return r.status, data
+        return http_get(port, path)
 
     def served(self):
         _, text = self.get(self.mock_port, "/metrics")
@@ -129,11 +111,6 @@ tenants: {{ keys_file: {self.keys}, hide_models: {str(hide).lower()} }}
             if t["name"] == name:
                 return t
         return None
-
-
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def error_of(data):
@@ -179,7 +156,6 @@ def models(rig):
     st, _, data = rig.chat("sk-team-b")
     expect(st == 403 and error_of(data)["code"] == "model_not_allowed", f"team-b on mock-llm: {st} {data!r}")
     rig.write_config(hide=True)
-    st, text = rig.get(rig.admin, "/admin/reload") if False else (0, "")
     c = http.client.HTTPConnection("127.0.0.1", rig.admin, timeout=5)
     c.request("POST", "/admin/reload", "")
     r = c.getresponse()
@@ -311,19 +287,10 @@ def check_refuses(rig):
 def main():
     meridian, mock = sys.argv[1], sys.argv[2]
     only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
-    failed = ran = 0
     with tempfile.TemporaryDirectory(prefix="meridian-tenants-") as tmp:
         rig = Rig(meridian, mock, tmp)
         try:
-            for fn in CASES:
-                if only and fn.__name__ != only:
-                    continue
-                ran += 1
-                try:
-                    print(f"PASS {fn.__name__}: {fn(rig)}", flush=True)
-                except Exception as e:  # noqa: BLE001 - report every case
-                    failed += 1
-                    print(f"FAIL {fn.__name__}: {e}", flush=True)
+            ran, failed = run_cases(CASES, rig, only)
         finally:
             rig.close()
         if failed:
