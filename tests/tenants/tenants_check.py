@@ -10,6 +10,7 @@ import hashlib
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -219,6 +220,36 @@ def tokens_settled(rig):
     st, _, data = rig.chat("sk-team-c", max_tokens=5000)
     expect(st == 429 and "Request too large" in error_of(data)["message"], f"too large: {st} {data!r}")
     return "; ".join(out) + "; a request larger than the limit: 429 'Request too large'"
+
+
+@case
+def cancelled_charged_what_it_used(rig):
+    # A stream of up to 1,000 tokens (2 ms each) that the client leaves after 0.25 s is charged
+    # the tokens it streamed (its events), not the 1,000 it asked for; no usage ever arrived.
+    # team-c (1,200 tokens a minute; team-a's requests are spent by now).
+    before = rig.tenant("team-c")["completion_tokens"]
+    body = json.dumps({"model": "mock-llm", "messages": [{"role": "user", "content": "hi"}],
+                       "max_tokens": 1000, "stream": True})
+    s = socket.create_connection(("127.0.0.1", rig.port), timeout=5)
+    s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer sk-team-c\r\n"
+               f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n{body}").encode())
+    s.settimeout(2)
+    seen, end = b"", time.time() + 0.25
+    while time.time() < end:
+        seen += s.recv(65536)
+    s.close()
+    events = seen.count(b"data: ")
+    expect(b" 200 " in seen.split(b"\r\n")[0] and events > 5, f"the stream: {seen[:80]!r}")
+    used = None
+    for _ in range(40):
+        time.sleep(0.05)
+        t = rig.tenant("team-c")
+        if t["in_flight"] == 0:
+            used = t["completion_tokens"] - before
+            break
+    expect(used is not None, "the cancelled request never ended")
+    expect(events - 5 <= used <= events + 60, f"charged {used} completion tokens for {events} events seen")
+    return f"left after {events} events: charged {used} completion tokens (1,000 asked)"
 
 
 @case
