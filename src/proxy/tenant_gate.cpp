@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "meridian/common/log.hpp"
+#include "proxy/grpc.hpp"
 #include "proxy/model_routing.hpp"
 
 namespace meridian::proxy {
@@ -47,6 +48,12 @@ std::uint64_t max_tokens_in(std::string_view body) {
   return 0;
 }
 
+// The gateway's own answer; a gRPC call's status is logged as the backend's would be.
+asio::awaitable<void> refuse(request& r, error_kind kind, std::string_view why) {
+  if (is_grpc(r.ex)) r.ctx.grpc_status = std::to_string(common::grpc_status_of(kind));
+  co_await r.ex.reply_error(kind, why);
+}
+
 void set_rate_fields(request& r, const tenants::refusal* refused) {
   r.tenant_text = tenants::rate_headers(*r.ctx.tenant, r.w.clock->now(), refused);
   r.tenant_fields.clear();
@@ -73,7 +80,7 @@ asio::awaitable<bool> identify_tenant(request& r) {
                         ? std::string("You didn't provide an API key. Send it as "
                                       "\"Authorization: Bearer <key>\" or \"x-api-key: <key>\".")
                         : std::string("Incorrect API key provided.");
-  co_await r.ex.reply_error(error_kind::invalid_api_key, why);
+  co_await refuse(r, error_kind::invalid_api_key, why);
   co_return false;
 }
 
@@ -99,9 +106,8 @@ asio::awaitable<bool> admit_tenant(request& r, bool grpc) {
     std::string why = tc.hide_models
                           ? common::cat("The model `", model, "` does not exist.")
                           : common::cat("Your key may not use the model `", model, "`.");
-    co_await r.ex.reply_error(tc.hide_models ? error_kind::model_not_found
-                                             : error_kind::model_not_allowed,
-                              why);
+    co_await refuse(r, tc.hide_models ? error_kind::model_not_found : error_kind::model_not_allowed,
+                    why);
     co_return false;
   }
   std::uint64_t completion = max_tokens_in(r.ex.buffered_body());
@@ -123,7 +129,7 @@ asio::awaitable<bool> admit_tenant(request& r, bool grpc) {
                         " prompt + ", ctx.charged.completion, " completion tokens estimated).")
           : common::cat("Rate limit reached for ", t.spec.name, " on ", refused->limit,
                         ". Please try again in ", tenants::reset_text(refused->retry_after), '.');
-  co_await r.ex.reply_error(error_kind::rate_limit_exceeded, why);
+  co_await refuse(r, error_kind::rate_limit_exceeded, why);
   co_return false;
 }
 
