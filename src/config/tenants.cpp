@@ -75,7 +75,7 @@ void read_limits(const reader& r, const YAML::Node& n, const std::string& key, t
 }
 
 tenant_config read_tenant(const reader& r, const YAML::Node& n, const std::string& key) {
-  r.only_keys(n, key, {"name", "keys", "models", "priority", "limits"});
+  r.only_keys(n, key, {"name", "keys", "subjects", "models", "priority", "limits"});
   tenant_config t;
   if (!n["name"]) r.fail(n, key, "a tenant needs a name");
   t.name = r.scalar(n["name"], reader::join(key, "name"));
@@ -86,12 +86,25 @@ tenant_config read_tenant(const reader& r, const YAML::Node& n, const std::strin
            "write 1 to 64 letters, digits, '-', '_' or '.' (it is a metrics label)");
   // "anonymous" is who calls without a key where tenants.require is false: it has no keys.
   auto keys = n["keys"];
+  auto subjects = n["subjects"];
+  if (subjects) {
+    if (!subjects.IsSequence() || subjects.size() == 0)
+      r.fail(subjects, reader::join(key, "subjects"),
+             "expected a list of client certificate subjects (RFC 2253, e.g. \"CN=svc-a,O=Example\")");
+    for (std::size_t i = 0; i < subjects.size(); ++i) {
+      auto s = r.scalar(subjects[i], common::cat(key, ".subjects[", i, ']'));
+      if (s.empty()) r.fail(subjects[i], common::cat(key, ".subjects[", i, ']'), "empty subject");
+      t.subjects.push_back(std::move(s));
+    }
+  }
   if (t.name == "anonymous") {
-    if (keys) r.fail(keys, reader::join(key, "keys"), "the tenant 'anonymous' has no keys");
-  } else if (!keys || !keys.IsSequence() || keys.size() == 0) {
+    if (keys || subjects)
+      r.fail(keys ? keys : subjects, reader::join(key, keys ? "keys" : "subjects"),
+             "the tenant 'anonymous' is who calls without a key: it has none");
+  } else if (keys ? (!keys.IsSequence() || keys.size() == 0) : !subjects) {
     r.fail(keys ? keys : n, reader::join(key, "keys"),
            "expected a non-empty list of \"sha256:<hex>\" key hashes (meridian --hash-key "
-           "prints one)");
+           "prints one), or client certificate subjects");
   }
   for (std::size_t i = 0; keys && i < keys.size(); ++i) {
     auto k = common::cat(key, ".keys[", i, ']');
@@ -144,9 +157,14 @@ std::vector<tenant_config> parse_keys(const std::string& yaml, const std::string
   std::vector<tenant_config> out;
   std::set<std::string> names;
   std::set<key_digest> keys;
+  std::set<std::string> subjects;
   for (std::size_t i = 0; i < list.size(); ++i) {
     auto key = common::cat("tenants[", i, ']');
     auto t = read_tenant(r, list[i], key);
+    for (std::size_t k = 0; k < t.subjects.size(); ++k)
+      if (!subjects.insert(t.subjects[k]).second)
+        r.fail(list[i]["subjects"][k], common::cat(key, ".subjects[", k, ']'),
+               "this subject is listed twice (a certificate names one tenant)");
     if (!names.insert(t.name).second)
       r.fail(list[i]["name"], key + ".name", common::cat("duplicate tenant '", t.name, "'"));
     for (std::size_t k = 0; k < t.keys.size(); ++k)

@@ -68,6 +68,11 @@ asio::awaitable<bool> identify_tenant(request& r) {
   if (!table) co_return true;
   const auto& tc = r.cfg().tenants;
   const auto key = presented_key(r.ex.head(), tc);
+  // No key on a mutual-TLS listener: the verified certificate may name the tenant.
+  if (key.empty()) {
+    r.ctx.tenant = table->find_subject(r.ex.client_subject());
+    if (r.ctx.tenant) co_return true;
+  }
   if (key.empty() && !tc.require) {
     r.ctx.tenant = table->find("anonymous");
     co_return true;

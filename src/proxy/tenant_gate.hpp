@@ -11,8 +11,9 @@
 namespace meridian::proxy {
 
 // Reads the request's key (the tenants header, "Bearer <key>" for authorization, or x-api-key)
-// and names its tenant. False when the client has been answered: 401 invalid_api_key (a key
-// missing where one is required, or unknown). True at once where tenants are off.
+// and names its tenant; without a key, a verified client certificate's subject may name it. False
+// when the client has been answered: 401 invalid_api_key (a key missing where one is required,
+// or unknown). True at once where tenants are off.
 boost::asio::awaitable<bool> identify_tenant(request& r);
 // Before the request goes upstream: its model (a gRPC call's first message's; else the JSON
 // body's, read now if the tenant is held to some models and nothing read it yet), 403 (or 404

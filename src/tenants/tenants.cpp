@@ -106,8 +106,16 @@ table::table(std::vector<tenant_spec> specs, const table* previous, bool anonymo
     if (!state) state = std::make_shared<tenant_state>(s);
     tenants_.push_back({std::move(s), std::move(state)});
   }
-  for (std::size_t i = 0; i < tenants_.size(); ++i)
+  for (std::size_t i = 0; i < tenants_.size(); ++i) {
     for (const auto& k : tenants_[i].spec.keys) keys_.emplace(bucket_of(k), std::pair{k, i});
+    for (const auto& s : tenants_[i].spec.subjects) subjects_.emplace(s, i);
+  }
+}
+
+const tenant* table::find_subject(std::string_view subject) const {
+  if (subject.empty()) return nullptr;
+  auto it = subjects_.find(std::string(subject));
+  return it == subjects_.end() ? nullptr : &tenants_[it->second];
 }
 
 const tenant* table::find_key(std::string_view key) const {

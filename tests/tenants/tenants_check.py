@@ -34,6 +34,7 @@ KEYS = """tenants:
     models: [ other-model ]
   - name: team-c
     keys: [ "{c}" ]
+    subjects: [ "CN=svc-team-c,O=Meridian Test" ]
     limits: {{ concurrent: 1, tokens_per_minute: 1200 }}
 {extra}"""
 
@@ -41,7 +42,8 @@ KEYS = """tenants:
 class Rig:
     def __init__(self, meridian, mock, tmp):
         self.meridian, self.tmp = meridian, tmp
-        self.mock_port, self.port, self.admin = free_port(), free_port(), free_port()
+        self.mock_port, self.port, self.admin, self.tls_port = (free_port() for _ in range(4))
+        self.make_certificates()
         self.mock = subprocess.Popen([mock, "llm", "--listen", f"127.0.0.1:{self.mock_port}",
                                       "--default-max-tokens", "8", "--decode-ms", "2"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -53,7 +55,24 @@ class Rig:
         self.log = open(self.log_path, "w")
         self.gw = subprocess.Popen([meridian, "--config", self.cfg], stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.port, "the gateway", self.gw)
+        wait_port(self.tls_port, "the gateway's mTLS listener", self.gw)
         wait_port(self.mock_port, "the mock", self.mock)
+
+    def make_certificates(self):
+        """A CA, the listener's certificate, and client certificates: one a tenant names, one not."""
+        def run(*args):
+            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=self.tmp)
+        run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+            "-subj", "/CN=Meridian Test CA", "-keyout", "ca.key", "-out", "ca.pem")
+        for name, subj in (("server", "/CN=localhost"), ("client", "/O=Meridian Test/CN=svc-team-c"),
+                           ("stranger", "/O=Meridian Test/CN=svc-unknown")):
+            run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", subj,
+                "-keyout", f"{name}.key", "-out", f"{name}.csr")
+            ext = os.path.join(self.tmp, f"{name}.ext")
+            with open(ext, "w") as f:
+                f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n" if name == "server" else "extendedKeyUsage=clientAuth\n")
+            run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "1", "-extfile", ext, "-out", f"{name}.pem")
 
     def write_keys(self, extra=""):
         with open(self.keys + ".tmp", "w") as f:
@@ -64,7 +83,12 @@ class Rig:
     def write_config(self, hide):
         with open(self.cfg, "w") as f:
             f.write(f"""
-listeners: [ {{ name: public, address: 127.0.0.1:{self.port} }} ]
+listeners:
+  - {{ name: public, address: 127.0.0.1:{self.port} }}
+  - name: mtls
+    address: 127.0.0.1:{self.tls_port}
+    tls: {{ certificates: [ {{ cert: {self.tmp}/server.pem, key: {self.tmp}/server.key }} ],
+           client_ca: {self.tmp}/ca.pem }}
 admin: {{ address: 127.0.0.1:{self.admin} }}
 workers: 2
 clusters:
@@ -220,6 +244,29 @@ def tokens_settled(rig):
     st, _, data = rig.chat("sk-team-c", max_tokens=5000)
     expect(st == 429 and "Request too large" in error_of(data)["message"], f"too large: {st} {data!r}")
     return "; ".join(out) + "; a request larger than the limit: 429 'Request too large'"
+
+
+@case
+def client_certificate(rig):
+    # On a mutual-TLS listener a request without a key is named by its verified certificate.
+    import ssl
+    out = []
+    for who, want in (("client", 200), ("stranger", 401)):
+        ctx = ssl.create_default_context(cafile=os.path.join(rig.tmp, "ca.pem"))
+        ctx.load_cert_chain(os.path.join(rig.tmp, f"{who}.pem"), os.path.join(rig.tmp, f"{who}.key"))
+        c = http.client.HTTPSConnection("localhost", rig.tls_port, context=ctx, timeout=10)
+        body = json.dumps({"model": "mock-llm", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+        c.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        expect(r.status == want, f"{who}'s certificate without a key: {r.status} {data[:120]!r}")
+        out.append(f"{who} {r.status}")
+    time.sleep(0.2)
+    logged = [json.loads(line) for line in open(rig.log_path) if line.startswith("{")]
+    named = [l for l in logged if l.get("tls_client", "").startswith("CN=svc-team-c")]
+    expect(named and named[-1].get("tenant") == "team-c", f"the log: {named[-1:]}")
+    return "a certificate the keys file lists names team-c (" + ", ".join(out) + ")"
 
 
 @case

@@ -409,13 +409,16 @@ struct tenant_limit {
 struct tenant_config {
   std::string name;
   std::vector<key_digest> keys;
+  // Verified client certificates' subjects (RFC 2253, as the access log's tls_client shows them)
+  // that name this tenant on a mutual-TLS listener when the request presents no key.
+  std::vector<std::string> subjects;
   std::vector<std::string> models;  // patterns (`*` any run); empty: every model
   std::optional<request_priority> priority;
   std::vector<tenant_limit> limits;
   unsigned concurrent = 0;  // requests at once; 0: no cap
 };
 
-// The keys file: `tenants:` a list of { name, keys: [ "sha256:<hex>" ], models, priority,
+// The keys file: `tenants:` a list of { name, keys: [ "sha256:<hex>" ], subjects, models, priority,
 // limits: { requests_per_minute, tokens_per_minute, prompt_tokens_per_minute,
 // completion_tokens_per_minute, the same _per_day, concurrent } }. Throws config_error with
 // file:line:col.

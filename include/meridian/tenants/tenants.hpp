@@ -82,11 +82,14 @@ class table {
   // The tenant a presented key belongs to (hashed, then compared in constant time), or null.
   const tenant* find_key(std::string_view key) const;
   const tenant* find(std::string_view name) const;
+  // The tenant a verified client certificate's subject names (RFC 2253, exactly), or null.
+  const tenant* find_subject(std::string_view subject) const;
   const std::vector<tenant>& all() const { return tenants_; }
 
  private:
   std::vector<tenant> tenants_;
   std::unordered_multimap<std::uint64_t, std::pair<digest, std::size_t>> keys_;
+  std::unordered_map<std::string, std::size_t> subjects_;
 };
 
 // Whether `t` may use `model` (its patterns; none: every model).

@@ -201,7 +201,7 @@ TEST_CASE("the keys file is checked, and never echoes a key") {
                                 "\" ], limits: { tokens_per_hour: 5 } }\n"))
             .find("unknown limit") != std::string::npos);
   CHECK(parse_error(common::cat("tenants:\n  - { name: anonymous, keys: [ \"", h, "\" ] }\n"))
-            .find("has no keys") != std::string::npos);
+            .find("it has none") != std::string::npos);
   CHECK(parse_error(common::cat("tenants:\n  - { name: \"a b\", keys: [ \"", h, "\" ] }\n"))
             .find("metrics label") != std::string::npos);
   CHECK(parse_error(common::cat("tenants:\n  - { name: x, keys: [ \"", h, "\" ], priority: vip }\n"))
@@ -317,4 +317,21 @@ routes: [ { match: { path_prefix: / }, cluster: c } ]
   CHECK(fails("tenants: { keys_file: " + keys + ", limits: 3 }\n").find("unknown key") !=
         std::string::npos);
   std::remove(keys.c_str());
+}
+
+TEST_CASE("a client certificate's subject can name a tenant; subjects are checked") {
+  const auto yaml = common::cat(
+      "tenants:\n  - { name: svc, subjects: [ \"CN=svc-a,O=Example\" ] }\n  - { name: both, keys: [ \"",
+      tenants::digest_text(tenants::hash_key("k")), "\" ], subjects: [ \"CN=svc-b\" ] }\n");
+  tenants::table t(config::parse_keys(yaml, "keys.yaml"), nullptr);
+  REQUIRE(t.find_subject("CN=svc-a,O=Example"));
+  CHECK(t.find_subject("CN=svc-a,O=Example")->spec.name == "svc");
+  CHECK(t.find_subject("CN=svc-b")->spec.name == "both");
+  CHECK(t.find_subject("CN=svc-a") == nullptr);  // exactly, not a prefix
+  CHECK(t.find_subject("") == nullptr);
+  CHECK(t.find_key("k")->spec.name == "both");
+  CHECK(parse_error("tenants:\n  - { name: a, subjects: [ \"CN=x\" ] }\n  - { name: b, subjects: [ \"CN=x\" ] }\n")
+            .find("listed twice") != std::string::npos);
+  CHECK(parse_error("tenants:\n  - { name: a }\n").find("or client certificate subjects") !=
+        std::string::npos);
 }
